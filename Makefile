@@ -1,0 +1,48 @@
+# fledge: progressive delivery for Kubernetes behind Istio.
+#   make demo   run the main job in the local sandbox
+#   make test   every test: unit, race, then the end-to-end suites in the sandbox
+GO        ?= go
+E2E_FLAGS ?=
+# Packages built for the e2e tag; the sandbox suites live under e2e/.
+E2E_PKGS  ?= ./e2e/...
+
+.PHONY: all build tools test unit e2e lint demo sandbox bench clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# Control plane binaries, kwok, Istio's CRDs and Prometheus for the sandbox:
+# built once per pinned version, cached outside the tree, linked into bin/.
+tools:
+	@bash e2e/tools/install.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags e2e $(E2E_PKGS)
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+e2e: tools
+	$(GO) test -tags e2e -count=1 -timeout 20m $(E2E_FLAGS) $(E2E_PKGS)
+
+test: lint unit e2e
+
+demo: tools
+	$(GO) run ./e2e/cmd/demo
+
+# A sandbox that stays up until Ctrl-C, with its kubeconfig printed.
+sandbox: tools
+	$(GO) run ./e2e/cmd/sandbox
+
+# Benchmarks print their figures: mesh emulator throughput (one core) and
+# the sandbox's cold start.
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./...
+	$(GO) test -tags e2e -run '^$$' -bench ColdStart -benchtime 3x ./e2e/sandbox
+
+clean:
+	rm -rf bin
