@@ -1,0 +1,167 @@
+package mesh
+
+import (
+	"maps"
+	"math/rand/v2"
+)
+
+// Envoy response flags the emulator produces.
+const (
+	flagNone          = "-"
+	flagNoRoute       = "NR"
+	flagNoHealthy     = "UH"
+	flagNoCluster     = "NC"
+	grpcOK            = "0"
+	grpcUnavailable   = "14"
+	statusNoRoute     = 404
+	statusUnavailable = 503
+)
+
+// routed is the outcome of routing one request, with what telemetry needs
+// beyond the Response.
+type routed struct {
+	resp Response
+	host string      // the resolved destination host
+	ep   *endpoint   // the endpoint that served it, nil if none
+	dst  *destLabels // destination metric labels, nil to derive from host
+}
+
+// route routes req through the table as a client-side Envoy would and
+// applies the serving pod's behaviour. rng supplies every random choice:
+// weighted splits, errors and latency. req must be normalized.
+func (t *table) route(req *Request, rng *rand.Rand) routed {
+	host := t.resolveAuthority(req.Host, req.SourceNamespace)
+	vh := t.virtualHostFor(host)
+	if vh == nil {
+		svc := t.services[host]
+		if svc == nil {
+			return localReply(req, host, host, nil, statusUnavailable, flagNoCluster, nil)
+		}
+		return forward(req, svc.direct, nil, rng)
+	}
+
+	view := newRequestView(req)
+	for _, r := range vh.routes {
+		if !r.accepts(&view) {
+			continue
+		}
+		if r.action != actionForward {
+			// Direct responses and redirects are answered by Envoy.
+			return localReply(req, "", host, nil, r.status, flagNone, r.cookies)
+		}
+		if r.totalWeight == 0 {
+			// Every destination has weight 0: Envoy would reject such a
+			// route; answering 503 NC makes the mistake visible.
+			return localReply(req, "", host, nil, statusUnavailable, flagNoCluster, r.cookies)
+		}
+		// Envoy's weighted clusters: a uniform draw over the sum of the
+		// weights, whatever that sum is.
+		pick := rng.Uint64N(r.totalWeight)
+		for i := range r.dests {
+			d := &r.dests[i]
+			if pick < d.weight {
+				return forward(req, d.target, d.cookies, rng)
+			}
+			pick -= d.weight
+		}
+	}
+	return localReply(req, "", host, nil, statusNoRoute, flagNoRoute, nil)
+}
+
+func (r *httpRoute) accepts(v *requestView) bool {
+	if len(r.matches) == 0 {
+		return true
+	}
+	for i := range r.matches {
+		if r.matches[i].matches(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// forward sends the request to one endpoint of target, round-robin, and
+// lets the pod's behaviour decide the answer.
+func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand) routed {
+	if t.flags != "" {
+		return localReply(req, t.host, t.host, &t.noPod, statusUnavailable, t.flags, cookies)
+	}
+	if len(t.endpoints) == 0 {
+		return localReply(req, t.host, t.host, &t.noPod, statusUnavailable, flagNoHealthy, cookies)
+	}
+	ep := &t.endpoints[(t.next.Add(1)-1)%uint64(len(t.endpoints))]
+	pod := ep.pod
+	b := &pod.behaviour
+
+	resp := Response{
+		Code:         200,
+		Flags:        flagNone,
+		Namespace:    pod.namespace,
+		Workload:     pod.rev.Workload,
+		Pod:          pod.name,
+		TemplateHash: pod.rev.TemplateHash,
+		Service:      t.host,
+		SetCookies:   cloneCookies(cookies),
+	}
+	grpc := req.Protocol == GRPC
+	if grpc {
+		resp.GRPCStatus = grpcOK
+	}
+	switch {
+	case b.errorRate > 0 && rng.Float64() < b.errorRate:
+		resp.Code = b.errorCode
+		if grpc {
+			// A gRPC server answering with an HTTP error and no
+			// grpc-status: Envoy derives the status from the HTTP code.
+			resp.GRPCStatus = grpcStatusForHTTP(b.errorCode)
+		}
+	case grpc && b.grpcErrorRate > 0 && rng.Float64() < b.grpcErrorRate:
+		resp.GRPCStatus = grpcUnavailable
+	}
+	resp.LatencyMs = b.sampleLatency(rng)
+	return routed{resp: resp, host: t.host, ep: ep, dst: &ep.labels}
+}
+
+// localReply is a response Envoy generates itself. service is the
+// destination host when a destination was chosen, "" otherwise; host is
+// what telemetry reports as the destination service either way. For a gRPC
+// request Envoy sends a local reply as a gRPC error inside an HTTP 200, with
+// the status derived from the HTTP code, which is what Istio's metrics then
+// report.
+func localReply(req *Request, service, host string, dst *destLabels, code int, flags string, cookies map[string]string) routed {
+	resp := Response{Code: code, Flags: flags, Service: service, SetCookies: cloneCookies(cookies)}
+	if req.Protocol == GRPC {
+		resp.GRPCStatus = grpcStatusForHTTP(code)
+		resp.Code = 200
+	}
+	return routed{resp: resp, host: host, dst: dst}
+}
+
+// grpcStatusForHTTP is Envoy's Grpc::Utility::httpToGrpcStatus.
+func grpcStatusForHTTP(code int) string {
+	switch code {
+	case 200:
+		return grpcOK
+	case 400:
+		return "13" // INTERNAL
+	case 401:
+		return "16" // UNAUTHENTICATED
+	case 403:
+		return "7" // PERMISSION_DENIED
+	case 404:
+		return "12" // UNIMPLEMENTED
+	case 429, 502, 503, 504:
+		return grpcUnavailable
+	default:
+		return "2" // UNKNOWN
+	}
+}
+
+// cloneCookies copies the table's cookie map so that callers may keep or
+// modify the Response without touching the shared table.
+func cloneCookies(c map[string]string) map[string]string {
+	if len(c) == 0 {
+		return nil
+	}
+	return maps.Clone(c)
+}

@@ -1,0 +1,211 @@
+package mesh
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	istiolisters "istio.io/client-go/pkg/listers/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// watcher owns the informers the routing table is built from.
+type watcher struct {
+	kubeFactory      informers.SharedInformerFactory
+	istioFactory     istioinformers.SharedInformerFactory
+	services         corelisters.ServiceLister
+	pods             corelisters.PodLister
+	virtualServices  istiolisters.VirtualServiceLister
+	destinationRules istiolisters.DestinationRuleLister
+	synced           []cache.InformerSynced
+}
+
+// newWatcher sets up informers for every namespace, calling onChange after
+// any add, update or delete has reached the caches.
+func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange func()) *watcher {
+	w := &watcher{
+		kubeFactory:  informers.NewSharedInformerFactory(kube, 0),
+		istioFactory: istioinformers.NewSharedInformerFactory(istio, 0),
+	}
+	svc := w.kubeFactory.Core().V1().Services()
+	pod := w.kubeFactory.Core().V1().Pods()
+	vs := w.istioFactory.InformerFor(&networkingv1.VirtualService{}, virtualServiceInformer)
+	dr := w.istioFactory.InformerFor(&networkingv1.DestinationRule{}, destinationRuleInformer)
+	w.services, w.pods = svc.Lister(), pod.Lister()
+	w.virtualServices = istiolisters.NewVirtualServiceLister(vs.GetIndexer())
+	w.destinationRules = istiolisters.NewDestinationRuleLister(dr.GetIndexer())
+
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { onChange() },
+		UpdateFunc: func(any, any) { onChange() },
+		DeleteFunc: func(any) { onChange() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{svc.Informer(), pod.Informer(), vs, dr} {
+		// AddEventHandler only fails on a stopped informer; these are new.
+		reg, _ := inf.AddEventHandler(handler)
+		w.synced = append(w.synced, inf.HasSynced)
+		if reg != nil {
+			w.synced = append(w.synced, reg.HasSynced)
+		}
+	}
+	return w
+}
+
+// The Istio informers are built here rather than by the generated factory
+// so that they list and watch instead of asking for a streamed list
+// (WatchListClient, on by default since client-go 0.35). Istio's generated
+// informers give a client no way to opt out of streaming, and with a client
+// that cannot stream, the Istio fake clientset among them, the reflector
+// waits for an initial-events bookmark that never comes and the caches do
+// not sync. The emulator's caches are small; streaming buys nothing.
+func virtualServiceInformer(c istioclient.Interface, resync time.Duration) cache.SharedIndexInformer {
+	return newListWatchInformer(&networkingv1.VirtualService{}, resync, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return c.NetworkingV1().VirtualServices(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return c.NetworkingV1().VirtualServices(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	})
+}
+
+func destinationRuleInformer(c istioclient.Interface, resync time.Duration) cache.SharedIndexInformer {
+	return newListWatchInformer(&networkingv1.DestinationRule{}, resync, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return c.NetworkingV1().DestinationRules(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return c.NetworkingV1().DestinationRules(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	})
+}
+
+// noStreamingLists tells the reflector that the client cannot stream lists.
+type noStreamingLists struct{}
+
+func (noStreamingLists) IsWatchListSemanticsUnSupported() bool { return true }
+
+func newListWatchInformer(obj runtime.Object, resync time.Duration, lw *cache.ListWatch) cache.SharedIndexInformer {
+	return cache.NewSharedIndexInformer(
+		cache.ToListWatcherWithWatchListSemantics(lw, noStreamingLists{}),
+		obj, resync,
+		cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+	)
+}
+
+// start runs the informers until stop is closed and waits, at most as long
+// as ctx allows, for their caches to sync.
+func (w *watcher) start(ctx context.Context, stop <-chan struct{}) error {
+	w.kubeFactory.Start(stop)
+	w.istioFactory.Start(stop)
+	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
+		return fmt.Errorf("informer caches did not sync: %w", cmp.Or(ctx.Err(), errors.New("stopped")))
+	}
+	return nil
+}
+
+// shutdown waits for the informer goroutines, which end once the stop
+// channel given to start is closed.
+func (w *watcher) shutdown() {
+	w.kubeFactory.Shutdown()
+	w.istioFactory.Shutdown()
+}
+
+// snapshot lists the caches. The objects are shared with the caches.
+func (w *watcher) snapshot() (snapshot, error) {
+	var s snapshot
+	var err, e error
+	s.virtualServices, e = w.virtualServices.List(labels.Everything())
+	err = errors.Join(err, e)
+	s.destinationRules, e = w.destinationRules.List(labels.Everything())
+	err = errors.Join(err, e)
+	s.services, e = w.services.List(labels.Everything())
+	err = errors.Join(err, e)
+	s.pods, e = w.pods.List(labels.Everything())
+	err = errors.Join(err, e)
+	return s, err
+}
+
+// markDirty records that the configuration changed; it never blocks an
+// informer.
+func (e *Emulator) markDirty() {
+	select {
+	case e.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// rebuildLoop rebuilds the routing table after changes, batching those
+// that arrive within Debounce of each other. A steady stream of changes
+// still gets a rebuild every 10 debounce periods, as istiod caps its
+// debounce.
+func (e *Emulator) rebuildLoop(ctx context.Context) {
+	quiet := e.opts.Debounce
+	maxDelay := 10 * quiet
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.dirty:
+		}
+		first := time.Now()
+		timer := time.NewTimer(quiet)
+	batch:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-e.dirty:
+				if wait := min(quiet, maxDelay-time.Since(first)); wait > 0 {
+					timer.Reset(wait)
+				} else {
+					timer.Stop()
+					break batch
+				}
+			case <-timer.C:
+				break batch
+			}
+		}
+		e.rebuild()
+	}
+}
+
+// rebuild builds a table from the caches and publishes it.
+func (e *Emulator) rebuild() {
+	s, err := e.watch.snapshot()
+	if err != nil {
+		// Listing a cache does not fail in practice; keep the old table
+		// rather than publish one built from partial data.
+		e.log.Error("listing informer caches", "err", err)
+		return
+	}
+	start := time.Now()
+	t, problems := buildTable(s)
+	e.table.Store(t)
+
+	seen := make(map[Problem]bool, len(problems))
+	for _, p := range problems {
+		seen[p] = true
+		if !e.lastProblems[p] {
+			e.log.Warn("mesh configuration problem",
+				"kind", p.Kind, "namespace", p.Namespace, "name", p.Name, "field", p.Field, "problem", p.Message)
+		}
+	}
+	e.lastProblems = seen
+	e.log.Debug("routing table rebuilt",
+		"virtualServices", len(s.virtualServices), "destinationRules", len(s.destinationRules),
+		"services", len(s.services), "pods", len(s.pods), "problems", len(problems), "took", time.Since(start))
+}
