@@ -1,0 +1,45 @@
+package sandbox
+
+import "time"
+
+// Process is a program a test runs beside the sandbox, fledge's engine for
+// instance, with the same guarantees as the sandbox's own components: its
+// own process group, SIGKILL if the test binary dies, a log file in LogDir,
+// and stopped by Sandbox.Stop if the test did not stop it.
+type Process struct {
+	s *Sandbox
+	p *process
+}
+
+// StartProcess runs binary with args and extra environment variables
+// (KEY=value, added to this process's environment). Its output goes to
+// LogDir/<name>.log, appended to across restarts under the same name.
+func (s *Sandbox) StartProcess(name string, env []string, binary string, args ...string) (*Process, error) {
+	p, err := s.launchEnv(name, env, binary, args...)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{s: s, p: p}, nil
+}
+
+// Kill ends the process group with SIGKILL, like a crash: no clean shutdown.
+func (p *Process) Kill() {
+	p.s.forget(p.p).kill()
+}
+
+// Stop asks the process to terminate (SIGTERM), killing it after 10 s.
+func (p *Process) Stop() error {
+	return p.s.forget(p.p).stop(10 * time.Second)
+}
+
+// Exited reports whether the process has ended, and its exit error.
+func (p *Process) Exited() (bool, error) { return p.p.exited() }
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.p.done }
+
+// Pid is the process id (also its process group id).
+func (p *Process) Pid() int { return p.p.cmd.Process.Pid }
+
+// LogPath is the file its output goes to.
+func (p *Process) LogPath() string { return p.p.logPath }
