@@ -1,0 +1,49 @@
+// Command demo is what `make demo` runs: it starts the sandbox, plays the
+// demo scenario in it, and stops it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fledgehq/fledge/e2e/demo"
+	"github.com/fledgehq/fledge/e2e/sandbox"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) (err error) {
+	began := time.Now()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fmt.Println("starting the sandbox: etcd, kube-apiserver, controllers, kwok nodes, Istio CRDs, mesh emulator, Prometheus")
+	sb, err := sandbox.Start(ctx, sandbox.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("sandbox ready in %.1fs (kubeconfig %s, Prometheus %s)\n\n", sb.StartupTime.Seconds(), sb.Kubeconfig, sb.PrometheusURL)
+	defer func() {
+		if stopErr := sb.Stop(err != nil); stopErr != nil && err == nil {
+			err = stopErr
+		}
+		if err != nil {
+			err = fmt.Errorf("%w (component logs kept in %s)", err, sb.LogDir)
+		}
+	}()
+	if err := demo.Walk(ctx, os.Stdout, sb, demo.Options{}); err != nil {
+		return err
+	}
+	fmt.Printf("\ndemo done in %.0fs; sandbox stopped and cleaned up\n", time.Since(began).Seconds())
+	return nil
+}
