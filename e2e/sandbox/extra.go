@@ -43,3 +43,7 @@ func (p *Process) Pid() int { return p.p.cmd.Process.Pid }
 
 // LogPath is the file its output goes to.
 func (p *Process) LogPath() string { return p.p.logPath }
+
+// LiveMembers lists the processes of its group still running (not
+// zombies): empty once it is truly gone.
+func (p *Process) LiveMembers() []int { return liveMembers(p.p.cmd.Process.Pid) }

@@ -2,11 +2,11 @@ package sandbox
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -86,16 +86,53 @@ func (p *process) stop(grace time.Duration) error {
 		<-p.done
 	}
 	// The leader is reaped; make sure no other member of its group lingers.
-	if err := syscall.Kill(-pgid, 0); err == nil {
+	// Killed members turn into zombies until PID 1 reaps them (here it may
+	// never do so), so only members that are still running count.
+	if len(liveMembers(pgid)) > 0 {
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		time.Sleep(50 * time.Millisecond)
-		if err := syscall.Kill(-pgid, 0); err == nil {
-			return fmt.Errorf("%s: process group %d still has members after SIGKILL", p.name, pgid)
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) && len(liveMembers(pgid)) > 0 {
+			time.Sleep(20 * time.Millisecond)
 		}
-	} else if !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("%s: check process group %d: %w", p.name, pgid, err)
+		if live := liveMembers(pgid); len(live) > 0 {
+			return fmt.Errorf("%s: processes %v of group %d still alive after SIGKILL", p.name, live, pgid)
+		}
 	}
 	return nil
+}
+
+// liveMembers lists the processes of a process group that are not zombies,
+// from /proc.
+func liveMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var live []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces and parens,
+		// so parse from the last ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			live = append(live, pid)
+		}
+	}
+	return live
 }
 
 // kill sends SIGKILL to the whole group at once, as a crash or an OOM kill

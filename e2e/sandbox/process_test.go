@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -13,17 +12,17 @@ func TestStopKillsTheWholeProcessGroup(t *testing.T) {
 	dir := t.TempDir()
 	// A leader that ignores SIGTERM and has a child of its own: stop must
 	// escalate to SIGKILL and take the child with it.
-	p, err := startProcess("stubborn", dir, nil, "/bin/sh", "-c", `trap "" TERM; sleep 300 & echo child $! ; wait`)
+	p, err := startProcess("stubborn", dir, nil, "/bin/sh", "-c", `trap "" TERM; sleep 300 & echo "child-"started; wait`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pgid := p.cmd.Process.Pid
-	waitForLog(t, p.logPath, "child ")
+	waitForLog(t, p.logPath, "child-started")
 	if err := p.stop(200 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(-pgid, 0); err != syscall.ESRCH {
-		t.Fatalf("process group %d still exists after stop (kill 0: %v)", pgid, err)
+	if live := liveMembers(pgid); len(live) > 0 {
+		t.Fatalf("processes %v of group %d still alive after stop", live, pgid)
 	}
 }
 
@@ -45,6 +44,20 @@ func TestEarlyExitNamesTheLog(t *testing.T) {
 	}
 }
 
+func TestLiveMembersSeesARunningGroup(t *testing.T) {
+	p, err := startProcess("pair", t.TempDir(), nil, "/bin/sh", "-c", `sleep 300 & echo "sleep-"started; wait`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.kill()
+	waitForLog(t, p.logPath, "sleep-started")
+	if live := liveMembers(p.cmd.Process.Pid); len(live) != 2 {
+		t.Fatalf("live members of a shell and its sleep: %v, want 2", live)
+	}
+}
+
+// waitForLog waits for text in a log; the log's first line quotes the
+// command, so text must be something only the process prints.
 func waitForLog(t *testing.T, path, text string) {
 	t.Helper()
 	for range 100 {
