@@ -1,0 +1,81 @@
+package rollout
+
+import (
+	"fmt"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// Action is one effect of a decision. The set is closed: the executor
+// knows each kind. Every action is idempotent (absolute values, "ensure"
+// semantics), so that applying a decision twice, after a crash say, does
+// the same as applying it once.
+type Action interface {
+	fmt.Stringer
+	isAction()
+}
+
+// EnsureRouting sets up the routing for the Flight's target (traffic.Router.Ensure).
+type EnsureRouting struct{}
+
+// SetWeights sets the split absolutely.
+type SetWeights struct{ Weights traffic.Weights }
+
+// EnsureCanary creates or updates the "<name>-canary" Deployment and
+// Service with the Deployment's template of Revision, scaled up.
+type EnsureCanary struct{ Revision string }
+
+// ScaleCanaryDown scales the canary Deployment to zero (it is kept, so the
+// next revision starts faster and its history stays readable).
+type ScaleCanaryDown struct{}
+
+// SetStablePaused pauses or resumes the user's Deployment (spec.paused).
+type SetStablePaused struct{ Paused bool }
+
+// ReleaseRouting restores plain routing (traffic.Router.Release).
+type ReleaseRouting struct{}
+
+// DeleteCanary removes the canary Deployment and Service.
+type DeleteCanary struct{}
+
+// RecordEvent records a Kubernetes Event on the Deployment.
+type RecordEvent struct {
+	Warning         bool
+	Reason, Message string
+}
+
+// ClearAction removes the manual action annotation once it is recorded.
+type ClearAction struct{ Value ActionKind }
+
+// ForgetFlight deletes the Flight once the Deployment opted out.
+type ForgetFlight struct{}
+
+func (EnsureRouting) isAction()   {}
+func (SetWeights) isAction()      {}
+func (EnsureCanary) isAction()    {}
+func (ScaleCanaryDown) isAction() {}
+func (SetStablePaused) isAction() {}
+func (ReleaseRouting) isAction()  {}
+func (DeleteCanary) isAction()    {}
+func (RecordEvent) isAction()     {}
+func (ClearAction) isAction()     {}
+func (ForgetFlight) isAction()    {}
+
+func (EnsureRouting) String() string { return "EnsureRouting" }
+func (a SetWeights) String() string {
+	return fmt.Sprintf("SetWeights(stable=%d, canary=%d)", a.Weights.Stable, a.Weights.Canary)
+}
+func (a EnsureCanary) String() string    { return "EnsureCanary(" + a.Revision + ")" }
+func (ScaleCanaryDown) String() string   { return "ScaleCanaryDown" }
+func (a SetStablePaused) String() string { return fmt.Sprintf("SetStablePaused(%t)", a.Paused) }
+func (ReleaseRouting) String() string    { return "ReleaseRouting" }
+func (DeleteCanary) String() string      { return "DeleteCanary" }
+func (a RecordEvent) String() string {
+	kind := "Normal"
+	if a.Warning {
+		kind = "Warning"
+	}
+	return fmt.Sprintf("Event(%s %s: %s)", kind, a.Reason, a.Message)
+}
+func (a ClearAction) String() string { return "ClearAction(" + string(a.Value) + ")" }
+func (ForgetFlight) String() string  { return "ForgetFlight" }

@@ -1,0 +1,179 @@
+package rollout
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The annotations a service team may put on its Deployment. They carry
+// names and numbers only: never a URL, a query or a command, because
+// whoever can edit a Deployment must not be able to point fledge at an
+// arbitrary address or query. Those live in admin-owned policies.
+const (
+	// AnnotationRollout opts the Deployment in, naming its policy.
+	AnnotationRollout = "fledge.dev/rollout"
+	// AnnotationStepWeights replaces the policy's steps: "5,20,50". Each
+	// weight stays within the policy's largest step.
+	AnnotationStepWeights = "fledge.dev/step-weights"
+	// AnnotationMaxWeight drops the policy's steps above it: "30".
+	AnnotationMaxWeight = "fledge.dev/max-weight"
+	// AnnotationInterval replaces the policy's interval: "2m", no shorter
+	// than the policy's minInterval and no longer than a day.
+	AnnotationInterval = "fledge.dev/interval"
+	// AnnotationVirtualService names a VirtualService the team owns, and
+	// optionally its route: "shop" or "shop/primary".
+	AnnotationVirtualService = "fledge.dev/virtual-service"
+	// AnnotationAction asks for a manual action, consumed once:
+	// promote, promote-full, abort, pause or resume.
+	AnnotationAction = "fledge.dev/action"
+	// AnnotationActionReason optionally says why (recorded with the action).
+	AnnotationActionReason = "fledge.dev/action-reason"
+)
+
+const maxInterval = 24 * time.Hour
+
+// Overrides are the bounded per-Deployment changes to a policy.
+type Overrides struct {
+	Steps     []int32
+	MaxWeight int32
+	Interval  time.Duration
+}
+
+// FieldError is bad input with the place it came from, for Events and
+// Flight conditions: "annotation fledge.dev/step-weights: ...".
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func annotationError(name, format string, args ...any) error {
+	return &FieldError{Field: "annotation " + name, Err: fmt.Errorf(format, args...)}
+}
+
+// ParseOverrides reads the override annotations. It checks their syntax
+// only; Effective checks them against the policy's bounds.
+func ParseOverrides(annotations map[string]string) (Overrides, error) {
+	var o Overrides
+	if v, ok := annotations[AnnotationStepWeights]; ok {
+		if len(v) > 200 {
+			return o, annotationError(AnnotationStepWeights, "%d characters: too long", len(v))
+		}
+		for i, part := range strings.Split(v, ",") {
+			w, err := strconv.ParseInt(strings.TrimSpace(part), 10, 32)
+			if err != nil {
+				return o, annotationError(AnnotationStepWeights, "item %d (%q) is not a whole number", i, part)
+			}
+			o.Steps = append(o.Steps, int32(w))
+		}
+		if err := validateSteps(o.Steps); err != nil {
+			return o, annotationError(AnnotationStepWeights, "%v", err)
+		}
+	}
+	if v, ok := annotations[AnnotationMaxWeight]; ok {
+		w, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+		if err != nil || w < 1 || w > 99 {
+			return o, annotationError(AnnotationMaxWeight, "%q: want a whole number in 1..99", v)
+		}
+		o.MaxWeight = int32(w)
+	}
+	if v, ok := annotations[AnnotationInterval]; ok {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			return o, annotationError(AnnotationInterval, "%q: want a duration such as 90s or 2m", v)
+		}
+		o.Interval = d
+	}
+	return o, nil
+}
+
+// Effective returns the policy with the overrides applied, or an error
+// naming the annotation whose value is out of the policy's bounds.
+func (p *Policy) Effective(o Overrides) (*Policy, error) {
+	e := *p
+	e.Steps = append([]int32(nil), p.Steps...)
+	if o.Steps != nil {
+		if last := o.Steps[len(o.Steps)-1]; last > p.MaxWeight {
+			return nil, annotationError(AnnotationStepWeights, "weight %d is above the largest step policy %s allows (%d)", last, p.Name, p.MaxWeight)
+		}
+		e.Steps = append([]int32(nil), o.Steps...)
+	}
+	if o.MaxWeight != 0 {
+		kept := e.Steps[:0:0]
+		for _, w := range e.Steps {
+			if w <= o.MaxWeight {
+				kept = append(kept, w)
+			}
+		}
+		if len(kept) == 0 {
+			return nil, annotationError(AnnotationMaxWeight, "%d is below the first step (%d): no step would be left", o.MaxWeight, e.Steps[0])
+		}
+		e.Steps = kept
+	}
+	if o.Interval != 0 {
+		if o.Interval < p.MinInterval || o.Interval > maxInterval {
+			return nil, annotationError(AnnotationInterval, "%s is outside %s..%s (policy %s)", o.Interval, p.MinInterval, maxInterval, p.Name)
+		}
+		// Metrics that followed the policy's interval follow the override.
+		e.Metrics = append(e.Metrics[:0:0], p.Metrics...)
+		for i := range e.Metrics {
+			if e.Metrics[i].Interval == p.Interval {
+				e.Metrics[i].Interval = o.Interval
+			}
+		}
+		e.Interval = o.Interval
+	}
+	return &e, nil
+}
+
+var (
+	// A Kubernetes object name (DNS-1123 subdomain), and an Istio route name.
+	objectName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+	routeName  = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,62}[A-Za-z0-9])?$`)
+)
+
+// ParseVirtualService reads "name" or "name/route".
+func ParseVirtualService(v string) (name, route string, err error) {
+	name, route, hasRoute := strings.Cut(strings.TrimSpace(v), "/")
+	if !objectName.MatchString(name) {
+		return "", "", annotationError(AnnotationVirtualService, "%q: want a VirtualService name, optionally /route", v)
+	}
+	if hasRoute && !routeName.MatchString(route) {
+		return "", "", annotationError(AnnotationVirtualService, "route %q: want letters, digits, '-', '_' or '.'", route)
+	}
+	return name, route, nil
+}
+
+// ActionKind is a manual action, from the annotation or (later) the API.
+type ActionKind string
+
+const (
+	ActionPromote     ActionKind = "promote"      // pass the current step
+	ActionPromoteFull ActionKind = "promote-full" // skip the remaining steps
+	ActionAbort       ActionKind = "abort"        // roll back now
+	ActionPause       ActionKind = "pause"        // hold at the current weight
+	ActionResume      ActionKind = "resume"
+)
+
+// ParseAction reads the action annotation ("" when absent).
+func ParseAction(annotations map[string]string) (ActionKind, string, error) {
+	v, ok := annotations[AnnotationAction]
+	if !ok {
+		return "", "", nil
+	}
+	reason := annotations[AnnotationActionReason]
+	if len(reason) > 256 {
+		reason = reason[:256]
+	}
+	switch k := ActionKind(strings.TrimSpace(v)); k {
+	case ActionPromote, ActionPromoteFull, ActionAbort, ActionPause, ActionResume:
+		return k, reason, nil
+	default:
+		return "", "", annotationError(AnnotationAction, "%q: want promote, promote-full, abort, pause or resume", v)
+	}
+}

@@ -1,0 +1,314 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// Input is everything a decision depends on. Decide reads nothing else:
+// no clock, no API server, no randomness.
+type Input struct {
+	Now    time.Time
+	Policy *Policy // effective: overrides applied, validated
+	Status FlightStatus
+	Observed
+	// Action is a manual action asked for (from the annotation), if any.
+	Action *ActionRequest
+	// Checks are the analysis results for this look-in. They are only
+	// needed when a decision says NeedChecks; see Decision.
+	Checks []analysis.Check
+}
+
+// Observed is what the controller read from the cluster for this decision.
+type Observed struct {
+	// DesiredRevision is the hash of the Deployment's spec.template: what
+	// a person or GitOps applied.
+	DesiredRevision string
+	// DeploymentRevision is the hash of the template of the Deployment's
+	// newest ReplicaSet: what it runs (or is rolling to).
+	DeploymentRevision string
+	// DeploymentSettled: the Deployment's controller has observed its spec
+	// and all replicas are updated to DeploymentRevision and available.
+	DeploymentSettled bool
+	DeploymentPaused  bool
+	// CanaryRevision is the revision the canary Deployment runs ("" if
+	// none), CanaryReplicas its desired replicas, CanaryReady whether all
+	// of them are updated and available.
+	CanaryRevision string
+	CanaryReplicas int32
+	CanaryReady    bool
+	// Weights are the split read back from the routing, valid unless
+	// RoutingError is set.
+	Weights      traffic.Weights
+	RoutingError string
+	// OptedOut: the opt-in annotation is gone or the Deployment is being deleted.
+	OptedOut bool
+}
+
+// ActionRequest is a manual action as asked for.
+type ActionRequest struct {
+	Kind   ActionKind
+	By     string // who, through what: "annotation", "api:<user>"
+	Reason string
+}
+
+// Decision is the outcome of Decide: the next status, the actions to apply
+// and when to look again.
+//
+// The executor writes Status first, with optimistic concurrency, and only
+// then applies Actions, in order. The status write is the commit point: if
+// it loses a race (another replica, a stale cache) nothing is applied; if
+// fledge dies after it, the next decision re-derives every missing effect
+// from the persisted status (all actions are idempotent and re-asserted
+// level-wise), so no step is ever repeated or skipped.
+type Decision struct {
+	Status  FlightStatus
+	Actions []Action
+	// RequeueAfter is when to look again at the latest (0: only on change).
+	RequeueAfter time.Duration
+	// NeedChecks: analysis is due and Input.Checks was empty. Nothing else
+	// in the decision is meaningful: run the checks and decide again.
+	NeedChecks bool
+}
+
+// resync bounds how long a Flight goes unlooked-at when nothing is due, so
+// drift (a weight edited by hand) is corrected even without an event.
+const resync = 5 * time.Minute
+
+// Decide computes the next step of a rollout.
+func Decide(in Input) Decision {
+	d := &decider{in: in, st: *in.Status.DeepCopy(), requeue: resync}
+	d.decide()
+	if d.needChecks {
+		return Decision{Status: in.Status, NeedChecks: true}
+	}
+	d.conditions()
+	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue}
+}
+
+// decider accumulates one decision.
+type decider struct {
+	in         Input
+	st         FlightStatus
+	actions    []Action
+	requeue    time.Duration
+	needChecks bool
+}
+
+func (d *decider) decide() {
+	if d.in.OptedOut {
+		d.optOut()
+		return
+	}
+	if d.st.Phase == "" || d.st.Phase == PhaseInitializing {
+		d.initialize()
+		return
+	}
+	if d.in.RoutingError != "" {
+		// Without routing nothing can move safely: hold where we are.
+		d.hold(HoldRouting, "routing: "+d.in.RoutingError)
+		d.do(EnsureRouting{})
+		d.after(10 * time.Second)
+		return
+	}
+	if d.intakeAction() {
+		return
+	}
+	switch d.st.Phase {
+	case PhaseProgressing:
+		if !d.newRevision() {
+			d.progress()
+		}
+	case PhasePaused:
+		if !d.newRevision() {
+			d.paused()
+		}
+	case PhasePromoting:
+		d.promote()
+	default: // terminal phases
+		if !d.newRevision() {
+			d.steady()
+		}
+	}
+}
+
+// initialize takes the Deployment over: fledge holds it paused from now on,
+// but lets a rollout Kubernetes already started finish first, so the
+// stable workload never stays half-updated.
+func (d *decider) initialize() {
+	d.st.Phase = PhaseInitializing
+	d.st.Step = -1
+	d.do(EnsureRouting{})
+	if d.in.RoutingError != "" {
+		d.hold(HoldRouting, "routing: "+d.in.RoutingError)
+		d.after(10 * time.Second)
+		return
+	}
+	if !d.in.DeploymentSettled {
+		d.hold(HoldDeploymentRollout, "waiting for the Deployment's own rollout to finish before taking it over")
+		d.after(5 * time.Second)
+		return
+	}
+	d.do(SetStablePaused{Paused: true})
+	d.st.StableRevision = d.in.DeploymentRevision
+	d.st.Phase = PhaseIdle
+	d.st.Hold = nil
+	d.st.Message = "holding the Deployment at revision " + d.st.StableRevision
+	d.event(false, "Initialized", d.st.Message)
+	// A template already pending is canaried on the next look, which then
+	// sees the Deployment paused.
+	d.after(time.Second)
+}
+
+// newRevision starts, restarts or cancels a canary when the Deployment's
+// template changed. It reports whether it decided.
+func (d *decider) newRevision() bool {
+	desired := d.in.DesiredRevision
+	switch {
+	case desired == "":
+		return false
+	case d.st.Phase.Terminal():
+		if desired == d.st.StableRevision {
+			if d.st.RejectedRevision != "" {
+				d.st.RejectedRevision = ""
+				d.st.Message = "the template is back at the stable revision " + desired
+				d.record(VerdictRevert, d.st.Message, nil)
+			}
+			return false
+		}
+		if desired == d.st.RejectedRevision {
+			return false // rejected: wait for another template
+		}
+		d.startCanary(desired, VerdictStart, "new revision "+desired+": canary starting")
+		return true
+	case desired == d.st.CanaryRevision:
+		return false
+	case desired == d.st.StableRevision:
+		// Reverted mid-rollout: nothing to canary any more.
+		d.backToStable(PhaseIdle, VerdictRevert, "the template went back to the stable revision "+desired+" during the rollout of "+d.st.CanaryRevision)
+		d.st.RejectedRevision = ""
+		d.event(false, "Reverted", d.st.Message)
+		return true
+	default:
+		d.startCanary(desired, VerdictRestart, fmt.Sprintf("revision %s replaces %s at weight %d%%: canary restarting", desired, d.st.CanaryRevision, d.st.CanaryWeight))
+		return true
+	}
+}
+
+func (d *decider) startCanary(rev string, v Verdict, msg string) {
+	now := d.now()
+	if d.st.CanaryWeight != 0 || d.in.Weights.Canary != 0 {
+		d.setWeight(0)
+	}
+	d.st.Phase = PhaseProgressing
+	d.st.CanaryRevision = rev
+	d.st.RejectedRevision = ""
+	d.st.Steps = append([]int32(nil), d.in.Policy.Steps...)
+	d.st.Step = -1
+	d.st.CanaryWeight = 0
+	d.st.FailedChecks = 0
+	d.st.PromotionStage = ""
+	d.st.RevisionStartedAt = &now
+	d.st.StepStartedAt = nil
+	d.st.LastAnalysisAt = nil
+	d.st.StageStartedAt = nil
+	d.st.Hold = nil
+	d.st.Message = msg
+	d.do(EnsureCanary{Revision: rev})
+	d.event(false, "CanaryStarted", msg)
+	d.record(v, msg, nil)
+	d.after(2 * time.Second)
+}
+
+// steady keeps a settled Flight settled: all traffic on stable, the
+// Deployment paused, no canary running. Re-asserted on every look.
+func (d *decider) steady() {
+	if d.in.Weights.Canary != 0 {
+		d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
+	}
+	if !d.in.DeploymentPaused {
+		d.do(SetStablePaused{Paused: true})
+	}
+	if d.in.CanaryReplicas != 0 {
+		d.do(ScaleCanaryDown{})
+	}
+	d.st.Hold = nil
+}
+
+// optOut gives the Deployment back: plain routing, no canary, unpaused.
+func (d *decider) optOut() {
+	d.do(ReleaseRouting{})
+	d.do(DeleteCanary{})
+	d.do(SetStablePaused{Paused: false})
+	d.event(false, "Released", "opted out: routing restored, canary removed, Deployment unpaused")
+	d.do(ForgetFlight{})
+	d.requeue = 0
+}
+
+// --- helpers ---
+
+func (d *decider) now() metav1.Time { return metav1.NewTime(d.in.Now) }
+
+func (d *decider) do(a Action) { d.actions = append(d.actions, a) }
+
+// after asks to look again no later than in.
+func (d *decider) after(in time.Duration) {
+	if in < time.Second {
+		in = time.Second
+	}
+	if in < d.requeue || d.requeue == 0 {
+		d.requeue = in
+	}
+}
+
+func (d *decider) event(warning bool, reason, msg string) {
+	d.do(RecordEvent{Warning: warning, Reason: reason, Message: msg})
+}
+
+func (d *decider) setWeight(canary int32) {
+	d.st.CanaryWeight = canary
+	d.do(SetWeights{Weights: traffic.Weights{Stable: 100 - canary, Canary: canary}})
+}
+
+// hold records why the Flight is not moving; an Event is recorded when the
+// reason changes, not on every look.
+func (d *decider) hold(reason, msg string) {
+	if d.st.Hold != nil && d.st.Hold.Reason == reason {
+		d.st.Hold.Message = msg
+		return
+	}
+	d.st.Hold = &Hold{Reason: reason, Message: msg, Since: d.now()}
+	// A person's pause is not a warning; anything else holding is.
+	d.event(reason != HoldPaused, "Held", reason+": "+msg)
+}
+
+func (d *decider) record(v Verdict, msg string, checks []analysis.Check) {
+	d.st.Decisions = append(d.st.Decisions, DecisionRecord{
+		At: d.now(), Revision: d.st.CanaryRevision, Step: d.st.Step, Weight: d.st.CanaryWeight,
+		Verdict: v, Message: msg, Checks: checks,
+	})
+	if n := len(d.st.Decisions); n > MaxDecisions {
+		d.st.Decisions = append([]DecisionRecord(nil), d.st.Decisions[n-MaxDecisions:]...)
+	}
+}
+
+// conditions derives the Flight's conditions from its status.
+func (d *decider) conditions() {
+	now := d.now()
+	inFlight := metav1.Condition{Type: "Progressing", Status: metav1.ConditionFalse, Reason: string(d.st.Phase), Message: d.st.Message, LastTransitionTime: now}
+	if !d.st.Phase.Terminal() && d.st.Phase != PhaseInitializing {
+		inFlight.Status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(&d.st.Conditions, inFlight)
+	held := metav1.Condition{Type: "Held", Status: metav1.ConditionFalse, Reason: "NotHeld", LastTransitionTime: now}
+	if h := d.st.Hold; h != nil {
+		held.Status, held.Reason, held.Message = metav1.ConditionTrue, h.Reason, h.Message
+	}
+	meta.SetStatusCondition(&d.st.Conditions, held)
+}

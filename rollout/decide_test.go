@@ -1,0 +1,223 @@
+package rollout
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// atStep is a Flight at step 0 (10%) of r2 over r1, whose step started
+// a full interval ago: analysis is due.
+func atStep(now time.Time, failed int32) Input {
+	started := metav1.NewTime(now.Add(-time.Minute))
+	return Input{
+		Now:    now,
+		Policy: &Policy{Name: "p", Steps: []int32{10, 50}, Interval: time.Minute, FailureLimit: 2, ProgressDeadline: 5 * time.Minute, MaxWeight: 50},
+		Status: FlightStatus{
+			Phase: PhaseProgressing, StableRevision: "r1", CanaryRevision: "r2", Steps: []int32{10, 50},
+			Step: 0, CanaryWeight: 10, FailedChecks: failed, RevisionStartedAt: &started, StepStartedAt: &started,
+		},
+		Observed: Observed{
+			DesiredRevision: "r2", DeploymentRevision: "r1", DeploymentSettled: true, DeploymentPaused: true,
+			CanaryRevision: "r2", CanaryReplicas: 1, CanaryReady: true, Weights: traffic.Weights{Stable: 90, Canary: 10},
+		},
+	}
+}
+
+func check(metric string, o analysis.Outcome, v float64) analysis.Check {
+	return analysis.Check{Metric: metric, Outcome: o, Value: &v, Threshold: ">= 0.99", Samples: 400}
+}
+
+// summary is the part of a decision these tests judge.
+type summary struct {
+	Phase      Phase
+	Weight     int32
+	Failed     int32
+	Hold       string
+	Weights    []traffic.Weights // every SetWeights, in order
+	NeedChecks bool
+}
+
+func summarize(d Decision) summary {
+	s := summary{Phase: d.Status.Phase, Weight: d.Status.CanaryWeight, Failed: d.Status.FailedChecks, NeedChecks: d.NeedChecks}
+	if d.Status.Hold != nil {
+		s.Hold = d.Status.Hold.Reason
+	}
+	for _, a := range d.Actions {
+		if w, ok := a.(SetWeights); ok {
+			s.Weights = append(s.Weights, w.Weights)
+		}
+	}
+	return s
+}
+
+func TestDecideJudgesAStep(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	tests := []struct {
+		name   string
+		in     func() Input
+		checks []analysis.Check
+		want   summary
+	}{
+		{
+			name:   "advances to the next weight when every check passes",
+			in:     func() Input { return atStep(now, 0) },
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 0.999), check("latency-p95", analysis.Pass, 120)},
+			want:   summary{Phase: PhaseProgressing, Weight: 50, Weights: []traffic.Weights{{Stable: 50, Canary: 50}}},
+		},
+		{
+			name:   "counts a failed check and stays when below the failure limit",
+			in:     func() Input { return atStep(now, 0) },
+			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.9)},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Failed: 1},
+		},
+		{
+			name:   "rolls back when failed checks reach the limit",
+			in:     func() Input { return atStep(now, 1) },
+			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.9)},
+			want:   summary{Phase: PhaseRolledBack, Weight: 0, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
+		},
+		{
+			name:   "holds when Prometheus is unreachable, without counting a failure",
+			in:     func() Input { return atStep(now, 1) },
+			checks: []analysis.Check{{Metric: "success-rate", Outcome: analysis.Error, Message: "connection refused"}},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Failed: 1, Hold: HoldAnalysisError},
+		},
+		{
+			name:   "holds on not enough data and does not advance",
+			in:     func() Input { return atStep(now, 0) },
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 1), {Metric: "latency-p95", Outcome: analysis.NotEnoughData, Samples: 3}},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldNotEnoughData},
+		},
+		{
+			name:   "holds when a check is inconclusive",
+			in:     func() Input { return atStep(now, 0) },
+			checks: []analysis.Check{{Metric: "compare", Outcome: analysis.Inconclusive}},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldInconclusive},
+		},
+		{
+			name:   "counts a failure even when another check cannot be measured",
+			in:     func() Input { return atStep(now, 1) },
+			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.5), {Metric: "latency-p95", Outcome: analysis.Error}},
+			want:   summary{Phase: PhaseRolledBack, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
+		},
+		{
+			name: "promotes after the last step passes: all traffic to the canary, stable unpaused",
+			in: func() Input {
+				in := atStep(now, 0)
+				in.Status.Step, in.Status.CanaryWeight = 1, 50
+				in.Weights = traffic.Weights{Stable: 50, Canary: 50}
+				return in
+			},
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
+			want:   summary{Phase: PhasePromoting, Weight: 100, Weights: []traffic.Weights{{Canary: 100}}},
+		},
+		{
+			name: "does not judge before the step has served a full interval",
+			in: func() Input {
+				in := atStep(now, 0)
+				in.Now = now.Add(-time.Second)
+				return in
+			},
+			want: summary{Phase: PhaseProgressing, Weight: 10},
+		},
+		{
+			name: "asks for checks when analysis is due and none were given",
+			in:   func() Input { return atStep(now, 0) },
+			want: summary{Phase: PhaseProgressing, Weight: 10, NeedChecks: true},
+		},
+		{
+			name: "re-asserts the weight when the routing drifted, instead of judging",
+			in: func() Input {
+				in := atStep(now, 0)
+				in.Weights = traffic.Weights{Stable: 100}
+				return in
+			},
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Weights: []traffic.Weights{{Stable: 90, Canary: 10}}},
+		},
+		{
+			name: "holds when the canary stops being ready, and judges nothing",
+			in: func() Input {
+				in := atStep(now, 0)
+				in.CanaryReady = false
+				return in
+			},
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldCanaryNotReady},
+		},
+		{
+			name: "holds everything when the routing cannot be read",
+			in: func() Input {
+				in := atStep(now, 0)
+				in.RoutingError = "virtualservice demo/shop: conflict"
+				return in
+			},
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
+			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldRouting},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in()
+			in.Checks = tt.checks
+			if diff := cmp.Diff(tt.want, summarize(Decide(in))); diff != "" {
+				t.Errorf("decision (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecideNeverMutatesItsInput(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 1)
+	in.Status.Decisions = []DecisionRecord{{Verdict: VerdictStart, Checks: []analysis.Check{check("success-rate", analysis.Pass, 1)}}}
+	in.Checks = []analysis.Check{check("success-rate", analysis.Fail, 0.5)}
+	before := in.Status.DeepCopy()
+	Decide(in)
+	if diff := cmp.Diff(before, &in.Status); diff != "" {
+		t.Fatalf("Decide changed its input status (-before +after):\n%s", diff)
+	}
+}
+
+func TestManualActionIsTakenOnceAcrossRestarts(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 0)
+	in.Now = now.Add(-30 * time.Second) // not due: only the action acts
+	in.Action = &ActionRequest{Kind: ActionPromote, By: "annotation"}
+	first := Decide(in)
+	if first.Status.CanaryWeight != 50 {
+		t.Fatalf("promote moved the canary to %d%%, want 50%%", first.Status.CanaryWeight)
+	}
+	// fledge restarts before the annotation's removal is seen: the same
+	// annotation must not pass another step.
+	in.Status = first.Status
+	in.Weights = traffic.Weights{Stable: 50, Canary: 50}
+	again := Decide(in)
+	if again.Status.CanaryWeight != 50 || again.Status.Phase != PhaseProgressing {
+		t.Fatalf("the same annotation acted twice: phase %s at %d%%", again.Status.Phase, again.Status.CanaryWeight)
+	}
+	if diff := cmp.Diff([]Action{ClearAction{Value: ActionPromote}}, again.Actions); diff != "" {
+		t.Errorf("actions on the repeated annotation (-want +got):\n%s", diff)
+	}
+	// Once its removal is seen, a new promote annotation is a new action.
+	in.Status, in.Action = again.Status, nil
+	cleared := Decide(in)
+	in.Status, in.Action = cleared.Status, &ActionRequest{Kind: ActionPromote, By: "annotation"}
+	if got := Decide(in).Status.Phase; got != PhasePromoting {
+		t.Fatalf("a new promote after the last step: phase %s, want %s", got, PhasePromoting)
+	}
+}
+
+func BenchmarkDecide(b *testing.B) {
+	in := atStep(epoch.Add(time.Hour), 0)
+	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999), check("latency-p95", analysis.Pass, 120)}
+	for b.Loop() {
+		Decide(in)
+	}
+}

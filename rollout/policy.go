@@ -1,0 +1,256 @@
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/fledgehq/fledge/analysis"
+)
+
+// Config is fledge's policy file, written by the platform team (a
+// ConfigMap in-cluster). It is validated as a whole: one invalid policy
+// rejects the file, so a policy is never half-applied.
+type Config struct {
+	Policies map[string]PolicySpec `json:"policies"`
+}
+
+// PolicySpec is one named rollout policy as written in the config file.
+type PolicySpec struct {
+	// Steps are the canary weights in percent, strictly increasing, each in
+	// 1..99. Either Steps, or StepWeight with MaxWeight.
+	Steps []int32 `json:"steps,omitempty"`
+	// StepWeight and MaxWeight give the steps StepWeight, 2*StepWeight, ...
+	// up to MaxWeight.
+	StepWeight int32 `json:"stepWeight,omitempty"`
+	MaxWeight  int32 `json:"maxWeight,omitempty"`
+	// Interval is how long the canary serves each step before it is judged
+	// (default 1m).
+	Interval metav1.Duration `json:"interval,omitempty"`
+	// FailureLimit is the number of failed checks of a revision that roll it
+	// back (default 1). Cannot-measure outcomes never count.
+	FailureLimit int `json:"failureLimit,omitempty"`
+	// ProgressDeadline bounds how long the canary may take to become ready
+	// (default 10m); past it the revision is rolled back.
+	ProgressDeadline metav1.Duration `json:"progressDeadline,omitempty"`
+	// Metrics are the checks run at every step.
+	Metrics []MetricSpec `json:"metrics"`
+	// MinInterval bounds the fledge.dev/interval override from below
+	// (default 10s): a team may slow its rollout down, or speed it up only
+	// this far.
+	MinInterval metav1.Duration `json:"minInterval,omitempty"`
+}
+
+// MetricSpec is one check as written in the config file.
+type MetricSpec struct {
+	Name         string          `json:"name"`
+	Query        string          `json:"query,omitempty"`
+	SamplesQuery string          `json:"samplesQuery,omitempty"`
+	Min          *float64        `json:"min,omitempty"`
+	Max          *float64        `json:"max,omitempty"`
+	MinSamples   int64           `json:"minSamples,omitempty"`
+	Interval     metav1.Duration `json:"interval,omitempty"` // default: the policy's interval
+}
+
+// Policy is a validated policy, with defaults applied: what Decide reads.
+type Policy struct {
+	Name             string
+	Steps            []int32 // canary weights, strictly increasing, each in 1..99
+	Interval         time.Duration
+	FailureLimit     int
+	ProgressDeadline time.Duration
+	Metrics          []analysis.Metric
+	MinInterval      time.Duration
+	MaxWeight        int32 // the largest weight an override may ask for
+}
+
+const (
+	defaultInterval         = time.Minute
+	defaultProgressDeadline = 10 * time.Minute
+	defaultMinInterval      = 10 * time.Second
+	maxSteps                = 20
+)
+
+// ParseConfig parses and validates a policy file. Unknown fields are
+// errors, so a misspelt setting is not silently ignored. The error lists
+// every problem, each with its field path.
+func ParseConfig(data []byte) (map[string]*Policy, error) {
+	var cfg Config
+	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+		return nil, fmt.Errorf("policy file: %w", err)
+	}
+	if len(cfg.Policies) == 0 {
+		return nil, errors.New("policy file: policies: at least one policy is required")
+	}
+	names := make([]string, 0, len(cfg.Policies))
+	for name := range cfg.Policies {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make(map[string]*Policy, len(names))
+	var errs []error
+	for _, name := range names {
+		p, err := cfg.Policies[name].build(name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[name] = p
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+func (s PolicySpec) build(name string) (*Policy, error) {
+	var errs []error
+	field := func(f string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("policies.%s.%s: %s", name, f, fmt.Sprintf(format, args...)))
+	}
+	if !validName(name) {
+		field("", "policy names are lower-case letters, digits and dashes")
+	}
+	p := &Policy{
+		Name:             name,
+		Interval:         orDefault(s.Interval.Duration, defaultInterval),
+		FailureLimit:     s.FailureLimit,
+		ProgressDeadline: orDefault(s.ProgressDeadline.Duration, defaultProgressDeadline),
+		MinInterval:      orDefault(s.MinInterval.Duration, defaultMinInterval),
+	}
+	if p.FailureLimit == 0 {
+		p.FailureLimit = 1
+	}
+	switch {
+	case len(s.Steps) > 0 && (s.StepWeight != 0 || s.MaxWeight != 0):
+		field("steps", "give either steps or stepWeight and maxWeight, not both")
+	case len(s.Steps) > 0:
+		if err := validateSteps(s.Steps); err != nil {
+			field("steps", "%v", err)
+		}
+		p.Steps = append([]int32(nil), s.Steps...)
+	case s.StepWeight != 0 || s.MaxWeight != 0:
+		steps, err := stepsFrom(s.StepWeight, s.MaxWeight)
+		if err != nil {
+			field("stepWeight", "%v", err)
+		}
+		p.Steps = steps
+	default:
+		field("steps", "required (or stepWeight and maxWeight)")
+	}
+	if len(p.Steps) > 0 {
+		p.MaxWeight = p.Steps[len(p.Steps)-1]
+	}
+	if p.Interval < time.Second {
+		field("interval", "%s is shorter than 1s", p.Interval)
+	}
+	if p.MinInterval < time.Second || p.MinInterval > p.Interval {
+		field("minInterval", "%s must be between 1s and the interval (%s)", p.MinInterval, p.Interval)
+	}
+	if p.FailureLimit < 1 {
+		field("failureLimit", "%d: must be at least 1", s.FailureLimit)
+	}
+	if p.ProgressDeadline < time.Second {
+		field("progressDeadline", "%s is shorter than 1s", p.ProgressDeadline)
+	}
+	if len(s.Metrics) == 0 {
+		field("metrics", "at least one metric is required: a canary nothing judges is not a canary")
+	}
+	seen := map[string]bool{}
+	for i, ms := range s.Metrics {
+		m := analysis.Metric{
+			Name: ms.Name, Query: ms.Query, SamplesQuery: ms.SamplesQuery,
+			Min: ms.Min, Max: ms.Max, MinSamples: ms.MinSamples,
+			Interval: orDefault(ms.Interval.Duration, p.Interval),
+		}
+		if seen[ms.Name] {
+			field(fmt.Sprintf("metrics[%d].name", i), "%q appears twice", ms.Name)
+		}
+		seen[ms.Name] = true
+		if err := validateMetric(m); err != nil {
+			field(fmt.Sprintf("metrics[%d]", i), "%v", err)
+		}
+		p.Metrics = append(p.Metrics, m)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+// validateMetric is the analysis package's validation of a metric; kept
+// behind a variable so that policy tests do not depend on its details.
+var validateMetric = func(m analysis.Metric) error {
+	if m.Name == "" {
+		return errors.New("name: required")
+	}
+	if m.Min == nil && m.Max == nil {
+		return errors.New("min or max: at least one threshold is required")
+	}
+	if m.Min != nil && m.Max != nil && *m.Min > *m.Max {
+		return fmt.Errorf("max: %v is below min %v", *m.Max, *m.Min)
+	}
+	if m.MinSamples < 0 {
+		return fmt.Errorf("minSamples: %d is negative", m.MinSamples)
+	}
+	return nil
+}
+
+func validateSteps(steps []int32) error {
+	if len(steps) > maxSteps {
+		return fmt.Errorf("%d steps: at most %d", len(steps), maxSteps)
+	}
+	for i, w := range steps {
+		if w < 1 || w > 99 {
+			return fmt.Errorf("[%d] = %d: each weight must be in 1..99 (promotion sends the rest)", i, w)
+		}
+		if i > 0 && w <= steps[i-1] {
+			return fmt.Errorf("[%d] = %d: weights must increase (previous %d)", i, w, steps[i-1])
+		}
+	}
+	return nil
+}
+
+func stepsFrom(step, max int32) ([]int32, error) {
+	if step < 1 || step > 99 {
+		return nil, fmt.Errorf("%d: must be in 1..99", step)
+	}
+	if max < step || max > 99 {
+		return nil, fmt.Errorf("maxWeight %d: must be in stepWeight..99", max)
+	}
+	var steps []int32
+	for w := step; w <= max; w += step {
+		steps = append(steps, w)
+	}
+	if steps[len(steps)-1] != max {
+		steps = append(steps, max)
+	}
+	if len(steps) > maxSteps {
+		return nil, fmt.Errorf("gives %d steps: at most %d", len(steps), maxSteps)
+	}
+	return steps, nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return !strings.HasPrefix(s, "-") && !strings.HasSuffix(s, "-")
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,207 @@
+package rollout
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/analysis"
+)
+
+const goodConfig = `
+policies:
+  standard:
+    steps: [5, 20, 50]
+    interval: 2m
+    failureLimit: 2
+    metrics:
+    - name: success-rate
+      min: 0.99
+      minSamples: 100
+    - name: latency-p95
+      max: 500
+      interval: 1m
+  linear:
+    stepWeight: 20
+    maxWeight: 50
+    metrics:
+    - name: success-rate
+      min: 0.95
+`
+
+func TestParseConfigAppliesDefaults(t *testing.T) {
+	got, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]*Policy{
+		"standard": {
+			Name: "standard", Steps: []int32{5, 20, 50}, Interval: 2 * time.Minute, FailureLimit: 2,
+			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+			Metrics: []analysis.Metric{
+				{Name: "success-rate", Min: ptr.To(0.99), MinSamples: 100, Interval: 2 * time.Minute},
+				{Name: "latency-p95", Max: ptr.To(500.0), Interval: time.Minute},
+			},
+		},
+		"linear": {
+			Name: "linear", Steps: []int32{20, 40, 50}, Interval: time.Minute, FailureLimit: 1,
+			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+			Metrics: []analysis.Metric{{Name: "success-rate", Min: ptr.To(0.95), Interval: time.Minute}},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("policies (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseConfigNamesEveryBadField(t *testing.T) {
+	tests := []struct {
+		name, config string
+		want         []string // each must appear in the error
+	}{
+		{"rejects unknown fields instead of ignoring them", "policies:\n  a:\n    stepz: [1]\n", []string{`unknown field "stepz"`}},
+		{"requires at least one policy", "policies: {}\n", []string{"at least one policy"}},
+		{"rejects weights that do not increase", "policies:\n  a:\n    steps: [10, 10]\n    metrics: [{name: x, min: 1}]\n", []string{"policies.a.steps", "must increase"}},
+		{"rejects a step of 100", "policies:\n  a:\n    steps: [50, 100]\n    metrics: [{name: x, min: 1}]\n", []string{"policies.a.steps", "1..99"}},
+		{"rejects steps together with stepWeight", "policies:\n  a:\n    steps: [10]\n    stepWeight: 10\n    maxWeight: 20\n    metrics: [{name: x, min: 1}]\n", []string{"either steps or stepWeight"}},
+		{"requires a metric", "policies:\n  a:\n    steps: [10]\n", []string{"policies.a.metrics", "at least one metric"}},
+		{"requires a threshold", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: x}]\n", []string{"policies.a.metrics[0]", "threshold"}},
+		{"rejects max below min", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: x, min: 2, max: 1}]\n", []string{"policies.a.metrics[0]", "below min"}},
+		{"rejects duplicate metrics", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: x, min: 1}, {name: x, min: 1}]\n", []string{"policies.a.metrics[1].name", "twice"}},
+		{"rejects a bad policy name", "policies:\n  A_b:\n    steps: [10]\n    metrics: [{name: x, min: 1}]\n", []string{"policies.A_b", "lower-case"}},
+		{"reports every invalid policy, not just the first", "policies:\n  a:\n    steps: [0]\n    metrics: [{name: x, min: 1}]\n  b:\n    steps: [10]\n    failureLimit: -1\n    metrics: [{name: x, min: 1}]\n", []string{"policies.a.steps", "policies.b.failureLimit"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.config))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestOverridesStayWithinThePolicysBounds(t *testing.T) {
+	policies, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := policies["standard"]
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		wantSteps   []int32
+		wantErr     string // the annotation the error must name
+	}{
+		{"keeps the policy's steps without overrides", nil, []int32{5, 20, 50}, ""},
+		{"takes step weights within the largest step", map[string]string{AnnotationStepWeights: "10, 30,50"}, []int32{10, 30, 50}, ""},
+		{"drops steps above a max weight", map[string]string{AnnotationMaxWeight: "20"}, []int32{5, 20}, ""},
+		{"refuses a step above the policy's largest", map[string]string{AnnotationStepWeights: "10,80"}, nil, AnnotationStepWeights},
+		{"refuses a malformed step list", map[string]string{AnnotationStepWeights: "10,x"}, nil, AnnotationStepWeights},
+		{"refuses a max weight below the first step", map[string]string{AnnotationMaxWeight: "3"}, nil, AnnotationMaxWeight},
+		{"refuses an interval below the policy's minimum", map[string]string{AnnotationInterval: "1s"}, nil, AnnotationInterval},
+		{"refuses a malformed interval", map[string]string{AnnotationInterval: "soon"}, nil, AnnotationInterval},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := ParseOverrides(tt.annotations)
+			var e *Policy
+			if err == nil {
+				e, err = p.Effective(o)
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.wantSteps, e.Steps); diff != "" {
+				t.Errorf("steps (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestIntervalOverrideMovesMetricsThatFollowedThePolicy(t *testing.T) {
+	policies, _ := ParseConfig([]byte(goodConfig))
+	e, err := policies["standard"].Effective(Overrides{Interval: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []time.Duration{e.Interval, e.Metrics[0].Interval, e.Metrics[1].Interval}
+	if diff := cmp.Diff([]time.Duration{5 * time.Minute, 5 * time.Minute, time.Minute}, got); diff != "" {
+		t.Errorf("intervals (policy, success-rate, latency-p95) (-want +got):\n%s", diff)
+	}
+	if policies["standard"].Metrics[0].Interval != 2*time.Minute {
+		t.Error("Effective changed the shared policy")
+	}
+}
+
+func TestParseVirtualService(t *testing.T) {
+	for in, want := range map[string][2]string{"shop": {"shop", ""}, "shop/primary": {"shop", "primary"}} {
+		name, route, err := ParseVirtualService(in)
+		if err != nil || name != want[0] || route != want[1] {
+			t.Errorf("%q: %q %q %v, want %q %q", in, name, route, err, want[0], want[1])
+		}
+	}
+	for _, bad := range []string{"", "http://evil", "Shop", "shop/", "shop/a b", "../x"} {
+		if _, _, err := ParseVirtualService(bad); err == nil || !strings.Contains(err.Error(), AnnotationVirtualService) {
+			t.Errorf("%q: error %v, want one naming the annotation", bad, err)
+		}
+	}
+}
+
+func FuzzParseOverrides(f *testing.F) {
+	f.Add("5,20,50", "30", "2m")
+	f.Add("", "", "")
+	f.Add("-1,99999999999", "0", "-5s")
+	policies, err := ParseConfig([]byte(goodConfig))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p := policies["standard"]
+	f.Fuzz(func(t *testing.T, steps, max, interval string) {
+		o, err := ParseOverrides(map[string]string{AnnotationStepWeights: steps, AnnotationMaxWeight: max, AnnotationInterval: interval})
+		if err != nil {
+			return
+		}
+		e, err := p.Effective(o)
+		if err != nil {
+			return
+		}
+		// Whatever a team writes, the result stays within the policy.
+		if len(e.Steps) == 0 || e.Steps[len(e.Steps)-1] > p.MaxWeight {
+			t.Fatalf("steps %v escape the policy's largest step %d", e.Steps, p.MaxWeight)
+		}
+		if validateSteps(e.Steps) != nil || e.Interval < p.MinInterval || e.Interval > maxInterval {
+			t.Fatalf("effective policy out of bounds: steps %v interval %s", e.Steps, e.Interval)
+		}
+	})
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(goodConfig))
+	f.Add([]byte("policies:\n  a:\n    steps: [1]\n    metrics: [{name: x, min: 1}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		policies, err := ParseConfig(data)
+		if err != nil {
+			return
+		}
+		for name, p := range policies {
+			if validateSteps(p.Steps) != nil || len(p.Steps) == 0 || len(p.Metrics) == 0 || p.FailureLimit < 1 || p.Interval < time.Second {
+				t.Fatalf("policy %s accepted but invalid: %+v", name, p)
+			}
+		}
+	})
+}

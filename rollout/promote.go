@@ -1,0 +1,183 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// startPromotion sends all traffic to the canary and lets Kubernetes roll
+// the stable Deployment to the canary's template. The canary carries the
+// load meanwhile, so users never meet a half-updated stable.
+func (d *decider) startPromotion(why string, checks []analysis.Check) {
+	d.st.Phase = PhasePromoting
+	d.st.PromotionStage = StageUpdateStable
+	t := d.now()
+	d.st.StageStartedAt = &t
+	d.st.Hold = nil
+	d.setWeight(100)
+	d.do(SetStablePaused{Paused: false})
+	d.st.Message = why
+	d.event(false, "Promoting", why)
+	d.record(VerdictPromote, why, checks)
+	d.after(2 * time.Second)
+}
+
+// promote follows a promotion in progress. Each look re-asserts the stage's
+// state, so a restart anywhere in it converges.
+func (d *decider) promote() {
+	if d.st.PromotionStage != StageUpdateStable {
+		// Unknown stage (a newer fledge's status?): start the stage over.
+		d.startPromotion("promotion resumed", nil)
+		return
+	}
+	if d.in.DesiredRevision != d.st.CanaryRevision {
+		// A newer template arrived while the stable Deployment was being
+		// updated: stop Kubernetes from rolling it out un-canaried, send
+		// traffic back to stable, and canary the newer one. Stable may run
+		// a mix of its old revision and the promoted one, both judged.
+		d.do(SetStablePaused{Paused: true})
+		d.startCanary(d.in.DesiredRevision, VerdictRestart,
+			fmt.Sprintf("revision %s arrived during the promotion of %s: canary restarting", d.in.DesiredRevision, d.st.CanaryRevision))
+		return
+	}
+	if d.in.Weights.Canary != 100 {
+		d.setWeight(100)
+	}
+	if d.in.DeploymentPaused {
+		d.do(SetStablePaused{Paused: false})
+	}
+	if d.in.DeploymentRevision != d.st.CanaryRevision || !d.in.DeploymentSettled {
+		started := d.in.Now
+		if d.st.StageStartedAt != nil {
+			started = d.st.StageStartedAt.Time
+		}
+		if d.in.Now.Sub(started) >= d.in.Policy.ProgressDeadline {
+			// Rolling back is no longer possible without rewriting the
+			// user's template, which fledge never does: say so loudly.
+			d.hold(HoldStableStalled, fmt.Sprintf("the Deployment has not finished rolling to %s after %s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline))
+		}
+		d.after(2 * time.Second)
+		return
+	}
+	// Stable runs the new revision: traffic back to it, hold it again,
+	// and retire the canary.
+	d.st.StableRevision = d.st.CanaryRevision
+	d.backToStable(PhaseSucceeded, VerdictPromoted, fmt.Sprintf("promoted %s", d.st.CanaryRevision))
+	d.event(false, "Promoted", d.st.Message)
+}
+
+// rollback rejects the canary: all traffic to stable at once, canary down.
+// The Deployment was never unpaused, so stable still runs its revision.
+func (d *decider) rollback(v Verdict, why string, checks []analysis.Check) {
+	phase := PhaseRolledBack
+	if v == VerdictAbort {
+		phase = PhaseAborted
+	}
+	rejected := d.st.CanaryRevision
+	d.record(v, why, checks)
+	d.backToStable(phase, "", why)
+	d.st.RejectedRevision = rejected
+	d.event(true, map[Phase]string{PhaseRolledBack: "RolledBack", PhaseAborted: "Aborted"}[phase], why)
+}
+
+// backToStable ends a revision's flight in a terminal phase.
+func (d *decider) backToStable(phase Phase, v Verdict, why string) {
+	d.st.Phase = phase
+	d.st.CanaryWeight = 0
+	d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
+	d.do(SetStablePaused{Paused: true})
+	d.do(ScaleCanaryDown{})
+	d.st.Step = -1
+	d.st.PromotionStage = ""
+	d.st.StageStartedAt = nil
+	d.st.StepStartedAt = nil
+	d.st.Hold = nil
+	d.st.Message = why
+	if v != "" {
+		d.record(v, why, nil)
+	}
+	d.requeue = resync
+}
+
+// intakeAction takes a manual action once. It reports whether the decision
+// is complete.
+func (d *decider) intakeAction() bool {
+	last := d.st.LastAction
+	req := d.in.Action
+	if req == nil {
+		if last != nil && !last.Cleared {
+			last.Cleared = true
+		}
+		return false
+	}
+	if last != nil && !last.Cleared && last.Kind == req.Kind {
+		// Taken already; its annotation is still there (a crash, or the
+		// removal has not been seen yet).
+		d.do(ClearAction{Value: req.Kind})
+		return false
+	}
+	d.st.LastAction = &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now()}
+	d.do(ClearAction{Value: req.Kind})
+	who := req.By
+	if req.Reason != "" {
+		who += ": " + req.Reason
+	}
+	ignore := func(why string) bool {
+		msg := fmt.Sprintf("%s by %s ignored: %s", req.Kind, who, why)
+		d.event(true, "ActionIgnored", msg)
+		d.record(VerdictManual, msg, nil)
+		return false
+	}
+	inFlight := d.st.Phase == PhaseProgressing || d.st.Phase == PhasePaused
+	switch req.Kind {
+	case ActionAbort:
+		if !inFlight {
+			return ignore("no canary in flight (" + string(d.st.Phase) + ")")
+		}
+		d.rollback(VerdictAbort, "aborted by "+who, nil)
+		return true
+	case ActionPause:
+		if d.st.Phase != PhaseProgressing {
+			return ignore("only a progressing canary can be paused (" + string(d.st.Phase) + ")")
+		}
+		d.st.Phase = PhasePaused
+		d.st.Message = "paused by " + who
+		d.record(VerdictManual, d.st.Message, nil)
+		d.paused()
+		return true
+	case ActionResume:
+		if d.st.Phase != PhasePaused {
+			return ignore("not paused (" + string(d.st.Phase) + ")")
+		}
+		d.st.Phase = PhaseProgressing
+		d.st.Hold = nil
+		if d.st.Step >= 0 {
+			// Judge a full interval of traffic from now on.
+			t := d.now()
+			d.st.StepStartedAt = &t
+		}
+		d.st.Message = "resumed by " + who
+		d.record(VerdictManual, d.st.Message, nil)
+		d.event(false, "Resumed", d.st.Message)
+		d.after(d.in.Policy.Interval)
+		return true
+	case ActionPromote, ActionPromoteFull:
+		if !inFlight {
+			return ignore("no canary in flight (" + string(d.st.Phase) + ")")
+		}
+		if d.st.Step < 0 && !d.in.CanaryReady {
+			return ignore("the canary is not ready yet")
+		}
+		d.st.Phase = PhaseProgressing
+		if req.Kind == ActionPromoteFull {
+			d.startPromotion("promoted by "+who+", skipping the remaining steps", nil)
+			return true
+		}
+		d.advance("step passed by "+who, VerdictManual, nil)
+		return true
+	}
+	return false
+}

@@ -1,0 +1,129 @@
+package rollout
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// TestDecideInvariants drives Decide through many random histories (new
+// revisions, readiness flapping, manual actions, every check outcome,
+// drifted weights, restarts that replay a decision) and checks, after every
+// decision, what must always hold:
+//   - every weight set is two shares in 0..100 adding up to 100;
+//   - outside a promotion, the canary never gets more than the largest step;
+//   - a round of checks with a failure never advances nor promotes;
+//   - Decide is deterministic and never mutates its input.
+func TestDecideInvariants(t *testing.T) {
+	const histories, events = 300, 60
+	visited := map[Phase]int{}
+	outcomes := []analysis.Outcome{analysis.Pass, analysis.Pass, analysis.Pass, analysis.Fail, analysis.NotEnoughData, analysis.Error, analysis.Inconclusive}
+	actions := []ActionKind{ActionPromote, ActionPromoteFull, ActionAbort, ActionPause, ActionResume}
+	for seed := range uint64(histories) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		w := &world{now: epoch}
+		w.policy = &Policy{Name: "p", Steps: randomSteps(rng), Interval: time.Minute, FailureLimit: 1 + rng.IntN(3), ProgressDeadline: 3 * time.Minute}
+		w.policy.MaxWeight = w.policy.Steps[len(w.policy.Steps)-1]
+		w.Weights = traffic.Weights{Stable: 100}
+		w.DesiredRevision, w.DeploymentRevision, w.DeploymentSettled = "r0", "r0", true
+		revisions := 0
+		for e := range events {
+			switch rng.IntN(10) {
+			case 0:
+				revisions++
+				w.DesiredRevision = fmt.Sprintf("r%d", revisions)
+			case 1:
+				w.CanaryReady = !w.CanaryReady
+			case 2:
+				w.action = &ActionRequest{Kind: actions[rng.IntN(len(actions))], By: "test"}
+			case 3:
+				w.Weights.Canary = int32(rng.IntN(101))
+				w.Weights.Stable = 100 - w.Weights.Canary
+			case 4:
+				// Kubernetes finishes rolling an unpaused Deployment.
+				if !w.DeploymentPaused {
+					w.DeploymentRevision, w.DeploymentSettled = w.DesiredRevision, true
+				}
+			default:
+				w.CanaryReady = w.CanaryReady || rng.IntN(2) == 0
+			}
+			w.now = w.now.Add(time.Duration(rng.IntN(90)) * time.Second)
+			in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action}
+			if Decide(in).NeedChecks {
+				for _, m := range []string{"success-rate", "latency-p95"} {
+					in.Checks = append(in.Checks, analysis.Check{Metric: m, Outcome: outcomes[rng.IntN(len(outcomes))]})
+				}
+			}
+			before := in.Status.DeepCopy()
+			d := Decide(in)
+			where := fmt.Sprintf("seed %d, event %d (%s step %d at %d%%)", seed, e, in.Status.Phase, in.Status.Step, in.Status.CanaryWeight)
+			if !reflect.DeepEqual(before, &in.Status) {
+				t.Fatalf("%s: Decide mutated its input:\n%s", where, cmp.Diff(before, &in.Status))
+			}
+			if again := Decide(in); !reflect.DeepEqual(d, again) {
+				t.Fatalf("%s: Decide is not deterministic:\n%s", where, cmp.Diff(d, again))
+			}
+			visited[d.Status.Phase]++
+			checkInvariants(t, where, in, d)
+			w.status = d.Status
+			for _, a := range d.Actions {
+				w.apply(a)
+			}
+		}
+	}
+	// The histories must reach every phase, or the invariants were checked
+	// on too little.
+	for _, p := range []Phase{PhaseIdle, PhaseProgressing, PhasePaused, PhasePromoting, PhaseSucceeded, PhaseRolledBack, PhaseAborted} {
+		if visited[p] == 0 {
+			t.Errorf("no history reached phase %s: %v", p, visited)
+		}
+	}
+	t.Logf("decisions by phase: %v", visited)
+}
+
+func checkInvariants(t *testing.T, where string, in Input, d Decision) {
+	t.Helper()
+	for _, a := range d.Actions {
+		sw, ok := a.(SetWeights)
+		if !ok {
+			continue
+		}
+		if err := sw.Weights.Validate(); err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
+		if sw.Weights.Canary > in.Policy.MaxWeight && sw.Weights.Canary != 100 {
+			t.Fatalf("%s: canary weight %d is above the largest step %d", where, sw.Weights.Canary, in.Policy.MaxWeight)
+		}
+		if sw.Weights.Canary == 100 && d.Status.Phase != PhasePromoting {
+			t.Fatalf("%s: all traffic to the canary outside a promotion (phase %s)", where, d.Status.Phase)
+		}
+	}
+	if d.Status.Phase != PhasePromoting && d.Status.CanaryWeight > in.Policy.MaxWeight {
+		t.Fatalf("%s: status says canary at %d%%, above the largest step", where, d.Status.CanaryWeight)
+	}
+	failed := slices.ContainsFunc(in.Checks, func(c analysis.Check) bool { return c.Outcome == analysis.Fail })
+	if failed && in.Action == nil {
+		if d.Status.Phase == PhasePromoting && in.Status.Phase != PhasePromoting {
+			t.Fatalf("%s: promoted on a failed check", where)
+		}
+		if d.Status.Phase == PhaseProgressing && d.Status.Step > in.Status.Step && in.Status.Phase == PhaseProgressing {
+			t.Fatalf("%s: advanced from step %d to %d on a failed check", where, in.Status.Step, d.Status.Step)
+		}
+	}
+}
+
+func randomSteps(rng *rand.Rand) []int32 {
+	var steps []int32
+	for w := int32(1 + rng.IntN(20)); w < 100 && len(steps) < 5; w += int32(1 + rng.IntN(40)) {
+		steps = append(steps, w)
+	}
+	return steps
+}

@@ -1,0 +1,281 @@
+package rollout
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+var rewrite = flag.Bool("rewrite", false, "rewrite the golden transcripts in testdata/")
+
+// TestScripts plays every testdata/*.txt rollout script against Decide and
+// compares the transcript with testdata/*.golden, so that a change in
+// behaviour reads as a text diff. Run with -rewrite to accept changes.
+//
+// A script drives a small model of the cluster that applies each
+// decision's actions (weights, pausing, the canary) the way the executor
+// and Kubernetes would, while the script controls what Kubernetes does on
+// its own (pods becoming ready, a rollout finishing) and the clock.
+//
+//	policy steps=10,50 interval=1m failure-limit=2 deadline=5m
+//	world desired=r2 settled=false canary-ready=true ...
+//	wait 1m
+//	checks success-rate=pass latency-p95=fail:612
+//	action abort [by=...]
+//	decide
+func TestScripts(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no scripts in testdata")
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
+			got := runScript(t, f)
+			golden := strings.TrimSuffix(f, ".txt") + ".golden"
+			if *rewrite {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -rewrite to create it)", err)
+			}
+			if diff := cmp.Diff(string(want), got); diff != "" {
+				t.Errorf("transcript differs from %s (-want +got; -rewrite accepts):\n%s", golden, diff)
+			}
+		})
+	}
+}
+
+// world is the cluster as the script's decisions shape it.
+type world struct {
+	Observed
+	now    time.Time
+	policy *Policy
+	status FlightStatus
+	checks []analysis.Check
+	action *ActionRequest
+}
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func runScript(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &world{now: epoch, policy: scriptPolicy(t, nil)}
+	w.Weights = traffic.Weights{Stable: 100}
+	var out strings.Builder
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			out.WriteString(text + "\n")
+			continue
+		}
+		fmt.Fprintf(&out, "> %s\n", text)
+		fields := strings.Fields(text)
+		args := fields[1:]
+		fail := func(format string, a ...any) { t.Fatalf("%s:%d: %s", path, line, fmt.Sprintf(format, a...)) }
+		switch fields[0] {
+		case "policy":
+			w.policy = scriptPolicy(t, args)
+		case "world":
+			if err := w.set(args); err != nil {
+				fail("%v", err)
+			}
+		case "wait":
+			d, err := time.ParseDuration(args[0])
+			if err != nil {
+				fail("%v", err)
+			}
+			w.now = w.now.Add(d)
+		case "checks":
+			checks, err := parseChecks(args, w.now)
+			if err != nil {
+				fail("%v", err)
+			}
+			w.checks = checks
+		case "action":
+			w.action = &ActionRequest{Kind: ActionKind(args[0]), By: "annotation"}
+		case "decide":
+			out.WriteString(w.decide())
+		default:
+			fail("unknown command %q", fields[0])
+		}
+	}
+	return out.String()
+}
+
+// decide runs Decide (twice if it asks for checks, as the controller does)
+// and applies the decision to the world.
+func (w *world) decide() string {
+	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action}
+	d := Decide(in)
+	var b strings.Builder
+	if d.NeedChecks {
+		b.WriteString("  needs checks\n")
+		in.Checks = w.checks
+		if len(in.Checks) == 0 {
+			return b.String() + "  (no checks given: nothing decided)\n"
+		}
+		d = Decide(in)
+		w.checks = nil
+	}
+	w.status = d.Status
+	for _, a := range d.Actions {
+		fmt.Fprintf(&b, "  %s\n", a)
+		w.apply(a)
+	}
+	st := d.Status
+	fmt.Fprintf(&b, "  = phase=%s step=%d weight=%d failed=%d stable=%s canary=%s", st.Phase, st.Step, st.CanaryWeight, st.FailedChecks, st.StableRevision, st.CanaryRevision)
+	if st.RejectedRevision != "" {
+		fmt.Fprintf(&b, " rejected=%s", st.RejectedRevision)
+	}
+	if st.PromotionStage != "" {
+		fmt.Fprintf(&b, " stage=%s", st.PromotionStage)
+	}
+	fmt.Fprintf(&b, " requeue=%s\n", d.RequeueAfter)
+	if st.Hold != nil {
+		fmt.Fprintf(&b, "  = hold %s: %s\n", st.Hold.Reason, st.Hold.Message)
+	}
+	if st.Message != "" {
+		fmt.Fprintf(&b, "  = %s\n", st.Message)
+	}
+	return b.String()
+}
+
+// apply does what the executor and Kubernetes would do with an action.
+func (w *world) apply(a Action) {
+	switch a := a.(type) {
+	case SetWeights:
+		w.Weights = a.Weights
+	case SetStablePaused:
+		w.DeploymentPaused = a.Paused
+	case EnsureCanary:
+		if w.CanaryRevision != a.Revision || w.CanaryReplicas == 0 {
+			w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = a.Revision, 1, false
+		}
+	case ScaleCanaryDown:
+		w.CanaryReplicas, w.CanaryReady = 0, false
+	case ClearAction:
+		w.action = nil
+	case DeleteCanary:
+		w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = "", 0, false
+	case ReleaseRouting:
+		w.Weights = traffic.Weights{Stable: 100}
+	}
+}
+
+func (w *world) set(args []string) error {
+	for _, kv := range args {
+		k, v, _ := strings.Cut(kv, "=")
+		b := v == "" || v == "true"
+		switch k {
+		case "desired":
+			w.DesiredRevision = v
+		case "deployment":
+			w.DeploymentRevision = v
+		case "settled":
+			w.DeploymentSettled = b
+		case "canary-ready":
+			w.CanaryReady = b
+		case "routing-error":
+			w.RoutingError = strings.ReplaceAll(v, "_", " ")
+		case "opted-out":
+			w.OptedOut = b
+		case "weights":
+			s, c, _ := strings.Cut(v, "/")
+			ws, _ := strconv.Atoi(s)
+			wc, _ := strconv.Atoi(c)
+			w.Weights = traffic.Weights{Stable: int32(ws), Canary: int32(wc)}
+		default:
+			return fmt.Errorf("unknown world key %q", k)
+		}
+	}
+	return nil
+}
+
+// parseChecks reads "metric=outcome[:value[:samples]]".
+func parseChecks(args []string, now time.Time) ([]analysis.Check, error) {
+	var checks []analysis.Check
+	for _, kv := range args {
+		name, spec, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("check %q: want metric=outcome[:value[:samples]]", kv)
+		}
+		parts := strings.Split(spec, ":")
+		c := analysis.Check{Metric: name, Outcome: analysis.Outcome(parts[0]), Threshold: thresholds[name], Samples: 500, At: now}
+		if len(parts) > 1 && parts[1] != "" {
+			v, err := strconv.ParseFloat(parts[1], 64)
+			if err != nil {
+				return nil, err
+			}
+			c.Value = &v
+		}
+		if len(parts) > 2 {
+			n, _ := strconv.ParseInt(parts[2], 10, 64)
+			c.Samples = n
+		}
+		switch c.Outcome {
+		case analysis.NotEnoughData:
+			c.Message = fmt.Sprintf("%d samples, want at least 100", c.Samples)
+		case analysis.Error:
+			c.Samples = 0
+			c.Message = "prometheus: connection refused"
+		}
+		checks = append(checks, c)
+	}
+	sort.SliceStable(checks, func(i, j int) bool { return checks[i].Metric < checks[j].Metric })
+	return checks, nil
+}
+
+var thresholds = map[string]string{"success-rate": ">= 0.99", "latency-p95": "<= 500"}
+
+func scriptPolicy(t *testing.T, args []string) *Policy {
+	p := &Policy{
+		Name: "script", Steps: []int32{10, 50}, Interval: time.Minute, FailureLimit: 1,
+		ProgressDeadline: 5 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+	}
+	for _, kv := range args {
+		k, v, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "steps":
+			p.Steps = nil
+			for _, s := range strings.Split(v, ",") {
+				n, _ := strconv.Atoi(s)
+				p.Steps = append(p.Steps, int32(n))
+			}
+		case "interval":
+			p.Interval, err = time.ParseDuration(v)
+		case "failure-limit":
+			p.FailureLimit, err = strconv.Atoi(v)
+		case "deadline":
+			p.ProgressDeadline, err = time.ParseDuration(v)
+		default:
+			err = fmt.Errorf("unknown policy key %q", k)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}

@@ -1,0 +1,148 @@
+package rollout
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/analysis"
+)
+
+// Phase is where a Flight stands.
+type Phase string
+
+const (
+	// PhaseInitializing: fledge is taking the Deployment over (pausing it,
+	// setting up routing).
+	PhaseInitializing Phase = "Initializing"
+	// PhaseIdle: held by fledge, nothing pending, no revision promoted (yet,
+	// or since the template went back to the stable revision).
+	PhaseIdle Phase = "Idle"
+	// PhaseProgressing: a canary is starting or stepping through weights.
+	PhaseProgressing Phase = "Progressing"
+	// PhasePaused: a person paused the canary at its current weight.
+	PhasePaused Phase = "Paused"
+	// PhasePromoting: the canary passed; the stable Deployment is being
+	// updated to its template.
+	PhasePromoting Phase = "Promoting"
+	// PhaseSucceeded: the last revision was promoted; nothing pending.
+	PhaseSucceeded Phase = "Succeeded"
+	// PhaseRolledBack: the last revision was rejected by analysis or the
+	// progress deadline. The Deployment keeps the rejected template in its
+	// spec until someone applies another one.
+	PhaseRolledBack Phase = "RolledBack"
+	// PhaseAborted: a person aborted the last revision.
+	PhaseAborted Phase = "Aborted"
+)
+
+// Terminal reports whether no revision is in flight.
+func (p Phase) Terminal() bool {
+	return p == PhaseIdle || p == PhaseSucceeded || p == PhaseRolledBack || p == PhaseAborted
+}
+
+// Promotion stages, persisted so that a restart resumes the right one.
+const (
+	// StageUpdateStable: all traffic on the canary, the stable Deployment
+	// unpaused and rolling to the canary's template.
+	StageUpdateStable = "UpdateStable"
+)
+
+// Hold reasons: why a Flight is not moving. Cannot-measure reasons are
+// never failures.
+const (
+	HoldNotEnoughData     = "NotEnoughData"
+	HoldAnalysisError     = "AnalysisError"
+	HoldInconclusive      = "Inconclusive"
+	HoldCanaryNotReady    = "CanaryNotReady"
+	HoldPaused            = "Paused"
+	HoldRouting           = "RoutingError"
+	HoldDeploymentRollout = "WaitingForDeployment"
+	HoldStableStalled     = "StableRolloutStalled"
+)
+
+// FlightStatus is the persisted state of a rollout: Decide's state
+// machine, plus a bounded decision log for people.
+type FlightStatus struct {
+	Phase Phase `json:"phase,omitempty"`
+	// StableRevision is the template hash the user's Deployment runs.
+	StableRevision string `json:"stableRevision,omitempty"`
+	// CanaryRevision is the template hash being (or last) canaried.
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+	// RejectedRevision was rolled back or aborted; it is not canaried again
+	// until the Deployment's template changes (or a person retries it).
+	RejectedRevision string `json:"rejectedRevision,omitempty"`
+	// Steps are the canary weights planned for this revision, fixed when
+	// it started so a policy reload never renumbers a rollout in flight.
+	Steps []int32 `json:"steps,omitempty"`
+	// Step indexes Steps; -1 while the canary starts (no traffic yet).
+	Step int32 `json:"step"`
+	// CanaryWeight is the canary's intended share of traffic, in percent.
+	CanaryWeight int32 `json:"canaryWeight"`
+	// PromotionStage is the step of a promotion in progress.
+	PromotionStage string `json:"promotionStage,omitempty"`
+	// FailedChecks counts failed analyses of this revision.
+	FailedChecks int32 `json:"failedChecks"`
+
+	RevisionStartedAt *metav1.Time `json:"revisionStartedAt,omitempty"`
+	StepStartedAt     *metav1.Time `json:"stepStartedAt,omitempty"`
+	LastAnalysisAt    *metav1.Time `json:"lastAnalysisAt,omitempty"`
+	StageStartedAt    *metav1.Time `json:"stageStartedAt,omitempty"`
+
+	// Hold says why the Flight is not moving, if it is not.
+	Hold *Hold `json:"hold,omitempty"`
+	// Message sums up the last transition for people.
+	Message string `json:"message,omitempty"`
+	// LastAction is the last manual action taken.
+	LastAction *ActionRecord `json:"lastAction,omitempty"`
+	// Decisions is the decision log, oldest first, at most MaxDecisions.
+	Decisions  []DecisionRecord   `json:"decisions,omitempty"`
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Hold is a reason for not moving, with when it began.
+type Hold struct {
+	Reason  string      `json:"reason"`
+	Message string      `json:"message"`
+	Since   metav1.Time `json:"since"`
+}
+
+// ActionRecord is a manual action as recorded in the Flight.
+type ActionRecord struct {
+	Kind   ActionKind  `json:"kind"`
+	By     string      `json:"by"`
+	Reason string      `json:"reason,omitempty"`
+	At     metav1.Time `json:"at"`
+	// Cleared is set once its annotation is seen removed, so that the same
+	// annotation is taken once even if fledge restarts in between, while a
+	// new one (after removal) is a new action.
+	Cleared bool `json:"cleared"`
+}
+
+// DecisionRecord is one entry of the decision log.
+type DecisionRecord struct {
+	At       metav1.Time      `json:"at"`
+	Revision string           `json:"revision,omitempty"`
+	Step     int32            `json:"step"`
+	Weight   int32            `json:"weight"`
+	Verdict  Verdict          `json:"verdict"`
+	Message  string           `json:"message"`
+	Checks   []analysis.Check `json:"checks,omitempty"`
+}
+
+// Verdict is what a decision did.
+type Verdict string
+
+const (
+	VerdictStart    Verdict = "start"    // a canary started for a new revision
+	VerdictRestart  Verdict = "restart"  // a newer revision replaced the canary
+	VerdictAdvance  Verdict = "advance"  // checks passed: next step
+	VerdictHold     Verdict = "hold"     // cannot measure (or inconclusive): stay
+	VerdictFail     Verdict = "fail"     // a check failed, below the failure limit
+	VerdictPromote  Verdict = "promote"  // all steps passed: promotion started
+	VerdictPromoted Verdict = "promoted" // the stable Deployment runs the new revision
+	VerdictRollback Verdict = "rollback" // rejected: traffic back to stable
+	VerdictAbort    Verdict = "abort"    // a person aborted
+	VerdictManual   Verdict = "manual"   // another manual action
+	VerdictRevert   Verdict = "revert"   // the template went back to stable
+)
+
+// MaxDecisions bounds the decision log so a Flight stays small.
+const MaxDecisions = 30
