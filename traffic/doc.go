@@ -1,7 +1,8 @@
-// Package traffic will hold the Router interface that shifts a canary's
-// share of traffic (ensure, set absolute weights, read them back, release),
-// with traffic/istio as its implementation over VirtualServices and
-// DestinationRules, an in-memory fake, and a conformance suite both pass.
+// Package traffic defines how fledge shifts a canary's share of traffic:
+// the Router interface (ensure the routing, set absolute weights, read them
+// back, release), the Target it acts on and the Weights it sets.
 //
-// It is filled in by the rollout engine issue.
+// traffic/istio implements it over Istio VirtualServices; traffic/traffictest
+// holds an in-memory fake for the rollout engine's tests and the
+// conformance suite that both the fake and traffic/istio pass.
 package traffic

@@ -1,0 +1,59 @@
+//go:build e2e
+
+package traffic_test
+
+import (
+	"testing"
+
+	networkingv1 "istio.io/api/networking/v1"
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/traffic/istio"
+	"github.com/fledgehq/fledge/traffic/traffictest"
+)
+
+// The conformance suite against the real API server (validation, resource
+// versions, JSON patch semantics) with the mesh emulator as the judge of
+// what the weights written do to traffic.
+
+func TestGeneratedVirtualServiceConforms(t *testing.T) {
+	sb := suite.Get(t)
+	traffictest.Run(t, traffictest.Harness{
+		New: func(t *testing.T) (traffic.Router, traffic.Target) {
+			ns := sb.Namespace(t)
+			deploy(t, sb, ns, app{name: "web"}, app{name: "web-canary"})
+			return istio.New(sb.Istio), traffic.Target{Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary"}
+		},
+		CanaryShare: func(t *testing.T, tg traffic.Target) float64 { return canaryShare(t, sb, tg) },
+	})
+}
+
+func TestUserOwnedVirtualServiceConforms(t *testing.T) {
+	sb := suite.Get(t)
+	traffictest.Run(t, traffictest.Harness{
+		New: func(t *testing.T) (traffic.Router, traffic.Target) {
+			ns := sb.Namespace(t)
+			deploy(t, sb, ns, app{name: "web"}, app{name: "web-canary"})
+			vs := &istionetv1.VirtualService{
+				ObjectMeta: metav1.ObjectMeta{Name: "web-routes", Namespace: ns},
+				Spec: networkingv1.VirtualService{
+					Hosts: []string{"web"},
+					Http: []*networkingv1.HTTPRoute{{
+						Name:  "primary",
+						Route: []*networkingv1.HTTPRouteDestination{{Destination: &networkingv1.Destination{Host: "web"}}},
+					}},
+				},
+			}
+			if _, err := sb.Istio.NetworkingV1().VirtualServices(ns).Create(t.Context(), vs, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			return istio.New(sb.Istio), traffic.Target{
+				Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary",
+				VirtualService: "web-routes", Route: "primary",
+			}
+		},
+		CanaryShare: func(t *testing.T, tg traffic.Target) float64 { return canaryShare(t, sb, tg) },
+	})
+}

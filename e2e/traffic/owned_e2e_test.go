@@ -1,0 +1,201 @@
+//go:build e2e
+
+package traffic_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	networkingv1 "istio.io/api/networking/v1"
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/fledgehq/fledge/e2e/mesh"
+	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/traffic/istio"
+)
+
+// teamVirtualService is a VirtualService as a team writes it, for the
+// gateway and for sidecars: beta users to their own revision, a legacy
+// redirect, and the main route, with retries, a timeout and header rules,
+// which fledge splits.
+func teamVirtualService(ns string) *istionetv1.VirtualService {
+	prefix := func(p string) *networkingv1.StringMatch {
+		return &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Prefix{Prefix: p}}
+	}
+	return &istionetv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: "web-routes", Namespace: ns,
+			Labels:      map[string]string{"team": "shop"},
+			Annotations: map[string]string{"example.com/owner": "shop-team"},
+		},
+		Spec: networkingv1.VirtualService{
+			Hosts:    []string{"web"},
+			Gateways: []string{"mesh", "some-gw"},
+			Http: []*networkingv1.HTTPRoute{{
+				Name: "beta",
+				Match: []*networkingv1.HTTPMatchRequest{{Headers: map[string]*networkingv1.StringMatch{
+					"x-user-tier": {MatchType: &networkingv1.StringMatch_Exact{Exact: "beta"}},
+				}}},
+				Timeout: durationpb.New(2 * time.Second),
+				Route:   []*networkingv1.HTTPRouteDestination{{Destination: &networkingv1.Destination{Host: "web-beta"}}},
+			}, {
+				Name:     "legacy",
+				Match:    []*networkingv1.HTTPMatchRequest{{Uri: prefix("/v1/")}},
+				Redirect: &networkingv1.HTTPRedirect{Uri: "/v2/", RedirectCode: 308},
+			}, {
+				Name:    "primary",
+				Match:   []*networkingv1.HTTPMatchRequest{{Uri: prefix("/")}},
+				Timeout: durationpb.New(10 * time.Second),
+				Retries: &networkingv1.HTTPRetry{Attempts: 3, PerTryTimeout: durationpb.New(2 * time.Second), RetryOn: "5xx,reset"},
+				Headers: &networkingv1.Headers{Request: &networkingv1.Headers_HeaderOperations{Set: map[string]string{"x-via": "mesh"}}},
+				Route: []*networkingv1.HTTPRouteDestination{{
+					Destination: &networkingv1.Destination{Host: "web", Port: &networkingv1.PortSelector{Number: 80}},
+					Headers:     &networkingv1.Headers{Response: &networkingv1.Headers_HeaderOperations{Add: map[string]string{"x-served-by": "web"}}},
+				}},
+			}},
+		},
+	}
+}
+
+const primary = 2 // index of the route fledge splits
+
+func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
+	sb := suite.Get(t)
+	ns := sb.Namespace(t)
+	ctx := t.Context()
+	deploy(t, sb, ns, app{name: "web", replicas: 2}, app{name: "web-canary"}, app{name: "web-beta"})
+	written := teamVirtualService(ns)
+	if _, err := sb.Istio.NetworkingV1().VirtualServices(ns).Create(ctx, written, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tg := traffic.Target{
+		Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary",
+		VirtualService: "web-routes", Route: "primary",
+	}
+	r := istio.New(sb.Istio)
+	// The object as the API server stores it: the JSON every comparison
+	// below is made on, so that nothing this client cannot see escapes.
+	stored := storedJSON(t, sb, ns)
+
+	if err := r.Ensure(ctx, tg); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(stored, storedJSON(t, sb, ns)); diff != "" {
+		t.Fatalf("Ensure wrote to the team's VirtualService (-before +after):\n%s", diff)
+	}
+
+	t.Run("SetWeights changes the destinations of the named route and nothing else", func(t *testing.T) {
+		if err := r.SetWeights(ctx, tg, traffic.Weights{Stable: 80, Canary: 20}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(withoutPrimaryRoute(t, stored), withoutPrimaryRoute(t, storedJSON(t, sb, ns))); diff != "" {
+			t.Errorf("outside spec.http[%d].route (-before +after):\n%s", primary, diff)
+		}
+		stable := proto.Clone(written.Spec.Http[primary].Route[0]).(*networkingv1.HTTPRouteDestination)
+		stable.Weight = 80
+		canary := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
+		canary.Destination.Host, canary.Weight = "web-canary", 20
+		want := written.DeepCopy()
+		want.Spec.Http[primary].Route = []*networkingv1.HTTPRouteDestination{stable, canary}
+		wantSpec(t, sb, want)
+	})
+
+	t.Run("the mesh splits the main route 80/20 and routes the others as written", func(t *testing.T) {
+		waitApplied(t, sb, tg)
+		const n = 2000
+		got := route(t, sb, ns, n, mesh.Request{Host: "web"})
+		if got["web"]+got["web-canary"] != n {
+			t.Fatalf("main route reached %v, want only web and web-canary", got)
+		}
+		share := float64(got["web-canary"]) / n
+		if math.Abs(share-0.20) > 0.04 {
+			t.Errorf("canary share of the main route = %.3f, want 0.20 ± 0.04", share)
+		}
+		wantOtherRoutes(t, sb, ns)
+	})
+
+	t.Run("Release puts the team's VirtualService back exactly as written", func(t *testing.T) {
+		if err := r.Release(ctx, tg); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(comparable(stored), comparable(storedJSON(t, sb, ns))); diff != "" {
+			t.Errorf("after Release (-as written +now):\n%s", diff)
+		}
+		wantSpec(t, sb, written)
+		waitApplied(t, sb, tg)
+		if got := route(t, sb, ns, 500, mesh.Request{Host: "web"}); got["web"] != 500 {
+			t.Errorf("main route reached %v after Release, want only web", got)
+		}
+		wantOtherRoutes(t, sb, ns)
+	})
+}
+
+// wantOtherRoutes checks that the routes before the split one still work:
+// beta users reach their revision, legacy paths are redirected.
+func wantOtherRoutes(t *testing.T, sb *sandbox.Sandbox, ns string) {
+	t.Helper()
+	beta := route(t, sb, ns, 200, mesh.Request{Host: "web", Headers: map[string]string{"x-user-tier": "beta"}})
+	if beta["web-beta"] != 200 {
+		t.Errorf("beta users reached %v, want only web-beta", beta)
+	}
+	if resp := sb.Mesh.Route(mesh.Request{Client: "probe", SourceNamespace: ns, Host: "web", Path: "/v1/cart"}); resp.Code != 308 {
+		t.Errorf("a legacy path got %d %s, want the 308 redirect", resp.Code, resp.Flags)
+	}
+}
+
+// storedJSON reads the team's VirtualService as the API server stores it.
+func storedJSON(t *testing.T, sb *sandbox.Sandbox, ns string) map[string]any {
+	t.Helper()
+	gvr := istionetv1.SchemeGroupVersion.WithResource("virtualservices")
+	u, err := sb.Dynamic.Resource(gvr).Namespace(ns).Get(t.Context(), "web-routes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Object
+}
+
+// withoutPrimaryRoute is comparable(obj) without the one field fledge may
+// change.
+func withoutPrimaryRoute(t *testing.T, obj map[string]any) map[string]any {
+	t.Helper()
+	out := comparable(obj)
+	http, _, err := unstructured.NestedSlice(out, "spec", "http")
+	if err != nil || len(http) <= primary {
+		t.Fatalf("spec.http of the stored object: %v (%d routes)", err, len(http))
+	}
+	delete(http[primary].(map[string]any), "route")
+	if err := unstructured.SetNestedSlice(out, http, "spec", "http"); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// comparable is a copy of the stored object without what the API server
+// changes on every write.
+func comparable(obj map[string]any) map[string]any {
+	out := (&unstructured.Unstructured{Object: obj}).DeepCopy().Object
+	for _, f := range []string{"resourceVersion", "generation", "managedFields"} {
+		unstructured.RemoveNestedField(out, "metadata", f)
+	}
+	return out
+}
+
+// wantSpec compares the stored spec, decoded, with want's.
+func wantSpec(t *testing.T, sb *sandbox.Sandbox, want *istionetv1.VirtualService) {
+	t.Helper()
+	got, err := sb.Istio.NetworkingV1().VirtualServices(want.Namespace).Get(t.Context(), want.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&want.Spec, &got.Spec, protocmp.Transform()); diff != "" {
+		t.Errorf("spec (-want +got):\n%s", diff)
+	}
+}

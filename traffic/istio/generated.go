@@ -1,0 +1,260 @@
+package istio
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/api/networking/v1"
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+const (
+	// ManagedByLabel marks the VirtualServices the router generated, with
+	// the value ManagedBy. Only those are ever repaired or deleted.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "fledge"
+	// RouteName names the single http route of a generated VirtualService.
+	RouteName = "fledge"
+	// meshGateway is Istio's reserved gateway name for sidecar traffic.
+	meshGateway = "mesh"
+)
+
+// applyGenerated creates or repairs the generated VirtualService so that it
+// routes t.Host with the split set, or, when set is nil, with the split it
+// has (100/0 when it is new or its split was edited into an invalid one).
+func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traffic.Weights) error {
+	if err := r.checkHostUnclaimed(ctx, t); err != nil {
+		return err
+	}
+	vss := r.client.NetworkingV1().VirtualServices(t.Namespace)
+	for range maxAttempts {
+		cur, err := vss.Get(ctx, t.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			w := traffic.Weights{Stable: 100}
+			if set != nil {
+				w = *set
+			}
+			_, err = vss.Create(ctx, generated(t, w), metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				continue // created meanwhile: repair that one instead
+			}
+			return errorIn(t.Namespace, t.Name, "create", err)
+		}
+		if err != nil {
+			return errorIn(t.Namespace, t.Name, "get", err)
+		}
+		if !managed(cur) {
+			return unmanagedConflict(cur)
+		}
+		w, ok := generatedSplit(cur, t)
+		if set != nil {
+			w, ok = *set, true
+		}
+		if !ok {
+			w = traffic.Weights{Stable: 100}
+		}
+		next, changed := repaired(cur, t, w)
+		if !changed {
+			return nil
+		}
+		_, err = vss.Update(ctx, next, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			continue // changed or deleted since the read: look again
+		}
+		return errorIn(t.Namespace, t.Name, "update", err)
+	}
+	return fmt.Errorf("virtualservice %s/%s: still changing after %d attempts; will retry", t.Namespace, t.Name, maxAttempts)
+}
+
+// generatedWeights reads the split of the generated VirtualService. No
+// VirtualService means plain routing: everything goes to the stable
+// Service.
+func (r *Router) generatedWeights(ctx context.Context, t traffic.Target) (traffic.Weights, error) {
+	cur, err := r.client.NetworkingV1().VirtualServices(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return traffic.Weights{Stable: 100}, nil
+	}
+	if err != nil {
+		return traffic.Weights{}, errorIn(t.Namespace, t.Name, "get", err)
+	}
+	if !managed(cur) {
+		return traffic.Weights{}, unmanagedConflict(cur)
+	}
+	// Competing VirtualServices are not looked for here: Ensure and
+	// SetWeights refuse to route while one exists.
+	http := cur.Spec.GetHttp()
+	if len(http) != 1 {
+		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: spec.http: %d routes where fledge generates one; Ensure repairs it", cur.Namespace, cur.Name, len(http))
+	}
+	ref := routeRef{0, http[0].GetName()}
+	w, p := readSplit(http[0].GetRoute(), servicesOf(t))
+	if p != nil {
+		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: %s%s: %s; Ensure repairs it", cur.Namespace, cur.Name, ref, p.field, p.message)
+	}
+	// The split alone could hide an edit that changes what it applies to
+	// (a match, another host), so the rest must be as generated too.
+	if !proto.Equal(&cur.Spec, generatedSpec(t, w)) {
+		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: spec: edited since fledge generated it; Ensure repairs it", cur.Namespace, cur.Name)
+	}
+	return w, nil
+}
+
+// releaseGenerated deletes the generated VirtualService, and nothing that
+// fledge did not generate.
+func (r *Router) releaseGenerated(ctx context.Context, t traffic.Target) error {
+	vss := r.client.NetworkingV1().VirtualServices(t.Namespace)
+	for range maxAttempts {
+		cur, err := vss.Get(ctx, t.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return errorIn(t.Namespace, t.Name, "get", err)
+		}
+		if !managed(cur) {
+			// Not fledge's: Ensure refused it, so fledge never routed
+			// through it and has nothing to restore.
+			return nil
+		}
+		// The preconditions make sure that what is deleted is what was
+		// just judged to be fledge's, not an object re-created meanwhile.
+		err = vss.Delete(ctx, t.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
+			UID: &cur.UID, ResourceVersion: &cur.ResourceVersion,
+		}})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		return errorIn(t.Namespace, t.Name, "delete", err)
+	}
+	return fmt.Errorf("virtualservice %s/%s: still changing after %d attempts; will retry", t.Namespace, t.Name, maxAttempts)
+}
+
+// checkHostUnclaimed fails with ErrConflict when another VirtualService in
+// the namespace routes the target's host for sidecars: Istio would merge
+// or pick between the two, and fledge's weights might not be the ones
+// applied. Gateway-only VirtualServices and wildcards do not compete for
+// the exact host of sidecar traffic.
+func (r *Router) checkHostUnclaimed(ctx context.Context, t traffic.Target) error {
+	list, err := r.client.NetworkingV1().VirtualServices(t.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("virtualservices in %s: list: %w", t.Namespace, err)
+	}
+	host := fqdn(t.Host, t.Namespace)
+	for _, vs := range list.Items {
+		if vs.Name == t.Name {
+			continue
+		}
+		if g := vs.Spec.GetGateways(); len(g) > 0 && !slices.Contains(g, meshGateway) {
+			continue
+		}
+		for i, h := range vs.Spec.GetHosts() {
+			if fqdn(h, vs.Namespace) == host {
+				return fmt.Errorf("virtualservice %s/%s: spec.hosts[%d]: already routes %s; name this VirtualService (and a route) in the target to have fledge split its route instead: %w",
+					vs.Namespace, vs.Name, i, host, traffic.ErrConflict)
+			}
+		}
+	}
+	return nil
+}
+
+// generated is the VirtualService the router owns for t.
+func generated(t traffic.Target, w traffic.Weights) *istionetv1.VirtualService {
+	vs := &istionetv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      t.Name,
+			Namespace: t.Namespace,
+			Labels:    map[string]string{ManagedByLabel: ManagedBy},
+		},
+	}
+	if t.Owner != nil {
+		vs.OwnerReferences = []metav1.OwnerReference{*t.Owner}
+	}
+	proto.Merge(&vs.Spec, generatedSpec(t, w))
+	return vs
+}
+
+func generatedSpec(t traffic.Target, w traffic.Weights) *networkingv1.VirtualService {
+	stable := &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: t.Stable}}
+	return &networkingv1.VirtualService{
+		Hosts: []string{t.Host},
+		Http: []*networkingv1.HTTPRoute{{
+			Name:  RouteName,
+			Route: splitDestinations(stable, t.Canary, w),
+		}},
+	}
+}
+
+// generatedSplit reads the split of the route named RouteName, if it is
+// still a valid one; what else was edited does not matter, since repair
+// rewrites it.
+func generatedSplit(vs *istionetv1.VirtualService, t traffic.Target) (traffic.Weights, bool) {
+	for _, route := range vs.Spec.GetHttp() {
+		if route.GetName() == RouteName {
+			w, p := readSplit(route.GetRoute(), servicesOf(t))
+			return w, p == nil
+		}
+	}
+	return traffic.Weights{}, false
+}
+
+// repaired returns a copy of cur that is as generated for t with split w,
+// and whether that differs from cur. Labels and owners that others added
+// are kept: they do not change routing.
+func repaired(cur *istionetv1.VirtualService, t traffic.Target, w traffic.Weights) (*istionetv1.VirtualService, bool) {
+	next := cur.DeepCopy()
+	changed := false
+	if want := generatedSpec(t, w); !proto.Equal(&next.Spec, want) {
+		proto.Reset(&next.Spec)
+		proto.Merge(&next.Spec, want)
+		changed = true
+	}
+	if t.Owner != nil {
+		var ownerChanged bool
+		next.OwnerReferences, ownerChanged = withOwner(next.OwnerReferences, *t.Owner)
+		changed = changed || ownerChanged
+	}
+	return next, changed
+}
+
+// withOwner makes owner the only reference of its kind in refs, keeping
+// the others. A Flight deleted and re-created under the same name has a
+// new UID: the stale reference goes, or the API server would reject two
+// controller references.
+func withOwner(refs []metav1.OwnerReference, owner metav1.OwnerReference) ([]metav1.OwnerReference, bool) {
+	out := slices.DeleteFunc(slices.Clone(refs), func(o metav1.OwnerReference) bool {
+		return o.APIVersion == owner.APIVersion && o.Kind == owner.Kind && o.UID != owner.UID
+	})
+	changed := len(out) != len(refs)
+	if !slices.ContainsFunc(out, func(o metav1.OwnerReference) bool { return o.UID == owner.UID }) {
+		out = append(out, owner)
+		changed = true
+	}
+	return out, changed
+}
+
+func managed(vs *istionetv1.VirtualService) bool {
+	return vs.Labels[ManagedByLabel] == ManagedBy
+}
+
+func unmanagedConflict(vs *istionetv1.VirtualService) error {
+	return fmt.Errorf("virtualservice %s/%s: metadata.labels: exists without %s=%s, so it is not fledge's to replace: %w",
+		vs.Namespace, vs.Name, ManagedByLabel, ManagedBy, traffic.ErrConflict)
+}
+
+// errorIn names the object and the operation of a failed API call; nil
+// stays nil.
+func errorIn(namespace, name, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("virtualservice %s/%s: %s: %w", namespace, name, op, err)
+}

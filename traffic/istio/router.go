@@ -1,0 +1,107 @@
+package istio
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"istio.io/client-go/pkg/clientset/versioned"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// maxAttempts bounds how often one call re-reads and retries after someone
+// else changed the VirtualService between its read and its write. Each
+// failed attempt means another writer succeeded, so a handful is plenty;
+// past it the caller's own retry (the next reconcile) takes over.
+const maxAttempts = 5
+
+// Router is a traffic.Router over Istio VirtualServices. It keeps no state
+// of its own: every call reads the cluster, so several replicas (or a
+// restarted one) agree. It is safe for concurrent use.
+type Router struct {
+	client versioned.Interface
+}
+
+var _ traffic.Router = (*Router)(nil)
+
+// New returns a Router that reads and writes VirtualServices through
+// client (networking.istio.io/v1).
+func New(client versioned.Interface) *Router {
+	return &Router{client: client}
+}
+
+// Ensure creates or repairs the generated VirtualService, or checks that
+// the user-owned one has a route fledge can split. See traffic.Router.
+func (r *Router) Ensure(ctx context.Context, t traffic.Target) error {
+	if err := validateTarget(t); err != nil {
+		return err
+	}
+	if t.VirtualService != "" {
+		return r.checkOwned(ctx, t)
+	}
+	return r.applyGenerated(ctx, t, nil)
+}
+
+// SetWeights sets the split, setting up the routing first if it is not
+// there (after a Release, say).
+func (r *Router) SetWeights(ctx context.Context, t traffic.Target, w traffic.Weights) error {
+	if err := validateTarget(t); err != nil {
+		return err
+	}
+	if err := w.Validate(); err != nil {
+		return fmt.Errorf("target %s: %w", t, err)
+	}
+	if t.VirtualService != "" {
+		return r.setOwned(ctx, t, w)
+	}
+	return r.applyGenerated(ctx, t, &w)
+}
+
+// Weights reads the split from the VirtualService as stored in the
+// cluster.
+func (r *Router) Weights(ctx context.Context, t traffic.Target) (traffic.Weights, error) {
+	if err := validateTarget(t); err != nil {
+		return traffic.Weights{}, err
+	}
+	if t.VirtualService != "" {
+		return r.ownedWeights(ctx, t)
+	}
+	return r.generatedWeights(ctx, t)
+}
+
+// Release deletes the generated VirtualService, or puts the user-owned
+// route back to its stable destination alone.
+func (r *Router) Release(ctx context.Context, t traffic.Target) error {
+	if err := validateTarget(t); err != nil {
+		return err
+	}
+	if t.VirtualService != "" {
+		return r.releaseOwned(ctx, t)
+	}
+	return r.releaseGenerated(ctx, t)
+}
+
+// validateTarget rejects a target the router cannot act on, before any
+// request: a missing name would otherwise surface as a confusing API
+// error, or worse, a VirtualService routing nothing.
+func validateTarget(t traffic.Target) error {
+	var wrong []string
+	for _, f := range []struct{ name, value string }{
+		{"namespace", t.Namespace}, {"name", t.Name}, {"host", t.Host}, {"stable Service", t.Stable}, {"canary Service", t.Canary},
+	} {
+		if f.value == "" {
+			wrong = append(wrong, "no "+f.name)
+		}
+	}
+	if t.Route != "" && t.VirtualService == "" {
+		wrong = append(wrong, fmt.Sprintf("route %q named without a VirtualService", t.Route))
+	}
+	if t.Stable != "" && fqdn(t.Stable, t.Namespace) == fqdn(t.Canary, t.Namespace) {
+		wrong = append(wrong, fmt.Sprintf("stable and canary are the same Service %q", t.Stable))
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("target %s: %s", t, strings.Join(wrong, "; "))
+	}
+	return nil
+}

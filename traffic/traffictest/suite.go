@@ -1,0 +1,255 @@
+package traffictest
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// Harness is what the conformance suite needs from an implementation.
+type Harness struct {
+	// New returns a Router and a Target it has never routed, fresh for
+	// one subtest: whatever the target needs in the cluster (Services, a
+	// user-owned VirtualService) is set up, and cleaned up with
+	// t.Cleanup.
+	New func(t *testing.T) (traffic.Router, traffic.Target)
+	// CanaryShare, if set, measures the share of the target's requests,
+	// 0..1, that the mesh sends to the canary Service once it applies the
+	// routing as now stored. It is how the suite checks that the weights
+	// written are the weights applied, not only the weights read back.
+	CanaryShare func(t *testing.T, target traffic.Target) float64
+	// Tolerance is how far a measured share may be from the weight set,
+	// for splits other than 0 and 100, which must be exact; default 0.05.
+	Tolerance float64
+}
+
+// Run checks that a Router behaves as traffic.Router documents. Its
+// subtests do not run in parallel, so that a harness may share a cluster.
+func Run(t *testing.T, h Harness) {
+	if h.Tolerance == 0 {
+		h.Tolerance = 0.05
+	}
+	s := suite{h}
+	t.Run("Ensure starts at 100/0 and is idempotent", s.ensureIdempotent)
+	t.Run("SetWeights then Weights round-trips every split", s.roundTrip)
+	t.Run("SetWeights with the current split again changes nothing", s.setTwice)
+	t.Run("invalid weights are rejected and change nothing", s.invalidWeights)
+	t.Run("Ensure after SetWeights keeps the weights", s.ensureKeepsWeights)
+	t.Run("Release restores plain routing and is idempotent", s.release)
+	t.Run("a released target reads 100/0 and SetWeights routes it again", s.afterRelease)
+	t.Run("Release of a target never routed is not an error", s.releaseNeverRouted)
+	t.Run("concurrent SetWeights calls all succeed and one split wins", s.concurrent)
+	t.Run("an incomplete target is rejected", s.incompleteTarget)
+}
+
+type suite struct{ h Harness }
+
+var (
+	allStable = traffic.Weights{Stable: 100}
+	allCanary = traffic.Weights{Canary: 100}
+)
+
+func (s suite) ensureIdempotent(t *testing.T) {
+	r, tg := s.h.New(t)
+	for range 2 {
+		if err := r.Ensure(t.Context(), tg); err != nil {
+			t.Fatalf("Ensure: %v", err)
+		}
+		s.wantWeights(t, r, tg, allStable)
+	}
+	s.wantApplied(t, tg, allStable)
+}
+
+func (s suite) roundTrip(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	// Up, all the way, and back down: every transition a rollout or a
+	// rollback makes.
+	for _, w := range []traffic.Weights{{Stable: 95, Canary: 5}, {Stable: 50, Canary: 50}, {Stable: 5, Canary: 95}, allCanary, {Stable: 80, Canary: 20}, allStable} {
+		t.Run(fmt.Sprintf("%d/%d", w.Stable, w.Canary), func(t *testing.T) {
+			setWeights(t, r, tg, w)
+			s.wantWeights(t, r, tg, w)
+			s.wantApplied(t, tg, w)
+		})
+	}
+}
+
+func (s suite) setTwice(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	w := traffic.Weights{Stable: 70, Canary: 30}
+	setWeights(t, r, tg, w)
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+}
+
+func (s suite) invalidWeights(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	valid := traffic.Weights{Stable: 80, Canary: 20}
+	setWeights(t, r, tg, valid)
+	for _, w := range []traffic.Weights{
+		{Stable: 50, Canary: 49},
+		{Stable: 0, Canary: 0},
+		{Stable: 101, Canary: -1},
+		{Stable: -10, Canary: 110},
+		{Stable: 100, Canary: 100},
+	} {
+		if err := r.SetWeights(t.Context(), tg, w); err == nil {
+			t.Errorf("SetWeights(%+v) succeeded, want an error", w)
+		}
+	}
+	s.wantWeights(t, r, tg, valid)
+	s.wantApplied(t, tg, valid)
+}
+
+func (s suite) ensureKeepsWeights(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	w := traffic.Weights{Stable: 30, Canary: 70}
+	setWeights(t, r, tg, w)
+	ensure(t, r, tg)
+	s.wantWeights(t, r, tg, w)
+	s.wantApplied(t, tg, w)
+}
+
+func (s suite) release(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	setWeights(t, r, tg, traffic.Weights{Stable: 40, Canary: 60})
+	for i := range 2 {
+		if err := r.Release(t.Context(), tg); err != nil {
+			t.Fatalf("Release #%d: %v", i+1, err)
+		}
+	}
+	s.wantWeights(t, r, tg, allStable)
+	s.wantApplied(t, tg, allStable)
+}
+
+func (s suite) afterRelease(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	setWeights(t, r, tg, traffic.Weights{Stable: 10, Canary: 90})
+	release(t, r, tg)
+	s.wantWeights(t, r, tg, allStable)
+
+	w := traffic.Weights{Stable: 60, Canary: 40}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantApplied(t, tg, w)
+	release(t, r, tg)
+	s.wantWeights(t, r, tg, allStable)
+}
+
+func (s suite) releaseNeverRouted(t *testing.T) {
+	r, tg := s.h.New(t)
+	release(t, r, tg)
+	s.wantWeights(t, r, tg, allStable)
+	s.wantApplied(t, tg, allStable)
+}
+
+func (s suite) concurrent(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	splits := []traffic.Weights{{Stable: 90, Canary: 10}, {Stable: 75, Canary: 25}, {Stable: 50, Canary: 50}, {Stable: 25, Canary: 75}}
+	var wg sync.WaitGroup
+	errs := make([]error, len(splits))
+	for i, w := range splits {
+		wg.Go(func() { errs[i] = r.SetWeights(t.Context(), tg, w) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("SetWeights(%+v) alongside others: %v", splits[i], err)
+		}
+	}
+	got, err := r.Weights(t.Context(), tg)
+	if err != nil {
+		t.Fatalf("Weights: %v", err)
+	}
+	if !slices.Contains(splits, got) {
+		t.Errorf("Weights = %+v after concurrent SetWeights, want one of %+v", got, splits)
+	}
+	s.wantApplied(t, tg, got)
+}
+
+func (s suite) incompleteTarget(t *testing.T) {
+	r, valid := s.h.New(t)
+	for _, c := range []struct {
+		name string
+		edit func(*traffic.Target)
+	}{
+		{"no namespace", func(tg *traffic.Target) { tg.Namespace = "" }},
+		{"no name", func(tg *traffic.Target) { tg.Name = "" }},
+		{"no host", func(tg *traffic.Target) { tg.Host = "" }},
+		{"no stable Service", func(tg *traffic.Target) { tg.Stable = "" }},
+		{"no canary Service", func(tg *traffic.Target) { tg.Canary = "" }},
+		{"the canary is the stable Service", func(tg *traffic.Target) { tg.Canary = tg.Stable }},
+		{"a route without a VirtualService", func(tg *traffic.Target) { tg.VirtualService, tg.Route = "", "primary" }},
+	} {
+		tg := valid
+		c.edit(&tg)
+		if err := r.Ensure(t.Context(), tg); err == nil {
+			t.Errorf("Ensure with %s succeeded, want an error", c.name)
+		}
+		if err := r.SetWeights(t.Context(), tg, traffic.Weights{Stable: 50, Canary: 50}); err == nil {
+			t.Errorf("SetWeights with %s succeeded, want an error", c.name)
+		}
+	}
+	// Nothing was routed by the rejected calls.
+	s.wantWeights(t, r, valid, allStable)
+}
+
+func (s suite) wantWeights(t *testing.T, r traffic.Router, tg traffic.Target, want traffic.Weights) {
+	t.Helper()
+	got, err := r.Weights(t.Context(), tg)
+	if err != nil {
+		t.Fatalf("Weights: %v", err)
+	}
+	if got != want {
+		t.Fatalf("Weights = %+v, want %+v", got, want)
+	}
+}
+
+// wantApplied checks the split the mesh applies, when the harness can
+// measure it: all-or-nothing splits exactly, others within the tolerance.
+func (s suite) wantApplied(t *testing.T, tg traffic.Target, want traffic.Weights) {
+	t.Helper()
+	if s.h.CanaryShare == nil {
+		return
+	}
+	got := s.h.CanaryShare(t, tg)
+	wantShare := float64(want.Canary) / 100
+	exact := want.Canary == 0 || want.Stable == 0
+	if exact && got != wantShare || !exact && math.Abs(got-wantShare) > s.h.Tolerance {
+		t.Errorf("mesh sends %.3f of requests to the canary after weights %d/%d, want %.2f (±%.2f between the ends)",
+			got, want.Stable, want.Canary, wantShare, s.h.Tolerance)
+		return
+	}
+	t.Logf("mesh sends %.3f of requests to the canary after weights %d/%d", got, want.Stable, want.Canary)
+}
+
+func ensure(t *testing.T, r traffic.Router, tg traffic.Target) {
+	t.Helper()
+	if err := r.Ensure(t.Context(), tg); err != nil {
+		t.Fatalf("Ensure: %v", err)
+	}
+}
+
+func setWeights(t *testing.T, r traffic.Router, tg traffic.Target, w traffic.Weights) {
+	t.Helper()
+	if err := r.SetWeights(t.Context(), tg, w); err != nil {
+		t.Fatalf("SetWeights(%d/%d): %v", w.Stable, w.Canary, err)
+	}
+}
+
+func release(t *testing.T, r traffic.Router, tg traffic.Target) {
+	t.Helper()
+	if err := r.Release(t.Context(), tg); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+}
