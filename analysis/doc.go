@@ -1,8 +1,21 @@
-// Package analysis will judge a canary from metrics: queries against
-// Prometheus (through client_golang's API client and prometheus/common's
-// model) kept apart from the judges (thresholds, comparison, sequential),
-// whose outcomes are data: pass, fail, inconclusive, not-enough-data, error.
+// Package analysis judges a canary from metrics: it renders a policy's
+// PromQL checks for one canary, measures them in Prometheus and decides,
+// for each, pass, fail, not-enough-data or error.
 //
-// It is filled in by the rollout engine issue; the sandbox it is tested in
-// lives under e2e/.
+// The query is I/O and the judgement is pure. Judge decides from a sample
+// count and a value alone; Evaluate does the measuring through a Querier
+// (Prometheus, over client_golang's API client, in production; a closure
+// in tests) and records everything in a Check for the decision log. A
+// measurement that fails, Prometheus down or a query returning nothing,
+// NaN or several series, is a verdict (Error), never a panic and never a
+// silent zero: "cannot measure" holds the rollout and is never counted as
+// a pass or as a failure of the canary.
+//
+// Queries are templates (ParseTemplate) whose variables, the canary's
+// namespace and workload and the like, expand to escaped PromQL string
+// literals, so that no value can change a query's shape; templates are
+// checked when a policy is loaded (Validate). Built-in metrics
+// (success-rate, latency-p95, latency-p99, request-rate) are such templates
+// over Istio's standard telemetry, and count the canary's requests as
+// their samples.
 package analysis

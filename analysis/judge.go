@@ -1,0 +1,95 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Judge decides one threshold check from what was measured: the canary's
+// sample count and the query's value. It is pure; Evaluate does the I/O.
+//
+// The order matters. Too few samples is NotEnoughData whatever the value,
+// since a ratio over a handful of requests says nothing. A NaN or infinite
+// value is an Error, never compared: NaN is neither below a minimum nor
+// above a maximum, so a naive comparison would pass it. Only then are the
+// bounds applied, inclusively.
+//
+// The message says why for every outcome but Pass, in words meant for the
+// decision log and Slack; the metric's name is beside it in the Check.
+func Judge(m Metric, samples int64, value float64) (Outcome, string) {
+	if outcome, msg, decided := judgeSamples(m, samples); decided {
+		return outcome, msg
+	}
+	return judgeValue(m, value)
+}
+
+// judgeSamples is the samples half of Judge, which Evaluate also uses to
+// skip the value query when there are too few samples to judge it.
+func judgeSamples(m Metric, samples int64) (outcome Outcome, msg string, decided bool) {
+	if samples < 0 {
+		return Error, fmt.Sprintf("the samples query counted %d; a count cannot be negative", samples), true
+	}
+	if samples < m.MinSamples {
+		counted := "samples"
+		if m.SamplesQuery == "" {
+			counted = "requests served by the canary"
+		}
+		return NotEnoughData, fmt.Sprintf("%d %s in the last %s, fewer than the %d required", samples, counted, intervalText(m), m.MinSamples), true
+	}
+	return "", "", false
+}
+
+func judgeValue(m Metric, value float64) (Outcome, string) {
+	switch {
+	case math.IsNaN(value):
+		return Error, "the value is NaN (a ratio over no requests?): nothing to judge"
+	case math.IsInf(value, 0):
+		return Error, fmt.Sprintf("the value is %s: nothing to judge", formatFloat(value))
+	case m.Min == nil && m.Max == nil:
+		return Error, "the metric has neither min nor max: nothing to judge against"
+	case m.Min != nil && value < *m.Min:
+		return Fail, fmt.Sprintf("%s is below the minimum of %s", formatValue(value, *m.Min), formatFloat(*m.Min))
+	case m.Max != nil && value > *m.Max:
+		return Fail, fmt.Sprintf("%s is above the maximum of %s", formatValue(value, *m.Max), formatFloat(*m.Max))
+	}
+	return Pass, ""
+}
+
+// threshold writes a metric's bounds as the decision log shows them:
+// ">= 0.99", "<= 500", ">= 0.9 and <= 1".
+func threshold(m Metric) string {
+	switch {
+	case m.Min != nil && m.Max != nil:
+		return ">= " + formatFloat(*m.Min) + " and <= " + formatFloat(*m.Max)
+	case m.Min != nil:
+		return ">= " + formatFloat(*m.Min)
+	case m.Max != nil:
+		return "<= " + formatFloat(*m.Max)
+	}
+	return ""
+}
+
+// intervalText is the metric's interval for messages: "1m", not "1m0s".
+func intervalText(m Metric) string {
+	if s, err := FormatInterval(m.Interval); err == nil {
+		return s
+	}
+	return m.Interval.String()
+}
+
+// formatFloat writes a bound exactly as the shortest decimal that reads
+// back as it: 0.99, 500, 1e-06.
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// formatValue writes a measured value with six significant digits
+// (0.901234 rather than 0.9012345678901), unless rounding would make it
+// read like the bound it was compared with ("0.99 is below the minimum of
+// 0.99"): then in full.
+func formatValue(v, bound float64) string {
+	s := strconv.FormatFloat(v, 'g', 6, 64)
+	if v != bound && s == formatFloat(bound) {
+		return formatFloat(v)
+	}
+	return s
+}

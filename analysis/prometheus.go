@@ -1,0 +1,166 @@
+package analysis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// DefaultQueryTimeout bounds one query when NewPrometheus is given none. A
+// check's query reads a few minutes of a few series; one that takes longer
+// than this is stuck, and the rollout should hold and say so rather than
+// wait with it.
+const DefaultQueryTimeout = 30 * time.Second
+
+// Prometheus is a Querier over Prometheus's HTTP API. It is safe for
+// concurrent use.
+type Prometheus struct {
+	api     promv1.API
+	timeout time.Duration
+}
+
+// NewPrometheus returns a Querier for the Prometheus server cfg points at:
+// cfg.Address is its base URL, and cfg.RoundTripper, if set, carries TLS
+// settings and credentials. timeout bounds each query, both here and as
+// Prometheus's own query timeout; zero means DefaultQueryTimeout.
+func NewPrometheus(cfg promapi.Config, timeout time.Duration) (*Prometheus, error) {
+	u, err := url.Parse(cfg.Address)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("prometheus address %q: want an http or https URL", cfg.Address)
+	}
+	if timeout < 0 {
+		return nil, fmt.Errorf("prometheus query timeout %s: must not be negative", timeout)
+	}
+	if timeout == 0 {
+		timeout = DefaultQueryTimeout
+	}
+	client, err := promapi.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client for %s: %w", cfg.Address, err)
+	}
+	return &Prometheus{api: promv1.NewAPI(client), timeout: timeout}, nil
+}
+
+// Query runs an instant query evaluated at at, and returns its single
+// finite value. Errors name the query and wrap one of the Err* values.
+func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	// Infos (the third result) are hints such as "metric might not be a
+	// counter": worth a look by whoever wrote the query, not a reason to
+	// distrust the value.
+	v, warnings, _, err := p.api.Query(ctx, query, at, promv1.WithTimeout(p.timeout))
+	if err != nil {
+		return 0, fmt.Errorf("query %q: %w", query, classify(err))
+	}
+	if len(warnings) > 0 {
+		return 0, fmt.Errorf("query %q: %w: %s", query, ErrWarnings, strings.Join(warnings, "; "))
+	}
+	f, err := single(v)
+	if err != nil {
+		return 0, fmt.Errorf("query %q: %w", query, err)
+	}
+	return f, nil
+}
+
+// classify wraps a client error with the Err* value that says what
+// happened. client_golang returns *promv1.Error when Prometheus (or a
+// proxy before it) answered, and the transport's error when nothing did.
+func classify(err error) error {
+	var apiErr *promv1.Error
+	if errors.As(err, &apiErr) {
+		typ, msg, body := apiErr.Type, apiErr.Msg, strings.TrimSpace(apiErr.Detail)
+		// client_golang decodes API errors only for 400 and 422; Prometheus
+		// answers its own timeouts and cancellations with 503 and the same
+		// JSON, which it then leaves in Detail.
+		var answer struct {
+			Status    string           `json:"status"`
+			ErrorType promv1.ErrorType `json:"errorType"`
+			Error     string           `json:"error"`
+		}
+		if json.Unmarshal([]byte(body), &answer) == nil && answer.Status == "error" && answer.ErrorType != "" {
+			typ, msg, body = answer.ErrorType, answer.Error, ""
+		}
+		detail := string(typ) + ": " + msg
+		if body != "" {
+			detail += ": " + truncate(body, 200)
+		}
+		switch typ {
+		case promv1.ErrTimeout:
+			return fmt.Errorf("%w: %s", ErrTimeout, detail)
+		case promv1.ErrBadResponse:
+			return fmt.Errorf("%w: %s", ErrBadResponse, detail)
+		}
+		return fmt.Errorf("%w: %s", ErrQueryFailed, detail)
+	}
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The caller gave up (shutdown, lost leadership): say so plainly.
+		return fmt.Errorf("canceled: %w", err)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return fmt.Errorf("%w: %w", ErrTimeout, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnreachable, err)
+}
+
+// single returns the one finite float of an instant query's result.
+func single(v model.Value) (float64, error) {
+	vec, ok := v.(model.Vector)
+	if !ok {
+		if v == nil {
+			return 0, fmt.Errorf("%w: no result", ErrWrongType)
+		}
+		return 0, fmt.Errorf("%w: a %s, want an instant vector", ErrWrongType, v.Type())
+	}
+	switch len(vec) {
+	case 0:
+		return 0, ErrNoData
+	case 1:
+	default:
+		return 0, fmt.Errorf("%w: %d series, want 1: %s", ErrManySeries, len(vec), seriesList(vec, 3))
+	}
+	s := vec[0]
+	if s.Histogram != nil {
+		return 0, fmt.Errorf("%w: %s is a native histogram, want a float", ErrWrongType, s.Metric)
+	}
+	f := float64(s.Value)
+	switch {
+	case math.IsNaN(f):
+		return 0, ErrNaN
+	case math.IsInf(f, 0):
+		return 0, fmt.Errorf("%w: %v", ErrInfinite, f)
+	}
+	return f, nil
+}
+
+// seriesList names the first n series of vec, so that a query that
+// forgot a sum() shows what it should have aggregated.
+func seriesList(vec model.Vector, n int) string {
+	names := make([]string, 0, n+1)
+	for i, s := range vec {
+		if i == n {
+			names = append(names, fmt.Sprintf("and %d more", len(vec)-n))
+			break
+		}
+		names = append(names, s.Metric.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
+}
