@@ -146,8 +146,10 @@ func (d *decider) initialize() {
 	d.st.Step = -1
 	d.do(EnsureRouting{})
 	if d.in.RoutingError != "" {
+		// Usually the routing does not exist yet and EnsureRouting is about
+		// to make it: look again soon. The hold says what is wrong if not.
 		d.hold(HoldRouting, "routing: "+d.in.RoutingError)
-		d.after(10 * time.Second)
+		d.after(time.Second)
 		return
 	}
 	if !d.in.DeploymentSettled {

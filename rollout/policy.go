@@ -172,8 +172,13 @@ func (s PolicySpec) build(name string) (*Policy, error) {
 			field(fmt.Sprintf("metrics[%d].name", i), "%q appears twice", ms.Name)
 		}
 		seen[ms.Name] = true
-		if err := validateMetric(m); err != nil {
-			field(fmt.Sprintf("metrics[%d]", i), "%v", err)
+		for _, err := range splitJoined(validateMetric(m)) {
+			var fe *analysis.FieldError
+			if errors.As(err, &fe) {
+				field(fmt.Sprintf("metrics[%d].%s", i, fe.Field), "%v", fe.Err)
+			} else {
+				field(fmt.Sprintf("metrics[%d]", i), "%v", err)
+			}
 		}
 		p.Metrics = append(p.Metrics, m)
 	}
@@ -183,22 +188,20 @@ func (s PolicySpec) build(name string) (*Policy, error) {
 	return p, nil
 }
 
-// validateMetric is the analysis package's validation of a metric; kept
-// behind a variable so that policy tests do not depend on its details.
-var validateMetric = func(m analysis.Metric) error {
-	if m.Name == "" {
-		return errors.New("name: required")
+// validateMetric checks a metric as analysis will run it (templates parsed
+// as PromQL, thresholds, samples, interval): a policy is never loaded with
+// a check that could only ever be an error.
+var validateMetric = analysis.Validate
+
+// splitJoined returns the errors an errors.Join holds (or err alone).
+func splitJoined(err error) []error {
+	if err == nil {
+		return nil
 	}
-	if m.Min == nil && m.Max == nil {
-		return errors.New("min or max: at least one threshold is required")
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	if m.Min != nil && m.Max != nil && *m.Min > *m.Max {
-		return fmt.Errorf("max: %v is below min %v", *m.Max, *m.Min)
-	}
-	if m.MinSamples < 0 {
-		return fmt.Errorf("minSamples: %d is negative", m.MinSamples)
-	}
-	return nil
+	return []error{err}
 }
 
 func validateSteps(steps []int32) error {

@@ -64,15 +64,17 @@ func TestParseConfigNamesEveryBadField(t *testing.T) {
 	}{
 		{"rejects unknown fields instead of ignoring them", "policies:\n  a:\n    stepz: [1]\n", []string{`unknown field "stepz"`}},
 		{"requires at least one policy", "policies: {}\n", []string{"at least one policy"}},
-		{"rejects weights that do not increase", "policies:\n  a:\n    steps: [10, 10]\n    metrics: [{name: x, min: 1}]\n", []string{"policies.a.steps", "must increase"}},
-		{"rejects a step of 100", "policies:\n  a:\n    steps: [50, 100]\n    metrics: [{name: x, min: 1}]\n", []string{"policies.a.steps", "1..99"}},
-		{"rejects steps together with stepWeight", "policies:\n  a:\n    steps: [10]\n    stepWeight: 10\n    maxWeight: 20\n    metrics: [{name: x, min: 1}]\n", []string{"either steps or stepWeight"}},
+		{"rejects weights that do not increase", "policies:\n  a:\n    steps: [10, 10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.steps", "must increase"}},
+		{"rejects a step of 100", "policies:\n  a:\n    steps: [50, 100]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.steps", "1..99"}},
+		{"rejects steps together with stepWeight", "policies:\n  a:\n    steps: [10]\n    stepWeight: 10\n    maxWeight: 20\n    metrics: [{name: success-rate, min: 1}]\n", []string{"either steps or stepWeight"}},
 		{"requires a metric", "policies:\n  a:\n    steps: [10]\n", []string{"policies.a.metrics", "at least one metric"}},
-		{"requires a threshold", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: x}]\n", []string{"policies.a.metrics[0]", "threshold"}},
-		{"rejects max below min", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: x, min: 2, max: 1}]\n", []string{"policies.a.metrics[0]", "below min"}},
-		{"rejects duplicate metrics", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: x, min: 1}, {name: x, min: 1}]\n", []string{"policies.a.metrics[1].name", "twice"}},
-		{"rejects a bad policy name", "policies:\n  A_b:\n    steps: [10]\n    metrics: [{name: x, min: 1}]\n", []string{"policies.A_b", "lower-case"}},
-		{"reports every invalid policy, not just the first", "policies:\n  a:\n    steps: [0]\n    metrics: [{name: x, min: 1}]\n  b:\n    steps: [10]\n    failureLimit: -1\n    metrics: [{name: x, min: 1}]\n", []string{"policies.a.steps", "policies.b.failureLimit"}},
+		{"requires a threshold", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate}]\n", []string{"policies.a.metrics[0].min: one of min and max is required"}},
+		{"rejects max below min", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 2, max: 1}]\n", []string{"policies.a.metrics[0].max: must be >= min"}},
+		{"rejects duplicate metrics", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}, {name: success-rate, min: 1}]\n", []string{"policies.a.metrics[1].name", "twice"}},
+		{"rejects a custom metric without a query", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: errors, max: 1}]\n", []string{"policies.a.metrics[0].query: required"}},
+		{"rejects a query template that is not PromQL", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: errors, max: 1, query: 'sum(rate(x{w={{ .Workload }}}[1m])'}]\n", []string{"policies.a.metrics[0].query"}},
+		{"rejects a bad policy name", "policies:\n  A_b:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.A_b", "lower-case"}},
+		{"reports every invalid policy, not just the first", "policies:\n  a:\n    steps: [0]\n    metrics: [{name: success-rate, min: 1}]\n  b:\n    steps: [10]\n    failureLimit: -1\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.steps", "policies.b.failureLimit"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -192,7 +194,7 @@ func FuzzParseOverrides(f *testing.F) {
 
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
-	f.Add([]byte("policies:\n  a:\n    steps: [1]\n    metrics: [{name: x, min: 1}]\n"))
+	f.Add([]byte("policies:\n  a:\n    steps: [1]\n    metrics: [{name: success-rate, min: 1}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		policies, err := ParseConfig(data)
 		if err != nil {

@@ -1,0 +1,218 @@
+// Command fledge is the progressive delivery engine: it watches opted-in
+// Deployments and canaries every new revision through Istio, judged on
+// Prometheus. This file only wires the pieces together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/traffic/istio"
+)
+
+type options struct {
+	kubeconfig, policies, prometheusURL, metricsAddr, healthAddr string
+	leaderElect                                                  bool
+	leaseNamespace, leaseName, identity                          string
+	leaseDuration, renewDeadline, retryPeriod, queryTimeout      time.Duration
+	workers                                                      int
+	qps                                                          float64
+	burst                                                        int
+	policyPoll                                                   time.Duration
+	logLevel                                                     string
+}
+
+func main() {
+	var o options
+	host, _ := os.Hostname()
+	flag.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty: in-cluster configuration")
+	flag.StringVar(&o.policies, "policies", "/etc/fledge/policies.yaml", "rollout policy file (reloaded when it changes)")
+	flag.StringVar(&o.prometheusURL, "prometheus-url", "http://prometheus.istio-system:9090", "Prometheus base URL for analysis")
+	flag.DurationVar(&o.queryTimeout, "query-timeout", 10*time.Second, "timeout of one Prometheus query")
+	flag.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of fledge's own /metrics")
+	flag.StringVar(&o.healthAddr, "health-addr", ":8081", "address of /healthz and /readyz")
+	flag.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader with a Lease so several replicas can run, one acting")
+	flag.StringVar(&o.leaseNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Lease")
+	flag.StringVar(&o.leaseName, "leader-election-id", "fledge", "name of the Lease")
+	flag.StringVar(&o.identity, "identity", envOr("POD_NAME", host), "this replica's name in the Lease")
+	flag.DurationVar(&o.leaseDuration, "lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
+	flag.DurationVar(&o.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
+	flag.DurationVar(&o.retryPeriod, "retry-period", 2*time.Second, "how often candidates try to acquire or renew")
+	flag.IntVar(&o.workers, "workers", 4, "Flights reconciled in parallel")
+	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Kubernetes API requests per second (client-side limit)")
+	flag.IntVar(&o.burst, "kube-api-burst", 100, "Kubernetes API request burst (client-side limit)")
+	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
+	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "fledge: -log-level:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o, log); err != nil {
+		log.Error("fledge stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	cfg, err := restConfig(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	istioClient, err := istioclient.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	policies, err := rollout.LoadPolicyFile(o.policies)
+	if err != nil {
+		return err
+	}
+	prom, err := analysis.NewPrometheus(promapi.Config{Address: o.prometheusURL}, o.queryTimeout)
+	if err != nil {
+		return fmt.Errorf("-prometheus-url: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+
+	ctrl := rollout.NewController(rollout.ControllerConfig{
+		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies,
+		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
+		Logger:   log, Metrics: rollout.NewMetrics(reg),
+		Analyze: func(ctx context.Context, metrics []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
+			checks := make([]analysis.Check, 0, len(metrics))
+			for _, m := range metrics {
+				checks = append(checks, analysis.Evaluate(ctx, prom, m, vars, at))
+			}
+			return checks
+		},
+	})
+	go policies.Watch(ctx, o.policyPoll, func(err error) {
+		if err != nil {
+			log.Error("policy file rejected", "err", err)
+			return
+		}
+		log.Info("policies reloaded", "file", o.policies)
+		ctrl.EnqueueAll()
+	})
+
+	health := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
+	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	serve(ctx, log, o.healthAddr, "/", healthHandler(health))
+
+	if !o.leaderElect {
+		return ctrl.Run(ctx, o.workers)
+	}
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leaseNamespace, o.leaseName,
+		kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.identity})
+	if err != nil {
+		return err
+	}
+	var runErr error
+	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+		Lock: lock, LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
+		ReleaseOnCancel: true, WatchDog: health, Name: o.leaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				log.Info("leading", "identity", o.identity)
+				runErr = ctrl.Run(ctx, o.workers)
+			},
+			OnStoppedLeading: func() { log.Info("not leading", "identity", o.identity) },
+			OnNewLeader:      func(id string) { log.Info("leader", "identity", id) },
+		},
+	})
+	if runErr == nil && ctx.Err() == nil {
+		// Leadership was lost, not handed back on shutdown: exit so that a
+		// fresh process competes again with empty caches.
+		runErr = errors.New("lost leadership")
+	}
+	return runErr
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
+
+func serve(ctx context.Context, log *slog.Logger, addr, pattern string, h http.Handler) {
+	if addr == "" || addr == "0" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle(pattern, h)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "addr", addr, "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+}
+
+func healthHandler(leader *leaderelection.HealthzAdaptor) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := leader.Check(r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	return mux
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,160 @@
+package rollout
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	// LabelManagedBy marks what fledge created.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	managedBy      = "fledge"
+	// LabelFlight ties a canary's objects to their Flight.
+	LabelFlight = "fledge.dev/flight"
+	// AnnotationRevision records on the canary which revision of the
+	// Deployment's template it runs.
+	AnnotationRevision = "fledge.dev/revision"
+	// CanarySuffix names the canary Deployment and Service.
+	CanarySuffix = "-canary"
+)
+
+// TemplateHash identifies a revision of a pod template: the same for a
+// Deployment's spec.template and the template of the ReplicaSet made from
+// it (whose pod-template-hash label is left out).
+func TemplateHash(t corev1.PodTemplateSpec) string {
+	t = *t.DeepCopy()
+	delete(t.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	if len(t.Labels) == 0 {
+		t.Labels = nil
+	}
+	// encoding/json sorts map keys: the bytes are a function of the value.
+	b, err := json.Marshal(t)
+	if err != nil {
+		panic(fmt.Sprintf("pod template does not marshal: %v", err)) // every API type marshals
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return rand.SafeEncodeString(strconv.FormatUint(h.Sum64(), 16))[:10]
+}
+
+// NewestReplicaSet returns the ReplicaSet of a Deployment with the highest
+// revision, from its ReplicaSets (any order), or nil.
+func NewestReplicaSet(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
+	var newest *appsv1.ReplicaSet
+	best := int64(-1)
+	for _, rs := range sets {
+		if !metav1.IsControlledBy(rs, d) {
+			continue
+		}
+		rev, err := strconv.ParseInt(rs.Annotations["deployment.kubernetes.io/revision"], 10, 64)
+		if err != nil {
+			continue
+		}
+		if rev > best {
+			newest, best = rs, rev
+		}
+	}
+	return newest
+}
+
+// DeploymentSettled reports whether the Deployment's controller has seen
+// its spec and all replicas run its newest template and are available.
+func DeploymentSettled(d *appsv1.Deployment) bool {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
+}
+
+// canaryLabels are the canary pods' labels: the template's, with every key
+// a stable Service selects on given the value "<value>-canary", so that
+// the user's Services never send traffic to the canary behind fledge's back.
+func canaryLabels(template map[string]string, stableSelector map[string]string, flight string) map[string]string {
+	out := make(map[string]string, len(template)+1)
+	for k, v := range template {
+		out[k] = v
+	}
+	for k := range stableSelector {
+		if v, ok := out[k]; ok {
+			out[k] = canaryValue(v)
+		}
+	}
+	delete(out, appsv1.DefaultDeploymentUniqueLabelKey)
+	out[LabelFlight] = flight
+	return out
+}
+
+func canaryValue(v string) string {
+	const max = 63
+	s := v + CanarySuffix
+	if len(s) > max {
+		s = v[:max-len(CanarySuffix)] + CanarySuffix
+	}
+	return s
+}
+
+// CanaryDeployment builds the "<name>-canary" Deployment running the
+// user's current template, relabelled away from the stable Service.
+// stableSelector is the selector of the Service the stable workload is
+// reached through.
+func CanaryDeployment(d *appsv1.Deployment, stableSelector map[string]string, revision string, owner metav1.OwnerReference) *appsv1.Deployment {
+	tmpl := *d.Spec.Template.DeepCopy()
+	tmpl.Labels = canaryLabels(tmpl.Labels, stableSelector, d.Name)
+	selector := map[string]string{LabelFlight: d.Name}
+	for k := range stableSelector {
+		if v, ok := tmpl.Labels[k]; ok {
+			selector[k] = v
+		}
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil && *d.Spec.Replicas > 0 {
+		// All traffic goes to the canary while stable updates: size it
+		// like stable.
+		replicas = *d.Spec.Replicas
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            d.Name + CanarySuffix,
+			Namespace:       d.Namespace,
+			Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: d.Name},
+			Annotations:     map[string]string{AnnotationRevision: revision},
+			OwnerReferences: []metav1.OwnerReference{owner},
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas:                ptr.To(replicas),
+			Selector:                &metav1.LabelSelector{MatchLabels: selector},
+			Template:                tmpl,
+			Strategy:                d.Spec.Strategy,
+			MinReadySeconds:         d.Spec.MinReadySeconds,
+			ProgressDeadlineSeconds: d.Spec.ProgressDeadlineSeconds,
+		},
+	}
+}
+
+// CanaryService builds the "<name>-canary" Service, with the stable
+// Service's ports, selecting the canary pods.
+func CanaryService(stable *corev1.Service, canary *appsv1.Deployment, owner metav1.OwnerReference) *corev1.Service {
+	ports := make([]corev1.ServicePort, len(stable.Spec.Ports))
+	for i, p := range stable.Spec.Ports {
+		ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            canary.Name,
+			Namespace:       canary.Namespace,
+			Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: canary.Labels[LabelFlight]},
+			OwnerReferences: []metav1.OwnerReference{owner},
+		},
+		Spec: corev1.ServiceSpec{Selector: canary.Spec.Selector.MatchLabels, Ports: ports, Type: corev1.ServiceTypeClusterIP},
+	}
+}

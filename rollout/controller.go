@@ -1,0 +1,462 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// Analyze runs a policy's checks for one look-in. The controller calls it
+// only when Decide asks for checks.
+type Analyze func(ctx context.Context, metrics []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check
+
+// Policies returns the current policies (reloaded as the file changes).
+type Policies interface {
+	Get(name string) (*Policy, error)
+}
+
+// Controller reconciles opted-in Deployments into Flights. It is
+// level-triggered: every look re-reads the world and decides from scratch;
+// RequeueAfter brings it back when a step is due, without a goroutine per
+// rollout.
+type Controller struct {
+	kube     kubernetes.Interface
+	flights  dynamic.NamespaceableResourceInterface
+	router   traffic.Router
+	analyze  Analyze
+	policies Policies
+	clock    clock.Clock
+	log      *slog.Logger
+	exec     *Executor
+	metrics  *Metrics
+
+	kubeInformers   informers.SharedInformerFactory
+	flightInformers dynamicinformer.DynamicSharedInformerFactory
+	deployments     appslisters.DeploymentLister
+	replicaSets     appslisters.ReplicaSetLister
+	services        corelisters.ServiceLister
+	flightLister    cache.GenericLister
+	synced          []cache.InformerSynced
+	queue           workqueue.TypedRateLimitingInterface[string]
+}
+
+// ControllerConfig wires a Controller.
+type ControllerConfig struct {
+	Kube     kubernetes.Interface
+	Dynamic  dynamic.Interface
+	Router   traffic.Router
+	Analyze  Analyze
+	Policies Policies
+	Recorder record.EventRecorder
+	Clock    clock.Clock  // default: the real clock
+	Logger   *slog.Logger // default: slog.Default()
+	Metrics  *Metrics     // default: unregistered metrics
+	Resync   time.Duration
+}
+
+// NewController builds a controller; Run starts it.
+func NewController(cfg ControllerConfig) *Controller {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = 10 * time.Minute
+	}
+	c := &Controller{
+		kube: cfg.Kube, flights: cfg.Dynamic.Resource(FlightResource), router: cfg.Router,
+		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
+	}
+	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Counter: cfg.Metrics.countWrite}
+	c.kubeInformers = informers.NewSharedInformerFactory(cfg.Kube, cfg.Resync)
+	c.flightInformers = dynamicinformer.NewDynamicSharedInformerFactory(cfg.Dynamic, cfg.Resync)
+
+	dep := c.kubeInformers.Apps().V1().Deployments()
+	rs := c.kubeInformers.Apps().V1().ReplicaSets()
+	svc := c.kubeInformers.Core().V1().Services()
+	fl := c.flightInformers.ForResource(FlightResource)
+	c.deployments, c.replicaSets, c.services, c.flightLister = dep.Lister(), rs.Lister(), svc.Lister(), fl.Lister()
+	c.synced = []cache.InformerSynced{dep.Informer().HasSynced, rs.Informer().HasSynced, svc.Informer().HasSynced, fl.Informer().HasSynced}
+
+	_, _ = dep.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.onDeployment,
+		UpdateFunc: func(old, cur any) { c.onDeployment(old); c.onDeployment(cur) },
+		DeleteFunc: c.onDeployment,
+	})
+	_, _ = fl.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    c.enqueueObject,
+		UpdateFunc: func(_, cur any) { c.enqueueObject(cur) },
+		DeleteFunc: c.enqueueObject,
+	})
+	return c
+}
+
+// onDeployment enqueues opted-in Deployments, and canaries' owners.
+func (c *Controller) onDeployment(obj any) {
+	d, ok := obj.(*appsv1.Deployment)
+	if !ok {
+		if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
+			d, ok = tomb.Obj.(*appsv1.Deployment)
+		}
+		if !ok {
+			return
+		}
+	}
+	if name := d.Labels[LabelFlight]; name != "" {
+		c.queue.Add(d.Namespace + "/" + name)
+		return
+	}
+	if _, opted := d.Annotations[AnnotationRollout]; opted {
+		c.queue.Add(d.Namespace + "/" + d.Name)
+	}
+}
+
+func (c *Controller) enqueueObject(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err == nil {
+		c.queue.Add(key)
+	}
+}
+
+// Run starts the informers and workers and blocks until ctx is done.
+func (c *Controller) Run(ctx context.Context, workers int) error {
+	defer utilruntime.HandleCrash()
+	defer c.queue.ShutDown()
+	c.kubeInformers.Start(ctx.Done())
+	c.flightInformers.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+		return errors.New("informer caches did not sync")
+	}
+	c.log.Info("controller started", "workers", workers)
+	for range workers {
+		go wait.UntilWithContext(ctx, c.worker, time.Second)
+	}
+	<-ctx.Done()
+	c.kubeInformers.Shutdown()
+	c.flightInformers.Shutdown()
+	return nil
+}
+
+func (c *Controller) worker(ctx context.Context) {
+	for c.next(ctx) {
+	}
+}
+
+func (c *Controller) next(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	began := c.clock.Now()
+	after, err := c.safeReconcile(ctx, key)
+	c.metrics.reconciled(c.clock.Since(began), err)
+	switch {
+	case err != nil:
+		c.log.Error("reconcile failed", "flight", key, "err", err)
+		c.queue.AddRateLimited(key)
+	case after > 0:
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, after)
+	default:
+		c.queue.Forget(key)
+	}
+	return true
+}
+
+// safeReconcile turns a panic (a bug) into an error, so the Flight is
+// retried with backoff instead of being dropped from the queue, and the
+// other Flights are not affected.
+func (c *Controller) safeReconcile(ctx context.Context, key string) (after time.Duration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in reconcile: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return c.reconcile(ctx, key)
+}
+
+// reconcile looks at one Flight: reads the world, decides, applies.
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return 0, nil // not ours to retry
+	}
+	d, err := c.deployments.Deployments(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		d = nil
+	} else if err != nil {
+		return 0, err
+	}
+	flight, err := c.getFlight(ns, name)
+	if err != nil {
+		return 0, err
+	}
+	optedIn := d != nil && d.DeletionTimestamp == nil && d.Annotations[AnnotationRollout] != ""
+	if !optedIn && flight == nil {
+		c.metrics.forget(ns, name)
+		return 0, nil
+	}
+	if !optedIn {
+		return c.release(ctx, flight, d)
+	}
+	return c.fly(ctx, d, flight)
+}
+
+func (c *Controller) getFlight(ns, name string) (*Flight, error) {
+	obj, err := c.flightLister.ByNamespace(ns).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil, fmt.Errorf("flight %s/%s: unexpected %T in cache", ns, name, obj)
+	}
+	return FlightFrom(u) // a converted copy: the cache is never mutated
+}
+
+// release gives an opted-out (or deleted) Deployment its plain routing back.
+func (c *Controller) release(ctx context.Context, f *Flight, d *appsv1.Deployment) (time.Duration, error) {
+	in := Input{Now: c.clock.Now(), Status: f.Status, Observed: Observed{OptedOut: true}, Policy: &Policy{}}
+	s := Subject{Flight: f, Deployment: d, Target: targetOf(f)}
+	if d != nil && d.DeletionTimestamp != nil {
+		s.Deployment = nil // being deleted: nothing to unpause
+	}
+	_, err := c.exec.Apply(ctx, s, Decide(in))
+	if err == nil {
+		c.metrics.forget(f.Namespace, f.Name)
+		c.log.Info("released", "flight", f.Namespace+"/"+f.Name)
+	}
+	return 0, err
+}
+
+// fly runs one decision for an opted-in Deployment.
+func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (time.Duration, error) {
+	log := c.log.With("flight", d.Namespace+"/"+d.Name)
+	spec, policy, invalid := c.resolve(d)
+	if f == nil {
+		var err error
+		if f, err = c.createFlight(ctx, d, spec); err != nil {
+			return 0, err
+		}
+	}
+	if invalid != nil {
+		// Bad input changes nothing but the Flight's condition (and an
+		// Event, once per distinct message): the rollout stays as it was.
+		return 0, c.reportInvalid(ctx, d, f, invalid)
+	}
+	if f.Spec != spec {
+		// The annotations changed the routing target or the policy: record
+		// it (spec is fledge's to write, people only read it).
+		var err error
+		if f, err = c.updateSpec(ctx, f, spec); err != nil {
+			return 0, err
+		}
+	}
+	target := targetOf(f)
+	in := Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
+	if kind, reason, err := ParseAction(d.Annotations); err != nil {
+		return 0, c.reportInvalid(ctx, d, f, err)
+	} else if kind != "" {
+		in.Action = &ActionRequest{Kind: kind, By: "annotation", Reason: reason}
+	}
+	began := c.clock.Now()
+	dec := Decide(in)
+	if dec.NeedChecks {
+		in.Checks = c.analyze(ctx, policy.Metrics, analysis.Vars{
+			Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host,
+		}, in.Now)
+		c.metrics.checked(d.Namespace, d.Name, in.Checks)
+		dec = Decide(in)
+	}
+	c.metrics.decided(c.clock.Since(began))
+	dec.Status.Conditions = setValid(dec.Status.Conditions, nil, in.Now)
+	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target}, dec)
+	if written != nil {
+		c.metrics.observe(written)
+	}
+	log.Info("decided", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
+		"actions", len(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
+	if err != nil {
+		return 0, err
+	}
+	return dec.RequeueAfter, nil
+}
+
+// resolve reads the Deployment's annotations into the Flight's spec and
+// its effective policy, or the error that names the bad field.
+func (c *Controller) resolve(d *appsv1.Deployment) (FlightSpec, *Policy, error) {
+	spec := FlightSpec{Deployment: d.Name, Policy: d.Annotations[AnnotationRollout], Host: d.Name, StableService: d.Name}
+	if v, ok := d.Annotations[AnnotationVirtualService]; ok {
+		vs, route, err := ParseVirtualService(v)
+		if err != nil {
+			return spec, nil, err
+		}
+		spec.VirtualService, spec.Route = vs, route
+	}
+	p, err := c.policies.Get(spec.Policy)
+	if err != nil {
+		return spec, nil, &FieldError{Field: "annotation " + AnnotationRollout, Err: err}
+	}
+	o, err := ParseOverrides(d.Annotations)
+	if err != nil {
+		return spec, nil, err
+	}
+	p, err = p.Effective(o)
+	return spec, p, err
+}
+
+func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spec FlightSpec) (*Flight, error) {
+	f := &Flight{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: d.Name, Namespace: d.Namespace,
+			Labels:          map[string]string{LabelManagedBy: managedBy},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))},
+		},
+		Spec: spec,
+	}
+	u, err := f.ToUnstructured()
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.flights.Namespace(d.Namespace).Create(ctx, u, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("flight %s/%s: create: %w", d.Namespace, d.Name, err)
+	}
+	return FlightFrom(out)
+}
+
+func (c *Controller) updateSpec(ctx context.Context, f *Flight, spec FlightSpec) (*Flight, error) {
+	next := *f
+	next.Spec = spec
+	u, err := next.ToUnstructured()
+	if err != nil {
+		return nil, err
+	}
+	out, err := c.flights.Namespace(f.Namespace).Update(ctx, u, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("flight %s/%s: update spec: %w", f.Namespace, f.Name, err)
+	}
+	return FlightFrom(out)
+}
+
+// reportInvalid sets the Valid condition, with an Event when it changes.
+func (c *Controller) reportInvalid(ctx context.Context, d *appsv1.Deployment, f *Flight, invalid error) error {
+	now := c.clock.Now()
+	cur := meta.FindStatusCondition(f.Status.Conditions, "Valid")
+	if cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalid.Error() {
+		return nil
+	}
+	c.exec.Recorder.Event(d, corev1.EventTypeWarning, "InvalidSpec", invalid.Error())
+	dec := Decision{Status: *f.Status.DeepCopy()}
+	dec.Status.Conditions = setValid(dec.Status.Conditions, invalid, now)
+	_, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Target: targetOf(f)}, dec)
+	return err
+}
+
+func setValid(conds []metav1.Condition, invalid error, now time.Time) []metav1.Condition {
+	c := metav1.Condition{Type: "Valid", Status: metav1.ConditionTrue, Reason: "Valid", Message: "policy and annotations are valid", LastTransitionTime: metav1.NewTime(now)}
+	if invalid != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "InvalidSpec", invalid.Error()
+	}
+	meta.SetStatusCondition(&conds, c)
+	return conds
+}
+
+// observe reads what Decide needs from the caches and the routing.
+func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target) Observed {
+	o := Observed{
+		DesiredRevision:   TemplateHash(d.Spec.Template),
+		DeploymentPaused:  d.Spec.Paused,
+		DeploymentSettled: DeploymentSettled(d),
+	}
+	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
+		sets, _ := c.replicaSets.ReplicaSets(d.Namespace).List(sel)
+		if rs := NewestReplicaSet(d, sets); rs != nil {
+			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
+		}
+	}
+	if canary, err := c.deployments.Deployments(d.Namespace).Get(d.Name + CanarySuffix); err == nil {
+		o.CanaryRevision = canary.Annotations[AnnotationRevision]
+		if canary.Spec.Replicas != nil {
+			o.CanaryReplicas = *canary.Spec.Replicas
+		}
+		o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
+	}
+	w, err := c.router.Weights(ctx, t)
+	if err != nil {
+		o.RoutingError = err.Error()
+	}
+	o.Weights = w
+	return o
+}
+
+func (c *Controller) stableService(ns, name string) *corev1.Service {
+	s, err := c.services.Services(ns).Get(name)
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+func targetOf(f *Flight) traffic.Target {
+	t := traffic.Target{
+		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
+		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
+	}
+	if f.UID != "" {
+		t.Owner = metav1.NewControllerRef(f, FlightResource.GroupVersion().WithKind("Flight"))
+	}
+	return t
+}
+
+// EnqueueAll looks at every Flight again, after the policies changed.
+func (c *Controller) EnqueueAll() {
+	list, err := c.flightLister.List(labels.Everything())
+	if err != nil {
+		return
+	}
+	for _, obj := range list {
+		c.enqueueObject(obj)
+	}
+	deps, _ := c.deployments.List(labels.Everything())
+	for _, d := range deps {
+		c.onDeployment(d)
+	}
+}

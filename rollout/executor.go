@@ -1,0 +1,275 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/conversion"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// statusEqual is Kubernetes' semantic equality, taught that check times
+// (time.Time, whose fields are unexported) are equal when they are the
+// same instant.
+var statusEqual = func() conversion.Equalities {
+	e := equality.Semantic.Copy()
+	if err := e.AddFunc(func(a, b time.Time) bool { return a.Equal(b) }); err != nil {
+		panic(err)
+	}
+	return e
+}()
+
+// Executor applies decisions. It is deliberately thin: every choice was
+// made by Decide; the executor only knows how to perform each action.
+type Executor struct {
+	Kube     kubernetes.Interface
+	Flights  dynamic.NamespaceableResourceInterface
+	Router   traffic.Router
+	Recorder record.EventRecorder
+	// Counter, if set, is told about every API write (for the benchmark
+	// of writes per step).
+	Counter func(kind string)
+}
+
+// Subject is what a decision is applied to.
+type Subject struct {
+	Flight     *Flight            // as read (its resourceVersion fences the status write)
+	Deployment *appsv1.Deployment // nil once deleted
+	Stable     *corev1.Service    // the stable Service (for the canary's ports), nil if unknown
+	Target     traffic.Target
+}
+
+// Apply writes the decision's status, then applies its actions in order.
+//
+// The status write is the commit point. It carries the Flight's
+// resourceVersion, so if another replica (or this one, from a stale
+// cache) wrote in between, it fails with a conflict and nothing is
+// applied. Once it succeeds, the actions follow; if one fails the rest
+// are skipped and the next decision re-derives them from the status.
+// It returns the Flight as written.
+func (x *Executor) Apply(ctx context.Context, s Subject, d Decision) (*Flight, error) {
+	f := s.Flight
+	if !statusEqual.DeepEqual(f.Status, d.Status) {
+		next := *f
+		next.Status = d.Status
+		u, err := next.ToUnstructured()
+		if err != nil {
+			return nil, err
+		}
+		x.count("flight-status")
+		out, err := x.Flights.Namespace(f.Namespace).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
+		}
+		if f, err = FlightFrom(out); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range d.Actions {
+		if err := x.apply(ctx, s, a); err != nil {
+			return f, fmt.Errorf("flight %s/%s: %s: %w", s.Target.Namespace, s.Target.Name, a, err)
+		}
+	}
+	return f, nil
+}
+
+func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
+	ns, name := s.Target.Namespace, s.Target.Name
+	switch a := a.(type) {
+	case EnsureRouting:
+		x.count("routing")
+		return x.Router.Ensure(ctx, s.Target)
+	case SetWeights:
+		x.count("routing")
+		return x.Router.SetWeights(ctx, s.Target, a.Weights)
+	case ReleaseRouting:
+		x.count("routing")
+		return x.Router.Release(ctx, s.Target)
+	case EnsureCanary:
+		return x.ensureCanary(ctx, s, a.Revision)
+	case ScaleCanaryDown:
+		x.count("canary")
+		_, err := x.Kube.AppsV1().Deployments(ns).Patch(ctx, name+CanarySuffix, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	case DeleteCanary:
+		x.count("canary")
+		for _, err := range []error{
+			x.Kube.AppsV1().Deployments(ns).Delete(ctx, name+CanarySuffix, metav1.DeleteOptions{}),
+			x.Kube.CoreV1().Services(ns).Delete(ctx, name+CanarySuffix, metav1.DeleteOptions{}),
+		} {
+			if err != nil && !apierrors.IsNotFound(err) {
+				return err
+			}
+		}
+		return nil
+	case SetStablePaused:
+		if s.Deployment == nil {
+			return nil
+		}
+		x.count("deployment")
+		patch := fmt.Sprintf(`{"spec":{"paused":%t}}`, a.Paused)
+		_, err := x.Kube.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	case ClearAction:
+		if s.Deployment == nil {
+			return nil
+		}
+		x.count("deployment")
+		return x.clearAction(ctx, s.Deployment, a.Value)
+	case RecordEvent:
+		var obj runtime.Object = s.Flight
+		if s.Deployment != nil {
+			obj = s.Deployment
+		}
+		kind := corev1.EventTypeNormal
+		if a.Warning {
+			kind = corev1.EventTypeWarning
+		}
+		x.Recorder.Event(obj, kind, a.Reason, a.Message)
+		return nil
+	case ForgetFlight:
+		x.count("flight")
+		err := x.Flights.Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	default:
+		return fmt.Errorf("unknown action %T", a)
+	}
+}
+
+// ensureCanary creates or updates the canary Deployment and Service. It
+// refuses to run a revision other than the one decided: if the template
+// changed since, the next decision will see it.
+func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string) error {
+	d := s.Deployment
+	if d == nil {
+		return nil
+	}
+	if got := TemplateHash(d.Spec.Template); got != revision {
+		return fmt.Errorf("the Deployment's template is now %s, not %s: deciding again", got, revision)
+	}
+	if s.Stable == nil {
+		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
+	}
+	owner := *metav1.NewControllerRef(s.Flight, FlightResource.GroupVersion().WithKind("Flight"))
+	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
+	deployments := x.Kube.AppsV1().Deployments(d.Namespace)
+	// The Deployment controller writes the canary's status all the time:
+	// an update that loses to it is read again and retried.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := deployments.Get(ctx, want.Name, metav1.GetOptions{})
+		x.count("canary")
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = deployments.Create(ctx, want, metav1.CreateOptions{})
+			return err
+		case err != nil:
+			return err
+		case !metav1.IsControlledBy(cur, s.Flight):
+			return fmt.Errorf("deployment %s/%s exists and is not fledge's: %w", cur.Namespace, cur.Name, traffic.ErrConflict)
+		case !equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector):
+			// A selector cannot change: replace the Deployment.
+			if err := deployments.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil {
+				return err
+			}
+			return fmt.Errorf("deployment %s/%s: selector changed, recreating", cur.Namespace, cur.Name)
+		}
+		if cur.Annotations[AnnotationRevision] == revision {
+			// The template follows from the revision: only the size can
+			// differ. (Comparing whole specs would see the API server's
+			// defaults as changes and update on every look.)
+			if ptr.Deref(cur.Spec.Replicas, 1) == ptr.Deref(want.Spec.Replicas, 1) {
+				return nil
+			}
+			patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, ptr.Deref(want.Spec.Replicas, 1))
+			_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			return err
+		}
+		next := cur.DeepCopy()
+		next.Annotations = want.Annotations
+		next.Spec = want.Spec
+		_, err = deployments.Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	svc := CanaryService(s.Stable, want, owner)
+	services := x.Kube.CoreV1().Services(d.Namespace)
+	curSvc, err := services.Get(ctx, svc.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = services.Create(ctx, svc, metav1.CreateOptions{})
+		return err
+	case err != nil:
+		return err
+	case !equality.Semantic.DeepEqual(curSvc.Spec.Selector, svc.Spec.Selector) || !equality.Semantic.DeepEqual(curSvc.Spec.Ports, mergePorts(curSvc.Spec.Ports, svc.Spec.Ports)):
+		next := curSvc.DeepCopy()
+		next.Spec.Selector = svc.Spec.Selector
+		next.Spec.Ports = mergePorts(curSvc.Spec.Ports, svc.Spec.Ports)
+		_, err = services.Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	}
+	return nil
+}
+
+// mergePorts keeps what the API server defaulted on existing ports.
+func mergePorts(cur, want []corev1.ServicePort) []corev1.ServicePort {
+	out := make([]corev1.ServicePort, len(want))
+	for i, w := range want {
+		out[i] = w
+		for _, c := range cur {
+			if c.Port == w.Port && c.Name == w.Name {
+				out[i].Protocol, out[i].TargetPort, out[i].NodePort = c.Protocol, c.TargetPort, c.NodePort
+			}
+		}
+	}
+	return out
+}
+
+// clearAction removes the action annotation if it still holds the value
+// taken, so a new request written meanwhile is not lost.
+func (x *Executor) clearAction(ctx context.Context, d *appsv1.Deployment, value ActionKind) error {
+	patch, _ := json.Marshal([]map[string]any{
+		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationAction), "value": string(value)},
+		{"op": "remove", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationAction)},
+	})
+	_, err := x.Kube.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) {
+		return nil // gone, or already changed: the next decision sees it
+	}
+	return err
+}
+
+// jsonPointerEscape escapes a key for a JSON patch path (RFC 6901).
+var jsonPointerEscape = strings.NewReplacer("~", "~0", "/", "~1").Replace
+
+func (x *Executor) count(kind string) {
+	if x.Counter != nil {
+		x.Counter(kind)
+	}
+}

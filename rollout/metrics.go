@@ -1,0 +1,96 @@
+package rollout
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fledgehq/fledge/analysis"
+)
+
+// Metrics are fledge's own metrics, on /metrics.
+type Metrics struct {
+	phase      *prometheus.GaugeVec
+	weight     *prometheus.GaugeVec
+	checks     *prometheus.CounterVec
+	checkValue *prometheus.GaugeVec
+	decision   prometheus.Histogram
+	reconciles *prometheus.CounterVec
+	writes     *prometheus.CounterVec
+}
+
+var phases = []Phase{PhaseInitializing, PhaseIdle, PhaseProgressing, PhasePaused, PhasePromoting, PhaseSucceeded, PhaseRolledBack, PhaseAborted}
+
+// NewMetrics creates the metrics and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_flight_phase", Help: "1 for the phase each Flight is in, 0 for the others; count by phase for rollouts by phase.",
+		}, []string{"namespace", "flight", "phase"}),
+		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic.",
+		}, []string{"namespace", "flight"}),
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_checks_total", Help: "Analysis checks run, by metric and outcome (pass, fail, inconclusive, not-enough-data, error).",
+		}, []string{"namespace", "flight", "metric", "outcome"}),
+		checkValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_check_value", Help: "The last measured value of each check (its threshold is in the Flight's decision log).",
+		}, []string{"namespace", "flight", "metric"}),
+		decision: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fledge_decision_duration_seconds", Help: "Time to decide one look-in, analysis queries included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_reconciles_total", Help: "Reconciles by result (ok, error).",
+		}, []string{"result"}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_api_writes_total", Help: "Kubernetes API writes by kind of object.",
+		}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.decision, m.reconciles, m.writes)
+	}
+	return m
+}
+
+func (m *Metrics) observe(f *Flight) {
+	for _, p := range phases {
+		v := 0.0
+		if f.Status.Phase == p {
+			v = 1
+		}
+		m.phase.WithLabelValues(f.Namespace, f.Name, string(p)).Set(v)
+	}
+	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
+}
+
+func (m *Metrics) checked(ns, name string, checks []analysis.Check) {
+	for _, c := range checks {
+		m.checks.WithLabelValues(ns, name, c.Metric, string(c.Outcome)).Inc()
+		if c.Value != nil {
+			m.checkValue.WithLabelValues(ns, name, c.Metric).Set(*c.Value)
+		}
+	}
+}
+
+func (m *Metrics) decided(d time.Duration) { m.decision.Observe(d.Seconds()) }
+
+func (m *Metrics) reconciled(_ time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.reconciles.WithLabelValues(result).Inc()
+}
+
+func (m *Metrics) countWrite(kind string) { m.writes.WithLabelValues(kind).Inc() }
+
+// forget drops a Flight's series once it is gone.
+func (m *Metrics) forget(ns, name string) {
+	labels := map[string]string{"namespace": ns, "flight": name}
+	m.phase.DeletePartialMatch(labels)
+	m.weight.DeletePartialMatch(labels)
+	m.checks.DeletePartialMatch(labels)
+	m.checkValue.DeletePartialMatch(labels)
+}
