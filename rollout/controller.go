@@ -78,6 +78,8 @@ type ControllerConfig struct {
 	Logger   *slog.Logger // default: slog.Default()
 	Metrics  *Metrics     // default: unregistered metrics
 	Resync   time.Duration
+	// Namespace limits the controller to one namespace ("" for all).
+	Namespace string
 }
 
 // NewController builds a controller; Run starts it.
@@ -101,8 +103,8 @@ func NewController(cfg ControllerConfig) *Controller {
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
 	}
 	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Counter: cfg.Metrics.countWrite}
-	c.kubeInformers = informers.NewSharedInformerFactory(cfg.Kube, cfg.Resync)
-	c.flightInformers = dynamicinformer.NewDynamicSharedInformerFactory(cfg.Dynamic, cfg.Resync)
+	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace))
+	c.flightInformers = dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, cfg.Resync, cfg.Namespace, nil)
 
 	dep := c.kubeInformers.Apps().V1().Deployments()
 	rs := c.kubeInformers.Apps().V1().ReplicaSets()

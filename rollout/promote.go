@@ -28,11 +28,18 @@ func (d *decider) startPromotion(why string, checks []analysis.Check) {
 // promote follows a promotion in progress. Each look re-asserts the stage's
 // state, so a restart anywhere in it converges.
 func (d *decider) promote() {
-	if d.st.PromotionStage != StageUpdateStable {
+	switch d.st.PromotionStage {
+	case StageUpdateStable:
+		d.updateStable()
+	case StageFinalize:
+		d.finalize()
+	default:
 		// Unknown stage (a newer fledge's status?): start the stage over.
 		d.startPromotion("promotion resumed", nil)
-		return
 	}
+}
+
+func (d *decider) updateStable() {
 	if d.in.DesiredRevision != d.st.CanaryRevision {
 		// A newer template arrived while the stable Deployment was being
 		// updated: stop Kubernetes from rolling it out un-canaried, send
@@ -62,9 +69,26 @@ func (d *decider) promote() {
 		d.after(2 * time.Second)
 		return
 	}
-	// Stable runs the new revision: traffic back to it, hold it again,
-	// and retire the canary.
+	// Stable runs the new revision: traffic back to it, and hold it again.
+	d.st.PromotionStage = StageFinalize
 	d.st.StableRevision = d.st.CanaryRevision
+	d.st.Hold = nil
+	d.setWeight(0)
+	d.do(SetStablePaused{Paused: true})
+	d.after(time.Second)
+}
+
+func (d *decider) finalize() {
+	if d.in.Weights.Canary != 0 || !d.in.DeploymentPaused {
+		if d.in.Weights.Canary != 0 {
+			d.setWeight(0)
+		}
+		if !d.in.DeploymentPaused {
+			d.do(SetStablePaused{Paused: true})
+		}
+		d.after(time.Second)
+		return
+	}
 	d.backToStable(PhaseSucceeded, VerdictPromoted, fmt.Sprintf("promoted %s", d.st.CanaryRevision))
 	d.event(false, "Promoted", d.st.Message)
 }
@@ -87,9 +111,17 @@ func (d *decider) rollback(v Verdict, why string, checks []analysis.Check) {
 func (d *decider) backToStable(phase Phase, v Verdict, why string) {
 	d.st.Phase = phase
 	d.st.CanaryWeight = 0
-	d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
-	d.do(SetStablePaused{Paused: true})
-	d.do(ScaleCanaryDown{})
+	// Only what is not so already: the observations are fresh, and steady
+	// re-asserts all three on every later look.
+	if d.in.Weights.Canary != 0 {
+		d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
+	}
+	if !d.in.DeploymentPaused {
+		d.do(SetStablePaused{Paused: true})
+	}
+	if d.in.CanaryReplicas != 0 {
+		d.do(ScaleCanaryDown{})
+	}
 	d.st.Step = -1
 	d.st.PromotionStage = ""
 	d.st.StageStartedAt = nil

@@ -43,6 +43,11 @@ const (
 	// StageUpdateStable: all traffic on the canary, the stable Deployment
 	// unpaused and rolling to the canary's template.
 	StageUpdateStable = "UpdateStable"
+	// StageFinalize: stable runs the new revision; traffic goes back to it
+	// and it is paused again. Succeeded is written only once both are
+	// observed, so whoever waits for Succeeded (a pipeline about to push
+	// the next image) never meets an unpaused Deployment.
+	StageFinalize = "Finalize"
 )
 
 // Hold reasons: why a Flight is not moving. Cannot-measure reasons are

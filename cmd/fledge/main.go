@@ -42,6 +42,7 @@ type options struct {
 	leaseNamespace, leaseName, identity                          string
 	leaseDuration, renewDeadline, retryPeriod, queryTimeout      time.Duration
 	workers                                                      int
+	namespace                                                    string
 	qps                                                          float64
 	burst                                                        int
 	policyPoll                                                   time.Duration
@@ -65,6 +66,7 @@ func main() {
 	flag.DurationVar(&o.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
 	flag.DurationVar(&o.retryPeriod, "retry-period", 2*time.Second, "how often candidates try to acquire or renew")
 	flag.IntVar(&o.workers, "workers", 4, "Flights reconciled in parallel")
+	flag.StringVar(&o.namespace, "namespace", "", "watch only this namespace (default: all)")
 	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Kubernetes API requests per second (client-side limit)")
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Kubernetes API request burst (client-side limit)")
 	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
@@ -121,7 +123,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	ctrl := rollout.NewController(rollout.ControllerConfig{
 		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies,
 		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
-		Logger:   log, Metrics: rollout.NewMetrics(reg),
+		Logger:   log, Metrics: rollout.NewMetrics(reg), Namespace: o.namespace,
 		Analyze: func(ctx context.Context, metrics []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
 			checks := make([]analysis.Check, 0, len(metrics))
 			for _, m := range metrics {

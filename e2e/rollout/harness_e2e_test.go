@@ -1,0 +1,337 @@
+//go:build e2e
+
+package rollout_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/e2e/mesh"
+	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/traffic/istio"
+)
+
+// fastPolicies is the policy file engines run with unless a test gives its
+// own: short steps, so a whole rollout takes about a dozen seconds.
+const fastPolicies = `
+policies:
+  fast:
+    steps: [20, 50]
+    interval: 6s
+    minInterval: 1s
+    failureLimit: 2
+    progressDeadline: 60s
+    metrics:
+    - name: success-rate
+      min: 0.97
+      minSamples: 50
+    - name: latency-p95
+      max: 400
+      minSamples: 50
+`
+
+var suite = sandbox.Suite{Options: sandbox.Options{MeshSeed: 7}}
+
+func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
+
+var build struct {
+	once   sync.Once
+	binary string
+	err    error
+}
+
+// engineBinary builds cmd/fledge once per test binary and installs the
+// Flight CRD in the shared sandbox.
+func engineBinary(t *testing.T, sb *sandbox.Sandbox) string {
+	t.Helper()
+	build.once.Do(func() {
+		dir, err := os.MkdirTemp("", "fledge-e2e-bin-")
+		if err != nil {
+			build.err = err
+			return
+		}
+		build.binary = filepath.Join(dir, "fledge")
+		out, err := exec.Command("go", "build", "-o", build.binary, "github.com/fledgehq/fledge/cmd/fledge").CombinedOutput()
+		if err != nil {
+			build.err = fmt.Errorf("build fledge: %v\n%s", err, out)
+			return
+		}
+		build.err = sandbox.ApplyCRDs(context.Background(), sb.Dynamic, repoFile("deploy/crds/flights.fledge.dev.yaml"))
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.binary
+}
+
+// engine is one fledge process, scoped to a test's namespace (its own
+// Lease there too), so tests can kill and restart engines independently.
+type engine struct {
+	t           *testing.T
+	sb          *sandbox.Sandbox
+	binary      string
+	name        string
+	args        []string
+	proc        *sandbox.Process
+	MetricsAddr string
+}
+
+type engineOptions struct {
+	Policies string   // policy file content (default fastPolicies)
+	Name     string   // process and identity name (default "fledge")
+	Args     []string // extra flags
+}
+
+// startEngine runs a fledge process for namespace ns; it is stopped when
+// the test ends.
+func startEngine(t *testing.T, sb *sandbox.Sandbox, ns string, o engineOptions) *engine {
+	t.Helper()
+	bin := engineBinary(t, sb)
+	if o.Policies == "" {
+		o.Policies = fastPolicies
+	}
+	if o.Name == "" {
+		o.Name = "fledge"
+	}
+	policyFile := filepath.Join(t.TempDir(), "policies.yaml")
+	if err := os.WriteFile(policyFile, []byte(o.Policies), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := &engine{t: t, sb: sb, binary: bin, name: ns + "-" + o.Name, MetricsAddr: freeAddr(t)}
+	e.args = append([]string{
+		"--kubeconfig=" + sb.Kubeconfig, "--policies=" + policyFile, "--prometheus-url=" + sb.PrometheusURL,
+		"--metrics-addr=" + e.MetricsAddr, "--health-addr=0", "--namespace=" + ns,
+		"--leader-election-namespace=" + ns, "--identity=" + o.Name, "--log-level=debug",
+		// Short leases, so that a killed leader is replaced within seconds.
+		"--lease-duration=4s", "--renew-deadline=3s", "--retry-period=500ms",
+	}, o.Args...)
+	e.Start()
+	t.Cleanup(func() {
+		if e.proc != nil {
+			_ = e.proc.Stop()
+		}
+	})
+	return e
+}
+
+// Start (re)starts the engine process, after Kill say.
+func (e *engine) Start() {
+	e.t.Helper()
+	p, err := e.sb.StartProcess(e.name, nil, e.binary, e.args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.proc = p
+}
+
+// Kill ends the engine with SIGKILL: no clean shutdown, no Lease release.
+func (e *engine) Kill() {
+	e.proc.Kill()
+	e.proc = nil
+}
+
+// LogPath is where the engine's log is.
+func (e *engine) LogPath() string { return e.proc.LogPath() }
+
+// shopApp creates the Deployment "shop" (2 replicas, opted in to policy)
+// with its Service, sends it client traffic, and waits until fledge holds
+// it. It returns the stable revision.
+func shopApp(t *testing.T, sb *sandbox.Sandbox, ns, policy string, rps float64) string {
+	t.Helper()
+	ctx := context.Background()
+	t.Cleanup(func() { dumpOnFailure(t, sb, ns) })
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, shopDeployment(ns, policy), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "shop"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if rps > 0 {
+		client := "shopper-" + ns
+		if err := sb.Mesh.AddClient(mesh.Client{Name: client, Namespace: ns, Host: "shop", RPS: rps, Users: 300}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sb.Mesh.RemoveClient(client) })
+	}
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+	return f.Status.StableRevision
+}
+
+func shopDeployment(ns, policy string) *appsv1.Deployment {
+	labels := map[string]string{"app": "shop"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns, Annotations: map[string]string{rollout.AnnotationRollout: policy}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "shop", Image: "example.com/shop:v1"}}},
+			},
+		},
+	}
+}
+
+// setImage applies a new template as a pipeline would (a patch, like
+// kubectl set image, so it never conflicts with fledge's writes), with the
+// given behaviour annotations replacing the previous ones, and returns its
+// revision.
+func setImage(t *testing.T, sb *sandbox.Sandbox, ns, name, image string, behaviour map[string]string) string {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	annotations := map[string]any{}
+	for k := range cur.Spec.Template.Annotations {
+		annotations[k] = nil
+	}
+	annotations["sandbox.fledge.dev/latency-ms"] = "p50=20,p95=60"
+	for k, v := range behaviour {
+		annotations[k] = v
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": annotations},
+		"spec":     map[string]any{"containers": []map[string]any{{"name": cur.Spec.Template.Spec.Containers[0].Name, "image": image}}},
+	}}})
+	d, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rollout.TemplateHash(d.Spec.Template)
+}
+
+// assertSettled checks the end state of any rollout of "shop": canary at
+// zero replicas, all traffic on stable.
+func assertSettled(t *testing.T, sb *sandbox.Sandbox, ns string) {
+	t.Helper()
+	ctx := context.Background()
+	canary, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *canary.Spec.Replicas != 0 {
+		t.Errorf("canary has %d replicas, want 0", *canary.Spec.Replicas)
+	}
+	w, err := istio.New(sb.Istio).Weights(ctx, traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"})
+	if err != nil || w != (traffic.Weights{Stable: 100}) {
+		t.Errorf("weights %+v (%v), want all on stable", w, err)
+	}
+}
+
+// served sums the emulator's ground truth for one workload.
+func served(sb *sandbox.Sandbox, ns, workload string) mesh.Counts {
+	var c mesh.Counts
+	for rev, n := range sb.Mesh.Served() {
+		if rev.Namespace == ns && rev.Workload == workload {
+			c.Requests += n.Requests
+			c.Errors += n.Errors
+		}
+	}
+	return c
+}
+
+// getFlight reads a Flight from the API server.
+func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*rollout.Flight, error) {
+	u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return rollout.FlightFrom(u)
+}
+
+// waitFlight polls the Flight until ok accepts it.
+func waitFlight(t *testing.T, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*rollout.Flight) bool) *rollout.Flight {
+	t.Helper()
+	var last *rollout.Flight
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		f, err := getFlight(ctx, sb, ns, name)
+		if err != nil {
+			return false, nil
+		}
+		last = f
+		return ok(f), nil
+	})
+	if err != nil {
+		if last != nil {
+			t.Fatalf("flight %s/%s: %v; last status: phase=%s step=%d weight=%d hold=%+v message=%q", ns, name, err, last.Status.Phase, last.Status.Step, last.Status.CanaryWeight, last.Status.Hold, last.Status.Message)
+		}
+		t.Fatalf("flight %s/%s never appeared: %v", ns, name, err)
+	}
+	return last
+}
+
+// verdicts lists a revision's decisions, in order.
+func verdicts(f *rollout.Flight, rev string) []rollout.Verdict {
+	var out []rollout.Verdict
+	for _, d := range f.Status.Decisions {
+		if d.Revision == rev {
+			out = append(out, d.Verdict)
+		}
+	}
+	return out
+}
+
+// dumpOnFailure logs the namespace's Deployments and ReplicaSets when the
+// test failed, to see what the engine left behind.
+func dumpOnFailure(t *testing.T, sb *sandbox.Sandbox, ns string) {
+	if !t.Failed() {
+		return
+	}
+	ctx := context.Background()
+	if list, err := sb.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, d := range list.Items {
+			b, _ := json.MarshalIndent(map[string]any{"annotations": d.Annotations, "spec": d.Spec, "status": d.Status}, "", " ")
+			t.Logf("deployment %s:\n%s", d.Name, b)
+		}
+	}
+	shop, _ := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+	if list, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, rs := range list.Items {
+			t.Logf("replicaset %s (ready %d of %d, revision %s, template %s)", rs.Name, rs.Status.ReadyReplicas, *rs.Spec.Replicas,
+				rs.Annotations["deployment.kubernetes.io/revision"], rollout.TemplateHash(rs.Spec.Template))
+			if shop != nil && rs.Labels["app"] == "shop" && rollout.TemplateHash(rs.Spec.Template) != rollout.TemplateHash(shop.Spec.Template) {
+				t.Logf("  differs from the Deployment's template: %s", cmp.Diff(shop.Spec.Template, rs.Spec.Template))
+			}
+		}
+	}
+	if f, err := getFlight(ctx, sb, ns, "shop"); err == nil {
+		b, _ := json.MarshalIndent(f.Status, "", " ")
+		t.Logf("flight status:\n%s", b)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// repoFile finds a file of the repository from this package's directory.
+func repoFile(rel string) string { return filepath.Join("..", "..", rel) }

@@ -1,0 +1,82 @@
+//go:build e2e
+
+package rollout_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/rollout"
+)
+
+// Scenarios 1 and 2 of the engine: a healthy revision promoted through
+// every step; a faulty one rolled back without ever being rolled out.
+func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
+	sb := suite.Get(t)
+	ns := sb.Namespace(t)
+	ctx := context.Background()
+	startEngine(t, sb, ns, engineOptions{})
+	shopApp(t, sb, ns, "fast", 200)
+
+	t.Run("a healthy revision goes through every step and is promoted", func(t *testing.T) {
+		began := time.Now()
+		rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *rollout.Flight) bool {
+			return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+		})
+		t.Logf("promoted in %s", time.Since(began).Round(time.Second))
+		want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+		if got := verdicts(f, rev); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("decision log for %s: %v, want %v", rev, got, want)
+		}
+		// The user's Deployment runs the new template on every replica and
+		// is held again; the canary is at zero; all traffic is on stable.
+		d, err := sb.WaitDeploymentAvailable(ctx, ns, "shop", 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !d.Spec.Paused || d.Spec.Template.Spec.Containers[0].Image != "example.com/shop:v2" {
+			t.Errorf("deployment after promotion: paused=%v image=%s", d.Spec.Paused, d.Spec.Template.Spec.Containers[0].Image)
+		}
+		assertSettled(t, sb, ns)
+		if served := served(sb, ns, "shop-canary"); served.Requests == 0 {
+			t.Error("the canary never served a request")
+		}
+	})
+
+	t.Run("a revision with 10% errors is rolled back", func(t *testing.T) {
+		before := served(sb, ns, "shop-canary")
+		rev := setImage(t, sb, ns, "shop", "example.com/shop:v3", map[string]string{"sandbox.fledge.dev/error-rate": "0.1"})
+		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *rollout.Flight) bool {
+			return f.Status.Phase == rollout.PhaseRolledBack && f.Status.RejectedRevision == rev
+		})
+		t.Logf("rolled back: %s", f.Status.Message)
+		after := served(sb, ns, "shop-canary")
+		t.Logf("bad responses users got from the faulty canary: %d of %d requests", after.Errors-before.Errors, after.Requests-before.Requests)
+		// The Deployment keeps the rejected template in its spec but never
+		// rolled it out: every pod still runs the promoted revision.
+		d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var running []string
+		for _, rs := range sets.Items {
+			if rs.Status.Replicas > 0 {
+				running = append(running, rollout.TemplateHash(rs.Spec.Template))
+			}
+		}
+		if !d.Spec.Paused || rollout.TemplateHash(d.Spec.Template) != rev || fmt.Sprint(running) != fmt.Sprint([]string{f.Status.StableRevision}) {
+			t.Errorf("after rollback: paused=%v spec template=%s, pods run %v; want paused, %s in spec, pods on %s only",
+				d.Spec.Paused, rollout.TemplateHash(d.Spec.Template), running, rev, f.Status.StableRevision)
+		}
+		assertSettled(t, sb, ns)
+	})
+}
