@@ -1,12 +1,14 @@
 package rollout
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/fledgehq/fledge/analysis"
 )
@@ -206,4 +208,25 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The example policies shipped in deploy/ must always load.
+func TestExamplePoliciesInDeployAreValid(t *testing.T) {
+	raw, err := os.ReadFile("../deploy/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	policies, err := ParseConfig([]byte(cm.Data["policies.yaml"]))
+	if err != nil {
+		t.Fatalf("deploy/policies.yaml: %v", err)
+	}
+	if len(policies) < 2 {
+		t.Fatalf("deploy/policies.yaml holds %d policies, want the documented ones", len(policies))
+	}
 }

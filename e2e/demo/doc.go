@@ -1,7 +1,6 @@
-// Package demo is the scenario `make demo` plays in the sandbox.
-//
-// Until the rollout engine lands it walks a canary by hand: it shifts a
-// VirtualService's weights step by step towards a new revision and prints,
-// at each step, what Prometheus measured for each revision (traffic share,
-// success rate, p95 latency): the signals fledge will judge on its own.
+// Package demo is the scenario `make demo` plays in the sandbox: fledge,
+// built from this checkout and running as its own process, takes a
+// Deployment over, canaries a healthy revision through every step and
+// promotes it, then canaries a faulty one and rolls it back, while the
+// demo prints each decision with the checks behind it.
 package demo

@@ -75,7 +75,10 @@ func engineBinary(t *testing.T, sb *sandbox.Sandbox) string {
 			build.err = fmt.Errorf("build fledge: %v\n%s", err, out)
 			return
 		}
-		build.err = sandbox.ApplyCRDs(context.Background(), sb.Dynamic, repoFile("deploy/crds/flights.fledge.dev.yaml"))
+		if build.err = sandbox.ApplyCRDs(context.Background(), sb.Dynamic, repoFile("deploy/crds/flights.fledge.dev.yaml")); build.err != nil {
+			return
+		}
+		build.err = installRBAC(context.Background(), sb)
 	})
 	if build.err != nil {
 		t.Fatal(build.err)
@@ -83,8 +86,10 @@ func engineBinary(t *testing.T, sb *sandbox.Sandbox) string {
 	return build.binary
 }
 
-// engine is one fledge process, scoped to a test's namespace (its own
-// Lease there too), so tests can kill and restart engines independently.
+// engine is one fledge process, scoped to a test's namespace with a Lease
+// of its own (named after the namespace, in fledge-system), so tests can
+// kill and restart engines independently. It runs as fledge's
+// ServiceAccount, with the permissions of deploy/rbac.yaml.
 type engine struct {
 	t           *testing.T
 	sb          *sandbox.Sandbox
@@ -118,9 +123,9 @@ func startEngine(t *testing.T, sb *sandbox.Sandbox, ns string, o engineOptions) 
 	}
 	e := &engine{t: t, sb: sb, binary: bin, name: ns + "-" + o.Name, MetricsAddr: freeAddr(t)}
 	e.args = append([]string{
-		"--kubeconfig=" + sb.Kubeconfig, "--policies=" + policyFile, "--prometheus-url=" + sb.PrometheusURL,
+		"--kubeconfig=" + serviceAccountKubeconfig(t, sb), "--policies=" + policyFile, "--prometheus-url=" + sb.PrometheusURL,
 		"--metrics-addr=" + e.MetricsAddr, "--health-addr=0", "--namespace=" + ns,
-		"--leader-election-namespace=" + ns, "--identity=" + o.Name, "--log-level=debug",
+		"--leader-election-namespace=" + engineNamespace, "--leader-election-id=" + LeaseName(ns), "--identity=" + o.Name, "--log-level=debug",
 		// Short leases, so that a killed leader is replaced within seconds.
 		"--lease-duration=4s", "--renew-deadline=3s", "--retry-period=500ms",
 	}, o.Args...)
@@ -132,6 +137,9 @@ func startEngine(t *testing.T, sb *sandbox.Sandbox, ns string, o engineOptions) 
 	})
 	return e
 }
+
+// LeaseName is the Lease the engines of namespace ns share (in fledge-system).
+func LeaseName(ns string) string { return "fledge-" + ns }
 
 // Start (re)starts the engine process, after Kill say.
 func (e *engine) Start() {

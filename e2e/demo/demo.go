@@ -1,0 +1,270 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/e2e/mesh"
+	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/rollout"
+)
+
+const (
+	ns  = "demo"
+	app = "podinfo"
+)
+
+// Policy is the demo's rollout policy, as a platform team would write it.
+const Policy = `
+policies:
+  demo:
+    steps: [10, 25, 50]
+    interval: 8s
+    minInterval: 1s
+    failureLimit: 2
+    progressDeadline: 2m
+    metrics:
+    - name: success-rate
+      min: 0.97
+      minSamples: 50
+    - name: latency-p95
+      max: 150
+      minSamples: 50
+`
+
+// Run plays the demo in a running sandbox: fledge (built from this
+// checkout) takes a Deployment over, promotes a healthy revision and rolls
+// back a faulty one, while out shows what it decides and why.
+func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
+	if err := startEngine(ctx, out, sb); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "deploying %s/%s (3 replicas) opted in with %s: demo; 300 requests/s of client traffic\n", ns, app, rollout.AnnotationRollout)
+	if err := deployApp(ctx, sb); err != nil {
+		return err
+	}
+	if _, err := watch(ctx, out, sb, "", func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle }); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(out, "\n== v2: a healthy revision")
+	healthyStart := time.Now()
+	rev, err := setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.7.1", map[string]string{"sandbox.fledge.dev/latency-ms": "p50=22,p95=70"})
+	if err != nil {
+		return err
+	}
+	if _, err := watch(ctx, out, sb, rev, func(f *rollout.Flight) bool {
+		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
+	}); err != nil {
+		return err
+	}
+	healthy := time.Since(healthyStart)
+
+	fmt.Fprintln(out, "\n== v3: a faulty revision (8% errors, p95 up)")
+	before := served(sb, app+rollout.CanarySuffix)
+	faultyStart := time.Now()
+	rev, err = setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.8.0", map[string]string{
+		"sandbox.fledge.dev/latency-ms": "p50=25,p95=260", "sandbox.fledge.dev/error-rate": "0.08",
+	})
+	if err != nil {
+		return err
+	}
+	f, err := watch(ctx, out, sb, rev, func(f *rollout.Flight) bool {
+		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
+	})
+	if err != nil {
+		return err
+	}
+	faulty := time.Since(faultyStart)
+	after := served(sb, app+rollout.CanarySuffix)
+
+	fmt.Fprintf(out, "\n== summary\n")
+	fmt.Fprintf(out, "  v2 promoted in %.0fs\n", healthy.Seconds())
+	fmt.Fprintf(out, "  v3 %s in %.0fs: %s\n", map[rollout.Phase]string{rollout.PhaseRolledBack: "rolled back", rollout.PhaseSucceeded: "promoted (!)"}[f.Status.Phase], faulty.Seconds(), f.Status.Message)
+	fmt.Fprintf(out, "  users got %d bad responses from v3 (of %d requests it served) before it was pulled\n",
+		after.Errors-before.Errors, after.Requests-before.Requests)
+	fmt.Fprintf(out, "  the Deployment is paused on v2's pods with v3 in its spec, until someone applies a fix\n")
+	fmt.Fprintf(out, "  full decision log: kubectl --kubeconfig %s -n %s get flight %s -o yaml\n", sb.Kubeconfig, ns, app)
+	return nil
+}
+
+// watch prints the Flight's progress until done accepts it: each change
+// of phase, step or weight, each decision with its checks, and holds.
+func watch(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, rev string, done func(*rollout.Flight) bool) (*rollout.Flight, error) {
+	var lastLine string
+	seen := 0
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
+		if err == nil {
+			f, err := rollout.FlightFrom(u)
+			if err != nil {
+				return nil, err
+			}
+			st := f.Status
+			for ; seen < len(st.Decisions); seen++ {
+				d := st.Decisions[seen]
+				if rev != "" && d.Revision != rev {
+					continue
+				}
+				fmt.Fprintf(out, "  %s %-8s %3d%%  %s\n", d.At.Format("15:04:05"), d.Verdict, d.Weight, d.Message)
+				for _, c := range d.Checks {
+					fmt.Fprintf(out, "             %s\n", describeCheck(c))
+				}
+			}
+			line := fmt.Sprintf("phase=%s weight=%d%%", st.Phase, st.CanaryWeight)
+			if st.Hold != nil {
+				line += " held: " + st.Hold.Message
+			}
+			if line != lastLine {
+				fmt.Fprintf(out, "  %s %s\n", time.Now().Format("15:04:05"), line)
+				lastLine = line
+			}
+			if done(f) {
+				return f, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("flight %s/%s: no end after 5 minutes (last: %s)", ns, app, lastLine)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func describeCheck(c analysis.Check) string {
+	value := "-"
+	if c.Value != nil {
+		value = fmt.Sprintf("%.4g", *c.Value)
+	}
+	s := fmt.Sprintf("%-13s %-15s %8s (want %s, %d requests)", c.Metric, c.Outcome, value, c.Threshold, c.Samples)
+	if c.Outcome != analysis.Pass && c.Message != "" {
+		s += ": " + c.Message
+	}
+	return s
+}
+
+// startEngine builds fledge from this checkout and runs it beside the
+// sandbox, as it would run in a cluster.
+func startEngine(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
+	bin := filepath.Join(sb.Dir, "fledge")
+	fmt.Fprintln(out, "building fledge and installing its CRD")
+	if b, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/fledgehq/fledge/cmd/fledge").CombinedOutput(); err != nil {
+		return fmt.Errorf("build fledge: %v\n%s", err, b)
+	}
+	root, err := filepath.Abs(".")
+	if err != nil {
+		return err
+	}
+	if err := sandbox.ApplyCRDs(ctx, sb.Dynamic, filepath.Join(root, "deploy", "crds", "flights.fledge.dev.yaml")); err != nil {
+		return err
+	}
+	policies := filepath.Join(sb.Dir, "policies.yaml")
+	if err := os.WriteFile(policies, []byte(Policy), 0o644); err != nil {
+		return err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	if _, err := sb.StartProcess("fledge", nil, bin,
+		"--kubeconfig="+sb.Kubeconfig, "--policies="+policies, "--prometheus-url="+sb.PrometheusURL,
+		"--metrics-addr="+metrics, "--health-addr=0", "--leader-election-namespace=default"); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "fledge running (log %s, metrics http://%s/metrics)\n", filepath.Join(sb.LogDir, "fledge.log"), metrics)
+	return sb.AddScrapeTarget("fledge", metrics)
+}
+
+func deployApp(ctx context.Context, sb *sandbox.Sandbox) error {
+	if _, err := sb.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	labels := map[string]string{"app": app}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns, Annotations: map[string]string{rollout.AnnotationRollout: "demo"}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](3),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: app, Image: "ghcr.io/stefanprodan/podinfo:6.7.0"}}},
+			},
+		},
+	}
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: app, Namespace: ns},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 9898}}},
+	}
+	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	return sb.Mesh.AddClient(mesh.Client{Name: "frontend", Namespace: ns, Host: app, RPS: 300, Users: 500})
+}
+
+// setImage applies a new template as a pipeline would (kubectl set image)
+// and returns its revision.
+func setImage(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, image string, behaviour map[string]string) (string, error) {
+	cur, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, app, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	annotations := map[string]any{}
+	for k := range cur.Spec.Template.Annotations {
+		annotations[k] = nil
+	}
+	for k, v := range behaviour {
+		annotations[k] = v
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": map[string]any{
+		"metadata": map[string]any{"annotations": annotations},
+		"spec":     map[string]any{"containers": []map[string]any{{"name": app, "image": image}}},
+	}}})
+	d, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, app, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return "", err
+	}
+	rev := rollout.TemplateHash(d.Spec.Template)
+	fmt.Fprintf(out, "applied %s (revision %s)\n", image, rev)
+	return rev, nil
+}
+
+func served(sb *sandbox.Sandbox, workload string) mesh.Counts {
+	var c mesh.Counts
+	for rev, n := range sb.Mesh.Served() {
+		if rev.Namespace == ns && rev.Workload == workload {
+			c.Requests += n.Requests
+			c.Errors += n.Errors
+		}
+	}
+	return c
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
