@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
@@ -232,7 +233,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		c.metrics.forget(ns, name)
 		return 0, nil
 	}
-	if !optedIn {
+	if !optedIn || flight != nil && flight.DeletionTimestamp != nil {
+		// Opted out, Deployment deleted, or the Flight deleted (which
+		// resets it: released now, adopted afresh if still opted in).
 		return c.release(ctx, flight, d)
 	}
 	return c.fly(ctx, d, flight)
@@ -253,19 +256,49 @@ func (c *Controller) getFlight(ns, name string) (*Flight, error) {
 	return FlightFrom(u) // a converted copy: the cache is never mutated
 }
 
-// release gives an opted-out (or deleted) Deployment its plain routing back.
+// FinalizerRelease holds a Flight until fledge has released what it
+// routes: without it, deleting a Deployment would let the garbage collector
+// remove the Flight and its canary while a team's VirtualService still
+// sent the canary a share of the traffic.
+const FinalizerRelease = "fledge.dev/release"
+
+// release gives an opted-out (or deleted) Deployment its plain routing
+// back, then lets the Flight go.
 func (c *Controller) release(ctx context.Context, f *Flight, d *appsv1.Deployment) (time.Duration, error) {
 	in := Input{Now: c.clock.Now(), Status: f.Status, Observed: Observed{OptedOut: true}, Policy: &Policy{}}
 	s := Subject{Flight: f, Deployment: d, Target: targetOf(f)}
 	if d != nil && d.DeletionTimestamp != nil {
 		s.Deployment = nil // being deleted: nothing to unpause
 	}
-	_, err := c.exec.Apply(ctx, s, Decide(in))
-	if err == nil {
-		c.metrics.forget(f.Namespace, f.Name)
-		c.log.Info("released", "flight", f.Namespace+"/"+f.Name)
+	if _, err := c.exec.Apply(ctx, s, Decide(in)); err != nil {
+		return 0, err
 	}
-	return 0, err
+	if err := c.dropFinalizer(ctx, f); err != nil {
+		return 0, err
+	}
+	c.metrics.forget(f.Namespace, f.Name)
+	c.log.Info("released", "flight", f.Namespace+"/"+f.Name)
+	return 0, nil
+}
+
+// dropFinalizer removes FinalizerRelease, guarded by a test operation so
+// that a concurrent change of the list is not overwritten.
+func (c *Controller) dropFinalizer(ctx context.Context, f *Flight) error {
+	for i, name := range f.Finalizers {
+		if name != FinalizerRelease {
+			continue
+		}
+		path := fmt.Sprintf("/metadata/finalizers/%d", i)
+		patch := fmt.Sprintf(`[{"op":"test","path":%q,"value":%q},{"op":"remove","path":%q}]`, path, FinalizerRelease, path)
+		_, err := c.flights.Namespace(f.Namespace).Patch(ctx, f.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("flight %s/%s: remove finalizer: %w", f.Namespace, f.Name, err)
+		}
+	}
+	return nil
 }
 
 // fly runs one decision for an opted-in Deployment.
@@ -349,6 +382,7 @@ func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spe
 		ObjectMeta: metav1.ObjectMeta{
 			Name: d.Name, Namespace: d.Namespace,
 			Labels:          map[string]string{LabelManagedBy: managedBy},
+			Finalizers:      []string{FinalizerRelease},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))},
 		},
 		Spec: spec,

@@ -170,12 +170,7 @@ func shopApp(t *testing.T, sb *sandbox.Sandbox, ns, policy string, rps float64) 
 	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, shopDeployment(ns, policy), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
-		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "shop"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createShopService(t, sb, ns)
 	if rps > 0 {
 		client := "shopper-" + ns
 		if err := sb.Mesh.AddClient(mesh.Client{Name: client, Namespace: ns, Host: "shop", RPS: rps, Users: 300}); err != nil {
@@ -185,6 +180,17 @@ func shopApp(t *testing.T, sb *sandbox.Sandbox, ns, policy string, rps float64) 
 	}
 	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
 	return f.Status.StableRevision
+}
+
+// createShopService creates the Service "shop" selecting app=shop.
+func createShopService(t *testing.T, sb *sandbox.Sandbox, ns string) {
+	t.Helper()
+	if _, err := sb.Kube.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "shop"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func shopDeployment(ns, policy string) *appsv1.Deployment {
