@@ -93,13 +93,13 @@ func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
 	ns, name := s.Target.Namespace, s.Target.Name
 	switch a := a.(type) {
 	case EnsureRouting:
-		x.count("routing")
+		x.count("routing-call")
 		return x.Router.Ensure(ctx, s.Target)
 	case SetWeights:
-		x.count("routing")
+		x.count("routing-call")
 		return x.Router.SetWeights(ctx, s.Target, a.Weights)
 	case ReleaseRouting:
-		x.count("routing")
+		x.count("routing-call")
 		return x.Router.Release(ctx, s.Target)
 	case EnsureCanary:
 		return x.ensureCanary(ctx, s, a.Revision)
@@ -182,9 +182,9 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 	// an update that loses to it is read again and retried.
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := deployments.Get(ctx, want.Name, metav1.GetOptions{})
-		x.count("canary")
 		switch {
 		case apierrors.IsNotFound(err):
+			x.count("canary")
 			_, err = deployments.Create(ctx, want, metav1.CreateOptions{})
 			return err
 		case err != nil:
@@ -193,6 +193,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 			return fmt.Errorf("deployment %s/%s exists and is not fledge's: %w", cur.Namespace, cur.Name, traffic.ErrConflict)
 		case !equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector):
 			// A selector cannot change: replace the Deployment.
+			x.count("canary")
 			if err := deployments.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil {
 				return err
 			}
@@ -205,6 +206,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 			if ptr.Deref(cur.Spec.Replicas, 1) == ptr.Deref(want.Spec.Replicas, 1) {
 				return nil
 			}
+			x.count("canary")
 			patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, ptr.Deref(want.Spec.Replicas, 1))
 			_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 			return err
@@ -212,6 +214,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		next := cur.DeepCopy()
 		next.Annotations = want.Annotations
 		next.Spec = want.Spec
+		x.count("canary")
 		_, err = deployments.Update(ctx, next, metav1.UpdateOptions{})
 		return err
 	})
@@ -223,6 +226,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 	curSvc, err := services.Get(ctx, svc.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		x.count("canary")
 		_, err = services.Create(ctx, svc, metav1.CreateOptions{})
 		return err
 	case err != nil:
@@ -231,6 +235,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		next := curSvc.DeepCopy()
 		next.Spec.Selector = svc.Spec.Selector
 		next.Spec.Ports = mergePorts(curSvc.Spec.Ports, svc.Spec.Ports)
+		x.count("canary")
 		_, err = services.Update(ctx, next, metav1.UpdateOptions{})
 		return err
 	}

@@ -17,6 +17,7 @@ type Metrics struct {
 	decision   prometheus.Histogram
 	reconciles *prometheus.CounterVec
 	writes     *prometheus.CounterVec
+	queries    *prometheus.CounterVec
 }
 
 var phases = []Phase{PhaseInitializing, PhaseIdle, PhaseProgressing, PhasePaused, PhasePromoting, PhaseSucceeded, PhaseRolledBack, PhaseAborted}
@@ -45,11 +46,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fledge_reconciles_total", Help: "Reconciles by result (ok, error).",
 		}, []string{"result"}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "fledge_api_writes_total", Help: "Kubernetes API writes by kind of object.",
+			Name: "fledge_api_writes_total", Help: "Kubernetes API writes by kind of object; routing-call counts router calls, which write only what changed.",
 		}, []string{"kind"}),
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_prometheus_queries_total", Help: "PromQL queries sent for analysis, by result (ok, error).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.decision, m.reconciles, m.writes)
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.decision, m.reconciles, m.writes, m.queries)
 	}
 	return m
 }
@@ -85,6 +89,15 @@ func (m *Metrics) reconciled(_ time.Duration, err error) {
 }
 
 func (m *Metrics) countWrite(kind string) { m.writes.WithLabelValues(kind).Inc() }
+
+// CountQuery counts one analysis query and whether it failed.
+func (m *Metrics) CountQuery(err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.queries.WithLabelValues(result).Inc()
+}
 
 // forget drops a Flight's series once it is gone.
 func (m *Metrics) forget(ns, name string) {

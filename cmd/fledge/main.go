@@ -120,14 +120,20 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 
+	metrics := rollout.NewMetrics(reg)
+	query := analysis.QueryFunc(func(ctx context.Context, q string, at time.Time) (float64, error) {
+		v, err := prom.Query(ctx, q, at)
+		metrics.CountQuery(err)
+		return v, err
+	})
 	ctrl := rollout.NewController(rollout.ControllerConfig{
 		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies,
 		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
-		Logger:   log, Metrics: rollout.NewMetrics(reg), Namespace: o.namespace,
-		Analyze: func(ctx context.Context, metrics []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
-			checks := make([]analysis.Check, 0, len(metrics))
-			for _, m := range metrics {
-				checks = append(checks, analysis.Evaluate(ctx, prom, m, vars, at))
+		Logger:   log, Metrics: metrics, Namespace: o.namespace,
+		Analyze: func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
+			checks := make([]analysis.Check, 0, len(ms))
+			for _, m := range ms {
+				checks = append(checks, analysis.Evaluate(ctx, query, m, vars, at))
 			}
 			return checks
 		},

@@ -3,8 +3,12 @@
 package rollout_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,16 +23,28 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 	sb := suite.Get(t)
 	ns := sb.Namespace(t)
 	ctx := context.Background()
-	startEngine(t, sb, ns, engineOptions{})
+	e := startEngine(t, sb, ns, engineOptions{})
 	shopApp(t, sb, ns, "fast", 200)
 
 	t.Run("a healthy revision goes through every step and is promoted", func(t *testing.T) {
 		began := time.Now()
+		before := scrapeCounters(t, e.MetricsAddr)
 		rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
 		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *rollout.Flight) bool {
 			return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
 		})
 		t.Logf("promoted in %s", time.Since(began).Round(time.Second))
+		// The cost of a rollout, for the benchmark figures: API writes per
+		// transition (canary start, 2 steps, promotion) and PromQL queries
+		// per judged step (2).
+		after := scrapeCounters(t, e.MetricsAddr)
+		const transitions, judged = 4, 2
+		for _, kind := range []string{"flight-status", "routing-call", "canary", "deployment"} {
+			key := `fledge_api_writes_total{kind="` + kind + `"}`
+			t.Logf("per transition, %s: %.1f", kind, (after[key]-before[key])/transitions)
+		}
+		q := `fledge_prometheus_queries_total{result="ok"}`
+		t.Logf("PromQL queries per judged step: %.1f", (after[q]-before[q])/judged)
 		want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
 		if got := verdicts(f, rev); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("decision log for %s: %v, want %v", rev, got, want)
@@ -79,4 +95,32 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 		}
 		assertSettled(t, sb, ns)
 	})
+}
+
+// scrapeCounters reads an engine's /metrics into a map from the sample's
+// name and labels, as the exposition format writes them, to its value.
+func scrapeCounters(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }
