@@ -38,11 +38,13 @@ demo: tools
 sandbox: tools
 	$(GO) run ./e2e/cmd/sandbox
 
-# Benchmarks print their figures: mesh emulator throughput (one core) and
-# the sandbox's cold start.
+# Benchmarks print their figures: Decide and mesh emulator throughput (one
+# core), the sandbox's cold start, and how long a faulty canary serves
+# users under the demo policy (first bad response to 0%, bad responses).
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./...
 	$(GO) test -tags e2e -run '^$$' -bench ColdStart -benchtime 3x ./e2e/sandbox
+	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/rollout
 
 clean:
 	rm -rf bin

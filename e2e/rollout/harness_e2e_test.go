@@ -61,7 +61,7 @@ var build struct {
 
 // engineBinary builds cmd/fledge once per test binary and installs the
 // Flight CRD in the shared sandbox.
-func engineBinary(t *testing.T, sb *sandbox.Sandbox) string {
+func engineBinary(t testing.TB, sb *sandbox.Sandbox) string {
 	t.Helper()
 	build.once.Do(func() {
 		dir, err := os.MkdirTemp("", "fledge-e2e-bin-")
@@ -91,7 +91,7 @@ func engineBinary(t *testing.T, sb *sandbox.Sandbox) string {
 // kill and restart engines independently. It runs as fledge's
 // ServiceAccount, with the permissions of deploy/rbac.yaml.
 type engine struct {
-	t           *testing.T
+	t           testing.TB
 	sb          *sandbox.Sandbox
 	binary      string
 	name        string
@@ -108,7 +108,7 @@ type engineOptions struct {
 
 // startEngine runs a fledge process for namespace ns; it is stopped when
 // the test ends.
-func startEngine(t *testing.T, sb *sandbox.Sandbox, ns string, o engineOptions) *engine {
+func startEngine(t testing.TB, sb *sandbox.Sandbox, ns string, o engineOptions) *engine {
 	t.Helper()
 	bin := engineBinary(t, sb)
 	if o.Policies == "" {
@@ -163,7 +163,7 @@ func (e *engine) LogPath() string { return e.proc.LogPath() }
 // shopApp creates the Deployment "shop" (2 replicas, opted in to policy)
 // with its Service, sends it client traffic, and waits until fledge holds
 // it. It returns the stable revision.
-func shopApp(t *testing.T, sb *sandbox.Sandbox, ns, policy string, rps float64) string {
+func shopApp(t testing.TB, sb *sandbox.Sandbox, ns, policy string, rps float64) string {
 	t.Helper()
 	ctx := context.Background()
 	t.Cleanup(func() { dumpOnFailure(t, sb, ns) })
@@ -183,7 +183,7 @@ func shopApp(t *testing.T, sb *sandbox.Sandbox, ns, policy string, rps float64) 
 }
 
 // createShopService creates the Service "shop" selecting app=shop.
-func createShopService(t *testing.T, sb *sandbox.Sandbox, ns string) {
+func createShopService(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	t.Helper()
 	if _, err := sb.Kube.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
@@ -212,7 +212,7 @@ func shopDeployment(ns, policy string) *appsv1.Deployment {
 // kubectl set image, so it never conflicts with fledge's writes), with the
 // given behaviour annotations replacing the previous ones, and returns its
 // revision.
-func setImage(t *testing.T, sb *sandbox.Sandbox, ns, name, image string, behaviour map[string]string) string {
+func setImage(t testing.TB, sb *sandbox.Sandbox, ns, name, image string, behaviour map[string]string) string {
 	t.Helper()
 	ctx := context.Background()
 	cur, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
@@ -240,7 +240,7 @@ func setImage(t *testing.T, sb *sandbox.Sandbox, ns, name, image string, behavio
 
 // assertSettled checks the end state of any rollout of "shop": canary at
 // zero replicas, all traffic on stable.
-func assertSettled(t *testing.T, sb *sandbox.Sandbox, ns string) {
+func assertSettled(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	t.Helper()
 	ctx := context.Background()
 	canary, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
@@ -278,7 +278,7 @@ func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*roll
 }
 
 // waitFlight polls the Flight until ok accepts it.
-func waitFlight(t *testing.T, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*rollout.Flight) bool) *rollout.Flight {
+func waitFlight(t testing.TB, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*rollout.Flight) bool) *rollout.Flight {
 	t.Helper()
 	var last *rollout.Flight
 	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
@@ -311,7 +311,7 @@ func verdicts(f *rollout.Flight, rev string) []rollout.Verdict {
 
 // dumpOnFailure logs the namespace's Deployments and ReplicaSets when the
 // test failed, to see what the engine left behind.
-func dumpOnFailure(t *testing.T, sb *sandbox.Sandbox, ns string) {
+func dumpOnFailure(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	if !t.Failed() {
 		return
 	}
@@ -338,7 +338,7 @@ func dumpOnFailure(t *testing.T, sb *sandbox.Sandbox, ns string) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

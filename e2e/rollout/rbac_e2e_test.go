@@ -79,7 +79,7 @@ func installRBAC(ctx context.Context, sb *sandbox.Sandbox) error {
 
 // serviceAccountKubeconfig writes a kubeconfig that authenticates as
 // fledge's ServiceAccount, with a token from the TokenRequest API.
-func serviceAccountKubeconfig(t *testing.T, sb *sandbox.Sandbox) string {
+func serviceAccountKubeconfig(t testing.TB, sb *sandbox.Sandbox) string {
 	t.Helper()
 	ctx := context.Background()
 	tok, err := sb.Kube.CoreV1().ServiceAccounts(engineNamespace).CreateToken(ctx, "fledge",
