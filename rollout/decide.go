@@ -228,9 +228,16 @@ func (d *decider) startCanary(rev string, v Verdict, msg string) {
 	d.after(2 * time.Second)
 }
 
-// steady keeps a settled Flight settled: all traffic on stable, the
-// Deployment paused, no canary running. Re-asserted on every look.
+// steady keeps a settled Flight settled, re-asserted on every look.
 func (d *decider) steady() {
+	d.settle()
+	d.st.Hold = nil
+}
+
+// settle asks for what a Flight at rest needs and does not have yet: all
+// traffic on stable, the Deployment paused, no canary running. The
+// observations are fresh, and every later look asks again.
+func (d *decider) settle() {
 	if d.in.Weights.Canary != 0 {
 		d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
 	}
@@ -240,7 +247,6 @@ func (d *decider) steady() {
 	if d.in.CanaryReplicas != 0 {
 		d.do(ScaleCanaryDown{})
 	}
-	d.st.Hold = nil
 }
 
 // optOut gives the Deployment back: plain routing, no canary, unpaused.

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
-	"github.com/fledgehq/fledge/traffic"
 )
 
 // startPromotion sends all traffic to the canary and lets Kubernetes roll
@@ -111,17 +110,7 @@ func (d *decider) rollback(v Verdict, why string, checks []analysis.Check) {
 func (d *decider) backToStable(phase Phase, v Verdict, why string) {
 	d.st.Phase = phase
 	d.st.CanaryWeight = 0
-	// Only what is not so already: the observations are fresh, and steady
-	// re-asserts all three on every later look.
-	if d.in.Weights.Canary != 0 {
-		d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
-	}
-	if !d.in.DeploymentPaused {
-		d.do(SetStablePaused{Paused: true})
-	}
-	if d.in.CanaryReplicas != 0 {
-		d.do(ScaleCanaryDown{})
-	}
+	d.settle()
 	d.st.Step = -1
 	d.st.PromotionStage = ""
 	d.st.StageStartedAt = nil

@@ -75,7 +75,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	healthy := time.Since(healthyStart)
 
 	fmt.Fprintln(out, "\n== v3: a faulty revision (8% errors, p95 up)")
-	before := served(sb, app+rollout.CanarySuffix)
+	before := sb.Mesh.WorkloadCounts(ns, app+rollout.CanarySuffix)
 	faultyStart := time.Now()
 	rev, err = setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.8.0", map[string]string{
 		"sandbox.fledge.dev/latency-ms": "p50=25,p95=260", "sandbox.fledge.dev/error-rate": "0.08",
@@ -90,7 +90,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 		return err
 	}
 	faulty := time.Since(faultyStart)
-	after := served(sb, app+rollout.CanarySuffix)
+	after := sb.Mesh.WorkloadCounts(ns, app+rollout.CanarySuffix)
 
 	fmt.Fprintf(out, "\n== summary\n")
 	fmt.Fprintf(out, "  v2 promoted in %.0fs\n", healthy.Seconds())
@@ -247,17 +247,6 @@ func setImage(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, image str
 	rev := rollout.TemplateHash(d.Spec.Template)
 	fmt.Fprintf(out, "applied %s (revision %s)\n", image, rev)
 	return rev, nil
-}
-
-func served(sb *sandbox.Sandbox, workload string) mesh.Counts {
-	var c mesh.Counts
-	for rev, n := range sb.Mesh.Served() {
-		if rev.Namespace == ns && rev.Workload == workload {
-			c.Requests += n.Requests
-			c.Errors += n.Errors
-		}
-	}
-	return c
 }
 
 func freeAddr() (string, error) {

@@ -59,6 +59,19 @@ func (e *Emulator) Served() map[Revision]Counts {
 	return out
 }
 
+// WorkloadCounts sums Served over every revision of one workload (a
+// Deployment), for "how many bad responses did this canary serve".
+func (e *Emulator) WorkloadCounts(namespace, workload string) Counts {
+	var c Counts
+	for rev, n := range e.Served() {
+		if rev.Namespace == namespace && rev.Workload == workload {
+			c.Requests += n.Requests
+			c.Errors += n.Errors
+		}
+	}
+	return c
+}
+
 // ClientCounts is what one client's users saw: every request, and the
 // errors among them, including 503s for want of an endpoint and 404s for
 // want of a route.

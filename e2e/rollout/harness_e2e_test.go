@@ -256,18 +256,6 @@ func assertSettled(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	}
 }
 
-// served sums the emulator's ground truth for one workload.
-func served(sb *sandbox.Sandbox, ns, workload string) mesh.Counts {
-	var c mesh.Counts
-	for rev, n := range sb.Mesh.Served() {
-		if rev.Namespace == ns && rev.Workload == workload {
-			c.Requests += n.Requests
-			c.Errors += n.Errors
-		}
-	}
-	return c
-}
-
 // getFlight reads a Flight from the API server.
 func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*rollout.Flight, error) {
 	u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})

@@ -59,19 +59,19 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 			t.Errorf("deployment after promotion: paused=%v image=%s", d.Spec.Paused, d.Spec.Template.Spec.Containers[0].Image)
 		}
 		assertSettled(t, sb, ns)
-		if served := served(sb, ns, "shop-canary"); served.Requests == 0 {
+		if served := sb.Mesh.WorkloadCounts(ns, "shop-canary"); served.Requests == 0 {
 			t.Error("the canary never served a request")
 		}
 	})
 
 	t.Run("a revision with 10% errors is rolled back", func(t *testing.T) {
-		before := served(sb, ns, "shop-canary")
+		before := sb.Mesh.WorkloadCounts(ns, "shop-canary")
 		rev := setImage(t, sb, ns, "shop", "example.com/shop:v3", map[string]string{"sandbox.fledge.dev/error-rate": "0.1"})
 		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *rollout.Flight) bool {
 			return f.Status.Phase == rollout.PhaseRolledBack && f.Status.RejectedRevision == rev
 		})
 		t.Logf("rolled back: %s", f.Status.Message)
-		after := served(sb, ns, "shop-canary")
+		after := sb.Mesh.WorkloadCounts(ns, "shop-canary")
 		t.Logf("bad responses users got from the faulty canary: %d of %d requests", after.Errors-before.Errors, after.Requests-before.Requests)
 		// The Deployment keeps the rejected template in its spec but never
 		// rolled it out: every pod still runs the promoted revision.
