@@ -346,8 +346,13 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	if written != nil {
 		c.metrics.observe(written)
 	}
-	log.Info("decided", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
-		"actions", len(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
+	// One line per decision; looks that change nothing only at debug level.
+	level := slog.LevelDebug
+	if len(dec.Actions) > 0 {
+		level = slog.LevelInfo
+	}
+	log.Log(ctx, level, "decided", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
+		"actions", actionNames(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
 	if err != nil {
 		return 0, err
 	}
@@ -495,4 +500,12 @@ func (c *Controller) EnqueueAll() {
 	for _, d := range deps {
 		c.onDeployment(d)
 	}
+}
+
+func actionNames(actions []Action) []string {
+	names := make([]string, len(actions))
+	for i, a := range actions {
+		names[i] = a.String()
+	}
+	return names
 }
