@@ -157,7 +157,15 @@ func (d *decider) initialize() {
 		d.after(5 * time.Second)
 		return
 	}
-	d.do(SetStablePaused{Paused: true})
+	if !d.in.DeploymentPaused {
+		// Idle is written only once the pause is observed: whoever waits
+		// for it (a pipeline about to push an image) must never meet a
+		// Deployment that would roll a new template out by itself.
+		d.do(SetStablePaused{Paused: true})
+		d.st.Message = "pausing the Deployment to take it over"
+		d.after(time.Second)
+		return
+	}
 	d.st.StableRevision = d.in.DeploymentRevision
 	d.st.Phase = PhaseIdle
 	d.st.Hold = nil

@@ -91,7 +91,11 @@ func (p *PolicyFile) reload() (bool, error) {
 	defer p.mu.Unlock()
 	p.content = data
 	if err != nil {
-		p.err = fmt.Errorf("policy file %s rejected, the previous policies stay in force: %w", p.path, err)
+		if p.policies == nil {
+			p.err = fmt.Errorf("policy file %s: %w", p.path, err)
+		} else {
+			p.err = fmt.Errorf("policy file %s rejected, the previous policies stay in force: %w", p.path, err)
+		}
 		return true, p.err
 	}
 	p.policies, p.err = policies, nil

@@ -47,9 +47,18 @@ func (r *Router) checkOwned(ctx context.Context, t traffic.Target) error {
 
 func (r *Router) setOwned(ctx context.Context, t traffic.Target, w traffic.Weights) error {
 	return r.patchRoute(ctx, t, func(l located) ([]*networkingv1.HTTPRouteDestination, error) {
-		stable, _, p := stableDestination(l.route.GetRoute(), servicesOf(t))
+		stable, hasCanary, p := stableDestination(l.route.GetRoute(), servicesOf(t))
 		if p != nil {
 			return nil, l.conflict(p)
+		}
+		if w.Canary == 0 {
+			// All on stable is the route as its owner wrote it: a leftover
+			// zero-weight canary destination would be drift in their
+			// GitOps repository after every rollout.
+			if !hasCanary {
+				return nil, nil
+			}
+			return plainDestinations(stable), nil
 		}
 		return splitDestinations(stable, t.Canary, w), nil
 	})
