@@ -97,6 +97,7 @@ type engine struct {
 	name        string
 	args        []string
 	proc        *sandbox.Process
+	logPath     string
 	MetricsAddr string
 }
 
@@ -149,6 +150,7 @@ func (e *engine) Start() {
 		e.t.Fatal(err)
 	}
 	e.proc = p
+	e.logPath = p.LogPath()
 }
 
 // Kill ends the engine with SIGKILL: no clean shutdown, no Lease release.
@@ -157,8 +159,9 @@ func (e *engine) Kill() {
 	e.proc = nil
 }
 
-// LogPath is where the engine's log is.
-func (e *engine) LogPath() string { return e.proc.LogPath() }
+// LogPath is where the engine's log is (appended to across restarts, and
+// still readable after Kill).
+func (e *engine) LogPath() string { return e.logPath }
 
 // shopApp creates the Deployment "shop" (2 replicas, opted in to policy)
 // with its Service, sends it client traffic, and waits until fledge holds
