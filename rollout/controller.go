@@ -337,7 +337,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 		in.Checks = c.analyze(ctx, policy.Metrics, analysis.Vars{
 			Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host,
 		}, in.Now)
-		c.metrics.checked(d.Namespace, d.Name, in.Checks)
+		c.metrics.checked(d.Namespace, d.Name, policy.Metrics, in.Checks)
 		dec = Decide(in)
 	}
 	c.metrics.decided(c.clock.Since(began))

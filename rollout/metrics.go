@@ -14,6 +14,7 @@ type Metrics struct {
 	weight     *prometheus.GaugeVec
 	checks     *prometheus.CounterVec
 	checkValue *prometheus.GaugeVec
+	threshold  *prometheus.GaugeVec
 	decision   prometheus.Histogram
 	reconciles *prometheus.CounterVec
 	writes     *prometheus.CounterVec
@@ -36,8 +37,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fledge_checks_total", Help: "Analysis checks run, by metric and outcome (pass, fail, inconclusive, not-enough-data, error).",
 		}, []string{"namespace", "flight", "metric", "outcome"}),
 		checkValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fledge_check_value", Help: "The last measured value of each check (its threshold is in the Flight's decision log).",
+			Name: "fledge_check_value", Help: "The last measured value of each check.",
 		}, []string{"namespace", "flight", "metric"}),
+		threshold: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_check_threshold", Help: "The bounds each check's value is judged against (bound: min or max, inclusive).",
+		}, []string{"namespace", "flight", "metric", "bound"}),
 		decision: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "fledge_decision_duration_seconds", Help: "Time to decide one look-in, analysis queries included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
@@ -53,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.decision, m.reconciles, m.writes, m.queries)
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries)
 	}
 	return m
 }
@@ -69,7 +73,15 @@ func (m *Metrics) observe(f *Flight) {
 	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
 }
 
-func (m *Metrics) checked(ns, name string, checks []analysis.Check) {
+func (m *Metrics) checked(ns, name string, metrics []analysis.Metric, checks []analysis.Check) {
+	for _, pm := range metrics {
+		if pm.Min != nil {
+			m.threshold.WithLabelValues(ns, name, pm.Name, "min").Set(*pm.Min)
+		}
+		if pm.Max != nil {
+			m.threshold.WithLabelValues(ns, name, pm.Name, "max").Set(*pm.Max)
+		}
+	}
 	for _, c := range checks {
 		m.checks.WithLabelValues(ns, name, c.Metric, string(c.Outcome)).Inc()
 		if c.Value != nil {
@@ -106,4 +118,5 @@ func (m *Metrics) forget(ns, name string) {
 	m.weight.DeletePartialMatch(labels)
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
+	m.threshold.DeletePartialMatch(labels)
 }
