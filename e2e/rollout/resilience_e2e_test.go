@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -80,6 +81,15 @@ func TestEngineKilledMidRolloutResumesWithoutRepeatingOrSkippingAStep(t *testing
 	eng := startEngine(t, sb, ns, engineOptions{Policies: resiliencePolicies})
 	logPath := eng.LogPath() // the same file across restarts (appended to)
 	shopApp(t, sb, ns, "stepwise", 200)
+	// Pods count as available 3 s after they are ready, so the stable
+	// Deployment's rollout during the promotion takes several seconds, as
+	// in a real cluster, and crash 2 can reliably land inside it (kwok
+	// alone makes it last about a second, which a loaded CI machine can
+	// miss between two polls).
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(context.Background(), "shop", types.MergePatchType,
+		[]byte(`{"spec":{"minReadySeconds":3}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	history := recordCanaryWeights(t, sb, ns, "shop", "shop-canary")
 	began := time.Now()
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
