@@ -98,7 +98,8 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	fmt.Fprintf(out, "  users got %d bad responses from v3 (of %d requests it served) before it was pulled\n",
 		after.Errors-before.Errors, after.Requests-before.Requests)
 	fmt.Fprintf(out, "  the Deployment is paused on v2's pods with v3 in its spec, until someone applies a fix\n")
-	fmt.Fprintf(out, "  full decision log: kubectl --kubeconfig %s -n %s get flight %s -o yaml\n", sb.Kubeconfig, ns, app)
+	fmt.Fprintf(out, "  every decision above, with its queries, is in the Flight's status (kubectl get flight %s -o yaml);\n", app)
+	fmt.Fprintf(out, "  make sandbox keeps a sandbox up to explore it by hand\n")
 	return nil
 }
 
