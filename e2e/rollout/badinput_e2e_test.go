@@ -161,15 +161,7 @@ func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.
 		})
 	}
 	t.Run("no VirtualService is made for an invalid Deployment", func(t *testing.T) {
-		list, err := sb.Istio.NetworkingV1().VirtualServices(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, vs := range list.Items {
-			names = append(names, vs.Name)
-		}
-		if !slices.Equal(names, []string{"cart"}) {
+		if names := virtualServiceNames(t, sb, ns); !slices.Equal(names, []string{"cart"}) {
 			t.Errorf("VirtualServices in the namespace: %v, want only cart's", names)
 		}
 	})

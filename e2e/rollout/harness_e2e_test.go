@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -257,6 +258,21 @@ func assertSettled(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	if err != nil || w != (traffic.Weights{Stable: 100}) {
 		t.Errorf("weights %+v (%v), want all on stable", w, err)
 	}
+}
+
+// virtualServiceNames lists the VirtualServices of a namespace, sorted.
+func virtualServiceNames(t testing.TB, sb *sandbox.Sandbox, ns string) []string {
+	t.Helper()
+	list, err := sb.Istio.NetworkingV1().VirtualServices(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, vs := range list.Items {
+		names = append(names, vs.Name)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // getFlight reads a Flight from the API server.

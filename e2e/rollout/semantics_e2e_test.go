@@ -421,15 +421,7 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChangesThroughARollout(t *testin
 			t.Errorf("spec.http[%d].route (-as written +now):\n%s", primaryRoute, diff)
 		}
 		// fledge routes through the team's object and never makes its own.
-		list, err := sb.Istio.NetworkingV1().VirtualServices(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, vs := range list.Items {
-			names = append(names, vs.Name)
-		}
-		if !slices.Equal(names, []string{"shop-routes"}) {
+		if names := virtualServiceNames(t, sb, ns); !slices.Equal(names, []string{"shop-routes"}) {
 			t.Errorf("VirtualServices in the namespace: %v, want only the team's shop-routes", names)
 		}
 	}
