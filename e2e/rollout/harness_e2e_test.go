@@ -243,20 +243,28 @@ func setImage(t testing.TB, sb *sandbox.Sandbox, ns, name, image string, behavio
 }
 
 // assertSettled checks the end state of any rollout of "shop": canary at
-// zero replicas, all traffic on stable.
+// zero replicas, all traffic on stable. The Flight's terminal status is
+// written before its last effects are applied (milliseconds later; only
+// Succeeded and Idle wait for theirs, since a pipeline acts on them), so
+// the end state is awaited briefly rather than read once.
 func assertSettled(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	t.Helper()
-	ctx := context.Background()
-	canary, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+	var replicas int32 = -1
+	var w traffic.Weights
+	var lastErr error
+	router := istio.New(sb.Istio)
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		canary, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
+		replicas = ptr.Deref(canary.Spec.Replicas, 1)
+		w, lastErr = router.Weights(ctx, traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"})
+		return lastErr == nil && replicas == 0 && w == (traffic.Weights{Stable: 100}), nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if *canary.Spec.Replicas != 0 {
-		t.Errorf("canary has %d replicas, want 0", *canary.Spec.Replicas)
-	}
-	w, err := istio.New(sb.Istio).Weights(ctx, traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"})
-	if err != nil || w != (traffic.Weights{Stable: 100}) {
-		t.Errorf("weights %+v (%v), want all on stable", w, err)
+		t.Errorf("not settled: canary replicas %d, weights %+v (%v); want 0 replicas, all on stable", replicas, w, lastErr)
 	}
 }
 

@@ -407,6 +407,13 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChangesThroughARollout(t *testin
 	// unchanged checks the VirtualService after a rollout has settled.
 	unchanged := func(t *testing.T) {
 		t.Helper()
+		// A terminal status is written just before its last effects (the
+		// route's reset among them): give the route a moment to settle,
+		// then compare everything.
+		_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			got, err := sb.Istio.NetworkingV1().VirtualServices(ns).Get(ctx, "shop-routes", metav1.GetOptions{})
+			return err == nil && cmp.Equal(written.Spec.Http[primaryRoute].Route, got.Spec.Http[primaryRoute].Route, protocmp.Transform()), nil
+		})
 		now := storedVirtualService(t, sb, ns, "shop-routes")
 		if diff := cmp.Diff(withoutRoute(t, stored, primaryRoute), withoutRoute(t, now, primaryRoute)); diff != "" {
 			t.Errorf("outside spec.http[%d].route (-as written +now):\n%s", primaryRoute, diff)
