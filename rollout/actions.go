@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // Action is one effect of a decision. The set is closed: the executor
@@ -49,6 +50,33 @@ type ClearAction struct{ Value ActionKind }
 
 // ForgetFlight deletes the Flight once the Deployment opted out.
 type ForgetFlight struct{}
+
+// CallHook makes a hook call, unless one with the same ID is running or
+// answered already: the executor hands it to a runner in the background,
+// whose answer comes back through Input.Calls.
+type CallHook struct {
+	ID      string
+	Hook    Hook
+	Secret  SecretRef
+	Payload webhooks.Payload
+}
+
+// Deliver sends an outbox entry in the background, retrying with backoff
+// until it is delivered or given up; the outcome comes back through
+// Input.Delivered. Exactly one of Slack and Hook is set.
+type Deliver struct {
+	Delivery Delivery
+	Slack    *Slack
+	Hook     *Hook
+	Secret   SecretRef // signs Hook deliveries
+}
+
+func (CallHook) isAction()        {}
+func (Deliver) isAction()         {}
+func (a CallHook) String() string { return fmt.Sprintf("CallHook(%s %s)", a.Hook.Type, a.Hook.Name) }
+func (a Deliver) String() string {
+	return fmt.Sprintf("Deliver(%s %s)", a.Delivery.Channel, a.Delivery.Event)
+}
 
 func (EnsureRouting) isAction()   {}
 func (SetWeights) isAction()      {}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // Input is everything a decision depends on. Decide reads nothing else:
@@ -23,6 +24,29 @@ type Input struct {
 	// Checks are the analysis results for this look-in. They are only
 	// needed when a decision says NeedChecks; see Decision.
 	Checks []analysis.Check
+	// Calls are the answers of hook calls made in the background, by
+	// call ID, until the status records them.
+	Calls map[string]CallResult
+	// Delivered are the final outcomes of outbox deliveries, by ID.
+	Delivered map[string]DeliveryResult
+}
+
+// CallResult is a hook's answer.
+type CallResult struct {
+	State    CallState // OK, Rejected or Error
+	Status   int
+	Message  string
+	Load     *webhooks.LoadResult
+	Attempts int
+	At       time.Time
+}
+
+// DeliveryResult is the final outcome of a delivery.
+type DeliveryResult struct {
+	Delivered bool
+	Attempts  int
+	Message   string
+	At        time.Time
 }
 
 // Observed is what the controller read from the cluster for this decision.
@@ -49,6 +73,12 @@ type Observed struct {
 	RoutingError string
 	// OptedOut: the opt-in annotation is gone or the Deployment is being deleted.
 	OptedOut bool
+	// Namespace, Name and UID identify the Flight (for payloads, and
+	// delivery ids unique across Flights).
+	Namespace, Name, UID string
+	// DesiredImages are the images of the Deployment's spec.template,
+	// StableImages those of its newest ReplicaSet.
+	DesiredImages, StableImages []string
 }
 
 // ActionRequest is a manual action as asked for.
@@ -88,6 +118,9 @@ func Decide(in Input) Decision {
 	if d.needChecks {
 		return Decision{Status: in.Status, NeedChecks: true}
 	}
+	if !in.OptedOut {
+		d.flushOutbox()
+	}
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue}
 }
@@ -99,6 +132,8 @@ type decider struct {
 	actions    []Action
 	requeue    time.Duration
 	needChecks bool
+	// by is who asked for the manual action being taken, for messages.
+	by string
 }
 
 func (d *decider) decide() {
@@ -167,6 +202,7 @@ func (d *decider) initialize() {
 		return
 	}
 	d.st.StableRevision = d.in.DeploymentRevision
+	d.st.StableImages = copyStrings(d.in.StableImages)
 	d.st.Phase = PhaseIdle
 	d.st.Hold = nil
 	d.st.Message = "holding the Deployment at revision " + d.st.StableRevision
@@ -230,9 +266,18 @@ func (d *decider) startCanary(rev string, v Verdict, msg string) {
 	d.st.StageStartedAt = nil
 	d.st.Hold = nil
 	d.st.Message = msg
-	d.do(EnsureCanary{Revision: rev})
+	d.st.Round, d.st.GateRound, d.st.StepPassed, d.st.Calls = 0, 0, false, nil
+	d.st.CanaryImages = copyStrings(d.in.DesiredImages)
+	if len(d.in.StableImages) > 0 && d.in.DeploymentRevision == d.st.StableRevision {
+		d.st.StableImages = copyStrings(d.in.StableImages)
+	}
+	if len(d.in.Policy.hooksOf(webhooks.ConfirmRollout)) == 0 {
+		// Otherwise the canary starts once the confirm-rollout gate opens.
+		d.do(EnsureCanary{Revision: rev})
+	}
 	d.event(false, "CanaryStarted", msg)
 	d.record(v, msg, nil)
+	d.notifyStarted()
 	d.after(2 * time.Second)
 }
 
@@ -302,6 +347,10 @@ func (d *decider) hold(reason, msg string) {
 	d.st.Hold = &Hold{Reason: reason, Message: msg, Since: d.now()}
 	// A person's pause is not a warning; anything else holding is.
 	d.event(reason != HoldPaused, "Held", reason+": "+msg)
+	if notableHold(reason) {
+		d.notifyHeld(reason, msg)
+		d.tellHooks(webhooks.Event, string(VerdictHold), reason+": "+msg)
+	}
 }
 
 func (d *decider) record(v Verdict, msg string, checks []analysis.Check) {
@@ -311,6 +360,10 @@ func (d *decider) record(v Verdict, msg string, checks []analysis.Check) {
 	})
 	if n := len(d.st.Decisions); n > MaxDecisions {
 		d.st.Decisions = append([]DecisionRecord(nil), d.st.Decisions[n-MaxDecisions:]...)
+	}
+	if v != VerdictHold {
+		// Holds reach event hooks through hold, once per reason.
+		d.tellHooks(webhooks.Event, string(v), msg)
 	}
 }
 

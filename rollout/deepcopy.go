@@ -4,6 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // DeepCopy returns a copy of the status that shares no memory with it, so
@@ -35,22 +36,92 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 		out.Decisions = make([]DecisionRecord, len(s.Decisions))
 		for i, r := range s.Decisions {
 			out.Decisions[i] = r
-			if r.Checks != nil {
-				out.Decisions[i].Checks = make([]analysis.Check, len(r.Checks))
-				for j, c := range r.Checks {
-					if c.Value != nil {
-						v := *c.Value
-						c.Value = &v
-					}
-					out.Decisions[i].Checks[j] = c
-				}
+			out.Decisions[i].Checks = copyChecks(r.Checks)
+		}
+	}
+	out.StableImages = copyStrings(s.StableImages)
+	out.CanaryImages = copyStrings(s.CanaryImages)
+	if s.Calls != nil {
+		out.Calls = make([]CallRecord, len(s.Calls))
+		for i, c := range s.Calls {
+			c.Load = copyLoad(c.Load)
+			c.Done = c.Done.DeepCopy()
+			out.Calls[i] = c
+		}
+	}
+	if s.Outbox != nil {
+		out.Outbox = make([]Delivery, len(s.Outbox))
+		for i, d := range s.Outbox {
+			d.Done = d.Done.DeepCopy()
+			if d.Notification != nil {
+				n := *d.Notification
+				n.FromImages, n.ToImages = copyStrings(n.FromImages), copyStrings(n.ToImages)
+				n.Plan = copyInt32s(n.Plan)
+				n.Checks = copyChecks(n.Checks)
+				d.Notification = &n
 			}
+			if d.Payload != nil {
+				d.Payload = copyPayload(d.Payload)
+			}
+			out.Outbox[i] = d
 		}
 	}
 	if s.Conditions != nil {
 		out.Conditions = make([]metav1.Condition, len(s.Conditions))
 		for i := range s.Conditions {
 			s.Conditions[i].DeepCopyInto(&out.Conditions[i])
+		}
+	}
+	return &out
+}
+
+func copyChecks(in []analysis.Check) []analysis.Check {
+	if in == nil {
+		return nil
+	}
+	out := make([]analysis.Check, len(in))
+	for i, c := range in {
+		if c.Value != nil {
+			v := *c.Value
+			c.Value = &v
+		}
+		out[i] = c
+	}
+	return out
+}
+
+func copyStrings(in []string) []string {
+	if in == nil {
+		return nil
+	}
+	return append([]string(nil), in...)
+}
+
+func copyInt32s(in []int32) []int32 {
+	if in == nil {
+		return nil
+	}
+	return append([]int32(nil), in...)
+}
+
+func copyLoad(in *webhooks.LoadResult) *webhooks.LoadResult {
+	if in == nil {
+		return nil
+	}
+	out := *in
+	out.Errors = copyStrings(in.Errors)
+	return &out
+}
+
+func copyPayload(in *webhooks.Payload) *webhooks.Payload {
+	out := *in
+	out.Revision.Images = copyStrings(in.Revision.Images)
+	out.Revision.From = copyStrings(in.Revision.From)
+	out.Checks = copyChecks(in.Checks)
+	if in.Metadata != nil {
+		out.Metadata = make(map[string]string, len(in.Metadata))
+		for k, v := range in.Metadata {
+			out.Metadata[k] = v
 		}
 	}
 	return &out

@@ -17,6 +17,11 @@ import (
 // ConfigMap in-cluster). It is validated as a whole: one invalid policy
 // rejects the file, so a policy is never half-applied.
 type Config struct {
+	// WebhookSecret signs every hook call (HMAC-SHA256) unless a policy
+	// names its own.
+	WebhookSecret *SecretRef `json:"webhookSecret,omitempty"`
+	// Slack is the default for policies that name none.
+	Slack    *SlackSpec            `json:"slack,omitempty"`
 	Policies map[string]PolicySpec `json:"policies"`
 }
 
@@ -44,6 +49,12 @@ type PolicySpec struct {
 	// (default 10s): a team may slow its rollout down, or speed it up only
 	// this far.
 	MinInterval metav1.Duration `json:"minInterval,omitempty"`
+	// Webhooks are called at the points of the rollout their type names.
+	Webhooks []HookSpec `json:"webhooks,omitempty"`
+	// WebhookSecret overrides the file's webhookSecret for this policy.
+	WebhookSecret *SecretRef `json:"webhookSecret,omitempty"`
+	// Slack overrides the file's slack settings for this policy.
+	Slack *SlackSpec `json:"slack,omitempty"`
 }
 
 // MetricSpec is one check as written in the config file.
@@ -67,6 +78,9 @@ type Policy struct {
 	Metrics          []analysis.Metric
 	MinInterval      time.Duration
 	MaxWeight        int32 // the largest weight an override may ask for
+	Hooks            []Hook
+	WebhookSecret    *SecretRef // signs hook calls; set whenever Hooks is not empty
+	Slack            *Slack     // nil: no Slack messages
 }
 
 const (
@@ -95,7 +109,14 @@ func ParseConfig(data []byte) (map[string]*Policy, error) {
 	out := make(map[string]*Policy, len(names))
 	var errs []error
 	for _, name := range names {
-		p, err := cfg.Policies[name].build(name)
+		spec := cfg.Policies[name]
+		if spec.WebhookSecret == nil {
+			spec.WebhookSecret = cfg.WebhookSecret
+		}
+		if spec.Slack == nil {
+			spec.Slack = cfg.Slack
+		}
+		p, err := spec.build(name)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -182,6 +203,14 @@ func (s PolicySpec) build(name string) (*Policy, error) {
 		}
 		p.Metrics = append(p.Metrics, m)
 	}
+	p.Hooks = buildHooks(s.Webhooks, field)
+	if s.WebhookSecret != nil {
+		validateSecretRef(*s.WebhookSecret, "webhookSecret", field)
+		p.WebhookSecret = s.WebhookSecret
+	} else if len(s.Webhooks) > 0 {
+		field("webhookSecret", "required with webhooks (here or at the top of the file): every call is signed")
+	}
+	p.Slack = buildSlack(s.Slack, field)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

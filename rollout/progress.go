@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // progress moves a canary: first until it is ready, then through the steps,
@@ -32,25 +33,72 @@ func (d *decider) progress() {
 	if !d.canaryReady() {
 		return
 	}
+	if d.st.StepPassed && d.moveOn("the gate opened", nil) {
+		return
+	}
 	due := d.analysisDue()
 	if now.Before(due) {
 		d.after(due.Sub(now))
+		return
+	}
+	d.analyze()
+}
+
+// analyze runs one analysis round of the current step: the rollout and
+// rollback hooks first (a load test feeds the metrics the round then
+// reads), then the metric checks.
+func (d *decider) analyze() {
+	rollout := d.roundHooks()
+	recs, done := d.runHooks(rollout, d.st.Step, d.st.Round)
+	if !done {
+		d.waitForHooks(recs)
+		return
+	}
+	if why, ok := rollbackAsked(recs); ok {
+		d.rollback(VerdictRollback, fmt.Sprintf("%s: %s", d.where(), why), nil)
 		return
 	}
 	if len(d.in.Checks) == 0 {
 		d.needChecks = true
 		return
 	}
-	d.judge(d.in.Checks)
+	checks := append(hookChecks(rollout, recs), d.in.Checks...)
+	d.judge(checks)
 }
 
-// startTraffic waits for the canary to be ready, then sends it the first
-// step's share. A canary that never becomes ready within the progress
-// deadline is rolled back.
+// roundHooks are the hooks called at every analysis round: rollout hooks
+// (except load on demand) and rollback hooks, in policy order.
+func (d *decider) roundHooks() []Hook {
+	var out []Hook
+	for _, h := range d.in.Policy.Hooks {
+		if h.Type == webhooks.Rollout && !h.OnNotEnoughData || h.Type == webhooks.Rollback {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// startTraffic brings a new canary up to its first step: the
+// confirm-rollout gate, then the canary Deployment until it is ready, then
+// the pre-rollout hooks, then the first weight (through the
+// confirm-traffic-increase gate). A canary that never becomes ready within
+// the progress deadline is rolled back.
 func (d *decider) startTraffic() {
+	if open, decided := d.gate(webhooks.ConfirmRollout); decided || !open {
+		return
+	}
+	if d.st.StepStartedAt == nil && len(d.in.Policy.hooksOf(webhooks.ConfirmRollout)) > 0 {
+		// The canary starts now: the progress deadline counts from here.
+		t := d.now()
+		d.st.StepStartedAt = &t
+		d.st.Message = fmt.Sprintf("the confirm-rollout gate opened: canary %s starting", d.st.CanaryRevision)
+	}
 	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady {
 		started := d.in.Now
-		if d.st.RevisionStartedAt != nil {
+		switch {
+		case d.st.StepStartedAt != nil:
+			started = d.st.StepStartedAt.Time
+		case d.st.RevisionStartedAt != nil:
 			started = d.st.RevisionStartedAt.Time
 		}
 		deadline := started.Add(d.in.Policy.ProgressDeadline)
@@ -62,14 +110,29 @@ func (d *decider) startTraffic() {
 		d.after(min(2*time.Second, deadline.Sub(d.in.Now)))
 		return
 	}
-	d.st.Step = 0
-	d.setWeight(d.st.Steps[0])
-	t := d.now()
-	d.st.StepStartedAt = &t
-	d.st.Hold = nil
-	d.st.Message = fmt.Sprintf("step 1/%d: canary at %d%%", len(d.st.Steps), d.st.CanaryWeight)
-	d.event(false, "StepStarted", d.st.Message)
-	d.after(d.in.Policy.Interval)
+	ready := fmt.Sprintf("canary %s ready", d.st.CanaryRevision)
+	if d.st.StepPassed {
+		d.moveOn(ready, nil)
+		return
+	}
+	pre := d.in.Policy.hooksOf(webhooks.PreRollout)
+	if len(pre) == 0 {
+		d.moveOn(ready, nil)
+		return
+	}
+	if d.st.LastAnalysisAt != nil {
+		// A pre-rollout hook failed: ask again an interval later.
+		if next := d.st.LastAnalysisAt.Add(d.in.Policy.Interval); d.in.Now.Before(next) {
+			d.after(next.Sub(d.in.Now))
+			return
+		}
+	}
+	recs, done := d.runHooks(pre, -1, d.st.Round)
+	if !done {
+		d.waitForHooks(recs)
+		return
+	}
+	d.judge(hookChecks(pre, recs))
 }
 
 // canaryReady holds while the canary is not ready, and rolls it back when
@@ -108,10 +171,54 @@ func (d *decider) analysisDue() time.Time {
 // judge applies one round of checks. A failure counts towards the limit
 // and, at the limit, rolls back. Otherwise anything that cannot be
 // measured (or is inconclusive) holds: it is neither a pass nor a failure.
-// Only a round in which every check passed advances.
+// Only a round in which every check passed moves on.
 func (d *decider) judge(checks []analysis.Check) {
+	var failed, unmeasured []analysis.Check
+	notEnough := false
+	for _, c := range checks {
+		switch c.Outcome {
+		case analysis.Pass:
+		case analysis.Fail:
+			failed = append(failed, c)
+		default:
+			unmeasured = append(unmeasured, c)
+			notEnough = notEnough || c.Outcome == analysis.NotEnoughData
+		}
+	}
+	if len(failed) == 0 && notEnough && d.st.Step >= 0 {
+		// Too few samples: load on demand, then measure again at once.
+		if load := d.loadOnDemand(); len(load) > 0 {
+			recs, done := d.runHooks(load, d.st.Step, d.st.Round)
+			if !done {
+				// Not a hold yet (nobody needs telling): only if the
+				// load does not help.
+				d.st.Message = fmt.Sprintf("%s: cannot judge: %s; generating load with %s, then measuring again", d.where(), describe(unmeasured), hookNames(load))
+				return
+			}
+			// These checks were taken after the load ran.
+			checks = append(hookChecks(load, recs), checks...)
+			d.judgeRound(checks)
+			return
+		}
+	}
+	d.judgeRound(checks)
+}
+
+// loadOnDemand are the rollout hooks called when a check lacks samples.
+func (d *decider) loadOnDemand() []Hook {
+	var out []Hook
+	for _, h := range d.in.Policy.hooksOf(webhooks.Rollout) {
+		if h.OnNotEnoughData {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func (d *decider) judgeRound(checks []analysis.Check) {
 	t := d.now()
 	d.st.LastAnalysisAt = &t
+	d.st.Round++
 	d.after(d.in.Policy.Interval)
 	var failed, unmeasured []analysis.Check
 	for _, c := range checks {
@@ -123,10 +230,14 @@ func (d *decider) judge(checks []analysis.Check) {
 			unmeasured = append(unmeasured, c)
 		}
 	}
-	step := fmt.Sprintf("step %d/%d at %d%%", d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
+	step := d.where()
 	switch {
 	case len(failed) > 0:
 		d.st.FailedChecks++
+		d.st.StepPassed = false
+		if d.st.Hold != nil && d.st.Hold.Reason != HoldGate {
+			d.st.Hold = nil // judged: no longer unable to judge
+		}
 		msg := fmt.Sprintf("%s: %s (failed checks %d/%d)", step, describe(failed), d.st.FailedChecks, d.in.Policy.FailureLimit)
 		if int(d.st.FailedChecks) >= d.in.Policy.FailureLimit {
 			d.rollback(VerdictRollback, msg, checks)
@@ -148,13 +259,49 @@ func (d *decider) judge(checks []analysis.Check) {
 		d.st.Message = msg
 		d.record(VerdictHold, msg, checks)
 	default:
-		d.st.Hold = nil
-		d.advance(fmt.Sprintf("%s: all %d checks passed", step, len(checks)), VerdictAdvance, checks)
+		if d.st.Hold != nil && d.st.Hold.Reason != HoldGate {
+			d.st.Hold = nil
+		}
+		why := fmt.Sprintf("%s: all %d checks passed", step, len(checks))
+		if d.st.Step < 0 {
+			why = fmt.Sprintf("before traffic: all %d pre-rollout hooks passed", len(checks))
+		}
+		if !d.moveOn(why, checks) {
+			// Passed, and held at a gate: the round goes on record.
+			d.record(VerdictHold, why+"; "+d.st.Message, checks)
+		}
 	}
+}
+
+// moveOn advances past the current step once its gate is open: the
+// confirm-traffic-increase gate before a weight increase, the
+// confirm-promotion gate before promoting. While a gate is closed the step
+// is marked passed and its checks keep running: a failure still counts.
+// It reports whether the decision is complete (advanced, or rolled back at
+// a gate's deadline).
+func (d *decider) moveOn(why string, checks []analysis.Check) bool {
+	t := webhooks.ConfirmTrafficIncrease
+	if int(d.st.Step)+1 >= len(d.st.Steps) {
+		t = webhooks.ConfirmPromotion
+	}
+	open, decided := d.gate(t)
+	if decided {
+		return true
+	}
+	if !open {
+		d.st.StepPassed = true
+		return false
+	}
+	d.advance(why, VerdictAdvance, checks)
+	return true
 }
 
 // advance moves to the next step, or to promotion after the last one.
 func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
+	d.st.StepPassed = false
+	if d.st.Hold != nil && d.st.Hold.Reason == HoldGate {
+		d.st.Hold = nil
+	}
 	if int(d.st.Step)+1 >= len(d.st.Steps) {
 		d.startPromotion(why+"; promoting", checks)
 		return

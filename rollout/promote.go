@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // startPromotion sends all traffic to the canary and lets Kubernetes roll
@@ -90,6 +91,8 @@ func (d *decider) finalize() {
 	}
 	d.backToStable(PhaseSucceeded, VerdictPromoted, fmt.Sprintf("promoted %s", d.st.CanaryRevision))
 	d.event(false, "Promoted", d.st.Message)
+	d.notifyPromoted()
+	d.tellHooks(webhooks.PostRollout, EventPromoted, d.st.Message)
 }
 
 // rollback rejects the canary: all traffic to stable at once, canary down.
@@ -100,10 +103,14 @@ func (d *decider) rollback(v Verdict, why string, checks []analysis.Check) {
 		phase = PhaseAborted
 	}
 	rejected := d.st.CanaryRevision
+	step, weight := d.st.Step, d.st.CanaryWeight
 	d.record(v, why, checks)
 	d.backToStable(phase, "", why)
 	d.st.RejectedRevision = rejected
-	d.event(true, map[Phase]string{PhaseRolledBack: "RolledBack", PhaseAborted: "Aborted"}[phase], why)
+	event := map[Phase]string{PhaseRolledBack: EventRolledBack, PhaseAborted: EventAborted}[phase]
+	d.event(true, event, why)
+	d.notifyRejected(event, why, d.by, step, weight, checks)
+	d.tellHooks(webhooks.PostRollout, event, why)
 }
 
 // backToStable ends a revision's flight in a terminal phase.
@@ -141,6 +148,7 @@ func (d *decider) intakeAction() bool {
 		return false
 	}
 	d.st.LastAction = &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now()}
+	d.by = req.By
 	d.do(ClearAction{Value: req.Kind})
 	who := req.By
 	if req.Reason != "" {
@@ -192,7 +200,11 @@ func (d *decider) intakeAction() bool {
 		if d.st.Step < 0 && !d.in.CanaryReady {
 			return ignore("the canary is not ready yet")
 		}
+		// A person passing a step passes its gate too.
 		d.st.Phase = PhaseProgressing
+		if d.st.Hold != nil && d.st.Hold.Reason == HoldGate {
+			d.st.Hold = nil
+		}
 		if req.Kind == ActionPromoteFull {
 			d.startPromotion("promoted by "+who+", skipping the remaining steps", nil)
 			return true

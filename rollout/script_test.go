@@ -16,6 +16,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 var rewrite = flag.Bool("rewrite", false, "rewrite the golden transcripts in testdata/")
@@ -69,6 +70,10 @@ type world struct {
 	status FlightStatus
 	checks []analysis.Check
 	action *ActionRequest
+	// calls and delivered are the background runner's answers, given by
+	// the script and handed to Decide until the status records them.
+	calls     map[string]CallResult
+	delivered map[string]DeliveryResult
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -115,6 +120,20 @@ func runScript(t *testing.T, path string) string {
 			w.checks = checks
 		case "action":
 			w.action = &ActionRequest{Kind: ActionKind(args[0]), By: "annotation"}
+		case "hook":
+			if err := w.addHook(args); err != nil {
+				fail("%v", err)
+			}
+		case "slack":
+			w.policy.Slack = &Slack{Secret: SecretRef{Name: "slack", Key: "url"}}
+		case "answer":
+			if err := w.answer(args); err != nil {
+				fail("%v", err)
+			}
+		case "deliver":
+			if err := w.deliver(args); err != nil {
+				fail("%v", err)
+			}
 		case "decide":
 			out.WriteString(w.decide())
 		default:
@@ -127,7 +146,8 @@ func runScript(t *testing.T, path string) string {
 // decide runs Decide (twice if it asks for checks, as the controller does)
 // and applies the decision to the world.
 func (w *world) decide() string {
-	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action}
+	w.Namespace, w.Name, w.UID = "shop", "web", "uid-1"
+	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action, Calls: w.calls, Delivered: w.delivered}
 	d := Decide(in)
 	var b strings.Builder
 	if d.NeedChecks {
@@ -159,7 +179,128 @@ func (w *world) decide() string {
 	if st.Message != "" {
 		fmt.Fprintf(&b, "  = %s\n", st.Message)
 	}
+	for _, c := range st.Calls {
+		if r, ok := w.calls[c.ID]; ok && c.State != CallPending && r.State == c.State {
+			delete(w.calls, c.ID) // recorded: the runner may forget it
+		}
+	}
+	var calls, outbox []string
+	for _, c := range st.Calls {
+		calls = append(calls, fmt.Sprintf("%s(%s step=%d round=%d)=%s", c.Hook, c.Type, c.Step, c.Round, c.State))
+	}
+	for _, e := range st.Outbox {
+		if _, ok := w.delivered[e.ID]; ok && e.State != DeliveryPending {
+			delete(w.delivered, e.ID)
+		}
+		outbox = append(outbox, fmt.Sprintf("%s:%s=%s", e.Channel, e.Event, e.State))
+	}
+	if len(calls) > 0 {
+		fmt.Fprintf(&b, "  = calls %s\n", strings.Join(calls, " "))
+	}
+	if len(outbox) > 0 {
+		fmt.Fprintf(&b, "  = outbox %s\n", strings.Join(outbox, " "))
+	}
 	return b.String()
+}
+
+// addHook reads "name type [when=notEnoughData] [onError=hold]
+// [deadline=1m] [onDeadline=rollback] [poll=10s] [min-success=0.99]".
+func (w *world) addHook(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("hook: want name and type")
+	}
+	h := Hook{Name: args[0], Type: webhooks.Type(args[1]), URL: "http://hooks.test/" + args[0], Timeout: 10 * time.Second,
+		Deadline: time.Hour, PollInterval: 10 * time.Second}
+	for _, kv := range args[2:] {
+		k, v, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "when":
+			h.OnNotEnoughData = v == "notEnoughData"
+		case "onError":
+			h.HoldOnError = v == "hold"
+		case "deadline":
+			h.Deadline, err = time.ParseDuration(v)
+		case "onDeadline":
+			h.RollbackOnDeadline = v == "rollback"
+		case "poll":
+			h.PollInterval, err = time.ParseDuration(v)
+		case "min-success":
+			f, _ := strconv.ParseFloat(v, 64)
+			h.Thresholds = &LoadThresholds{MinSuccess: &f, MinRequests: 100}
+		default:
+			return fmt.Errorf("unknown hook key %q", k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	p := *w.policy
+	p.Hooks = append(append([]Hook(nil), p.Hooks...), h)
+	p.WebhookSecret = &SecretRef{Name: "hooks", Key: "hmac"}
+	w.policy = &p
+	return nil
+}
+
+// answer gives the pending call of a hook its answer:
+// "name ok|rejected|error [load=requests:success:p95]".
+func (w *world) answer(args []string) error {
+	if len(args) < 2 {
+		return fmt.Errorf("answer: want hook name and ok, rejected or error")
+	}
+	var id string
+	for _, c := range w.status.Calls {
+		if c.Hook == args[0] && c.State == CallPending {
+			id = c.ID
+		}
+	}
+	if id == "" {
+		return fmt.Errorf("answer: no pending call of hook %q", args[0])
+	}
+	r := CallResult{At: w.now, Attempts: 1}
+	switch args[1] {
+	case "ok":
+		r.State, r.Status, r.Message = CallOK, 200, "200 OK"
+	case "rejected":
+		r.State, r.Status, r.Message = CallRejected, 403, "403 Forbidden: not yet"
+	case "error":
+		r.State, r.Message = CallError, "timed out after 10s"
+	default:
+		return fmt.Errorf("answer: %q: want ok, rejected or error", args[1])
+	}
+	for _, kv := range args[2:] {
+		if v, ok := strings.CutPrefix(kv, "load="); ok {
+			parts := strings.Split(v, ":")
+			n, _ := strconv.ParseUint(parts[0], 10, 64)
+			succ, _ := strconv.ParseFloat(parts[1], 64)
+			p95, _ := strconv.ParseFloat(parts[2], 64)
+			r.Load = &webhooks.LoadResult{Requests: n, Success: succ, P95Ms: p95}
+		}
+	}
+	if w.calls == nil {
+		w.calls = map[string]CallResult{}
+	}
+	w.calls[id] = r
+	return nil
+}
+
+// deliver settles the oldest pending outbox entry of a channel:
+// "slack|hook:<name> ok|fail".
+func (w *world) deliver(args []string) error {
+	for _, e := range w.status.Outbox {
+		if e.Channel != args[0] || e.State != DeliveryPending {
+			continue
+		}
+		if _, done := w.delivered[e.ID]; done {
+			continue
+		}
+		if w.delivered == nil {
+			w.delivered = map[string]DeliveryResult{}
+		}
+		w.delivered[e.ID] = DeliveryResult{Delivered: args[1] == "ok", Attempts: 3, Message: "slack: 500 Internal Server Error", At: w.now}
+		return nil
+	}
+	return fmt.Errorf("deliver: nothing pending on %q", args[0])
 }
 
 // apply does what the executor and Kubernetes would do with an action.

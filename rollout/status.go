@@ -4,6 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // Phase is where a Flight stands.
@@ -61,6 +62,8 @@ const (
 	HoldRouting           = "RoutingError"
 	HoldDeploymentRollout = "WaitingForDeployment"
 	HoldStableStalled     = "StableRolloutStalled"
+	HoldGate              = "WaitingForGate"
+	HoldHook              = "HookError"
 )
 
 // FlightStatus is the persisted state of a rollout: Decide's state
@@ -85,6 +88,30 @@ type FlightStatus struct {
 	PromotionStage string `json:"promotionStage,omitempty"`
 	// FailedChecks counts failed analyses of this revision.
 	FailedChecks int32 `json:"failedChecks"`
+	// StableImages and CanaryImages are the container images of the two
+	// revisions, for people and messages.
+	StableImages []string `json:"stableImages,omitempty"`
+	CanaryImages []string `json:"canaryImages,omitempty"`
+	// Round counts the analysis rounds of this revision: the hook calls
+	// of a round are keyed by it, so each is made once.
+	Round int32 `json:"round,omitempty"`
+	// GateRound counts how often closed gates were asked again.
+	GateRound int32 `json:"gateRound,omitempty"`
+	// StepPassed: the current step passed its analysis and waits for a
+	// gate (confirm-traffic-increase or confirm-promotion) to open.
+	StepPassed bool `json:"stepPassed,omitempty"`
+	// Calls are this revision's hook calls, oldest first, at most
+	// MaxCalls. A call is recorded Pending before it is made, so that
+	// after a restart it is made again under the same delivery id (which
+	// receivers deduplicate) instead of a new one.
+	Calls []CallRecord `json:"calls,omitempty"`
+	// Outbox holds the notifications and fire-and-forget hooks not yet
+	// delivered, and the last few delivered. Written before anything is
+	// sent, it makes every message go out once, in order, whatever
+	// restarts happen (short of one between a send and its record).
+	Outbox []Delivery `json:"outbox,omitempty"`
+	// DeliverySeq numbers outbox entries.
+	DeliverySeq int64 `json:"deliverySeq,omitempty"`
 
 	RevisionStartedAt *metav1.Time `json:"revisionStartedAt,omitempty"`
 	StepStartedAt     *metav1.Time `json:"stepStartedAt,omitempty"`
@@ -131,6 +158,67 @@ type DecisionRecord struct {
 	Message  string           `json:"message"`
 	Checks   []analysis.Check `json:"checks,omitempty"`
 }
+
+// CallState is where a hook call stands.
+type CallState string
+
+const (
+	CallPending  CallState = "Pending"  // asked for, no answer recorded yet
+	CallOK       CallState = "OK"       // answered 2xx
+	CallRejected CallState = "Rejected" // answered non-2xx
+	CallError    CallState = "Error"    // no usable answer
+)
+
+// CallRecord is one hook call of the current revision.
+type CallRecord struct {
+	ID       string               `json:"id"`
+	Hook     string               `json:"hook"`
+	Type     webhooks.Type        `json:"type"`
+	Step     int32                `json:"step"`
+	Round    int32                `json:"round"`
+	State    CallState            `json:"state"`
+	Status   int                  `json:"status,omitempty"`
+	Message  string               `json:"message,omitempty"`
+	Load     *webhooks.LoadResult `json:"load,omitempty"`
+	Attempts int                  `json:"attempts,omitempty"`
+	Started  metav1.Time          `json:"started"`
+	Done     *metav1.Time         `json:"done,omitempty"`
+}
+
+// MaxCalls bounds Calls; pending calls and passed gates are kept first.
+const MaxCalls = 40
+
+// DeliveryState is where an outbox entry stands.
+type DeliveryState string
+
+const (
+	DeliveryPending   DeliveryState = "Pending"
+	DeliveryDelivered DeliveryState = "Delivered"
+	DeliveryFailed    DeliveryState = "Failed" // gave up, or not deliverable
+)
+
+// Delivery is one outbox entry: a Slack message or a hook told of a
+// transition.
+type Delivery struct {
+	ID string `json:"id"`
+	// Channel is "slack" or "hook:<name>".
+	Channel      string                 `json:"channel"`
+	Event        string                 `json:"event"`
+	Notification *webhooks.Notification `json:"notification,omitempty"`
+	Payload      *webhooks.Payload      `json:"payload,omitempty"`
+	State        DeliveryState          `json:"state"`
+	Attempts     int                    `json:"attempts,omitempty"`
+	Message      string                 `json:"message,omitempty"`
+	Created      metav1.Time            `json:"created"`
+	Done         *metav1.Time           `json:"done,omitempty"`
+}
+
+// Outbox bounds: pending entries beyond MaxPending are dropped oldest
+// first (with a warning), and MaxDelivered done entries are kept.
+const (
+	MaxPending   = 20
+	MaxDelivered = 10
+)
 
 // Verdict is what a decision did.
 type Verdict string

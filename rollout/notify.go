@@ -1,0 +1,195 @@
+package rollout
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/webhooks"
+)
+
+// The outbox: messages for people (Slack) and hooks told of transitions
+// (event, post-rollout). A transition appends its entries to the status;
+// the executor writes the status before anything is sent, and Deliver
+// actions hand the oldest pending entry of each channel to a background
+// sender that retries with backoff. Its final outcome comes back through
+// Input.Delivered and is recorded. So a Slack outage delays messages but
+// never a rollout, and each message goes out once, in order, across
+// restarts.
+
+const channelSlack = "slack"
+
+func hookChannel(name string) string { return "hook:" + name }
+
+// notify queues a Slack message for an event, if the policy wants it.
+func (d *decider) notify(n webhooks.Notification) {
+	if !d.in.Policy.Slack.Wants(n.Event) {
+		return
+	}
+	n.Name, n.Namespace, n.At = d.in.Name, d.in.Namespace, d.in.Now
+	if n.Revision == "" {
+		n.Revision = d.st.CanaryRevision
+	}
+	d.enqueue(Delivery{Channel: channelSlack, Event: n.Event, Notification: &n})
+}
+
+// tellHooks queues a payload for every hook of type t (event hooks on
+// every transition, post-rollout hooks after a promotion or rollback).
+func (d *decider) tellHooks(t webhooks.Type, event, msg string) {
+	for _, h := range d.in.Policy.hooksOf(t) {
+		p := d.payload(h, event, msg)
+		d.enqueue(Delivery{Channel: hookChannel(h.Name), Event: event, Payload: &p})
+	}
+}
+
+func (d *decider) enqueue(e Delivery) {
+	d.st.DeliverySeq++
+	e.ID = d.callID("outbox", d.st.DeliverySeq)
+	if e.Payload != nil {
+		e.Payload.DeliveryID = e.ID
+	}
+	e.State = DeliveryPending
+	e.Created = d.now()
+	d.st.Outbox = append(d.st.Outbox, e)
+}
+
+// flushOutbox records delivery outcomes, bounds the outbox, and asks for
+// the oldest pending entry of each channel to be sent. One at a time per
+// channel keeps messages in order.
+func (d *decider) flushOutbox() {
+	for i := range d.st.Outbox {
+		e := &d.st.Outbox[i]
+		if e.State != DeliveryPending {
+			continue
+		}
+		if r, ok := d.in.Delivered[e.ID]; ok {
+			at := metav1.NewTime(r.At)
+			e.Done, e.Attempts, e.Message = &at, r.Attempts, r.Message
+			e.State = DeliveryDelivered
+			if !r.Delivered {
+				e.State = DeliveryFailed
+				d.event(true, "NotificationFailed", fmt.Sprintf("%s %s not delivered after %d attempts: %s", e.Channel, e.Event, r.Attempts, r.Message))
+			}
+		}
+	}
+	d.pruneOutbox()
+	started := map[string]bool{}
+	for i := range d.st.Outbox {
+		e := &d.st.Outbox[i]
+		if e.State != DeliveryPending || started[e.Channel] {
+			continue
+		}
+		started[e.Channel] = true
+		act := Deliver{Delivery: *e}
+		switch {
+		case e.Channel == channelSlack && d.in.Policy.Slack != nil:
+			act.Slack = d.in.Policy.Slack
+		case e.Channel != channelSlack && d.hookNamed(e.Channel) != nil && d.in.Policy.WebhookSecret != nil:
+			act.Hook, act.Secret = d.hookNamed(e.Channel), *d.in.Policy.WebhookSecret
+		default:
+			// The policy no longer names where it should go.
+			now := d.now()
+			e.State, e.Done, e.Message = DeliveryFailed, &now, "the policy no longer configures "+e.Channel
+			started[e.Channel] = false
+			continue
+		}
+		d.do(act)
+	}
+}
+
+func (d *decider) hookNamed(channel string) *Hook {
+	for _, h := range d.in.Policy.Hooks {
+		if hookChannel(h.Name) == channel {
+			return &h
+		}
+	}
+	return nil
+}
+
+// pruneOutbox keeps at most MaxPending pending entries (dropping the
+// oldest, loudly) and the MaxDelivered most recent done ones.
+func (d *decider) pruneOutbox() {
+	pending, done := 0, 0
+	for _, e := range d.st.Outbox {
+		if e.State == DeliveryPending {
+			pending++
+		} else {
+			done++
+		}
+	}
+	if pending <= MaxPending && done <= MaxDelivered {
+		return
+	}
+	kept := d.st.Outbox[:0:0]
+	for _, e := range d.st.Outbox {
+		switch {
+		case e.State == DeliveryPending && pending > MaxPending:
+			pending--
+			d.event(true, "NotificationDropped", fmt.Sprintf("%s %s dropped: more than %d messages waiting to be delivered", e.Channel, e.Event, MaxPending))
+		case e.State != DeliveryPending && done > MaxDelivered:
+			done--
+		default:
+			kept = append(kept, e)
+		}
+	}
+	d.st.Outbox = kept
+}
+
+// Notifications for the transitions.
+
+func (d *decider) notifyStarted() {
+	d.notify(webhooks.Notification{
+		Event: EventStarted, FromImages: copyStrings(d.st.StableImages), ToImages: copyStrings(d.st.CanaryImages),
+		Plan: copyInt32s(d.st.Steps), Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: d.st.Message,
+	})
+}
+
+func (d *decider) notifyPromoted() {
+	n := webhooks.Notification{
+		Event: EventPromoted, FromImages: copyStrings(d.st.StableImages), ToImages: copyStrings(d.st.CanaryImages),
+		Plan: copyInt32s(d.st.Steps), Step: int32(len(d.st.Steps)) - 1, Weight: 100, Reason: d.st.Message,
+		Checks: d.latestChecks(),
+	}
+	if d.st.RevisionStartedAt != nil {
+		n.DurationSeconds = int64(d.in.Now.Sub(d.st.RevisionStartedAt.Time).Seconds())
+	}
+	d.notify(n)
+}
+
+// notifyRejected tells of a rollback or abort, with the checks that
+// failed (all of them if none did: a deadline, a gate, a hook) and where
+// the rollout stood.
+func (d *decider) notifyRejected(event, why, by string, step, weight int32, checks []analysis.Check) {
+	var failed []analysis.Check
+	for _, c := range checks {
+		if c.Outcome == analysis.Fail {
+			failed = append(failed, c)
+		}
+	}
+	n := webhooks.Notification{
+		Event: event, FromImages: copyStrings(d.st.StableImages), ToImages: copyStrings(d.st.CanaryImages),
+		Plan: copyInt32s(d.st.Steps), Step: step, Weight: weight, Reason: why, By: by, Checks: copyChecks(failed),
+	}
+	if d.st.RevisionStartedAt != nil {
+		n.DurationSeconds = int64(d.in.Now.Sub(d.st.RevisionStartedAt.Time).Seconds())
+	}
+	d.notify(n)
+}
+
+// notableHold: holds people hear about. A canary getting ready, a
+// person's pause or Kubernetes finishing its own rollout are routine.
+func notableHold(reason string) bool {
+	switch reason {
+	case HoldCanaryNotReady, HoldPaused, HoldDeploymentRollout:
+		return false
+	}
+	return true
+}
+
+func (d *decider) notifyHeld(reason, msg string) {
+	d.notify(webhooks.Notification{
+		Event: EventHeld, ToImages: copyStrings(d.st.CanaryImages), FromImages: copyStrings(d.st.StableImages),
+		Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: msg, HoldReason: reason,
+	})
+}
