@@ -26,6 +26,12 @@
 // Options.Seed and the client's name, so that a run is reproducible.
 // Latency is sampled and recorded, never slept.
 //
+// ProxyHandler also lets real HTTP clients through the mesh: it acts as
+// the outbound sidecar of a named workload (the load tester, in the
+// sandbox), taking proxy-style requests, routing each like generated
+// traffic (metrics, counters, observers), and sleeping the sampled latency
+// so that the caller measures it.
+//
 // # What of Istio is modelled
 //
 //   - Host names: short names in VirtualService hosts and destinations are
