@@ -158,3 +158,12 @@ func CanaryService(stable *corev1.Service, canary *appsv1.Deployment, owner meta
 		Spec: corev1.ServiceSpec{Selector: canary.Spec.Selector.MatchLabels, Ports: ports, Type: corev1.ServiceTypeClusterIP},
 	}
 }
+
+// Images lists a pod template's container images, in container order.
+func Images(t corev1.PodTemplateSpec) []string {
+	out := make([]string, 0, len(t.Spec.Containers))
+	for _, c := range t.Spec.Containers {
+		out = append(out, c.Image)
+	}
+	return out
+}

@@ -81,6 +81,9 @@ type ControllerConfig struct {
 	Resync   time.Duration
 	// Namespace limits the controller to one namespace ("" for all).
 	Namespace string
+	// Runner makes hook calls and deliveries; its Wake is set to look at
+	// the Flight again. Default: one whose calls all fail (no hooks).
+	Runner *Runner
 }
 
 // NewController builds a controller; Run starts it.
@@ -103,7 +106,18 @@ func NewController(cfg ControllerConfig) *Controller {
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
 	}
-	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Counter: cfg.Metrics.countWrite}
+	if cfg.Runner == nil {
+		cfg.Runner = &Runner{
+			Call: func(context.Context, CallHook) CallResult {
+				return CallResult{State: CallError, Message: "this fledge has no webhook client configured"}
+			},
+			Deliver: func(context.Context, Deliver) (bool, error) {
+				return false, errors.New("this fledge has no notification sender configured")
+			},
+		}
+	}
+	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
+	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite}
 	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace))
 	c.flightInformers = dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, cfg.Resync, cfg.Namespace, nil)
 
@@ -326,6 +340,8 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	}
 	target := targetOf(f)
 	in := Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
+	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
+	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
 	if kind, reason, err := ParseAction(d.Annotations); err != nil {
 		return 0, c.reportInvalid(ctx, d, f, err)
 	} else if kind != "" {
@@ -446,11 +462,13 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DesiredRevision:   TemplateHash(d.Spec.Template),
 		DeploymentPaused:  d.Spec.Paused,
 		DeploymentSettled: DeploymentSettled(d),
+		DesiredImages:     Images(d.Spec.Template),
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
 		sets, _ := c.replicaSets.ReplicaSets(d.Namespace).List(sel)
 		if rs := NewestReplicaSet(d, sets); rs != nil {
 			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
+			o.StableImages = Images(rs.Spec.Template)
 		}
 	}
 	if canary, err := c.deployments.Deployments(d.Namespace).Get(d.Name + CanarySuffix); err == nil {

@@ -42,6 +42,8 @@ type Executor struct {
 	Flights  dynamic.NamespaceableResourceInterface
 	Router   traffic.Router
 	Recorder record.EventRecorder
+	// Runner makes hook calls and deliveries in the background.
+	Runner *Runner
 	// Counter, if set, is told about every API write (for the benchmark
 	// of writes per step).
 	Counter func(kind string)
@@ -148,6 +150,12 @@ func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
 			kind = corev1.EventTypeWarning
 		}
 		x.Recorder.Event(obj, kind, a.Reason, a.Message)
+		return nil
+	case CallHook:
+		x.Runner.StartCall(ns+"/"+name, a)
+		return nil
+	case Deliver:
+		x.Runner.StartDelivery(ns+"/"+name, a)
 		return nil
 	case ForgetFlight:
 		x.count("flight")

@@ -62,14 +62,13 @@ type SecretRef struct {
 	Key  string `json:"key"`
 }
 
-// SlackSpec sends a policy's notifications to Slack. The Secret's key
-// holds an incoming-webhook URL, or a bot token when Channel is set.
+// SlackSpec sends a policy's notifications to Slack. The Secret (in
+// fledge's namespace) holds either webhook-url, or token, channel and
+// optionally api-url (see webhooks/slack).
 type SlackSpec struct {
-	Secret  SecretRef `json:"secret"`
-	Channel string    `json:"channel,omitempty"`
-	// APIURL overrides Slack's API base for bot tokens (a proxy, or the
-	// test sandbox's receiver).
-	APIURL string `json:"apiURL,omitempty"`
+	Secret string `json:"secret"`
+	// Channel overrides the Secret's channel (bot tokens only).
+	Channel string `json:"channel,omitempty"`
 	// Events limits the messages (default all): Started, Promoted,
 	// RolledBack, Aborted, Held.
 	Events []string `json:"events,omitempty"`
@@ -94,9 +93,8 @@ type Hook struct {
 
 // Slack is a validated Slack notification target.
 type Slack struct {
-	Secret  SecretRef
+	Secret  string
 	Channel string
-	APIURL  string
 	Events  map[string]bool // nil: all
 }
 
@@ -255,18 +253,12 @@ func buildSlack(s *SlackSpec, field func(f, format string, args ...any)) *Slack 
 	if s == nil {
 		return nil
 	}
-	out := &Slack{Secret: s.Secret, Channel: s.Channel, APIURL: s.APIURL}
-	validateSecretRef(s.Secret, "slack.secret", field)
+	out := &Slack{Secret: s.Secret, Channel: s.Channel}
+	if !validDNSSubdomain(s.Secret) {
+		field("slack.secret", "%q: want the name of a Secret in fledge's namespace", s.Secret)
+	}
 	if s.Channel != "" && (len(s.Channel) > 80 || strings.ContainsAny(s.Channel, " \t\n")) {
 		field("slack.channel", "%q: want a channel name or id", s.Channel)
-	}
-	if s.APIURL != "" {
-		if err := validateHookURL(s.APIURL); err != nil {
-			field("slack.apiURL", "%v", err)
-		}
-		if s.Channel == "" {
-			field("slack.apiURL", "applies to bot tokens only: set channel too")
-		}
 	}
 	if len(s.Events) > 0 {
 		out.Events = map[string]bool{}

@@ -125,7 +125,7 @@ func runScript(t *testing.T, path string) string {
 				fail("%v", err)
 			}
 		case "slack":
-			w.policy.Slack = &Slack{Secret: SecretRef{Name: "slack", Key: "url"}}
+			w.policy.Slack = &Slack{Secret: "fledge-slack"}
 		case "answer":
 			if err := w.answer(args); err != nil {
 				fail("%v", err)

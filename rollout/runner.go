@@ -1,0 +1,253 @@
+package rollout
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// CallFunc makes one hook call (with the hook's own retries) and returns
+// its answer. It must not panic and must respect ctx.
+type CallFunc func(ctx context.Context, a CallHook) CallResult
+
+// DeliverFunc makes one delivery attempt. A retryable error is tried
+// again with backoff; any other error gives up at once.
+type DeliverFunc func(ctx context.Context, a Deliver) (retryable bool, err error)
+
+// Runner performs hook calls and outbox deliveries in the background, so
+// that a slow hook or a Slack outage never holds a reconcile worker. It
+// remembers each outcome by id until Decide has recorded it in the status
+// (or for ResultTTL), and tells the controller (Wake) when one arrives.
+//
+// It is deliberately forgetful: after a restart it knows nothing, and the
+// status says what is still pending, which Decide asks for again.
+type Runner struct {
+	Call    CallFunc
+	Deliver DeliverFunc
+	// Wake is called with the Flight's key when an outcome arrives.
+	Wake  func(key string)
+	Clock clock.Clock
+	Log   *slog.Logger
+	// MaxConcurrent bounds calls and delivery attempts in flight (default 32).
+	MaxConcurrent int
+	// Backoff between delivery attempts: First, doubling up to Max; a
+	// delivery is given up MaxAge after it was queued (default 1s, 30s, 1h).
+	BackoffFirst, BackoffMax, MaxAge time.Duration
+	// ResultTTL is how long an unclaimed outcome is kept (default 1h).
+	ResultTTL time.Duration
+
+	once     sync.Once
+	ctx      context.Context
+	cancel   context.CancelFunc
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	running  map[string]bool
+	calls    map[string]CallResult
+	delivery map[string]DeliveryResult
+	expiry   map[string]time.Time
+}
+
+func (r *Runner) init() {
+	r.once.Do(func() {
+		if r.Clock == nil {
+			r.Clock = clock.RealClock{}
+		}
+		if r.Log == nil {
+			r.Log = slog.Default()
+		}
+		if r.MaxConcurrent <= 0 {
+			r.MaxConcurrent = 32
+		}
+		r.BackoffFirst = orDefault(r.BackoffFirst, time.Second)
+		r.BackoffMax = orDefault(r.BackoffMax, 30*time.Second)
+		r.MaxAge = orDefault(r.MaxAge, time.Hour)
+		r.ResultTTL = orDefault(r.ResultTTL, time.Hour)
+		r.ctx, r.cancel = context.WithCancel(context.Background())
+		r.sem = make(chan struct{}, r.MaxConcurrent)
+		r.running = map[string]bool{}
+		r.calls = map[string]CallResult{}
+		r.delivery = map[string]DeliveryResult{}
+		r.expiry = map[string]time.Time{}
+	})
+}
+
+// Stop cancels everything in flight and waits for it.
+func (r *Runner) Stop() {
+	r.init()
+	r.cancel()
+	r.wg.Wait()
+}
+
+// claim marks id running unless it runs or has an outcome already.
+func (r *Runner) claim(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gc()
+	if r.running[id] {
+		return false
+	}
+	if _, ok := r.calls[id]; ok {
+		return false
+	}
+	if _, ok := r.delivery[id]; ok {
+		return false
+	}
+	r.running[id] = true
+	return true
+}
+
+// StartCall makes the call in the background, once per id.
+func (r *Runner) StartCall(key string, a CallHook) {
+	r.init()
+	if !r.claim(a.ID) {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		if !r.acquire() {
+			r.forget(a.ID)
+			return
+		}
+		res := r.Call(r.ctx, a)
+		r.release()
+		if r.ctx.Err() != nil {
+			r.forget(a.ID) // shutting down: the next leader calls again
+			return
+		}
+		if res.At.IsZero() {
+			res.At = r.Clock.Now()
+		}
+		r.Log.Info("hook answered", "flight", key, "hook", a.Hook.Name, "type", a.Hook.Type, "id", a.ID, "state", res.State, "message", res.Message)
+		r.mu.Lock()
+		delete(r.running, a.ID)
+		r.calls[a.ID] = res
+		r.expiry[a.ID] = r.Clock.Now().Add(r.ResultTTL)
+		r.mu.Unlock()
+		r.Wake(key)
+	}()
+}
+
+// StartDelivery sends an outbox entry in the background, once per id,
+// retrying retryable failures with backoff until it is MaxAge old.
+func (r *Runner) StartDelivery(key string, a Deliver) {
+	r.init()
+	if !r.claim(a.Delivery.ID) {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		res, ok := r.deliver(key, a)
+		if !ok {
+			r.forget(a.Delivery.ID)
+			return
+		}
+		r.mu.Lock()
+		delete(r.running, a.Delivery.ID)
+		r.delivery[a.Delivery.ID] = res
+		r.expiry[a.Delivery.ID] = r.Clock.Now().Add(r.ResultTTL)
+		r.mu.Unlock()
+		r.Wake(key)
+	}()
+}
+
+func (r *Runner) deliver(key string, a Deliver) (DeliveryResult, bool) {
+	giveUp := a.Delivery.Created.Add(r.MaxAge)
+	wait := r.BackoffFirst
+	for attempt := 1; ; attempt++ {
+		if !r.acquire() {
+			return DeliveryResult{}, false
+		}
+		retryable, err := r.Deliver(r.ctx, a)
+		r.release()
+		if r.ctx.Err() != nil {
+			return DeliveryResult{}, false
+		}
+		now := r.Clock.Now()
+		if err == nil {
+			r.Log.Info("delivered", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempts", attempt)
+			return DeliveryResult{Delivered: true, Attempts: attempt, At: now}, true
+		}
+		if !retryable || !now.Add(wait).Before(giveUp) {
+			r.Log.Warn("delivery given up", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempts", attempt, "err", err)
+			return DeliveryResult{Attempts: attempt, Message: err.Error(), At: now}, true
+		}
+		r.Log.Info("delivery failed, will retry", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempt", attempt, "retryIn", wait, "err", err)
+		select {
+		case <-r.ctx.Done():
+			return DeliveryResult{}, false
+		case <-r.Clock.After(wait):
+		}
+		wait = min(2*wait, r.BackoffMax)
+	}
+}
+
+func (r *Runner) acquire() bool {
+	select {
+	case r.sem <- struct{}{}:
+		return true
+	case <-r.ctx.Done():
+		return false
+	}
+}
+
+func (r *Runner) release() { <-r.sem }
+
+func (r *Runner) forget(id string) {
+	r.mu.Lock()
+	delete(r.running, id)
+	r.mu.Unlock()
+}
+
+// Outcomes returns the known outcomes of the calls and deliveries a
+// status still has pending.
+func (r *Runner) Outcomes(st *FlightStatus) (map[string]CallResult, map[string]DeliveryResult) {
+	r.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var calls map[string]CallResult
+	for _, c := range st.Calls {
+		if res, ok := r.calls[c.ID]; ok && c.State == CallPending {
+			if calls == nil {
+				calls = map[string]CallResult{}
+			}
+			calls[c.ID] = res
+		}
+	}
+	var delivered map[string]DeliveryResult
+	for _, e := range st.Outbox {
+		if res, ok := r.delivery[e.ID]; ok && e.State == DeliveryPending {
+			if delivered == nil {
+				delivered = map[string]DeliveryResult{}
+			}
+			delivered[e.ID] = res
+		}
+	}
+	return calls, delivered
+}
+
+// gc drops outcomes nobody claimed in time. Called with mu held.
+func (r *Runner) gc() {
+	now := r.Clock.Now()
+	for id, at := range r.expiry {
+		if now.After(at) {
+			delete(r.calls, id)
+			delete(r.delivery, id)
+			delete(r.expiry, id)
+		}
+	}
+}
+
+// Running reports how many calls and deliveries are in flight (for tests
+// and metrics).
+func (r *Runner) Running() int {
+	r.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running)
+}

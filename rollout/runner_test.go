@@ -1,0 +1,132 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestRunnerCallsOncePerID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		release := make(chan struct{})
+		woken := make(chan string, 10)
+		r := &Runner{
+			Call: func(ctx context.Context, a CallHook) CallResult {
+				calls.Add(1)
+				<-release
+				return CallResult{State: CallOK, Status: 200, Message: "200 OK"}
+			},
+			Wake: func(key string) { woken <- key },
+		}
+		defer r.Stop()
+		a := CallHook{ID: "id-1", Hook: Hook{Name: "gate"}}
+		r.StartCall("ns/web", a)
+		r.StartCall("ns/web", a) // running: ignored
+		synctest.Wait()
+		st := &FlightStatus{Calls: []CallRecord{{ID: "id-1", State: CallPending}}}
+		if got, _ := r.Outcomes(st); len(got) != 0 {
+			t.Fatalf("outcome before the call answered: %v", got)
+		}
+		close(release)
+		synctest.Wait()
+		if key := <-woken; key != "ns/web" {
+			t.Errorf("woke %q, want ns/web", key)
+		}
+		r.StartCall("ns/web", a) // answered: ignored until claimed
+		synctest.Wait()
+		if n := calls.Load(); n != 1 {
+			t.Errorf("%d calls for one id, want 1", n)
+		}
+		got, _ := r.Outcomes(st)
+		if got["id-1"].State != CallOK {
+			t.Errorf("outcome %+v, want OK", got["id-1"])
+		}
+		st.Calls[0].State = CallOK // recorded: no longer offered
+		if got, _ := r.Outcomes(st); len(got) != 0 {
+			t.Errorf("outcome offered for a recorded call: %v", got)
+		}
+	})
+}
+
+func TestRunnerDeliveries(t *testing.T) {
+	tests := []struct {
+		name      string
+		failures  int  // attempts failing before success
+		retryable bool // whether they may be retried
+		want      DeliveryResult
+	}{
+		{"delivers at the first attempt", 0, true, DeliveryResult{Delivered: true, Attempts: 1}},
+		{"retries a retryable failure with backoff until it is delivered", 4, true, DeliveryResult{Delivered: true, Attempts: 5}},
+		{"gives up at once on a failure that cannot be retried", 1, false, DeliveryResult{Attempts: 1, Message: "slack: 404 channel_not_found"}},
+		// Attempts at 0, 1, 3, 7, 15, 31, 61, 91 ... 271 s; the next would be past 5 min.
+		{"gives up once the delivery is older than MaxAge", 1000, true, DeliveryResult{Attempts: 14, Message: "slack: 404 channel_not_found"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var attempts atomic.Int32
+				var mu sync.Mutex
+				var gaps []time.Duration
+				last := time.Now()
+				r := &Runner{
+					Deliver: func(ctx context.Context, a Deliver) (bool, error) {
+						mu.Lock()
+						gaps = append(gaps, time.Since(last))
+						last = time.Now()
+						mu.Unlock()
+						if int(attempts.Add(1)) <= tt.failures {
+							return tt.retryable, errors.New("slack: 404 channel_not_found")
+						}
+						return false, nil
+					},
+					Wake:         func(string) {},
+					BackoffFirst: time.Second, BackoffMax: 30 * time.Second, MaxAge: 5 * time.Minute,
+				}
+				defer r.Stop()
+				d := Delivery{ID: "d-1", Channel: "slack", Created: metav1.NewTime(time.Now()), State: DeliveryPending}
+				r.StartDelivery("ns/web", Deliver{Delivery: d})
+				time.Sleep(time.Hour)
+				synctest.Wait()
+				_, got := r.Outcomes(&FlightStatus{Outbox: []Delivery{d}})
+				res := got["d-1"]
+				res.At = time.Time{}
+				if res != tt.want {
+					t.Errorf("outcome %+v, want %+v", res, tt.want)
+				}
+				// Backoff doubles from 1s and is capped at 30s.
+				want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second}
+				for i := 1; i < len(gaps) && i < len(want); i++ {
+					if gaps[i] != want[i] {
+						t.Errorf("wait before attempt %d: %s, want %s", i+1, gaps[i], want[i])
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestRunnerStopAbandonsWithoutRecording(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := &Runner{
+			Call: func(ctx context.Context, a CallHook) CallResult {
+				<-ctx.Done()
+				return CallResult{State: CallError, Message: "canceled"}
+			},
+			Wake: func(string) { t.Error("woke after Stop") },
+		}
+		r.StartCall("ns/web", CallHook{ID: "id-1"})
+		synctest.Wait()
+		r.Stop()
+		got, _ := r.Outcomes(&FlightStatus{Calls: []CallRecord{{ID: "id-1", State: CallPending}}})
+		if len(got) != 0 {
+			t.Errorf("a call cut short by Stop was recorded: %v", got)
+		}
+	})
+}
