@@ -312,7 +312,11 @@ func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
 	d.st.StepStartedAt = &t
 	d.st.Message = fmt.Sprintf("%s; step %d/%d: canary at %d%%", why, d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
 	d.event(false, "StepStarted", d.st.Message)
-	d.record(v, d.st.Message, checks)
+	if d.st.Step > 0 || len(checks) > 0 || v != VerdictAdvance {
+		// The first step follows from the start (already in the log)
+		// unless pre-rollout hooks judged it.
+		d.record(v, d.st.Message, checks)
+	}
 	d.after(d.in.Policy.Interval)
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/traffic/istio"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 type options struct {
@@ -47,6 +48,7 @@ type options struct {
 	burst                                                        int
 	policyPoll                                                   time.Duration
 	logLevel                                                     string
+	secretsNamespace                                             string
 }
 
 func main() {
@@ -71,6 +73,7 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Kubernetes API request burst (client-side limit)")
 	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&o.secretsNamespace, "secrets-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Secrets policies name (webhook signing key, Slack)")
 	flag.Parse()
 
 	var level slog.Level
@@ -126,8 +129,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		metrics.CountQuery(err)
 		return v, err
 	})
+	dispatch := &rollout.Dispatcher{Client: webhooks.NewClient(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
+	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log}
+	defer runner.Stop()
 	ctrl := rollout.NewController(rollout.ControllerConfig{
-		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies,
+		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner,
 		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
 		Analyze: func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {

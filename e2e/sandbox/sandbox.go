@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/fledgehq/fledge/e2e/mesh"
+	"github.com/fledgehq/fledge/e2e/slackd"
 )
 
 // Options configures a sandbox. The zero value is a good default.
@@ -56,6 +58,13 @@ type Sandbox struct {
 	// the mesh emulator every second.
 	PrometheusURL string
 	Mesh          *mesh.Emulator
+	// MeshProxyURL is an HTTP proxy into the mesh, as the sidecar of the
+	// workload "fledge-loadtester" in fledge-system: a process started
+	// with HTTP_PROXY set to it sends its requests through the mesh
+	// (routed, answered by the pods' behaviour, and in Istio's metrics).
+	MeshProxyURL string
+	// Slack is a Slack stand-in that records the messages it receives.
+	Slack *slackd.Server
 	// StartupTime is how long Start took, for the cold start figure.
 	StartupTime time.Duration
 
@@ -67,6 +76,7 @@ type Sandbox struct {
 	mu         sync.Mutex
 	procs      []*process // in start order; stopped in reverse
 	prometheus *process
+	meshProxy  *http.Server
 	stopOnce   sync.Once
 	stopErr    error
 }
@@ -162,6 +172,12 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	})
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	if err := s.startMeshProxy(); err != nil {
+		return nil, err
+	}
+	if s.Slack, err = slackd.Start("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("slack receiver: %w", err)
 	}
 	s.StartupTime = time.Since(began)
 	s.log.Info("sandbox ready", "startup", s.StartupTime.Round(time.Millisecond), "kubeconfig", s.Kubeconfig, "prometheus", s.PrometheusURL)
@@ -331,6 +347,12 @@ func (s *Sandbox) Stop(keepLogs bool) error {
 }
 
 func (s *Sandbox) stop() error {
+	if s.meshProxy != nil {
+		_ = s.meshProxy.Close()
+	}
+	if s.Slack != nil {
+		_ = s.Slack.Close()
+	}
 	if s.Mesh != nil {
 		s.Mesh.Stop()
 	}
@@ -345,6 +367,18 @@ func (s *Sandbox) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startMeshProxy serves the mesh emulator's proxy on a free port.
+func (s *Sandbox) startMeshProxy() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("mesh proxy: %w", err)
+	}
+	s.meshProxy = &http.Server{Handler: s.Mesh.ProxyHandler("fledge-loadtester", "fledge-system"), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = s.meshProxy.Serve(l) }()
+	s.MeshProxyURL = "http://" + l.Addr().String()
+	return nil
 }
 
 // LogTails returns the last lines of every component's log, for printing
