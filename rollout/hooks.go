@@ -345,3 +345,16 @@ func hookNames(hooks []Hook) string {
 	}
 	return strings.Join(names, ", ")
 }
+
+// hooksStarted reports whether any of hooks was called for (step, round).
+func (d *decider) hooksStarted(hooks []Hook, step, round int32) bool {
+	for _, h := range hooks {
+		id := d.callID(h.Type, h.Name, step, round)
+		for _, c := range d.st.Calls {
+			if c.ID == id {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -185,21 +185,18 @@ func (d *decider) judge(checks []analysis.Check) {
 			notEnough = notEnough || c.Outcome == analysis.NotEnoughData
 		}
 	}
-	if len(failed) == 0 && notEnough && d.st.Step >= 0 {
-		// Too few samples: load on demand, then measure again at once.
-		if load := d.loadOnDemand(); len(load) > 0 {
-			recs, done := d.runHooks(load, d.st.Step, d.st.Round)
-			if !done {
-				// Not a hold yet (nobody needs telling): only if the
-				// load does not help.
-				d.st.Message = fmt.Sprintf("%s: cannot judge: %s; generating load with %s, then measuring again", d.where(), describe(unmeasured), hookNames(load))
-				return
-			}
-			// These checks were taken after the load ran.
-			checks = append(hookChecks(load, recs), checks...)
-			d.judgeRound(checks)
+	// Too few samples: load on demand, then measure again at once. Once
+	// the load ran in this round, its figures are judged too.
+	load := d.loadOnDemand()
+	if len(load) > 0 && d.st.Step >= 0 && (d.hooksStarted(load, d.st.Step, d.st.Round) || len(failed) == 0 && notEnough) {
+		recs, done := d.runHooks(load, d.st.Step, d.st.Round)
+		if !done {
+			// Not a hold yet (nobody needs telling): only if the load
+			// does not help.
+			d.st.Message = fmt.Sprintf("%s: cannot judge: %s; generating load with %s, then measuring again", d.where(), describe(unmeasured), hookNames(load))
 			return
 		}
+		checks = append(hookChecks(load, recs), checks...)
 	}
 	d.judgeRound(checks)
 }
