@@ -1,0 +1,75 @@
+package cli
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Exit codes. Every command may exit with ExitOK, ExitError, ExitTimeout
+// and ExitUnavailable; wait also with ExitRolledBack and ExitAborted.
+const (
+	// ExitOK: done; for wait, the revision was promoted (the Flight
+	// succeeded), or nothing was in flight.
+	ExitOK = 0
+	// ExitError: anything else: bad usage, refused (unauthenticated, not
+	// allowed, invalid, not found, precondition failed), or, for wait, a
+	// revision replaced or reverted before it finished.
+	ExitError = 1
+	// ExitRolledBack: wait saw the revision rolled back (by analysis or
+	// the progress deadline).
+	ExitRolledBack = 2
+	// ExitAborted: wait saw the revision aborted by someone.
+	ExitAborted = 3
+	// ExitTimeout: --timeout passed first.
+	ExitTimeout = 4
+	// ExitUnavailable: fledge could not be reached, or answered
+	// UNAVAILABLE (not the leader, cannot check credentials) for longer
+	// than fledgectl retries.
+	ExitUnavailable = 5
+)
+
+const exitCodesHelp = `Exit codes:
+  0  done; for wait: promoted (succeeded), or nothing in flight
+  1  any other error: usage, not authenticated, not allowed, not found,
+     invalid, precondition failed; for wait: the revision was replaced or
+     reverted before it finished
+  2  wait: the revision was rolled back
+  3  wait: the revision was aborted
+  4  timed out (--timeout)
+  5  fledge unreachable or unavailable`
+
+// exitError ends the command with a code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitWith(code int, err error) error { return &exitError{code: code, err: err} }
+
+// exitCode is the process's exit code for a command's error.
+func exitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	if e, ok := errors.AsType[*exitError](err); ok {
+		return e.code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ExitTimeout
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.DeadlineExceeded:
+			return ExitTimeout
+		case codes.Unavailable:
+			return ExitUnavailable
+		}
+	}
+	return ExitError
+}
