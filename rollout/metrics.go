@@ -19,6 +19,8 @@ type Metrics struct {
 	reconciles *prometheus.CounterVec
 	writes     *prometheus.CounterVec
 	queries    *prometheus.CounterVec
+	hooks      *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
 }
 
 var phases = []Phase{PhaseInitializing, PhaseIdle, PhaseProgressing, PhasePaused, PhasePromoting, PhaseSucceeded, PhaseRolledBack, PhaseAborted}
@@ -55,9 +57,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_prometheus_queries_total", Help: "PromQL queries sent for analysis, by result (ok, error).",
 		}, []string{"result"}),
+		hooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_hook_calls_total", Help: "Hook calls answered, by hook type and state (OK, Rejected, Error).",
+		}, []string{"type", "state"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_deliveries_total", Help: "Outbox delivery attempts (Slack messages, event and post-rollout hooks), by channel kind (slack, hook) and result (delivered, retry, failed).",
+		}, []string{"channel", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries)
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries)
 	}
 	return m
 }
@@ -119,4 +127,19 @@ func (m *Metrics) forget(ns, name string) {
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
 	m.threshold.DeletePartialMatch(labels)
+}
+
+// HookAnswered counts a hook call's answer.
+func (m *Metrics) HookAnswered(a CallHook, r CallResult) {
+	m.hooks.WithLabelValues(string(a.Hook.Type), string(r.State)).Inc()
+}
+
+// DeliveryAttempted counts one delivery attempt: delivered, retry (failed,
+// will be tried again) or failed (given up).
+func (m *Metrics) DeliveryAttempted(a Deliver, result string) {
+	kind := "hook"
+	if a.Delivery.Channel == channelSlack {
+		kind = "slack"
+	}
+	m.deliveries.WithLabelValues(kind, result).Inc()
 }

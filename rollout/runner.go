@@ -31,6 +31,8 @@ type Runner struct {
 	Wake  func(key string)
 	Clock clock.Clock
 	Log   *slog.Logger
+	// Metrics, if set, counts answers and delivery attempts.
+	Metrics *Metrics
 	// MaxConcurrent bounds calls and delivery attempts in flight (default 32).
 	MaxConcurrent int
 	// Backoff between delivery attempts: First, doubling up to Max; a
@@ -122,6 +124,9 @@ func (r *Runner) StartCall(key string, a CallHook) {
 		if res.At.IsZero() {
 			res.At = r.Clock.Now()
 		}
+		if r.Metrics != nil {
+			r.Metrics.HookAnswered(a, res)
+		}
 		r.Log.Info("hook answered", "flight", key, "hook", a.Hook.Name, "type", a.Hook.Type, "id", a.ID, "state", res.State, "message", res.Message)
 		r.mu.Lock()
 		delete(r.running, a.ID)
@@ -169,6 +174,16 @@ func (r *Runner) deliver(key string, a Deliver) (DeliveryResult, bool) {
 			return DeliveryResult{}, false
 		}
 		now := r.Clock.Now()
+		if r.Metrics != nil {
+			result := "delivered"
+			switch {
+			case err != nil && (!retryable || !now.Add(wait).Before(giveUp)):
+				result = "failed"
+			case err != nil:
+				result = "retry"
+			}
+			r.Metrics.DeliveryAttempted(a, result)
+		}
 		if err == nil {
 			r.Log.Info("delivered", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempts", attempt)
 			return DeliveryResult{Delivered: true, Attempts: attempt, At: now}, true

@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -88,6 +89,7 @@ func TestRunnerDeliveries(t *testing.T) {
 					},
 					Wake:         func(string) {},
 					BackoffFirst: time.Second, BackoffMax: 30 * time.Second, MaxAge: 5 * time.Minute,
+					Metrics: NewMetrics(nil),
 				}
 				defer r.Stop()
 				d := Delivery{ID: "d-1", Channel: "slack", Created: metav1.NewTime(time.Now()), State: DeliveryPending}
@@ -99,6 +101,17 @@ func TestRunnerDeliveries(t *testing.T) {
 				res.At = time.Time{}
 				if res != tt.want {
 					t.Errorf("outcome %+v, want %+v", res, tt.want)
+				}
+				counted := map[string]int{}
+				for _, result := range []string{"delivered", "retry", "failed"} {
+					counted[result] = int(testutil.ToFloat64(r.Metrics.deliveries.WithLabelValues("slack", result)))
+				}
+				final := "failed"
+				if tt.want.Delivered {
+					final = "delivered"
+				}
+				if counted[final] != 1 || counted["retry"] != tt.want.Attempts-1 {
+					t.Errorf("metrics counted %v for %d attempts ending %s", counted, tt.want.Attempts, final)
 				}
 				// Backoff doubles from 1s and is capped at 30s.
 				want := []time.Duration{0, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second}

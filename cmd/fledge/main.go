@@ -130,7 +130,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return v, err
 	})
 	dispatch := &rollout.Dispatcher{Client: webhooks.NewClient(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
-	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log}
+	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
 	defer runner.Stop()
 	ctrl := rollout.NewController(rollout.ControllerConfig{
 		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner,

@@ -30,6 +30,7 @@ const (
 
 // Policy is the demo's rollout policy, as a platform team would write it.
 const Policy = `
+slack: {secret: fledge-slack}
 policies:
   demo:
     steps: [10, 25, 50]
@@ -100,7 +101,36 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	fmt.Fprintf(out, "  the Deployment is paused on v2's pods with v3 in its spec, until someone applies a fix\n")
 	fmt.Fprintf(out, "  every decision above, with its queries, is in the Flight's status (kubectl get flight %s -o yaml);\n", app)
 	fmt.Fprintf(out, "  make sandbox keeps a sandbox up to explore it by hand\n")
+	printSlack(ctx, out, sb, f)
 	return nil
+}
+
+// printSlack shows what Slack (the sandbox's stand-in) was told, once the
+// Flight's outbox is delivered.
+func printSlack(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, f *rollout.Flight) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
+		if err == nil {
+			if f, err = rollout.FlightFrom(u); err == nil && !pending(f) {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintf(out, "\n== what Slack heard\n")
+	for _, m := range sb.Slack.Messages() {
+		fmt.Fprintf(out, "  %s\n", m.Text)
+	}
+}
+
+func pending(f *rollout.Flight) bool {
+	for _, e := range f.Status.Outbox {
+		if e.State == rollout.DeliveryPending {
+			return true
+		}
+	}
+	return false
 }
 
 // watch prints the Flight's progress until done accepts it: each change
@@ -185,9 +215,16 @@ func startEngine(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error 
 	if err != nil {
 		return err
 	}
+	// Slack messages go to the sandbox's stand-in.
+	if _, err := sb.Kube.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "fledge-slack", Namespace: "default"},
+		Data:       map[string][]byte{"webhook-url": []byte(sb.Slack.WebhookURL())},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
 	if _, err := sb.StartProcess("fledge", nil, bin,
 		"--kubeconfig="+sb.Kubeconfig, "--policies="+policies, "--prometheus-url="+sb.PrometheusURL,
-		"--metrics-addr="+metrics, "--health-addr=0", "--leader-election-namespace=default"); err != nil {
+		"--metrics-addr="+metrics, "--health-addr=0", "--leader-election-namespace=default", "--secrets-namespace=default"); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "fledge running (log %s, metrics http://%s/metrics)\n", filepath.Join(sb.LogDir, "fledge.log"), metrics)

@@ -23,6 +23,7 @@ import (
 func BenchmarkFaultyCanaryTimeToZero(b *testing.B) {
 	sb := suite.Get(b)
 	ns := sb.Namespace(b)
+	installHookSecrets(b, sb) // the demo policy sends Slack messages
 	startEngine(b, sb, ns, engineOptions{Policies: demo.Policy})
 	shopApp(b, sb, ns, "demo", 300)
 	router := istio.New(sb.Istio)
