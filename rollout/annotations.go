@@ -158,6 +158,7 @@ const (
 	ActionAbort       ActionKind = "abort"        // roll back now
 	ActionPause       ActionKind = "pause"        // hold at the current weight
 	ActionResume      ActionKind = "resume"
+	ActionRetry       ActionKind = "retry" // canary a rolled-back revision again
 )
 
 // ParseAction reads the action annotation ("" when absent).
@@ -171,9 +172,9 @@ func ParseAction(annotations map[string]string) (ActionKind, string, error) {
 		reason = reason[:256]
 	}
 	switch k := ActionKind(strings.TrimSpace(v)); k {
-	case ActionPromote, ActionPromoteFull, ActionAbort, ActionPause, ActionResume:
+	case ActionPromote, ActionPromoteFull, ActionAbort, ActionPause, ActionResume, ActionRetry:
 		return k, reason, nil
 	default:
-		return "", "", annotationError(AnnotationAction, "%q: want promote, promote-full, abort, pause or resume", v)
+		return "", "", annotationError(AnnotationAction, "%q: want promote, promote-full, abort, pause, resume or retry", v)
 	}
 }

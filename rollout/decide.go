@@ -86,7 +86,30 @@ type ActionRequest struct {
 	Kind   ActionKind
 	By     string // who, through what: "annotation", "api:<user>"
 	Reason string
+	// RequestID makes an API request idempotent: a request id already in
+	// the status is answered from there, not taken again.
+	RequestID string
+	// Revision, if set, is a precondition: the canary revision the
+	// caller means.
+	Revision string
 }
+
+// ActionOutcome says what became of Input.Action.
+type ActionOutcome struct {
+	Taken bool
+	// Replay: the request id was taken (or refused) before; Taken and
+	// Message are the first answer's.
+	Replay bool
+	// Refusal, when not taken: ActionNotApplicable or ActionRevisionMismatch.
+	Refusal string
+	Message string
+}
+
+// Refusals of a manual action.
+const (
+	ActionNotApplicable    = "NotApplicable"
+	ActionRevisionMismatch = "RevisionMismatch"
+)
 
 // Decision is the outcome of Decide: the next status, the actions to apply
 // and when to look again.
@@ -105,6 +128,8 @@ type Decision struct {
 	// NeedChecks: analysis is due and Input.Checks was empty. Nothing else
 	// in the decision is meaningful: run the checks and decide again.
 	NeedChecks bool
+	// Action is what became of Input.Action (nil without one).
+	Action *ActionOutcome
 }
 
 // resync bounds how long a Flight goes unlooked-at when nothing is due, so
@@ -122,7 +147,7 @@ func Decide(in Input) Decision {
 		d.flushOutbox()
 	}
 	d.conditions()
-	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue}
+	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}
 }
 
 // decider accumulates one decision.
@@ -134,6 +159,8 @@ type decider struct {
 	needChecks bool
 	// by is who asked for the manual action being taken, for messages.
 	by string
+	// outcome is what became of the manual action.
+	outcome *ActionOutcome
 }
 
 func (d *decider) decide() {

@@ -221,3 +221,70 @@ func BenchmarkDecide(b *testing.B) {
 		Decide(in)
 	}
 }
+
+func TestAPIRequestsAreIdempotentByRequestID(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 0)
+	in.Action = &ActionRequest{Kind: ActionPromoteFull, By: "api:ci", RequestID: "req-1"}
+	first := Decide(in)
+	if first.Action == nil || !first.Action.Taken || first.Action.Replay || first.Status.Phase != PhasePromoting {
+		t.Fatalf("first request: outcome %+v, phase %s; want taken, promoting", first.Action, first.Status.Phase)
+	}
+	for _, a := range first.Actions {
+		if _, ok := a.(ClearAction); ok {
+			t.Error("an API request cleared the action annotation")
+		}
+	}
+	// The same request again (a retry after a lost answer): answered from
+	// the status, nothing done again.
+	in.Status = first.Status
+	in.Now = now.Add(time.Second)
+	again := Decide(in)
+	if again.Action == nil || !again.Action.Replay || !again.Action.Taken {
+		t.Errorf("replay: outcome %+v, want a replay of a taken request", again.Action)
+	}
+	if again.Status.LastAction.At != first.Status.LastAction.At {
+		t.Error("a replayed request was recorded again")
+	}
+	// Another request id for the same kind is a new request: refused, as
+	// nothing is in flight to promote any more.
+	in.Action = &ActionRequest{Kind: ActionPromoteFull, By: "api:ci", RequestID: "req-2"}
+	other := Decide(in)
+	if other.Action == nil || other.Action.Taken || other.Action.Refusal != ActionNotApplicable {
+		t.Errorf("a new request while promoting: outcome %+v, want refused as not applicable", other.Action)
+	}
+}
+
+func TestAPIRequestsCheckTheRevisionPrecondition(t *testing.T) {
+	in := atStep(epoch.Add(time.Hour), 0)
+	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999)}
+	in.Action = &ActionRequest{Kind: ActionAbort, By: "api:ci", Reason: "bad", RequestID: "r", Revision: "r9"}
+	d := Decide(in)
+	if d.Action == nil || d.Action.Taken || d.Action.Refusal != ActionRevisionMismatch || d.Status.Phase != PhaseProgressing {
+		t.Errorf("abort of another revision: outcome %+v, phase %s; want refused, still progressing", d.Action, d.Status.Phase)
+	}
+	in.Action.Revision, in.Action.RequestID = "r2", "r-2"
+	if d := Decide(in); d.Action == nil || !d.Action.Taken || d.Status.Phase != PhaseAborted {
+		t.Errorf("abort of the canary's revision: outcome %+v, phase %s; want taken, aborted", d.Action, d.Status.Phase)
+	}
+}
+
+func TestRetryCanariesARejectedRevisionAgain(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 0)
+	in.Status.Phase, in.Status.RejectedRevision, in.Status.Step, in.Status.CanaryWeight = PhaseRolledBack, "r2", -1, 0
+	in.Weights = traffic.Weights{Stable: 100}
+	if d := Decide(in); d.Status.Phase != PhaseRolledBack {
+		t.Fatalf("without a retry a rejected revision stays rejected, got %s", d.Status.Phase)
+	}
+	in.Action = &ActionRequest{Kind: ActionRetry, By: "api:ci", RequestID: "retry-1"}
+	d := Decide(in)
+	if d.Status.Phase != PhaseProgressing || d.Status.CanaryRevision != "r2" || d.Status.RejectedRevision != "" || !d.Action.Taken {
+		t.Errorf("retry: phase %s canary %s rejected %q outcome %+v; want r2 canaried again", d.Status.Phase, d.Status.CanaryRevision, d.Status.RejectedRevision, d.Action)
+	}
+	in.DesiredRevision = "r3" // the template moved on: nothing to retry
+	in.Action.RequestID = "retry-2"
+	if d := Decide(in); d.Action.Taken {
+		t.Errorf("retry of a revision the Deployment no longer wants was taken: %+v", d.Action)
+	}
+}

@@ -39,6 +39,9 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 			out.Decisions[i].Checks = copyChecks(r.Checks)
 		}
 	}
+	if s.Requests != nil {
+		out.Requests = append([]RequestRecord(nil), s.Requests...)
+	}
 	out.StableImages = copyStrings(s.StableImages)
 	out.CanaryImages = copyStrings(s.CanaryImages)
 	if s.Calls != nil {

@@ -132,6 +132,11 @@ func (d *decider) backToStable(phase Phase, v Verdict, why string) {
 
 // intakeAction takes a manual action once. It reports whether the decision
 // is complete.
+//
+// An annotation is taken once: the status remembers it until it is seen
+// removed. An API request is taken once per request id: the status
+// remembers the latest ids with their answers, so a retried request gets
+// the first answer instead of acting again.
 func (d *decider) intakeAction() bool {
 	last := d.st.LastAction
 	req := d.in.Action
@@ -141,36 +146,65 @@ func (d *decider) intakeAction() bool {
 		}
 		return false
 	}
-	if last != nil && !last.Cleared && last.Kind == req.Kind {
+	api := req.RequestID != ""
+	if api {
+		for _, r := range d.st.Requests {
+			if r.ID == req.RequestID {
+				d.outcome = &ActionOutcome{Taken: r.Taken, Replay: true, Refusal: r.Refusal, Message: r.Message}
+				return false
+			}
+		}
+	} else if last != nil && !last.Cleared && last.Kind == req.Kind && last.RequestID == "" {
 		// Taken already; its annotation is still there (a crash, or the
 		// removal has not been seen yet).
 		d.do(ClearAction{Value: req.Kind})
 		return false
 	}
-	d.st.LastAction = &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now()}
+	d.st.LastAction = &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now(), RequestID: req.RequestID, Revision: req.Revision, Cleared: api}
 	d.by = req.By
-	d.do(ClearAction{Value: req.Kind})
+	if !api {
+		d.do(ClearAction{Value: req.Kind})
+	}
 	who := req.By
 	if req.Reason != "" {
 		who += ": " + req.Reason
 	}
-	ignore := func(why string) bool {
+	done := d.takeAction(req, who)
+	if d.outcome == nil {
+		d.outcome = &ActionOutcome{Taken: true, Message: d.st.Message}
+	}
+	if api {
+		d.st.Requests = append(d.st.Requests, RequestRecord{ID: req.RequestID, Kind: req.Kind, By: req.By, At: d.now(),
+			Taken: d.outcome.Taken, Refusal: d.outcome.Refusal, Message: d.outcome.Message})
+		if n := len(d.st.Requests); n > MaxRequests {
+			d.st.Requests = append([]RequestRecord(nil), d.st.Requests[n-MaxRequests:]...)
+		}
+	}
+	return done
+}
+
+func (d *decider) takeAction(req *ActionRequest, who string) bool {
+	ignore := func(refusal, why string) bool {
 		msg := fmt.Sprintf("%s by %s ignored: %s", req.Kind, who, why)
 		d.event(true, "ActionIgnored", msg)
 		d.record(VerdictManual, msg, nil)
+		d.outcome = &ActionOutcome{Refusal: refusal, Message: msg}
 		return false
+	}
+	if req.Revision != "" && req.Revision != d.st.CanaryRevision {
+		return ignore(ActionRevisionMismatch, fmt.Sprintf("it is for revision %s, the canary is %s", req.Revision, orNone(d.st.CanaryRevision)))
 	}
 	inFlight := d.st.Phase == PhaseProgressing || d.st.Phase == PhasePaused
 	switch req.Kind {
 	case ActionAbort:
 		if !inFlight {
-			return ignore("no canary in flight (" + string(d.st.Phase) + ")")
+			return ignore(ActionNotApplicable, "no canary in flight ("+string(d.st.Phase)+")")
 		}
 		d.rollback(VerdictAbort, "aborted by "+who, nil)
 		return true
 	case ActionPause:
 		if d.st.Phase != PhaseProgressing {
-			return ignore("only a progressing canary can be paused (" + string(d.st.Phase) + ")")
+			return ignore(ActionNotApplicable, "only a progressing canary can be paused ("+string(d.st.Phase)+")")
 		}
 		d.st.Phase = PhasePaused
 		d.st.Message = "paused by " + who
@@ -179,7 +213,7 @@ func (d *decider) intakeAction() bool {
 		return true
 	case ActionResume:
 		if d.st.Phase != PhasePaused {
-			return ignore("not paused (" + string(d.st.Phase) + ")")
+			return ignore(ActionNotApplicable, "not paused ("+string(d.st.Phase)+")")
 		}
 		d.st.Phase = PhaseProgressing
 		d.st.Hold = nil
@@ -195,10 +229,10 @@ func (d *decider) intakeAction() bool {
 		return true
 	case ActionPromote, ActionPromoteFull:
 		if !inFlight {
-			return ignore("no canary in flight (" + string(d.st.Phase) + ")")
+			return ignore(ActionNotApplicable, "no canary in flight ("+string(d.st.Phase)+")")
 		}
 		if d.st.Step < 0 && !d.in.CanaryReady {
-			return ignore("the canary is not ready yet")
+			return ignore(ActionNotApplicable, "the canary is not ready yet")
 		}
 		// A person passing a step passes its gate too.
 		d.st.Phase = PhaseProgressing
@@ -211,6 +245,24 @@ func (d *decider) intakeAction() bool {
 		}
 		d.advance("step passed by "+who, VerdictManual, nil)
 		return true
+	case ActionRetry:
+		rejected := d.st.RejectedRevision
+		if (d.st.Phase != PhaseRolledBack && d.st.Phase != PhaseAborted) || rejected == "" {
+			return ignore(ActionNotApplicable, "no rolled back revision to retry ("+string(d.st.Phase)+")")
+		}
+		if d.in.DesiredRevision != rejected {
+			return ignore(ActionNotApplicable, fmt.Sprintf("the Deployment's template is now %s, not the rejected %s", d.in.DesiredRevision, rejected))
+		}
+		d.st.RejectedRevision = ""
+		d.startCanary(rejected, VerdictStart, fmt.Sprintf("revision %s retried by %s: canary starting", rejected, who))
+		return true
 	}
-	return false
+	return ignore(ActionNotApplicable, "unknown action")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -89,7 +90,7 @@ func TestRunnerDeliveries(t *testing.T) {
 					},
 					Wake:         func(string) {},
 					BackoffFirst: time.Second, BackoffMax: 30 * time.Second, MaxAge: 5 * time.Minute,
-					Metrics: NewMetrics(nil),
+					Metrics: NewMetrics(nil), Log: slog.New(slog.DiscardHandler),
 				}
 				defer r.Stop()
 				d := Delivery{ID: "d-1", Channel: "slack", Created: metav1.NewTime(time.Now()), State: DeliveryPending}

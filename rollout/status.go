@@ -124,6 +124,10 @@ type FlightStatus struct {
 	Message string `json:"message,omitempty"`
 	// LastAction is the last manual action taken.
 	LastAction *ActionRecord `json:"lastAction,omitempty"`
+	// Requests are the latest API requests, by request id, at most
+	// MaxRequests: a request retried with the same id gets the first
+	// answer instead of acting twice.
+	Requests []RequestRecord `json:"requests,omitempty"`
 	// Decisions is the decision log, oldest first, at most MaxDecisions.
 	Decisions  []DecisionRecord   `json:"decisions,omitempty"`
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -146,7 +150,24 @@ type ActionRecord struct {
 	// annotation is taken once even if fledge restarts in between, while a
 	// new one (after removal) is a new action.
 	Cleared bool `json:"cleared"`
+	// RequestID and Revision are an API request's.
+	RequestID string `json:"requestID,omitempty"`
+	Revision  string `json:"revision,omitempty"`
 }
+
+// RequestRecord is an API request as answered.
+type RequestRecord struct {
+	ID      string      `json:"id"`
+	Kind    ActionKind  `json:"kind"`
+	By      string      `json:"by"`
+	At      metav1.Time `json:"at"`
+	Taken   bool        `json:"taken"`
+	Refusal string      `json:"refusal,omitempty"`
+	Message string      `json:"message,omitempty"`
+}
+
+// MaxRequests bounds the request ids a Flight remembers.
+const MaxRequests = 50
 
 // DecisionRecord is one entry of the decision log.
 type DecisionRecord struct {
