@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -65,6 +66,11 @@ type Controller struct {
 	flightLister    cache.GenericLister
 	synced          []cache.InformerSynced
 	queue           workqueue.TypedRateLimitingInterface[string]
+	onFlight        func(event string, f *Flight, d *appsv1.Deployment)
+
+	startOnce sync.Once
+	startErr  error
+	inbox     inbox
 }
 
 // ControllerConfig wires a Controller.
@@ -84,6 +90,10 @@ type ControllerConfig struct {
 	// Runner makes hook calls and deliveries; its Wake is set to look at
 	// the Flight again. Default: one whose calls all fail (no hooks).
 	Runner *Runner
+	// OnFlight, if set, is told of every Flight the cache adds, changes
+	// or deletes (ADDED, MODIFIED, DELETED), with its Deployment if known:
+	// the API's watch streams come from here.
+	OnFlight func(event string, f *Flight, d *appsv1.Deployment)
 }
 
 // NewController builds a controller; Run starts it.
@@ -102,7 +112,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	c := &Controller{
 		kube: cfg.Kube, flights: cfg.Dynamic.Resource(FlightResource), router: cfg.Router,
-		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics,
+		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
 	}
@@ -134,11 +144,31 @@ func NewController(cfg ControllerConfig) *Controller {
 		DeleteFunc: c.onDeployment,
 	})
 	_, _ = fl.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.enqueueObject,
-		UpdateFunc: func(_, cur any) { c.enqueueObject(cur) },
-		DeleteFunc: c.enqueueObject,
+		AddFunc:    func(obj any) { c.enqueueObject(obj); c.publish("ADDED", obj) },
+		UpdateFunc: func(_, cur any) { c.enqueueObject(cur); c.publish("MODIFIED", cur) },
+		DeleteFunc: func(obj any) { c.enqueueObject(obj); c.publish("DELETED", obj) },
 	})
 	return c
+}
+
+// publish tells OnFlight of a cache change.
+func (c *Controller) publish(event string, obj any) {
+	if c.onFlight == nil {
+		return
+	}
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	f, err := FlightFrom(u)
+	if err != nil {
+		return
+	}
+	d, _ := c.deployments.Deployments(f.Namespace).Get(f.Name)
+	c.onFlight(event, f, d)
 }
 
 // onDeployment enqueues opted-in Deployments, and canaries' owners.
@@ -168,14 +198,27 @@ func (c *Controller) enqueueObject(obj any) {
 	}
 }
 
-// Run starts the informers and workers and blocks until ctx is done.
+// Start starts the informers and waits until their caches are synced.
+// Every replica starts them, so that followers serve reads; only the
+// leader runs workers. The informers stop when ctx is done.
+func (c *Controller) Start(ctx context.Context) error {
+	c.startOnce.Do(func() {
+		c.kubeInformers.Start(ctx.Done())
+		c.flightInformers.Start(ctx.Done())
+		if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
+			c.startErr = errors.New("informer caches did not sync")
+		}
+	})
+	return c.startErr
+}
+
+// Run starts the informers (if Start has not) and the workers, and
+// blocks until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrash()
 	defer c.queue.ShutDown()
-	c.kubeInformers.Start(ctx.Done())
-	c.flightInformers.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-		return errors.New("informer caches did not sync")
+	if err := c.Start(ctx); err != nil {
+		return err
 	}
 	c.log.Info("controller started", "workers", workers)
 	for range workers {
@@ -342,10 +385,14 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	in := Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
 	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
 	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
+	var fromAPI *pendingAction
 	if kind, reason, err := ParseAction(d.Annotations); err != nil {
 		return 0, c.reportInvalid(ctx, d, f, err)
 	} else if kind != "" {
 		in.Action = &ActionRequest{Kind: kind, By: "annotation", Reason: reason}
+	} else if fromAPI = c.inbox.peek(d.Namespace + "/" + d.Name); fromAPI != nil {
+		req := fromAPI.req
+		in.Action = &req
 	}
 	began := c.clock.Now()
 	dec := Decide(in)
@@ -371,6 +418,14 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 		"actions", actionNames(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
 	if err != nil {
 		return 0, err
+	}
+	if fromAPI != nil && dec.Action != nil {
+		// Taken (or refused) and written: answer the caller, and look
+		// again at once for the next request. (A decision that did not
+		// get to actions, while the routing is broken say, leaves it
+		// queued for a later one.)
+		c.inbox.done(d.Namespace+"/"+d.Name, fromAPI, actResult{flight: written, outcome: dec.Action})
+		return time.Millisecond, nil
 	}
 	return dec.RequeueAfter, nil
 }

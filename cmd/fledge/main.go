@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -33,6 +35,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/traffic/istio"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -49,6 +52,7 @@ type options struct {
 	policyPoll                                                   time.Duration
 	logLevel                                                     string
 	secretsNamespace                                             string
+	apiAddr, tlsCert, tlsKey, clientCA                           string
 }
 
 func main() {
@@ -73,6 +77,10 @@ func main() {
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Kubernetes API request burst (client-side limit)")
 	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&o.apiAddr, "api-addr", ":9443", "address of the gRPC API (served when --tls-cert-file is set)")
+	flag.StringVar(&o.tlsCert, "tls-cert-file", "", "the API's TLS certificate (PEM); empty: no API")
+	flag.StringVar(&o.tlsKey, "tls-key-file", "", "the API's TLS key (PEM)")
+	flag.StringVar(&o.clientCA, "client-ca-file", "", "CAs of client certificates the API accepts (mTLS; optional)")
 	flag.StringVar(&o.secretsNamespace, "secrets-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Secrets policies name (webhook signing key, Slack)")
 	flag.Parse()
 
@@ -132,8 +140,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	dispatch := &rollout.Dispatcher{Client: webhooks.NewClient(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
 	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
 	defer runner.Stop()
+	var engine *api.Engine
+	onFlight := func(event string, f *rollout.Flight, d *appsv1.Deployment) {
+		if engine != nil {
+			engine.OnFlight(event, f, d)
+		}
+	}
 	ctrl := rollout.NewController(rollout.ControllerConfig{
-		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner,
+		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight,
 		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
 		Analyze: func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
@@ -157,7 +171,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	serve(ctx, log, o.healthAddr, "/", healthHandler(health))
 
+	engine = api.NewEngine(ctrl, kube)
+	if err := ctrl.Start(ctx); err != nil {
+		return err
+	}
+	if o.tlsCert != "" {
+		if err := serveAPI(ctx, log, o, kube, engine, reg); err != nil {
+			return err
+		}
+	}
 	if !o.leaderElect {
+		engine.SetLeader(true, o.identity)
 		return ctrl.Run(ctx, o.workers)
 	}
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leaseNamespace, o.leaseName,
@@ -172,10 +196,19 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				log.Info("leading", "identity", o.identity)
+				engine.SetLeader(true, o.identity)
 				runErr = ctrl.Run(ctx, o.workers)
 			},
-			OnStoppedLeading: func() { log.Info("not leading", "identity", o.identity) },
-			OnNewLeader:      func(id string) { log.Info("leader", "identity", id) },
+			OnStoppedLeading: func() {
+				log.Info("not leading", "identity", o.identity)
+				engine.SetLeader(false, "")
+			},
+			OnNewLeader: func(id string) {
+				log.Info("leader", "identity", id)
+				if id != o.identity {
+					engine.SetLeader(false, id)
+				}
+			},
 		},
 	})
 	if runErr == nil && ctx.Err() == nil {
@@ -184,6 +217,40 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		runErr = errors.New("lost leadership")
 	}
 	return runErr
+}
+
+// serveAPI serves the gRPC API until ctx is done: TLS always, callers
+// authenticated with TokenReview and authorized with SubjectAccessReview.
+func serveAPI(ctx context.Context, log *slog.Logger, o options, kube kubernetes.Interface, engine *api.Engine, reg prometheus.Registerer) error {
+	srv, err := api.NewServer(api.ServerConfig{
+		Backend: engine, Auth: api.Config{Kube: kube, ClientCertificates: o.clientCA != "", Logger: log},
+		CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, Registerer: reg,
+	})
+	if err != nil {
+		return fmt.Errorf("grpc api: %w", err)
+	}
+	l, err := net.Listen("tcp", o.apiAddr)
+	if err != nil {
+		return fmt.Errorf("grpc api: %w", err)
+	}
+	log.Info("grpc api serving", "addr", l.Addr().String())
+	go func() {
+		if err := srv.Serve(l); err != nil {
+			log.Error("grpc api", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		// Watches never end by themselves: give calls a moment, then stop.
+		done := make(chan struct{})
+		go func() { srv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			srv.Stop()
+		}
+	}()
+	return nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -71,12 +71,11 @@ type Backend interface {
 	Leader() (isLeader bool, identity string)
 }
 
-// Action kinds the API adds to rollout's. The engine will define
-// rollout.ActionRetry; until then the API names it here, with the same
-// value, so that switching is a rename.
+// Action kinds as the API names them: retry is rollout's; set-image is
+// the API's own (it changes the Deployment, not the Flight).
 const (
 	// ActionRetry canaries the rejected revision again.
-	ActionRetry rollout.ActionKind = "retry"
+	ActionRetry = rollout.ActionRetry
 	// ActionSetImage is recorded for SetImage; it never reaches Act.
 	ActionSetImage rollout.ActionKind = "set-image"
 )
