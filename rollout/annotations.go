@@ -159,6 +159,10 @@ const (
 	ActionPause       ActionKind = "pause"        // hold at the current weight
 	ActionResume      ActionKind = "resume"
 	ActionRetry       ActionKind = "retry" // canary a rolled-back revision again
+	// ActionSetImage records an image set through the API (the change
+	// itself is the Deployment's): who, when and why, in the Flight.
+	// It is never read from the annotation.
+	ActionSetImage ActionKind = "set-image"
 )
 
 // ParseAction reads the action annotation ("" when absent).

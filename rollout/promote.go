@@ -191,6 +191,14 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 		d.outcome = &ActionOutcome{Refusal: refusal, Message: msg}
 		return false
 	}
+	if req.Kind == ActionSetImage {
+		// Only recorded: the new template is decided on like any other.
+		msg := fmt.Sprintf("image set by %s", who)
+		d.record(VerdictManual, msg, nil)
+		d.event(false, "ImageSet", msg)
+		d.outcome = &ActionOutcome{Taken: true, Message: msg}
+		return false
+	}
 	if req.Revision != "" && req.Revision != d.st.CanaryRevision {
 		return ignore(ActionRevisionMismatch, fmt.Sprintf("it is for revision %s, the canary is %s", req.Revision, orNone(d.st.CanaryRevision)))
 	}

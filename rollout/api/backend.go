@@ -77,7 +77,7 @@ const (
 	// ActionRetry canaries the rejected revision again.
 	ActionRetry = rollout.ActionRetry
 	// ActionSetImage is recorded for SetImage; it never reaches Act.
-	ActionSetImage rollout.ActionKind = "set-image"
+	ActionSetImage = rollout.ActionSetImage
 )
 
 // Action is a manual action asked for through the API.

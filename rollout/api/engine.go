@@ -178,8 +178,16 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 	if err != nil {
 		return ImageChange{}, err
 	}
-	if _, err := e.ctrl.Flight(namespace, name); err != nil {
+	f, err := e.ctrl.Flight(namespace, name)
+	if err != nil {
 		return ImageChange{}, err // not opted in: fledge changes nothing it does not fly
+	}
+	if r := findRequest(f, req.RequestID); r != nil {
+		// Taken before this replica's memory began (a restart).
+		if r.Kind != rollout.ActionSetImage {
+			return ImageChange{}, fmt.Errorf("%w: %q was a %s request", ErrRequestIDReused, req.RequestID, r.Kind)
+		}
+		return ImageChange{Revision: rollout.TemplateHash(d.Spec.Template), Replayed: true}, nil
 	}
 	field, previous := "", ""
 	for _, set := range []struct {
@@ -217,6 +225,15 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 			return ImageChange{}, fmt.Errorf("deployment %s/%s: set image: %w", namespace, name, err)
 		}
 		change.Revision, change.Changed = rollout.TemplateHash(out.Spec.Template), true
+	}
+	// Recorded in the Flight (who, when, why), under the request id: a
+	// replay after a restart finds it there.
+	reason := req.Container + "=" + req.Image
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	if _, _, err := e.ctrl.Act(ctx, namespace, name, rollout.ActionRequest{Kind: rollout.ActionSetImage, By: req.By, Reason: reason, RequestID: req.RequestID}); err != nil {
+		return change, fmt.Errorf("deployment %s/%s: image set, but not recorded in the flight: %w", namespace, name, err)
 	}
 	e.mu.Lock()
 	e.images[key] = imageRecord{req: req, change: change}
