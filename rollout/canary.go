@@ -159,11 +159,15 @@ func CanaryService(stable *corev1.Service, canary *appsv1.Deployment, owner meta
 	}
 }
 
-// Images lists a pod template's container images, in container order.
-func Images(t corev1.PodTemplateSpec) []string {
-	out := make([]string, 0, len(t.Spec.Containers))
+// Images lists a pod template's images: its containers in order, then its
+// init containers.
+func Images(t corev1.PodTemplateSpec) []ContainerImage {
+	out := make([]ContainerImage, 0, len(t.Spec.Containers)+len(t.Spec.InitContainers))
 	for _, c := range t.Spec.Containers {
-		out = append(out, c.Image)
+		out = append(out, ContainerImage{Container: c.Name, Image: c.Image})
+	}
+	for _, c := range t.Spec.InitContainers {
+		out = append(out, ContainerImage{Container: c.Name, Image: c.Image, Init: true})
 	}
 	return out
 }

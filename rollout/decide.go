@@ -78,7 +78,7 @@ type Observed struct {
 	Namespace, Name, UID string
 	// DesiredImages are the images of the Deployment's spec.template,
 	// StableImages those of its newest ReplicaSet.
-	DesiredImages, StableImages []string
+	DesiredImages, StableImages []ContainerImage
 }
 
 // ActionRequest is a manual action as asked for.
@@ -109,6 +109,7 @@ type ActionOutcome struct {
 const (
 	ActionNotApplicable    = "NotApplicable"
 	ActionRevisionMismatch = "RevisionMismatch"
+	ActionRequestIDReused  = "RequestIDReused"
 )
 
 // Decision is the outcome of Decide: the next status, the actions to apply
@@ -229,7 +230,7 @@ func (d *decider) initialize() {
 		return
 	}
 	d.st.StableRevision = d.in.DeploymentRevision
-	d.st.StableImages = copyStrings(d.in.StableImages)
+	d.st.StableImages = copyImages(d.in.StableImages)
 	d.st.Phase = PhaseIdle
 	d.st.Hold = nil
 	d.st.Message = "holding the Deployment at revision " + d.st.StableRevision
@@ -294,9 +295,9 @@ func (d *decider) startCanary(rev string, v Verdict, msg string) {
 	d.st.Hold = nil
 	d.st.Message = msg
 	d.st.Round, d.st.GateRound, d.st.StepPassed, d.st.Calls = 0, 0, false, nil
-	d.st.CanaryImages = copyStrings(d.in.DesiredImages)
+	d.st.CanaryImages = copyImages(d.in.DesiredImages)
 	if len(d.in.StableImages) > 0 && d.in.DeploymentRevision == d.st.StableRevision {
-		d.st.StableImages = copyStrings(d.in.StableImages)
+		d.st.StableImages = copyImages(d.in.StableImages)
 	}
 	if len(d.in.Policy.hooksOf(webhooks.ConfirmRollout)) == 0 {
 		// Otherwise the canary starts once the confirm-rollout gate opens.

@@ -288,3 +288,19 @@ func TestRetryCanariesARejectedRevisionAgain(t *testing.T) {
 		t.Errorf("retry of a revision the Deployment no longer wants was taken: %+v", d.Action)
 	}
 }
+
+func TestARequestIDIsNotReusedForAnotherAction(t *testing.T) {
+	in := atStep(epoch.Add(time.Hour), 0)
+	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999)}
+	in.Action = &ActionRequest{Kind: ActionPause, By: "api:ci", RequestID: "r-1"}
+	paused := Decide(in)
+	in.Status = paused.Status
+	in.Action = &ActionRequest{Kind: ActionAbort, By: "api:ci", Reason: "bad", RequestID: "r-1"}
+	d := Decide(in)
+	if d.Action == nil || d.Action.Taken || d.Action.Refusal != ActionRequestIDReused || d.Status.Phase != PhasePaused {
+		t.Errorf("abort under a pause's request id: outcome %+v, phase %s; want refused as reused, still paused", d.Action, d.Status.Phase)
+	}
+	if d.Status.LastAction.Kind != ActionPause {
+		t.Errorf("last action %s: a refused request must not replace it", d.Status.LastAction.Kind)
+	}
+}

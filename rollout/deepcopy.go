@@ -42,8 +42,8 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 	if s.Requests != nil {
 		out.Requests = append([]RequestRecord(nil), s.Requests...)
 	}
-	out.StableImages = copyStrings(s.StableImages)
-	out.CanaryImages = copyStrings(s.CanaryImages)
+	out.StableImages = copyImages(s.StableImages)
+	out.CanaryImages = copyImages(s.CanaryImages)
 	if s.Calls != nil {
 		out.Calls = make([]CallRecord, len(s.Calls))
 		for i, c := range s.Calls {
@@ -128,4 +128,11 @@ func copyPayload(in *webhooks.Payload) *webhooks.Payload {
 		}
 	}
 	return &out
+}
+
+func copyImages(in []ContainerImage) []ContainerImage {
+	if in == nil {
+		return nil
+	}
+	return append([]ContainerImage(nil), in...)
 }

@@ -311,7 +311,7 @@ func (d *decider) where() string {
 func (d *decider) payload(h Hook, event, msg string) webhooks.Payload {
 	p := webhooks.Payload{
 		Type: h.Type, Hook: h.Name, Name: d.in.Name, Namespace: d.in.Namespace,
-		Revision: webhooks.Revision{Hash: d.st.CanaryRevision, Images: copyStrings(d.st.CanaryImages), From: copyStrings(d.st.StableImages)},
+		Revision: webhooks.Revision{Hash: d.st.CanaryRevision, Images: imageRefs(d.st.CanaryImages), From: imageRefs(d.st.StableImages)},
 		Phase:    string(d.st.Phase), Step: d.st.Step, Steps: int32(len(d.st.Steps)), CanaryWeight: d.st.CanaryWeight,
 		Event: event, Message: msg, Checks: d.latestChecks(), Metadata: h.Metadata,
 	}

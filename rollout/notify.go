@@ -140,14 +140,14 @@ func (d *decider) pruneOutbox() {
 
 func (d *decider) notifyStarted() {
 	d.notify(webhooks.Notification{
-		Event: EventStarted, FromImages: copyStrings(d.st.StableImages), ToImages: copyStrings(d.st.CanaryImages),
+		Event: EventStarted, FromImages: imageRefs(d.st.StableImages), ToImages: imageRefs(d.st.CanaryImages),
 		Plan: copyInt32s(d.st.Steps), Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: d.st.Message,
 	})
 }
 
 func (d *decider) notifyPromoted() {
 	n := webhooks.Notification{
-		Event: EventPromoted, FromImages: copyStrings(d.st.StableImages), ToImages: copyStrings(d.st.CanaryImages),
+		Event: EventPromoted, FromImages: imageRefs(d.st.StableImages), ToImages: imageRefs(d.st.CanaryImages),
 		Plan: copyInt32s(d.st.Steps), Step: int32(len(d.st.Steps)) - 1, Weight: 100, Reason: d.st.Message,
 		Checks: d.latestChecks(),
 	}
@@ -168,7 +168,7 @@ func (d *decider) notifyRejected(event, why, by string, step, weight int32, chec
 		}
 	}
 	n := webhooks.Notification{
-		Event: event, FromImages: copyStrings(d.st.StableImages), ToImages: copyStrings(d.st.CanaryImages),
+		Event: event, FromImages: imageRefs(d.st.StableImages), ToImages: imageRefs(d.st.CanaryImages),
 		Plan: copyInt32s(d.st.Steps), Step: step, Weight: weight, Reason: why, By: by, Checks: copyChecks(failed),
 	}
 	if d.st.RevisionStartedAt != nil {
@@ -189,7 +189,7 @@ func notableHold(reason string) bool {
 
 func (d *decider) notifyHeld(reason, msg string) {
 	d.notify(webhooks.Notification{
-		Event: EventHeld, ToImages: copyStrings(d.st.CanaryImages), FromImages: copyStrings(d.st.StableImages),
+		Event: EventHeld, ToImages: imageRefs(d.st.CanaryImages), FromImages: imageRefs(d.st.StableImages),
 		Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: msg, HoldReason: reason,
 	})
 }

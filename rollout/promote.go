@@ -93,6 +93,8 @@ func (d *decider) finalize() {
 	d.event(false, "Promoted", d.st.Message)
 	d.notifyPromoted()
 	d.tellHooks(webhooks.PostRollout, EventPromoted, d.st.Message)
+	// Told as "from the old images": only now does stable run the new ones.
+	d.st.StableImages = copyImages(d.st.CanaryImages)
 }
 
 // rollback rejects the canary: all traffic to stable at once, canary down.
@@ -149,6 +151,10 @@ func (d *decider) intakeAction() bool {
 	api := req.RequestID != ""
 	if api {
 		for _, r := range d.st.Requests {
+			if r.ID == req.RequestID && r.Kind != req.Kind {
+				d.outcome = &ActionOutcome{Refusal: ActionRequestIDReused, Message: fmt.Sprintf("request id %q was a %s request", r.ID, r.Kind)}
+				return false
+			}
 			if r.ID == req.RequestID {
 				d.outcome = &ActionOutcome{Taken: r.Taken, Replay: true, Refusal: r.Refusal, Message: r.Message}
 				return false
@@ -160,7 +166,12 @@ func (d *decider) intakeAction() bool {
 		d.do(ClearAction{Value: req.Kind})
 		return false
 	}
-	d.st.LastAction = &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now(), RequestID: req.RequestID, Revision: req.Revision, Cleared: api}
+	// An annotation is remembered even when refused (so that it is taken
+	// once); an API request only when taken (its id is remembered anyway).
+	record := &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now(), RequestID: req.RequestID, Revision: req.Revision, Cleared: api}
+	if !api {
+		d.st.LastAction = record
+	}
 	d.by = req.By
 	if !api {
 		d.do(ClearAction{Value: req.Kind})
@@ -172,6 +183,9 @@ func (d *decider) intakeAction() bool {
 	done := d.takeAction(req, who)
 	if d.outcome == nil {
 		d.outcome = &ActionOutcome{Taken: true, Message: d.st.Message}
+	}
+	if api && d.outcome.Taken {
+		d.st.LastAction = record
 	}
 	if api {
 		d.st.Requests = append(d.st.Requests, RequestRecord{ID: req.RequestID, Kind: req.Kind, By: req.By, At: d.now(),
@@ -195,6 +209,8 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 		// Only recorded: the new template is decided on like any other.
 		msg := fmt.Sprintf("image set by %s", who)
 		d.record(VerdictManual, msg, nil)
+		// Filed under the revision the new image makes.
+		d.st.Decisions[len(d.st.Decisions)-1].Revision = d.in.DesiredRevision
 		d.event(false, "ImageSet", msg)
 		d.outcome = &ActionOutcome{Taken: true, Message: msg}
 		return false

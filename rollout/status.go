@@ -90,8 +90,8 @@ type FlightStatus struct {
 	FailedChecks int32 `json:"failedChecks"`
 	// StableImages and CanaryImages are the container images of the two
 	// revisions, for people and messages.
-	StableImages []string `json:"stableImages,omitempty"`
-	CanaryImages []string `json:"canaryImages,omitempty"`
+	StableImages []ContainerImage `json:"stableImages,omitempty"`
+	CanaryImages []ContainerImage `json:"canaryImages,omitempty"`
 	// Round counts the analysis rounds of this revision: the hook calls
 	// of a round are keyed by it, so each is made once.
 	Round int32 `json:"round,omitempty"`
@@ -178,6 +178,25 @@ type DecisionRecord struct {
 	Verdict  Verdict          `json:"verdict"`
 	Message  string           `json:"message"`
 	Checks   []analysis.Check `json:"checks,omitempty"`
+}
+
+// ContainerImage is one container's image in a revision's pod template.
+type ContainerImage struct {
+	Container string `json:"container"`
+	Image     string `json:"image"`
+	Init      bool   `json:"init,omitempty"`
+}
+
+// imageRefs lists the images alone, for messages and payloads.
+func imageRefs(in []ContainerImage) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, c := range in {
+		out[i] = c.Image
+	}
+	return out
 }
 
 // CallState is where a hook call stands.

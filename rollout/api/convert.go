@@ -131,15 +131,14 @@ func actionToProto(a *rollout.ActionRecord) *rolloutpb.Action {
 	return &rolloutpb.Action{Kind: ActionKindToProto(a.Kind), By: a.By, Reason: a.Reason, At: timestamp(&a.At)}
 }
 
-// images converts the status's images. It records them in container
-// order without the containers' names, so container is left empty.
-func images(refs []string) []*rolloutpb.ContainerImage {
-	if len(refs) == 0 {
+// images converts the status's images: containers, then init containers.
+func images(in []rollout.ContainerImage) []*rolloutpb.ContainerImage {
+	if len(in) == 0 {
 		return nil
 	}
-	out := make([]*rolloutpb.ContainerImage, len(refs))
-	for i, ref := range refs {
-		out[i] = &rolloutpb.ContainerImage{Image: ref}
+	out := make([]*rolloutpb.ContainerImage, len(in))
+	for i, c := range in {
+		out[i] = &rolloutpb.ContainerImage{Container: c.Container, Image: c.Image, Init: c.Init}
 	}
 	return out
 }

@@ -138,6 +138,8 @@ func (e *Engine) Act(ctx context.Context, namespace, name string, req Action) (*
 		switch out.Refusal {
 		case rollout.ActionRevisionMismatch:
 			return f, out.Replay, fmt.Errorf("%w: %s", ErrRevisionMismatch, out.Message)
+		case rollout.ActionRequestIDReused:
+			return f, false, fmt.Errorf("%w: %s", ErrRequestIDReused, out.Message)
 		default:
 			return f, out.Replay, fmt.Errorf("%w: %s", ErrNotApplicable, out.Message)
 		}
@@ -232,8 +234,10 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 	if req.Reason != "" {
 		reason += ": " + req.Reason
 	}
-	if _, _, err := e.ctrl.Act(ctx, namespace, name, rollout.ActionRequest{Kind: rollout.ActionSetImage, By: req.By, Reason: reason, RequestID: req.RequestID}); err != nil {
-		return change, fmt.Errorf("deployment %s/%s: image set, but not recorded in the flight: %w", namespace, name, err)
+	if change.Changed {
+		if _, _, err := e.ctrl.Act(ctx, namespace, name, rollout.ActionRequest{Kind: rollout.ActionSetImage, By: req.By, Reason: reason, RequestID: req.RequestID}); err != nil {
+			return change, fmt.Errorf("deployment %s/%s: image set, but not recorded in the flight: %w", namespace, name, err)
+		}
 	}
 	e.mu.Lock()
 	e.images[key] = imageRecord{req: req, change: change}

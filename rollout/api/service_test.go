@@ -28,7 +28,7 @@ func progressing() rollout.FlightStatus {
 	return rollout.FlightStatus{
 		Phase: rollout.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
 		Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40,
-		StableImages: []string{"registry.example/shop:1"}, CanaryImages: []string{"registry.example/shop:2"},
+		StableImages: []rollout.ContainerImage{{Container: "shop", Image: "registry.example/shop:1"}}, CanaryImages: []rollout.ContainerImage{{Container: "shop", Image: "registry.example/shop:2"}},
 		Decisions: []rollout.DecisionRecord{
 			{Revision: "rev-0", Verdict: rollout.VerdictPromoted, Message: "old"},
 			{Revision: "rev-b", Verdict: rollout.VerdictStart, Step: -1, Message: "started"},
