@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"os"
@@ -120,7 +121,7 @@ func printSlack(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, f *roll
 	}
 	fmt.Fprintf(out, "\n== what Slack heard\n")
 	for _, m := range sb.Slack.Messages() {
-		fmt.Fprintf(out, "  %s\n", m.Text)
+		fmt.Fprintf(out, "  %s\n", html.UnescapeString(m.Text)) // Slack's escaping of <, >, &
 	}
 }
 
