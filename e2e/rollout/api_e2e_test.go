@@ -907,3 +907,58 @@ func (p *tcpProxy) Close() {
 		delete(p.conns, c)
 	}
 }
+
+// Pause holds a canary at its weight, resume lets it go on, and retry
+// canaries an aborted revision again, each answered once its decision is
+// written.
+func TestFledgectlPauseResumeAndRetry(t *testing.T) {
+	a := startAPIEngine(t, slowPolicies)
+	sb, ns := a.sb, a.ns
+	shopApp(t, sb, ns, "slow", 50)
+	ctl := a.fledgectl(t, a.pipeline)
+
+	rev := startCanary(t, sb, ns, "example.com/shop:v2")
+	if r := ctl.run("pause", "shop", "--reason", "looking at a dashboard"); r.code != 0 {
+		t.Fatalf("pause: exit %d: %s", r.code, r.stderr)
+	}
+	f := mustFlight(t, sb, ns)
+	if f.Status.Phase != rollout.PhasePaused || f.Status.CanaryWeight == 0 {
+		t.Fatalf("after pause: phase %s at %d%%, want Paused at the step's weight", f.Status.Phase, f.Status.CanaryWeight)
+	}
+	if r := ctl.run("resume", "shop"); r.code != 0 {
+		t.Fatalf("resume: exit %d: %s", r.code, r.stderr)
+	}
+	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseProgressing {
+		t.Fatalf("after resume: phase %s, want Progressing", f.Status.Phase)
+	}
+	if r := ctl.run("abort", "shop", "--reason", "flaky dependency"); r.code != 0 {
+		t.Fatalf("abort: exit %d: %s", r.code, r.stderr)
+	}
+	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseAborted || f.Status.RejectedRevision != rev {
+		t.Fatalf("after abort: phase %s rejected %q", f.Status.Phase, f.Status.RejectedRevision)
+	}
+	// The Deployment still asks for the aborted revision: retry flies it again.
+	if r := ctl.run("retry", "shop", "--reason", "dependency fixed"); r.code != 0 {
+		t.Fatalf("retry: exit %d: %s", r.code, r.stderr)
+	}
+	f = mustFlight(t, sb, ns)
+	if f.Status.Phase != rollout.PhaseProgressing || f.Status.CanaryRevision != rev || f.Status.RejectedRevision != "" {
+		t.Fatalf("after retry: phase %s canary %s rejected %q; want %s in flight again", f.Status.Phase, f.Status.CanaryRevision, f.Status.RejectedRevision, rev)
+	}
+	// Promoting a canary that is not ready yet is refused, and says so.
+	if r := ctl.run("promote", "shop", "--full"); r.code == 0 {
+		if f := mustFlight(t, sb, ns); f.Status.Phase == rollout.PhaseProgressing && f.Status.Step < 0 {
+			t.Fatalf("promote --full of a canary not yet ready succeeded")
+		}
+	} else if !strings.Contains(r.stderr, "not ready") {
+		t.Fatalf("promote --full refused without saying why: %s", r.stderr)
+	}
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Step >= 0 || f.Status.Phase != rollout.PhaseProgressing })
+	if r := ctl.run("promote", "shop", "--full"); r.code != 0 && mustFlight(t, sb, ns).Status.Phase == rollout.PhaseProgressing {
+		t.Fatalf("promote --full: exit %d: %s", r.code, r.stderr)
+	}
+	waitFlight(t, sb, ns, "shop", 50*time.Second, func(f *rollout.Flight) bool {
+		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+	})
+	assertSettled(t, sb, ns)
+}
