@@ -511,55 +511,6 @@ func setValid(conds []metav1.Condition, invalid error, now time.Time) []metav1.C
 	return conds
 }
 
-// observe reads what Decide needs from the caches and the routing.
-func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target) Observed {
-	o := Observed{
-		DesiredRevision:   TemplateHash(d.Spec.Template),
-		DeploymentPaused:  d.Spec.Paused,
-		DeploymentSettled: DeploymentSettled(d),
-		DesiredImages:     Images(d.Spec.Template),
-	}
-	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
-		sets, _ := c.replicaSets.ReplicaSets(d.Namespace).List(sel)
-		if rs := NewestReplicaSet(d, sets); rs != nil {
-			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
-			o.StableImages = Images(rs.Spec.Template)
-		}
-	}
-	if canary, err := c.deployments.Deployments(d.Namespace).Get(d.Name + CanarySuffix); err == nil {
-		o.CanaryRevision = canary.Annotations[AnnotationRevision]
-		if canary.Spec.Replicas != nil {
-			o.CanaryReplicas = *canary.Spec.Replicas
-		}
-		o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
-	}
-	w, err := c.router.Weights(ctx, t)
-	if err != nil {
-		o.RoutingError = err.Error()
-	}
-	o.Weights = w
-	return o
-}
-
-func (c *Controller) stableService(ns, name string) *corev1.Service {
-	s, err := c.services.Services(ns).Get(name)
-	if err != nil {
-		return nil
-	}
-	return s
-}
-
-func targetOf(f *Flight) traffic.Target {
-	t := traffic.Target{
-		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
-		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
-	}
-	if f.UID != "" {
-		t.Owner = metav1.NewControllerRef(f, FlightResource.GroupVersion().WithKind("Flight"))
-	}
-	return t
-}
-
 // EnqueueAll looks at every Flight again, after the policies changed.
 func (c *Controller) EnqueueAll() {
 	list, err := c.flightLister.List(labels.Everything())
