@@ -410,9 +410,15 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 		c.metrics.observe(written)
 	}
 	// One line per decision; looks that change nothing only at debug level.
+	// (Deliver and CallHook are asked again on every look while pending;
+	// the runner logs their outcomes.)
 	level := slog.LevelDebug
-	if len(dec.Actions) > 0 {
-		level = slog.LevelInfo
+	for _, a := range dec.Actions {
+		switch a.(type) {
+		case Deliver, CallHook:
+		default:
+			level = slog.LevelInfo
+		}
 	}
 	log.Log(ctx, level, "decided", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
 		"actions", actionNames(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
