@@ -482,10 +482,9 @@ type Flight struct {
 	// The revision last rolled back or aborted; it is not canaried again
 	// until the Deployment's template changes or someone calls Retry.
 	RejectedRevision string `protobuf:"bytes,12,opt,name=rejected_revision,json=rejectedRevision,proto3" json:"rejected_revision,omitempty"`
-	// The images of the stable and canary revisions, read from the
-	// Deployment's newest ReplicaSet and from the `<name>-canary`
-	// Deployment (the Flight status itself records only hashes). Empty when
-	// there is no such workload.
+	// The images of the stable and canary revisions, as the Flight's status
+	// records them (containers, then init containers). Empty before fledge
+	// has seen the revision.
 	StableImages []*ContainerImage `protobuf:"bytes,13,rep,name=stable_images,json=stableImages,proto3" json:"stable_images,omitempty"`
 	CanaryImages []*ContainerImage `protobuf:"bytes,14,rep,name=canary_images,json=canaryImages,proto3" json:"canary_images,omitempty"`
 	// When the canary revision started.
@@ -1503,9 +1502,9 @@ func (x *GetResponse) GetFlight() *Flight {
 // With resource_version empty, the stream starts with an ADDED event for
 // every selected Flight as it is now, then one SYNCED event, then the
 // changes. With resource_version set (from a Flight, a List or an event),
-// it sends only the changes after that version; if that version is too old
-// to resume from, the stream ends with OUT_OF_RANGE and the caller watches
-// again with resource_version empty.
+// it sends an ADDED event for each selected Flight changed after that
+// version (none for those unchanged), then the changes: nothing after the
+// version is missed, though a state may come twice.
 type WatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required.

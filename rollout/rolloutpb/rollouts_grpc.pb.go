@@ -61,8 +61,8 @@ const (
 // the call is refused with UNAVAILABLE and nothing changes: retry later.
 //
 // Mutating calls (Promote, Abort, Pause, Resume, Retry, SetImage) carry a
-// request_id and a reason, and are recorded in the Flight with the caller
-// and the time (Flight.last_action). A call repeated with the same
+// request_id (and a reason, required for Abort), and are recorded in the
+// Flight with the caller and the time (Flight.last_action, the decision log). A call repeated with the same
 // request_id is not applied twice: it answers the recorded outcome with
 // replayed = true, so a pipeline may retry any call whose answer it lost.
 // A mutating call that does not fit the Flight's state (promoting when no
@@ -238,8 +238,8 @@ func (c *rolloutsClient) SetImage(ctx context.Context, in *SetImageRequest, opts
 // the call is refused with UNAVAILABLE and nothing changes: retry later.
 //
 // Mutating calls (Promote, Abort, Pause, Resume, Retry, SetImage) carry a
-// request_id and a reason, and are recorded in the Flight with the caller
-// and the time (Flight.last_action). A call repeated with the same
+// request_id (and a reason, required for Abort), and are recorded in the
+// Flight with the caller and the time (Flight.last_action, the decision log). A call repeated with the same
 // request_id is not applied twice: it answers the recorded outcome with
 // replayed = true, so a pipeline may retry any call whose answer it lost.
 // A mutating call that does not fit the Flight's state (promoting when no
