@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
@@ -56,7 +57,11 @@ func newFixture(t *testing.T, opts apitest.Options) *fixture {
 	opts.Backend.Put(apitest.NewFlight("prod", "cart", rollout.FlightStatus{Phase: rollout.PhaseSucceeded, StableRevision: "rev-c"}), map[string]string{"team": "cart"})
 	opts.Backend.Put(apitest.NewFlight("staging", "shop", rollout.FlightStatus{Phase: rollout.PhaseSucceeded}), nil)
 	srv := apitest.Start(t, opts)
-	return &fixture{srv: srv, backend: opts.Backend, client: rolloutpb.NewRolloutsClient(srv.Dial(t)), ctx: t.Context()}
+	// A bound on every call and stream: a lost event fails the test in a
+	// minute instead of hanging the package until its 10-minute timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return &fixture{srv: srv, backend: opts.Backend, client: rolloutpb.NewRolloutsClient(srv.Dial(t)), ctx: ctx}
 }
 
 func wantStatus(t *testing.T, err error, code codes.Code, inMsg ...string) {
