@@ -88,9 +88,15 @@ func bar(weight int32) string {
 	return "[" + strings.Repeat("#", filled) + strings.Repeat("-", 10-filled) + "]"
 }
 
-// step is "i/n", counting from 1; 0/n while the canary starts.
+// step is "i/n", counting from 1; 0/n while the canary starts, and "-"
+// when no revision is in flight.
 func step(f *rolloutpb.Flight) string {
 	n := len(f.GetSteps())
+	switch f.GetPhase() {
+	case rolloutpb.Phase_PHASE_PROGRESSING, rolloutpb.Phase_PHASE_PAUSED, rolloutpb.Phase_PHASE_PROMOTING:
+	default:
+		n = 0
+	}
 	if n == 0 {
 		return "-"
 	}

@@ -74,14 +74,16 @@ func TestWaiterJudge(t *testing.T) {
 }
 
 func TestProgressText(t *testing.T) {
+	const progressing = rolloutpb.Phase_PHASE_PROGRESSING
 	for _, tc := range []struct {
 		f    *rolloutpb.Flight
 		want string
 	}{
-		{&rolloutpb.Flight{Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40}, "step 2/3 [####------] 40%"},
-		{&rolloutpb.Flight{Steps: []int32{10, 40}, Step: -1}, "step 0/2 [----------] 0%"},
-		{&rolloutpb.Flight{Steps: []int32{5}, Step: 0, CanaryWeight: 5}, "step 1/1 [----------] 5%"},
-		{&rolloutpb.Flight{Steps: []int32{50}, Step: 0, CanaryWeight: 100}, "step 1/1 [##########] 100%"},
+		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40}, "step 2/3 [####------] 40%"},
+		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{10, 40}, Step: -1}, "step 0/2 [----------] 0%"},
+		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{5}, Step: 0, CanaryWeight: 5}, "step 1/1 [----------] 5%"},
+		{&rolloutpb.Flight{Phase: rolloutpb.Phase_PHASE_PROMOTING, Steps: []int32{50}, Step: 0, CanaryWeight: 100}, "step 1/1 [##########] 100%"},
+		{&rolloutpb.Flight{Phase: rolloutpb.Phase_PHASE_SUCCEEDED, Steps: []int32{10, 40}, Step: -1}, "step - [----------] 0%"},
 		{&rolloutpb.Flight{}, "step - [----------] 0%"},
 	} {
 		if got := progress(tc.f); got != tc.want {
