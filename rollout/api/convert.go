@@ -126,9 +126,8 @@ func actionToProto(a *rollout.ActionRecord) *rolloutpb.Action {
 	if a == nil {
 		return nil
 	}
-	// The record has no request id or revision (yet): an annotation
-	// action has neither, and the API's response carries both.
-	return &rolloutpb.Action{Kind: ActionKindToProto(a.Kind), By: a.By, Reason: a.Reason, At: timestamp(&a.At)}
+	// An annotation's action has neither request id nor revision.
+	return &rolloutpb.Action{Kind: ActionKindToProto(a.Kind), By: a.By, Reason: a.Reason, At: timestamp(&a.At), RequestId: a.RequestID, Revision: a.Revision}
 }
 
 // images converts the status's images: containers, then init containers.

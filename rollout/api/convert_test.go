@@ -40,7 +40,7 @@ func TestFlightToProto(t *testing.T) {
 			StageStartedAt:    ptr(at(4)),
 			Hold:              &rollout.Hold{Reason: rollout.HoldDeploymentRollout, Message: "2/3 replicas updated", Since: at(4)},
 			Message:           "promoting rev-b",
-			LastAction:        &rollout.ActionRecord{Kind: rollout.ActionPromoteFull, By: "api:ci", Reason: "hotfix", At: at(3)},
+			LastAction:        &rollout.ActionRecord{Kind: rollout.ActionPromoteFull, By: "api:ci", Reason: "hotfix", At: at(3), RequestID: "ci-77", Revision: "r2"},
 			Conditions: []metav1.Condition{{
 				Type: "Progressing", Status: metav1.ConditionTrue, Reason: "Promoting", Message: "m", LastTransitionTime: at(4), ObservedGeneration: 7,
 			}},
@@ -67,7 +67,7 @@ func TestFlightToProto(t *testing.T) {
 		StepStartedAt:  ts(2), LastAnalysisAt: ts(3), StageStartedAt: ts(4),
 		Hold:       &rolloutpb.Hold{Reason: "WaitingForDeployment", Message: "2/3 replicas updated", Since: ts(4)},
 		Message:    "promoting rev-b",
-		LastAction: &rolloutpb.Action{Kind: rolloutpb.ActionKind_ACTION_KIND_PROMOTE_FULL, By: "api:ci", Reason: "hotfix", At: ts(3)},
+		LastAction: &rolloutpb.Action{Kind: rolloutpb.ActionKind_ACTION_KIND_PROMOTE_FULL, By: "api:ci", Reason: "hotfix", At: ts(3), RequestId: "ci-77", Revision: "r2"},
 		Conditions: []*rolloutpb.Condition{{Type: "Progressing", Status: "True", Reason: "Promoting", Message: "m", LastTransitionTime: ts(4), ObservedGeneration: 7}},
 		LastDecision: &rolloutpb.Decision{
 			At: ts(3), Revision: "rev-b", Step: 2, Weight: 70, Verdict: rolloutpb.Verdict_VERDICT_PROMOTE, Message: "all steps passed",
