@@ -2,6 +2,8 @@ package flags
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,4 +201,52 @@ func targetingFor(link Link, st Stage) (json.RawMessage, string, error) {
 	}
 	b, err := marshal(rule, false)
 	return b, def, err
+}
+
+// DefinitionHash identifies a flag's definition in a document, whatever
+// its formatting and key order: two documents serve the flag alike when
+// the hashes match. It tells fledge's own writes from a person's edits.
+func DefinitionHash(doc []byte, flag string) (string, error) {
+	var top struct {
+		Flags map[string]json.RawMessage `json:"flags"`
+	}
+	if err := json.Unmarshal(doc, &top); err != nil {
+		return "", fmt.Errorf("flag document: not a JSON object: %w", err)
+	}
+	raw, ok := top.Flags[flag]
+	if !ok {
+		return "", fmt.Errorf("flag %q: not in the document", flag)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Errorf("flag %q: %w", flag, err)
+	}
+	canonical, err := marshal(v, false) // maps encode with sorted keys
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:8]), nil
+}
+
+// Serving says in words what a stage serves, for people: "on for
+// x-user-tier=beta, off otherwise", "on for 20% of users", "off".
+func Serving(link Link, st Stage) string {
+	link = link.withDefaults()
+	switch st.Kind {
+	case StageCohort:
+		return fmt.Sprintf("%s for %s=%s, %s otherwise", link.On, st.Attribute, st.Value, link.Off)
+	case StageWeighted:
+		switch st.Weight {
+		case 0:
+			return link.Off
+		case 100:
+			return link.On
+		}
+		return fmt.Sprintf("%s for %d%% of users", link.On, st.Weight)
+	case StageFinal:
+		return st.Variant + " (final)"
+	default:
+		return link.Off
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -37,18 +39,132 @@ type Target struct {
 // String names the target in errors and logs.
 func (t Target) String() string { return t.Namespace + "/" + t.Name }
 
-// Weights is an absolute split of a target's traffic, in percent.
+// Weights is the absolute routing of a target's traffic: a split in
+// percent, and the match routes that send some requests to the canary
+// ahead of it. It is comparable, so a decision can tell whether the
+// routing read back is the routing it wants.
 type Weights struct {
 	Stable, Canary int32
+	// Cohort, when set (a Name), sends every request it matches to the
+	// canary, ahead of the split. With a 100/0 split that is a cohort
+	// stage: the cohort, and only it, reaches the canary.
+	Cohort Cohort
+	// Sticky, when set (a Cookie), keeps users on the canary once they
+	// reached it: the canary's responses set the cookie, and a route
+	// ahead of the split sends requests that carry it to the canary.
+	Sticky Sticky
 }
 
-// Validate rejects a split that is not two shares in 0..100 adding to 100.
+// Cohort is an audience that requests carry visibly to the mesh: one
+// request header, matched exactly or by a whole-value RE2 regex (as
+// Envoy's safe_regex matches). A cookie is matched through the cookie
+// header: see CookieCohort.
+type Cohort struct {
+	// Name names the match route ("fledge-cohort-<name>"): lower-case
+	// letters, digits and dashes.
+	Name string
+	// Header is the lower-case header name.
+	Header string
+	// Exactly one of Exact and Regex.
+	Exact, Regex string
+}
+
+// IsZero reports whether no cohort is set.
+func (c Cohort) IsZero() bool { return c == Cohort{} }
+
+// Sticky is the cookie that pins users to the canary: Cookie=Value,
+// kept by clients for MaxAge seconds. Value should name the canary's
+// revision, so that a cookie from an earlier canary pins nobody to a
+// later one.
+type Sticky struct {
+	Cookie, Value string
+	MaxAge        int32
+}
+
+// IsZero reports whether no sticky cookie is set.
+func (s Sticky) IsZero() bool { return s == Sticky{} }
+
+// SetCookie is the Set-Cookie value the canary's responses carry.
+func (s Sticky) SetCookie() string {
+	return fmt.Sprintf("%s=%s; Max-Age=%d; Path=/", s.Cookie, s.Value, s.MaxAge)
+}
+
+// CookieRegex is the whole-value regex of a cookie header that carries
+// name=value among its cookies.
+func CookieRegex(name, value string) string {
+	return `^(.*;\s*)?` + regexp.QuoteMeta(name) + "=" + regexp.QuoteMeta(value) + `(;.*)?$`
+}
+
+// CookieCohort is the cohort of requests carrying cookie name=value.
+func CookieCohort(cohort, name, value string) Cohort {
+	return Cohort{Name: cohort, Header: "cookie", Regex: CookieRegex(name, value)}
+}
+
+// Validate rejects a split that is not two shares in 0..100 adding to
+// 100, and a cohort or sticky cookie that is not well formed.
 func (w Weights) Validate() error {
 	if w.Stable < 0 || w.Canary < 0 || w.Stable+w.Canary != 100 {
 		return fmt.Errorf("weights stable=%d canary=%d: want two shares in 0..100 that add up to 100", w.Stable, w.Canary)
 	}
+	if !w.Cohort.IsZero() {
+		if err := w.Cohort.Validate(); err != nil {
+			return err
+		}
+	}
+	if !w.Sticky.IsZero() {
+		if err := w.Sticky.Validate(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+// Validate rejects a cohort that no route could match.
+func (c Cohort) Validate() error {
+	var wrong []string
+	if !dnsLabel.MatchString(c.Name) {
+		wrong = append(wrong, fmt.Sprintf("name %q: want lower-case letters, digits and dashes", c.Name))
+	}
+	if !headerName.MatchString(c.Header) {
+		wrong = append(wrong, fmt.Sprintf("header %q: want a lower-case HTTP header name", c.Header))
+	}
+	switch {
+	case (c.Exact == "") == (c.Regex == ""):
+		wrong = append(wrong, "want exactly one of exact and regex")
+	case c.Regex != "":
+		if _, err := regexp.Compile(c.Regex); err != nil {
+			wrong = append(wrong, fmt.Sprintf("regex %q: %v", c.Regex, err))
+		}
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("cohort %q: %s", c.Name, strings.Join(wrong, "; "))
+	}
+	return nil
+}
+
+// Validate rejects a sticky cookie that a client could not send back.
+func (s Sticky) Validate() error {
+	var wrong []string
+	if !cookieToken.MatchString(s.Cookie) {
+		wrong = append(wrong, fmt.Sprintf("cookie %q: not a cookie name", s.Cookie))
+	}
+	if !cookieToken.MatchString(s.Value) {
+		wrong = append(wrong, fmt.Sprintf("value %q: want letters, digits, '-', '_' and '.'", s.Value))
+	}
+	if s.MaxAge < 1 {
+		wrong = append(wrong, fmt.Sprintf("maxAge %d: want at least 1 second", s.MaxAge))
+	}
+	if len(wrong) > 0 {
+		return fmt.Errorf("sticky cookie: %s", strings.Join(wrong, "; "))
+	}
+	return nil
+}
+
+var (
+	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	headerName  = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
+	cookieToken = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+)
 
 // Router moves a target's traffic between its stable and canary Services.
 // Every method is idempotent and takes absolute values, so a retried or
