@@ -58,6 +58,10 @@ type Vars struct {
 	StableWorkload string // the stable workload (the user's Deployment)
 	Service        string // the host clients call
 	Interval       string // the metric's interval as PromQL writes it ("1m")
+	// Flag, OnVariant and OffVariant are the policy's first release
+	// flag and its variants, so that a check can compare the users served
+	// the on-variant with the others where telemetry carries the variant.
+	Flag, OnVariant, OffVariant string
 }
 
 // Check is the record of one measurement and its verdict, as the decision

@@ -36,7 +36,7 @@ func TestValidate(t *testing.T) {
 		}},
 		{"rejects a bad template, naming the field, line and column", func(m *Metric) {
 			m.Name, m.Query, m.SamplesQuery = "error-budget", customQuery, `sum(x{a={{ .Pod }}})`
-		}, []string{"samplesQuery: line 1, col 9: {{.Pod}}: unknown variable .Pod (known: .Namespace, .Workload, .StableWorkload, .Service, .Interval)"}},
+		}, []string{"samplesQuery: line 1, col 9: {{.Pod}}: unknown variable .Pod (known: .Namespace, .Workload, .StableWorkload, .Service, .Interval, .Flag, .OnVariant, .OffVariant)"}},
 		{"rejects a metric with neither bound", func(m *Metric) { m.Min = nil }, []string{"min: one of min and max is required"}},
 		{"rejects a maximum below the minimum", func(m *Metric) { m.Max = new(0.9) }, []string{"max: must be >= min (0.99)"}},
 		{"rejects a bound that is not a number", func(m *Metric) { m.Min, m.Max = new(math.NaN()), new(math.Inf(1)) }, []string{

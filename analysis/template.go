@@ -44,6 +44,20 @@ var variables = []*variable{
 	{name: "StableWorkload", sample: "sample-app", get: func(v Vars) string { return v.StableWorkload }},
 	{name: "Service", sample: "sample-app", get: func(v Vars) string { return v.Service }},
 	{name: "Interval", sample: "1m", duration: true, get: func(v Vars) string { return v.Interval }},
+	{name: "Flag", sample: "sample-flag", get: func(v Vars) string { return v.Flag }},
+	{name: "OnVariant", sample: "on", get: func(v Vars) string { return v.OnVariant }},
+	{name: "OffVariant", sample: "off", get: func(v Vars) string { return v.OffVariant }},
+}
+
+// Uses reports whether the template uses the variable name (without the
+// dot).
+func (t *Template) Uses(name string) bool {
+	for _, p := range t.parts {
+		if p.v != nil && p.v.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func lookupVariable(name string) *variable {

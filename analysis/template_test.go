@@ -17,7 +17,7 @@ func TestParseTemplateRejectsWhatCouldChangeAQuerysShape(t *testing.T) {
 		{"an empty template", "  \n", "empty query"},
 		{"a template that does not parse as a template", "x{a={{ .Workload }", "line 1: unexpected \"}\" in operand"},
 		{"an unknown variable, with its position", "x{a=\"b\",\n  c={{ .Pod }}}",
-			"line 2, col 5: {{.Pod}}: unknown variable .Pod (known: .Namespace, .Workload, .StableWorkload, .Service, .Interval)"},
+			"line 2, col 5: {{.Pod}}: unknown variable .Pod (known: .Namespace, .Workload, .StableWorkload, .Service, .Interval, .Flag, .OnVariant, .OffVariant)"},
 		{"a function", `x{a={{ printf "%s" .Workload }}}`,
 			`line 1, col 5: {{printf "%s" .Workload}}: function "printf" is not allowed: values are escaped for you; write a variable alone, like {{ .Workload }}`},
 		{"a pipeline", `x{a={{ .Workload | html }}}`,

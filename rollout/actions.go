@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
@@ -21,6 +22,17 @@ type EnsureRouting struct{}
 
 // SetWeights sets the split absolutely.
 type SetWeights struct{ Weights traffic.Weights }
+
+// WriteFlags writes a release flags ConfigMap key: Doc replaces the key's
+// content if the ConfigMap is still at ResourceVersion (a
+// compare-and-swap: anyone's write in between fails it, and the next
+// decision reads again). Flags names the flags it changes.
+type WriteFlags struct {
+	ConfigMap, Key  string
+	ResourceVersion string
+	Doc             string
+	Flags           []string
+}
 
 // EnsureCanary creates or updates the "<name>-canary" Deployment and
 // Service with the Deployment's template of Revision, scaled up.
@@ -78,6 +90,7 @@ func (a Deliver) String() string {
 	return fmt.Sprintf("Deliver(%s %s)", a.Delivery.Channel, a.Delivery.Event)
 }
 
+func (WriteFlags) isAction()      {}
 func (EnsureRouting) isAction()   {}
 func (SetWeights) isAction()      {}
 func (EnsureCanary) isAction()    {}
@@ -91,7 +104,17 @@ func (ForgetFlight) isAction()    {}
 
 func (EnsureRouting) String() string { return "EnsureRouting" }
 func (a SetWeights) String() string {
-	return fmt.Sprintf("SetWeights(stable=%d, canary=%d)", a.Weights.Stable, a.Weights.Canary)
+	s := fmt.Sprintf("SetWeights(stable=%d, canary=%d", a.Weights.Stable, a.Weights.Canary)
+	if !a.Weights.Cohort.IsZero() {
+		s += ", cohort=" + a.Weights.Cohort.Name
+	}
+	if !a.Weights.Sticky.IsZero() {
+		s += ", sticky=" + a.Weights.Sticky.Cookie
+	}
+	return s + ")"
+}
+func (a WriteFlags) String() string {
+	return fmt.Sprintf("WriteFlags(%s/%s: %s)", a.ConfigMap, a.Key, strings.Join(a.Flags, ", "))
 }
 func (a EnsureCanary) String() string    { return "EnsureCanary(" + a.Revision + ")" }
 func (ScaleCanaryDown) String() string   { return "ScaleCanaryDown" }

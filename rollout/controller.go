@@ -68,6 +68,8 @@ type Controller struct {
 	queue           workqueue.TypedRateLimitingInterface[string]
 	onFlight        func(event string, f *Flight, d *appsv1.Deployment)
 
+	gates GateEvaluator
+
 	startOnce sync.Once
 	startErr  error
 	inbox     inbox
@@ -94,6 +96,9 @@ type ControllerConfig struct {
 	// or deletes (ADDED, MODIFIED, DELETED), with its Deployment if known:
 	// the API's watch streams come from here.
 	OnFlight func(event string, f *Flight, d *appsv1.Deployment)
+	// Gates evaluates flag gates; nil: every gate is unreadable (and
+	// holds).
+	Gates GateEvaluator
 }
 
 // NewController builds a controller; Run starts it.
@@ -112,7 +117,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	c := &Controller{
 		kube: cfg.Kube, flights: cfg.Dynamic.Resource(FlightResource), router: cfg.Router,
-		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight,
+		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
 	}
@@ -385,6 +390,8 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	in := Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
 	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
 	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
+	in.FlagDocs = c.observeFlags(ctx, d.Namespace, policy, &f.Status)
+	in.Gates = c.evaluateGates(ctx, d, policy, &f.Status)
 	var fromAPI *pendingAction
 	if kind, reason, err := ParseAction(d.Annotations); err != nil {
 		return 0, c.reportInvalid(ctx, d, f, err)
@@ -397,10 +404,14 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	began := c.clock.Now()
 	dec := Decide(in)
 	if dec.NeedChecks {
-		in.Checks = c.analyze(ctx, policy.Metrics, analysis.Vars{
-			Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host,
-		}, in.Now)
-		c.metrics.checked(d.Namespace, d.Name, policy.Metrics, in.Checks)
+		metrics := StageMetrics(policy, &f.Status)
+		vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host}
+		if len(f.Status.Flags) > 0 {
+			fl := f.Status.Flags[0]
+			vars.Flag, vars.OnVariant, vars.OffVariant = fl.Flag, fl.On, fl.Off
+		}
+		in.Checks = c.analyze(ctx, metrics, vars, in.Now)
+		c.metrics.checked(d.Namespace, d.Name, metrics, in.Checks)
 		dec = Decide(in)
 	}
 	c.metrics.decided(c.clock.Since(began))

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -29,6 +30,12 @@ type Input struct {
 	Calls map[string]CallResult
 	// Delivered are the final outcomes of outbox deliveries, by ID.
 	Delivered map[string]DeliveryResult
+	// FlagDocs are the release flags' ConfigMap keys as read, by
+	// FlagDocKey.
+	FlagDocs map[string]FlagDoc
+	// Gates are the policy's flag gates evaluated for this look, with
+	// the Flight as it stands as context.
+	Gates []flags.GateResult
 }
 
 // CallResult is a hook's answer.
@@ -140,12 +147,20 @@ const resync = 5 * time.Minute
 // Decide computes the next step of a rollout.
 func Decide(in Input) Decision {
 	d := &decider{in: in, st: *in.Status.DeepCopy(), requeue: resync}
+	if !in.OptedOut {
+		// Where the linked flags stand, before deciding to move on.
+		d.syncFlags(false)
+	}
 	d.decide()
 	if d.needChecks {
 		return Decision{Status: in.Status, NeedChecks: true}
 	}
 	if !in.OptedOut {
+		// The flags follow the routing in the same decision.
+		d.syncFlags(true)
+		d.noteFlags()
 		d.flushOutbox()
+		d.flagWritesLast()
 	}
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}
@@ -162,6 +177,10 @@ type decider struct {
 	by string
 	// outcome is what became of the manual action.
 	outcome *ActionOutcome
+	// newRecords and newOutbox count the decision log entries and
+	// notifications this decision added.
+	newRecords int
+	newOutbox  []string
 }
 
 func (d *decider) decide() {
@@ -277,13 +296,11 @@ func (d *decider) newRevision() bool {
 
 func (d *decider) startCanary(rev string, v Verdict, msg string) {
 	now := d.now()
-	if d.st.CanaryWeight != 0 || d.in.Weights.Canary != 0 {
-		d.setWeight(0)
-	}
+	reroute := d.st.CanaryWeight != 0 || d.in.Weights != plainStable
 	d.st.Phase = PhaseProgressing
 	d.st.CanaryRevision = rev
 	d.st.RejectedRevision = ""
-	d.st.Steps = append([]int32(nil), d.in.Policy.Steps...)
+	d.planCohorts()
 	d.st.Step = -1
 	d.st.CanaryWeight = 0
 	d.st.FailedChecks = 0
@@ -296,6 +313,9 @@ func (d *decider) startCanary(rev string, v Verdict, msg string) {
 	d.st.Message = msg
 	d.st.Round, d.st.GateRound, d.st.StepPassed, d.st.Calls = 0, 0, false, nil
 	d.st.CanaryImages = copyImages(d.in.DesiredImages)
+	if reroute {
+		d.setWeight(0) // at step -1: no match routes either
+	}
 	if len(d.in.StableImages) > 0 && d.in.DeploymentRevision == d.st.StableRevision {
 		d.st.StableImages = copyImages(d.in.StableImages)
 	}
@@ -319,8 +339,8 @@ func (d *decider) steady() {
 // traffic on stable, the Deployment paused, no canary running. The
 // observations are fresh, and every later look asks again.
 func (d *decider) settle() {
-	if d.in.Weights.Canary != 0 {
-		d.do(SetWeights{Weights: traffic.Weights{Stable: 100}})
+	if d.in.Weights != plainStable {
+		d.do(SetWeights{Weights: plainStable})
 	}
 	if !d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: true})
@@ -360,9 +380,11 @@ func (d *decider) event(warning bool, reason, msg string) {
 	d.do(RecordEvent{Warning: warning, Reason: reason, Message: msg})
 }
 
+// setWeight sets the canary's share, with the match routes of the stage
+// (see routing).
 func (d *decider) setWeight(canary int32) {
 	d.st.CanaryWeight = canary
-	d.do(SetWeights{Weights: traffic.Weights{Stable: 100 - canary, Canary: canary}})
+	d.do(SetWeights{Weights: d.routing(canary)})
 }
 
 // hold records why the Flight is not moving; an Event is recorded when the
@@ -382,6 +404,7 @@ func (d *decider) hold(reason, msg string) {
 }
 
 func (d *decider) record(v Verdict, msg string, checks []analysis.Check) {
+	d.newRecords++
 	d.st.Decisions = append(d.st.Decisions, DecisionRecord{
 		At: d.now(), Revision: d.st.CanaryRevision, Step: d.st.Step, Weight: d.st.CanaryWeight,
 		Verdict: v, Message: msg, Checks: checks,

@@ -37,10 +37,17 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 		for i, r := range s.Decisions {
 			out.Decisions[i] = r
 			out.Decisions[i].Checks = copyChecks(r.Checks)
+			out.Decisions[i].Flags = copyStrings(r.Flags)
 		}
 	}
 	if s.Requests != nil {
 		out.Requests = append([]RequestRecord(nil), s.Requests...)
+	}
+	if s.Cohorts != nil {
+		out.Cohorts = append([]CohortStage(nil), s.Cohorts...)
+	}
+	if s.Flags != nil {
+		out.Flags = append([]FlagStatus(nil), s.Flags...)
 	}
 	out.StableImages = copyImages(s.StableImages)
 	out.CanaryImages = copyImages(s.CanaryImages)
@@ -61,6 +68,7 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 				n.FromImages, n.ToImages = copyStrings(n.FromImages), copyStrings(n.ToImages)
 				n.Plan = copyInt32s(n.Plan)
 				n.Checks = copyChecks(n.Checks)
+				n.Flags = copyStrings(n.Flags)
 				d.Notification = &n
 			}
 			if d.Payload != nil {

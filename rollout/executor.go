@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -151,6 +152,9 @@ func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
 		}
 		x.Recorder.Event(obj, kind, a.Reason, a.Message)
 		return nil
+	case WriteFlags:
+		x.count("flags")
+		return x.writeFlags(ctx, ns, a)
 	case CallHook:
 		x.Runner.StartCall(ns+"/"+name, a)
 		return nil
@@ -285,4 +289,33 @@ func (x *Executor) count(kind string) {
 	if x.Counter != nil {
 		x.Counter(kind)
 	}
+}
+
+// writeFlags replaces a release flags ConfigMap key, if the ConfigMap is
+// still at the resourceVersion the decision read: the update carries it,
+// so the API server refuses it if anyone wrote in between, and the next
+// decision reads again and tells fledge's writes from a person's edits.
+// A document flagd would refuse is never written.
+func (x *Executor) writeFlags(ctx context.Context, ns string, a WriteFlags) error {
+	if err := flags.Validate([]byte(a.Doc)); err != nil {
+		return fmt.Errorf("configmap %s/%s: data.%s: refusing to write: %w", ns, a.ConfigMap, a.Key, err)
+	}
+	cms := x.Kube.CoreV1().ConfigMaps(ns)
+	cm, err := cms.Get(ctx, a.ConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("configmap %s/%s: %w", ns, a.ConfigMap, err)
+	}
+	next := cm.DeepCopy()
+	next.ResourceVersion = a.ResourceVersion
+	if next.Data == nil {
+		next.Data = map[string]string{}
+	}
+	next.Data[a.Key] = a.Doc
+	if _, err := cms.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return fmt.Errorf("configmap %s/%s: changed since it was read; deciding again: %w", ns, a.ConfigMap, err)
+		}
+		return fmt.Errorf("configmap %s/%s: update: %w", ns, a.ConfigMap, err)
+	}
+	return nil
 }

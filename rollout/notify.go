@@ -51,6 +51,7 @@ func (d *decider) enqueue(e Delivery) {
 	}
 	e.State = DeliveryPending
 	e.Created = d.now()
+	d.newOutbox = append(d.newOutbox, e.ID)
 	d.st.Outbox = append(d.st.Outbox, e)
 }
 

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
 )
 
 // Config is fledge's policy file, written by the platform team (a
@@ -21,8 +22,11 @@ type Config struct {
 	// names its own.
 	WebhookSecret *SecretRef `json:"webhookSecret,omitempty"`
 	// Slack is the default for policies that name none.
-	Slack    *SlackSpec            `json:"slack,omitempty"`
-	Policies map[string]PolicySpec `json:"policies"`
+	Slack *SlackSpec `json:"slack,omitempty"`
+	// FlagSource is where flag gates are read: a ConfigMap in fledge's
+	// namespace, in flagd's JSON format.
+	FlagSource *FlagSourceSpec       `json:"flagSource,omitempty"`
+	Policies   map[string]PolicySpec `json:"policies"`
 }
 
 // PolicySpec is one named rollout policy as written in the config file.
@@ -55,6 +59,16 @@ type PolicySpec struct {
 	WebhookSecret *SecretRef `json:"webhookSecret,omitempty"`
 	// Slack overrides the file's slack settings for this policy.
 	Slack *SlackSpec `json:"slack,omitempty"`
+	// Cohorts are stages before the weighted steps: each sends one
+	// audience, and only it, to the canary.
+	Cohorts []CohortSpec `json:"cohorts,omitempty"`
+	// Sticky keeps users on the canary during the weighted steps.
+	Sticky *StickySpec `json:"sticky,omitempty"`
+	// FlagGates are boolean flags asked before every traffic increase and
+	// before promotion.
+	FlagGates []FlagGateSpec `json:"flagGates,omitempty"`
+	// ReleaseFlags are stepped in lockstep with the canary's traffic.
+	ReleaseFlags []ReleaseFlagSpec `json:"releaseFlags,omitempty"`
 }
 
 // MetricSpec is one check as written in the config file.
@@ -81,6 +95,11 @@ type Policy struct {
 	Hooks            []Hook
 	WebhookSecret    *SecretRef // signs hook calls; set whenever Hooks is not empty
 	Slack            *Slack     // nil: no Slack messages
+	Cohorts          []Cohort
+	Sticky           *traffic.Sticky // Value is set per revision
+	FlagGates        []string
+	FlagSource       *FlagSourceSpec // where FlagGates are read; set with them
+	ReleaseFlags     []ReleaseFlag
 }
 
 const (
@@ -116,7 +135,10 @@ func ParseConfig(data []byte) (map[string]*Policy, error) {
 		if spec.Slack == nil {
 			spec.Slack = cfg.Slack
 		}
-		p, err := spec.build(name)
+		p, err := spec.build(name, cfg.FlagSource != nil)
+		if err == nil && len(p.FlagGates) > 0 {
+			p.FlagSource = cfg.FlagSource.withDefaults()
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -129,7 +151,7 @@ func ParseConfig(data []byte) (map[string]*Policy, error) {
 	return out, nil
 }
 
-func (s PolicySpec) build(name string) (*Policy, error) {
+func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	var errs []error
 	field := func(f string, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("policies.%s.%s: %s", name, f, fmt.Sprintf(format, args...)))
@@ -211,6 +233,17 @@ func (s PolicySpec) build(name string) (*Policy, error) {
 		field("webhookSecret", "required with webhooks (here or at the top of the file): every call is signed")
 	}
 	p.Slack = buildSlack(s.Slack, field)
+	buildFlags(s, hasFlagSource, p, field)
+	if len(p.ReleaseFlags) == 0 {
+		for i, ms := range s.Metrics {
+			for _, q := range []struct{ field, text string }{{"query", ms.Query}, {"samplesQuery", ms.SamplesQuery}} {
+				t, err := analysis.ParseTemplate(q.text)
+				if err == nil && (t.Uses("Flag") || t.Uses("OnVariant") || t.Uses("OffVariant")) {
+					field(fmt.Sprintf("metrics[%d].%s", i, q.field), "uses .Flag, .OnVariant or .OffVariant, but the policy links no release flag")
+				}
+			}
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -18,7 +19,7 @@ func (d *decider) progress() {
 		return
 	}
 	w := d.st.CanaryWeight
-	if d.in.Weights.Canary != w {
+	if want := d.routing(w); d.in.Weights != want {
 		// The routing does not say what we decided: a crash between the
 		// status write and the weight change, or a hand edit. Re-assert;
 		// the step's interval starts over, since its traffic was not at
@@ -26,12 +27,19 @@ func (d *decider) progress() {
 		d.setWeight(w)
 		t := d.now()
 		d.st.StepStartedAt = &t
-		d.event(true, "WeightsReasserted", fmt.Sprintf("routing sent %d%% to the canary, not %d%%: set back; the step's interval starts over", d.in.Weights.Canary, w))
+		d.event(true, "WeightsReasserted", fmt.Sprintf("routing was %s, not %s: set back; the step's interval starts over", describeRouting(d.in.Weights), describeRouting(want)))
 		d.after(d.in.Policy.Interval)
 		return
 	}
 	if !d.canaryReady() {
 		return
+	}
+	if reason, msg := d.flagTrouble(); reason != "" {
+		// Said at once, while the checks go on: a failing canary is
+		// still rolled back.
+		d.hold(reason, msg)
+	} else if h := d.st.Hold; h != nil && (h.Reason == HoldFlagEdited || h.Reason == HoldFlagUnreadable) {
+		d.st.Hold = nil
 	}
 	if d.st.StepPassed && d.moveOn("the gate opened", nil) {
 		return
@@ -163,9 +171,14 @@ func (d *decider) analysisDue() time.Time {
 		from = d.st.StepStartedAt.Time
 	}
 	if d.st.LastAnalysisAt != nil && d.st.LastAnalysisAt.After(from) {
-		from = d.st.LastAnalysisAt.Time
+		return d.st.LastAnalysisAt.Add(d.in.Policy.Interval)
 	}
-	return from.Add(d.in.Policy.Interval)
+	wait := d.in.Policy.Interval
+	if c := cohortOf(&d.st); c != nil {
+		// A cohort is first judged after its minimum duration.
+		wait = max(wait, c.MinDuration.Duration)
+	}
+	return from.Add(wait)
 }
 
 // judge applies one round of checks. A failure counts towards the limit
@@ -232,7 +245,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 	case len(failed) > 0:
 		d.st.FailedChecks++
 		d.st.StepPassed = false
-		if d.st.Hold != nil && d.st.Hold.Reason != HoldGate {
+		if d.st.Hold != nil && !gateHold(d.st.Hold) {
 			d.st.Hold = nil // judged: no longer unable to judge
 		}
 		msg := fmt.Sprintf("%s: %s (failed checks %d/%d)", step, describe(failed), d.st.FailedChecks, d.in.Policy.FailureLimit)
@@ -256,7 +269,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		d.st.Message = msg
 		d.record(VerdictHold, msg, checks)
 	default:
-		if d.st.Hold != nil && d.st.Hold.Reason != HoldGate {
+		if d.st.Hold != nil && !gateHold(d.st.Hold) {
 			d.st.Hold = nil
 		}
 		why := fmt.Sprintf("%s: all %d checks passed", step, len(checks))
@@ -277,6 +290,10 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 // It reports whether the decision is complete (advanced, or rolled back at
 // a gate's deadline).
 func (d *decider) moveOn(why string, checks []analysis.Check) bool {
+	if !d.flagsAllowMove() {
+		d.st.StepPassed = true
+		return false
+	}
 	t := webhooks.ConfirmTrafficIncrease
 	if int(d.st.Step)+1 >= len(d.st.Steps) {
 		t = webhooks.ConfirmPromotion
@@ -296,7 +313,7 @@ func (d *decider) moveOn(why string, checks []analysis.Check) bool {
 // advance moves to the next step, or to promotion after the last one.
 func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
 	d.st.StepPassed = false
-	if d.st.Hold != nil && d.st.Hold.Reason == HoldGate {
+	if gateHold(d.st.Hold) {
 		d.st.Hold = nil
 	}
 	if int(d.st.Step)+1 >= len(d.st.Steps) {
@@ -308,6 +325,9 @@ func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
 	t := d.now()
 	d.st.StepStartedAt = &t
 	d.st.Message = fmt.Sprintf("%s; step %d/%d: canary at %d%%", why, d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
+	if c := cohortOf(&d.st); c != nil {
+		d.st.Message = fmt.Sprintf("%s; step %d/%d: cohort %q (%s) on the canary", why, d.st.Step+1, len(d.st.Steps), c.Name, describeCohort(c))
+	}
 	d.event(false, "StepStarted", d.st.Message)
 	if d.st.Step > 0 || len(checks) > 0 || v != VerdictAdvance {
 		// The first step follows from the start (already in the log)
@@ -319,7 +339,7 @@ func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
 
 // paused keeps the weight where it is and judges nothing.
 func (d *decider) paused() {
-	if d.st.Step >= 0 && d.in.Weights.Canary != d.st.CanaryWeight {
+	if d.st.Step >= 0 && d.in.Weights != d.routing(d.st.CanaryWeight) {
 		d.setWeight(d.st.CanaryWeight)
 	}
 	d.hold(HoldPaused, "paused at "+fmt.Sprintf("%d%%", d.st.CanaryWeight))
@@ -340,4 +360,24 @@ func describe(checks []analysis.Check) string {
 		parts = append(parts, s)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// describeRouting says what a routing sends to the canary.
+func describeRouting(w traffic.Weights) string {
+	s := fmt.Sprintf("%d%% to the canary", w.Canary)
+	if !w.Cohort.IsZero() {
+		s += fmt.Sprintf(" plus cohort %q", w.Cohort.Name)
+	}
+	if !w.Sticky.IsZero() {
+		s += fmt.Sprintf(" plus sticky cookie %s", w.Sticky.Cookie)
+	}
+	return s
+}
+
+// describeCohort says what a cohort matches: "x-user-tier: beta".
+func describeCohort(c *CohortStage) string {
+	if c.Exact != "" {
+		return c.Header + ": " + c.Exact
+	}
+	return c.Header + " ~ " + c.Regex
 }

@@ -50,7 +50,7 @@ func (d *decider) updateStable() {
 			fmt.Sprintf("revision %s arrived during the promotion of %s: canary restarting", d.in.DesiredRevision, d.st.CanaryRevision))
 		return
 	}
-	if d.in.Weights.Canary != 100 {
+	if d.in.Weights != d.routing(100) {
 		d.setWeight(100)
 	}
 	if d.in.DeploymentPaused {
@@ -79,8 +79,8 @@ func (d *decider) updateStable() {
 }
 
 func (d *decider) finalize() {
-	if d.in.Weights.Canary != 0 || !d.in.DeploymentPaused {
-		if d.in.Weights.Canary != 0 {
+	if d.in.Weights != plainStable || !d.in.DeploymentPaused {
+		if d.in.Weights != plainStable {
 			d.setWeight(0)
 		}
 		if !d.in.DeploymentPaused {

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -74,6 +76,11 @@ type world struct {
 	// the script and handed to Decide until the status records them.
 	calls     map[string]CallResult
 	delivered map[string]DeliveryResult
+	// flagDocs are the release flags' ConfigMaps, gates the flag gates'
+	// answers.
+	flagDocs map[string]FlagDoc
+	gates    map[string]flags.GateResult
+	lastLog  []DecisionRecord
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -134,6 +141,71 @@ func runScript(t *testing.T, path string) string {
 			if err := w.deliver(args); err != nil {
 				fail("%v", err)
 			}
+		case "cohort":
+			// cohort name header value [min-duration] [min-samples]
+			p := *w.policy
+			c := Cohort{Name: args[0], Route: traffic.Cohort{Name: args[0], Header: args[1], Exact: args[2]}, Attribute: args[1], Value: args[2], MinDuration: p.Interval}
+			if len(args) > 3 {
+				c.MinDuration, _ = time.ParseDuration(args[3])
+			}
+			if len(args) > 4 {
+				c.MinSamples, _ = strconv.ParseInt(args[4], 10, 64)
+			}
+			p.Cohorts = append(append([]Cohort(nil), p.Cohorts...), c)
+			w.policy = &p
+		case "sticky":
+			p := *w.policy
+			p.Sticky = &traffic.Sticky{Cookie: DefaultStickyCookie, MaxAge: 3600}
+			w.policy = &p
+		case "gate":
+			// gate flag: the policy asks it; gate flag=Open|Closed|Unreadable: its answer
+			flag, verdict, answered := strings.Cut(args[0], "=")
+			if !answered {
+				p := *w.policy
+				p.FlagGates = append(append([]string(nil), p.FlagGates...), flag)
+				w.policy = &p
+				break
+			}
+			if w.gates == nil {
+				w.gates = map[string]flags.GateResult{}
+			}
+			g := flags.GateResult{Flag: flag, Verdict: flags.Verdict(verdict), Variant: "off", Reason: "TARGETING_MATCH"}
+			if g.Verdict == flags.Open {
+				g.Variant = "on"
+			}
+			if g.Verdict == flags.Unreadable {
+				g.Variant, g.Reason = "", "flag source: configmap fledge-system/gates: not found"
+			}
+			w.gates[flag] = g
+		case "release-flag":
+			// release-flag flag configmap: linked, served off by default
+			p := *w.policy
+			p.ReleaseFlags = append(append([]ReleaseFlag(nil), p.ReleaseFlags...), ReleaseFlag{
+				ConfigMap: args[1], Key: DefaultFlagKey, Final: "on", Link: flags.Link{Flag: args[0], On: "on", Off: "off", BucketBy: "targetingKey"}})
+			w.policy = &p
+			if w.flagDocs == nil {
+				w.flagDocs = map[string]FlagDoc{}
+			}
+			w.flagDocs[FlagDocKey(args[1], DefaultFlagKey)] = FlagDoc{ResourceVersion: "1",
+				Doc: `{"flags":{"` + args[0] + `":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off"},"other":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`}
+		case "edit-flag":
+			// edit-flag configmap flag|other variant: a person sets a flag's default variant
+			k := FlagDocKey(args[0], DefaultFlagKey)
+			fd := w.flagDocs[k]
+			var doc map[string]map[string]map[string]any
+			if err := json.Unmarshal([]byte(fd.Doc), &doc); err != nil {
+				fail("%v", err)
+			}
+			doc["flags"][args[1]]["defaultVariant"] = args[2]
+			delete(doc["flags"][args[1]], "targeting")
+			b, _ := json.Marshal(doc)
+			rv, _ := strconv.Atoi(fd.ResourceVersion)
+			w.flagDocs[k] = FlagDoc{Doc: string(b), ResourceVersion: strconv.Itoa(rv + 1)}
+		case "break-flags":
+			k := FlagDocKey(args[0], DefaultFlagKey)
+			fd := w.flagDocs[k]
+			fd.Err = "configmap shop/" + args[0] + ": data." + DefaultFlagKey + ": not a valid flagd flag document: flags.x: state is required"
+			w.flagDocs[k] = fd
 		case "decide":
 			out.WriteString(w.decide())
 		default:
@@ -147,7 +219,12 @@ func runScript(t *testing.T, path string) string {
 // and applies the decision to the world.
 func (w *world) decide() string {
 	w.Namespace, w.Name, w.UID = "shop", "web", "uid-1"
-	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action, Calls: w.calls, Delivered: w.delivered}
+	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action, Calls: w.calls, Delivered: w.delivered, FlagDocs: w.flagDocs}
+	for _, g := range w.policy.FlagGates {
+		if r, ok := w.gates[g]; ok {
+			in.Gates = append(in.Gates, r)
+		}
+	}
 	d := Decide(in)
 	var b strings.Builder
 	if d.NeedChecks {
@@ -200,6 +277,17 @@ func (w *world) decide() string {
 	if len(outbox) > 0 {
 		fmt.Fprintf(&b, "  = outbox %s\n", strings.Join(outbox, " "))
 	}
+	for _, f := range st.Flags {
+		fmt.Fprintf(&b, "  = flag %s %s: %s", f.Flag, f.State, f.Serving)
+		if f.Message != "" {
+			fmt.Fprintf(&b, " (%s)", f.Message)
+		}
+		b.WriteString("\n")
+	}
+	if n := len(st.Decisions); n > 0 && len(st.Decisions[n-1].Flags) > 0 && len(w.lastLog) != n {
+		fmt.Fprintf(&b, "  = log %s: %s\n", st.Decisions[n-1].Verdict, strings.Join(st.Decisions[n-1].Flags, "; "))
+	}
+	w.lastLog = st.Decisions
 	return b.String()
 }
 
@@ -322,6 +410,14 @@ func (w *world) apply(a Action) {
 		w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = "", 0, false
 	case ReleaseRouting:
 		w.Weights = traffic.Weights{Stable: 100}
+	case WriteFlags:
+		k := FlagDocKey(a.ConfigMap, a.Key)
+		fd := w.flagDocs[k]
+		if fd.ResourceVersion != a.ResourceVersion {
+			return // the compare-and-swap fails
+		}
+		rv, _ := strconv.Atoi(fd.ResourceVersion)
+		w.flagDocs[k] = FlagDoc{Doc: a.Doc, ResourceVersion: strconv.Itoa(rv + 1)}
 	}
 }
 

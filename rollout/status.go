@@ -64,7 +64,70 @@ const (
 	HoldStableStalled     = "StableRolloutStalled"
 	HoldGate              = "WaitingForGate"
 	HoldHook              = "HookError"
+	// HoldFlagGate: a flag gate evaluated to false.
+	HoldFlagGate = "FlagGateClosed"
+	// HoldFlagGateUnreadable: a flag gate cannot be read (provider error,
+	// timeout, missing flag, not a boolean).
+	HoldFlagGateUnreadable = "FlagGateUnreadable"
+	// HoldFlagUnreadable: a release flag cannot be read
+	// (its source is broken, the flag is missing or of the wrong type).
+	HoldFlagUnreadable = "FlagUnreadable"
+	// HoldFlagEdited: a person changed a release flag that fledge steps;
+	// fledge does not overwrite it.
+	HoldFlagEdited = "FlagEdited"
 )
+
+// CohortStage is a cohort stage as planned for a revision.
+type CohortStage struct {
+	Name   string `json:"name"`
+	Header string `json:"header"`
+	Exact  string `json:"exact,omitempty"`
+	Regex  string `json:"regex,omitempty"`
+	// Attribute and Value select the cohort in release flags.
+	Attribute   string          `json:"attribute,omitempty"`
+	Value       string          `json:"value,omitempty"`
+	MinDuration metav1.Duration `json:"minDuration,omitempty"`
+	MinSamples  int64           `json:"minSamples,omitempty"`
+}
+
+// FlagState is where a linked release flag stands.
+type FlagState string
+
+const (
+	// FlagInSync: the ConfigMap serves the flag as the stage wants.
+	FlagInSync FlagState = "InSync"
+	// FlagWriting: fledge is writing the stage's targeting.
+	FlagWriting FlagState = "Writing"
+	// FlagEdited: someone else changed the flag since fledge last set it.
+	FlagEdited FlagState = "Edited"
+	// FlagUnreadable: the ConfigMap, its key or the flag is missing or
+	// invalid; nothing is written.
+	FlagUnreadable FlagState = "Unreadable"
+	// FlagLeftAlone: the flag was already at its final variant when the
+	// revision started (released by an earlier rollout): not stepped.
+	FlagLeftAlone FlagState = "LeftAlone"
+)
+
+// FlagStatus is a linked release flag, fixed when the revision started,
+// with what fledge wants it to serve and what it found.
+type FlagStatus struct {
+	ConfigMap string `json:"configMap"`
+	Key       string `json:"key"`
+	Flag      string `json:"flag"`
+	On        string `json:"on"`
+	Off       string `json:"off"`
+	BucketBy  string `json:"bucketBy"`
+	Final     string `json:"final"`
+	// Serving says what the stage wants the flag to serve, for people.
+	Serving string    `json:"serving,omitempty"`
+	State   FlagState `json:"state,omitempty"`
+	// Applied is the hash of the flag's definition last seen as fledge
+	// left it; Pending that of the definition being written. Any other
+	// definition is someone else's edit.
+	Applied string `json:"applied,omitempty"`
+	Pending string `json:"pending,omitempty"`
+	Message string `json:"message,omitempty"`
+}
 
 // FlightStatus is the persisted state of a rollout: Decide's state
 // machine, plus a bounded decision log for people.
@@ -80,6 +143,9 @@ type FlightStatus struct {
 	// Steps are the canary weights planned for this revision, fixed when
 	// it started so a policy reload never renumbers a rollout in flight.
 	Steps []int32 `json:"steps,omitempty"`
+	// Cohorts are this revision's cohort stages, fixed when it started:
+	// the first len(Cohorts) entries of Steps (weight 0) are theirs.
+	Cohorts []CohortStage `json:"cohorts,omitempty"`
 	// Step indexes Steps; -1 while the canary starts (no traffic yet).
 	Step int32 `json:"step"`
 	// CanaryWeight is the canary's intended share of traffic, in percent.
@@ -112,6 +178,9 @@ type FlightStatus struct {
 	Outbox []Delivery `json:"outbox,omitempty"`
 	// DeliverySeq numbers outbox entries.
 	DeliverySeq int64 `json:"deliverySeq,omitempty"`
+	// Flags are the release flags linked to this revision, and where each
+	// stands.
+	Flags []FlagStatus `json:"flags,omitempty"`
 
 	RevisionStartedAt *metav1.Time `json:"revisionStartedAt,omitempty"`
 	StepStartedAt     *metav1.Time `json:"stepStartedAt,omitempty"`
@@ -178,6 +247,9 @@ type DecisionRecord struct {
 	Verdict  Verdict          `json:"verdict"`
 	Message  string           `json:"message"`
 	Checks   []analysis.Check `json:"checks,omitempty"`
+	// Flags are the linked release flags as the decision left them:
+	// "new-checkout: on for 20% of users".
+	Flags []string `json:"flags,omitempty"`
 }
 
 // ContainerImage is one container's image in a revision's pod template.

@@ -134,6 +134,9 @@ type Notification struct {
 	// Checks are the checks that decided (the failing ones for a rollback,
 	// the last passing round for a promotion).
 	Checks []analysis.Check `json:"checks,omitempty"`
+	// Flags are the release flags linked to the rollout, as the event left
+	// them: "new-checkout: off".
+	Flags []string `json:"flags,omitempty"`
 	// Duration is how long the revision's rollout took, in seconds.
 	DurationSeconds int64     `json:"durationSeconds,omitempty"`
 	At              time.Time `json:"at"`

@@ -24,6 +24,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/traffic/istio"
@@ -140,6 +142,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	dispatch := &rollout.Dispatcher{Client: webhooks.NewClient(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
 	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
 	defer runner.Stop()
+	// Flag gates are read from ConfigMaps in fledge's own namespace,
+	// through a cache of that namespace alone.
+	ownNS := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.secretsNamespace))
+	gates := flags.NewConfigMapGates(o.secretsNamespace, ownNS.Core().V1().ConfigMaps().Lister(), 0)
+	ownNS.Start(ctx.Done())
+	defer gates.Close(context.Background())
 	var engine *api.Engine
 	onFlight := func(event string, f *rollout.Flight, d *appsv1.Deployment) {
 		if engine != nil {
@@ -147,7 +155,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 	ctrl := rollout.NewController(rollout.ControllerConfig{
-		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight,
+		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
 		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
 		Analyze: func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
@@ -166,6 +174,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		log.Info("policies reloaded", "file", o.policies)
 		ctrl.EnqueueAll()
 	})
+
+	for typ, ok := range ownNS.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("cache of %v in %s did not sync", typ, o.secretsNamespace)
+		}
+	}
 
 	health := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -176,6 +176,13 @@ func (l layout) render(n webhooks.Notification) (string, []slack.Block) {
 	if l.summary != "" {
 		blocks = append(blocks, section(l.summary))
 	}
+	if len(n.Flags) > 0 {
+		lines := make([]string, len(n.Flags))
+		for i, f := range n.Flags {
+			lines[i] = esc(f, 200)
+		}
+		l.fields = append(l.fields, "*Flags*\n"+joinWithin(lines, "\n", maxField-len("*Flags*\n")))
+	}
 	if len(l.fields) > 0 {
 		fs := make([]*slack.TextBlockObject, 0, len(l.fields))
 		for _, f := range l.fields[:min(len(l.fields), 10)] { // Block Kit allows 10

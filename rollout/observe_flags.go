@@ -1,0 +1,94 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/flags"
+)
+
+// GateEvaluator evaluates a flag gate from a flag source (a ConfigMap key
+// in fledge's namespace); flags.ConfigMapGates is the real one.
+type GateEvaluator interface {
+	Evaluate(ctx context.Context, configMap, key, flag string, rc flags.RolloutContext) flags.GateResult
+}
+
+// observeFlags reads the ConfigMap keys of the release flags the Flight
+// has linked, and those the policy would link to a new revision. They are
+// read from the API server, not a cache: a decision to write one must see
+// its latest resourceVersion, and fledge is only granted access to them
+// in the namespaces that opted in (no cluster-wide ConfigMap watch).
+func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st *FlightStatus) map[string]FlagDoc {
+	keys := map[string][2]string{}
+	for _, f := range st.Flags {
+		keys[FlagDocKey(f.ConfigMap, f.Key)] = [2]string{f.ConfigMap, f.Key}
+	}
+	for _, rf := range p.ReleaseFlags {
+		keys[FlagDocKey(rf.ConfigMap, rf.Key)] = [2]string{rf.ConfigMap, rf.Key}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	out := make(map[string]FlagDoc, len(keys))
+	for k, ck := range keys {
+		name, key := ck[0], ck[1]
+		where := fmt.Sprintf("configmap %s/%s", ns, name)
+		cm, err := c.kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			out[k] = FlagDoc{Err: where + ": not found"}
+			continue
+		case apierrors.IsForbidden(err):
+			out[k] = FlagDoc{Err: where + ": fledge may not read it: bind the ClusterRole fledge-release-flags to fledge's ServiceAccount in namespace " + ns}
+			continue
+		case err != nil:
+			out[k] = FlagDoc{Err: where + ": " + err.Error()}
+			continue
+		}
+		doc, ok := cm.Data[key]
+		if !ok {
+			out[k] = FlagDoc{Err: fmt.Sprintf("%s: data.%s: not found", where, key), ResourceVersion: cm.ResourceVersion}
+			continue
+		}
+		fd := FlagDoc{Doc: doc, ResourceVersion: cm.ResourceVersion}
+		if err := flags.Validate([]byte(doc)); err != nil {
+			fd.Err = fmt.Sprintf("%s: data.%s: %v", where, key, err)
+		}
+		out[k] = fd
+	}
+	return out
+}
+
+// evaluateGates asks the policy's flag gates about the Flight as it
+// stands, while a revision is in flight.
+func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p *Policy, st *FlightStatus) []flags.GateResult {
+	if len(p.FlagGates) == 0 || st.Phase != PhaseProgressing {
+		return nil
+	}
+	rc := flags.RolloutContext{
+		App: d.Name, Namespace: d.Namespace, Policy: p.Name, Revision: st.CanaryRevision,
+		Images: imageRefs(st.CanaryImages), Step: int(st.Step) + 1, Weight: int(st.CanaryWeight), NextWeight: 100,
+	}
+	next := int(st.Step) + 1
+	if next < len(st.Steps) {
+		rc.NextWeight = int(st.Steps[next])
+	} else {
+		rc.Promotion = true
+	}
+	if c := cohortOf(st); c != nil {
+		rc.Cohort = c.Name
+	}
+	out := make([]flags.GateResult, 0, len(p.FlagGates))
+	for _, flag := range p.FlagGates {
+		if c.gates == nil || p.FlagSource == nil {
+			out = append(out, flags.GateResult{Flag: flag, Verdict: flags.Unreadable, Reason: "fledge runs without a flag source"})
+			continue
+		}
+		out = append(out, c.gates.Evaluate(ctx, p.FlagSource.ConfigMap, p.FlagSource.Key, flag, rc))
+	}
+	return out
+}
