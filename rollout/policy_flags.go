@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -59,16 +60,32 @@ type ReleaseFlagSpec struct {
 	ConfigMap string `json:"configMap"`
 	Key       string `json:"key,omitempty"` // default "flags.flagd.json"
 	Flag      string `json:"flag"`
-	// On and Off are the variants served to the canary's users and to
-	// the others (default "on" and "off").
-	On  string `json:"on,omitempty"`
-	Off string `json:"off,omitempty"`
+	// OnVariant and OffVariant are the variants served to the canary's
+	// users and to the others (default "on" and "off"). (Not "on:" and
+	// "off:": YAML reads those keys as booleans.)
+	On  Variant `json:"onVariant,omitempty"`
+	Off Variant `json:"offVariant,omitempty"`
 	// BucketBy is the context attribute fractional splits bucket users by
 	// (default "targetingKey").
 	BucketBy string `json:"bucketBy,omitempty"`
-	// Final is the variant served to everyone once the revision is
-	// promoted (default: On).
-	Final string `json:"final,omitempty"`
+	// FinalVariant is served to everyone once the revision is promoted
+	// (default: OnVariant).
+	Final Variant `json:"finalVariant,omitempty"`
+}
+
+// Variant is a flag variant's name. YAML reads on, off, yes and no
+// unquoted as booleans: such a value is refused with a hint, rather than
+// taken as "true".
+type Variant string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (v *Variant) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("variant %s: write variant names in quotes (YAML reads on, off, yes and no unquoted as booleans)", b)
+	}
+	*v = Variant(s)
+	return nil
 }
 
 // FlagSourceSpec is where flag gates are read: a ConfigMap in fledge's
@@ -223,8 +240,8 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 	seenFlag := map[string]bool{}
 	for i, rs := range s.ReleaseFlags {
 		at := fmt.Sprintf("releaseFlags[%d]", i)
-		rf := ReleaseFlag{ConfigMap: rs.ConfigMap, Key: rs.Key, Final: rs.Final,
-			Link: flags.Link{Flag: rs.Flag, On: rs.On, Off: rs.Off, BucketBy: rs.BucketBy}}
+		rf := ReleaseFlag{ConfigMap: rs.ConfigMap, Key: rs.Key, Final: string(rs.Final),
+			Link: flags.Link{Flag: rs.Flag, On: string(rs.On), Off: string(rs.Off), BucketBy: rs.BucketBy}}
 		if rf.Key == "" {
 			rf.Key = DefaultFlagKey
 		}
@@ -255,7 +272,7 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 		}
 		seenFlag[id] = true
 		if rf.Link.On == rf.Link.Off {
-			field(at+".off", "%q is also the on-variant", rf.Link.Off)
+			field(at+".offVariant", "%q is also the on-variant", rf.Link.Off)
 		}
 		if rf.Link.BucketBy == "" || strings.ContainsAny(rf.Link.BucketBy, " \t\n") {
 			field(at+".bucketBy", "%q is not an attribute name", rf.Link.BucketBy)
