@@ -173,20 +173,23 @@ type Router interface {
 	// Ensure makes the routing exist and be usable for t: a generated
 	// VirtualService is created (all traffic to stable) or repaired; a
 	// user-owned one is checked (its route exists and sends traffic to
-	// Stable). It never changes the weights of an existing split.
+	// Stable). It never changes the weights of an existing split, nor its
+	// cohort or sticky cookie.
 	Ensure(ctx context.Context, t Target) error
-	// SetWeights sets the split, absolutely. Invalid weights are rejected
-	// and change nothing. Routing that is not there (never ensured, or
-	// released) is set up first, as Ensure would, so the outcome does not
-	// depend on what came before.
+	// SetWeights sets the split, the cohort and the sticky cookie,
+	// absolutely: a zero Cohort or Sticky removes one that was set.
+	// Invalid weights are rejected and change nothing. Routing that is
+	// not there (never ensured, or released) is set up first, as Ensure
+	// would, so the outcome does not depend on what came before.
 	SetWeights(ctx context.Context, t Target, w Weights) error
-	// Weights reads the split back from the cluster, as the mesh will
-	// apply it. A route with no canary destination reads as 100/0, and so
-	// does a released target: plain routing sends everything to Stable.
+	// Weights reads the weights back from the cluster, as the mesh will
+	// apply them. A route with no canary destination reads as 100/0, and
+	// so does a released target: plain routing sends everything to Stable.
 	Weights(ctx context.Context, t Target) (Weights, error)
 	// Release restores plain routing: the generated VirtualService is
-	// deleted; in a user-owned one the route goes back to its stable
-	// destination alone, at full weight. Releasing what is already
+	// deleted; in a user-owned one the match routes are removed and the
+	// route goes back to its stable destination alone, at full weight.
+	// Releasing what is already
 	// released is not an error.
 	Release(ctx context.Context, t Target) error
 }

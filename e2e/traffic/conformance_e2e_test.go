@@ -27,6 +27,9 @@ func TestGeneratedVirtualServiceConforms(t *testing.T) {
 			return istio.New(sb.Istio), traffic.Target{Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary"}
 		},
 		CanaryShare: func(t *testing.T, tg traffic.Target) float64 { return canaryShare(t, sb, tg) },
+		RequestShare: func(t *testing.T, tg traffic.Target, headers map[string]string) float64 {
+			return requestShare(t, sb, tg, headers)
+		},
 	})
 }
 
@@ -55,5 +58,8 @@ func TestUserOwnedVirtualServiceConforms(t *testing.T) {
 			}
 		},
 		CanaryShare: func(t *testing.T, tg traffic.Target) float64 { return canaryShare(t, sb, tg) },
+		RequestShare: func(t *testing.T, tg traffic.Target, headers map[string]string) float64 {
+			return requestShare(t, sb, tg, headers)
+		},
 	})
 }

@@ -119,9 +119,15 @@ func route(t *testing.T, sb *sandbox.Sandbox, ns string, n int, req mesh.Request
 // stored, the share of 2000 requests for the host that the canary serves.
 func canaryShare(t *testing.T, sb *sandbox.Sandbox, tg traffic.Target) float64 {
 	t.Helper()
+	return requestShare(t, sb, tg, nil)
+}
+
+// requestShare is canaryShare for requests that all carry headers.
+func requestShare(t *testing.T, sb *sandbox.Sandbox, tg traffic.Target, headers map[string]string) float64 {
+	t.Helper()
 	waitApplied(t, sb, tg)
 	const n = 2000
-	got := route(t, sb, tg.Namespace, n, mesh.Request{Host: tg.Host})
+	got := route(t, sb, tg.Namespace, n, mesh.Request{Host: tg.Host, Headers: headers})
 	if got[tg.Stable]+got[tg.Canary] != n {
 		t.Fatalf("requests for %s reached %v, want only %s and %s", tg.Host, got, tg.Stable, tg.Canary)
 	}

@@ -4,6 +4,7 @@ package traffic_test
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -118,6 +119,50 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 		share := float64(got["web-canary"]) / n
 		if math.Abs(share-0.20) > 0.04 {
 			t.Errorf("canary share of the main route = %.3f, want 0.20 ± 0.04", share)
+		}
+		wantOtherRoutes(t, sb, ns)
+	})
+
+	t.Run("a cohort and a sticky cookie get copies of the main route before it", func(t *testing.T) {
+		cohort := traffic.Cohort{Name: "staff", Header: "x-staff", Exact: "1"}
+		sticky := traffic.Sticky{Cookie: "fledge-canary", Value: "web-2", MaxAge: 60}
+		if err := r.SetWeights(ctx, tg, traffic.Weights{Stable: 80, Canary: 20, Cohort: cohort, Sticky: sticky}); err != nil {
+			t.Fatal(err)
+		}
+		// The canary copy of the main route's stable destination, as
+		// SetWeights writes it (weight w, the sticky cookie or not).
+		main := written.Spec.Http[primary]
+		canary := func(w int32, setCookie bool) *networkingv1.HTTPRouteDestination {
+			d := proto.Clone(main.Route[0]).(*networkingv1.HTTPRouteDestination)
+			d.Destination.Host, d.Weight = "web-canary", w
+			if setCookie {
+				d.Headers.Response.Add["set-cookie"] = sticky.SetCookie()
+			}
+			return d
+		}
+		// A match route: the main route, matching one more header, to
+		// the canary alone.
+		matchRoute := func(name, header string, m *networkingv1.StringMatch, dest *networkingv1.HTTPRouteDestination) *networkingv1.HTTPRoute {
+			c := proto.Clone(main).(*networkingv1.HTTPRoute)
+			c.Name, c.Route = name, []*networkingv1.HTTPRouteDestination{dest}
+			c.Match[0].Headers = map[string]*networkingv1.StringMatch{header: m}
+			return c
+		}
+		stable := proto.Clone(main.Route[0]).(*networkingv1.HTTPRouteDestination)
+		stable.Weight = 80
+		want := written.DeepCopy()
+		want.Spec.Http[primary].Route = []*networkingv1.HTTPRouteDestination{stable, canary(20, true)}
+		want.Spec.Http = slices.Insert(want.Spec.Http, primary,
+			matchRoute("primary-fledge-cohort-staff", "x-staff", &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: "1"}}, canary(0, false)),
+			matchRoute("primary-fledge-sticky", "cookie", &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Regex{Regex: traffic.CookieRegex("fledge-canary", "web-2")}}, canary(0, true)))
+		wantSpec(t, sb, want)
+
+		waitApplied(t, sb, tg)
+		if got := route(t, sb, ns, 200, mesh.Request{Host: "web", Headers: map[string]string{"x-staff": "1"}}); got["web-canary"] != 200 {
+			t.Errorf("the cohort reached %v, want only web-canary", got)
+		}
+		if got := route(t, sb, ns, 200, mesh.Request{Host: "web", Headers: map[string]string{"cookie": "fledge-canary=web-2"}}); got["web-canary"] != 200 {
+			t.Errorf("requests with the sticky cookie reached %v, want only web-canary", got)
 		}
 		wantOtherRoutes(t, sb, ns)
 	})

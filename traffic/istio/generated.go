@@ -1,6 +1,7 @@
 package istio
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -52,12 +53,9 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 		if !managed(cur) {
 			return unmanagedConflict(cur)
 		}
-		w, ok := generatedSplit(cur, t)
+		w := keptRouting(&cur.Spec, t)
 		if set != nil {
-			w, ok = *set, true
-		}
-		if !ok {
-			w = traffic.Weights{Stable: 100}
+			w = *set
 		}
 		next, changed := repaired(cur, t, w)
 		if !changed {
@@ -88,17 +86,13 @@ func (r *Router) generatedWeights(ctx context.Context, t traffic.Target) (traffi
 	}
 	// Competing VirtualServices are not looked for here: Ensure and
 	// SetWeights refuse to route while one exists.
-	http := cur.Spec.GetHttp()
-	if len(http) != 1 {
-		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: spec.http: %d routes where fledge generates one; Ensure repairs it", cur.Namespace, cur.Name, len(http))
+	w, splitErr, matchErr := readGenerated(&cur.Spec, t)
+	if err := cmp.Or(splitErr, matchErr); err != nil {
+		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: %w; Ensure repairs it", cur.Namespace, cur.Name, err)
 	}
-	ref := routeRef{0, http[0].GetName()}
-	w, p := readSplit(http[0].GetRoute(), servicesOf(t))
-	if p != nil {
-		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: %s%s: %s; Ensure repairs it", cur.Namespace, cur.Name, ref, p.field, p.message)
-	}
-	// The split alone could hide an edit that changes what it applies to
-	// (a match, another host), so the rest must be as generated too.
+	// The split and the match routes' headers could hide an edit that
+	// changes what they apply to (a match, another host), so the rest must
+	// be as generated too.
 	if !proto.Equal(&cur.Spec, generatedSpec(t, w)) {
 		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: spec: edited since fledge generated it; Ensure repairs it", cur.Namespace, cur.Name)
 	}
@@ -182,28 +176,70 @@ func generated(t traffic.Target, w traffic.Weights) *istionetv1.VirtualService {
 	return vs
 }
 
+// generatedSpec is the spec the router owns for t: the match routes of w
+// ("fledge-cohort-<name>", then "fledge-sticky"), if any, and the split
+// route, RouteName.
 func generatedSpec(t traffic.Target, w traffic.Weights) *networkingv1.VirtualService {
-	stable := &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: t.Stable}}
+	split, stable := generatedSplitRoute(t, w)
+	// A generated split route has no match, so no header can collide.
+	matches, _ := matchRoutes(split, "", canaryDestination(stable, t.Canary), w)
 	return &networkingv1.VirtualService{
 		Hosts: []string{t.Host},
-		Http: []*networkingv1.HTTPRoute{{
-			Name:  RouteName,
-			Route: splitDestinations(stable, t.Canary, w),
-		}},
+		Http:  append(matches, split),
 	}
 }
 
-// generatedSplit reads the split of the route named RouteName, if it is
-// still a valid one; what else was edited does not matter, since repair
-// rewrites it.
-func generatedSplit(vs *istionetv1.VirtualService, t traffic.Target) (traffic.Weights, bool) {
-	for _, route := range vs.Spec.GetHttp() {
-		if route.GetName() == RouteName {
-			w, p := readSplit(route.GetRoute(), servicesOf(t))
-			return w, p == nil
+// generatedSplitRoute is the split route of the generated VirtualService,
+// and the stable destination it copies for the canary.
+func generatedSplitRoute(t traffic.Target, w traffic.Weights) (*networkingv1.HTTPRoute, *networkingv1.HTTPRouteDestination) {
+	stable := &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: t.Stable}}
+	return &networkingv1.HTTPRoute{Name: RouteName, Route: splitDestinations(stable, t.Canary, w)}, stable
+}
+
+// readGenerated reads the routing a generated VirtualService holds: the
+// split of the route named RouteName (splitErr if there is none, or no
+// valid split), and the cohort and sticky cookie of the match routes before
+// it, by their names (matchErr if one cannot be read, and then w has
+// neither a cohort nor a sticky cookie). Other routes are
+// ignored, and so is everything but names, headers and splits: callers
+// compare the whole spec, or repair it.
+func readGenerated(spec *networkingv1.VirtualService, t traffic.Target) (w traffic.Weights, splitErr, matchErr error) {
+	http := spec.GetHttp()
+	split := slices.IndexFunc(http, func(r *networkingv1.HTTPRoute) bool { return r.GetName() == RouteName })
+	if split < 0 {
+		return traffic.Weights{}, fmt.Errorf("spec.http: no route named %q", RouteName), nil
+	}
+	w, p := readSplit(http[split].GetRoute(), servicesOf(t))
+	if p != nil {
+		splitErr = fmt.Errorf("%s%s: %s", routeRef{split, RouteName}, p.field, p.message)
+	}
+	var refs []routeRef
+	var matches []*networkingv1.HTTPRoute
+	for i, route := range http[:split] {
+		if isMatchRoute(route.GetName(), "") {
+			refs = append(refs, routeRef{i, route.GetName()})
+			matches = append(matches, route)
 		}
 	}
-	return traffic.Weights{}, false
+	pristine, _ := generatedSplitRoute(t, w)
+	cohort, sticky, i, p := readMatchRoutes(matches, pristine, "")
+	if p != nil {
+		return w, splitErr, fmt.Errorf("%s%s: %s", refs[i], p.field, p.message)
+	}
+	w.Cohort, w.Sticky = cohort, sticky
+	return w, splitErr, nil
+}
+
+// keptRouting is the routing that Ensure keeps while it repairs: what
+// readGenerated could read, with the safe side for what it could not: all
+// traffic to stable for a split edited into an invalid one, and no match
+// routes if one of them was edited into something fledge cannot read.
+func keptRouting(spec *networkingv1.VirtualService, t traffic.Target) traffic.Weights {
+	w, splitErr, _ := readGenerated(spec, t)
+	if splitErr != nil {
+		w.Stable, w.Canary = 100, 0
+	}
+	return w
 }
 
 // repaired returns a copy of cur that is as generated for t with split w,

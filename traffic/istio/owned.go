@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/api/networking/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,17 +21,38 @@ import (
 // which Release takes as nothing left to restore.
 var errMissing = errors.New("missing")
 
-// located is the target's route in its user-owned VirtualService, as read.
+// located is the target's route in its user-owned VirtualService, as read,
+// with fledge's match routes right before it.
 type located struct {
 	vs    *istionetv1.VirtualService
 	ref   routeRef
 	route *networkingv1.HTTPRoute
+	// matches are the routes from spec.http[matchesFrom] up to route,
+	// which are fledge's: see isMatchRoute.
+	matchesFrom int
+	matches     []*networkingv1.HTTPRoute
 }
 
-// conflict is an error about a field of the VirtualService that a person
+// prefix is what the names of the route's match routes start with.
+func (l located) prefix() string { return matchPrefix(l.route.GetName()) }
+
+// matchRef names the i-th match route in errors.
+func (l located) matchRef(i int) routeRef {
+	return routeRef{l.matchesFrom + i, l.matches[i].GetName()}
+}
+
+// conflict is an error about a field of the target's route that a person
 // must change before fledge can go on.
 func (l located) conflict(p *problem) error {
 	return fmt.Errorf("virtualservice %s/%s: %s%s: %s: %w", l.vs.Namespace, l.vs.Name, l.ref, p.field, p.message, traffic.ErrConflict)
+}
+
+// change is what fledge wants of the target's route: its destinations (nil
+// to leave them as they are) and the match routes before it, all of them,
+// in order (nil for none).
+type change struct {
+	route   []*networkingv1.HTTPRouteDestination
+	matches []*networkingv1.HTTPRoute
 }
 
 // checkOwned is Ensure for a user-owned VirtualService: it writes nothing,
@@ -46,21 +69,30 @@ func (r *Router) checkOwned(ctx context.Context, t traffic.Target) error {
 }
 
 func (r *Router) setOwned(ctx context.Context, t traffic.Target, w traffic.Weights) error {
-	return r.patchRoute(ctx, t, func(l located) ([]*networkingv1.HTTPRouteDestination, error) {
-		stable, hasCanary, p := stableDestination(l.route.GetRoute(), servicesOf(t))
-		if p != nil {
-			return nil, l.conflict(p)
+	return r.patchRoute(ctx, t, func(l located) (change, error) {
+		s := servicesOf(t)
+		stable, hasCanary, p := stableDestination(l.route.GetRoute(), s)
+		if p == nil && !w.Sticky.IsZero() {
+			p = setCookieProblem(l.route.GetRoute(), s)
 		}
-		if w.Canary == 0 {
+		if p != nil {
+			return change{}, l.conflict(p)
+		}
+		matches, p := matchRoutes(l.route, l.prefix(), canaryDestination(stable, t.Canary), w)
+		if p != nil {
+			return change{}, l.conflict(p)
+		}
+		c := change{matches: matches}
+		switch {
+		case w.Canary > 0:
+			c.route = splitDestinations(stable, t.Canary, w)
+		case hasCanary:
 			// All on stable is the route as its owner wrote it: a leftover
 			// zero-weight canary destination would be drift in their
 			// GitOps repository after every rollout.
-			if !hasCanary {
-				return nil, nil
-			}
-			return plainDestinations(stable), nil
+			c.route = plainDestinations(stable)
 		}
-		return splitDestinations(stable, t.Canary, w), nil
+		return c, nil
 	})
 }
 
@@ -69,26 +101,61 @@ func (r *Router) ownedWeights(ctx context.Context, t traffic.Target) (traffic.We
 	if err != nil {
 		return traffic.Weights{}, err
 	}
-	w, p := readSplit(l.route.GetRoute(), servicesOf(t))
+	s := servicesOf(t)
+	w, p := readSplit(l.route.GetRoute(), s)
 	if p != nil {
 		return traffic.Weights{}, l.conflict(p)
+	}
+	if len(l.matches) == 0 {
+		return w, nil
+	}
+	stable, _, p := stableDestination(l.route.GetRoute(), s)
+	if p != nil {
+		return traffic.Weights{}, l.conflict(p)
+	}
+	cohort, sticky, i, p := readMatchRoutes(l.matches, l.route, l.prefix())
+	if p != nil {
+		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: %s%s: %s; SetWeights rewrites it, Release removes it",
+			l.vs.Namespace, l.vs.Name, l.matchRef(i), p.field, p.message)
+	}
+	w.Cohort, w.Sticky = cohort, sticky
+	want, p := matchRoutes(l.route, l.prefix(), canaryDestination(stable, t.Canary), w)
+	if p != nil {
+		// The route was edited to match the header itself since.
+		return traffic.Weights{}, l.conflict(p)
+	}
+	if i, field := sameMatchRoutes(l.matches, want); i >= 0 {
+		return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: %s%s: differs from the copy of %s that fledge writes (edited by hand, or %s was edited since); SetWeights rewrites it, Release removes it",
+			l.vs.Namespace, l.vs.Name, l.matchRef(i), field, l.ref, l.ref)
+	}
+	if !w.Sticky.IsZero() {
+		// New users reach the canary through the split: they get the
+		// cookie only if its canary destination sets it.
+		for i, d := range l.route.GetRoute() {
+			if s.kind(d.GetDestination().GetHost()) == canaryHost && d.GetHeaders().GetResponse().GetAdd()[setCookieHeader] != w.Sticky.SetCookie() {
+				return traffic.Weights{}, fmt.Errorf("virtualservice %s/%s: %s.route[%d].headers.response.add.%s: does not set sticky cookie %s=%s; SetWeights rewrites it",
+					l.vs.Namespace, l.vs.Name, l.ref, i, setCookieHeader, w.Sticky.Cookie, w.Sticky.Value)
+			}
+		}
 	}
 	return w, nil
 }
 
-// releaseOwned puts the stable destination back alone. A route without a
-// canary destination is left exactly as it is, so that releasing a target
-// fledge never split does not even reformat the owner's weight.
+// releaseOwned removes the match routes and puts the stable destination
+// back alone. A route without a canary destination is left exactly as it
+// is, so that releasing a target fledge never split does not even reformat
+// the owner's weight.
 func (r *Router) releaseOwned(ctx context.Context, t traffic.Target) error {
-	err := r.patchRoute(ctx, t, func(l located) ([]*networkingv1.HTTPRouteDestination, error) {
+	err := r.patchRoute(ctx, t, func(l located) (change, error) {
 		stable, hasCanary, p := stableDestination(l.route.GetRoute(), servicesOf(t))
 		if p != nil {
-			return nil, l.conflict(p)
+			return change{}, l.conflict(p)
 		}
-		if !hasCanary {
-			return nil, nil
+		var c change
+		if hasCanary {
+			c.route = plainDestinations(stable)
 		}
-		return plainDestinations(stable), nil
+		return c, nil
 	})
 	if errors.Is(err, errMissing) {
 		return nil
@@ -107,15 +174,19 @@ func (r *Router) locate(ctx context.Context, t traffic.Target) (located, error) 
 		return located{}, errorIn(t.Namespace, t.VirtualService, "get", err)
 	}
 	http := vs.Spec.GetHttp()
+	found := -1
 	if t.Route == "" {
-		if len(http) != 1 {
+		// The only route, but for fledge's match routes before it.
+		last := len(http) - 1
+		if last < 0 || slices.ContainsFunc(http[:last], func(r *networkingv1.HTTPRoute) bool {
+			return !isMatchRoute(r.GetName(), matchPrefix(http[last].GetName()))
+		}) {
 			return located{}, fmt.Errorf("virtualservice %s/%s: spec.http: %d routes; the target must name the one fledge splits: %w", vs.Namespace, vs.Name, len(http), traffic.ErrConflict)
 		}
-		return located{vs, routeRef{0, http[0].GetName()}, http[0]}, nil
+		found = last
 	}
-	found := -1
 	for i, route := range http {
-		if route.GetName() != t.Route {
+		if t.Route == "" || route.GetName() != t.Route {
 			continue
 		}
 		if found >= 0 {
@@ -126,19 +197,33 @@ func (r *Router) locate(ctx context.Context, t traffic.Target) (located, error) 
 	if found < 0 {
 		return located{}, fmt.Errorf("virtualservice %s/%s: spec.http: no route named %q: %w: %w", vs.Namespace, vs.Name, t.Route, errMissing, traffic.ErrConflict)
 	}
-	return located{vs, routeRef{found, t.Route}, http[found]}, nil
+	l := located{vs: vs, ref: routeRef{found, http[found].GetName()}, route: http[found], matchesFrom: found}
+	for l.matchesFrom > 0 && isMatchRoute(http[l.matchesFrom-1].GetName(), l.prefix()) {
+		l.matchesFrom--
+	}
+	l.matches = http[l.matchesFrom:found]
+	// A match route anywhere else would keep sending requests to the
+	// canary, and fledge would neither read it back nor remove it.
+	for i, route := range http {
+		if (i < l.matchesFrom || i > found) && isMatchRoute(route.GetName(), l.prefix()) {
+			return located{}, fmt.Errorf("virtualservice %s/%s: spec.http[%d].name: %q names a fledge match route of %s, but it is not right before it; move it back or delete it: %w",
+				vs.Namespace, vs.Name, i, route.GetName(), l.ref, traffic.ErrConflict)
+		}
+	}
+	return l, nil
 }
 
-// patchRoute reads the target's route, lets edit compute its new
-// destination list (nil to leave it alone), and writes only that list.
+// patchRoute reads the target's route, lets edit compute the change it
+// wants, and writes only what differs: the route's destination list, and
+// the match routes before it.
 //
-// The write is a JSON patch that first tests the resourceVersion it was
+// The write is one JSON patch that first tests the resourceVersion it was
 // computed from, and the route's name at its index: if anyone changed the
 // VirtualService in between, the patch fails as a whole and nothing is
 // written. It is then recomputed from a fresh read. A failure with the
 // object unchanged is not a race (validation, RBAC, the network) and is
 // returned at once.
-func (r *Router) patchRoute(ctx context.Context, t traffic.Target, edit func(located) ([]*networkingv1.HTTPRouteDestination, error)) error {
+func (r *Router) patchRoute(ctx context.Context, t traffic.Target, edit func(located) (change, error)) error {
 	var lastErr error
 	var lastVersion string
 	for range maxAttempts {
@@ -149,14 +234,15 @@ func (r *Router) patchRoute(ctx context.Context, t traffic.Target, edit func(loc
 		if lastErr != nil && l.vs.ResourceVersion == lastVersion {
 			return lastErr
 		}
-		dests, err := edit(l)
-		if err != nil || dests == nil {
+		c, err := edit(l)
+		if err != nil {
 			return err
 		}
-		if equalDestinations(dests, l.route.GetRoute()) {
+		ops, what := l.patchOps(c)
+		if len(ops) == 0 {
 			return nil
 		}
-		err = r.patchDestinations(ctx, l, dests)
+		err = r.patch(ctx, l, ops, what)
 		if err == nil {
 			return nil
 		}
@@ -168,23 +254,58 @@ func (r *Router) patchRoute(ctx context.Context, t traffic.Target, edit func(loc
 type jsonPatchOp struct {
 	Op    string `json:"op"`
 	Path  string `json:"path"`
-	Value any    `json:"value"`
+	Value any    `json:"value,omitzero"`
 }
 
-func (r *Router) patchDestinations(ctx context.Context, l located, dests []*networkingv1.HTTPRouteDestination) error {
-	base := fmt.Sprintf("/spec/http/%d", l.ref.index)
-	ops := []jsonPatchOp{{Op: "test", Path: "/metadata/resourceVersion", Value: l.vs.ResourceVersion}}
-	if l.ref.name != "" {
-		ops = append(ops, jsonPatchOp{Op: "test", Path: base + "/name", Value: l.ref.name})
+// patchOps returns the operations that make l's VirtualService have c
+// (none when it has), and what they change, for errors. The route's
+// destinations are replaced first, while its index is still the one read;
+// then the match routes before it are replaced in place, added, or
+// removed, which shifts the route.
+func (l located) patchOps(c change) ([]jsonPatchOp, string) {
+	var ops []jsonPatchOp
+	if c.route != nil && !equalDestinations(c.route, l.route.GetRoute()) {
+		ops = append(ops, jsonPatchOp{Op: "replace", Path: fmt.Sprintf("/spec/http/%d/route", l.ref.index), Value: c.route})
 	}
-	ops = append(ops, jsonPatchOp{Op: "replace", Path: base + "/route", Value: dests})
+	at := func(i int) string { return fmt.Sprintf("/spec/http/%d", l.matchesFrom+i) }
+	matchOps := len(ops)
+	for i, m := range c.matches {
+		switch {
+		case i >= len(l.matches):
+			ops = append(ops, jsonPatchOp{Op: "add", Path: at(i), Value: m})
+		case !proto.Equal(m, l.matches[i]):
+			ops = append(ops, jsonPatchOp{Op: "replace", Path: at(i), Value: m})
+		}
+	}
+	for range len(l.matches) - len(c.matches) {
+		ops = append(ops, jsonPatchOp{Op: "remove", Path: at(len(c.matches))})
+	}
+	var what string
+	switch {
+	case len(ops) == 0:
+		return nil, ""
+	case matchOps == 0:
+		what = " (the match routes before it)"
+	case len(ops) > matchOps:
+		what = ".route, and the match routes before it"
+	default:
+		what = ".route"
+	}
+	guard := []jsonPatchOp{{Op: "test", Path: "/metadata/resourceVersion", Value: l.vs.ResourceVersion}}
+	if l.ref.name != "" {
+		guard = append(guard, jsonPatchOp{Op: "test", Path: fmt.Sprintf("/spec/http/%d/name", l.ref.index), Value: l.ref.name})
+	}
+	return append(guard, ops...), what
+}
+
+func (r *Router) patch(ctx context.Context, l located, ops []jsonPatchOp, what string) error {
 	body, err := json.Marshal(ops)
 	if err != nil {
-		return fmt.Errorf("virtualservice %s/%s: %s.route: encode patch: %w", l.vs.Namespace, l.vs.Name, l.ref, err)
+		return fmt.Errorf("virtualservice %s/%s: %s%s: encode patch: %w", l.vs.Namespace, l.vs.Name, l.ref, what, err)
 	}
 	_, err = r.client.NetworkingV1().VirtualServices(l.vs.Namespace).Patch(ctx, l.vs.Name, types.JSONPatchType, body, metav1.PatchOptions{})
 	if err != nil {
-		return fmt.Errorf("virtualservice %s/%s: %s.route: patch: %w", l.vs.Namespace, l.vs.Name, l.ref, err)
+		return fmt.Errorf("virtualservice %s/%s: %s%s: patch: %w", l.vs.Namespace, l.vs.Name, l.ref, what, err)
 	}
 	return nil
 }

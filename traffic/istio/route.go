@@ -145,26 +145,34 @@ func stableDestination(dests []*networkingv1.HTTPRouteDestination, s services) (
 }
 
 // splitDestinations is the destination list that gives w: the stable
-// destination as the owner wrote it, with a weight, and a copy of it for
-// the canary. The copy keeps the port (the canary Service mirrors the
-// stable one's ports) and the header rules, but not the subset: subsets
-// come from the stable host's DestinationRule and do not exist for the
-// canary host, where Envoy would answer 503 NC. The canary Service already
-// selects only the canary's pods.
+// destination as the owner wrote it, with a weight, and its canary copy
+// (see canaryDestination), which sets the sticky cookie if w has one.
 //
 // A zero weight is left out of the JSON, as proto3 does; Istio reads it as
 // zero and sends that destination nothing.
 func splitDestinations(stable *networkingv1.HTTPRouteDestination, canaryHost string, w traffic.Weights) []*networkingv1.HTTPRouteDestination {
 	s := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
 	s.Weight = w.Stable
+	c := withSetCookie(canaryDestination(stable, canaryHost), w.Sticky)
+	c.Weight = w.Canary
+	return []*networkingv1.HTTPRouteDestination{s, c}
+}
+
+// canaryDestination is a copy of the stable destination for the canary
+// host, without a weight. The copy keeps the port (the canary Service
+// mirrors the stable one's ports) and the header rules, but not the
+// subset: subsets come from the stable host's DestinationRule and do not
+// exist for the canary host, where Envoy would answer 503 NC. The canary
+// Service already selects only the canary's pods.
+func canaryDestination(stable *networkingv1.HTTPRouteDestination, canaryHost string) *networkingv1.HTTPRouteDestination {
 	c := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
 	if c.Destination == nil {
 		c.Destination = &networkingv1.Destination{}
 	}
 	c.Destination.Host = canaryHost
 	c.Destination.Subset = ""
-	c.Weight = w.Canary
-	return []*networkingv1.HTTPRouteDestination{s, c}
+	c.Weight = 0
+	return c
 }
 
 // plainDestinations is the destination list before fledge: the stable

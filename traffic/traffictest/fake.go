@@ -46,7 +46,7 @@ func (r *Router) FailNext(errs ...error) {
 	r.failures = append(r.failures, errs...)
 }
 
-// History returns the splits SetWeights applied to the target, in order,
+// History returns the weights SetWeights applied to the target, in order,
 // repeats included, across releases: what a rollout test compares with the
 // steps it expects. Calls that failed are not in it.
 func (r *Router) History(t traffic.Target) []traffic.Weights {
@@ -62,7 +62,7 @@ func (r *Router) Calls() []Call {
 	return slices.Clone(r.calls)
 }
 
-// Routed returns the target's split and true while it is routed (ensured
+// Routed returns the target's weights and true while it is routed (ensured
 // or set, and not released since).
 func (r *Router) Routed(t traffic.Target) (traffic.Weights, bool) {
 	r.mu.Lock()
@@ -93,7 +93,7 @@ func (r *Router) SetWeights(ctx context.Context, t traffic.Target, w traffic.Wei
 	})
 }
 
-// Weights returns the target's split: 100/0 when it is not routed.
+// Weights returns the target's weights: 100/0 when it is not routed.
 func (r *Router) Weights(ctx context.Context, t traffic.Target) (traffic.Weights, error) {
 	var got traffic.Weights
 	err := r.call(ctx, "Weights", t, traffic.Weights{}, func(k string) (traffic.Weights, error) {

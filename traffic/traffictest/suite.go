@@ -22,6 +22,10 @@ type Harness struct {
 	// routing as now stored. It is how the suite checks that the weights
 	// written are the weights applied, not only the weights read back.
 	CanaryShare func(t *testing.T, target traffic.Target) float64
+	// RequestShare, if set, is CanaryShare for requests that all carry
+	// headers (lower-case names; cookies in "cookie"): how the suite
+	// checks that a cohort, or a sticky cookie, reaches the canary.
+	RequestShare func(t *testing.T, target traffic.Target, headers map[string]string) float64
 	// Tolerance is how far a measured share may be from the weight set,
 	// for splits other than 0 and 100, which must be exact; default 0.05.
 	Tolerance float64
@@ -44,6 +48,12 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Release of a target never routed is not an error", s.releaseNeverRouted)
 	t.Run("concurrent SetWeights calls all succeed and one split wins", s.concurrent)
 	t.Run("an incomplete target is rejected", s.incompleteTarget)
+	t.Run("a cohort round-trips and alone reaches the canary at 100/0", s.cohortRoundTrip)
+	t.Run("a sticky cookie round-trips with an 80/20 split", s.stickyRoundTrip)
+	t.Run("a cohort is replaced by another cohort, then by a sticky cookie", s.cohortChanges)
+	t.Run("an invalid cohort or sticky cookie is rejected and changes nothing", s.invalidMatches)
+	t.Run("Ensure after SetWeights keeps the cohort and the sticky cookie", s.ensureKeepsMatches)
+	t.Run("Release after a cohort and a sticky cookie restores plain routing", s.releaseMatches)
 }
 
 type suite struct{ h Harness }
@@ -204,6 +214,127 @@ func (s suite) incompleteTarget(t *testing.T) {
 	s.wantWeights(t, r, valid, allStable)
 }
 
+var (
+	// beta is the cohort of requests with "x-tier: beta".
+	beta        = traffic.Cohort{Name: "beta", Header: "x-tier", Exact: "beta"}
+	betaHeaders = map[string]string{"x-tier": "beta"}
+	// staff is a cookie cohort; the cookie is among others.
+	staff        = traffic.CookieCohort("staff", "role", "staff")
+	staffHeaders = map[string]string{"cookie": "session=1; role=staff; theme=dark"}
+	// pinned is a sticky cookie, and pinnedHeaders carry it.
+	pinned        = traffic.Sticky{Cookie: "fledge-canary", Value: "web-7d9f", MaxAge: 3600}
+	pinnedHeaders = map[string]string{"cookie": "fledge-canary=web-7d9f; theme=dark"}
+	// earlierPin is the cookie of an earlier canary, which pins nobody.
+	earlierPin = map[string]string{"cookie": "fledge-canary=web-5c4b"}
+)
+
+func (s suite) cohortRoundTrip(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	w := traffic.Weights{Stable: 100, Cohort: beta}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantApplied(t, tg, allStable)
+	s.wantRequestsApplied(t, tg, betaHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, map[string]string{"x-tier": "beta2"}, allStable)
+
+	w = traffic.Weights{Stable: 100, Cohort: staff}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, staffHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, map[string]string{"cookie": "role=staffer"}, allStable)
+}
+
+func (s suite) stickyRoundTrip(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	w := traffic.Weights{Stable: 80, Canary: 20, Sticky: pinned}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantApplied(t, tg, w)
+	s.wantRequestsApplied(t, tg, pinnedHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, earlierPin, w)
+}
+
+func (s suite) cohortChanges(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	setWeights(t, r, tg, traffic.Weights{Stable: 90, Canary: 10, Cohort: beta})
+	w := traffic.Weights{Stable: 90, Canary: 10, Cohort: staff}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, staffHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, betaHeaders, w)
+
+	w = traffic.Weights{Stable: 90, Canary: 10, Sticky: pinned}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, pinnedHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, staffHeaders, w)
+}
+
+func (s suite) invalidMatches(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	valid := traffic.Weights{Stable: 90, Canary: 10, Cohort: beta, Sticky: pinned}
+	setWeights(t, r, tg, valid)
+	for _, c := range []struct {
+		name string
+		edit func(*traffic.Weights)
+	}{
+		{"a cohort without a name", func(w *traffic.Weights) { w.Cohort.Name = "" }},
+		{"a cohort named with capitals", func(w *traffic.Weights) { w.Cohort.Name = "Beta" }},
+		{"a cohort without a header", func(w *traffic.Weights) { w.Cohort.Header = "" }},
+		{"a cohort with an upper-case header", func(w *traffic.Weights) { w.Cohort.Header = "X-Tier" }},
+		{"a cohort with both exact and regex", func(w *traffic.Weights) { w.Cohort.Regex = "beta|gamma" }},
+		{"a cohort with neither exact nor regex", func(w *traffic.Weights) { w.Cohort.Exact = "" }},
+		{"a cohort with a regex that is not RE2", func(w *traffic.Weights) { w.Cohort.Exact, w.Cohort.Regex = "", "(beta" }},
+		{"a sticky cookie without a name", func(w *traffic.Weights) { w.Sticky.Cookie = "" }},
+		{"a sticky cookie whose value has a semicolon", func(w *traffic.Weights) { w.Sticky.Value = "a;b" }},
+		{"a sticky cookie without a max age", func(w *traffic.Weights) { w.Sticky.MaxAge = 0 }},
+		{"a valid cohort with an invalid split", func(w *traffic.Weights) { w.Stable = 50 }},
+	} {
+		w := valid
+		c.edit(&w)
+		if err := r.SetWeights(t.Context(), tg, w); err == nil {
+			t.Errorf("SetWeights with %s succeeded, want an error", c.name)
+		}
+	}
+	s.wantWeights(t, r, tg, valid)
+	s.wantApplied(t, tg, valid)
+	s.wantRequestsApplied(t, tg, betaHeaders, allCanary)
+}
+
+func (s suite) ensureKeepsMatches(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	w := traffic.Weights{Stable: 70, Canary: 30, Cohort: staff, Sticky: pinned}
+	setWeights(t, r, tg, w)
+	ensure(t, r, tg)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, staffHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, pinnedHeaders, allCanary)
+}
+
+func (s suite) releaseMatches(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	setWeights(t, r, tg, traffic.Weights{Stable: 50, Canary: 50, Cohort: beta, Sticky: pinned})
+	release(t, r, tg)
+	s.wantWeights(t, r, tg, allStable)
+	s.wantApplied(t, tg, allStable)
+	s.wantRequestsApplied(t, tg, betaHeaders, allStable)
+	s.wantRequestsApplied(t, tg, pinnedHeaders, allStable)
+
+	// Routed again without them, the cohort and the cookie are gone, not
+	// kept from before the release.
+	w := traffic.Weights{Stable: 60, Canary: 40}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, betaHeaders, w)
+	s.wantRequestsApplied(t, tg, pinnedHeaders, w)
+}
+
 func (s suite) wantWeights(t *testing.T, r traffic.Router, tg traffic.Target, want traffic.Weights) {
 	t.Helper()
 	got, err := r.Weights(t.Context(), tg)
@@ -233,6 +364,21 @@ func (s suite) wantApplied(t *testing.T, tg traffic.Target, want traffic.Weights
 	t.Logf("mesh sends %.3f of requests to the canary after weights %d/%d", got, want.Stable, want.Canary)
 }
 
+// wantRequestsApplied is wantApplied for requests carrying headers, when
+// the harness can measure them.
+func (s suite) wantRequestsApplied(t *testing.T, tg traffic.Target, headers map[string]string, want traffic.Weights) {
+	t.Helper()
+	if s.h.RequestShare == nil {
+		return
+	}
+	got := s.h.RequestShare(t, tg, headers)
+	wantShare := float64(want.Canary) / 100
+	exact := want.Canary == 0 || want.Stable == 0
+	if exact && got != wantShare || !exact && math.Abs(got-wantShare) > s.h.Tolerance {
+		t.Errorf("mesh sends %.3f of requests with %v to the canary, want %.2f (±%.2f between the ends)", got, headers, wantShare, s.h.Tolerance)
+	}
+}
+
 func ensure(t *testing.T, r traffic.Router, tg traffic.Target) {
 	t.Helper()
 	if err := r.Ensure(t.Context(), tg); err != nil {
@@ -243,7 +389,7 @@ func ensure(t *testing.T, r traffic.Router, tg traffic.Target) {
 func setWeights(t *testing.T, r traffic.Router, tg traffic.Target, w traffic.Weights) {
 	t.Helper()
 	if err := r.SetWeights(t.Context(), tg, w); err != nil {
-		t.Fatalf("SetWeights(%d/%d): %v", w.Stable, w.Canary, err)
+		t.Fatalf("SetWeights(%+v): %v", w, err)
 	}
 }
 
