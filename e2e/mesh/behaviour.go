@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Pod annotations that give a revision its behaviour. They usually sit in a
@@ -14,11 +16,31 @@ import (
 // or to slow down while the stable one stays healthy.
 const (
 	annotationPrefix        = "sandbox.fledge.dev/"
-	annotationErrorRate     = annotationPrefix + "error-rate"
-	annotationErrorCode     = annotationPrefix + "error-code"
-	annotationGRPCErrorRate = annotationPrefix + "grpc-error-rate"
-	annotationLatency       = annotationPrefix + "latency-ms"
+	annotationErrorRate     = annotationPrefix + aspectErrorRate
+	annotationErrorCode     = annotationPrefix + aspectErrorCode
+	annotationGRPCErrorRate = annotationPrefix + aspectGRPCErrorRate
+	annotationLatency       = annotationPrefix + aspectLatency
+
+	// A pod that evaluates a release flag: the flag document is data key
+	// <key> of ConfigMap <name> in the pod's namespace ("<name>/<key>"),
+	// and variant.<variant>.<aspect> overrides one aspect of the behaviour
+	// for requests served with that variant.
+	annotationFlagSource    = annotationPrefix + "flag-source"
+	annotationFlag          = annotationPrefix + "flag"
+	annotationVariantPrefix = annotationPrefix + "variant."
 )
+
+// The aspects of a behaviour an annotation can set, for the whole pod or
+// for one variant of its flag.
+const (
+	aspectErrorRate     = "error-rate"
+	aspectErrorCode     = "error-code"
+	aspectGRPCErrorRate = "grpc-error-rate"
+	aspectLatency       = "latency-ms"
+)
+
+// aspects lists them in the order problems name them.
+var aspects = []string{aspectErrorRate, aspectErrorCode, aspectGRPCErrorRate, aspectLatency}
 
 // Defaults for a pod that says nothing: a healthy service that answers in a
 // few milliseconds with a modest tail, so that latency metrics are not flat.
@@ -55,6 +77,18 @@ type behaviour struct {
 	// Latency is log-normal: exp(N(ln(median), sigma)).
 	latencyMu    float64 // ln(median ms)
 	latencySigma float64 // >= 0
+	// flag is the release flag the pod evaluates per request, nil if none.
+	flag *flagSpec
+}
+
+// flagSpec is what a pod's annotations say about the flag it evaluates.
+type flagSpec struct {
+	configMap, key string // where the flag document is, in the pod's namespace
+	name           string // the flag's key in the document
+	// variants hold the behaviour of requests served with a variant: the
+	// pod's base behaviour with the variant's annotations applied. A
+	// variant without annotations is absent and behaves as the base.
+	variants map[string]*behaviour
 }
 
 func defaultBehaviour() behaviour {
@@ -69,6 +103,15 @@ func defaultBehaviour() behaviour {
 type annotationProblem struct {
 	Annotation string
 	Message    string
+}
+
+// baseFallback is what a pod does instead when the base annotation of an
+// aspect is malformed.
+var baseFallback = map[string]string{
+	aspectErrorRate:     "the pod behaves as healthy",
+	aspectErrorCode:     fmt.Sprintf("errors are answered with %d", defaultErrorCode),
+	aspectGRPCErrorRate: "the pod answers gRPC requests with OK",
+	aspectLatency:       fmt.Sprintf("the pod answers with the default latency p50=%g,p95=%g", defaultP50, defaultP95),
 }
 
 // parseBehaviour reads the behaviour annotations of a pod. A malformed value
@@ -91,43 +134,150 @@ func parseBehaviour(annotations map[string]string) (behaviour, []annotationProbl
 	}
 	slices.Sort(keys)
 
+	var flagSource, flagName *string
+	var variantKeys []string
 	for _, key := range keys {
 		value := annotations[key]
-		switch key {
-		case annotationErrorRate:
-			rate, ok := parseRate(value)
-			if !ok {
-				report(key, "%q is not a number in [0,1]; ignored, the pod behaves as healthy", value)
-				continue
+		switch {
+		case key == annotationFlagSource:
+			flagSource = &value
+		case key == annotationFlag:
+			flagName = &value
+		case strings.HasPrefix(key, annotationVariantPrefix):
+			// Applied after the loop, over the complete base behaviour.
+			variantKeys = append(variantKeys, key)
+		case slices.Contains(aspects, strings.TrimPrefix(key, annotationPrefix)):
+			aspect := strings.TrimPrefix(key, annotationPrefix)
+			if err := setAspect(&b, aspect, value); err != nil {
+				report(key, "%v; ignored, %s", err, baseFallback[aspect])
 			}
-			b.errorRate = rate
-		case annotationGRPCErrorRate:
-			rate, ok := parseRate(value)
-			if !ok {
-				report(key, "%q is not a number in [0,1]; ignored, the pod answers gRPC requests with OK", value)
-				continue
-			}
-			b.grpcErrorRate = rate
-		case annotationErrorCode:
-			code, err := strconv.Atoi(strings.TrimSpace(value))
-			if err != nil || code < 500 || code > 599 {
-				report(key, "%q is not an HTTP status in 500..599; ignored, errors are answered with %d", value, defaultErrorCode)
-				continue
-			}
-			b.errorCode = code
-		case annotationLatency:
-			mu, sigma, err := parseLatency(value)
-			if err != nil {
-				report(key, "%q: %v; ignored, the pod answers with the default latency p50=%g,p95=%g", value, err, defaultP50, defaultP95)
-				continue
-			}
-			b.latencyMu, b.latencySigma = mu, sigma
 		default:
-			report(key, "unknown behaviour annotation (known: %s, %s, %s, %s); ignored",
-				annotationErrorRate, annotationErrorCode, annotationGRPCErrorRate, annotationLatency)
+			report(key, "unknown behaviour annotation (known: %s, %s, %s, %s, %s, %s, %s<variant>.<aspect>); ignored",
+				annotationErrorRate, annotationErrorCode, annotationGRPCErrorRate, annotationLatency,
+				annotationFlagSource, annotationFlag, annotationVariantPrefix)
+		}
+	}
+
+	b.flag = parseFlag(flagSource, flagName, report)
+	for _, key := range variantKeys {
+		if b.flag == nil {
+			report(key, "the pod evaluates no flag (that needs %s and %s); ignored", annotationFlag, annotationFlagSource)
+			continue
+		}
+		variant, aspect, ok := cutVariantKey(key)
+		if !ok {
+			report(key, "not %s<variant>.<aspect> with an aspect among %s; ignored",
+				annotationVariantPrefix, strings.Join(aspects, ", "))
+			continue
+		}
+		vb := b.flag.variants[variant]
+		if vb == nil {
+			vb = &behaviour{}
+			*vb = b
+			vb.flag = nil
+			b.flag.variants[variant] = vb
+		}
+		if err := setAspect(vb, aspect, annotations[key]); err != nil {
+			report(key, "%v; ignored, requests served with variant %q take the pod's base %s", err, variant, aspect)
 		}
 	}
 	return b, problems
+}
+
+// parseFlag reads the flag annotations; nil when the pod evaluates no flag.
+func parseFlag(source, name *string, report func(key, format string, args ...any)) *flagSpec {
+	if source == nil && name == nil {
+		return nil
+	}
+	const ignored = "ignored, the pod evaluates no flag"
+	spec := &flagSpec{variants: map[string]*behaviour{}}
+	ok := true
+	if source != nil {
+		cm, key, err := parseFlagSource(*source)
+		if err != nil {
+			report(annotationFlagSource, "%q: %v; %s", *source, err, ignored)
+			ok = false
+		}
+		spec.configMap, spec.key = cm, key
+	}
+	if name != nil {
+		spec.name = strings.TrimSpace(*name)
+		if spec.name == "" {
+			report(annotationFlag, "empty; %s", ignored)
+			ok = false
+		}
+	}
+	switch {
+	case source == nil && ok:
+		report(annotationFlag, "no %s says where the flag document is; %s", annotationFlagSource, ignored)
+		ok = false
+	case name == nil && ok:
+		report(annotationFlagSource, "no %s says which flag to evaluate; %s", annotationFlag, ignored)
+		ok = false
+	}
+	if !ok {
+		return nil
+	}
+	return spec
+}
+
+// parseFlagSource reads "<configmap>/<key>".
+func parseFlagSource(s string) (configMap, key string, err error) {
+	configMap, key, found := strings.Cut(strings.TrimSpace(s), "/")
+	if !found {
+		return "", "", fmt.Errorf("want <configmap>/<key>")
+	}
+	if msgs := validation.IsDNS1123Subdomain(configMap); len(msgs) > 0 {
+		return "", "", fmt.Errorf("configmap name %q: %s", configMap, strings.Join(msgs, "; "))
+	}
+	if msgs := validation.IsConfigMapKey(key); len(msgs) > 0 {
+		return "", "", fmt.Errorf("configmap key %q: %s", key, strings.Join(msgs, "; "))
+	}
+	return configMap, key, nil
+}
+
+// cutVariantKey splits "sandbox.fledge.dev/variant.<variant>.<aspect>". The
+// aspect is cut at the last dot, since a variant's name may hold dots.
+func cutVariantKey(key string) (variant, aspect string, ok bool) {
+	rest := strings.TrimPrefix(key, annotationVariantPrefix)
+	i := strings.LastIndexByte(rest, '.')
+	if i <= 0 {
+		return "", "", false
+	}
+	variant, aspect = rest[:i], rest[i+1:]
+	return variant, aspect, slices.Contains(aspects, aspect)
+}
+
+// setAspect parses the value of one aspect's annotation into b; on error b
+// is unchanged.
+func setAspect(b *behaviour, aspect, value string) error {
+	switch aspect {
+	case aspectErrorRate, aspectGRPCErrorRate:
+		rate, ok := parseRate(value)
+		if !ok {
+			return fmt.Errorf("%q is not a number in [0,1]", value)
+		}
+		if aspect == aspectErrorRate {
+			b.errorRate = rate
+		} else {
+			b.grpcErrorRate = rate
+		}
+	case aspectErrorCode:
+		code, err := strconv.Atoi(strings.TrimSpace(value))
+		if err != nil || code < 500 || code > 599 {
+			return fmt.Errorf("%q is not an HTTP status in 500..599", value)
+		}
+		b.errorCode = code
+	case aspectLatency:
+		mu, sigma, err := parseLatency(value)
+		if err != nil {
+			return fmt.Errorf("%q: %w", value, err)
+		}
+		b.latencyMu, b.latencySigma = mu, sigma
+	default:
+		return fmt.Errorf("unknown aspect %q", aspect)
+	}
+	return nil
 }
 
 // parseRate accepts a share in [0,1].

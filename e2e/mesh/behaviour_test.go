@@ -204,28 +204,47 @@ func FuzzParseBehaviour(f *testing.F) {
 			annotationLatency:           latency,
 			annotationPrefix + extraKey: latency,
 			"unrelated/" + extraKey:     errorRate,
+			annotationFlagSource:        "flags/" + extraKey,
+			annotationFlag:              extraKey,
+			annotationVariantPrefix + extraKey + ".error-rate": errorRate,
+			annotationVariantPrefix + "on.latency-ms":          latency,
+			annotationVariantPrefix + "on.error-code":          errorCode,
 		})
-		for name, v := range map[string]float64{
-			"errorRate": b.errorRate, "grpcErrorRate": b.grpcErrorRate,
-		} {
-			if math.IsNaN(v) || v < 0 || v > 1 {
-				t.Fatalf("%s = %v, want a share in [0,1]", name, v)
-			}
-		}
-		if b.errorCode < 500 || b.errorCode > 599 {
-			t.Fatalf("errorCode = %d, want 500..599", b.errorCode)
-		}
-		if math.IsNaN(b.latencyMu) || math.IsInf(b.latencyMu, 0) {
-			t.Fatalf("latencyMu = %v, want finite", b.latencyMu)
-		}
-		if math.IsNaN(b.latencySigma) || math.IsInf(b.latencySigma, 0) || b.latencySigma < 0 {
-			t.Fatalf("latencySigma = %v, want finite and >= 0", b.latencySigma)
-		}
-		rng := rand.New(rand.NewPCG(1, 1))
-		for range 16 {
-			if v := b.sampleLatency(rng); math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-				t.Fatalf("sampleLatency = %v for mu=%v sigma=%v, want finite and >= 0", v, b.latencyMu, b.latencySigma)
+		checkBehaviour(t, "pod", b)
+		if b.flag != nil {
+			for name, vb := range b.flag.variants {
+				if vb.flag != nil {
+					t.Fatalf("variant %q has a flag of its own", name)
+				}
+				checkBehaviour(t, "variant "+name, *vb)
 			}
 		}
 	})
+}
+
+// checkBehaviour fails unless b is one routing can use.
+func checkBehaviour(t *testing.T, what string, b behaviour) {
+	t.Helper()
+	for name, v := range map[string]float64{
+		"errorRate": b.errorRate, "grpcErrorRate": b.grpcErrorRate,
+	} {
+		if math.IsNaN(v) || v < 0 || v > 1 {
+			t.Fatalf("%s: %s = %v, want a share in [0,1]", what, name, v)
+		}
+	}
+	if b.errorCode < 500 || b.errorCode > 599 {
+		t.Fatalf("%s: errorCode = %d, want 500..599", what, b.errorCode)
+	}
+	if math.IsNaN(b.latencyMu) || math.IsInf(b.latencyMu, 0) {
+		t.Fatalf("%s: latencyMu = %v, want finite", what, b.latencyMu)
+	}
+	if math.IsNaN(b.latencySigma) || math.IsInf(b.latencySigma, 0) || b.latencySigma < 0 {
+		t.Fatalf("%s: latencySigma = %v, want finite and >= 0", what, b.latencySigma)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for range 16 {
+		if v := b.sampleLatency(rng); math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			t.Fatalf("%s: sampleLatency = %v for mu=%v sigma=%v, want finite and >= 0", what, v, b.latencyMu, b.latencySigma)
+		}
+	}
 }

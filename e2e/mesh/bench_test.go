@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	istiofake "istio.io/client-go/pkg/clientset/versioned/fake"
@@ -12,15 +13,38 @@ import (
 // BenchmarkRoute measures Emulator.Route end to end (routing, behaviour,
 // counters and both reporters' metrics) on a realistic table: a
 // VirtualService with a header-match route and an 80/20 weighted route over
-// ten pods.
+// ten pods. In "flag", every pod also evaluates a release flag with a
+// fractional rollout through flagd's provider, as every request of an app
+// with a flag does.
 func BenchmarkRoute(b *testing.B) {
+	b.Run("no flag", func(b *testing.B) { benchmarkRoute(b, nil) })
+	b.Run("flag", func(b *testing.B) {
+		benchmarkRoute(b, map[string]string{
+			annotationFlagSource:                      flagsConfigMap + "/" + flagsKey,
+			annotationFlag:                            checkoutFlag,
+			annotationVariantPrefix + "on.error-rate": "0.08",
+		})
+	})
+}
+
+func benchmarkRoute(b *testing.B, flagAnnotations map[string]string) {
 	svc := service("demo", "app", map[string]string{"app": "app"})
-	kubeObjects := []runtime.Object{svc}
+	kubeObjects := []runtime.Object{svc,
+		flagsConfigMapWith(checkoutDoc("off", `{"fractional":[{"var":"targetingKey"},["on",20],["off",80]]}`))}
+	with := func(a map[string]string) map[string]string {
+		out := maps.Clone(a)
+		if out == nil {
+			out = map[string]string{}
+		}
+		maps.Copy(out, flagAnnotations)
+		return out
+	}
 	for i := range 5 {
 		kubeObjects = append(kubeObjects,
-			deploymentPod("demo", "app-v1", "aaa111", i, map[string]string{"app": "app", "version": "v1"}),
+			deploymentPod("demo", "app-v1", "aaa111", i, map[string]string{"app": "app", "version": "v1"},
+				annotated(with(nil))),
 			deploymentPod("demo", "app-v2", "bbb222", i, map[string]string{"app": "app", "version": "v2"},
-				annotated(map[string]string{annotationErrorRate: "0.05", annotationLatency: "p50=20,p99=200"})))
+				annotated(with(map[string]string{annotationErrorRate: "0.05", annotationLatency: "p50=20,p99=200"}))))
 	}
 	rule := newDemo().rule
 	vs := virtualService("demo", "app", 0, []string{"app"},

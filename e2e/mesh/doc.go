@@ -5,11 +5,12 @@
 // canary with PromQL over Istio's telemetry. The sandbox has a real
 // kube-apiserver and a real Prometheus but no Envoy and no istiod, so this
 // package plays their part as far as such a controller can observe: it
-// watches VirtualServices, DestinationRules, Services and Pods, generates
-// synthetic client traffic, routes every request as a client-side Envoy
-// would (in memory: no request touches the network), lets the serving pod's
-// annotations decide the answer, and serves Istio's standard metrics for
-// Prometheus to scrape.
+// watches VirtualServices, DestinationRules, Services, Pods and the
+// ConfigMaps that hold feature flags, generates synthetic client traffic,
+// routes every request as a client-side Envoy would (in memory: no request
+// touches the network), lets the serving pod's annotations (and the
+// variant of its feature flag) decide the answer, and serves Istio's
+// standard metrics for Prometheus to scrape.
 //
 // # How it works
 //
@@ -69,6 +70,11 @@
 //     for every request and by the destination proxy for those a pod served.
 //     Workload names, canonical service and revision, principals (mTLS
 //     everywhere) follow Istio's derivation from pod labels and owners.
+//     One label is added, flag_variant: the variant of its feature flag the
+//     serving pod evaluated (see below), as a mesh reports it with a
+//     Telemetry tag override copying the app's x-flag-variant response
+//     header, on both reporters. It is empty when no pod served the request
+//     or the pod has no flag, and Prometheus then treats it as absent.
 //
 // # Behaviour of a revision
 //
@@ -83,6 +89,38 @@
 // A malformed value or an unknown key under the prefix is a Problem naming
 // the pod and annotation; that annotation is ignored and the pod stays
 // healthy in that respect.
+//
+// # Feature flags
+//
+// A pod may play an app that evaluates a release flag on every request,
+// in flagd's JSON format, from a ConfigMap it reads through the
+// OpenFeature flagd provider (the real one, in-process), which is the flag
+// fledge rewrites in lockstep with a canary:
+//
+//	sandbox.fledge.dev/flag-source: "flags/flags.json"     ConfigMap flags, data key flags.json, in the pod's namespace
+//	sandbox.fledge.dev/flag: "new-checkout"                the flag to evaluate
+//	sandbox.fledge.dev/variant.on.error-rate: "0.08"       the behaviour of requests served with variant "on";
+//	sandbox.fledge.dev/variant.on.latency-ms: "p50=40"     error-rate, error-code, grpc-error-rate and latency-ms
+//	                                                       as above, each falling back to the pod's own
+//
+// The evaluation context is what an app would build from the request: the
+// targeting key is the x-user-id header (Request.User when it is absent),
+// and every request header is an attribute under its lower-case name, so
+// that targeting can use {"var":"x-user-tier"} or fractional rollouts over
+// {"var":"targetingKey"}. A boolean flag is evaluated as a boolean, any
+// other as a string; the variant decides the behaviour, and is reported in
+// Response.Variant, ServedVariants and the flag_variant metric label. A
+// failed evaluation (flag missing or of another type, provider not ready)
+// is variant "error", answered with the pod's base behaviour.
+//
+// The emulator keeps one flag source and provider per ConfigMap key a
+// ready pod reads, started before the first table that needs it is
+// published and fed from a ConfigMap informer, so that a change to the
+// document reaches the apps within milliseconds, with no rebuild. A
+// document that is not valid flagd JSON, or a ConfigMap or key that is
+// gone, is logged, and the apps keep the last valid flags, as an app whose
+// flag file turns bad does. A source no ready pod has read for 30s is shut
+// down; all are shut down by Stop.
 //
 // # What is ignored
 //

@@ -70,6 +70,7 @@ type Emulator struct {
 	metrics   *telemetry
 	observers atomic.Pointer[[]observer]
 	served    sync.Map // Revision -> *counter
+	variants  sync.Map // VariantKey -> *counter
 	clients   sync.Map // client name -> *counter
 	routeSeq  atomic.Uint64
 
@@ -78,6 +79,8 @@ type Emulator struct {
 	// lastProblems is owned by whoever rebuilds: Start, then the rebuild
 	// loop.
 	lastProblems map[Problem]bool
+	// flags are the flag sources the pods read, attached to each table.
+	flags *flagClients
 
 	mu          sync.Mutex
 	state       state
@@ -101,6 +104,7 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, opts Options) *
 		log:     opts.Logger,
 		metrics: newTelemetry(),
 		dirty:   make(chan struct{}, 1),
+		flags:   newFlagClients(opts.Logger),
 		runners: map[string]*runner{},
 		stopped: make(chan struct{}),
 	}
@@ -108,8 +112,9 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, opts Options) *
 	return e
 }
 
-// Start starts the informers (Services, Pods, VirtualServices and
-// DestinationRules in all namespaces), waits for their caches to sync,
+// Start starts the informers (Services, Pods, VirtualServices,
+// DestinationRules and ConfigMaps in all namespaces), waits for their
+// caches to sync,
 // builds the first routing table, and starts serving metrics and following
 // configuration changes. It returns when the emulator is ready. ctx bounds
 // the start-up only; the emulator runs until Stop.
@@ -125,7 +130,8 @@ func (e *Emulator) Start(ctx context.Context) error {
 		return fmt.Errorf("mesh emulator: metrics listener: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	w := newWatcher(e.kube, e.istio, e.markDirty)
+	w := newWatcher(e.kube, e.istio, e.markDirty, e.flags.configMapChanged)
+	e.flags.getConfigMap = w.configMap
 	if err := w.start(ctx, runCtx.Done()); err != nil {
 		cancel()
 		w.shutdown()
@@ -157,9 +163,9 @@ func (e *Emulator) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops the traffic generators, the metrics server, the rebuild loop
-// and the informers, and waits for all of their goroutines. It may be
-// called more than once, and before Start.
+// Stop stops the traffic generators, the metrics server, the rebuild loop,
+// the informers and the flag providers, and waits for all of their
+// goroutines. It may be called more than once, and before Start.
 func (e *Emulator) Stop() {
 	e.mu.Lock()
 	switch e.state {
@@ -189,6 +195,7 @@ func (e *Emulator) Stop() {
 	e.cancel()
 	e.wg.Wait()
 	e.watch.shutdown()
+	e.flags.close()
 	e.log.Info("mesh emulator stopped")
 	close(e.stopped)
 }
@@ -262,6 +269,9 @@ func (e *Emulator) serve(req *Request, rng *rand.Rand, src *sourceLabels, client
 	}
 	if out.ep != nil {
 		e.servedCounter(out.ep.pod.rev).add(isError)
+		if out.resp.Variant != "" {
+			e.variantCounter(VariantKey{Revision: out.ep.pod.rev, Variant: out.resp.Variant}).add(isError)
+		}
 	}
 	e.metrics.record(src, req.Protocol, &out)
 	if obs := e.observers.Load(); obs != nil {

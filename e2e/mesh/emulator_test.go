@@ -46,7 +46,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestEmulator(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, ignoreFlagdEventForwarder)
 
 	ctx := context.Background()
 	kube := kubefake.NewClientset()
@@ -162,6 +162,7 @@ func TestEmulator(t *testing.T) {
 			"destination_service": appHost, "destination_service_name": "app", "destination_service_namespace": "demo",
 			"destination_cluster": "Kubernetes", "destination_canonical_service": "app", "destination_canonical_revision": "v2",
 			"request_protocol": "http", "response_code": "503", "grpc_response_status": "", "response_flags": "-",
+			"flag_variant": "",
 		}
 		if diff := cmp.Diff(want, labelMap(v2Errors)); diff != "" {
 			t.Errorf("labels of the app-v2 series mismatch (-want +got):\n%s", diff)
@@ -238,7 +239,7 @@ func TestEmulator(t *testing.T) {
 }
 
 func TestStartFailsWhenTheMetricsAddressIsTaken(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, ignoreFlagdEventForwarder)
 	first := New(kubefake.NewClientset(), istiofake.NewSimpleClientset(), Options{})
 	if err := first.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,7 @@ const (
 	lGRPCResponseStatus
 	lResponseFlags
 	lConnectionSecurityPolicy
+	lFlagVariant
 	numLabels
 
 	firstSourceLabel      = lSourceWorkload
@@ -47,6 +48,12 @@ const (
 
 // istioLabelNames returns the label names of istio_requests_total and
 // istio_request_duration_milliseconds, in the order of the l* constants.
+//
+// flag_variant is not one of Istio's standard labels: it is what a mesh
+// adds with a Telemetry resource whose tag override copies the app's
+// x-flag-variant response header into the metrics of both reporters. It is
+// empty when the serving pod evaluates no flag, and Prometheus then treats
+// it as absent.
 func istioLabelNames() []string {
 	return []string{
 		"reporter",
@@ -58,7 +65,7 @@ func istioLabelNames() []string {
 		"destination_service", "destination_service_name", "destination_service_namespace",
 		"destination_cluster", "destination_canonical_service", "destination_canonical_revision",
 		"request_protocol", "response_code", "grpc_response_status", "response_flags",
-		"connection_security_policy",
+		"connection_security_policy", "flag_variant",
 	}
 }
 
@@ -158,6 +165,7 @@ func (m *telemetry) record(src *sourceLabels, proto Protocol, r *routed) {
 	lv[lResponseCode] = strconv.Itoa(r.resp.Code)
 	lv[lGRPCResponseStatus] = r.resp.GRPCStatus
 	lv[lResponseFlags] = r.resp.Flags
+	lv[lFlagVariant] = r.resp.Variant
 
 	lv[lReporter] = "source"
 	lv[lConnectionSecurityPolicy] = unknown

@@ -40,6 +40,14 @@ func (e *Emulator) servedCounter(rev Revision) *counter {
 	return c.(*counter)
 }
 
+func (e *Emulator) variantCounter(key VariantKey) *counter {
+	if c, ok := e.variants.Load(key); ok {
+		return c.(*counter)
+	}
+	c, _ := e.variants.LoadOrStore(key, new(counter))
+	return c.(*counter)
+}
+
 func (e *Emulator) clientCounter(name string) *counter {
 	if c, ok := e.clients.Load(name); ok {
 		return c.(*counter)
@@ -54,6 +62,19 @@ func (e *Emulator) Served() map[Revision]Counts {
 	out := map[Revision]Counts{}
 	e.served.Range(func(k, v any) bool {
 		out[k.(Revision)] = v.(*counter).load()
+		return true
+	})
+	return out
+}
+
+// ServedVariants is the ground truth of feature flags: requests and errors
+// served per revision and variant since the emulator was created, for the
+// pods that evaluate a flag (Variant "error" counts failed evaluations).
+// Requests served by pods without a flag appear only in Served.
+func (e *Emulator) ServedVariants() map[VariantKey]Counts {
+	out := map[VariantKey]Counts{}
+	e.variants.Range(func(k, v any) bool {
+		out[k.(VariantKey)] = v.(*counter).load()
 		return true
 	})
 	return out

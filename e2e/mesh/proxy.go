@@ -96,6 +96,9 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp.Flags != flagNone {
 		h.Set("X-Mesh-Response-Flags", resp.Flags)
 	}
+	if resp.Variant != "" {
+		h.Set("X-Flag-Variant", resp.Variant)
+	}
 	w.WriteHeader(resp.Code)
 	fmt.Fprintln(w, describeResponse(resp))
 }

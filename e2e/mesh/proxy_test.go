@@ -26,7 +26,7 @@ import (
 )
 
 func TestProxyHandler(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, ignoreFlagdEventForwarder)
 
 	// The demo world: beta users go to v2, which fails every request and
 	// sets a cookie; everyone else goes to v1.

@@ -92,6 +92,18 @@ func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand)
 	ep := &t.endpoints[(t.next.Add(1)-1)%uint64(len(t.endpoints))]
 	pod := ep.pod
 	b := &pod.behaviour
+	var variant string
+	if f := pod.flag; f != nil {
+		// The app evaluates its flag before answering; a variant with its
+		// own annotations answers with that behaviour, any other (and a
+		// failed evaluation) with the pod's base.
+		var ok bool
+		if variant, ok = f.variant(req); ok {
+			if vb := f.spec.variants[variant]; vb != nil {
+				b = vb
+			}
+		}
+	}
 
 	resp := Response{
 		Code:         200,
@@ -102,6 +114,7 @@ func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand)
 		TemplateHash: pod.rev.TemplateHash,
 		Service:      t.host,
 		SetCookies:   cloneCookies(cookies),
+		Variant:      variant,
 	}
 	grpc := req.Protocol == GRPC
 	if grpc {

@@ -39,6 +39,10 @@ type table struct {
 	services  map[string]*serviceEntry // by fully qualified host
 	versions  map[objectRef]string     // resourceVersion of every input
 	problems  []Problem
+	// flags are the flags the ready pods evaluate. Their clients are
+	// attached by the emulator before it publishes the table; a table
+	// built alone answers every evaluation with the "error" variant.
+	flags []*podFlag
 }
 
 // objectRef names an input object. kind is lower case so that
@@ -169,7 +173,11 @@ func (b *builder) addPods(pods []*corev1.Pod) {
 		if !podReady(pod) {
 			continue
 		}
-		b.pods[pod.Namespace] = append(b.pods[pod.Namespace], newPodInfo(pod, behaviour))
+		info := newPodInfo(pod, behaviour)
+		b.pods[pod.Namespace] = append(b.pods[pod.Namespace], info)
+		if info.flag != nil {
+			b.t.flags = append(b.t.flags, info.flag)
+		}
 	}
 	for _, pods := range b.pods {
 		slices.SortFunc(pods, func(x, y *podInfo) int { return cmp.Compare(x.name, y.name) })

@@ -128,8 +128,19 @@ func TestBuildTableProblems(t *testing.T) {
 				{Kind: "Pod", Namespace: "demo", Name: v2Pod0, Field: "metadata.annotations[sandbox.fledge.dev/error-rate]",
 					Message: `"abc" is not a number in [0,1]; ignored, the pod behaves as healthy`},
 				{Kind: "Pod", Namespace: "demo", Name: v2Pod0, Field: "metadata.annotations[sandbox.fledge.dev/latency]",
-					Message: "unknown behaviour annotation (known: sandbox.fledge.dev/error-rate, sandbox.fledge.dev/error-code, sandbox.fledge.dev/grpc-error-rate, sandbox.fledge.dev/latency-ms); ignored"},
+					Message: "unknown behaviour annotation (known: sandbox.fledge.dev/error-rate, sandbox.fledge.dev/error-code, sandbox.fledge.dev/grpc-error-rate, sandbox.fledge.dev/latency-ms, sandbox.fledge.dev/flag-source, sandbox.fledge.dev/flag, sandbox.fledge.dev/variant.<variant>.<aspect>); ignored"},
 			},
+			wantWorkload: "app-v1",
+		},
+		{
+			name: "a malformed variant annotation is reported per pod and ignored",
+			in: newDemo(annotated(map[string]string{
+				annotationFlagSource:                      "flags/flags.json",
+				annotationFlag:                            "new-checkout",
+				annotationVariantPrefix + "on.error-rate": "lots",
+			})).snapshot(),
+			want: []Problem{{Kind: "Pod", Namespace: "demo", Name: v2Pod0, Field: "metadata.annotations[sandbox.fledge.dev/variant.on.error-rate]",
+				Message: `"lots" is not a number in [0,1]; ignored, requests served with variant "on" take the pod's base error-rate`}},
 			wantWorkload: "app-v1",
 		},
 	}

@@ -15,6 +15,13 @@ type Revision struct {
 	TemplateHash string
 }
 
+// VariantKey names the requests a revision served with one variant of its
+// flag, in ServedVariants.
+type VariantKey struct {
+	Revision
+	Variant string
+}
+
 // Counts is a pair of request counters.
 //
 // A request is an error when its HTTP status is 5xx, when it is a gRPC
@@ -91,6 +98,11 @@ type Response struct {
 	LatencyMs float64
 	// SetCookies holds the cookies the route asked to set, name to value.
 	SetCookies map[string]string
+	// Variant is the variant of its flag the serving pod evaluated for
+	// this request (the app's x-flag-variant response header): "" when no
+	// pod served it or the pod evaluates no flag, "error" when the
+	// evaluation failed and the pod answered with its base behaviour.
+	Variant string
 }
 
 // Revision returns the revision that served the response, and false when no

@@ -11,6 +11,7 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	istiolisters "istio.io/client-go/pkg/listers/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -29,12 +30,16 @@ type watcher struct {
 	pods             corelisters.PodLister
 	virtualServices  istiolisters.VirtualServiceLister
 	destinationRules istiolisters.DestinationRuleLister
-	synced           []cache.InformerSynced
+	// configMaps hold the flag documents pods read; they feed flag sources
+	// directly and are not part of the routing table.
+	configMaps corelisters.ConfigMapLister
+	synced     []cache.InformerSynced
 }
 
 // newWatcher sets up informers for every namespace, calling onChange after
-// any add, update or delete has reached the caches.
-func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange func()) *watcher {
+// any add, update or delete of a routing input has reached the caches, and
+// onConfigMap after one of a ConfigMap has.
+func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange func(), onConfigMap func(namespace, name string)) *watcher {
 	w := &watcher{
 		kubeFactory:  informers.NewSharedInformerFactory(kube, 0),
 		istioFactory: istioinformers.NewSharedInformerFactory(istio, 0),
@@ -43,7 +48,8 @@ func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange
 	pod := w.kubeFactory.Core().V1().Pods()
 	vs := w.istioFactory.InformerFor(&networkingv1.VirtualService{}, virtualServiceInformer)
 	dr := w.istioFactory.InformerFor(&networkingv1.DestinationRule{}, destinationRuleInformer)
-	w.services, w.pods = svc.Lister(), pod.Lister()
+	cm := w.kubeFactory.Core().V1().ConfigMaps()
+	w.services, w.pods, w.configMaps = svc.Lister(), pod.Lister(), cm.Lister()
 	w.virtualServices = istiolisters.NewVirtualServiceLister(vs.GetIndexer())
 	w.destinationRules = istiolisters.NewDestinationRuleLister(dr.GetIndexer())
 
@@ -52,15 +58,38 @@ func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange
 		UpdateFunc: func(any, any) { onChange() },
 		DeleteFunc: func(any) { onChange() },
 	}
-	for _, inf := range []cache.SharedIndexInformer{svc.Informer(), pod.Informer(), vs, dr} {
+	configMapChanged := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			if ns, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
+				onConfigMap(ns, name)
+			}
+		}
+	}
+	configMapHandler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    configMapChanged,
+		UpdateFunc: func(_, obj any) { configMapChanged(obj) },
+		DeleteFunc: configMapChanged,
+	}
+	for _, h := range []struct {
+		inf     cache.SharedIndexInformer
+		handler cache.ResourceEventHandler
+	}{
+		{svc.Informer(), handler}, {pod.Informer(), handler}, {vs, handler}, {dr, handler},
+		{cm.Informer(), configMapHandler},
+	} {
 		// AddEventHandler only fails on a stopped informer; these are new.
-		reg, _ := inf.AddEventHandler(handler)
-		w.synced = append(w.synced, inf.HasSynced)
+		reg, _ := h.inf.AddEventHandler(h.handler)
+		w.synced = append(w.synced, h.inf.HasSynced)
 		if reg != nil {
 			w.synced = append(w.synced, reg.HasSynced)
 		}
 	}
 	return w
+}
+
+// configMap reads a ConfigMap from the cache.
+func (w *watcher) configMap(namespace, name string) (*corev1.ConfigMap, error) {
+	return w.configMaps.ConfigMaps(namespace).Get(name)
 }
 
 // The Istio informers are built here rather than by the generated factory
@@ -194,6 +223,7 @@ func (e *Emulator) rebuild() {
 	}
 	start := time.Now()
 	t, problems := buildTable(s)
+	e.flags.attach(t.flags, start)
 	e.table.Store(t)
 
 	seen := make(map[Problem]bool, len(problems))

@@ -27,6 +27,8 @@ type podInfo struct {
 	rev       Revision
 	behaviour behaviour
 	peer      peerLabels
+	// flag is the release flag the pod evaluates per request, nil if none.
+	flag *podFlag
 }
 
 // peerLabels are the values of the workload half of Istio's standard
@@ -38,6 +40,13 @@ type peerLabels struct {
 
 func newPodInfo(pod *corev1.Pod, b behaviour) *podInfo {
 	workload := workloadName(pod)
+	var flag *podFlag
+	if b.flag != nil {
+		flag = &podFlag{
+			spec:   b.flag,
+			source: flagSourceRef{namespace: pod.Namespace, configMap: b.flag.configMap, key: b.flag.key},
+		}
+	}
 	return &podInfo{
 		name:      pod.Name,
 		namespace: pod.Namespace,
@@ -49,6 +58,7 @@ func newPodInfo(pod *corev1.Pod, b behaviour) *podInfo {
 		},
 		behaviour: b,
 		peer:      newPeerLabels(workload, pod.Namespace, pod.Spec.ServiceAccountName, pod.Labels),
+		flag:      flag,
 	}
 }
 
