@@ -329,9 +329,9 @@ func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
 		d.st.Message = fmt.Sprintf("%s; step %d/%d: cohort %q (%s) on the canary", why, d.st.Step+1, len(d.st.Steps), c.Name, describeCohort(c))
 	}
 	d.event(false, "StepStarted", d.st.Message)
-	if d.st.Step > 0 || len(checks) > 0 || v != VerdictAdvance {
+	if d.st.Step > 0 || len(checks) > 0 || v != VerdictAdvance || cohortOf(&d.st) != nil {
 		// The first step follows from the start (already in the log)
-		// unless pre-rollout hooks judged it.
+		// unless pre-rollout hooks judged it, or it is a cohort's.
 		d.record(v, d.st.Message, checks)
 	}
 	d.after(d.in.Policy.Interval)

@@ -168,11 +168,11 @@ func flagApp(t *testing.T, sb *sandbox.Sandbox, ns, name, policy string, annotat
 
 // seen is what the emulator served one request with.
 type seen struct {
-	user     string
-	beta     bool
-	revision string
-	variant  string
-	sticky   bool // carried fledge's sticky cookie
+	user    string
+	beta    bool
+	canary  bool // served by the canary's pods
+	variant string
+	sticky  bool // carried fledge's sticky cookie
 }
 
 // recorder keeps the requests to one app's namespace while on.
@@ -191,7 +191,7 @@ func record(t *testing.T, sb *sandbox.Sandbox, ns string) *recorder {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.on {
-			r.reqs = append(r.reqs, seen{user: req.User, beta: req.Headers["x-user-tier"] == "beta", revision: resp.TemplateHash,
+			r.reqs = append(r.reqs, seen{user: req.User, beta: req.Headers["x-user-tier"] == "beta", canary: resp.Workload == "shop-canary",
 				variant: resp.Variant, sticky: strings.Contains(req.Headers["cookie"], rollout.DefaultStickyCookie+"=")})
 		}
 	})
@@ -279,7 +279,7 @@ func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
 	reqs := rec.window(3 * time.Second)
 	var beta, betaCanary, others, othersCanary, betaOn, othersOn int
 	for _, r := range reqs {
-		canary := r.revision == rev
+		canary := r.canary
 		if r.beta {
 			beta++
 			if canary {
@@ -324,10 +324,10 @@ func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
 	var flipped []string
 	canaryReqs, onReqs := 0, 0
 	for _, r := range reqs {
-		if r.revision == rev {
+		if r.canary {
 			reached[r.user] = true
 			canaryReqs++
-		} else if reached[r.user] && r.revision != "" {
+		} else if reached[r.user] {
 			flipped = append(flipped, r.user)
 		}
 		if r.variant == "on" {
@@ -476,7 +476,9 @@ policies:
 	flagApp(t, sb, ns, "shop", "by-variant", flagAnnotations(nil), 0)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(map[string]string{"on.error-rate": "0.3"}))
-	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase.Terminal() })
+	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
+		return f.Status.CanaryRevision == rev && f.Status.Phase.Terminal()
+	})
 	if f.Status.Phase != rollout.PhaseRolledBack || f.Status.RejectedRevision != rev {
 		t.Fatalf("phase %s, rejected %q: want %s rolled back", f.Status.Phase, f.Status.RejectedRevision, rev)
 	}
@@ -643,7 +645,7 @@ policies:
 		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagUnreadable
 	})
 	t.Logf("invalid document: %s", held.Status.Hold.Message)
-	if !strings.Contains(held.Status.Hold.Message, "not a valid flagd flag document") {
+	if !strings.Contains(held.Status.Hold.Message, "not a flagd flag document") {
 		t.Errorf("hold %q does not say the document is invalid", held.Status.Hold.Message)
 	}
 	waitWarning(t, sb, ns, "shop", "Held", "flagd")
