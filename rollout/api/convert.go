@@ -84,6 +84,14 @@ func FlightToProto(f *rollout.Flight) *rolloutpb.Flight {
 	if n := len(st.Decisions); n > 0 {
 		out.LastDecision = DecisionToProto(&st.Decisions[n-1])
 	}
+	for _, c := range st.Cohorts {
+		out.Cohorts = append(out.Cohorts, c.Name)
+	}
+	for _, fl := range st.Flags {
+		out.Flags = append(out.Flags, &rolloutpb.ReleaseFlag{
+			Flag: fl.Flag, ConfigMap: fl.ConfigMap, Key: fl.Key, Serving: fl.Serving, State: string(fl.State), Message: fl.Message,
+		})
+	}
 	return out
 }
 
@@ -96,6 +104,7 @@ func DecisionToProto(d *rollout.DecisionRecord) *rolloutpb.Decision {
 		Weight:   d.Weight,
 		Verdict:  verdictToProto(d.Verdict),
 		Message:  d.Message,
+		Flags:    append([]string(nil), d.Flags...),
 	}
 	for i := range d.Checks {
 		out.Checks = append(out.Checks, checkToProto(&d.Checks[i]))

@@ -448,7 +448,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12, 0}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // Flight is the state of one opted-in Deployment's rollouts, as the Flight
@@ -517,7 +517,12 @@ type Flight struct {
 	LastAction *Action      `protobuf:"bytes,32,opt,name=last_action,json=lastAction,proto3" json:"last_action,omitempty"`
 	Conditions []*Condition `protobuf:"bytes,33,rep,name=conditions,proto3" json:"conditions,omitempty"`
 	// The newest entry of the decision log; Explain returns the whole log.
-	LastDecision  *Decision `protobuf:"bytes,40,opt,name=last_decision,json=lastDecision,proto3" json:"last_decision,omitempty"`
+	LastDecision *Decision `protobuf:"bytes,40,opt,name=last_decision,json=lastDecision,proto3" json:"last_decision,omitempty"`
+	// The cohort stages planned for this revision, in order: the first
+	// len(cohorts) entries of steps (at weight 0) are theirs.
+	Cohorts []string `protobuf:"bytes,41,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
+	// The release flags linked to this revision, and where each stands.
+	Flags         []*ReleaseFlag `protobuf:"bytes,42,rep,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -748,6 +753,110 @@ func (x *Flight) GetLastDecision() *Decision {
 	return nil
 }
 
+func (x *Flight) GetCohorts() []string {
+	if x != nil {
+		return x.Cohorts
+	}
+	return nil
+}
+
+func (x *Flight) GetFlags() []*ReleaseFlag {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
+// ReleaseFlag is a flag fledge rewrites in lockstep with the traffic.
+type ReleaseFlag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Flag  string                 `protobuf:"bytes,1,opt,name=flag,proto3" json:"flag,omitempty"`
+	// Where it is kept: a ConfigMap of the Flight's namespace, and its key.
+	ConfigMap string `protobuf:"bytes,2,opt,name=config_map,json=configMap,proto3" json:"config_map,omitempty"`
+	Key       string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// What the current stage wants it to serve: "on for 20% of users".
+	Serving string `protobuf:"bytes,4,opt,name=serving,proto3" json:"serving,omitempty"`
+	// InSync, Writing, Edited (someone else changed it: fledge does not
+	// overwrite it), Unreadable, LeftAlone (already at its final variant
+	// when the revision started).
+	State         string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
+	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseFlag) Reset() {
+	*x = ReleaseFlag{}
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseFlag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseFlag) ProtoMessage() {}
+
+func (x *ReleaseFlag) ProtoReflect() protoreflect.Message {
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseFlag.ProtoReflect.Descriptor instead.
+func (*ReleaseFlag) Descriptor() ([]byte, []int) {
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ReleaseFlag) GetFlag() string {
+	if x != nil {
+		return x.Flag
+	}
+	return ""
+}
+
+func (x *ReleaseFlag) GetConfigMap() string {
+	if x != nil {
+		return x.ConfigMap
+	}
+	return ""
+}
+
+func (x *ReleaseFlag) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ReleaseFlag) GetServing() string {
+	if x != nil {
+		return x.Serving
+	}
+	return ""
+}
+
+func (x *ReleaseFlag) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReleaseFlag) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // ContainerImage is one container of a pod template.
 type ContainerImage struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -761,7 +870,7 @@ type ContainerImage struct {
 
 func (x *ContainerImage) Reset() {
 	*x = ContainerImage{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +882,7 @@ func (x *ContainerImage) String() string {
 func (*ContainerImage) ProtoMessage() {}
 
 func (x *ContainerImage) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +895,7 @@ func (x *ContainerImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerImage.ProtoReflect.Descriptor instead.
 func (*ContainerImage) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{1}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ContainerImage) GetContainer() string {
@@ -816,7 +925,8 @@ type Hold struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A CamelCase reason: NotEnoughData, AnalysisError, Inconclusive,
 	// CanaryNotReady, Paused, RoutingError, WaitingForDeployment,
-	// StableRolloutStalled; more may be added.
+	// StableRolloutStalled, WaitingForGate, HookError, FlagGateClosed,
+	// FlagGateUnreadable, FlagUnreadable, FlagEdited; more may be added.
 	Reason  string `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// Since when the Flight has been held for this reason.
@@ -827,7 +937,7 @@ type Hold struct {
 
 func (x *Hold) Reset() {
 	*x = Hold{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +949,7 @@ func (x *Hold) String() string {
 func (*Hold) ProtoMessage() {}
 
 func (x *Hold) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +962,7 @@ func (x *Hold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hold.ProtoReflect.Descriptor instead.
 func (*Hold) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{2}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Hold) GetReason() string {
@@ -895,7 +1005,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1017,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1030,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{3}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Action) GetKind() ActionKind {
@@ -982,7 +1092,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1104,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1117,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{4}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Condition) GetType() string {
@@ -1069,14 +1179,16 @@ type Decision struct {
 	// Why, for people.
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	// The analysis checks the decision was taken on, if any.
-	Checks        []*Check `protobuf:"bytes,7,rep,name=checks,proto3" json:"checks,omitempty"`
+	Checks []*Check `protobuf:"bytes,7,rep,name=checks,proto3" json:"checks,omitempty"`
+	// The release flags as the decision left them: "new-checkout: off".
+	Flags         []string `protobuf:"bytes,8,rep,name=flags,proto3" json:"flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1200,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1213,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{5}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Decision) GetAt() *timestamppb.Timestamp {
@@ -1153,6 +1265,13 @@ func (x *Decision) GetChecks() []*Check {
 	return nil
 }
 
+func (x *Decision) GetFlags() []string {
+	if x != nil {
+		return x.Flags
+	}
+	return nil
+}
+
 // Check is one measurement of the canary and its outcome.
 type Check struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1176,7 +1295,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1307,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1320,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{6}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Check) GetMetric() string {
@@ -1279,7 +1398,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1410,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1423,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{7}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRequest) GetNamespace() string {
@@ -1350,7 +1469,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1481,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1494,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{8}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListResponse) GetFlights() []*Flight {
@@ -1410,7 +1529,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1541,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1554,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{9}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetRequest) GetNamespace() string {
@@ -1461,7 +1580,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1592,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1605,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{10}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetResponse) GetFlight() *Flight {
@@ -1523,7 +1642,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1654,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1667,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{11}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WatchRequest) GetNamespace() string {
@@ -1594,7 +1713,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +1725,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +1738,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1655,7 +1774,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +1786,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +1799,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExplainRequest) GetNamespace() string {
@@ -1718,7 +1837,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +1849,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +1862,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{14}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExplainResponse) GetFlight() *Flight {
@@ -1779,7 +1898,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1910,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1923,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PromoteRequest) GetNamespace() string {
@@ -1864,7 +1983,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1995,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2008,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PromoteResponse) GetFlight() *Flight {
@@ -1927,7 +2046,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2058,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2071,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{17}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AbortRequest) GetNamespace() string {
@@ -2002,7 +2121,7 @@ type AbortResponse struct {
 
 func (x *AbortResponse) Reset() {
 	*x = AbortResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2133,7 @@ func (x *AbortResponse) String() string {
 func (*AbortResponse) ProtoMessage() {}
 
 func (x *AbortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2146,7 @@ func (x *AbortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
 func (*AbortResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{18}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AbortResponse) GetFlight() *Flight {
@@ -2065,7 +2184,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2077,7 +2196,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2090,7 +2209,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{19}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PauseRequest) GetNamespace() string {
@@ -2140,7 +2259,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2271,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2284,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{20}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PauseResponse) GetFlight() *Flight {
@@ -2203,7 +2322,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2215,7 +2334,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2228,7 +2347,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{21}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ResumeRequest) GetNamespace() string {
@@ -2278,7 +2397,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2409,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2422,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{22}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResumeResponse) GetFlight() *Flight {
@@ -2342,7 +2461,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2473,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2486,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{23}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RetryRequest) GetNamespace() string {
@@ -2417,7 +2536,7 @@ type RetryResponse struct {
 
 func (x *RetryResponse) Reset() {
 	*x = RetryResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2429,7 +2548,7 @@ func (x *RetryResponse) String() string {
 func (*RetryResponse) ProtoMessage() {}
 
 func (x *RetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2442,7 +2561,7 @@ func (x *RetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryResponse.ProtoReflect.Descriptor instead.
 func (*RetryResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{24}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RetryResponse) GetFlight() *Flight {
@@ -2484,7 +2603,7 @@ type SetImageRequest struct {
 
 func (x *SetImageRequest) Reset() {
 	*x = SetImageRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2496,7 +2615,7 @@ func (x *SetImageRequest) String() string {
 func (*SetImageRequest) ProtoMessage() {}
 
 func (x *SetImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2509,7 +2628,7 @@ func (x *SetImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageRequest.ProtoReflect.Descriptor instead.
 func (*SetImageRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{25}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetImageRequest) GetNamespace() string {
@@ -2573,7 +2692,7 @@ type SetImageResponse struct {
 
 func (x *SetImageResponse) Reset() {
 	*x = SetImageResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2585,7 +2704,7 @@ func (x *SetImageResponse) String() string {
 func (*SetImageResponse) ProtoMessage() {}
 
 func (x *SetImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2598,7 +2717,7 @@ func (x *SetImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageResponse.ProtoReflect.Descriptor instead.
 func (*SetImageResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{26}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetImageResponse) GetFlight() *Flight {
@@ -2647,7 +2766,8 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\t\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\n" +
+	"\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -2681,7 +2801,17 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
 	"conditions\x18! \x03(\v2\x14.fledge.v1.ConditionR\n" +
 	"conditions\x128\n" +
-	"\rlast_decision\x18( \x01(\v2\x13.fledge.v1.DecisionR\flastDecision\"X\n" +
+	"\rlast_decision\x18( \x01(\v2\x13.fledge.v1.DecisionR\flastDecision\x12\x18\n" +
+	"\acohorts\x18) \x03(\tR\acohorts\x12,\n" +
+	"\x05flags\x18* \x03(\v2\x16.fledge.v1.ReleaseFlagR\x05flags\"\x9c\x01\n" +
+	"\vReleaseFlag\x12\x12\n" +
+	"\x04flag\x18\x01 \x01(\tR\x04flag\x12\x1d\n" +
+	"\n" +
+	"config_map\x18\x02 \x01(\tR\tconfigMap\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x18\n" +
+	"\aserving\x18\x04 \x01(\tR\aserving\x12\x14\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"X\n" +
 	"\x0eContainerImage\x12\x1c\n" +
 	"\tcontainer\x18\x01 \x01(\tR\tcontainer\x12\x14\n" +
 	"\x05image\x18\x02 \x01(\tR\x05image\x12\x12\n" +
@@ -2704,7 +2834,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12L\n" +
 	"\x14last_transition_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x12lastTransitionTime\x12/\n" +
-	"\x13observed_generation\x18\x06 \x01(\x03R\x12observedGeneration\"\xf0\x01\n" +
+	"\x13observed_generation\x18\x06 \x01(\x03R\x12observedGeneration\"\x86\x02\n" +
 	"\bDecision\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\tR\brevision\x12\x12\n" +
@@ -2712,7 +2842,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x06weight\x18\x04 \x01(\x05R\x06weight\x12,\n" +
 	"\averdict\x18\x05 \x01(\x0e2\x12.fledge.v1.VerdictR\averdict\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12(\n" +
-	"\x06checks\x18\a \x03(\v2\x10.fledge.v1.CheckR\x06checks\"\x86\x02\n" +
+	"\x06checks\x18\a \x03(\v2\x10.fledge.v1.CheckR\x06checks\x12\x14\n" +
+	"\x05flags\x18\b \x03(\tR\x05flags\"\x86\x02\n" +
 	"\x05Check\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x19\n" +
@@ -2906,7 +3037,7 @@ func file_rollout_rolloutpb_rollouts_proto_rawDescGZIP() []byte {
 }
 
 var file_rollout_rolloutpb_rollouts_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(Phase)(0),                    // 0: fledge.v1.Phase
 	(PromotionStage)(0),           // 1: fledge.v1.PromotionStage
@@ -2915,102 +3046,104 @@ var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(Outcome)(0),                  // 4: fledge.v1.Outcome
 	(WatchEvent_Type)(0),          // 5: fledge.v1.WatchEvent.Type
 	(*Flight)(nil),                // 6: fledge.v1.Flight
-	(*ContainerImage)(nil),        // 7: fledge.v1.ContainerImage
-	(*Hold)(nil),                  // 8: fledge.v1.Hold
-	(*Action)(nil),                // 9: fledge.v1.Action
-	(*Condition)(nil),             // 10: fledge.v1.Condition
-	(*Decision)(nil),              // 11: fledge.v1.Decision
-	(*Check)(nil),                 // 12: fledge.v1.Check
-	(*ListRequest)(nil),           // 13: fledge.v1.ListRequest
-	(*ListResponse)(nil),          // 14: fledge.v1.ListResponse
-	(*GetRequest)(nil),            // 15: fledge.v1.GetRequest
-	(*GetResponse)(nil),           // 16: fledge.v1.GetResponse
-	(*WatchRequest)(nil),          // 17: fledge.v1.WatchRequest
-	(*WatchEvent)(nil),            // 18: fledge.v1.WatchEvent
-	(*ExplainRequest)(nil),        // 19: fledge.v1.ExplainRequest
-	(*ExplainResponse)(nil),       // 20: fledge.v1.ExplainResponse
-	(*PromoteRequest)(nil),        // 21: fledge.v1.PromoteRequest
-	(*PromoteResponse)(nil),       // 22: fledge.v1.PromoteResponse
-	(*AbortRequest)(nil),          // 23: fledge.v1.AbortRequest
-	(*AbortResponse)(nil),         // 24: fledge.v1.AbortResponse
-	(*PauseRequest)(nil),          // 25: fledge.v1.PauseRequest
-	(*PauseResponse)(nil),         // 26: fledge.v1.PauseResponse
-	(*ResumeRequest)(nil),         // 27: fledge.v1.ResumeRequest
-	(*ResumeResponse)(nil),        // 28: fledge.v1.ResumeResponse
-	(*RetryRequest)(nil),          // 29: fledge.v1.RetryRequest
-	(*RetryResponse)(nil),         // 30: fledge.v1.RetryResponse
-	(*SetImageRequest)(nil),       // 31: fledge.v1.SetImageRequest
-	(*SetImageResponse)(nil),      // 32: fledge.v1.SetImageResponse
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(*ReleaseFlag)(nil),           // 7: fledge.v1.ReleaseFlag
+	(*ContainerImage)(nil),        // 8: fledge.v1.ContainerImage
+	(*Hold)(nil),                  // 9: fledge.v1.Hold
+	(*Action)(nil),                // 10: fledge.v1.Action
+	(*Condition)(nil),             // 11: fledge.v1.Condition
+	(*Decision)(nil),              // 12: fledge.v1.Decision
+	(*Check)(nil),                 // 13: fledge.v1.Check
+	(*ListRequest)(nil),           // 14: fledge.v1.ListRequest
+	(*ListResponse)(nil),          // 15: fledge.v1.ListResponse
+	(*GetRequest)(nil),            // 16: fledge.v1.GetRequest
+	(*GetResponse)(nil),           // 17: fledge.v1.GetResponse
+	(*WatchRequest)(nil),          // 18: fledge.v1.WatchRequest
+	(*WatchEvent)(nil),            // 19: fledge.v1.WatchEvent
+	(*ExplainRequest)(nil),        // 20: fledge.v1.ExplainRequest
+	(*ExplainResponse)(nil),       // 21: fledge.v1.ExplainResponse
+	(*PromoteRequest)(nil),        // 22: fledge.v1.PromoteRequest
+	(*PromoteResponse)(nil),       // 23: fledge.v1.PromoteResponse
+	(*AbortRequest)(nil),          // 24: fledge.v1.AbortRequest
+	(*AbortResponse)(nil),         // 25: fledge.v1.AbortResponse
+	(*PauseRequest)(nil),          // 26: fledge.v1.PauseRequest
+	(*PauseResponse)(nil),         // 27: fledge.v1.PauseResponse
+	(*ResumeRequest)(nil),         // 28: fledge.v1.ResumeRequest
+	(*ResumeResponse)(nil),        // 29: fledge.v1.ResumeResponse
+	(*RetryRequest)(nil),          // 30: fledge.v1.RetryRequest
+	(*RetryResponse)(nil),         // 31: fledge.v1.RetryResponse
+	(*SetImageRequest)(nil),       // 32: fledge.v1.SetImageRequest
+	(*SetImageResponse)(nil),      // 33: fledge.v1.SetImageResponse
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
 }
 var file_rollout_rolloutpb_rollouts_proto_depIdxs = []int32{
-	33, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 1: fledge.v1.Flight.stable_images:type_name -> fledge.v1.ContainerImage
-	7,  // 2: fledge.v1.Flight.canary_images:type_name -> fledge.v1.ContainerImage
-	33, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
+	34, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 1: fledge.v1.Flight.stable_images:type_name -> fledge.v1.ContainerImage
+	8,  // 2: fledge.v1.Flight.canary_images:type_name -> fledge.v1.ContainerImage
+	34, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: fledge.v1.Flight.phase:type_name -> fledge.v1.Phase
 	1,  // 5: fledge.v1.Flight.promotion_stage:type_name -> fledge.v1.PromotionStage
-	33, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
-	33, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
-	33, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
-	34, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
-	8,  // 10: fledge.v1.Flight.hold:type_name -> fledge.v1.Hold
-	9,  // 11: fledge.v1.Flight.last_action:type_name -> fledge.v1.Action
-	10, // 12: fledge.v1.Flight.conditions:type_name -> fledge.v1.Condition
-	11, // 13: fledge.v1.Flight.last_decision:type_name -> fledge.v1.Decision
-	33, // 14: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
-	2,  // 15: fledge.v1.Action.kind:type_name -> fledge.v1.ActionKind
-	33, // 16: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
-	33, // 17: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
-	33, // 18: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	3,  // 19: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
-	12, // 20: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
-	4,  // 21: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
-	33, // 22: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
-	6,  // 23: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
-	6,  // 24: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
-	5,  // 25: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
-	6,  // 26: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
-	6,  // 27: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
-	11, // 28: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
-	6,  // 29: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
-	9,  // 30: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
-	6,  // 31: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
-	9,  // 32: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
-	6,  // 33: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
-	9,  // 34: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
-	6,  // 35: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
-	9,  // 36: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
-	6,  // 37: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
-	9,  // 38: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
-	6,  // 39: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
-	9,  // 40: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
-	13, // 41: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
-	15, // 42: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
-	17, // 43: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
-	19, // 44: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
-	21, // 45: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
-	23, // 46: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
-	25, // 47: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
-	27, // 48: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
-	29, // 49: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
-	31, // 50: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
-	14, // 51: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
-	16, // 52: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
-	18, // 53: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
-	20, // 54: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
-	22, // 55: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
-	24, // 56: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
-	26, // 57: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
-	28, // 58: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
-	30, // 59: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
-	32, // 60: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
-	51, // [51:61] is the sub-list for method output_type
-	41, // [41:51] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	34, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
+	34, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
+	34, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
+	35, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
+	9,  // 10: fledge.v1.Flight.hold:type_name -> fledge.v1.Hold
+	10, // 11: fledge.v1.Flight.last_action:type_name -> fledge.v1.Action
+	11, // 12: fledge.v1.Flight.conditions:type_name -> fledge.v1.Condition
+	12, // 13: fledge.v1.Flight.last_decision:type_name -> fledge.v1.Decision
+	7,  // 14: fledge.v1.Flight.flags:type_name -> fledge.v1.ReleaseFlag
+	34, // 15: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
+	2,  // 16: fledge.v1.Action.kind:type_name -> fledge.v1.ActionKind
+	34, // 17: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
+	34, // 18: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	34, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	3,  // 20: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
+	13, // 21: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
+	4,  // 22: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
+	34, // 23: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
+	6,  // 24: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
+	6,  // 25: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
+	5,  // 26: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
+	6,  // 27: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
+	6,  // 28: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
+	12, // 29: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
+	6,  // 30: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
+	10, // 31: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
+	6,  // 32: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
+	10, // 33: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
+	6,  // 34: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
+	10, // 35: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
+	6,  // 36: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
+	10, // 37: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
+	6,  // 38: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
+	10, // 39: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
+	6,  // 40: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
+	10, // 41: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
+	14, // 42: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
+	16, // 43: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
+	18, // 44: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
+	20, // 45: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
+	22, // 46: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
+	24, // 47: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
+	26, // 48: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
+	28, // 49: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
+	30, // 50: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
+	32, // 51: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
+	15, // 52: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
+	17, // 53: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
+	19, // 54: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
+	21, // 55: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
+	23, // 56: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
+	25, // 57: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
+	27, // 58: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
+	29, // 59: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
+	31, // 60: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
+	33, // 61: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
+	52, // [52:62] is the sub-list for method output_type
+	42, // [42:52] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_rollout_rolloutpb_rollouts_proto_init() }
@@ -3018,14 +3151,14 @@ func file_rollout_rolloutpb_rollouts_proto_init() {
 	if File_rollout_rolloutpb_rollouts_proto != nil {
 		return
 	}
-	file_rollout_rolloutpb_rollouts_proto_msgTypes[6].OneofWrappers = []any{}
+	file_rollout_rolloutpb_rollouts_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rollout_rolloutpb_rollouts_proto_rawDesc), len(file_rollout_rolloutpb_rollouts_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -103,9 +103,24 @@ func step(f *rolloutpb.Flight) string {
 	return fmt.Sprintf("%d/%d", min(int(f.GetStep())+1, n), n)
 }
 
-// progress is "step 2/4 [####------] 40%".
+// progress is "step 2/4 [####------] 40%", or "step 1/4 cohort beta"
+// during a cohort stage.
 func progress(f *rolloutpb.Flight) string {
+	if c := cohort(f); c != "" {
+		return fmt.Sprintf("step %s cohort %s", step(f), c)
+	}
 	return fmt.Sprintf("step %s %s %d%%", step(f), bar(f.GetCanaryWeight()), f.GetCanaryWeight())
+}
+
+// cohort names the cohort stage a Flight is in, if it is in one.
+func cohort(f *rolloutpb.Flight) string {
+	switch f.GetPhase() {
+	case rolloutpb.Phase_PHASE_PROGRESSING, rolloutpb.Phase_PHASE_PAUSED:
+		if i := int(f.GetStep()); i >= 0 && i < len(f.GetCohorts()) {
+			return f.GetCohorts()[i]
+		}
+	}
+	return ""
 }
 
 func holdText(h *rolloutpb.Hold) string {
@@ -182,6 +197,13 @@ func printStatus(w io.Writer, f *rolloutpb.Flight) error {
 	if a := f.GetLastAction(); a != nil {
 		line("Last action", "%s", actionText(a))
 	}
+	for _, fl := range f.GetFlags() {
+		s := fmt.Sprintf("%s: %s (%s)", fl.GetFlag(), orDash(fl.GetServing()), orDash(fl.GetState()))
+		if fl.GetMessage() != "" {
+			s += ": " + fl.GetMessage()
+		}
+		line("Flag", "%s", s)
+	}
 	if d := f.GetLastDecision(); d != nil {
 		line("Last decision", "%s", decisionText(d))
 		for _, c := range d.GetChecks() {
@@ -253,6 +275,9 @@ func printExplain(w io.Writer, resp *rolloutpb.ExplainResponse) error {
 	}
 	for _, d := range resp.GetDecisions() {
 		fmt.Fprintf(w, "%s  %s  step %d  %d%%  %s  %s\n", when(d.GetAt().AsTime()), orDash(d.GetRevision()), d.GetStep()+1, d.GetWeight(), verdict(d.GetVerdict()), d.GetMessage())
+		for _, fl := range d.GetFlags() {
+			fmt.Fprintf(w, "    flag %s\n", fl)
+		}
 		for _, c := range d.GetChecks() {
 			fmt.Fprintf(w, "    %s\n", checkText(c))
 			if c.GetQuery() != "" {

@@ -85,6 +85,8 @@ func TestProgressText(t *testing.T) {
 		{&rolloutpb.Flight{Phase: rolloutpb.Phase_PHASE_PROMOTING, Steps: []int32{50}, Step: 0, CanaryWeight: 100}, "step 1/1 [##########] 100%"},
 		{&rolloutpb.Flight{Phase: rolloutpb.Phase_PHASE_SUCCEEDED, Steps: []int32{10, 40}, Step: -1}, "step - [----------] 0%"},
 		{&rolloutpb.Flight{}, "step - [----------] 0%"},
+		{&rolloutpb.Flight{Phase: progressing, Cohorts: []string{"employees", "beta"}, Steps: []int32{0, 0, 20}, Step: 1}, "step 2/3 cohort beta"},
+		{&rolloutpb.Flight{Phase: progressing, Cohorts: []string{"beta"}, Steps: []int32{0, 20}, Step: 1, CanaryWeight: 20}, "step 2/2 [##--------] 20%"},
 	} {
 		if got := progress(tc.f); got != tc.want {
 			t.Errorf("progress(%v) = %q, want %q", tc.f, got, tc.want)
