@@ -109,3 +109,23 @@ func TestValidate(t *testing.T) {
 		t.Errorf("valid document: %v", err)
 	}
 }
+
+// BenchmarkGateEvaluate is one gate flag's evaluation through the
+// OpenFeature client and flagd's in-process provider, with targeting.
+func BenchmarkGateEvaluate(b *testing.B) {
+	src := NewSource("test://gates/bench")
+	if err := src.Set([]byte(freezeDoc)); err != nil {
+		b.Fatal(err)
+	}
+	g, err := NewGates(b.Context(), src, time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close(context.Background())
+	rc := RolloutContext{App: "web", Namespace: "shop", Revision: "abc", Images: []string{"example.com/web:v2"}, Step: 2, Weight: 20, NextWeight: 50}
+	for b.Loop() {
+		if r := g.Evaluate(b.Context(), "release-freeze-lifted", rc); r.Verdict != Open {
+			b.Fatalf("%+v", r)
+		}
+	}
+}

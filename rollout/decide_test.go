@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -302,5 +303,39 @@ func TestARequestIDIsNotReusedForAnotherAction(t *testing.T) {
 	}
 	if d.Status.LastAction.Kind != ActionPause {
 		t.Errorf("last action %s: a refused request must not replace it", d.Status.LastAction.Kind)
+	}
+}
+
+// BenchmarkDecideWithReleaseFlags is a step's judgement with a linked
+// release flag: the flag's definition is hashed and rewritten on every
+// look (twice: before and after deciding) and written on the advance.
+func BenchmarkDecideWithReleaseFlags(b *testing.B) {
+	in := atStep(epoch.Add(time.Hour), 0)
+	p := *in.Policy
+	p.ReleaseFlags = []ReleaseFlag{{ConfigMap: "flags", Key: DefaultFlagKey, Final: "on",
+		Link: flags.Link{Flag: "new-checkout", On: "on", Off: "off", BucketBy: "targetingKey"}}}
+	in.Policy = &p
+	doc := `{"flags":{"new-checkout":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"off",` +
+		`"targeting":{"fractional":[{"var":"targetingKey"},["on",10],["off",90]]}},` +
+		`"dark-mode":{"state":"ENABLED","variants":{"on":true,"off":false},"defaultVariant":"on"}}}`
+	in.FlagDocs = map[string]FlagDoc{FlagDocKey("flags", DefaultFlagKey): {Doc: doc, ResourceVersion: "7"}}
+	h, err := flags.DefinitionHash([]byte(doc), "new-checkout")
+	if err != nil {
+		b.Fatal(err)
+	}
+	in.Status.Flags = []FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", On: "on", Off: "off",
+		BucketBy: "targetingKey", Final: "on", State: FlagInSync, Applied: h}}
+	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999), check("latency-p95", analysis.Pass, 120)}
+	d := Decide(in)
+	wrote := false
+	for _, a := range d.Actions {
+		_, ok := a.(WriteFlags)
+		wrote = wrote || ok
+	}
+	if !wrote || d.Status.Step != 1 {
+		b.Fatalf("the benchmark's decision did not advance and write the flag: step %d, actions %v", d.Status.Step, d.Actions)
+	}
+	for b.Loop() {
+		Decide(in)
 	}
 }
