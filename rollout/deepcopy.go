@@ -69,6 +69,7 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 				n.Plan = copyInt32s(n.Plan)
 				n.Checks = copyChecks(n.Checks)
 				n.Flags = copyStrings(n.Flags)
+				n.Cohorts = copyStrings(n.Cohorts)
 				d.Notification = &n
 			}
 			if d.Payload != nil {

@@ -28,6 +28,11 @@ func (d *decider) notify(n webhooks.Notification) {
 		return
 	}
 	n.Name, n.Namespace, n.At = d.in.Name, d.in.Namespace, d.in.Now
+	if n.Plan != nil {
+		for _, c := range d.st.Cohorts {
+			n.Cohorts = append(n.Cohorts, c.Name)
+		}
+	}
 	if n.Revision == "" {
 		n.Revision = d.st.CanaryRevision
 	}

@@ -118,8 +118,10 @@ type Notification struct {
 	// FromImages and ToImages are the stable and canary images.
 	FromImages []string `json:"fromImages,omitempty"`
 	ToImages   []string `json:"toImages,omitempty"`
-	// Plan is the canary weights planned (Started).
-	Plan []int32 `json:"plan,omitempty"`
+	// Plan is the canary weights planned (Started); the first
+	// len(Cohorts) entries are cohort stages, named in Cohorts.
+	Plan    []int32  `json:"plan,omitempty"`
+	Cohorts []string `json:"cohorts,omitempty"`
 	// Step and Weight are where the rollout stood (Step is 0-based, -1
 	// before traffic).
 	Step   int32 `json:"step"`

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -29,11 +30,17 @@ const (
 	app = "podinfo"
 )
 
-// Policy is the demo's rollout policy, as a platform team would write it.
+// Policy is the demo's rollout policy, as a platform team would write it:
+// beta users first (a cohort stage), then weighted steps, with the release
+// flag new-checkout following the traffic.
 const Policy = `
 slack: {secret: fledge-slack}
 policies:
   demo:
+    cohorts:
+    - {name: beta, header: x-user-tier, value: beta, minDuration: 8s, minSamples: 50}
+    releaseFlags:
+    - {configMap: podinfo-flags, flag: new-checkout, finalVariant: "on"}
     steps: [10, 25, 50]
     interval: 8s
     minInterval: 1s
@@ -55,7 +62,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	if err := startEngine(ctx, out, sb); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "deploying %s/%s (3 replicas) opted in with %s: demo; 300 requests/s of client traffic\n", ns, app, rollout.AnnotationRollout)
+	fmt.Fprintf(out, "deploying %s/%s (3 replicas) opted in with %s: demo; 300 requests/s of client traffic, 20%% of users in the beta cohort (x-user-tier: beta)\n", ns, app, rollout.AnnotationRollout)
 	if err := deployApp(ctx, sb); err != nil {
 		return err
 	}
@@ -65,7 +72,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 
 	fmt.Fprintln(out, "\n== v2: a healthy revision")
 	healthyStart := time.Now()
-	rev, err := setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.7.1", map[string]string{"sandbox.fledge.dev/latency-ms": "p50=22,p95=70"})
+	rev, err := setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.7.1", withFlag(map[string]string{"sandbox.fledge.dev/latency-ms": "p50=22,p95=70"}))
 	if err != nil {
 		return err
 	}
@@ -76,12 +83,12 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	}
 	healthy := time.Since(healthyStart)
 
-	fmt.Fprintln(out, "\n== v3: a faulty revision (8% errors, p95 up)")
+	fmt.Fprintln(out, "\n== v3: a faulty revision (8% errors, p95 up), tried on the beta cohort first")
 	before := sb.Mesh.WorkloadCounts(ns, app+rollout.CanarySuffix)
 	faultyStart := time.Now()
-	rev, err = setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.8.0", map[string]string{
+	rev, err = setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.8.0", withFlag(map[string]string{
 		"sandbox.fledge.dev/latency-ms": "p50=25,p95=260", "sandbox.fledge.dev/error-rate": "0.08",
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -100,6 +107,10 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	fmt.Fprintf(out, "  users got %d bad responses from v3 (of %d requests it served) before it was pulled\n",
 		after.Errors-before.Errors, after.Requests-before.Requests)
 	fmt.Fprintf(out, "  the Deployment is paused on v2's pods with v3 in its spec, until someone applies a fix\n")
+	if cm, err := sb.Kube.CoreV1().ConfigMaps(ns).Get(ctx, flagsConfigMap, metav1.GetOptions{}); err == nil {
+		fmt.Fprintf(out, "  the release flag new-checkout as the apps read it now (%s):\n    %s\n", flagsConfigMap,
+			strings.ReplaceAll(strings.TrimSpace(cm.Data[rollout.DefaultFlagKey]), "\n", "\n    "))
+	}
 	fmt.Fprintf(out, "  every decision above, with its queries, is in the Flight's status (kubectl get flight %s -o yaml);\n", app)
 	fmt.Fprintf(out, "  make sandbox keeps a sandbox up to explore it by hand\n")
 	printSlack(ctx, out, sb, f)
@@ -156,6 +167,9 @@ func watch(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, rev string, 
 				fmt.Fprintf(out, "  %s %-8s %3d%%  %s\n", d.At.Format("15:04:05"), d.Verdict, d.Weight, d.Message)
 				for _, c := range d.Checks {
 					fmt.Fprintf(out, "             %s\n", describeCheck(c))
+				}
+				for _, fl := range d.Flags {
+					fmt.Fprintf(out, "             flag %s\n", fl)
 				}
 			}
 			line := fmt.Sprintf("phase=%s weight=%d%%", st.Phase, st.CanaryWeight)
@@ -243,10 +257,16 @@ func deployApp(ctx context.Context, sb *sandbox.Sandbox) error {
 			Replicas: ptr.To[int32](3),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: withFlag(map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"})},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: app, Image: "ghcr.io/stefanprodan/podinfo:6.7.0"}}},
 			},
 		},
+	}
+	if _, err := sb.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: flagsConfigMap, Namespace: ns},
+		Data:       map[string]string{rollout.DefaultFlagKey: flagsDoc},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
 	}
 	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		return err
@@ -258,7 +278,22 @@ func deployApp(ctx context.Context, sb *sandbox.Sandbox) error {
 	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		return err
 	}
-	return sb.Mesh.AddClient(mesh.Client{Name: "frontend", Namespace: ns, Host: app, RPS: 300, Users: 500})
+	return sb.Mesh.AddClient(mesh.Client{Name: "frontend", Namespace: ns, Host: app, RPS: 300, Users: 500,
+		Segments: []mesh.Segment{{Share: 0.2, Headers: map[string]string{"x-user-tier": "beta"}}}})
+}
+
+// The release flag the app reads (through flagd's provider, in the mesh
+// emulator) from the ConfigMap fledge rewrites.
+const (
+	flagsConfigMap = "podinfo-flags"
+	flagsDoc       = `{"flags": {"new-checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}`
+)
+
+// withFlag adds the annotations that make the app evaluate new-checkout.
+func withFlag(behaviour map[string]string) map[string]string {
+	behaviour["sandbox.fledge.dev/flag-source"] = flagsConfigMap + "/" + rollout.DefaultFlagKey
+	behaviour["sandbox.fledge.dev/flag"] = "new-checkout"
+	return behaviour
 }
 
 // setImage applies a new template as a pipeline would (kubectl set image)

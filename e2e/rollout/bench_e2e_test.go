@@ -8,14 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fledgehq/fledge/e2e/demo"
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/traffic/istio"
 )
 
-// BenchmarkFaultyCanaryTimeToZero measures, with the demo policy, how long
+// BenchmarkFaultyCanaryTimeToZero measures, with the demo's weighted steps, how long
 // users are exposed to a faulty canary: from its first bad response to 0%
 // canary weight in the routing, and how many bad responses were served in
 // that time (the emulator's ground truth). Each iteration is one faulty
@@ -24,7 +23,7 @@ func BenchmarkFaultyCanaryTimeToZero(b *testing.B) {
 	sb := suite.Get(b)
 	ns := sb.Namespace(b)
 	installHookSecrets(b, sb) // the demo policy sends Slack messages
-	startEngine(b, sb, ns, engineOptions{Policies: demo.Policy})
+	startEngine(b, sb, ns, engineOptions{Policies: weightedDemoPolicy})
 	shopApp(b, sb, ns, "demo", 300)
 	router := istio.New(sb.Istio)
 	target := traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"}
@@ -75,3 +74,24 @@ func BenchmarkFaultyCanaryTimeToZero(b *testing.B) {
 	b.ReportMetric(seconds/float64(i), "s-first-bad-to-0%")
 	b.ReportMetric(bad/float64(i), "bad-responses")
 }
+
+// weightedDemoPolicy is the demo's policy without its cohort stage and
+// release flag: the benchmark measures how long weighted steps serve a
+// faulty canary.
+const weightedDemoPolicy = `
+slack: {secret: fledge-slack}
+policies:
+  demo:
+    steps: [10, 25, 50]
+    interval: 8s
+    minInterval: 1s
+    failureLimit: 2
+    progressDeadline: 2m
+    metrics:
+    - name: success-rate
+      min: 0.97
+      minSamples: 50
+    - name: latency-p95
+      max: 150
+      minSamples: 50
+`

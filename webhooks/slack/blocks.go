@@ -56,7 +56,7 @@ type layout struct {
 }
 
 func started(n webhooks.Notification) layout {
-	plan := formatPlan(n.Plan)
+	plan := formatPlan(n.Plan, n.Cohorts...)
 	return layout{
 		emoji: ":rocket:", title: "Rollout started",
 		fields: append(where(n),
@@ -98,7 +98,7 @@ func rejected(n webhooks.Notification) layout {
 	if reason == "" {
 		reason = firstFailure(n.Checks)
 	}
-	at := formatStep(n.Step, n.Plan, n.Weight)
+	at := formatStep(n.Step, n.Plan, n.Weight, n.Cohorts...)
 	l := layout{
 		emoji: ":rotating_light:", title: "Rolled back",
 		summary: "*Why:* " + esc(reason, maxSection-10),
@@ -109,13 +109,13 @@ func rejected(n webhooks.Notification) layout {
 		),
 		checksTitle: "Checks",
 		checks:      n.Checks,
-		fallback:    fmt.Sprintf("Rolled back %s %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight), reason),
+		fallback:    fmt.Sprintf("Rolled back %s %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight, n.Cohorts...), reason),
 	}
 	if n.Event == eventAborted {
 		by := formatBy(n.By)
 		l.emoji, l.title = ":octagonal_sign:", "Aborted"
 		l.fields = append(l.fields, field("Aborted", by))
-		l.fallback = fmt.Sprintf("Aborted %s %s %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight), by, reason)
+		l.fallback = fmt.Sprintf("Aborted %s %s %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight, n.Cohorts...), by, reason)
 	}
 	return l
 }
@@ -129,7 +129,7 @@ func held(n webhooks.Notification) layout {
 	if n.Reason != "" {
 		summary += "\n" + esc(n.Reason, maxSection-300)
 	}
-	at := formatStep(n.Step, n.Plan, n.Weight)
+	at := formatStep(n.Step, n.Plan, n.Weight, n.Cohorts...)
 	return layout{
 		emoji: ":hourglass_flowing_sand:", title: "Held",
 		summary: summary,
@@ -139,7 +139,7 @@ func held(n webhooks.Notification) layout {
 		),
 		checksTitle: "Checks",
 		checks:      n.Checks,
-		fallback:    fmt.Sprintf("%s is held %s, %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight), code, orNone(n.Reason)),
+		fallback:    fmt.Sprintf("%s is held %s, %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight, n.Cohorts...), code, orNone(n.Reason)),
 	}
 }
 
@@ -153,7 +153,7 @@ func other(n webhooks.Notification) layout {
 	l := layout{
 		emoji: ":information_source:", title: event,
 		fields: append(where(n),
-			field("Where", formatStep(n.Step, n.Plan, n.Weight)),
+			field("Where", formatStep(n.Step, n.Plan, n.Weight, n.Cohorts...)),
 		),
 		checksTitle: "Checks",
 		checks:      n.Checks,

@@ -129,9 +129,15 @@ func formatDuration(seconds int64) string {
 
 // formatPlan writes the planned weights as the policy reads:
 // "10% → 25% → 50% → promote".
-func formatPlan(plan []int32) string {
+//
+// The first len(cohorts) steps are cohort stages, named: "beta → 10% → ...".
+func formatPlan(plan []int32, cohorts ...string) string {
 	parts := make([]string, 0, len(plan)+1)
-	for _, w := range plan {
+	for i, w := range plan {
+		if i < len(cohorts) {
+			parts = append(parts, "cohort "+cohorts[i])
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%d%%", w))
 	}
 	return strings.Join(append(parts, "promote"), " → ")
@@ -139,22 +145,25 @@ func formatPlan(plan []int32) string {
 
 // atStep is formatStep for a sentence: "at step 2/3 (25%)", "before
 // traffic".
-func atStep(step int32, plan []int32, weight int32) string {
+func atStep(step int32, plan []int32, weight int32, cohorts ...string) string {
 	if step < 0 {
-		return formatStep(step, plan, weight)
+		return formatStep(step, plan, weight, cohorts...)
 	}
-	return "at " + formatStep(step, plan, weight)
+	return "at " + formatStep(step, plan, weight, cohorts...)
 }
 
 // formatStep says where a rollout stood, 1-based for people: "step 2/3
 // (25%)". The total is known only when the notification carries the plan.
-func formatStep(step int32, plan []int32, weight int32) string {
+func formatStep(step int32, plan []int32, weight int32, cohorts ...string) string {
 	if step < 0 {
 		return "before traffic"
 	}
 	s := fmt.Sprintf("step %d", step+1)
 	if int(step) < len(plan) {
 		s = fmt.Sprintf("step %d/%d", step+1, len(plan))
+	}
+	if int(step) < len(cohorts) {
+		return fmt.Sprintf("%s (cohort %s)", s, cohorts[step])
 	}
 	return fmt.Sprintf("%s (%d%%)", s, weight)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -35,6 +36,14 @@ func run(ctx context.Context) (err error) {
 		return err
 	}
 	fmt.Printf("sandbox ready in %.1fs (kubeconfig %s, Prometheus %s)\n\n", sb.StartupTime.Seconds(), sb.Kubeconfig, sb.PrometheusURL)
+	// flagd's in-process provider (the emulator's apps read their flags
+	// with it) logs to whatever os.Stderr is when it starts; keep that
+	// among the sandbox's component logs, not in the demo's output.
+	if f, ferr := os.Create(filepath.Join(sb.LogDir, "flagd.log")); ferr == nil {
+		stderr := os.Stderr
+		os.Stderr = f
+		defer func() { os.Stderr = stderr; f.Close() }()
+	}
 	defer func() {
 		if stopErr := sb.Stop(err != nil); stopErr != nil && err == nil {
 			err = stopErr
