@@ -62,7 +62,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	if err := startEngine(ctx, out, sb); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "deploying %s/%s (3 replicas) opted in with %s: demo; 300 requests/s of client traffic, 20%% of users in the beta cohort (x-user-tier: beta)\n", ns, app, rollout.AnnotationRollout)
+	fmt.Fprintf(out, "deploying %s/%s (3 replicas) opted in with %s: demo; 300 requests/s of client traffic, 10%% of users in the beta cohort (x-user-tier: beta)\n", ns, app, rollout.AnnotationRollout)
 	if err := deployApp(ctx, sb); err != nil {
 		return err
 	}
@@ -279,7 +279,7 @@ func deployApp(ctx context.Context, sb *sandbox.Sandbox) error {
 		return err
 	}
 	return sb.Mesh.AddClient(mesh.Client{Name: "frontend", Namespace: ns, Host: app, RPS: 300, Users: 500,
-		Segments: []mesh.Segment{{Share: 0.2, Headers: map[string]string{"x-user-tier": "beta"}}}})
+		Segments: []mesh.Segment{{Share: 0.1, Headers: map[string]string{"x-user-tier": "beta"}}}})
 }
 
 // The release flag the app reads (through flagd's provider, in the mesh
