@@ -304,6 +304,9 @@ func (d *decider) where() string {
 	if d.st.Step < 0 {
 		return "before traffic"
 	}
+	if c := cohortOf(&d.st); c != nil {
+		return fmt.Sprintf("step %d/%d (cohort %s)", d.st.Step+1, len(d.st.Steps), c.Name)
+	}
 	return fmt.Sprintf("step %d/%d at %d%%", d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
 }
 
