@@ -340,6 +340,9 @@ func metav1Duration(d time.Duration) metav1.Duration { return metav1.Duration{Du
 // executor stops at the first failing action), and messages are handed
 // to the runner even while a ConfigMap refuses writes.
 func (d *decider) flagWritesLast() {
+	if !slices.ContainsFunc(d.actions, func(a Action) bool { _, ok := a.(WriteFlags); return ok }) {
+		return
+	}
 	var writes []Action
 	rest := d.actions[:0:0]
 	for _, a := range d.actions {
