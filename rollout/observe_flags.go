@@ -66,7 +66,7 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st 
 // evaluateGates asks the policy's flag gates about the Flight as it
 // stands, while a revision is in flight.
 func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p *Policy, st *FlightStatus) []flags.GateResult {
-	if len(p.FlagGates) == 0 || st.Phase != PhaseProgressing {
+	if len(p.FlagGates) == 0 || st.Phase != PhaseProgressing && st.Phase != PhasePaused {
 		return nil
 	}
 	rc := flags.RolloutContext{
