@@ -29,6 +29,10 @@ type Link struct {
 	// alone, not on the flag, so a user lands on the same side of every
 	// linked flag.
 	BucketBy string
+	// Final, if set, is the variant served after a promotion: it must
+	// exist from the first stage on, so that a missing one holds the
+	// rollout before any traffic rather than at its end.
+	Final string
 }
 
 // StageKind is what a linked flag is set to serve.
@@ -152,6 +156,9 @@ func checkFlag(link Link, flag map[string]json.RawMessage, stage Stage) error {
 	want := []string{link.On, link.Off}
 	if stage.Kind == StageFinal {
 		want = append(want, stage.Variant)
+	}
+	if link.Final != "" {
+		want = append(want, link.Final)
 	}
 	for _, v := range want {
 		if _, ok := variants[v]; !ok {

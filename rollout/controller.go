@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +74,7 @@ type Controller struct {
 	startOnce sync.Once
 	startErr  error
 	inbox     inbox
+	conflicts routeConflicts
 }
 
 // ControllerConfig wires a Controller.
@@ -388,6 +390,12 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	}
 	target := targetOf(f)
 	in := Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
+	if in.RoutingError == "" {
+		// Routing that reads back fine but that fledge cannot write (a
+		// team's route it may not change that way) is a routing error
+		// too, or the decision would re-assert it at every look.
+		in.RoutingError = c.conflicts.get(d.Namespace+"/"+d.Name, in.Now)
+	}
 	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
 	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
 	in.FlagDocs = c.observeFlags(ctx, d.Namespace, policy, &f.Status)
@@ -417,6 +425,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	c.metrics.decided(c.clock.Since(began))
 	dec.Status.Conditions = setValid(dec.Status.Conditions, nil, in.Now)
 	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target}, dec)
+	c.conflicts.record(d.Namespace+"/"+d.Name, dec.Actions, err, in.Now)
 	if written != nil {
 		c.metrics.observe(written)
 	}
@@ -549,4 +558,58 @@ func actionNames(actions []Action) []string {
 		names[i] = a.String()
 	}
 	return names
+}
+
+// routeConflicts remembers, per Flight, a routing change the router
+// refused as a conflict (traffic.ErrConflict): a person must change the
+// routing first. For a while it is reported as a routing error, which
+// holds the Flight with the router's message; then the change is tried
+// again.
+type routeConflicts struct {
+	mu sync.Mutex
+	m  map[string]routeConflict
+}
+
+type routeConflict struct {
+	msg string
+	at  time.Time
+}
+
+// conflictMemory is how long a refused routing change is not tried again.
+const conflictMemory = 30 * time.Second
+
+func (r *routeConflicts) get(key string, now time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.m[key]
+	if !ok || now.Sub(c.at) >= conflictMemory {
+		return ""
+	}
+	return c.msg
+}
+
+// record notes the outcome of a decision's actions: a SetWeights refused
+// as a conflict is remembered, a decision whose SetWeights succeeded
+// forgets it.
+func (r *routeConflicts) record(key string, actions []Action, err error, now time.Time) {
+	set := false
+	for _, a := range actions {
+		if _, ok := a.(SetWeights); ok {
+			set = true
+		}
+	}
+	if !set {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil && errors.Is(err, traffic.ErrConflict) && strings.Contains(err.Error(), "SetWeights"):
+		if r.m == nil {
+			r.m = map[string]routeConflict{}
+		}
+		r.m[key] = routeConflict{msg: err.Error(), at: now}
+	case err == nil:
+		delete(r.m, key)
+	}
 }

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -297,10 +298,11 @@ func (d *decider) newRevision() bool {
 func (d *decider) startCanary(rev string, v Verdict, msg string) {
 	now := d.now()
 	reroute := d.st.CanaryWeight != 0 || d.in.Weights != plainStable
+	inFlight := !d.st.Phase.Terminal() && d.st.Phase != PhaseInitializing
 	d.st.Phase = PhaseProgressing
 	d.st.CanaryRevision = rev
 	d.st.RejectedRevision = ""
-	d.planCohorts()
+	d.planCohorts(inFlight)
 	d.st.Step = -1
 	d.st.CanaryWeight = 0
 	d.st.FailedChecks = 0
@@ -355,7 +357,11 @@ func (d *decider) optOut() {
 	d.do(ReleaseRouting{})
 	d.do(DeleteCanary{})
 	d.do(SetStablePaused{Paused: false})
-	d.event(false, "Released", "opted out: routing restored, canary removed, Deployment unpaused")
+	msg := "opted out: routing restored, canary removed, Deployment unpaused"
+	if notes := d.flagNotes(); len(notes) > 0 && !d.st.Phase.Terminal() {
+		msg += "; release flags left as they are, fledge no longer steps them: " + strings.Join(notes, "; ")
+	}
+	d.event(false, "Released", msg)
 	d.do(ForgetFlight{})
 	d.requeue = 0
 }

@@ -48,6 +48,13 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 	}
 	if s.Flags != nil {
 		out.Flags = append([]FlagStatus(nil), s.Flags...)
+		for i := range out.Flags {
+			out.Flags[i].WritingSince = s.Flags[i].WritingSince.DeepCopy()
+		}
+	}
+	if s.Sticky != nil {
+		st := *s.Sticky
+		out.Sticky = &st
 	}
 	out.StableImages = copyImages(s.StableImages)
 	out.CanaryImages = copyImages(s.CanaryImages)

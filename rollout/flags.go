@@ -42,7 +42,7 @@ func (d *decider) routing(canary int32) traffic.Weights {
 		w.Cohort = traffic.Cohort{Name: c.Name, Header: c.Header, Exact: c.Exact, Regex: c.Regex}
 		return w
 	}
-	if s := d.in.Policy.Sticky; s != nil && d.st.Step >= 0 && canary > 0 && canary < 100 {
+	if s := d.st.Sticky; s != nil && d.st.Step >= 0 && canary > 0 && canary < 100 {
 		w.Sticky = traffic.Sticky{Cookie: s.Cookie, Value: d.st.CanaryRevision, MaxAge: s.MaxAge}
 	}
 	return w
@@ -51,8 +51,9 @@ func (d *decider) routing(canary int32) traffic.Weights {
 // plainStable is all traffic on stable, no match routes.
 var plainStable = traffic.Weights{Stable: 100}
 
-// planCohorts fixes a new revision's cohort stages and release flags.
-func (d *decider) planCohorts() {
+// planCohorts fixes a new revision's cohort stages, sticky cookie and
+// release flags; inFlight says whether it replaces a revision in flight.
+func (d *decider) planCohorts(inFlight bool) {
 	p := d.in.Policy
 	d.st.Cohorts = nil
 	steps := make([]int32, 0, len(p.Cohorts)+len(p.Steps))
@@ -65,17 +66,34 @@ func (d *decider) planCohorts() {
 		steps = append(steps, 0)
 	}
 	d.st.Steps = append(steps, p.Steps...)
+	d.st.Sticky = nil
+	if p.Sticky != nil {
+		d.st.Sticky = &StickyCookie{Cookie: p.Sticky.Cookie, MaxAge: p.Sticky.MaxAge}
+	}
+	// A revision that replaces one in flight inherits what fledge knew of
+	// each flag it keeps linking (what it last set, what someone else
+	// edited): only a revision started from rest takes flags as found.
+	prev := map[string]FlagStatus{}
+	if inFlight {
+		for _, f := range d.st.Flags {
+			prev[FlagDocKey(f.ConfigMap, f.Key)+"/"+f.Flag] = f
+		}
+	}
 	d.st.Flags = nil
 	for _, rf := range p.ReleaseFlags {
-		d.st.Flags = append(d.st.Flags, FlagStatus{
+		f := FlagStatus{
 			ConfigMap: rf.ConfigMap, Key: rf.Key, Flag: rf.Link.Flag,
 			On: rf.Link.On, Off: rf.Link.Off, BucketBy: rf.Link.BucketBy, Final: rf.Final,
-		})
+		}
+		if old, ok := prev[FlagDocKey(rf.ConfigMap, rf.Key)+"/"+rf.Link.Flag]; ok && old.State != FlagLeftAlone {
+			f.State, f.Applied, f.Pending, f.Message = old.State, old.Applied, old.Pending, old.Message
+		}
+		d.st.Flags = append(d.st.Flags, f)
 	}
 }
 
 func (f *FlagStatus) link() flags.Link {
-	return flags.Link{Flag: f.Flag, On: f.On, Off: f.Off, BucketBy: f.BucketBy}
+	return flags.Link{Flag: f.Flag, On: f.On, Off: f.Off, BucketBy: f.BucketBy, Final: f.Final}
 }
 
 // flagStage is what the linked flags serve in the status's stage: the
@@ -104,10 +122,14 @@ func (d *decider) flagStage(f *FlagStatus) flags.Stage {
 // next look decides again from a fresh read.
 //
 // A flag is fledge's to change only while its definition is one fledge
-// left (Applied) or is writing (Pending); the first look of a revision
-// takes the flag as found. Anything else is a person's edit: it is
-// reported, never overwritten. A ConfigMap, key or flag that cannot be
-// read, or a document flagd would refuse, writes nothing.
+// left (Applied) or is writing (Pending); a revision started from rest
+// takes the flag as found (a revision replacing one in flight inherits
+// what fledge knew: see planCohorts). Anything else is someone else's
+// edit: it is reported, never overwritten. A ConfigMap, key or flag that
+// cannot be read, or a document flagd would refuse, writes nothing. At
+// rest, fledge only finishes what it started (the off-variant after a
+// rollback, the final one after a promotion) and never writes a flag it
+// has not set itself.
 func (d *decider) syncFlags(write bool) {
 	if len(d.st.Flags) == 0 || d.st.Phase == PhaseInitializing {
 		return
@@ -121,74 +143,99 @@ func (d *decider) syncFlags(write bool) {
 		}
 		group[k] = append(group[k], i)
 	}
+	atRest := d.st.Phase.Terminal()
 	for _, k := range order {
 		obs, read := d.in.FlagDocs[k]
 		doc := []byte(obs.Doc)
 		var changed []string
 		for _, i := range group[k] {
 			f := &d.st.Flags[i]
+			before := f.State
 			stage := d.flagStage(f)
 			serving := flags.Serving(f.link(), stage)
 			if f.State == FlagLeftAlone {
 				continue
 			}
-			if d.st.Phase.Terminal() && f.Serving == serving && (f.State == FlagInSync || f.State == FlagEdited) {
-				// At rest the flag is the team's again.
-				continue
+			if atRest && f.Serving == serving && f.State == FlagInSync {
+				continue // done: at rest the flag is the team's again
 			}
 			f.Serving = serving
 			where := fmt.Sprintf("flag %q in configmap %s/%s key %s", f.Flag, d.in.Namespace, f.ConfigMap, f.Key)
-			if !read || obs.Err != "" {
-				f.State, f.Message = FlagUnreadable, fmt.Sprintf("release flag %q: %s", f.Flag, orNotRead(read, obs.Err))
-				continue
-			}
-			cur, err := flags.DefinitionHash(doc, f.Flag)
-			if err != nil {
-				f.State, f.Message = FlagUnreadable, where+": "+err.Error()
-				continue
-			}
-			next, err := flags.Rewrite(doc, f.link(), stage)
-			if err != nil {
-				f.State, f.Message = FlagUnreadable, where+": "+err.Error()
-				continue
-			}
-			want, _ := flags.DefinitionHash(next, f.Flag)
-			if f.State == "" && f.Applied == "" && stage.Kind != flags.StageFinal {
-				if final, err := flags.Rewrite(doc, f.link(), flags.Stage{Kind: flags.StageFinal, Variant: f.Final}); err == nil {
-					if h, _ := flags.DefinitionHash(final, f.Flag); h == cur && cur != want {
-						f.State = FlagLeftAlone
-						f.Message = fmt.Sprintf("%s already serves its final variant %q (released by an earlier rollout): left alone for this revision", where, f.Final)
-						continue
-					}
-				}
-			}
-			switch {
-			case cur == want:
-				f.State, f.Applied, f.Pending, f.Message = FlagInSync, cur, "", ""
-			case f.Applied == "" || cur == f.Applied || cur == f.Pending:
-				f.State, f.Message = FlagWriting, ""
-				if write {
-					f.Applied, f.Pending = cur, want
-					doc = next
-					changed = append(changed, f.Flag)
-				}
-			default:
-				f.State = FlagEdited
-				f.Message = fmt.Sprintf("%s was changed by someone else since fledge last set it; fledge will not overwrite it (this stage wants it to serve %s): put it back, or abort the rollout", where, f.Serving)
+			d.classifyFlag(f, where, read, obs, doc, stage, write && !(atRest && f.Applied == ""), &doc, &changed)
+			if write && f.State != before && (f.State == FlagEdited || f.State == FlagUnreadable) &&
+				d.st.Phase != PhaseProgressing && d.st.Phase != PhasePaused {
+				// (While in flight, the hold it causes says so.)
+				d.event(true, "Flag"+string(f.State), f.Message)
 			}
 		}
 		if len(changed) > 0 {
-			d.do(WriteFlags{ConfigMap: strings.SplitN(k, "/", 2)[0], Key: strings.SplitN(k, "/", 2)[1], ResourceVersion: obs.ResourceVersion, Doc: string(doc), Flags: changed})
+			cm, key, _ := strings.Cut(k, "/")
+			d.do(WriteFlags{ConfigMap: cm, Key: key, ResourceVersion: obs.ResourceVersion, Doc: string(doc), Flags: changed})
 		}
 	}
 }
 
-func orNotRead(read bool, err string) string {
-	if !read {
-		return "not read"
+// classifyFlag sets a linked flag's state from the document as read and,
+// when write allows, asks for the stage's definition (updating *out and
+// *changed).
+func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagDoc, doc []byte, stage flags.Stage, write bool, out *[]byte, changed *[]string) {
+	if !read || obs.Err != "" {
+		f.State, f.Message = FlagUnreadable, fmt.Sprintf("release flag %q: %s", f.Flag, obs.Err)
+		if !read {
+			f.Message = fmt.Sprintf("release flag %q: configmap %s/%s: not read", f.Flag, d.in.Namespace, f.ConfigMap)
+		}
+		return
 	}
-	return err
+	cur, err := flags.DefinitionHash(doc, f.Flag)
+	if err != nil {
+		f.State, f.Message = FlagUnreadable, where+": "+err.Error()
+		return
+	}
+	next, err := flags.Rewrite(doc, f.link(), stage)
+	if err != nil {
+		f.State, f.Message = FlagUnreadable, where+": "+err.Error()
+		return
+	}
+	want, _ := flags.DefinitionHash(next, f.Flag)
+	if f.State == "" && f.Applied == "" && stage.Kind != flags.StageFinal {
+		if final, err := flags.Rewrite(doc, f.link(), flags.Stage{Kind: flags.StageFinal, Variant: f.Final}); err == nil {
+			if h, _ := flags.DefinitionHash(final, f.Flag); h == cur && cur != want {
+				f.State = FlagLeftAlone
+				f.Message = fmt.Sprintf("%s already serves its final variant %q (released by an earlier rollout): left alone for this revision", where, f.Final)
+				return
+			}
+		}
+	}
+	switch {
+	case cur == want:
+		f.State, f.Applied, f.Pending, f.Message, f.WritingSince = FlagInSync, cur, "", "", nil
+	case f.Applied == "" && d.st.Phase.Terminal():
+		// Never set by fledge, and the rollout is over: not fledge's.
+		f.State, f.Message = FlagUnreadable, fmt.Sprintf("%s: fledge never set it during this revision and leaves it as it is", where)
+	case f.Applied == "" || cur == f.Applied || cur == f.Pending:
+		f.State, f.Message = FlagWriting, ""
+		if f.Pending != want || f.WritingSince == nil {
+			t := d.now()
+			f.WritingSince = &t
+		}
+		if d.in.Now.Sub(f.WritingSince.Time) >= flagWriteDeadline {
+			f.Message = fmt.Sprintf("%s: written for %s without taking effect (an immutable ConfigMap, or an update refused?): see fledge's log; retrying", where, flagWriteDeadline)
+		}
+		if write {
+			f.Applied, f.Pending = cur, want
+			*out = next
+			*changed = append(*changed, f.Flag)
+		}
+	default:
+		f.State = FlagEdited
+		f.Message = fmt.Sprintf("%s was changed by someone else (a person, or another Flight linking the same flag) since fledge last set it; fledge will not overwrite it (this stage wants it to serve %s): put it back, or abort the rollout", where, f.Serving)
+		f.WritingSince = nil
+	}
 }
+
+// flagWriteDeadline is how long a flag write may go without taking effect
+// before the rollout holds and says so.
+const flagWriteDeadline = 30 * time.Second
 
 // flagTrouble returns the hold that the linked flags call for, if any:
 // one that someone else edited, or one that cannot be read.
@@ -199,6 +246,10 @@ func (d *decider) flagTrouble() (reason, msg string) {
 			return HoldFlagEdited, f.Message
 		case FlagUnreadable:
 			return HoldFlagUnreadable, f.Message
+		case FlagWriting:
+			if f.WritingSince != nil && d.in.Now.Sub(f.WritingSince.Time) >= flagWriteDeadline {
+				return HoldFlagUnreadable, f.Message
+			}
 		}
 	}
 	return "", ""

@@ -265,7 +265,14 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 			reason = HoldInconclusive
 		}
 		msg := fmt.Sprintf("%s: cannot judge: %s", step, describe(unmeasured))
-		d.hold(reason, msg)
+		if gateHold(d.st.Hold) {
+			// Held at a gate (or by a flag) already: that hold stays, so
+			// that it is not replaced and set again at every round (with
+			// an Event each time); the round says why it could not judge.
+			d.st.Message = msg
+		} else {
+			d.hold(reason, msg)
+		}
 		d.st.Message = msg
 		d.record(VerdictHold, msg, checks)
 	default:

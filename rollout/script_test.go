@@ -81,6 +81,10 @@ type world struct {
 	flagDocs map[string]FlagDoc
 	gates    map[string]flags.GateResult
 	lastLog  []DecisionRecord
+	// written is the last document fledge wrote per ConfigMap key;
+	// dropWrites makes every write fail (an immutable ConfigMap).
+	written    map[string]string
+	dropWrites bool
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -201,6 +205,26 @@ func runScript(t *testing.T, path string) string {
 			b, _ := json.Marshal(doc)
 			rv, _ := strconv.Atoi(fd.ResourceVersion)
 			w.flagDocs[k] = FlagDoc{Doc: string(b), ResourceVersion: strconv.Itoa(rv + 1)}
+		case "restore-flags":
+			// restore-flags configmap: a person puts back what fledge last wrote
+			k := FlagDocKey(args[0], DefaultFlagKey)
+			rv, _ := strconv.Atoi(w.flagDocs[k].ResourceVersion)
+			w.flagDocs[k] = FlagDoc{Doc: w.written[k], ResourceVersion: strconv.Itoa(rv + 1)}
+		case "fix-flags":
+			k := FlagDocKey(args[0], DefaultFlagKey)
+			fd := w.flagDocs[k]
+			fd.Err = ""
+			w.flagDocs[k] = fd
+		case "drop-writes":
+			w.dropWrites = args[0] == "on"
+		case "final-variant":
+			// final-variant v: the linked flags' final variant
+			p := *w.policy
+			p.ReleaseFlags = append([]ReleaseFlag(nil), p.ReleaseFlags...)
+			for i := range p.ReleaseFlags {
+				p.ReleaseFlags[i].Final = args[0]
+			}
+			w.policy = &p
 		case "break-flags":
 			k := FlagDocKey(args[0], DefaultFlagKey)
 			fd := w.flagDocs[k]
@@ -413,9 +437,13 @@ func (w *world) apply(a Action) {
 	case WriteFlags:
 		k := FlagDocKey(a.ConfigMap, a.Key)
 		fd := w.flagDocs[k]
-		if fd.ResourceVersion != a.ResourceVersion {
-			return // the compare-and-swap fails
+		if fd.ResourceVersion != a.ResourceVersion || w.dropWrites {
+			return // the compare-and-swap fails, or the update is refused
 		}
+		if w.written == nil {
+			w.written = map[string]string{}
+		}
+		w.written[k] = a.Doc
 		rv, _ := strconv.Atoi(fd.ResourceVersion)
 		w.flagDocs[k] = FlagDoc{Doc: a.Doc, ResourceVersion: strconv.Itoa(rv + 1)}
 	}

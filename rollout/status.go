@@ -90,6 +90,12 @@ type CohortStage struct {
 	MinSamples  int64           `json:"minSamples,omitempty"`
 }
 
+// StickyCookie is a revision's sticky cookie (its value is the revision).
+type StickyCookie struct {
+	Cookie string `json:"cookie"`
+	MaxAge int32  `json:"maxAge"`
+}
+
 // FlagState is where a linked release flag stands.
 type FlagState string
 
@@ -126,7 +132,9 @@ type FlagStatus struct {
 	// definition is someone else's edit.
 	Applied string `json:"applied,omitempty"`
 	Pending string `json:"pending,omitempty"`
-	Message string `json:"message,omitempty"`
+	// WritingSince is when fledge began writing Pending.
+	WritingSince *metav1.Time `json:"writingSince,omitempty"`
+	Message      string       `json:"message,omitempty"`
 }
 
 // FlightStatus is the persisted state of a rollout: Decide's state
@@ -146,6 +154,9 @@ type FlightStatus struct {
 	// Cohorts are this revision's cohort stages, fixed when it started:
 	// the first len(Cohorts) entries of Steps (weight 0) are theirs.
 	Cohorts []CohortStage `json:"cohorts,omitempty"`
+	// Sticky is the revision's sticky cookie, if its policy keeps users on
+	// the canary during the weighted steps.
+	Sticky *StickyCookie `json:"sticky,omitempty"`
 	// Step indexes Steps; -1 while the canary starts (no traffic yet).
 	Step int32 `json:"step"`
 	// CanaryWeight is the canary's intended share of traffic, in percent.

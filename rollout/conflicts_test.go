@@ -1,0 +1,41 @@
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+func TestARefusedRoutingChangeIsARoutingErrorForAWhile(t *testing.T) {
+	var r routeConflicts
+	now := epoch
+	set := []Action{SetWeights{Weights: traffic.Weights{Stable: 80, Canary: 20}}}
+	refused := fmt.Errorf("flight shop/web: %s: %w", set[0], fmt.Errorf("virtualservice shop/routes: spec.http[0] (\"primary\").match[0].headers[x-tier]: already matched: %w", traffic.ErrConflict))
+
+	r.record("shop/web", set, errors.New("flight shop/web: SetWeights(stable=80, canary=20): connection refused"), now)
+	if got := r.get("shop/web", now); got != "" {
+		t.Errorf("a transient failure became a routing error: %q", got)
+	}
+	r.record("shop/web", set, refused, now)
+	if got := r.get("shop/web", now.Add(10*time.Second)); got != refused.Error() {
+		t.Errorf("after a conflict: %q, want the router's message", got)
+	}
+	if got := r.get("shop/other", now); got != "" {
+		t.Errorf("another Flight got %q", got)
+	}
+	if got := r.get("shop/web", now.Add(conflictMemory)); got != "" {
+		t.Errorf("still an error after %s: the change would never be tried again", conflictMemory)
+	}
+	r.record("shop/web", set, refused, now)
+	r.record("shop/web", []Action{RecordEvent{}}, nil, now)
+	if r.get("shop/web", now) == "" {
+		t.Error("a decision without SetWeights cleared the conflict")
+	}
+	r.record("shop/web", set, nil, now)
+	if got := r.get("shop/web", now); got != "" {
+		t.Errorf("a routing change that succeeded left %q", got)
+	}
+}
