@@ -68,25 +68,30 @@ func (g *ConfigMapGates) current(ctx context.Context, configMap, key string) *ve
 	}
 	id := configMap + "/" + key
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	cur := g.sources[id]
-	if err != nil {
+	switch {
+	case err != nil:
 		g.replace(id, &versioned{err: err})
-		return g.sources[id]
-	}
-	if cur != nil && cur.resourceVersion == rv && cur.err == nil {
+		v := g.sources[id]
+		g.mu.Unlock()
+		return v
+	case cur != nil && cur.resourceVersion == rv:
+		// Started already (or broken: no point starting it again).
+		g.mu.Unlock()
 		return cur
 	}
-	if cur != nil && cur.resourceVersion == rv {
-		return cur // the same broken version: no point starting again
-	}
+	g.mu.Unlock()
+
+	// Starting a provider takes a moment: not under the lock, so other
+	// Flights' gates are not held up meanwhile.
 	next := &versioned{resourceVersion: rv}
 	src := NewSource("configmap://" + g.namespace + "/" + id + "@" + rv)
 	if err := src.SetConfigMap(cm, key); err != nil {
-		next.err = fmt.Errorf("%s: %w", where, errors.Unwrap(err))
-		if errors.Unwrap(err) == nil {
-			next.err = fmt.Errorf("%s: %w", where, err)
+		inner := errors.Unwrap(err)
+		if inner == nil {
+			inner = err
 		}
+		next.err = fmt.Errorf("%s: %w", where, inner)
 	} else {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		next.gates, next.err = NewGates(sctx, src, g.timeout)
@@ -95,19 +100,30 @@ func (g *ConfigMapGates) current(ctx context.Context, configMap, key string) *ve
 			next.resourceVersion = "" // try again on the next look
 		}
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cur := g.sources[id]; cur != nil && cur.resourceVersion == rv && rv != "" {
+		// Another look started the same version meanwhile: keep one.
+		if next.gates != nil {
+			go closeGates(next.gates)
+		}
+		return cur
+	}
 	g.replace(id, next)
 	return next
+}
+
+func closeGates(old *Gates) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = old.Close(ctx)
 }
 
 // replace installs next for id and shuts the previous provider down in
 // the background. Called with mu held.
 func (g *ConfigMapGates) replace(id string, next *versioned) {
 	if prev := g.sources[id]; prev != nil && prev.gates != nil && prev != next {
-		go func(old *Gates) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = old.Close(ctx)
-		}(prev.gates)
+		go closeGates(prev.gates)
 	}
 	g.sources[id] = next
 }
