@@ -399,6 +399,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
 	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
 	in.FlagDocs = c.observeFlags(ctx, d.Namespace, policy, &f.Status)
+	in.FlagsInUse = c.flagsInUse(f)
 	in.Gates = c.evaluateGates(ctx, d, policy, &f.Status)
 	var fromAPI *pendingAction
 	if kind, reason, err := ParseAction(d.Annotations); err != nil {

@@ -37,6 +37,10 @@ type Input struct {
 	// Gates are the policy's flag gates evaluated for this look, with
 	// the Flight as it stands as context.
 	Gates []flags.GateResult
+	// FlagsInUse names, by FlagID, the release flags another Flight of
+	// the namespace is stepping (in flight, and started first): one flag
+	// follows one rollout at a time.
+	FlagsInUse map[string]string
 }
 
 // CallResult is a hook's answer.

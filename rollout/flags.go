@@ -29,6 +29,9 @@ type FlagDoc struct {
 // FlagDocKey names a ConfigMap key in Input.FlagDocs.
 func FlagDocKey(configMap, key string) string { return configMap + "/" + key }
 
+// FlagID names a flag of a ConfigMap key in Input.FlagsInUse.
+func FlagID(configMap, key, flag string) string { return configMap + "/" + key + "/" + flag }
+
 // routing is the routing a Flight wants at canary weight canary: the
 // split, plus the cohort's match route during a cohort stage, or the
 // sticky cookie's during weighted steps. A Flight at rest, starting or
@@ -179,6 +182,10 @@ func (d *decider) syncFlags(write bool) {
 // when write allows, asks for the stage's definition (updating *out and
 // *changed).
 func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagDoc, doc []byte, stage flags.Stage, write bool, out *[]byte, changed *[]string) {
+	if other, ok := d.in.FlagsInUse[FlagID(f.ConfigMap, f.Key, f.Flag)]; ok && f.Applied == "" {
+		f.State, f.Message = FlagInUse, fmt.Sprintf("%s is being stepped by Flight %s, whose rollout started first: one flag follows one rollout at a time; waiting for it to end", where, other)
+		return
+	}
 	if !read || obs.Err != "" {
 		f.State, f.Message = FlagUnreadable, fmt.Sprintf("release flag %q: %s", f.Flag, obs.Err)
 		if !read {
@@ -246,6 +253,8 @@ func (d *decider) flagTrouble() (reason, msg string) {
 			return HoldFlagEdited, f.Message
 		case FlagUnreadable:
 			return HoldFlagUnreadable, f.Message
+		case FlagInUse:
+			return HoldFlagInUse, f.Message
 		case FlagWriting:
 			if f.WritingSince != nil && d.in.Now.Sub(f.WritingSince.Time) >= flagWriteDeadline {
 				return HoldFlagUnreadable, f.Message
@@ -273,7 +282,7 @@ func gateHold(h *Hold) bool {
 		return false
 	}
 	switch h.Reason {
-	case HoldGate, HoldFlagGate, HoldFlagGateUnreadable, HoldFlagEdited, HoldFlagUnreadable:
+	case HoldGate, HoldFlagGate, HoldFlagGateUnreadable, HoldFlagEdited, HoldFlagUnreadable, HoldFlagInUse:
 		return true
 	}
 	return false

@@ -7,6 +7,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fledgehq/fledge/flags"
 )
@@ -59,6 +61,41 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st 
 			fd.Err = fmt.Sprintf("%s: data.%s: %v", where, key, err)
 		}
 		out[k] = fd
+	}
+	return out
+}
+
+// flagsInUse lists the release flags that other Flights of the namespace
+// are stepping: in flight, linking the flag, and started before this one
+// (or this one is not in flight).
+func (c *Controller) flagsInUse(f *Flight) map[string]string {
+	list, err := c.flightLister.ByNamespace(f.Namespace).List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	var out map[string]string
+	for _, obj := range list {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok || u.GetName() == f.Name {
+			continue
+		}
+		other, err := FlightFrom(u)
+		if err != nil || other.Status.Phase.Terminal() || other.Status.Phase == PhaseInitializing || len(other.Status.Flags) == 0 {
+			continue
+		}
+		mine, theirs := f.Status.RevisionStartedAt, other.Status.RevisionStartedAt
+		if !f.Status.Phase.Terminal() && mine != nil && theirs != nil && !theirs.Before(mine) {
+			continue // this one started first: it keeps the flag
+		}
+		for _, fl := range other.Status.Flags {
+			if fl.State == FlagLeftAlone || fl.State == FlagInUse {
+				continue
+			}
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[FlagID(fl.ConfigMap, fl.Key, fl.Flag)] = other.Namespace + "/" + other.Name
+		}
 	}
 	return out
 }

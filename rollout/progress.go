@@ -38,7 +38,7 @@ func (d *decider) progress() {
 		// Said at once, while the checks go on: a failing canary is
 		// still rolled back.
 		d.hold(reason, msg)
-	} else if h := d.st.Hold; h != nil && (h.Reason == HoldFlagEdited || h.Reason == HoldFlagUnreadable) {
+	} else if h := d.st.Hold; h != nil && (h.Reason == HoldFlagEdited || h.Reason == HoldFlagUnreadable || h.Reason == HoldFlagInUse) {
 		d.st.Hold = nil
 	}
 	if d.st.StepPassed && d.moveOn("the gate opened", nil) {

@@ -85,6 +85,7 @@ type world struct {
 	// dropWrites makes every write fail (an immutable ConfigMap).
 	written    map[string]string
 	dropWrites bool
+	inUse      map[string]string
 }
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -215,6 +216,13 @@ func runScript(t *testing.T, path string) string {
 			fd := w.flagDocs[k]
 			fd.Err = ""
 			w.flagDocs[k] = fd
+		case "flag-in-use":
+			// flag-in-use flag configmap flight: another Flight steps it; "-" frees it
+			if args[2] == "-" {
+				w.inUse = nil
+				break
+			}
+			w.inUse = map[string]string{FlagID(args[1], DefaultFlagKey, args[0]): args[2]}
 		case "drop-writes":
 			w.dropWrites = args[0] == "on"
 		case "final-variant":
@@ -243,7 +251,7 @@ func runScript(t *testing.T, path string) string {
 // and applies the decision to the world.
 func (w *world) decide() string {
 	w.Namespace, w.Name, w.UID = "shop", "web", "uid-1"
-	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action, Calls: w.calls, Delivered: w.delivered, FlagDocs: w.flagDocs}
+	in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action, Calls: w.calls, Delivered: w.delivered, FlagDocs: w.flagDocs, FlagsInUse: w.inUse}
 	for _, g := range w.policy.FlagGates {
 		if r, ok := w.gates[g]; ok {
 			in.Gates = append(in.Gates, r)

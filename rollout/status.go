@@ -72,6 +72,8 @@ const (
 	// HoldFlagUnreadable: a release flag cannot be read
 	// (its source is broken, the flag is missing or of the wrong type).
 	HoldFlagUnreadable = "FlagUnreadable"
+	// HoldFlagInUse: another Flight is stepping a linked release flag.
+	HoldFlagInUse = "FlagInUse"
 	// HoldFlagEdited: a person changed a release flag that fledge steps;
 	// fledge does not overwrite it.
 	HoldFlagEdited = "FlagEdited"
@@ -112,6 +114,8 @@ const (
 	// FlagLeftAlone: the flag was already at its final variant when the
 	// revision started (released by an earlier rollout): not stepped.
 	FlagLeftAlone FlagState = "LeftAlone"
+	// FlagInUse: another Flight is stepping the flag; this one waits.
+	FlagInUse FlagState = "InUse"
 )
 
 // FlagStatus is a linked release flag, fixed when the revision started,
