@@ -204,7 +204,7 @@ func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagD
 		return
 	}
 	want, _ := flags.DefinitionHash(next, f.Flag)
-	if f.State == "" && f.Applied == "" && stage.Kind != flags.StageFinal {
+	if (f.State == "" || f.State == FlagInUse) && f.Applied == "" && stage.Kind != flags.StageFinal {
 		if final, err := flags.Rewrite(doc, f.link(), flags.Stage{Kind: flags.StageFinal, Variant: f.Final}); err == nil {
 			if h, _ := flags.DefinitionHash(final, f.Flag); h == cur && cur != want {
 				f.State = FlagLeftAlone

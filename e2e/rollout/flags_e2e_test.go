@@ -671,3 +671,56 @@ func switchPolicy(t *testing.T, sb *sandbox.Sandbox, ns, policy, image string) {
 	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Spec.Policy == policy })
 	setImage(t, sb, ns, "shop", image, nil)
 }
+
+// Two Deployments of a namespace link the same release flag: the rollout
+// that started first steps it; the other waits (FlagInUse, naming it),
+// writing nothing, and goes on once the first one has ended.
+func TestOneReleaseFlagFollowsOneRolloutAtATime(t *testing.T) {
+	sb := suite.Get(t)
+	ns := sb.Namespace(t)
+	engineBinary(t, sb)
+	optInReleaseFlags(t, sb, ns, releaseFlagsDoc)
+	startEngine(t, sb, ns, engineOptions{Policies: `
+policies:
+  linked:
+    steps: [20, 50]
+    interval: 3s
+    minInterval: 1s
+    progressDeadline: 60s
+    releaseFlags:
+    - {configMap: shop-flags, flag: new-checkout}
+    metrics:
+    - {name: success-rate, min: 0.97, minSamples: 30}
+`})
+	flagApp(t, sb, ns, "shop", "linked", flagAnnotations(nil), 0)
+	flagApp(t, sb, ns, "cart", "linked", nil, 0)
+
+	shopRev := setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(nil))
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Step == 0 })
+	// shop stays in flight (paused) while cart tries.
+	annotate(t, sb, ns, map[string]string{rollout.AnnotationAction: "pause"})
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhasePaused })
+	cartRev := setImage(t, sb, ns, "cart", "example.com/cart:v2", nil)
+	held := waitFlight(t, sb, ns, "cart", 30*time.Second, func(f *rollout.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagInUse
+	})
+	t.Logf("cart held: %s", held.Status.Hold.Message)
+	if !strings.Contains(held.Status.Hold.Message, ns+"/shop") || held.Status.Step != -1 {
+		t.Errorf("cart held at step %d: %q; want before any traffic, naming the Flight shop", held.Status.Step, held.Status.Hold.Message)
+	}
+	annotate(t, sb, ns, map[string]string{rollout.AnnotationAction: "resume"})
+	shop := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
+		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == shopRev
+	})
+	if s := flagState(shop, "new-checkout"); s != rollout.FlagInSync {
+		t.Errorf("shop's flag %s after its promotion, want InSync (never disturbed by cart)", s)
+	}
+	// The flag is at its final variant now: cart's revision leaves it
+	// alone and is promoted.
+	cart := waitFlight(t, sb, ns, "cart", 60*time.Second, func(f *rollout.Flight) bool {
+		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == cartRev
+	})
+	if s := flagState(cart, "new-checkout"); s != rollout.FlagLeftAlone {
+		t.Errorf("cart's flag %s, want LeftAlone (shop released it): %s", s, cart.Status.Flags[0].Message)
+	}
+}
