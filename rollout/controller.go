@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -559,58 +558,4 @@ func actionNames(actions []Action) []string {
 		names[i] = a.String()
 	}
 	return names
-}
-
-// routeConflicts remembers, per Flight, a routing change the router
-// refused as a conflict (traffic.ErrConflict): a person must change the
-// routing first. For a while it is reported as a routing error, which
-// holds the Flight with the router's message; then the change is tried
-// again.
-type routeConflicts struct {
-	mu sync.Mutex
-	m  map[string]routeConflict
-}
-
-type routeConflict struct {
-	msg string
-	at  time.Time
-}
-
-// conflictMemory is how long a refused routing change is not tried again.
-const conflictMemory = 30 * time.Second
-
-func (r *routeConflicts) get(key string, now time.Time) string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.m[key]
-	if !ok || now.Sub(c.at) >= conflictMemory {
-		return ""
-	}
-	return c.msg
-}
-
-// record notes the outcome of a decision's actions: a SetWeights refused
-// as a conflict is remembered, a decision whose SetWeights succeeded
-// forgets it.
-func (r *routeConflicts) record(key string, actions []Action, err error, now time.Time) {
-	set := false
-	for _, a := range actions {
-		if _, ok := a.(SetWeights); ok {
-			set = true
-		}
-	}
-	if !set {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch {
-	case err != nil && errors.Is(err, traffic.ErrConflict) && strings.Contains(err.Error(), "SetWeights"):
-		if r.m == nil {
-			r.m = map[string]routeConflict{}
-		}
-		r.m[key] = routeConflict{msg: err.Error(), at: now}
-	case err == nil:
-		delete(r.m, key)
-	}
 }
