@@ -79,7 +79,7 @@ func (d *decider) planCohorts(inFlight bool) {
 	prev := map[string]FlagStatus{}
 	if inFlight {
 		for _, f := range d.st.Flags {
-			prev[FlagDocKey(f.ConfigMap, f.Key)+"/"+f.Flag] = f
+			prev[FlagID(f.ConfigMap, f.Key, f.Flag)] = f
 		}
 	}
 	d.st.Flags = nil
@@ -88,7 +88,7 @@ func (d *decider) planCohorts(inFlight bool) {
 			ConfigMap: rf.ConfigMap, Key: rf.Key, Flag: rf.Link.Flag,
 			On: rf.Link.On, Off: rf.Link.Off, BucketBy: rf.Link.BucketBy, Final: rf.Final,
 		}
-		if old, ok := prev[FlagDocKey(rf.ConfigMap, rf.Key)+"/"+rf.Link.Flag]; ok && old.State != FlagLeftAlone {
+		if old, ok := prev[FlagID(rf.ConfigMap, rf.Key, rf.Link.Flag)]; ok && old.State != FlagLeftAlone {
 			f.State, f.Applied, f.Pending, f.Message = old.State, old.Applied, old.Pending, old.Message
 		}
 		d.st.Flags = append(d.st.Flags, f)
