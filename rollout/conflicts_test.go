@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -37,5 +39,30 @@ func TestARefusedRoutingChangeIsARoutingErrorForAWhile(t *testing.T) {
 	r.record("shop/web", set, nil, now)
 	if got := r.get("shop/web", now); got != "" {
 		t.Errorf("a routing change that succeeded left %q", got)
+	}
+}
+
+func TestStartedFirstIsATotalOrderBothFlightsAgreeOn(t *testing.T) {
+	at := func(sec int) *metav1.Time {
+		tm := metav1.NewTime(epoch.Add(time.Duration(sec) * time.Second))
+		return &tm
+	}
+	flight := func(name string, started *metav1.Time) *Flight {
+		return &Flight{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: FlightStatus{RevisionStartedAt: started}}
+	}
+	for _, tc := range []struct {
+		a, b *Flight
+		want bool
+	}{
+		{flight("shop", at(1)), flight("cart", at(2)), true},
+		{flight("shop", at(2)), flight("cart", at(1)), false},
+		{flight("cart", at(1)), flight("shop", at(1)), true}, // same second: by name
+		{flight("shop", at(1)), flight("cart", at(1)), false},
+		{flight("shop", at(1)), flight("cart", nil), true},
+		{flight("shop", nil), flight("cart", at(1)), false},
+	} {
+		if got, other := startedFirst(tc.a, tc.b), startedFirst(tc.b, tc.a); got != tc.want || other == got {
+			t.Errorf("startedFirst(%s, %s) = %v and reversed %v; want %v and its opposite", tc.a.Name, tc.b.Name, got, other, tc.want)
+		}
 	}
 }

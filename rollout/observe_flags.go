@@ -83,9 +83,8 @@ func (c *Controller) flagsInUse(f *Flight) map[string]string {
 		if err != nil || other.Status.Phase.Terminal() || other.Status.Phase == PhaseInitializing || len(other.Status.Flags) == 0 {
 			continue
 		}
-		mine, theirs := f.Status.RevisionStartedAt, other.Status.RevisionStartedAt
-		if !f.Status.Phase.Terminal() && mine != nil && theirs != nil && !theirs.Before(mine) {
-			continue // this one started first: it keeps the flag
+		if !f.Status.Phase.Terminal() && startedFirst(f, other) {
+			continue // this one keeps the flag
 		}
 		for _, fl := range other.Status.Flags {
 			if fl.State == FlagLeftAlone || fl.State == FlagInUse {
@@ -98,6 +97,20 @@ func (c *Controller) flagsInUse(f *Flight) map[string]string {
 		}
 	}
 	return out
+}
+
+// startedFirst reports whether a's revision started before b's. Start
+// times are kept to the second, so a tie goes to the name that sorts
+// first: the two Flights must agree on which one waits.
+func startedFirst(a, b *Flight) bool {
+	ta, tb := a.Status.RevisionStartedAt, b.Status.RevisionStartedAt
+	switch {
+	case ta == nil || tb == nil:
+		return tb == nil && ta != nil
+	case !ta.Equal(tb):
+		return ta.Before(tb)
+	}
+	return a.Name < b.Name
 }
 
 // evaluateGates asks the policy's flag gates about the Flight as it
