@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/fledgehq/fledge/traffic"
 )
@@ -63,6 +64,49 @@ func TestStartedFirstIsATotalOrderBothFlightsAgreeOn(t *testing.T) {
 	} {
 		if got, other := startedFirst(tc.a, tc.b), startedFirst(tc.b, tc.a); got != tc.want || other == got {
 			t.Errorf("startedFirst(%s, %s) = %v and reversed %v; want %v and its opposite", tc.a.Name, tc.b.Name, got, other, tc.want)
+		}
+	}
+}
+
+// Of two in-flight Flights linking one flag, the one that has set it
+// keeps it, whatever their start times; otherwise the first started.
+func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
+	at := func(sec int) *metav1.Time {
+		tm := metav1.NewTime(epoch.Add(time.Duration(sec) * time.Second))
+		return &tm
+	}
+	flight := func(name string, phase Phase, started int, applied string) *Flight {
+		return &Flight{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"}, Status: FlightStatus{
+			Phase: phase, RevisionStartedAt: at(started),
+			Flags: []FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", Applied: applied}},
+		}}
+	}
+	id := FlagID("flags", DefaultFlagKey, "new-checkout")
+	for _, tc := range []struct {
+		name      string
+		me, other *Flight
+		want      string
+	}{
+		{"the other set it", flight("cart", PhaseProgressing, 1, ""), flight("web", PhaseProgressing, 1, "h1"), "shop/web"},
+		{"this one set it", flight("web", PhaseProgressing, 2, "h1"), flight("cart", PhaseProgressing, 1, ""), ""},
+		{"neither: the first started", flight("web", PhaseProgressing, 2, ""), flight("cart", PhaseProgressing, 1, ""), "shop/cart"},
+		{"neither, same second: by name", flight("web", PhaseProgressing, 1, ""), flight("cart", PhaseProgressing, 1, ""), "shop/cart"},
+		{"this one at rest, starting", flight("web", PhaseSucceeded, 9, "h0"), flight("cart", PhaseProgressing, 1, ""), "shop/cart"},
+		{"the other at rest", flight("web", PhaseProgressing, 2, ""), flight("cart", PhaseSucceeded, 1, "h1"), ""},
+	} {
+		indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		for _, f := range []*Flight{tc.me, tc.other} {
+			u, err := f.ToUnstructured()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := indexer.Add(u); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := &Controller{flightLister: cache.NewGenericLister(indexer, FlightResource.GroupResource())}
+		if got := c.flagsInUse(tc.me)[id]; got != tc.want {
+			t.Errorf("%s: in use by %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

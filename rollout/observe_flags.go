@@ -66,12 +66,21 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st 
 }
 
 // flagsInUse lists the release flags that other Flights of the namespace
-// are stepping: in flight, linking the flag, and started before this one
-// (or this one is not in flight).
+// are stepping and this one must leave to them. Of two in-flight Flights
+// linking a flag, the one that has set it keeps it; if neither or both
+// have, the one whose revision started first.
 func (c *Controller) flagsInUse(f *Flight) map[string]string {
 	list, err := c.flightLister.ByNamespace(f.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil
+	}
+	mine := map[string]bool{} // flags this Flight has set in its revision in flight
+	if !f.Status.Phase.Terminal() {
+		for _, fl := range f.Status.Flags {
+			if fl.Applied != "" {
+				mine[FlagID(fl.ConfigMap, fl.Key, fl.Flag)] = true
+			}
+		}
 	}
 	var out map[string]string
 	for _, obj := range list {
@@ -83,17 +92,20 @@ func (c *Controller) flagsInUse(f *Flight) map[string]string {
 		if err != nil || other.Status.Phase.Terminal() || other.Status.Phase == PhaseInitializing || len(other.Status.Flags) == 0 {
 			continue
 		}
-		if !f.Status.Phase.Terminal() && startedFirst(f, other) {
-			continue // this one keeps the flag
-		}
 		for _, fl := range other.Status.Flags {
 			if fl.State == FlagLeftAlone || fl.State == FlagInUse {
+				continue
+			}
+			id := FlagID(fl.ConfigMap, fl.Key, fl.Flag)
+			theirs := fl.Applied != ""
+			otherKeeps := theirs && !mine[id] || theirs == mine[id] && startedFirst(other, f)
+			if !f.Status.Phase.Terminal() && !otherKeeps {
 				continue
 			}
 			if out == nil {
 				out = map[string]string{}
 			}
-			out[FlagID(fl.ConfigMap, fl.Key, fl.Flag)] = other.Namespace + "/" + other.Name
+			out[id] = other.Namespace + "/" + other.Name
 		}
 	}
 	return out
