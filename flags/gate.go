@@ -2,7 +2,6 @@ package flags
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -182,6 +181,3 @@ func (c RolloutContext) evaluationContext() openfeature.EvaluationContext {
 		"cohort": c.Cohort, "promotion": c.Promotion,
 	})
 }
-
-// ErrNoGates is returned when gates are asked for without a source.
-var ErrNoGates = errors.New("no flag source is configured for flag gates")

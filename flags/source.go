@@ -105,13 +105,6 @@ func (s *Source) Err() error {
 	return s.err
 }
 
-// Document returns the current (last valid) document.
-func (s *Source) Document() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.doc
-}
-
 func (s *Source) current() (string, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
