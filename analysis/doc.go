@@ -4,8 +4,10 @@
 //
 // The query is I/O and the judgement is pure. Judge decides from a sample
 // count and a value alone; Evaluate does the measuring through a Querier
-// (Prometheus, over client_golang's API client, in production; a closure
-// in tests) and records everything in a Check for the decision log. A
+// (analysis/promclient, over client_golang's API client, in production; a
+// closure in tests) and records everything in a Check for the decision
+// log. This package holds no network client of its own, so the decision
+// core can read its checks and verdicts without linking one. A
 // measurement that fails, Prometheus down or a query returning nothing,
 // NaN or several series, is a verdict (Error), never a panic and never a
 // silent zero: "cannot measure" holds the rollout and is never counted as

@@ -35,6 +35,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/promclient"
 	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
@@ -122,7 +123,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	prom, err := analysis.NewPrometheus(promapi.Config{Address: o.prometheusURL}, o.queryTimeout)
+	prom, err := promclient.New(promapi.Config{Address: o.prometheusURL}, o.queryTimeout)
 	if err != nil {
 		return fmt.Errorf("-prometheus-url: %w", err)
 	}

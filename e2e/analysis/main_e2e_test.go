@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/promclient"
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 )
@@ -110,9 +111,9 @@ func split(t *testing.T, sb *sandbox.Sandbox, ns, host string, weights map[strin
 	}
 }
 
-func prometheus(t *testing.T, sb *sandbox.Sandbox) *analysis.Prometheus {
+func prometheus(t *testing.T, sb *sandbox.Sandbox) *promclient.Client {
 	t.Helper()
-	p, err := analysis.NewPrometheus(promapi.Config{Address: sb.PrometheusURL}, 10*time.Second)
+	p, err := promclient.New(promapi.Config{Address: sb.PrometheusURL}, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

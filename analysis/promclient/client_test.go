@@ -1,4 +1,4 @@
-package analysis
+package promclient
 
 import (
 	"context"
@@ -12,13 +12,15 @@ import (
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
+
+	"github.com/fledgehq/fledge/analysis"
 )
 
 const testQuery = `sum(rate(istio_requests_total{destination_workload="podinfo-canary"}[1m]))`
 
 // prometheusAnswering is a Prometheus whose /api/v1/query answers with
 // status and body, and checks that it was asked testQuery at at.
-func prometheusAnswering(t *testing.T, at time.Time, status int, body string) *Prometheus {
+func prometheusAnswering(t *testing.T, at time.Time, status int, body string) *Client {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/query" {
@@ -45,9 +47,9 @@ func prometheusAnswering(t *testing.T, at time.Time, status int, body string) *P
 	return newTestPrometheus(t, srv.URL, 5*time.Second)
 }
 
-func newTestPrometheus(t *testing.T, address string, timeout time.Duration) *Prometheus {
+func newTestPrometheus(t *testing.T, address string, timeout time.Duration) *Client {
 	t.Helper()
-	p, err := NewPrometheus(promapi.Config{Address: address}, timeout)
+	p, err := New(promapi.Config{Address: address}, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,39 +74,39 @@ func TestPrometheusQuery(t *testing.T) {
 	}{
 		{name: "returns the value of a single sample", status: 200, body: vector(one), want: 0.995},
 		{name: "returns zero when Prometheus measured zero", status: 200, body: vector(`{"metric":{},"value":[1700000000,"0"]}`), want: 0},
-		{"fails with no data on an empty result", 200, vector(), 0, ErrNoData,
+		{"fails with no data on an empty result", 200, vector(), 0, analysis.ErrNoData,
 			"no data: the query returned no series"},
-		{"fails on NaN", 200, vector(`{"metric":{},"value":[1700000000,"NaN"]}`), 0, ErrNaN,
+		{"fails on NaN", 200, vector(`{"metric":{},"value":[1700000000,"NaN"]}`), 0, analysis.ErrNaN,
 			"the value is NaN"},
-		{"fails on +Inf", 200, vector(`{"metric":{},"value":[1700000000,"+Inf"]}`), 0, ErrInfinite,
+		{"fails on +Inf", 200, vector(`{"metric":{},"value":[1700000000,"+Inf"]}`), 0, analysis.ErrInfinite,
 			"the value is infinite: +Inf"},
-		{"fails on -Inf", 200, vector(`{"metric":{},"value":[1700000000,"-Inf"]}`), 0, ErrInfinite,
+		{"fails on -Inf", 200, vector(`{"metric":{},"value":[1700000000,"-Inf"]}`), 0, analysis.ErrInfinite,
 			"the value is infinite: -Inf"},
 		{"fails on two series, naming them", 200,
 			vector(`{"metric":{"destination_workload":"a"},"value":[1700000000,"1"]}`, `{"metric":{"destination_workload":"b"},"value":[1700000000,"2"]}`),
-			0, ErrManySeries, `more than one series: 2 series, want 1: {destination_workload="a"}, {destination_workload="b"}`},
+			0, analysis.ErrManySeries, `more than one series: 2 series, want 1: {destination_workload="a"}, {destination_workload="b"}`},
 		{"fails on a matrix", 200, `{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"1"]]}]}}`,
-			0, ErrWrongType, "wrong result type: a matrix, want an instant vector"},
+			0, analysis.ErrWrongType, "wrong result type: a matrix, want an instant vector"},
 		{"fails on a scalar", 200, `{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}`,
-			0, ErrWrongType, "wrong result type: a scalar, want an instant vector"},
+			0, analysis.ErrWrongType, "wrong result type: a scalar, want an instant vector"},
 		{"fails on a native histogram sample", 200,
 			vector(`{"metric":{"le":"x"},"histogram":[1700000000,{"count":"1","sum":"1","buckets":[[0,"0","1","1"]]}]}`),
-			0, ErrWrongType, `wrong result type: {le="x"} is a native histogram, want a float`},
+			0, analysis.ErrWrongType, `wrong result type: {le="x"} is a native histogram, want a float`},
 		{"fails on warnings, which may mean a partial result", 200,
 			`{"status":"success","warnings":["remote read failed"],"data":{"resultType":"vector","result":[` + one + `]}}`,
-			0, ErrWarnings, "prometheus returned warnings: remote read failed"},
+			0, analysis.ErrWarnings, "prometheus returned warnings: remote read failed"},
 		{"fails when Prometheus refuses the query", 400,
 			`{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected end of input"}`,
-			0, ErrQueryFailed, "prometheus answered with an error: bad_data: 1:5: parse error: unexpected end of input"},
+			0, analysis.ErrQueryFailed, "prometheus answered with an error: bad_data: 1:5: parse error: unexpected end of input"},
 		{"fails when Prometheus cannot execute the query", 422,
 			`{"status":"error","errorType":"execution","error":"query processing would load too many samples"}`,
-			0, ErrQueryFailed, "prometheus answered with an error: execution: query processing would load too many samples"},
-		{"fails on a server error", 500, "boom\n", 0, ErrQueryFailed,
+			0, analysis.ErrQueryFailed, "prometheus answered with an error: execution: query processing would load too many samples"},
+		{"fails on a server error", 500, "boom\n", 0, analysis.ErrQueryFailed,
 			"prometheus answered with an error: server_error: server error: 500: boom"},
 		{"fails with a timeout when Prometheus gives up on the query", 503,
 			`{"status":"error","errorType":"timeout","error":"query timed out in expression evaluation"}`,
-			0, ErrTimeout, "query timed out: timeout: query timed out in expression evaluation"},
-		{"fails on an answer that is not Prometheus's", 200, `<html>login</html>`, 0, ErrBadResponse, ""},
+			0, analysis.ErrTimeout, "query timed out: timeout: query timed out in expression evaluation"},
+		{"fails on an answer that is not Prometheus's", 200, `<html>login</html>`, 0, analysis.ErrBadResponse, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := prometheusAnswering(t, at, tc.status, tc.body)
@@ -134,7 +136,7 @@ func TestPrometheusQueryWhenUnreachable(t *testing.T) {
 	address := srv.URL
 	srv.Close() // nothing listens there any more
 	_, err := newTestPrometheus(t, address, time.Second).Query(context.Background(), testQuery, time.Now())
-	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, syscall.ECONNREFUSED) {
+	if !errors.Is(err, analysis.ErrUnreachable) || !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("Query against a closed port: %v; want ErrUnreachable wrapping connection refused", err)
 	}
 	if !strings.Contains(err.Error(), "prometheus cannot be reached") || !strings.Contains(err.Error(), address) {
@@ -160,7 +162,7 @@ func TestPrometheusQueryTimesOut(t *testing.T) {
 	p := newTestPrometheus(t, slowPrometheus(t), 50*time.Millisecond)
 	start := time.Now()
 	_, err := p.Query(context.Background(), testQuery, time.Now())
-	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, analysis.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Query of a stuck Prometheus: %v; want ErrTimeout", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {
@@ -173,29 +175,29 @@ func TestPrometheusQueryHonoursTheCallersContext(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := p.Query(ctx, testQuery, time.Now()); !errors.Is(err, ErrTimeout) {
+	if _, err := p.Query(ctx, testQuery, time.Now()); !errors.Is(err, analysis.ErrTimeout) {
 		t.Errorf("Query past the caller's deadline: %v; want ErrTimeout", err)
 	}
 
 	ctx, cancel = context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, err := p.Query(ctx, testQuery, time.Now())
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnreachable) {
+	if !errors.Is(err, context.Canceled) || errors.Is(err, analysis.ErrTimeout) || errors.Is(err, analysis.ErrUnreachable) {
 		t.Errorf("Query canceled by the caller: %v; want context.Canceled, neither a timeout nor an outage", err)
 	}
 }
 
-func TestNewPrometheusRefusesABadAddress(t *testing.T) {
+func TestNewRefusesABadAddress(t *testing.T) {
 	for _, address := range []string{"", "prometheus:9090", "ftp://prometheus", "http://"} {
-		if _, err := NewPrometheus(promapi.Config{Address: address}, 0); err == nil {
-			t.Errorf("NewPrometheus(%q) accepted it", address)
+		if _, err := New(promapi.Config{Address: address}, 0); err == nil {
+			t.Errorf("New(%q) accepted it", address)
 		}
 	}
-	if _, err := NewPrometheus(promapi.Config{Address: "http://prometheus:9090"}, -time.Second); err == nil {
-		t.Error("NewPrometheus accepted a negative timeout")
+	if _, err := New(promapi.Config{Address: "http://prometheus:9090"}, -time.Second); err == nil {
+		t.Error("New accepted a negative timeout")
 	}
-	p, err := NewPrometheus(promapi.Config{Address: "http://prometheus:9090"}, 0)
+	p, err := New(promapi.Config{Address: "http://prometheus:9090"}, 0)
 	if err != nil || p.timeout != DefaultQueryTimeout {
-		t.Errorf("NewPrometheus with no timeout: %v, timeout %v; want %s", err, p, DefaultQueryTimeout)
+		t.Errorf("New with no timeout: %v, timeout %v; want %s", err, p, DefaultQueryTimeout)
 	}
 }

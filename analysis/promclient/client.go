@@ -1,4 +1,4 @@
-package analysis
+package promclient
 
 import (
 	"context"
@@ -14,26 +14,28 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/fledgehq/fledge/analysis"
 )
 
-// DefaultQueryTimeout bounds one query when NewPrometheus is given none. A
+// DefaultQueryTimeout bounds one query when New is given none. A
 // check's query reads a few minutes of a few series; one that takes longer
 // than this is stuck, and the rollout should hold and say so rather than
 // wait with it.
 const DefaultQueryTimeout = 30 * time.Second
 
-// Prometheus is a Querier over Prometheus's HTTP API. It is safe for
+// Client is a Querier over Prometheus's HTTP API. It is safe for
 // concurrent use.
-type Prometheus struct {
+type Client struct {
 	api     promv1.API
 	timeout time.Duration
 }
 
-// NewPrometheus returns a Querier for the Prometheus server cfg points at:
+// New returns a Querier for the Prometheus server cfg points at:
 // cfg.Address is its base URL, and cfg.RoundTripper, if set, carries TLS
 // settings and credentials. timeout bounds each query, both here and as
 // Prometheus's own query timeout; zero means DefaultQueryTimeout.
-func NewPrometheus(cfg promapi.Config, timeout time.Duration) (*Prometheus, error) {
+func New(cfg promapi.Config, timeout time.Duration) (*Client, error) {
 	u, err := url.Parse(cfg.Address)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("prometheus address %q: want an http or https URL", cfg.Address)
@@ -48,12 +50,12 @@ func NewPrometheus(cfg promapi.Config, timeout time.Duration) (*Prometheus, erro
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client for %s: %w", cfg.Address, err)
 	}
-	return &Prometheus{api: promv1.NewAPI(client), timeout: timeout}, nil
+	return &Client{api: promv1.NewAPI(client), timeout: timeout}, nil
 }
 
 // Query runs an instant query evaluated at at, and returns its single
 // finite value. Errors name the query and wrap one of the Err* values.
-func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (float64, error) {
+func (p *Client) Query(ctx context.Context, query string, at time.Time) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	// Infos (the third result) are hints such as "metric might not be a
@@ -64,7 +66,7 @@ func (p *Prometheus) Query(ctx context.Context, query string, at time.Time) (flo
 		return 0, fmt.Errorf("query %q: %w", query, classify(err))
 	}
 	if len(warnings) > 0 {
-		return 0, fmt.Errorf("query %q: %w: %s", query, ErrWarnings, strings.Join(warnings, "; "))
+		return 0, fmt.Errorf("query %q: %w: %s", query, analysis.ErrWarnings, strings.Join(warnings, "; "))
 	}
 	f, err := single(v)
 	if err != nil {
@@ -97,11 +99,11 @@ func classify(err error) error {
 		}
 		switch typ {
 		case promv1.ErrTimeout:
-			return fmt.Errorf("%w: %s", ErrTimeout, detail)
+			return fmt.Errorf("%w: %s", analysis.ErrTimeout, detail)
 		case promv1.ErrBadResponse:
-			return fmt.Errorf("%w: %s", ErrBadResponse, detail)
+			return fmt.Errorf("%w: %s", analysis.ErrBadResponse, detail)
 		}
-		return fmt.Errorf("%w: %s", ErrQueryFailed, detail)
+		return fmt.Errorf("%w: %s", analysis.ErrQueryFailed, detail)
 	}
 	var netErr net.Error
 	switch {
@@ -109,9 +111,9 @@ func classify(err error) error {
 		// The caller gave up (shutdown, lost leadership): say so plainly.
 		return fmt.Errorf("canceled: %w", err)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return fmt.Errorf("%w: %w", ErrTimeout, err)
+		return fmt.Errorf("%w: %w", analysis.ErrTimeout, err)
 	}
-	return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	return fmt.Errorf("%w: %w", analysis.ErrUnreachable, err)
 }
 
 // single returns the one finite float of an instant query's result.
@@ -119,27 +121,27 @@ func single(v model.Value) (float64, error) {
 	vec, ok := v.(model.Vector)
 	if !ok {
 		if v == nil {
-			return 0, fmt.Errorf("%w: no result", ErrWrongType)
+			return 0, fmt.Errorf("%w: no result", analysis.ErrWrongType)
 		}
-		return 0, fmt.Errorf("%w: a %s, want an instant vector", ErrWrongType, v.Type())
+		return 0, fmt.Errorf("%w: a %s, want an instant vector", analysis.ErrWrongType, v.Type())
 	}
 	switch len(vec) {
 	case 0:
-		return 0, ErrNoData
+		return 0, analysis.ErrNoData
 	case 1:
 	default:
-		return 0, fmt.Errorf("%w: %d series, want 1: %s", ErrManySeries, len(vec), seriesList(vec, 3))
+		return 0, fmt.Errorf("%w: %d series, want 1: %s", analysis.ErrManySeries, len(vec), seriesList(vec, 3))
 	}
 	s := vec[0]
 	if s.Histogram != nil {
-		return 0, fmt.Errorf("%w: %s is a native histogram, want a float", ErrWrongType, s.Metric)
+		return 0, fmt.Errorf("%w: %s is a native histogram, want a float", analysis.ErrWrongType, s.Metric)
 	}
 	f := float64(s.Value)
 	switch {
 	case math.IsNaN(f):
-		return 0, ErrNaN
+		return 0, analysis.ErrNaN
 	case math.IsInf(f, 0):
-		return 0, fmt.Errorf("%w: %v", ErrInfinite, f)
+		return 0, fmt.Errorf("%w: %v", analysis.ErrInfinite, f)
 	}
 	return f, nil
 }
