@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/webhooks"
+	"github.com/fledgehq/fledge/webhooks/hookclient"
 	"github.com/fledgehq/fledge/webhooks/slack"
 )
 
@@ -15,7 +16,7 @@ import (
 // with webhooks/slack. It is the only place where the decision core's
 // requests meet the network.
 type Dispatcher struct {
-	Client  *webhooks.Client
+	Client  *hookclient.Client
 	Secrets *Secrets
 }
 
@@ -26,15 +27,15 @@ func (x *Dispatcher) Call(ctx context.Context, a CallHook) CallResult {
 	if err != nil {
 		return CallResult{State: CallError, Message: "webhook signing key: " + err.Error(), At: time.Now()}
 	}
-	r := x.Client.Do(ctx, webhooks.Call{
+	r := x.Client.Do(ctx, hookclient.Call{
 		URL: a.Hook.URL, Timeout: a.Hook.Timeout, Retries: a.Hook.Retries, Secret: secret,
 		AllowLinkLocal: a.Hook.AllowLinkLocal, Payload: a.Payload,
 	})
 	state := CallError
 	switch r.Outcome {
-	case webhooks.OK:
+	case hookclient.OK:
 		state = CallOK
-	case webhooks.Rejected:
+	case hookclient.Rejected:
 		state = CallRejected
 	}
 	return CallResult{State: state, Status: r.Status, Message: r.Message, Load: r.Load, Attempts: r.Attempts, At: time.Now()}
@@ -52,13 +53,13 @@ func (x *Dispatcher) Deliver(ctx context.Context, a Deliver) (bool, error) {
 			return true, fmt.Errorf("webhook signing key: %w", err)
 		}
 		h := a.Hook
-		r := x.Client.Do(ctx, webhooks.Call{
+		r := x.Client.Do(ctx, hookclient.Call{
 			URL: h.URL, Timeout: h.Timeout, Retries: 0, Secret: secret, AllowLinkLocal: h.AllowLinkLocal, Payload: *a.Delivery.Payload,
 		})
 		switch {
-		case r.Outcome == webhooks.OK:
+		case r.Outcome == hookclient.OK:
 			return false, nil
-		case r.Outcome == webhooks.Rejected && r.Status >= 400 && r.Status < 500 && r.Status != 429:
+		case r.Outcome == hookclient.Rejected && r.Status >= 400 && r.Status < 500 && r.Status != 429:
 			return false, errors.New(r.Message) // the hook refuses it: asking again changes nothing
 		default:
 			return true, errors.New(r.Message)

@@ -1,11 +1,12 @@
-// Package webhooks is fledge's side of the conversation with the outside
-// world during a rollout: the hooks a policy names (gates, load tests,
-// rollback requests, events), the signed JSON payload they all receive,
-// the load tester that answers rollout hooks (webhooks/loadtest), and the
-// Slack notifications that tell people what happened and why
-// (webhooks/slack).
+// Package webhooks is the vocabulary of fledge's conversation with the
+// outside world during a rollout: the hook types a policy names (gates,
+// load tests, rollback requests, events), the one signed JSON payload they
+// all receive, a load tester's answer, and the notifications people read.
+// It is pure data and signatures, so the decision core can speak it.
 //
 // The decision core (package rollout) decides which hook to call and which
 // notification to send, each under a stable delivery id kept in the
-// Flight's status; this package performs the calls. It never decides.
+// Flight's status. webhooks/hookclient performs the calls over HTTP,
+// webhooks/slack delivers the notifications, and webhooks/loadtest is the
+// load tester that answers rollout hooks. None of them decides.
 package webhooks

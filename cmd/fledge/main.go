@@ -40,7 +40,7 @@ import (
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/traffic/istio"
-	"github.com/fledgehq/fledge/webhooks"
+	"github.com/fledgehq/fledge/webhooks/hookclient"
 )
 
 type options struct {
@@ -140,7 +140,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		metrics.CountQuery(err)
 		return v, err
 	})
-	dispatch := &rollout.Dispatcher{Client: webhooks.NewClient(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
+	dispatch := &rollout.Dispatcher{Client: hookclient.New(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
 	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
 	defer runner.Stop()
 	// Flag gates are read from ConfigMaps in fledge's own namespace,

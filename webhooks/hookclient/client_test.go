@@ -1,4 +1,4 @@
-package webhooks
+package hookclient
 
 import (
 	"context"
@@ -20,11 +20,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
-var testPayload = Payload{
-	DeliveryID: "d-42", Type: Rollout, Hook: "load", Name: "shop", Namespace: "prod",
-	Revision: Revision{Hash: "abc123", Images: []string{"shop:v2"}}, Phase: "Progressing",
+var testPayload = webhooks.Payload{
+	DeliveryID: "d-42", Type: webhooks.Rollout, Hook: "load", Name: "shop", Namespace: "prod",
+	Revision: webhooks.Revision{Hash: "abc123", Images: []string{"shop:v2"}}, Phase: "Progressing",
 	Step: 1, Steps: 3, CanaryWeight: 25,
 }
 
@@ -45,7 +46,7 @@ func hang(w http.ResponseWriter, r *http.Request) {
 
 // fastClient retries without waiting, so that tests do not wait either.
 func fastClient(opts ...Option) *Client {
-	return NewClient(append([]Option{WithBackoff(time.Millisecond, time.Millisecond)}, opts...)...)
+	return New(append([]Option{WithBackoff(time.Millisecond, time.Millisecond)}, opts...)...)
 }
 
 func TestDoSendsASignedJSONPost(t *testing.T) {
@@ -71,7 +72,7 @@ func TestDoSendsASignedJSONPost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewClient(WithNow(func() time.Time { return now }))
+			c := New(WithNow(func() time.Time { return now }))
 			res := c.Do(context.Background(), Call{URL: srv.URL + "/hook", Secret: tt.secret, Payload: testPayload})
 			if res.Outcome != OK {
 				t.Fatalf("Do = %s %q, want ok", res.Outcome, res.Message)
@@ -82,27 +83,27 @@ func TestDoSendsASignedJSONPost(t *testing.T) {
 			}
 			for h, want := range map[string]string{
 				"Content-Type": "application/json", "User-Agent": "fledge",
-				HeaderDelivery: "d-42", HeaderType: "rollout",
+				webhooks.HeaderDelivery: "d-42", webhooks.HeaderType: "rollout",
 			} {
 				if v := s.header.Get(h); v != want {
 					t.Errorf("header %s = %q, want %q", h, v, want)
 				}
 			}
-			var p Payload
+			var p webhooks.Payload
 			if err := json.Unmarshal(s.body, &p); err != nil {
 				t.Fatalf("body %q: %v", s.body, err)
 			}
 			if d := cmp.Diff(testPayload, p); d != "" {
 				t.Errorf("payload received (-sent +received):\n%s", d)
 			}
-			sig := s.header.Get(HeaderSignature)
+			sig := s.header.Get(webhooks.HeaderSignature)
 			if !tt.signed {
 				if sig != "" {
-					t.Fatalf("%s = %q, want none", HeaderSignature, sig)
+					t.Fatalf("%s = %q, want none", webhooks.HeaderSignature, sig)
 				}
 				return
 			}
-			if err := Verify(secret, sig, s.body, now, time.Minute); err != nil {
+			if err := webhooks.Verify(secret, sig, s.body, now, time.Minute); err != nil {
 				t.Fatalf("Verify(%q) = %v, want the receiver to accept it", sig, err)
 			}
 		})
@@ -130,7 +131,7 @@ func TestDoOutcomes(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			res := NewClient().Do(context.Background(), Call{URL: srv.URL + "/hook", Payload: testPayload})
+			res := New().Do(context.Background(), Call{URL: srv.URL + "/hook", Payload: testPayload})
 			want := "POST " + srv.URL + "/hook: " + tt.message
 			if res.Outcome != tt.outcome || res.Status != tt.status || res.Message != want {
 				t.Fatalf("Do = %s %d %q, want %s %d %q", res.Outcome, res.Status, res.Message, tt.outcome, tt.status, want)
@@ -148,7 +149,7 @@ func TestDoQuotesOnlyASanitizedStartOfTheBody(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 		io.WriteString(w, body)
 	})
-	res := NewClient().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+	res := New().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
 	head := "POST " + srv.URL + ": 502 Bad Gateway: "
 	if !strings.HasPrefix(res.Message, head+"<html> <title> [2J502 Bad Gateway</title> padding") {
 		t.Fatalf("message %q: want the body's start on one line after %q", res.Message, head)
@@ -244,7 +245,7 @@ func TestDoStopsRetryingWhenTheContextEnds(t *testing.T) {
 	// hang).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	res := NewClient(WithBackoff(time.Hour, time.Hour)).Do(ctx, Call{URL: srv.URL, Retries: 5, Payload: testPayload})
+	res := New(WithBackoff(time.Hour, time.Hour)).Do(ctx, Call{URL: srv.URL, Retries: 5, Payload: testPayload})
 	want := "POST " + srv.URL + ": 503 Service Unavailable (1 attempt; gave up retrying: context deadline exceeded)"
 	if res.Outcome != Rejected || res.Attempts != 1 || res.Message != want || hits.Load() != 1 {
 		t.Fatalf("Do = %s after %d attempts %q, want the 503 after 1 attempt, %q", res.Outcome, res.Attempts, res.Message, want)
@@ -275,7 +276,7 @@ func TestDoTimesOut(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.handler)
-			res := NewClient().Do(tt.ctx(), Call{URL: srv.URL, Timeout: 200 * time.Millisecond, Payload: testPayload})
+			res := New().Do(tt.ctx(), Call{URL: srv.URL, Timeout: 200 * time.Millisecond, Payload: testPayload})
 			want := "POST " + srv.URL + ": " + tt.message
 			if res.Outcome != Error || res.Status != tt.status || res.Message != want {
 				t.Fatalf("Do = %s %d %q, want error %d %q", res.Outcome, res.Status, res.Message, tt.status, want)
@@ -315,7 +316,7 @@ func TestDoCapsTheBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.handler)
-			res := NewClient(WithMaxBody(limit)).Do(context.Background(), Call{URL: srv.URL, Timeout: 10 * time.Second, Payload: testPayload})
+			res := New(WithMaxBody(limit)).Do(context.Background(), Call{URL: srv.URL, Timeout: 10 * time.Second, Payload: testPayload})
 			if res.Outcome != tt.outcome || !strings.Contains(res.Message, tt.message) || len(res.Body) != tt.body {
 				t.Fatalf("Do = %s %q with %d body bytes, want %s %q with %d", res.Outcome, res.Message, len(res.Body), tt.outcome, tt.message, tt.body)
 			}
@@ -341,7 +342,7 @@ func TestDoDoesNotReadAHugeBody(t *testing.T) {
 	})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	res := NewClient().Do(context.Background(), Call{URL: srv.URL, Timeout: time.Minute, Payload: testPayload})
+	res := New().Do(context.Background(), Call{URL: srv.URL, Timeout: time.Minute, Payload: testPayload})
 	runtime.ReadMemStats(&after)
 	if res.Outcome != Error || res.Message != "POST "+srv.URL+": 200 OK: response body larger than 1 MiB" || res.Body != nil {
 		t.Fatalf("Do = %s %q with %d body bytes, want the body refused as larger than 1 MiB", res.Outcome, res.Message, len(res.Body))
@@ -360,14 +361,14 @@ func TestDoReadsLoadResults(t *testing.T) {
 		status  int
 		body    string
 		outcome Outcome
-		load    *LoadResult
+		load    *webhooks.LoadResult
 		message string // part of the message
 	}{
 		{"reads a load result", 200,
 			`{"requests": 1200, "success": 0.995, "p50Ms": 12, "p95Ms": 80.5, "p99Ms": 120, "durationSeconds": 30, "errors": ["503 x6"], "tester": "v1"}`,
-			OK, &LoadResult{Requests: 1200, Success: 0.995, P50Ms: 12, P95Ms: 80.5, P99Ms: 120, Duration: 30, Errors: []string{"503 x6"}},
+			OK, &webhooks.LoadResult{Requests: 1200, Success: 0.995, P50Ms: 12, P95Ms: 80.5, P99Ms: 120, Duration: 30, Errors: []string{"503 x6"}},
 			"200 OK: load result: 1200 requests, 99.50% success, p95 80.5ms"},
-		{"reads a run of no requests as such", 200, `{"requests": 0}`, OK, &LoadResult{}, "load result: 0 requests"},
+		{"reads a run of no requests as such", 200, `{"requests": 0}`, OK, &webhooks.LoadResult{}, "load result: 0 requests"},
 		{"takes an empty body as no load result", 200, "", OK, nil, "200 OK"},
 		{"takes text as no load result", 200, "accepted", OK, nil, "200 OK"},
 		{"takes other JSON as no load result", 200, `{"status": "ok"}`, OK, nil, "200 OK"},
@@ -389,7 +390,7 @@ func TestDoReadsLoadResults(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			res := NewClient().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+			res := New().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
 			if res.Outcome != tt.outcome || !strings.Contains(res.Message, tt.message) {
 				t.Fatalf("Do = %s %q, want %s %q", res.Outcome, res.Message, tt.outcome, tt.message)
 			}
@@ -407,7 +408,7 @@ func TestDoBoundsWhatALoadResultCarries(t *testing.T) {
 	}
 	b, _ := json.Marshal(map[string]any{"requests": 10, "success": 0.5, "errors": errs})
 	srv := serve(t, func(w http.ResponseWriter, r *http.Request) { w.Write(b) })
-	res := NewClient().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+	res := New().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
 	if res.Outcome != OK || res.Load == nil {
 		t.Fatalf("Do = %s %q, want ok with a load result", res.Outcome, res.Message)
 	}
@@ -426,7 +427,7 @@ func TestDoRefusesInvalidCalls(t *testing.T) {
 	tests := []struct {
 		name    string
 		url     string
-		payload Payload
+		payload webhooks.Payload
 		message string
 	}{
 		{"refuses another scheme", "ftp://hooks.example/x", testPayload, `hook URL ftp://hooks.example/x refused: scheme "ftp" is not http or https`},
@@ -435,11 +436,11 @@ func TestDoRefusesInvalidCalls(t *testing.T) {
 		{"refuses a URL without a host", "http:///x", testPayload, "hook URL http:///x refused: no host"},
 		{"refuses a URL that does not parse, without repeating it", "http://user:pw@[::1/x", testPayload, "hook URL is not valid: missing ']' in host"},
 		{"refuses a payload that cannot be encoded", "http://127.0.0.1:1/x",
-			Payload{Checks: []analysis.Check{{Metric: "m", Value: &nan}}}, "POST http://127.0.0.1:1/x: encode payload: json: unsupported value: NaN"},
+			webhooks.Payload{Checks: []analysis.Check{{Metric: "m", Value: &nan}}}, "POST http://127.0.0.1:1/x: encode payload: json: unsupported value: NaN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := NewClient().Do(context.Background(), Call{URL: tt.url, Payload: tt.payload})
+			res := New().Do(context.Background(), Call{URL: tt.url, Payload: tt.payload})
 			if res.Outcome != Error || res.Message != tt.message || res.Attempts != 0 {
 				t.Fatalf("Do = %s %q after %d attempts, want error %q before any attempt", res.Outcome, res.Message, res.Attempts, tt.message)
 			}
@@ -449,7 +450,7 @@ func TestDoRefusesInvalidCalls(t *testing.T) {
 
 func TestDoAnswersANilContextWithoutPanicking(t *testing.T) {
 	var ctx context.Context // a caller's bug, which must not take the engine down
-	res := NewClient().Do(ctx, Call{URL: "http://127.0.0.1:1/hook", Payload: testPayload})
+	res := New().Do(ctx, Call{URL: "http://127.0.0.1:1/hook", Payload: testPayload})
 	if want := "POST http://127.0.0.1:1/hook: no context"; res.Outcome != Error || res.Message != want {
 		t.Fatalf("Do = %s %q, want error %q", res.Outcome, res.Message, want)
 	}
@@ -472,7 +473,7 @@ func TestDoKeepsSecretsOutOfMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.handler)
 			u := strings.Replace(srv.URL, "http://", "http://user:"+secret+"@", 1) + "/hook?token=" + secret
-			res := NewClient().Do(context.Background(), Call{URL: u, Secret: []byte(secret), Timeout: 200 * time.Millisecond, Payload: testPayload})
+			res := New().Do(context.Background(), Call{URL: u, Secret: []byte(secret), Timeout: 200 * time.Millisecond, Payload: testPayload})
 			if strings.Contains(res.Message, secret) {
 				t.Fatalf("message %q holds a secret", res.Message)
 			}
@@ -499,7 +500,7 @@ func TestDoCallsHTTPS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := NewClient(tt.opts...).Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+			res := New(tt.opts...).Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
 			if res.Outcome != tt.outcome || !strings.Contains(res.Message, tt.message) {
 				t.Fatalf("Do = %s %q, want %s %q", res.Outcome, res.Message, tt.outcome, tt.message)
 			}
@@ -520,7 +521,7 @@ func TestDoReusesConnectionsAndIsSafeForConcurrentUse(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	c := NewClient()
+	c := New()
 	call := Call{URL: srv.URL, Secret: []byte("k"), Payload: testPayload}
 	for i := range 10 {
 		if res := c.Do(context.Background(), call); res.Outcome != OK {

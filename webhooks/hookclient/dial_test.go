@@ -1,4 +1,4 @@
-package webhooks
+package hookclient
 
 import (
 	"context"
@@ -83,7 +83,7 @@ func TestDoRefusesAddressesAtDialTime(t *testing.T) {
 			if tt.resolvesTo != "" {
 				dns.answer(tt.resolvesTo)
 			}
-			c := NewClient(withResolver(dns.resolver), WithBackoff(time.Millisecond, time.Millisecond))
+			c := New(withResolver(dns.resolver), WithBackoff(time.Millisecond, time.Millisecond))
 			res := c.Do(context.Background(), Call{URL: tt.url, Timeout: 2 * time.Second, Retries: 3, AllowLinkLocal: tt.allowLinkLocal, Payload: testPayload})
 			if res.Outcome != Error || !strings.Contains(res.Message, tt.want) {
 				t.Fatalf("Do = %s %q, want error %q", res.Outcome, res.Message, tt.want)
@@ -99,7 +99,7 @@ func TestDoChecksEveryDialNotTheURL(t *testing.T) {
 	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {})
 	u := "http://hook.fledge.test:" + mustURL(t, srv.URL).Port() + "/"
 	dns := newFakeDNS(t)
-	c := NewClient(withResolver(dns.resolver))
+	c := New(withResolver(dns.resolver))
 	call := Call{URL: u, Timeout: 2 * time.Second, Payload: testPayload}
 
 	dns.answer("127.0.0.1")
@@ -117,7 +117,7 @@ func TestDoChecksEveryDialNotTheURL(t *testing.T) {
 func TestDoReachesLinkLocalWhenAllowed(t *testing.T) {
 	// Whether anything answers at 169.254.169.254 depends on where the test
 	// runs; what matters is that the call went out instead of being refused.
-	c := NewClient()
+	c := New()
 	res := c.Do(context.Background(), Call{URL: "http://169.254.169.254/", Timeout: 200 * time.Millisecond, AllowLinkLocal: true, Payload: testPayload})
 	if strings.Contains(res.Message, "refused: 169.254.169.254") {
 		t.Fatalf("Do = %s %q, want the call made", res.Outcome, res.Message)

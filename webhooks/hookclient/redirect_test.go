@@ -1,4 +1,4 @@
-package webhooks
+package hookclient
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 func TestDoRedirects(t *testing.T) {
@@ -32,7 +34,7 @@ func TestDoRedirects(t *testing.T) {
 	})
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if r.Method != http.MethodPost || Verify(secret, r.Header.Get(HeaderSignature), body, now, time.Minute) != nil {
+		if r.Method != http.MethodPost || webhooks.Verify(secret, r.Header.Get(webhooks.HeaderSignature), body, now, time.Minute) != nil {
 			http.Error(w, "want the signed payload", http.StatusBadRequest)
 		}
 	})

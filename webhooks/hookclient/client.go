@@ -1,4 +1,4 @@
-package webhooks
+package hookclient
 
 import (
 	"bytes"
@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // Defaults for a Call and a Client.
@@ -36,7 +38,7 @@ type Call struct {
 	// AllowLinkLocal is the policy's explicit opt-in to link-local and
 	// cloud-metadata addresses, refused otherwise (see dial.go).
 	AllowLinkLocal bool
-	Payload        Payload
+	Payload        webhooks.Payload
 }
 
 // Outcome is what a call came to.
@@ -66,7 +68,7 @@ type Result struct {
 	// nil when there was none or it was larger.
 	Body []byte
 	// Load is the load-test result a 2xx answer carried, nil if none.
-	Load     *LoadResult
+	Load     *webhooks.LoadResult
 	Attempts int
 	// Duration is the whole call's, retries and backoff included.
 	Duration time.Duration
@@ -115,8 +117,8 @@ func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tls = c }
 // to an address of their choosing.
 func withResolver(r *net.Resolver) Option { return func(o *options) { o.resolver = r } }
 
-// NewClient returns a client with the options applied.
-func NewClient(opts ...Option) *Client {
+// New returns a client with the options applied.
+func New(opts ...Option) *Client {
 	o := options{now: time.Now, maxBody: DefaultMaxBody, backoff: [2]time.Duration{200 * time.Millisecond, 2 * time.Second}}
 	for _, opt := range opts {
 		opt(&o)
@@ -225,12 +227,12 @@ func (c *Client) attempt(ctx context.Context, hc *http.Client, call Call, body [
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "fledge")
-	req.Header.Set(HeaderDelivery, call.Payload.DeliveryID)
-	req.Header.Set(HeaderType, string(call.Payload.Type))
+	req.Header.Set(webhooks.HeaderDelivery, call.Payload.DeliveryID)
+	req.Header.Set(webhooks.HeaderType, string(call.Payload.Type))
 	if len(call.Secret) > 0 {
 		// Signed at each attempt: a retry seconds later must still be
 		// within the receiver's tolerance.
-		req.Header.Set(HeaderSignature, Sign(call.Secret, c.now(), body))
+		req.Header.Set(webhooks.HeaderSignature, webhooks.Sign(call.Secret, c.now(), body))
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -1,4 +1,4 @@
-package webhooks
+package hookclient
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // snippetBytes is how much of a body or error a message quotes. Bodies are
@@ -164,7 +166,7 @@ const (
 // other JSON) are nil, nil: most hooks answer no load result. A body that
 // claims to be one but cannot be read, or holds impossible figures, is an
 // error: a broken load tester must not pass for a working one.
-func parseLoad(body []byte) (*LoadResult, error) {
+func parseLoad(body []byte) (*webhooks.LoadResult, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
 		return nil, nil
@@ -183,7 +185,7 @@ func parseLoad(body []byte) (*LoadResult, error) {
 	if len(raw) == 0 || raw[0] < '0' || raw[0] > '9' {
 		return nil, fmt.Errorf("requests is %s, want a count", oneLine(raw, 40))
 	}
-	var lr LoadResult
+	var lr webhooks.LoadResult
 	if err := json.Unmarshal(body, &lr); err != nil {
 		return nil, errors.New(oneLine([]byte(err.Error()), snippetBytes))
 	}
