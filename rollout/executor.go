@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
-	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -297,7 +297,7 @@ func (x *Executor) count(kind string) {
 // decision reads again and tells fledge's writes from a person's edits.
 // A document flagd would refuse is never written.
 func (x *Executor) writeFlags(ctx context.Context, ns string, a WriteFlags) error {
-	if err := flags.Validate([]byte(a.Doc)); err != nil {
+	if err := flagd.Validate([]byte(a.Doc)); err != nil {
 		return fmt.Errorf("configmap %s/%s: data.%s: refusing to write: %w", ns, a.ConfigMap, a.Key, err)
 	}
 	cms := x.Kube.CoreV1().ConfigMaps(ns)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/flags/flagd"
 )
 
 // GateEvaluator evaluates a flag gate from a flag source (a ConfigMap key
@@ -57,7 +58,7 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st 
 			continue
 		}
 		fd := FlagDoc{Doc: doc, ResourceVersion: cm.ResourceVersion}
-		if err := flags.Validate([]byte(doc)); err != nil {
+		if err := flagd.Validate([]byte(doc)); err != nil {
 			fd.Err = fmt.Sprintf("%s: data.%s: %v", where, key, err)
 		}
 		out[k] = fd

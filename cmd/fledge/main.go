@@ -36,7 +36,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/analysis/promclient"
-	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/traffic/istio"
@@ -146,7 +146,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	// Flag gates are read from ConfigMaps in fledge's own namespace,
 	// through a cache of that namespace alone.
 	ownNS := informers.NewSharedInformerFactoryWithOptions(kube, 10*time.Minute, informers.WithNamespace(o.secretsNamespace))
-	gates := flags.NewConfigMapGates(o.secretsNamespace, ownNS.Core().V1().ConfigMaps().Lister(), 0)
+	gates := flagd.NewConfigMapGates(o.secretsNamespace, ownNS.Core().V1().ConfigMaps().Lister(), 0)
 	ownNS.Start(ctx.Done())
 	defer gates.Close(context.Background())
 	var engine *api.Engine

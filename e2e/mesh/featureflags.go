@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/flags/flagd"
 )
 
 // This file plays the apps' part in feature flags: a pod annotated with a
@@ -89,7 +89,7 @@ func (f *podFlag) variant(req *Request) (variant string, ok bool) {
 // in-process provider reading that source.
 type flagClient struct {
 	ref    flagSourceRef
-	src    *flags.Source
+	src    *flagd.Source
 	api    *openfeature.EvaluationAPI
 	client *openfeature.Client
 
@@ -163,12 +163,12 @@ func (r *flagClients) acquire(ref flagSourceRef) *flagClient {
 		return c
 	}
 
-	c = &flagClient{ref: ref, src: flags.NewSource("configmap://" + ref.String())}
+	c = &flagClient{ref: ref, src: flagd.NewSource("configmap://" + ref.String())}
 	// The provider starts with the current document, so that the first
 	// request after the table is published sees the real flags.
 	r.refresh(c)
 	ctx, cancel := context.WithTimeout(context.Background(), flagClientStartTimeout)
-	api, client, err := flags.NewClient(ctx, c.src)
+	api, client, err := flagd.NewClient(ctx, c.src)
 	cancel()
 	if err != nil {
 		r.log.Error("starting flag provider; the pods reading this source serve the \"error\" variant",

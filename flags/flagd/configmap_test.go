@@ -1,4 +1,4 @@
-package flags
+package flagd
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/fledgehq/fledge/flags"
 )
 
 func gateDoc(v string) string {
@@ -21,10 +23,10 @@ func TestConfigMapGatesAnswerFromTheCurrentVersion(t *testing.T) {
 	indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	g := NewConfigMapGates("fledge-system", corelisters.NewConfigMapLister(indexer), 0)
 	t.Cleanup(func() { g.Close(context.Background()) })
-	rc := RolloutContext{App: "web", Namespace: "shop"}
-	eval := func() GateResult { return g.Evaluate(t.Context(), "gates", "flags.json", "freeze-lifted", rc) }
+	rc := flags.RolloutContext{App: "web", Namespace: "shop"}
+	eval := func() flags.GateResult { return g.Evaluate(t.Context(), "gates", "flags.json", "freeze-lifted", rc) }
 
-	if r := eval(); r.Verdict != Unreadable || !strings.Contains(r.Reason, "configmap fledge-system/gates key flags.json: not found") {
+	if r := eval(); r.Verdict != flags.Unreadable || !strings.Contains(r.Reason, "configmap fledge-system/gates key flags.json: not found") {
 		t.Errorf("no ConfigMap: %+v, want Unreadable naming it", r)
 	}
 	put := func(rv, doc string) {
@@ -35,13 +37,13 @@ func TestConfigMapGatesAnswerFromTheCurrentVersion(t *testing.T) {
 	}
 	for i, step := range []struct {
 		doc  string
-		want Verdict
+		want flags.Verdict
 	}{
-		{gateDoc("off"), Closed},
-		{gateDoc("on"), Open},
-		{gateDoc("off"), Closed},
-		{`{"flags": {`, Unreadable},
-		{gateDoc("on"), Open},
+		{gateDoc("off"), flags.Closed},
+		{gateDoc("on"), flags.Open},
+		{gateDoc("off"), flags.Closed},
+		{`{"flags": {`, flags.Unreadable},
+		{gateDoc("on"), flags.Open},
 	} {
 		put(string(rune('1'+i)), step.doc)
 		if r := eval(); r.Verdict != step.want {
@@ -49,7 +51,7 @@ func TestConfigMapGatesAnswerFromTheCurrentVersion(t *testing.T) {
 		}
 	}
 	put("9", `{"flags": {}}`)
-	if r := eval(); r.Verdict != Unreadable || !strings.Contains(r.Reason, "not in the flag source") {
+	if r := eval(); r.Verdict != flags.Unreadable || !strings.Contains(r.Reason, "not in the flag source") {
 		t.Errorf("flag gone: %+v, want Unreadable", r)
 	}
 }

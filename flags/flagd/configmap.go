@@ -1,4 +1,4 @@
-package flags
+package flagd
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	corelisters "k8s.io/client-go/listers/core/v1"
+
+	"github.com/fledgehq/fledge/flags"
 )
 
 // ConfigMapGates evaluates flag gates kept in ConfigMaps of one namespace
@@ -46,10 +48,10 @@ func NewConfigMapGates(namespace string, lister corelisters.ConfigMapLister, tim
 
 // Evaluate evaluates flag from the document under key in ConfigMap
 // configMap. It never returns Open without having read the flag as true.
-func (g *ConfigMapGates) Evaluate(ctx context.Context, configMap, key, flag string, rc RolloutContext) GateResult {
+func (g *ConfigMapGates) Evaluate(ctx context.Context, configMap, key, flag string, rc flags.RolloutContext) flags.GateResult {
 	v := g.current(ctx, configMap, key)
 	if v.err != nil {
-		return GateResult{Flag: flag, Verdict: Unreadable, Reason: "flag source: " + v.err.Error()}
+		return flags.GateResult{Flag: flag, Verdict: flags.Unreadable, Reason: "flag source: " + v.err.Error()}
 	}
 	return v.gates.Evaluate(ctx, flag, rc)
 }

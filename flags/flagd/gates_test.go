@@ -1,10 +1,12 @@
-package flags
+package flagd
 
 import (
 	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fledgehq/fledge/flags"
 )
 
 const freezeDoc = `{"flags":{
@@ -35,9 +37,9 @@ func TestGatesEvaluateWithTheRolloutAsContext(t *testing.T) {
 	g, _ := newGates(t, freezeDoc)
 	for _, tc := range []struct {
 		ns   string
-		want Verdict
-	}{{"shop", Open}, {"frozen", Closed}} {
-		got := g.Evaluate(t.Context(), "release-freeze-lifted", RolloutContext{App: "web", Namespace: tc.ns})
+		want flags.Verdict
+	}{{"shop", flags.Open}, {"frozen", flags.Closed}} {
+		got := g.Evaluate(t.Context(), "release-freeze-lifted", flags.RolloutContext{App: "web", Namespace: tc.ns})
 		if got.Verdict != tc.want {
 			t.Errorf("namespace %s: %+v, want %s", tc.ns, got, tc.want)
 		}
@@ -53,8 +55,8 @@ func TestGatesNeverOpenWithoutAnAnswer(t *testing.T) {
 		{"missing", `flag "missing": not in the flag source`},
 		{"color", `flag "color": not a boolean flag`},
 	} {
-		got := g.Evaluate(t.Context(), tc.flag, RolloutContext{App: "web", Namespace: "shop"})
-		if got.Verdict != Unreadable || got.Reason != tc.reason {
+		got := g.Evaluate(t.Context(), tc.flag, flags.RolloutContext{App: "web", Namespace: "shop"})
+		if got.Verdict != flags.Unreadable || got.Reason != tc.reason {
 			t.Errorf("%s: %+v, want Unreadable: %s", tc.flag, got, tc.reason)
 		}
 	}
@@ -63,8 +65,8 @@ func TestGatesNeverOpenWithoutAnAnswer(t *testing.T) {
 	if err := src.Set([]byte(`{"flags": {`)); err == nil {
 		t.Fatal("Set accepted a truncated document")
 	}
-	got := g.Evaluate(t.Context(), "release-freeze-lifted", RolloutContext{App: "web", Namespace: "shop"})
-	if got.Verdict != Unreadable || !strings.Contains(got.Reason, "flag source") {
+	got := g.Evaluate(t.Context(), "release-freeze-lifted", flags.RolloutContext{App: "web", Namespace: "shop"})
+	if got.Verdict != flags.Unreadable || !strings.Contains(got.Reason, "flag source") {
 		t.Errorf("broken source: %+v, want Unreadable naming the flag source", got)
 	}
 	// Fixed: readable again.
@@ -73,21 +75,21 @@ func TestGatesNeverOpenWithoutAnAnswer(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got = g.Evaluate(t.Context(), "release-freeze-lifted", RolloutContext{App: "web", Namespace: "shop"})
-		if got.Verdict == Closed || time.Now().After(deadline) {
+		got = g.Evaluate(t.Context(), "release-freeze-lifted", flags.RolloutContext{App: "web", Namespace: "shop"})
+		if got.Verdict == flags.Closed || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got.Verdict != Closed {
+	if got.Verdict != flags.Closed {
 		t.Errorf("after the fix (shop frozen): %+v, want Closed", got)
 	}
 }
 
 func TestGatesWithoutADocument(t *testing.T) {
 	g, _ := newGates(t, "")
-	got := g.Evaluate(t.Context(), "release-freeze-lifted", RolloutContext{})
-	if got.Verdict != Unreadable || !strings.Contains(got.Reason, "no flag document") {
+	got := g.Evaluate(t.Context(), "release-freeze-lifted", flags.RolloutContext{})
+	if got.Verdict != flags.Unreadable || !strings.Contains(got.Reason, "no flag document") {
 		t.Errorf("%+v, want Unreadable: no flag document", got)
 	}
 }
@@ -122,9 +124,9 @@ func BenchmarkGateEvaluate(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer g.Close(context.Background())
-	rc := RolloutContext{App: "web", Namespace: "shop", Revision: "abc", Images: []string{"example.com/web:v2"}, Step: 2, Weight: 20, NextWeight: 50}
+	rc := flags.RolloutContext{App: "web", Namespace: "shop", Revision: "abc", Images: []string{"example.com/web:v2"}, Step: 2, Weight: 20, NextWeight: 50}
 	for b.Loop() {
-		if r := g.Evaluate(b.Context(), "release-freeze-lifted", rc); r.Verdict != Open {
+		if r := g.Evaluate(b.Context(), "release-freeze-lifted", rc); r.Verdict != flags.Open {
 			b.Fatalf("%+v", r)
 		}
 	}
