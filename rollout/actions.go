@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -58,7 +59,7 @@ type RecordEvent struct {
 }
 
 // ClearAction removes the manual action annotation once it is recorded.
-type ClearAction struct{ Value ActionKind }
+type ClearAction struct{ Value v1alpha1.ActionKind }
 
 // ForgetFlight deletes the Flight once the Deployment opted out.
 type ForgetFlight struct{}
@@ -77,7 +78,7 @@ type CallHook struct {
 // until it is delivered or given up; the outcome comes back through
 // Input.Delivered. Exactly one of Slack and Hook is set.
 type Deliver struct {
-	Delivery Delivery
+	Delivery v1alpha1.Delivery
 	Slack    *Slack
 	Hook     *Hook
 	Secret   SecretRef // signs Hook deliveries

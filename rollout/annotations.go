@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // The annotations a service team may put on its Deployment. They carry
@@ -149,24 +151,8 @@ func ParseVirtualService(v string) (name, route string, err error) {
 	return name, route, nil
 }
 
-// ActionKind is a manual action, from the annotation or (later) the API.
-type ActionKind string
-
-const (
-	ActionPromote     ActionKind = "promote"      // pass the current step
-	ActionPromoteFull ActionKind = "promote-full" // skip the remaining steps
-	ActionAbort       ActionKind = "abort"        // roll back now
-	ActionPause       ActionKind = "pause"        // hold at the current weight
-	ActionResume      ActionKind = "resume"
-	ActionRetry       ActionKind = "retry" // canary a rolled-back revision again
-	// ActionSetImage records an image set through the API (the change
-	// itself is the Deployment's): who, when and why, in the Flight.
-	// It is never read from the annotation.
-	ActionSetImage ActionKind = "set-image"
-)
-
 // ParseAction reads the action annotation ("" when absent).
-func ParseAction(annotations map[string]string) (ActionKind, string, error) {
+func ParseAction(annotations map[string]string) (v1alpha1.ActionKind, string, error) {
 	v, ok := annotations[AnnotationAction]
 	if !ok {
 		return "", "", nil
@@ -175,8 +161,8 @@ func ParseAction(annotations map[string]string) (ActionKind, string, error) {
 	if len(reason) > 256 {
 		reason = reason[:256]
 	}
-	switch k := ActionKind(strings.TrimSpace(v)); k {
-	case ActionPromote, ActionPromoteFull, ActionAbort, ActionPause, ActionResume, ActionRetry:
+	switch k := v1alpha1.ActionKind(strings.TrimSpace(v)); k {
+	case v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume, v1alpha1.ActionRetry:
 		return k, reason, nil
 	default:
 		return "", "", annotationError(AnnotationAction, "%q: want promote, promote-full, abort, pause, resume or retry", v)

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 const (
@@ -161,13 +163,13 @@ func CanaryService(stable *corev1.Service, canary *appsv1.Deployment, owner meta
 
 // Images lists a pod template's images: its containers in order, then its
 // init containers.
-func Images(t corev1.PodTemplateSpec) []ContainerImage {
-	out := make([]ContainerImage, 0, len(t.Spec.Containers)+len(t.Spec.InitContainers))
+func Images(t corev1.PodTemplateSpec) []v1alpha1.ContainerImage {
+	out := make([]v1alpha1.ContainerImage, 0, len(t.Spec.Containers)+len(t.Spec.InitContainers))
 	for _, c := range t.Spec.Containers {
-		out = append(out, ContainerImage{Container: c.Name, Image: c.Image})
+		out = append(out, v1alpha1.ContainerImage{Container: c.Name, Image: c.Image})
 	}
 	for _, c := range t.Spec.InitContainers {
-		out = append(out, ContainerImage{Container: c.Name, Image: c.Image, Init: true})
+		out = append(out, v1alpha1.ContainerImage{Container: c.Name, Image: c.Image, Init: true})
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -48,11 +49,11 @@ func TestStartedFirstIsATotalOrderBothFlightsAgreeOn(t *testing.T) {
 		tm := metav1.NewTime(epoch.Add(time.Duration(sec) * time.Second))
 		return &tm
 	}
-	flight := func(name string, started *metav1.Time) *Flight {
-		return &Flight{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: FlightStatus{RevisionStartedAt: started}}
+	flight := func(name string, started *metav1.Time) *v1alpha1.Flight {
+		return &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: v1alpha1.FlightStatus{RevisionStartedAt: started}}
 	}
 	for _, tc := range []struct {
-		a, b *Flight
+		a, b *v1alpha1.Flight
 		want bool
 	}{
 		{flight("shop", at(1)), flight("cart", at(2)), true},
@@ -75,27 +76,27 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 		tm := metav1.NewTime(epoch.Add(time.Duration(sec) * time.Second))
 		return &tm
 	}
-	flight := func(name string, phase Phase, started int, applied string) *Flight {
-		return &Flight{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"}, Status: FlightStatus{
+	flight := func(name string, phase v1alpha1.Phase, started int, applied string) *v1alpha1.Flight {
+		return &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"}, Status: v1alpha1.FlightStatus{
 			Phase: phase, RevisionStartedAt: at(started),
-			Flags: []FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", Applied: applied}},
+			Flags: []v1alpha1.FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", Applied: applied}},
 		}}
 	}
 	id := FlagID("flags", DefaultFlagKey, "new-checkout")
 	for _, tc := range []struct {
 		name      string
-		me, other *Flight
+		me, other *v1alpha1.Flight
 		want      string
 	}{
-		{"the other set it", flight("cart", PhaseProgressing, 1, ""), flight("web", PhaseProgressing, 1, "h1"), "shop/web"},
-		{"this one set it", flight("web", PhaseProgressing, 2, "h1"), flight("cart", PhaseProgressing, 1, ""), ""},
-		{"neither: the first started", flight("web", PhaseProgressing, 2, ""), flight("cart", PhaseProgressing, 1, ""), "shop/cart"},
-		{"neither, same second: by name", flight("web", PhaseProgressing, 1, ""), flight("cart", PhaseProgressing, 1, ""), "shop/cart"},
-		{"this one at rest, starting", flight("web", PhaseSucceeded, 9, "h0"), flight("cart", PhaseProgressing, 1, ""), "shop/cart"},
-		{"the other at rest", flight("web", PhaseProgressing, 2, ""), flight("cart", PhaseSucceeded, 1, "h1"), ""},
+		{"the other set it", flight("cart", v1alpha1.PhaseProgressing, 1, ""), flight("web", v1alpha1.PhaseProgressing, 1, "h1"), "shop/web"},
+		{"this one set it", flight("web", v1alpha1.PhaseProgressing, 2, "h1"), flight("cart", v1alpha1.PhaseProgressing, 1, ""), ""},
+		{"neither: the first started", flight("web", v1alpha1.PhaseProgressing, 2, ""), flight("cart", v1alpha1.PhaseProgressing, 1, ""), "shop/cart"},
+		{"neither, same second: by name", flight("web", v1alpha1.PhaseProgressing, 1, ""), flight("cart", v1alpha1.PhaseProgressing, 1, ""), "shop/cart"},
+		{"this one at rest, starting", flight("web", v1alpha1.PhaseSucceeded, 9, "h0"), flight("cart", v1alpha1.PhaseProgressing, 1, ""), "shop/cart"},
+		{"the other at rest", flight("web", v1alpha1.PhaseProgressing, 2, ""), flight("cart", v1alpha1.PhaseSucceeded, 1, "h1"), ""},
 	} {
 		indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
-		for _, f := range []*Flight{tc.me, tc.other} {
+		for _, f := range []*v1alpha1.Flight{tc.me, tc.other} {
 			u, err := f.ToUnstructured()
 			if err != nil {
 				t.Fatal(err)
@@ -104,7 +105,7 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		c := &Controller{flightLister: cache.NewGenericLister(indexer, FlightResource.GroupResource())}
+		c := &Controller{flightLister: cache.NewGenericLister(indexer, v1alpha1.FlightResource.GroupResource())}
 		if got := c.flagsInUse(tc.me)[id]; got != tc.want {
 			t.Errorf("%s: in use by %q, want %q", tc.name, got, tc.want)
 		}

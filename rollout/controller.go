@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -66,7 +67,7 @@ type Controller struct {
 	flightLister    cache.GenericLister
 	synced          []cache.InformerSynced
 	queue           workqueue.TypedRateLimitingInterface[string]
-	onFlight        func(event string, f *Flight, d *appsv1.Deployment)
+	onFlight        func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
 
 	gates GateEvaluator
 
@@ -96,7 +97,7 @@ type ControllerConfig struct {
 	// OnFlight, if set, is told of every Flight the cache adds, changes
 	// or deletes (ADDED, MODIFIED, DELETED), with its Deployment if known:
 	// the API's watch streams come from here.
-	OnFlight func(event string, f *Flight, d *appsv1.Deployment)
+	OnFlight func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
 	// Gates evaluates flag gates; nil: every gate is unreadable (and
 	// holds).
 	Gates GateEvaluator
@@ -117,7 +118,7 @@ func NewController(cfg ControllerConfig) *Controller {
 		cfg.Resync = 10 * time.Minute
 	}
 	c := &Controller{
-		kube: cfg.Kube, flights: cfg.Dynamic.Resource(FlightResource), router: cfg.Router,
+		kube: cfg.Kube, flights: cfg.Dynamic.Resource(v1alpha1.FlightResource), router: cfg.Router,
 		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
@@ -125,7 +126,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Runner == nil {
 		cfg.Runner = &Runner{
 			Call: func(context.Context, CallHook) CallResult {
-				return CallResult{State: CallError, Message: "this fledge has no webhook client configured"}
+				return CallResult{State: v1alpha1.CallError, Message: "this fledge has no webhook client configured"}
 			},
 			Deliver: func(context.Context, Deliver) (bool, error) {
 				return false, errors.New("this fledge has no notification sender configured")
@@ -140,7 +141,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	dep := c.kubeInformers.Apps().V1().Deployments()
 	rs := c.kubeInformers.Apps().V1().ReplicaSets()
 	svc := c.kubeInformers.Core().V1().Services()
-	fl := c.flightInformers.ForResource(FlightResource)
+	fl := c.flightInformers.ForResource(v1alpha1.FlightResource)
 	c.deployments, c.replicaSets, c.services, c.flightLister = dep.Lister(), rs.Lister(), svc.Lister(), fl.Lister()
 	c.synced = []cache.InformerSynced{dep.Informer().HasSynced, rs.Informer().HasSynced, svc.Informer().HasSynced, fl.Informer().HasSynced}
 
@@ -169,7 +170,7 @@ func (c *Controller) publish(event string, obj any) {
 	if !ok {
 		return
 	}
-	f, err := FlightFrom(u)
+	f, err := v1alpha1.FlightFrom(u)
 	if err != nil {
 		return
 	}
@@ -304,7 +305,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	return c.fly(ctx, d, flight)
 }
 
-func (c *Controller) getFlight(ns, name string) (*Flight, error) {
+func (c *Controller) getFlight(ns, name string) (*v1alpha1.Flight, error) {
 	obj, err := c.flightLister.ByNamespace(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -316,7 +317,7 @@ func (c *Controller) getFlight(ns, name string) (*Flight, error) {
 	if !ok {
 		return nil, fmt.Errorf("flight %s/%s: unexpected %T in cache", ns, name, obj)
 	}
-	return FlightFrom(u) // a converted copy: the cache is never mutated
+	return v1alpha1.FlightFrom(u) // a converted copy: the cache is never mutated
 }
 
 // FinalizerRelease holds a Flight until fledge has released what it
@@ -327,7 +328,7 @@ const FinalizerRelease = "fledge.dev/release"
 
 // release gives an opted-out (or deleted) Deployment its plain routing
 // back, then lets the Flight go.
-func (c *Controller) release(ctx context.Context, f *Flight, d *appsv1.Deployment) (time.Duration, error) {
+func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.Deployment) (time.Duration, error) {
 	in := Input{Now: c.clock.Now(), Status: f.Status, Observed: Observed{OptedOut: true}, Policy: &Policy{}}
 	s := Subject{Flight: f, Deployment: d, Target: targetOf(f)}
 	if d != nil && d.DeletionTimestamp != nil {
@@ -346,7 +347,7 @@ func (c *Controller) release(ctx context.Context, f *Flight, d *appsv1.Deploymen
 
 // dropFinalizer removes FinalizerRelease, guarded by a test operation so
 // that a concurrent change of the list is not overwritten.
-func (c *Controller) dropFinalizer(ctx context.Context, f *Flight) error {
+func (c *Controller) dropFinalizer(ctx context.Context, f *v1alpha1.Flight) error {
 	for i, name := range f.Finalizers {
 		if name != FinalizerRelease {
 			continue
@@ -365,7 +366,7 @@ func (c *Controller) dropFinalizer(ctx context.Context, f *Flight) error {
 }
 
 // fly runs one decision for an opted-in Deployment.
-func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (time.Duration, error) {
+func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.Flight) (time.Duration, error) {
 	log := c.log.With("flight", d.Namespace+"/"+d.Name)
 	spec, policy, invalid := c.resolve(d)
 	if f == nil {
@@ -458,8 +459,8 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *Flight) (
 
 // resolve reads the Deployment's annotations into the Flight's spec and
 // its effective policy, or the error that names the bad field.
-func (c *Controller) resolve(d *appsv1.Deployment) (FlightSpec, *Policy, error) {
-	spec := FlightSpec{Deployment: d.Name, Policy: d.Annotations[AnnotationRollout], Host: d.Name, StableService: d.Name}
+func (c *Controller) resolve(d *appsv1.Deployment) (v1alpha1.FlightSpec, *Policy, error) {
+	spec := v1alpha1.FlightSpec{Deployment: d.Name, Policy: d.Annotations[AnnotationRollout], Host: d.Name, StableService: d.Name}
 	if v, ok := d.Annotations[AnnotationVirtualService]; ok {
 		vs, route, err := ParseVirtualService(v)
 		if err != nil {
@@ -479,8 +480,8 @@ func (c *Controller) resolve(d *appsv1.Deployment) (FlightSpec, *Policy, error) 
 	return spec, p, err
 }
 
-func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spec FlightSpec) (*Flight, error) {
-	f := &Flight{
+func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spec v1alpha1.FlightSpec) (*v1alpha1.Flight, error) {
+	f := &v1alpha1.Flight{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: d.Name, Namespace: d.Namespace,
 			Labels:          map[string]string{LabelManagedBy: managedBy},
@@ -497,10 +498,10 @@ func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spe
 	if err != nil {
 		return nil, fmt.Errorf("flight %s/%s: create: %w", d.Namespace, d.Name, err)
 	}
-	return FlightFrom(out)
+	return v1alpha1.FlightFrom(out)
 }
 
-func (c *Controller) updateSpec(ctx context.Context, f *Flight, spec FlightSpec) (*Flight, error) {
+func (c *Controller) updateSpec(ctx context.Context, f *v1alpha1.Flight, spec v1alpha1.FlightSpec) (*v1alpha1.Flight, error) {
 	next := *f
 	next.Spec = spec
 	u, err := next.ToUnstructured()
@@ -511,11 +512,11 @@ func (c *Controller) updateSpec(ctx context.Context, f *Flight, spec FlightSpec)
 	if err != nil {
 		return nil, fmt.Errorf("flight %s/%s: update spec: %w", f.Namespace, f.Name, err)
 	}
-	return FlightFrom(out)
+	return v1alpha1.FlightFrom(out)
 }
 
 // reportInvalid sets the Valid condition, with an Event when it changes.
-func (c *Controller) reportInvalid(ctx context.Context, d *appsv1.Deployment, f *Flight, invalid error) error {
+func (c *Controller) reportInvalid(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.Flight, invalid error) error {
 	now := c.clock.Now()
 	cur := meta.FindStatusCondition(f.Status.Conditions, "Valid")
 	if cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalid.Error() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -19,7 +20,7 @@ import (
 type Input struct {
 	Now    time.Time
 	Policy *Policy // effective: overrides applied, validated
-	Status FlightStatus
+	Status v1alpha1.FlightStatus
 	Observed
 	// Action is a manual action asked for (from the annotation), if any.
 	Action *ActionRequest
@@ -45,7 +46,7 @@ type Input struct {
 
 // CallResult is a hook's answer.
 type CallResult struct {
-	State    CallState // OK, Rejected or Error
+	State    v1alpha1.CallState // OK, Rejected or Error
 	Status   int
 	Message  string
 	Load     *webhooks.LoadResult
@@ -90,12 +91,12 @@ type Observed struct {
 	Namespace, Name, UID string
 	// DesiredImages are the images of the Deployment's spec.template,
 	// StableImages those of its newest ReplicaSet.
-	DesiredImages, StableImages []ContainerImage
+	DesiredImages, StableImages []v1alpha1.ContainerImage
 }
 
 // ActionRequest is a manual action as asked for.
 type ActionRequest struct {
-	Kind   ActionKind
+	Kind   v1alpha1.ActionKind
 	By     string // who, through what: "annotation", "api:<user>"
 	Reason string
 	// RequestID makes an API request idempotent: a request id already in
@@ -134,7 +135,7 @@ const (
 // from the persisted status (all actions are idempotent and re-asserted
 // level-wise), so no step is ever repeated or skipped.
 type Decision struct {
-	Status  FlightStatus
+	Status  v1alpha1.FlightStatus
 	Actions []Action
 	// RequeueAfter is when to look again at the latest (0: only on change).
 	RequeueAfter time.Duration
@@ -174,7 +175,7 @@ func Decide(in Input) Decision {
 // decider accumulates one decision.
 type decider struct {
 	in         Input
-	st         FlightStatus
+	st         v1alpha1.FlightStatus
 	actions    []Action
 	requeue    time.Duration
 	needChecks bool
@@ -193,13 +194,13 @@ func (d *decider) decide() {
 		d.optOut()
 		return
 	}
-	if d.st.Phase == "" || d.st.Phase == PhaseInitializing {
+	if d.st.Phase == "" || d.st.Phase == v1alpha1.PhaseInitializing {
 		d.initialize()
 		return
 	}
 	if d.in.RoutingError != "" {
 		// Without routing nothing can move safely: hold where we are.
-		d.hold(HoldRouting, "routing: "+d.in.RoutingError)
+		d.hold(v1alpha1.HoldRouting, "routing: "+d.in.RoutingError)
 		d.do(EnsureRouting{})
 		d.after(10 * time.Second)
 		return
@@ -208,15 +209,15 @@ func (d *decider) decide() {
 		return
 	}
 	switch d.st.Phase {
-	case PhaseProgressing:
+	case v1alpha1.PhaseProgressing:
 		if !d.newRevision() {
 			d.progress()
 		}
-	case PhasePaused:
+	case v1alpha1.PhasePaused:
 		if !d.newRevision() {
 			d.paused()
 		}
-	case PhasePromoting:
+	case v1alpha1.PhasePromoting:
 		d.promote()
 	default: // terminal phases
 		if !d.newRevision() {
@@ -229,18 +230,18 @@ func (d *decider) decide() {
 // but lets a rollout Kubernetes already started finish first, so the
 // stable workload never stays half-updated.
 func (d *decider) initialize() {
-	d.st.Phase = PhaseInitializing
+	d.st.Phase = v1alpha1.PhaseInitializing
 	d.st.Step = -1
 	d.do(EnsureRouting{})
 	if d.in.RoutingError != "" {
 		// Usually the routing does not exist yet and EnsureRouting is about
 		// to make it: look again soon. The hold says what is wrong if not.
-		d.hold(HoldRouting, "routing: "+d.in.RoutingError)
+		d.hold(v1alpha1.HoldRouting, "routing: "+d.in.RoutingError)
 		d.after(time.Second)
 		return
 	}
 	if !d.in.DeploymentSettled {
-		d.hold(HoldDeploymentRollout, "waiting for the Deployment's own rollout to finish before taking it over")
+		d.hold(v1alpha1.HoldDeploymentRollout, "waiting for the Deployment's own rollout to finish before taking it over")
 		d.after(5 * time.Second)
 		return
 	}
@@ -255,7 +256,7 @@ func (d *decider) initialize() {
 	}
 	d.st.StableRevision = d.in.DeploymentRevision
 	d.st.StableImages = copyImages(d.in.StableImages)
-	d.st.Phase = PhaseIdle
+	d.st.Phase = v1alpha1.PhaseIdle
 	d.st.Hold = nil
 	d.st.Message = "holding the Deployment at revision " + d.st.StableRevision
 	d.event(false, "Initialized", d.st.Message)
@@ -276,34 +277,34 @@ func (d *decider) newRevision() bool {
 			if d.st.RejectedRevision != "" {
 				d.st.RejectedRevision = ""
 				d.st.Message = "the template is back at the stable revision " + desired
-				d.record(VerdictRevert, d.st.Message, nil)
+				d.record(v1alpha1.VerdictRevert, d.st.Message, nil)
 			}
 			return false
 		}
 		if desired == d.st.RejectedRevision {
 			return false // rejected: wait for another template
 		}
-		d.startCanary(desired, VerdictStart, "new revision "+desired+": canary starting")
+		d.startCanary(desired, v1alpha1.VerdictStart, "new revision "+desired+": canary starting")
 		return true
 	case desired == d.st.CanaryRevision:
 		return false
 	case desired == d.st.StableRevision:
 		// Reverted mid-rollout: nothing to canary any more.
-		d.backToStable(PhaseIdle, VerdictRevert, "the template went back to the stable revision "+desired+" during the rollout of "+d.st.CanaryRevision)
+		d.backToStable(v1alpha1.PhaseIdle, v1alpha1.VerdictRevert, "the template went back to the stable revision "+desired+" during the rollout of "+d.st.CanaryRevision)
 		d.st.RejectedRevision = ""
 		d.event(false, "Reverted", d.st.Message)
 		return true
 	default:
-		d.startCanary(desired, VerdictRestart, fmt.Sprintf("revision %s replaces %s at weight %d%%: canary restarting", desired, d.st.CanaryRevision, d.st.CanaryWeight))
+		d.startCanary(desired, v1alpha1.VerdictRestart, fmt.Sprintf("revision %s replaces %s at weight %d%%: canary restarting", desired, d.st.CanaryRevision, d.st.CanaryWeight))
 		return true
 	}
 }
 
-func (d *decider) startCanary(rev string, v Verdict, msg string) {
+func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	now := d.now()
 	reroute := d.st.CanaryWeight != 0 || d.in.Weights != plainStable
-	inFlight := !d.st.Phase.Terminal() && d.st.Phase != PhaseInitializing
-	d.st.Phase = PhaseProgressing
+	inFlight := !d.st.Phase.Terminal() && d.st.Phase != v1alpha1.PhaseInitializing
+	d.st.Phase = v1alpha1.PhaseProgressing
 	d.st.CanaryRevision = rev
 	d.st.RejectedRevision = ""
 	d.planCohorts(inFlight)
@@ -404,25 +405,25 @@ func (d *decider) hold(reason, msg string) {
 		d.st.Hold.Message = msg
 		return
 	}
-	d.st.Hold = &Hold{Reason: reason, Message: msg, Since: d.now()}
+	d.st.Hold = &v1alpha1.Hold{Reason: reason, Message: msg, Since: d.now()}
 	// A person's pause is not a warning; anything else holding is.
-	d.event(reason != HoldPaused, "Held", reason+": "+msg)
+	d.event(reason != v1alpha1.HoldPaused, "Held", reason+": "+msg)
 	if notableHold(reason) {
 		d.notifyHeld(reason, msg)
-		d.tellHooks(webhooks.Event, string(VerdictHold), reason+": "+msg)
+		d.tellHooks(webhooks.Event, string(v1alpha1.VerdictHold), reason+": "+msg)
 	}
 }
 
-func (d *decider) record(v Verdict, msg string, checks []analysis.Check) {
+func (d *decider) record(v v1alpha1.Verdict, msg string, checks []analysis.Check) {
 	d.newRecords++
-	d.st.Decisions = append(d.st.Decisions, DecisionRecord{
+	d.st.Decisions = append(d.st.Decisions, v1alpha1.DecisionRecord{
 		At: d.now(), Revision: d.st.CanaryRevision, Step: d.st.Step, Weight: d.st.CanaryWeight,
 		Verdict: v, Message: msg, Checks: checks,
 	})
 	if n := len(d.st.Decisions); n > MaxDecisions {
-		d.st.Decisions = append([]DecisionRecord(nil), d.st.Decisions[n-MaxDecisions:]...)
+		d.st.Decisions = append([]v1alpha1.DecisionRecord(nil), d.st.Decisions[n-MaxDecisions:]...)
 	}
-	if v != VerdictHold {
+	if v != v1alpha1.VerdictHold {
 		// Holds reach event hooks through hold, once per reason.
 		d.tellHooks(webhooks.Event, string(v), msg)
 	}
@@ -432,7 +433,7 @@ func (d *decider) record(v Verdict, msg string, checks []analysis.Check) {
 func (d *decider) conditions() {
 	now := d.now()
 	inFlight := metav1.Condition{Type: "Progressing", Status: metav1.ConditionFalse, Reason: string(d.st.Phase), Message: d.st.Message, LastTransitionTime: now}
-	if !d.st.Phase.Terminal() && d.st.Phase != PhaseInitializing {
+	if !d.st.Phase.Terminal() && d.st.Phase != v1alpha1.PhaseInitializing {
 		inFlight.Status = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&d.st.Conditions, inFlight)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -19,8 +20,8 @@ func atStep(now time.Time, failed int32) Input {
 	return Input{
 		Now:    now,
 		Policy: &Policy{Name: "p", Steps: []int32{10, 50}, Interval: time.Minute, FailureLimit: 2, ProgressDeadline: 5 * time.Minute, MaxWeight: 50},
-		Status: FlightStatus{
-			Phase: PhaseProgressing, StableRevision: "r1", CanaryRevision: "r2", Steps: []int32{10, 50},
+		Status: v1alpha1.FlightStatus{
+			Phase: v1alpha1.PhaseProgressing, StableRevision: "r1", CanaryRevision: "r2", Steps: []int32{10, 50},
 			Step: 0, CanaryWeight: 10, FailedChecks: failed, RevisionStartedAt: &started, StepStartedAt: &started,
 		},
 		Observed: Observed{
@@ -36,7 +37,7 @@ func check(metric string, o analysis.Outcome, v float64) analysis.Check {
 
 // summary is the part of a decision these tests judge.
 type summary struct {
-	Phase      Phase
+	Phase      v1alpha1.Phase
 	Weight     int32
 	Failed     int32
 	Hold       string
@@ -69,43 +70,43 @@ func TestDecideJudgesAStep(t *testing.T) {
 			name:   "advances to the next weight when every check passes",
 			in:     func() Input { return atStep(now, 0) },
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 0.999), check("latency-p95", analysis.Pass, 120)},
-			want:   summary{Phase: PhaseProgressing, Weight: 50, Weights: []traffic.Weights{{Stable: 50, Canary: 50}}},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 50, Weights: []traffic.Weights{{Stable: 50, Canary: 50}}},
 		},
 		{
 			name:   "counts a failed check and stays when below the failure limit",
 			in:     func() Input { return atStep(now, 0) },
 			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.9)},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Failed: 1},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Failed: 1},
 		},
 		{
 			name:   "rolls back when failed checks reach the limit",
 			in:     func() Input { return atStep(now, 1) },
 			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.9)},
-			want:   summary{Phase: PhaseRolledBack, Weight: 0, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
+			want:   summary{Phase: v1alpha1.PhaseRolledBack, Weight: 0, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
 		},
 		{
 			name:   "holds when Prometheus is unreachable, without counting a failure",
 			in:     func() Input { return atStep(now, 1) },
 			checks: []analysis.Check{{Metric: "success-rate", Outcome: analysis.Error, Message: "connection refused"}},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Failed: 1, Hold: HoldAnalysisError},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Failed: 1, Hold: v1alpha1.HoldAnalysisError},
 		},
 		{
 			name:   "holds on not enough data and does not advance",
 			in:     func() Input { return atStep(now, 0) },
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 1), {Metric: "latency-p95", Outcome: analysis.NotEnoughData, Samples: 3}},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldNotEnoughData},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Hold: v1alpha1.HoldNotEnoughData},
 		},
 		{
 			name:   "holds when a check is inconclusive",
 			in:     func() Input { return atStep(now, 0) },
 			checks: []analysis.Check{{Metric: "compare", Outcome: analysis.Inconclusive}},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldInconclusive},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Hold: v1alpha1.HoldInconclusive},
 		},
 		{
 			name:   "counts a failure even when another check cannot be measured",
 			in:     func() Input { return atStep(now, 1) },
 			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.5), {Metric: "latency-p95", Outcome: analysis.Error}},
-			want:   summary{Phase: PhaseRolledBack, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
+			want:   summary{Phase: v1alpha1.PhaseRolledBack, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
 		},
 		{
 			name: "promotes after the last step passes: all traffic to the canary, stable unpaused",
@@ -116,7 +117,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 				return in
 			},
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
-			want:   summary{Phase: PhasePromoting, Weight: 100, Weights: []traffic.Weights{{Canary: 100}}},
+			want:   summary{Phase: v1alpha1.PhasePromoting, Weight: 100, Weights: []traffic.Weights{{Canary: 100}}},
 		},
 		{
 			name: "does not judge before the step has served a full interval",
@@ -125,12 +126,12 @@ func TestDecideJudgesAStep(t *testing.T) {
 				in.Now = now.Add(-time.Second)
 				return in
 			},
-			want: summary{Phase: PhaseProgressing, Weight: 10},
+			want: summary{Phase: v1alpha1.PhaseProgressing, Weight: 10},
 		},
 		{
 			name: "asks for checks when analysis is due and none were given",
 			in:   func() Input { return atStep(now, 0) },
-			want: summary{Phase: PhaseProgressing, Weight: 10, NeedChecks: true},
+			want: summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, NeedChecks: true},
 		},
 		{
 			name: "re-asserts the weight when the routing drifted, instead of judging",
@@ -140,7 +141,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 				return in
 			},
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Weights: []traffic.Weights{{Stable: 90, Canary: 10}}},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Weights: []traffic.Weights{{Stable: 90, Canary: 10}}},
 		},
 		{
 			name: "holds when the canary stops being ready, and judges nothing",
@@ -150,7 +151,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 				return in
 			},
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldCanaryNotReady},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Hold: v1alpha1.HoldCanaryNotReady},
 		},
 		{
 			name: "holds everything when the routing cannot be read",
@@ -160,7 +161,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 				return in
 			},
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
-			want:   summary{Phase: PhaseProgressing, Weight: 10, Hold: HoldRouting},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Hold: v1alpha1.HoldRouting},
 		},
 	}
 	for _, tt := range tests {
@@ -177,7 +178,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 func TestDecideNeverMutatesItsInput(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	in := atStep(now, 1)
-	in.Status.Decisions = []DecisionRecord{{Verdict: VerdictStart, Checks: []analysis.Check{check("success-rate", analysis.Pass, 1)}}}
+	in.Status.Decisions = []v1alpha1.DecisionRecord{{Verdict: v1alpha1.VerdictStart, Checks: []analysis.Check{check("success-rate", analysis.Pass, 1)}}}
 	in.Checks = []analysis.Check{check("success-rate", analysis.Fail, 0.5)}
 	before := in.Status.DeepCopy()
 	Decide(in)
@@ -190,7 +191,7 @@ func TestManualActionIsTakenOnceAcrossRestarts(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	in := atStep(now, 0)
 	in.Now = now.Add(-30 * time.Second) // not due: only the action acts
-	in.Action = &ActionRequest{Kind: ActionPromote, By: "annotation"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionPromote, By: "annotation"}
 	first := Decide(in)
 	if first.Status.CanaryWeight != 50 {
 		t.Fatalf("promote moved the canary to %d%%, want 50%%", first.Status.CanaryWeight)
@@ -200,18 +201,18 @@ func TestManualActionIsTakenOnceAcrossRestarts(t *testing.T) {
 	in.Status = first.Status
 	in.Weights = traffic.Weights{Stable: 50, Canary: 50}
 	again := Decide(in)
-	if again.Status.CanaryWeight != 50 || again.Status.Phase != PhaseProgressing {
+	if again.Status.CanaryWeight != 50 || again.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("the same annotation acted twice: phase %s at %d%%", again.Status.Phase, again.Status.CanaryWeight)
 	}
-	if diff := cmp.Diff([]Action{ClearAction{Value: ActionPromote}}, again.Actions); diff != "" {
+	if diff := cmp.Diff([]Action{ClearAction{Value: v1alpha1.ActionPromote}}, again.Actions); diff != "" {
 		t.Errorf("actions on the repeated annotation (-want +got):\n%s", diff)
 	}
 	// Once its removal is seen, a new promote annotation is a new action.
 	in.Status, in.Action = again.Status, nil
 	cleared := Decide(in)
-	in.Status, in.Action = cleared.Status, &ActionRequest{Kind: ActionPromote, By: "annotation"}
-	if got := Decide(in).Status.Phase; got != PhasePromoting {
-		t.Fatalf("a new promote after the last step: phase %s, want %s", got, PhasePromoting)
+	in.Status, in.Action = cleared.Status, &ActionRequest{Kind: v1alpha1.ActionPromote, By: "annotation"}
+	if got := Decide(in).Status.Phase; got != v1alpha1.PhasePromoting {
+		t.Fatalf("a new promote after the last step: phase %s, want %s", got, v1alpha1.PhasePromoting)
 	}
 }
 
@@ -226,9 +227,9 @@ func BenchmarkDecide(b *testing.B) {
 func TestAPIRequestsAreIdempotentByRequestID(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	in := atStep(now, 0)
-	in.Action = &ActionRequest{Kind: ActionPromoteFull, By: "api:ci", RequestID: "req-1"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:ci", RequestID: "req-1"}
 	first := Decide(in)
-	if first.Action == nil || !first.Action.Taken || first.Action.Replay || first.Status.Phase != PhasePromoting {
+	if first.Action == nil || !first.Action.Taken || first.Action.Replay || first.Status.Phase != v1alpha1.PhasePromoting {
 		t.Fatalf("first request: outcome %+v, phase %s; want taken, promoting", first.Action, first.Status.Phase)
 	}
 	for _, a := range first.Actions {
@@ -249,7 +250,7 @@ func TestAPIRequestsAreIdempotentByRequestID(t *testing.T) {
 	}
 	// Another request id for the same kind is a new request: refused, as
 	// nothing is in flight to promote any more.
-	in.Action = &ActionRequest{Kind: ActionPromoteFull, By: "api:ci", RequestID: "req-2"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:ci", RequestID: "req-2"}
 	other := Decide(in)
 	if other.Action == nil || other.Action.Taken || other.Action.Refusal != ActionNotApplicable {
 		t.Errorf("a new request while promoting: outcome %+v, want refused as not applicable", other.Action)
@@ -259,13 +260,13 @@ func TestAPIRequestsAreIdempotentByRequestID(t *testing.T) {
 func TestAPIRequestsCheckTheRevisionPrecondition(t *testing.T) {
 	in := atStep(epoch.Add(time.Hour), 0)
 	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999)}
-	in.Action = &ActionRequest{Kind: ActionAbort, By: "api:ci", Reason: "bad", RequestID: "r", Revision: "r9"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionAbort, By: "api:ci", Reason: "bad", RequestID: "r", Revision: "r9"}
 	d := Decide(in)
-	if d.Action == nil || d.Action.Taken || d.Action.Refusal != ActionRevisionMismatch || d.Status.Phase != PhaseProgressing {
+	if d.Action == nil || d.Action.Taken || d.Action.Refusal != ActionRevisionMismatch || d.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Errorf("abort of another revision: outcome %+v, phase %s; want refused, still progressing", d.Action, d.Status.Phase)
 	}
 	in.Action.Revision, in.Action.RequestID = "r2", "r-2"
-	if d := Decide(in); d.Action == nil || !d.Action.Taken || d.Status.Phase != PhaseAborted {
+	if d := Decide(in); d.Action == nil || !d.Action.Taken || d.Status.Phase != v1alpha1.PhaseAborted {
 		t.Errorf("abort of the canary's revision: outcome %+v, phase %s; want taken, aborted", d.Action, d.Status.Phase)
 	}
 }
@@ -273,14 +274,14 @@ func TestAPIRequestsCheckTheRevisionPrecondition(t *testing.T) {
 func TestRetryCanariesARejectedRevisionAgain(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	in := atStep(now, 0)
-	in.Status.Phase, in.Status.RejectedRevision, in.Status.Step, in.Status.CanaryWeight = PhaseRolledBack, "r2", -1, 0
+	in.Status.Phase, in.Status.RejectedRevision, in.Status.Step, in.Status.CanaryWeight = v1alpha1.PhaseRolledBack, "r2", -1, 0
 	in.Weights = traffic.Weights{Stable: 100}
-	if d := Decide(in); d.Status.Phase != PhaseRolledBack {
+	if d := Decide(in); d.Status.Phase != v1alpha1.PhaseRolledBack {
 		t.Fatalf("without a retry a rejected revision stays rejected, got %s", d.Status.Phase)
 	}
-	in.Action = &ActionRequest{Kind: ActionRetry, By: "api:ci", RequestID: "retry-1"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionRetry, By: "api:ci", RequestID: "retry-1"}
 	d := Decide(in)
-	if d.Status.Phase != PhaseProgressing || d.Status.CanaryRevision != "r2" || d.Status.RejectedRevision != "" || !d.Action.Taken {
+	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.CanaryRevision != "r2" || d.Status.RejectedRevision != "" || !d.Action.Taken {
 		t.Errorf("retry: phase %s canary %s rejected %q outcome %+v; want r2 canaried again", d.Status.Phase, d.Status.CanaryRevision, d.Status.RejectedRevision, d.Action)
 	}
 	in.DesiredRevision = "r3" // the template moved on: nothing to retry
@@ -293,15 +294,15 @@ func TestRetryCanariesARejectedRevisionAgain(t *testing.T) {
 func TestARequestIDIsNotReusedForAnotherAction(t *testing.T) {
 	in := atStep(epoch.Add(time.Hour), 0)
 	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999)}
-	in.Action = &ActionRequest{Kind: ActionPause, By: "api:ci", RequestID: "r-1"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionPause, By: "api:ci", RequestID: "r-1"}
 	paused := Decide(in)
 	in.Status = paused.Status
-	in.Action = &ActionRequest{Kind: ActionAbort, By: "api:ci", Reason: "bad", RequestID: "r-1"}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionAbort, By: "api:ci", Reason: "bad", RequestID: "r-1"}
 	d := Decide(in)
-	if d.Action == nil || d.Action.Taken || d.Action.Refusal != ActionRequestIDReused || d.Status.Phase != PhasePaused {
+	if d.Action == nil || d.Action.Taken || d.Action.Refusal != ActionRequestIDReused || d.Status.Phase != v1alpha1.PhasePaused {
 		t.Errorf("abort under a pause's request id: outcome %+v, phase %s; want refused as reused, still paused", d.Action, d.Status.Phase)
 	}
-	if d.Status.LastAction.Kind != ActionPause {
+	if d.Status.LastAction.Kind != v1alpha1.ActionPause {
 		t.Errorf("last action %s: a refused request must not replace it", d.Status.LastAction.Kind)
 	}
 }
@@ -323,8 +324,8 @@ func BenchmarkDecideWithReleaseFlags(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in.Status.Flags = []FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", On: "on", Off: "off",
-		BucketBy: "targetingKey", Final: "on", State: FlagInSync, Applied: h}}
+	in.Status.Flags = []v1alpha1.FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", On: "on", Off: "off",
+		BucketBy: "targetingKey", Final: "on", State: v1alpha1.FlagInSync, Applied: h}}
 	in.Checks = []analysis.Check{check("success-rate", analysis.Pass, 0.999), check("latency-p95", analysis.Pass, 120)}
 	d := Decide(in)
 	wrote := false

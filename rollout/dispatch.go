@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/webhooks"
 	"github.com/fledgehq/fledge/webhooks/hookclient"
 	"github.com/fledgehq/fledge/webhooks/slack"
@@ -25,18 +26,18 @@ type Dispatcher struct {
 func (x *Dispatcher) Call(ctx context.Context, a CallHook) CallResult {
 	secret, err := x.Secrets.Get(ctx, a.Secret)
 	if err != nil {
-		return CallResult{State: CallError, Message: "webhook signing key: " + err.Error(), At: time.Now()}
+		return CallResult{State: v1alpha1.CallError, Message: "webhook signing key: " + err.Error(), At: time.Now()}
 	}
 	r := x.Client.Do(ctx, hookclient.Call{
 		URL: a.Hook.URL, Timeout: a.Hook.Timeout, Retries: a.Hook.Retries, Secret: secret,
 		AllowLinkLocal: a.Hook.AllowLinkLocal, Payload: a.Payload,
 	})
-	state := CallError
+	state := v1alpha1.CallError
 	switch r.Outcome {
 	case hookclient.OK:
-		state = CallOK
+		state = v1alpha1.CallOK
 	case hookclient.Rejected:
-		state = CallRejected
+		state = v1alpha1.CallRejected
 	}
 	return CallResult{State: state, Status: r.Status, Message: r.Message, Load: r.Load, Attempts: r.Attempts, At: time.Now()}
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/flags/flagd"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -52,7 +53,7 @@ type Executor struct {
 
 // Subject is what a decision is applied to.
 type Subject struct {
-	Flight     *Flight            // as read (its resourceVersion fences the status write)
+	Flight     *v1alpha1.Flight   // as read (its resourceVersion fences the status write)
 	Deployment *appsv1.Deployment // nil once deleted
 	Stable     *corev1.Service    // the stable Service (for the canary's ports), nil if unknown
 	Target     traffic.Target
@@ -66,7 +67,7 @@ type Subject struct {
 // applied. Once it succeeds, the actions follow; if one fails the rest
 // are skipped and the next decision re-derives them from the status.
 // It returns the Flight as written.
-func (x *Executor) Apply(ctx context.Context, s Subject, d Decision) (*Flight, error) {
+func (x *Executor) Apply(ctx context.Context, s Subject, d Decision) (*v1alpha1.Flight, error) {
 	f := s.Flight
 	if !statusEqual.DeepEqual(f.Status, d.Status) {
 		next := *f
@@ -80,7 +81,7 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d Decision) (*Flight, e
 		if err != nil {
 			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
 		}
-		if f, err = FlightFrom(out); err != nil {
+		if f, err = v1alpha1.FlightFrom(out); err != nil {
 			return nil, err
 		}
 	}
@@ -187,7 +188,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 	if s.Stable == nil {
 		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
 	}
-	owner := *metav1.NewControllerRef(s.Flight, FlightResource.GroupVersion().WithKind("Flight"))
+	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
 	deployments := x.Kube.AppsV1().Deployments(d.Namespace)
 	// The Deployment controller writes the canary's status all the time:
@@ -270,7 +271,7 @@ func mergePorts(cur, want []corev1.ServicePort) []corev1.ServicePort {
 
 // clearAction removes the action annotation if it still holds the value
 // taken, so a new request written meanwhile is not lost.
-func (x *Executor) clearAction(ctx context.Context, d *appsv1.Deployment, value ActionKind) error {
+func (x *Executor) clearAction(ctx context.Context, d *appsv1.Deployment, value v1alpha1.ActionKind) error {
 	patch, _ := json.Marshal([]map[string]any{
 		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationAction), "value": string(value)},
 		{"op": "remove", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationAction)},

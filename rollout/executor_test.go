@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 func TestStatusEqualityUnderstandsCheckTimes(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	a := FlightStatus{Decisions: []DecisionRecord{{Checks: []analysis.Check{{Metric: "m", At: at}}}}}
+	a := v1alpha1.FlightStatus{Decisions: []v1alpha1.DecisionRecord{{Checks: []analysis.Check{{Metric: "m", At: at}}}}}
 	b := *a.DeepCopy()
 	b.Decisions[0].Checks[0].At = at.In(time.FixedZone("x", 3600)) // same instant
 	if !statusEqual.DeepEqual(a, b) {

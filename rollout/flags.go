@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -38,7 +39,7 @@ func FlagID(configMap, key, flag string) string { return configMap + "/" + key +
 // promoting wants a plain split.
 func (d *decider) routing(canary int32) traffic.Weights {
 	w := traffic.Weights{Stable: 100 - canary, Canary: canary}
-	if d.st.Phase != PhaseProgressing && d.st.Phase != PhasePaused {
+	if d.st.Phase != v1alpha1.PhaseProgressing && d.st.Phase != v1alpha1.PhasePaused {
 		return w
 	}
 	if c := cohortOf(&d.st); c != nil {
@@ -61,7 +62,7 @@ func (d *decider) planCohorts(inFlight bool) {
 	d.st.Cohorts = nil
 	steps := make([]int32, 0, len(p.Cohorts)+len(p.Steps))
 	for _, c := range p.Cohorts {
-		d.st.Cohorts = append(d.st.Cohorts, CohortStage{
+		d.st.Cohorts = append(d.st.Cohorts, v1alpha1.CohortStage{
 			Name: c.Name, Header: c.Route.Header, Exact: c.Route.Exact, Regex: c.Route.Regex,
 			Attribute: c.Attribute, Value: c.Value,
 			MinDuration: metav1Duration(c.MinDuration), MinSamples: c.MinSamples,
@@ -71,12 +72,12 @@ func (d *decider) planCohorts(inFlight bool) {
 	d.st.Steps = append(steps, p.Steps...)
 	d.st.Sticky = nil
 	if p.Sticky != nil {
-		d.st.Sticky = &StickyCookie{Cookie: p.Sticky.Cookie, MaxAge: p.Sticky.MaxAge}
+		d.st.Sticky = &v1alpha1.StickyCookie{Cookie: p.Sticky.Cookie, MaxAge: p.Sticky.MaxAge}
 	}
 	// A revision that replaces one in flight inherits what fledge knew of
 	// each flag it keeps linking (what it last set, what someone else
 	// edited): only a revision started from rest takes flags as found.
-	prev := map[string]FlagStatus{}
+	prev := map[string]v1alpha1.FlagStatus{}
 	if inFlight {
 		for _, f := range d.st.Flags {
 			prev[FlagID(f.ConfigMap, f.Key, f.Flag)] = f
@@ -84,18 +85,19 @@ func (d *decider) planCohorts(inFlight bool) {
 	}
 	d.st.Flags = nil
 	for _, rf := range p.ReleaseFlags {
-		f := FlagStatus{
+		f := v1alpha1.FlagStatus{
 			ConfigMap: rf.ConfigMap, Key: rf.Key, Flag: rf.Link.Flag,
 			On: rf.Link.On, Off: rf.Link.Off, BucketBy: rf.Link.BucketBy, Final: rf.Final,
 		}
-		if old, ok := prev[FlagID(rf.ConfigMap, rf.Key, rf.Link.Flag)]; ok && old.State != FlagLeftAlone {
+		if old, ok := prev[FlagID(rf.ConfigMap, rf.Key, rf.Link.Flag)]; ok && old.State != v1alpha1.FlagLeftAlone {
 			f.State, f.Applied, f.Pending, f.Message = old.State, old.Applied, old.Pending, old.Message
 		}
 		d.st.Flags = append(d.st.Flags, f)
 	}
 }
 
-func (f *FlagStatus) link() flags.Link {
+// linkOf is the flags package's view of a linked flag.
+func linkOf(f *v1alpha1.FlagStatus) flags.Link {
 	return flags.Link{Flag: f.Flag, On: f.On, Off: f.Off, BucketBy: f.BucketBy, Final: f.Final}
 }
 
@@ -103,16 +105,16 @@ func (f *FlagStatus) link() flags.Link {
 // on-variant to the cohort during a cohort stage, to the canary's share
 // of users during weighted steps, the final variant once promoting, and
 // the off-variant otherwise (before traffic, rolled back, aborted).
-func (d *decider) flagStage(f *FlagStatus) flags.Stage {
+func (d *decider) flagStage(f *v1alpha1.FlagStatus) flags.Stage {
 	switch d.st.Phase {
-	case PhaseProgressing, PhasePaused:
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
 		if c := cohortOf(&d.st); c != nil {
 			return flags.Stage{Kind: flags.StageCohort, Attribute: c.Attribute, Value: c.Value}
 		}
 		if d.st.Step >= 0 && d.st.CanaryWeight > 0 {
 			return flags.Stage{Kind: flags.StageWeighted, Weight: d.st.CanaryWeight}
 		}
-	case PhasePromoting, PhaseSucceeded:
+	case v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded:
 		return flags.Stage{Kind: flags.StageFinal, Variant: f.Final}
 	}
 	return flags.Stage{Kind: flags.StageOff}
@@ -134,7 +136,7 @@ func (d *decider) flagStage(f *FlagStatus) flags.Stage {
 // rollback, the final one after a promotion) and never writes a flag it
 // has not set itself.
 func (d *decider) syncFlags(write bool) {
-	if len(d.st.Flags) == 0 || d.st.Phase == PhaseInitializing {
+	if len(d.st.Flags) == 0 || d.st.Phase == v1alpha1.PhaseInitializing {
 		return
 	}
 	var order []string
@@ -155,18 +157,18 @@ func (d *decider) syncFlags(write bool) {
 			f := &d.st.Flags[i]
 			before := f.State
 			stage := d.flagStage(f)
-			serving := flags.Serving(f.link(), stage)
-			if f.State == FlagLeftAlone {
+			serving := flags.Serving(linkOf(f), stage)
+			if f.State == v1alpha1.FlagLeftAlone {
 				continue
 			}
-			if atRest && f.Serving == serving && f.State == FlagInSync {
+			if atRest && f.Serving == serving && f.State == v1alpha1.FlagInSync {
 				continue // done: at rest the flag is the team's again
 			}
 			f.Serving = serving
 			where := fmt.Sprintf("flag %q in configmap %s/%s key %s", f.Flag, d.in.Namespace, f.ConfigMap, f.Key)
 			d.classifyFlag(f, where, read, obs, doc, stage, write && !(atRest && f.Applied == ""), &doc, &changed)
-			if write && f.State != before && (f.State == FlagEdited || f.State == FlagUnreadable) &&
-				d.st.Phase != PhaseProgressing && d.st.Phase != PhasePaused {
+			if write && f.State != before && (f.State == v1alpha1.FlagEdited || f.State == v1alpha1.FlagUnreadable) &&
+				d.st.Phase != v1alpha1.PhaseProgressing && d.st.Phase != v1alpha1.PhasePaused {
 				// (While in flight, the hold it causes says so.)
 				d.event(true, "Flag"+string(f.State), f.Message)
 			}
@@ -181,13 +183,13 @@ func (d *decider) syncFlags(write bool) {
 // classifyFlag sets a linked flag's state from the document as read and,
 // when write allows, asks for the stage's definition (updating *out and
 // *changed).
-func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagDoc, doc []byte, stage flags.Stage, write bool, out *[]byte, changed *[]string) {
+func (d *decider) classifyFlag(f *v1alpha1.FlagStatus, where string, read bool, obs FlagDoc, doc []byte, stage flags.Stage, write bool, out *[]byte, changed *[]string) {
 	if other, ok := d.in.FlagsInUse[FlagID(f.ConfigMap, f.Key, f.Flag)]; ok && f.Applied == "" {
-		f.State, f.Message = FlagInUse, fmt.Sprintf("%s is being stepped by Flight %s, whose rollout started first: one flag follows one rollout at a time; waiting for it to end", where, other)
+		f.State, f.Message = v1alpha1.FlagInUse, fmt.Sprintf("%s is being stepped by Flight %s, whose rollout started first: one flag follows one rollout at a time; waiting for it to end", where, other)
 		return
 	}
 	if !read || obs.Err != "" {
-		f.State, f.Message = FlagUnreadable, fmt.Sprintf("release flag %q: %s", f.Flag, obs.Err)
+		f.State, f.Message = v1alpha1.FlagUnreadable, fmt.Sprintf("release flag %q: %s", f.Flag, obs.Err)
 		if !read {
 			f.Message = fmt.Sprintf("release flag %q: configmap %s/%s: not read", f.Flag, d.in.Namespace, f.ConfigMap)
 		}
@@ -195,19 +197,19 @@ func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagD
 	}
 	cur, err := flags.DefinitionHash(doc, f.Flag)
 	if err != nil {
-		f.State, f.Message = FlagUnreadable, where+": "+err.Error()
+		f.State, f.Message = v1alpha1.FlagUnreadable, where+": "+err.Error()
 		return
 	}
-	next, err := flags.Rewrite(doc, f.link(), stage)
+	next, err := flags.Rewrite(doc, linkOf(f), stage)
 	if err != nil {
-		f.State, f.Message = FlagUnreadable, where+": "+err.Error()
+		f.State, f.Message = v1alpha1.FlagUnreadable, where+": "+err.Error()
 		return
 	}
 	want, _ := flags.DefinitionHash(next, f.Flag)
-	if (f.State == "" || f.State == FlagInUse) && f.Applied == "" && stage.Kind != flags.StageFinal {
-		if final, err := flags.Rewrite(doc, f.link(), flags.Stage{Kind: flags.StageFinal, Variant: f.Final}); err == nil {
+	if (f.State == "" || f.State == v1alpha1.FlagInUse) && f.Applied == "" && stage.Kind != flags.StageFinal {
+		if final, err := flags.Rewrite(doc, linkOf(f), flags.Stage{Kind: flags.StageFinal, Variant: f.Final}); err == nil {
 			if h, _ := flags.DefinitionHash(final, f.Flag); h == cur && cur != want {
-				f.State = FlagLeftAlone
+				f.State = v1alpha1.FlagLeftAlone
 				f.Message = fmt.Sprintf("%s already serves its final variant %q (released by an earlier rollout): left alone for this revision", where, f.Final)
 				return
 			}
@@ -215,12 +217,12 @@ func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagD
 	}
 	switch {
 	case cur == want:
-		f.State, f.Applied, f.Pending, f.Message, f.WritingSince = FlagInSync, cur, "", "", nil
+		f.State, f.Applied, f.Pending, f.Message, f.WritingSince = v1alpha1.FlagInSync, cur, "", "", nil
 	case f.Applied == "" && d.st.Phase.Terminal():
 		// Never set by fledge, and the rollout is over: not fledge's.
-		f.State, f.Message = FlagUnreadable, fmt.Sprintf("%s: fledge never set it during this revision and leaves it as it is", where)
+		f.State, f.Message = v1alpha1.FlagUnreadable, fmt.Sprintf("%s: fledge never set it during this revision and leaves it as it is", where)
 	case f.Applied == "" || cur == f.Applied || cur == f.Pending:
-		f.State, f.Message = FlagWriting, ""
+		f.State, f.Message = v1alpha1.FlagWriting, ""
 		if f.Pending != want || f.WritingSince == nil {
 			t := d.now()
 			f.WritingSince = &t
@@ -234,7 +236,7 @@ func (d *decider) classifyFlag(f *FlagStatus, where string, read bool, obs FlagD
 			*changed = append(*changed, f.Flag)
 		}
 	default:
-		f.State = FlagEdited
+		f.State = v1alpha1.FlagEdited
 		f.Message = fmt.Sprintf("%s was changed by someone else (a person, or another Flight linking the same flag) since fledge last set it; fledge will not overwrite it (this stage wants it to serve %s): put it back, or abort the rollout", where, f.Serving)
 		f.WritingSince = nil
 	}
@@ -249,15 +251,15 @@ const flagWriteDeadline = 30 * time.Second
 func (d *decider) flagTrouble() (reason, msg string) {
 	for _, f := range d.st.Flags {
 		switch f.State {
-		case FlagEdited:
-			return HoldFlagEdited, f.Message
-		case FlagUnreadable:
-			return HoldFlagUnreadable, f.Message
-		case FlagInUse:
-			return HoldFlagInUse, f.Message
-		case FlagWriting:
+		case v1alpha1.FlagEdited:
+			return v1alpha1.HoldFlagEdited, f.Message
+		case v1alpha1.FlagUnreadable:
+			return v1alpha1.HoldFlagUnreadable, f.Message
+		case v1alpha1.FlagInUse:
+			return v1alpha1.HoldFlagInUse, f.Message
+		case v1alpha1.FlagWriting:
 			if f.WritingSince != nil && d.in.Now.Sub(f.WritingSince.Time) >= flagWriteDeadline {
-				return HoldFlagUnreadable, f.Message
+				return v1alpha1.HoldFlagUnreadable, f.Message
 			}
 		}
 	}
@@ -267,7 +269,7 @@ func (d *decider) flagTrouble() (reason, msg string) {
 // flagsWriting reports whether a linked flag has not reached its stage yet.
 func (d *decider) flagsWriting() (string, bool) {
 	for _, f := range d.st.Flags {
-		if f.State == FlagWriting {
+		if f.State == v1alpha1.FlagWriting {
 			return f.Flag, true
 		}
 	}
@@ -277,12 +279,12 @@ func (d *decider) flagsWriting() (string, bool) {
 // gateHold reports whether a hold is one that waits at a gate (a webhook
 // or flag gate, or a release flag in trouble): judging a round does not
 // clear it; moving on does.
-func gateHold(h *Hold) bool {
+func gateHold(h *v1alpha1.Hold) bool {
 	if h == nil {
 		return false
 	}
 	switch h.Reason {
-	case HoldGate, HoldFlagGate, HoldFlagGateUnreadable, HoldFlagEdited, HoldFlagUnreadable, HoldFlagInUse:
+	case v1alpha1.HoldGate, v1alpha1.HoldFlagGate, v1alpha1.HoldFlagGateUnreadable, v1alpha1.HoldFlagEdited, v1alpha1.HoldFlagUnreadable, v1alpha1.HoldFlagInUse:
 		return true
 	}
 	return false
@@ -311,7 +313,7 @@ func (d *decider) flagsAllowMove() bool {
 			continue
 		case ok && g.Verdict == flags.Closed:
 			msg := fmt.Sprintf("flag gate %q is false (variant %q): holding before %s", name, g.Variant, d.nextMove())
-			d.hold(HoldFlagGate, msg)
+			d.hold(v1alpha1.HoldFlagGate, msg)
 			d.st.Message = msg
 		default:
 			why := "not evaluated"
@@ -319,13 +321,13 @@ func (d *decider) flagsAllowMove() bool {
 				why = g.Reason
 			}
 			msg := fmt.Sprintf("flag gate %q cannot be read (%s): holding before %s; a gate that cannot be read never lets a rollout through", name, why, d.nextMove())
-			d.hold(HoldFlagGateUnreadable, msg)
+			d.hold(v1alpha1.HoldFlagGateUnreadable, msg)
 			d.st.Message = msg
 		}
 		d.after(2 * time.Second)
 		return false
 	}
-	if d.st.Hold != nil && d.st.Hold.Reason != HoldGate && gateHold(d.st.Hold) {
+	if d.st.Hold != nil && d.st.Hold.Reason != v1alpha1.HoldGate && gateHold(d.st.Hold) {
 		d.st.Hold = nil
 	}
 	return true
@@ -362,13 +364,13 @@ func (d *decider) flagNotes() []string {
 	out := make([]string, 0, len(d.st.Flags))
 	for i := range d.st.Flags {
 		f := &d.st.Flags[i]
-		note := f.Flag + ": " + flags.Serving(f.link(), d.flagStage(f))
+		note := f.Flag + ": " + flags.Serving(linkOf(f), d.flagStage(f))
 		switch f.State {
-		case FlagLeftAlone:
+		case v1alpha1.FlagLeftAlone:
 			note = f.Flag + ": left alone (already at its final variant " + f.Final + ")"
-		case FlagEdited:
+		case v1alpha1.FlagEdited:
 			note += " wanted; left as edited by someone else"
-		case FlagUnreadable:
+		case v1alpha1.FlagUnreadable:
 			note += " wanted; cannot be read"
 		}
 		out = append(out, note)

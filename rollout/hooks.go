@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -42,14 +43,14 @@ func (d *decider) callID(parts ...any) string {
 
 // hookResult returns the recorded answer of h's call for (step, round),
 // starting or resuming the call if there is none yet.
-func (d *decider) hookResult(h Hook, step, round int32) (CallRecord, bool) {
+func (d *decider) hookResult(h Hook, step, round int32) (v1alpha1.CallRecord, bool) {
 	id := d.callID(h.Type, h.Name, step, round)
 	for i := range d.st.Calls {
 		rec := &d.st.Calls[i]
 		if rec.ID != id {
 			continue
 		}
-		if rec.State != CallPending {
+		if rec.State != v1alpha1.CallPending {
 			return *rec, true
 		}
 		if res, ok := d.in.Calls[id]; ok {
@@ -60,7 +61,7 @@ func (d *decider) hookResult(h Hook, step, round int32) (CallRecord, bool) {
 		d.callHook(id, h)
 		return *rec, false
 	}
-	d.st.Calls = append(d.st.Calls, CallRecord{ID: id, Hook: h.Name, Type: h.Type, Step: step, Round: round, State: CallPending, Started: d.now()})
+	d.st.Calls = append(d.st.Calls, v1alpha1.CallRecord{ID: id, Hook: h.Name, Type: h.Type, Step: step, Round: round, State: v1alpha1.CallPending, Started: d.now()})
 	d.pruneCalls()
 	d.callHook(id, h)
 	return d.st.Calls[len(d.st.Calls)-1], false
@@ -82,8 +83,8 @@ func (d *decider) callHook(id string, h Hook) {
 
 // runHooks asks every hook for (step, round). It reports the records and
 // whether all have answered.
-func (d *decider) runHooks(hooks []Hook, step, round int32) ([]CallRecord, bool) {
-	recs := make([]CallRecord, 0, len(hooks))
+func (d *decider) runHooks(hooks []Hook, step, round int32) ([]v1alpha1.CallRecord, bool) {
+	recs := make([]v1alpha1.CallRecord, 0, len(hooks))
 	done := true
 	for _, h := range hooks {
 		rec, ok := d.hookResult(h, step, round)
@@ -94,10 +95,10 @@ func (d *decider) runHooks(hooks []Hook, step, round int32) ([]CallRecord, bool)
 }
 
 // waitForHooks says what a round is waiting for.
-func (d *decider) waitForHooks(recs []CallRecord) {
+func (d *decider) waitForHooks(recs []v1alpha1.CallRecord) {
 	var names []string
 	for _, r := range recs {
-		if r.State == CallPending {
+		if r.State == v1alpha1.CallPending {
 			names = append(names, fmt.Sprintf("%s hook %s", r.Type, r.Hook))
 		}
 	}
@@ -111,14 +112,14 @@ func (d *decider) pruneCalls() {
 	for len(d.st.Calls) > MaxCalls {
 		drop := -1
 		for i, c := range d.st.Calls {
-			if c.State != CallPending && !(c.Type.Gate() && c.State == CallOK) {
+			if c.State != v1alpha1.CallPending && !(c.Type.Gate() && c.State == v1alpha1.CallOK) {
 				drop = i
 				break
 			}
 		}
 		if drop < 0 {
 			for i, c := range d.st.Calls {
-				if c.State != CallPending {
+				if c.State != v1alpha1.CallPending {
 					drop = i
 					break
 				}
@@ -134,7 +135,7 @@ func (d *decider) pruneCalls() {
 // hookChecks turns hook answers into checks for the decision log and the
 // judgement: a rollout hook's failure is a failed check. A call without a
 // usable answer fails too, unless the hook says to hold on errors.
-func hookChecks(hooks []Hook, recs []CallRecord) []analysis.Check {
+func hookChecks(hooks []Hook, recs []v1alpha1.CallRecord) []analysis.Check {
 	var out []analysis.Check
 	for i, r := range recs {
 		h := hooks[i]
@@ -148,9 +149,9 @@ func hookChecks(hooks []Hook, recs []CallRecord) []analysis.Check {
 			c.Value = &status
 		}
 		switch r.State {
-		case CallOK:
+		case v1alpha1.CallOK:
 			c.Outcome = analysis.Pass
-		case CallRejected:
+		case v1alpha1.CallRejected:
 			c.Outcome, c.Message = analysis.Fail, r.Message
 		default:
 			c.Outcome, c.Message = analysis.Fail, r.Message
@@ -159,7 +160,7 @@ func hookChecks(hooks []Hook, recs []CallRecord) []analysis.Check {
 			}
 		}
 		out = append(out, c)
-		if r.State == CallOK && h.Thresholds != nil {
+		if r.State == v1alpha1.CallOK && h.Thresholds != nil {
 			out = append(out, loadChecks(h, r, at)...)
 		}
 	}
@@ -168,7 +169,7 @@ func hookChecks(hooks []Hook, recs []CallRecord) []analysis.Check {
 
 // loadChecks judges a load test's figures against the hook's thresholds.
 // An answer without figures cannot be judged: an error, not a pass.
-func loadChecks(h Hook, r CallRecord, at time.Time) []analysis.Check {
+func loadChecks(h Hook, r v1alpha1.CallRecord, at time.Time) []analysis.Check {
 	th := h.Thresholds
 	name := "hook:" + h.Name
 	if r.Load == nil {
@@ -219,7 +220,7 @@ func ptrTo[T any](v T) *T { return &v }
 // revision already: a gate that opened is never asked again.
 func (d *decider) gatePassed(h Hook, step int32) bool {
 	for _, c := range d.st.Calls {
-		if c.Hook == h.Name && c.Type == h.Type && c.Step == step && c.State == CallOK {
+		if c.Hook == h.Name && c.Type == h.Type && c.Step == step && c.State == v1alpha1.CallOK {
 			return true
 		}
 	}
@@ -246,7 +247,7 @@ func (d *decider) gate(t webhooks.Type) (open, decided bool) {
 		case !done:
 			pending = true
 			closed = append(closed, h.Name+" (asking)")
-		case rec.State == CallOK:
+		case rec.State == v1alpha1.CallOK:
 		default:
 			refused = true
 			closed = append(closed, fmt.Sprintf("%s: %s", h.Name, rec.Message))
@@ -259,25 +260,25 @@ func (d *decider) gate(t webhooks.Type) (open, decided bool) {
 		}
 	}
 	if len(closed) == 0 {
-		if d.st.Hold != nil && d.st.Hold.Reason == HoldGate {
+		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldGate {
 			d.st.Hold = nil
 		}
 		return true, false
 	}
 	msg := fmt.Sprintf("%s: waiting for the %s gate: %s", d.where(), t, strings.Join(closed, "; "))
-	if !refused && (d.st.Hold == nil || d.st.Hold.Reason != HoldGate) {
+	if !refused && (d.st.Hold == nil || d.st.Hold.Reason != v1alpha1.HoldGate) {
 		// Only asking so far: not a hold until a gate says no.
 		d.st.Message = msg
 		return false, false
 	}
-	d.hold(HoldGate, msg)
+	d.hold(v1alpha1.HoldGate, msg)
 	since := d.st.Hold.Since.Time
 	for _, h := range hooks {
 		if d.gatePassed(h, step) || d.in.Now.Sub(since) < h.Deadline {
 			continue
 		}
 		if h.RollbackOnDeadline {
-			d.rollback(VerdictRollback, fmt.Sprintf("%s: the %s gate %s did not open within %s", d.where(), t, h.Name, h.Deadline), nil)
+			d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: the %s gate %s did not open within %s", d.where(), t, h.Name, h.Deadline), nil)
 			return false, true
 		}
 		msg += "; its deadline passed (" + h.Deadline.String() + "): holding until it opens or someone acts"
@@ -332,9 +333,9 @@ func (d *decider) latestChecks() []analysis.Check {
 }
 
 // rollbackAsked returns the message of a rollback hook that answered 2xx.
-func rollbackAsked(recs []CallRecord) (string, bool) {
+func rollbackAsked(recs []v1alpha1.CallRecord) (string, bool) {
 	for _, r := range recs {
-		if r.Type == webhooks.Rollback && r.State == CallOK {
+		if r.Type == webhooks.Rollback && r.State == v1alpha1.CallOK {
 			return fmt.Sprintf("rollback hook %s asked for a rollback", r.Hook), true
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // API actions reach the decision core through an inbox: Act queues the
@@ -23,7 +25,7 @@ import (
 // says whether it was taken.
 
 type actResult struct {
-	flight  *Flight
+	flight  *v1alpha1.Flight
 	outcome *ActionOutcome
 }
 
@@ -80,7 +82,7 @@ func (b *inbox) remove(key string, p *pendingAction) {
 // that decision is written. It returns the Flight as written and what
 // became of the action. A Flight that does not exist is a Kubernetes
 // NotFound. Only the leader's controller runs decisions: call it there.
-func (c *Controller) Act(ctx context.Context, namespace, name string, req ActionRequest) (*Flight, ActionOutcome, error) {
+func (c *Controller) Act(ctx context.Context, namespace, name string, req ActionRequest) (*v1alpha1.Flight, ActionOutcome, error) {
 	if _, err := c.Flight(namespace, name); err != nil {
 		return nil, ActionOutcome{}, err
 	}
@@ -103,20 +105,20 @@ func (c *Controller) Act(ctx context.Context, namespace, name string, req Action
 }
 
 // Flight returns a Flight from the cache (a copy), or a NotFound error.
-func (c *Controller) Flight(namespace, name string) (*Flight, error) {
+func (c *Controller) Flight(namespace, name string) (*v1alpha1.Flight, error) {
 	f, err := c.getFlight(namespace, name)
 	if err != nil {
 		return nil, err
 	}
 	if f == nil {
-		return nil, apierrors.NewNotFound(FlightResource.GroupResource(), name)
+		return nil, apierrors.NewNotFound(v1alpha1.FlightResource.GroupResource(), name)
 	}
 	return f, nil
 }
 
 // Flights lists the cached Flights of a namespace ("" for all), each with
 // its Deployment (nil if not cached).
-func (c *Controller) Flights(namespace string) ([]*Flight, []*appsv1.Deployment, error) {
+func (c *Controller) Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.Deployment, error) {
 	objs, err := c.flightLister.ByNamespace(namespace).List(labels.Everything())
 	if namespace == "" {
 		objs, err = c.flightLister.List(labels.Everything())
@@ -124,7 +126,7 @@ func (c *Controller) Flights(namespace string) ([]*Flight, []*appsv1.Deployment,
 	if err != nil {
 		return nil, nil, err
 	}
-	var flights []*Flight
+	var flights []*v1alpha1.Flight
 	var deps []*appsv1.Deployment
 	for _, obj := range objs {
 		key, err := keyOf(obj)

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Metrics are fledge's own metrics, on /metrics.
@@ -23,7 +24,7 @@ type Metrics struct {
 	deliveries *prometheus.CounterVec
 }
 
-var phases = []Phase{PhaseInitializing, PhaseIdle, PhaseProgressing, PhasePaused, PhasePromoting, PhaseSucceeded, PhaseRolledBack, PhaseAborted}
+var phases = []v1alpha1.Phase{v1alpha1.PhaseInitializing, v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted}
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
 // registered, for tests).
@@ -70,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-func (m *Metrics) observe(f *Flight) {
+func (m *Metrics) observe(f *v1alpha1.Flight) {
 	for _, p := range phases {
 		v := 0.0
 		if f.Status.Phase == p {

@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -36,7 +37,7 @@ func (d *decider) notify(n webhooks.Notification) {
 	if n.Revision == "" {
 		n.Revision = d.st.CanaryRevision
 	}
-	d.enqueue(Delivery{Channel: channelSlack, Event: n.Event, Notification: &n})
+	d.enqueue(v1alpha1.Delivery{Channel: channelSlack, Event: n.Event, Notification: &n})
 }
 
 // tellHooks queues a payload for every hook of type t (event hooks on
@@ -44,17 +45,17 @@ func (d *decider) notify(n webhooks.Notification) {
 func (d *decider) tellHooks(t webhooks.Type, event, msg string) {
 	for _, h := range d.in.Policy.hooksOf(t) {
 		p := d.payload(h, event, msg)
-		d.enqueue(Delivery{Channel: hookChannel(h.Name), Event: event, Payload: &p})
+		d.enqueue(v1alpha1.Delivery{Channel: hookChannel(h.Name), Event: event, Payload: &p})
 	}
 }
 
-func (d *decider) enqueue(e Delivery) {
+func (d *decider) enqueue(e v1alpha1.Delivery) {
 	d.st.DeliverySeq++
 	e.ID = d.callID("outbox", d.st.DeliverySeq)
 	if e.Payload != nil {
 		e.Payload.DeliveryID = e.ID
 	}
-	e.State = DeliveryPending
+	e.State = v1alpha1.DeliveryPending
 	e.Created = d.now()
 	d.newOutbox = append(d.newOutbox, e.ID)
 	d.st.Outbox = append(d.st.Outbox, e)
@@ -66,15 +67,15 @@ func (d *decider) enqueue(e Delivery) {
 func (d *decider) flushOutbox() {
 	for i := range d.st.Outbox {
 		e := &d.st.Outbox[i]
-		if e.State != DeliveryPending {
+		if e.State != v1alpha1.DeliveryPending {
 			continue
 		}
 		if r, ok := d.in.Delivered[e.ID]; ok {
 			at := metav1.NewTime(r.At)
 			e.Done, e.Attempts, e.Message = &at, r.Attempts, r.Message
-			e.State = DeliveryDelivered
+			e.State = v1alpha1.DeliveryDelivered
 			if !r.Delivered {
-				e.State = DeliveryFailed
+				e.State = v1alpha1.DeliveryFailed
 				d.event(true, "NotificationFailed", fmt.Sprintf("%s %s not delivered after %d attempts: %s", e.Channel, e.Event, r.Attempts, r.Message))
 			}
 		}
@@ -83,7 +84,7 @@ func (d *decider) flushOutbox() {
 	started := map[string]bool{}
 	for i := range d.st.Outbox {
 		e := &d.st.Outbox[i]
-		if e.State != DeliveryPending || started[e.Channel] {
+		if e.State != v1alpha1.DeliveryPending || started[e.Channel] {
 			continue
 		}
 		started[e.Channel] = true
@@ -96,7 +97,7 @@ func (d *decider) flushOutbox() {
 		default:
 			// The policy no longer names where it should go.
 			now := d.now()
-			e.State, e.Done, e.Message = DeliveryFailed, &now, "the policy no longer configures "+e.Channel
+			e.State, e.Done, e.Message = v1alpha1.DeliveryFailed, &now, "the policy no longer configures "+e.Channel
 			started[e.Channel] = false
 			continue
 		}
@@ -118,7 +119,7 @@ func (d *decider) hookNamed(channel string) *Hook {
 func (d *decider) pruneOutbox() {
 	pending, done := 0, 0
 	for _, e := range d.st.Outbox {
-		if e.State == DeliveryPending {
+		if e.State == v1alpha1.DeliveryPending {
 			pending++
 		} else {
 			done++
@@ -130,10 +131,10 @@ func (d *decider) pruneOutbox() {
 	kept := d.st.Outbox[:0:0]
 	for _, e := range d.st.Outbox {
 		switch {
-		case e.State == DeliveryPending && pending > MaxPending:
+		case e.State == v1alpha1.DeliveryPending && pending > MaxPending:
 			pending--
 			d.event(true, "NotificationDropped", fmt.Sprintf("%s %s dropped: more than %d messages waiting to be delivered", e.Channel, e.Event, MaxPending))
-		case e.State != DeliveryPending && done > MaxDelivered:
+		case e.State != v1alpha1.DeliveryPending && done > MaxDelivered:
 			done--
 		default:
 			kept = append(kept, e)
@@ -187,7 +188,7 @@ func (d *decider) notifyRejected(event, why, by string, step, weight int32, chec
 // person's pause or Kubernetes finishing its own rollout are routine.
 func notableHold(reason string) bool {
 	switch reason {
-	case HoldCanaryNotReady, HoldPaused, HoldDeploymentRollout:
+	case v1alpha1.HoldCanaryNotReady, v1alpha1.HoldPaused, v1alpha1.HoldDeploymentRollout:
 		return false
 	}
 	return true

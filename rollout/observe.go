@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -48,13 +49,13 @@ func (c *Controller) stableService(ns, name string) *corev1.Service {
 	return s
 }
 
-func targetOf(f *Flight) traffic.Target {
+func targetOf(f *v1alpha1.Flight) traffic.Target {
 	t := traffic.Target{
 		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
 		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
 	}
 	if f.UID != "" {
-		t.Owner = metav1.NewControllerRef(f, FlightResource.GroupVersion().WithKind("Flight"))
+		t.Owner = metav1.NewControllerRef(f, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
 	}
 	return t
 }

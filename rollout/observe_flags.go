@@ -12,6 +12,7 @@ import (
 
 	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/flags/flagd"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // GateEvaluator evaluates a flag gate from a flag source (a ConfigMap key
@@ -25,7 +26,7 @@ type GateEvaluator interface {
 // read from the API server, not a cache: a decision to write one must see
 // its latest resourceVersion, and fledge is only granted access to them
 // in the namespaces that opted in (no cluster-wide ConfigMap watch).
-func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st *FlightStatus) map[string]FlagDoc {
+func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st *v1alpha1.FlightStatus) map[string]FlagDoc {
 	keys := map[string][2]string{}
 	for _, f := range st.Flags {
 		keys[FlagDocKey(f.ConfigMap, f.Key)] = [2]string{f.ConfigMap, f.Key}
@@ -70,7 +71,7 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st 
 // are stepping and this one must leave to them. Of two in-flight Flights
 // linking a flag, the one that has set it keeps it; if neither or both
 // have, the one whose revision started first.
-func (c *Controller) flagsInUse(f *Flight) map[string]string {
+func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
 	list, err := c.flightLister.ByNamespace(f.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil
@@ -89,12 +90,12 @@ func (c *Controller) flagsInUse(f *Flight) map[string]string {
 		if !ok || u.GetName() == f.Name {
 			continue
 		}
-		other, err := FlightFrom(u)
-		if err != nil || other.Status.Phase.Terminal() || other.Status.Phase == PhaseInitializing || len(other.Status.Flags) == 0 {
+		other, err := v1alpha1.FlightFrom(u)
+		if err != nil || other.Status.Phase.Terminal() || other.Status.Phase == v1alpha1.PhaseInitializing || len(other.Status.Flags) == 0 {
 			continue
 		}
 		for _, fl := range other.Status.Flags {
-			if fl.State == FlagLeftAlone || fl.State == FlagInUse {
+			if fl.State == v1alpha1.FlagLeftAlone || fl.State == v1alpha1.FlagInUse {
 				continue
 			}
 			id := FlagID(fl.ConfigMap, fl.Key, fl.Flag)
@@ -115,7 +116,7 @@ func (c *Controller) flagsInUse(f *Flight) map[string]string {
 // startedFirst reports whether a's revision started before b's. Start
 // times are kept to the second, so a tie goes to the name that sorts
 // first: the two Flights must agree on which one waits.
-func startedFirst(a, b *Flight) bool {
+func startedFirst(a, b *v1alpha1.Flight) bool {
 	ta, tb := a.Status.RevisionStartedAt, b.Status.RevisionStartedAt
 	switch {
 	case ta == nil || tb == nil:
@@ -128,8 +129,8 @@ func startedFirst(a, b *Flight) bool {
 
 // evaluateGates asks the policy's flag gates about the Flight as it
 // stands, while a revision is in flight.
-func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p *Policy, st *FlightStatus) []flags.GateResult {
-	if len(p.FlagGates) == 0 || st.Phase != PhaseProgressing && st.Phase != PhasePaused {
+func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p *Policy, st *v1alpha1.FlightStatus) []flags.GateResult {
+	if len(p.FlagGates) == 0 || st.Phase != v1alpha1.PhaseProgressing && st.Phase != v1alpha1.PhasePaused {
 		return nil
 	}
 	rc := flags.RolloutContext{

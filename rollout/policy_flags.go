@@ -11,6 +11,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -290,7 +291,7 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 
 // cohortOf returns the cohort stage of a status's current step, if it is
 // one.
-func cohortOf(st *FlightStatus) *CohortStage {
+func cohortOf(st *v1alpha1.FlightStatus) *v1alpha1.CohortStage {
 	if st.Step >= 0 && int(st.Step) < len(st.Cohorts) {
 		return &st.Cohorts[st.Step]
 	}
@@ -299,7 +300,7 @@ func cohortOf(st *FlightStatus) *CohortStage {
 
 // StageMetrics are the checks of the Flight's current stage: during a
 // cohort stage, every check needs at least the cohort's sample.
-func StageMetrics(p *Policy, st *FlightStatus) []analysis.Metric {
+func StageMetrics(p *Policy, st *v1alpha1.FlightStatus) []analysis.Metric {
 	c := cohortOf(st)
 	if c == nil || c.MinSamples == 0 {
 		return p.Metrics

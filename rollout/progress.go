@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -38,7 +39,7 @@ func (d *decider) progress() {
 		// Said at once, while the checks go on: a failing canary is
 		// still rolled back.
 		d.hold(reason, msg)
-	} else if h := d.st.Hold; h != nil && (h.Reason == HoldFlagEdited || h.Reason == HoldFlagUnreadable || h.Reason == HoldFlagInUse) {
+	} else if h := d.st.Hold; h != nil && (h.Reason == v1alpha1.HoldFlagEdited || h.Reason == v1alpha1.HoldFlagUnreadable || h.Reason == v1alpha1.HoldFlagInUse) {
 		d.st.Hold = nil
 	}
 	if d.st.StepPassed && d.moveOn("the gate opened", nil) {
@@ -63,7 +64,7 @@ func (d *decider) analyze() {
 		return
 	}
 	if why, ok := rollbackAsked(recs); ok {
-		d.rollback(VerdictRollback, fmt.Sprintf("%s: %s", d.where(), why), nil)
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), why), nil)
 		return
 	}
 	if len(d.in.Checks) == 0 {
@@ -111,7 +112,7 @@ func (d *decider) startTraffic() {
 		}
 		deadline := started.Add(d.in.Policy.ProgressDeadline)
 		if !d.in.Now.Before(deadline) {
-			d.rollback(VerdictRollback, fmt.Sprintf("canary %s not ready within the progress deadline (%s)", d.st.CanaryRevision, d.in.Policy.ProgressDeadline), nil)
+			d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready within the progress deadline (%s)", d.st.CanaryRevision, d.in.Policy.ProgressDeadline), nil)
 			return
 		}
 		d.do(EnsureCanary{Revision: d.st.CanaryRevision})
@@ -147,14 +148,14 @@ func (d *decider) startTraffic() {
 // that lasts longer than the progress deadline.
 func (d *decider) canaryReady() bool {
 	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision {
-		if d.st.Hold != nil && d.st.Hold.Reason == HoldCanaryNotReady {
+		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
 			d.st.Hold = nil
 		}
 		return true
 	}
-	d.hold(HoldCanaryNotReady, fmt.Sprintf("canary %s is not ready", d.st.CanaryRevision))
+	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s is not ready", d.st.CanaryRevision))
 	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
-		d.rollback(VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)", d.st.CanaryRevision, d.in.Policy.ProgressDeadline), nil)
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)", d.st.CanaryRevision, d.in.Policy.ProgressDeadline), nil)
 		return false
 	}
 	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
@@ -250,19 +251,19 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		}
 		msg := fmt.Sprintf("%s: %s (failed checks %d/%d)", step, describe(failed), d.st.FailedChecks, d.in.Policy.FailureLimit)
 		if int(d.st.FailedChecks) >= d.in.Policy.FailureLimit {
-			d.rollback(VerdictRollback, msg, checks)
+			d.rollback(v1alpha1.VerdictRollback, msg, checks)
 			return
 		}
 		d.st.Message = msg
 		d.event(true, "CheckFailed", msg)
-		d.record(VerdictFail, msg, checks)
+		d.record(v1alpha1.VerdictFail, msg, checks)
 	case len(unmeasured) > 0:
-		reason := HoldAnalysisError
+		reason := v1alpha1.HoldAnalysisError
 		switch unmeasured[0].Outcome {
 		case analysis.NotEnoughData:
-			reason = HoldNotEnoughData
+			reason = v1alpha1.HoldNotEnoughData
 		case analysis.Inconclusive:
-			reason = HoldInconclusive
+			reason = v1alpha1.HoldInconclusive
 		}
 		msg := fmt.Sprintf("%s: cannot judge: %s", step, describe(unmeasured))
 		if gateHold(d.st.Hold) {
@@ -274,7 +275,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 			d.hold(reason, msg)
 		}
 		d.st.Message = msg
-		d.record(VerdictHold, msg, checks)
+		d.record(v1alpha1.VerdictHold, msg, checks)
 	default:
 		if d.st.Hold != nil && !gateHold(d.st.Hold) {
 			d.st.Hold = nil
@@ -285,7 +286,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		}
 		if !d.moveOn(why, checks) {
 			// Passed, and held at a gate: the round goes on record.
-			d.record(VerdictHold, why+"; "+d.st.Message, checks)
+			d.record(v1alpha1.VerdictHold, why+"; "+d.st.Message, checks)
 		}
 	}
 }
@@ -313,12 +314,12 @@ func (d *decider) moveOn(why string, checks []analysis.Check) bool {
 		d.st.StepPassed = true
 		return false
 	}
-	d.advance(why, VerdictAdvance, checks)
+	d.advance(why, v1alpha1.VerdictAdvance, checks)
 	return true
 }
 
 // advance moves to the next step, or to promotion after the last one.
-func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
+func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Check) {
 	d.st.StepPassed = false
 	if gateHold(d.st.Hold) {
 		d.st.Hold = nil
@@ -336,7 +337,7 @@ func (d *decider) advance(why string, v Verdict, checks []analysis.Check) {
 		d.st.Message = fmt.Sprintf("%s; step %d/%d: cohort %q (%s) on the canary", why, d.st.Step+1, len(d.st.Steps), c.Name, describeCohort(c))
 	}
 	d.event(false, "StepStarted", d.st.Message)
-	if d.st.Step > 0 || len(checks) > 0 || v != VerdictAdvance || cohortOf(&d.st) != nil {
+	if d.st.Step > 0 || len(checks) > 0 || v != v1alpha1.VerdictAdvance || cohortOf(&d.st) != nil {
 		// The first step follows from the start (already in the log)
 		// unless pre-rollout hooks judged it, or it is a cohort's.
 		d.record(v, d.st.Message, checks)
@@ -349,7 +350,7 @@ func (d *decider) paused() {
 	if d.st.Step >= 0 && d.in.Weights != d.routing(d.st.CanaryWeight) {
 		d.setWeight(d.st.CanaryWeight)
 	}
-	d.hold(HoldPaused, "paused at "+fmt.Sprintf("%d%%", d.st.CanaryWeight))
+	d.hold(v1alpha1.HoldPaused, "paused at "+fmt.Sprintf("%d%%", d.st.CanaryWeight))
 }
 
 // describe says which checks did not pass, with values and thresholds.
@@ -382,7 +383,7 @@ func describeRouting(w traffic.Weights) string {
 }
 
 // describeCohort says what a cohort matches: "x-user-tier: beta".
-func describeCohort(c *CohortStage) string {
+func describeCohort(c *v1alpha1.CohortStage) string {
 	if c.Exact != "" {
 		return c.Header + ": " + c.Exact
 	}

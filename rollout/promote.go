@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -12,8 +13,8 @@ import (
 // the stable Deployment to the canary's template. The canary carries the
 // load meanwhile, so users never meet a half-updated stable.
 func (d *decider) startPromotion(why string, checks []analysis.Check) {
-	d.st.Phase = PhasePromoting
-	d.st.PromotionStage = StageUpdateStable
+	d.st.Phase = v1alpha1.PhasePromoting
+	d.st.PromotionStage = v1alpha1.StageUpdateStable
 	t := d.now()
 	d.st.StageStartedAt = &t
 	d.st.Hold = nil
@@ -21,7 +22,7 @@ func (d *decider) startPromotion(why string, checks []analysis.Check) {
 	d.do(SetStablePaused{Paused: false})
 	d.st.Message = why
 	d.event(false, "Promoting", why)
-	d.record(VerdictPromote, why, checks)
+	d.record(v1alpha1.VerdictPromote, why, checks)
 	d.after(2 * time.Second)
 }
 
@@ -29,9 +30,9 @@ func (d *decider) startPromotion(why string, checks []analysis.Check) {
 // state, so a restart anywhere in it converges.
 func (d *decider) promote() {
 	switch d.st.PromotionStage {
-	case StageUpdateStable:
+	case v1alpha1.StageUpdateStable:
 		d.updateStable()
-	case StageFinalize:
+	case v1alpha1.StageFinalize:
 		d.finalize()
 	default:
 		// Unknown stage (a newer fledge's status?): start the stage over.
@@ -46,7 +47,7 @@ func (d *decider) updateStable() {
 		// traffic back to stable, and canary the newer one. Stable may run
 		// a mix of its old revision and the promoted one, both judged.
 		d.do(SetStablePaused{Paused: true})
-		d.startCanary(d.in.DesiredRevision, VerdictRestart,
+		d.startCanary(d.in.DesiredRevision, v1alpha1.VerdictRestart,
 			fmt.Sprintf("revision %s arrived during the promotion of %s: canary restarting", d.in.DesiredRevision, d.st.CanaryRevision))
 		return
 	}
@@ -64,13 +65,13 @@ func (d *decider) updateStable() {
 		if d.in.Now.Sub(started) >= d.in.Policy.ProgressDeadline {
 			// Rolling back is no longer possible without rewriting the
 			// user's template, which fledge never does: say so loudly.
-			d.hold(HoldStableStalled, fmt.Sprintf("the Deployment has not finished rolling to %s after %s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline))
+			d.hold(v1alpha1.HoldStableStalled, fmt.Sprintf("the Deployment has not finished rolling to %s after %s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline))
 		}
 		d.after(2 * time.Second)
 		return
 	}
 	// Stable runs the new revision: traffic back to it, and hold it again.
-	d.st.PromotionStage = StageFinalize
+	d.st.PromotionStage = v1alpha1.StageFinalize
 	d.st.StableRevision = d.st.CanaryRevision
 	d.st.Hold = nil
 	d.setWeight(0)
@@ -89,7 +90,7 @@ func (d *decider) finalize() {
 		d.after(time.Second)
 		return
 	}
-	d.backToStable(PhaseSucceeded, VerdictPromoted, fmt.Sprintf("promoted %s", d.st.CanaryRevision))
+	d.backToStable(v1alpha1.PhaseSucceeded, v1alpha1.VerdictPromoted, fmt.Sprintf("promoted %s", d.st.CanaryRevision))
 	d.event(false, "Promoted", d.st.Message)
 	d.notifyPromoted()
 	d.tellHooks(webhooks.PostRollout, EventPromoted, d.st.Message)
@@ -99,24 +100,24 @@ func (d *decider) finalize() {
 
 // rollback rejects the canary: all traffic to stable at once, canary down.
 // The Deployment was never unpaused, so stable still runs its revision.
-func (d *decider) rollback(v Verdict, why string, checks []analysis.Check) {
-	phase := PhaseRolledBack
-	if v == VerdictAbort {
-		phase = PhaseAborted
+func (d *decider) rollback(v v1alpha1.Verdict, why string, checks []analysis.Check) {
+	phase := v1alpha1.PhaseRolledBack
+	if v == v1alpha1.VerdictAbort {
+		phase = v1alpha1.PhaseAborted
 	}
 	rejected := d.st.CanaryRevision
 	step, weight := d.st.Step, d.st.CanaryWeight
 	d.record(v, why, checks)
 	d.backToStable(phase, "", why)
 	d.st.RejectedRevision = rejected
-	event := map[Phase]string{PhaseRolledBack: EventRolledBack, PhaseAborted: EventAborted}[phase]
+	event := map[v1alpha1.Phase]string{v1alpha1.PhaseRolledBack: EventRolledBack, v1alpha1.PhaseAborted: EventAborted}[phase]
 	d.event(true, event, why)
 	d.notifyRejected(event, why, d.by, step, weight, checks)
 	d.tellHooks(webhooks.PostRollout, event, why)
 }
 
 // backToStable ends a revision's flight in a terminal phase.
-func (d *decider) backToStable(phase Phase, v Verdict, why string) {
+func (d *decider) backToStable(phase v1alpha1.Phase, v v1alpha1.Verdict, why string) {
 	d.st.Phase = phase
 	d.st.CanaryWeight = 0
 	d.settle()
@@ -168,7 +169,7 @@ func (d *decider) intakeAction() bool {
 	}
 	// An annotation is remembered even when refused (so that it is taken
 	// once); an API request only when taken (its id is remembered anyway).
-	record := &ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now(), RequestID: req.RequestID, Revision: req.Revision, Cleared: api}
+	record := &v1alpha1.ActionRecord{Kind: req.Kind, By: req.By, Reason: req.Reason, At: d.now(), RequestID: req.RequestID, Revision: req.Revision, Cleared: api}
 	if !api {
 		d.st.LastAction = record
 	}
@@ -188,10 +189,10 @@ func (d *decider) intakeAction() bool {
 		d.st.LastAction = record
 	}
 	if api {
-		d.st.Requests = append(d.st.Requests, RequestRecord{ID: req.RequestID, Kind: req.Kind, By: req.By, At: d.now(),
+		d.st.Requests = append(d.st.Requests, v1alpha1.RequestRecord{ID: req.RequestID, Kind: req.Kind, By: req.By, At: d.now(),
 			Taken: d.outcome.Taken, Refusal: d.outcome.Refusal, Message: d.outcome.Message})
 		if n := len(d.st.Requests); n > MaxRequests {
-			d.st.Requests = append([]RequestRecord(nil), d.st.Requests[n-MaxRequests:]...)
+			d.st.Requests = append([]v1alpha1.RequestRecord(nil), d.st.Requests[n-MaxRequests:]...)
 		}
 	}
 	return done
@@ -201,14 +202,14 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 	ignore := func(refusal, why string) bool {
 		msg := fmt.Sprintf("%s by %s ignored: %s", req.Kind, who, why)
 		d.event(true, "ActionIgnored", msg)
-		d.record(VerdictManual, msg, nil)
+		d.record(v1alpha1.VerdictManual, msg, nil)
 		d.outcome = &ActionOutcome{Refusal: refusal, Message: msg}
 		return false
 	}
-	if req.Kind == ActionSetImage {
+	if req.Kind == v1alpha1.ActionSetImage {
 		// Only recorded: the new template is decided on like any other.
 		msg := fmt.Sprintf("image set by %s", who)
-		d.record(VerdictManual, msg, nil)
+		d.record(v1alpha1.VerdictManual, msg, nil)
 		// Filed under the revision the new image makes.
 		d.st.Decisions[len(d.st.Decisions)-1].Revision = d.in.DesiredRevision
 		d.event(false, "ImageSet", msg)
@@ -218,28 +219,28 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 	if req.Revision != "" && req.Revision != d.st.CanaryRevision {
 		return ignore(ActionRevisionMismatch, fmt.Sprintf("it is for revision %s, the canary is %s", req.Revision, orNone(d.st.CanaryRevision)))
 	}
-	inFlight := d.st.Phase == PhaseProgressing || d.st.Phase == PhasePaused
+	inFlight := d.st.Phase == v1alpha1.PhaseProgressing || d.st.Phase == v1alpha1.PhasePaused
 	switch req.Kind {
-	case ActionAbort:
+	case v1alpha1.ActionAbort:
 		if !inFlight {
 			return ignore(ActionNotApplicable, "no canary in flight ("+string(d.st.Phase)+")")
 		}
-		d.rollback(VerdictAbort, "aborted by "+who, nil)
+		d.rollback(v1alpha1.VerdictAbort, "aborted by "+who, nil)
 		return true
-	case ActionPause:
-		if d.st.Phase != PhaseProgressing {
+	case v1alpha1.ActionPause:
+		if d.st.Phase != v1alpha1.PhaseProgressing {
 			return ignore(ActionNotApplicable, "only a progressing canary can be paused ("+string(d.st.Phase)+")")
 		}
-		d.st.Phase = PhasePaused
+		d.st.Phase = v1alpha1.PhasePaused
 		d.st.Message = "paused by " + who
-		d.record(VerdictManual, d.st.Message, nil)
+		d.record(v1alpha1.VerdictManual, d.st.Message, nil)
 		d.paused()
 		return true
-	case ActionResume:
-		if d.st.Phase != PhasePaused {
+	case v1alpha1.ActionResume:
+		if d.st.Phase != v1alpha1.PhasePaused {
 			return ignore(ActionNotApplicable, "not paused ("+string(d.st.Phase)+")")
 		}
-		d.st.Phase = PhaseProgressing
+		d.st.Phase = v1alpha1.PhaseProgressing
 		d.st.Hold = nil
 		if d.st.Step >= 0 {
 			// Judge a full interval of traffic from now on.
@@ -247,11 +248,11 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 			d.st.StepStartedAt = &t
 		}
 		d.st.Message = "resumed by " + who
-		d.record(VerdictManual, d.st.Message, nil)
+		d.record(v1alpha1.VerdictManual, d.st.Message, nil)
 		d.event(false, "Resumed", d.st.Message)
 		d.after(d.in.Policy.Interval)
 		return true
-	case ActionPromote, ActionPromoteFull:
+	case v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull:
 		if !inFlight {
 			return ignore(ActionNotApplicable, "no canary in flight ("+string(d.st.Phase)+")")
 		}
@@ -259,26 +260,26 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 			return ignore(ActionNotApplicable, "the canary is not ready yet")
 		}
 		// A person passing a step passes its gate too.
-		d.st.Phase = PhaseProgressing
-		if d.st.Hold != nil && d.st.Hold.Reason == HoldGate {
+		d.st.Phase = v1alpha1.PhaseProgressing
+		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldGate {
 			d.st.Hold = nil
 		}
-		if req.Kind == ActionPromoteFull {
+		if req.Kind == v1alpha1.ActionPromoteFull {
 			d.startPromotion("promoted by "+who+", skipping the remaining steps", nil)
 			return true
 		}
-		d.advance("step passed by "+who, VerdictManual, nil)
+		d.advance("step passed by "+who, v1alpha1.VerdictManual, nil)
 		return true
-	case ActionRetry:
+	case v1alpha1.ActionRetry:
 		rejected := d.st.RejectedRevision
-		if (d.st.Phase != PhaseRolledBack && d.st.Phase != PhaseAborted) || rejected == "" {
+		if (d.st.Phase != v1alpha1.PhaseRolledBack && d.st.Phase != v1alpha1.PhaseAborted) || rejected == "" {
 			return ignore(ActionNotApplicable, "no rolled back revision to retry ("+string(d.st.Phase)+")")
 		}
 		if d.in.DesiredRevision != rejected {
 			return ignore(ActionNotApplicable, fmt.Sprintf("the Deployment's template is now %s, not the rejected %s", d.in.DesiredRevision, rejected))
 		}
 		d.st.RejectedRevision = ""
-		d.startCanary(rejected, VerdictStart, fmt.Sprintf("revision %s retried by %s: canary starting", rejected, who))
+		d.startCanary(rejected, v1alpha1.VerdictStart, fmt.Sprintf("revision %s retried by %s: canary starting", rejected, who))
 		return true
 	}
 	return ignore(ActionNotApplicable, "unknown action")

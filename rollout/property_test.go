@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -24,9 +25,9 @@ import (
 //   - Decide is deterministic and never mutates its input.
 func TestDecideInvariants(t *testing.T) {
 	const histories, events = 300, 60
-	visited := map[Phase]int{}
+	visited := map[v1alpha1.Phase]int{}
 	outcomes := []analysis.Outcome{analysis.Pass, analysis.Pass, analysis.Pass, analysis.Fail, analysis.NotEnoughData, analysis.Error, analysis.Inconclusive}
-	actions := []ActionKind{ActionPromote, ActionPromoteFull, ActionAbort, ActionPause, ActionResume}
+	actions := []v1alpha1.ActionKind{v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume}
 	for seed := range uint64(histories) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		w := &world{now: epoch}
@@ -81,7 +82,7 @@ func TestDecideInvariants(t *testing.T) {
 	}
 	// The histories must reach every phase, or the invariants were checked
 	// on too little.
-	for _, p := range []Phase{PhaseIdle, PhaseProgressing, PhasePaused, PhasePromoting, PhaseSucceeded, PhaseRolledBack, PhaseAborted} {
+	for _, p := range []v1alpha1.Phase{v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted} {
 		if visited[p] == 0 {
 			t.Errorf("no history reached phase %s: %v", p, visited)
 		}
@@ -102,19 +103,19 @@ func checkInvariants(t *testing.T, where string, in Input, d Decision) {
 		if sw.Weights.Canary > in.Policy.MaxWeight && sw.Weights.Canary != 100 {
 			t.Fatalf("%s: canary weight %d is above the largest step %d", where, sw.Weights.Canary, in.Policy.MaxWeight)
 		}
-		if sw.Weights.Canary == 100 && d.Status.Phase != PhasePromoting {
+		if sw.Weights.Canary == 100 && d.Status.Phase != v1alpha1.PhasePromoting {
 			t.Fatalf("%s: all traffic to the canary outside a promotion (phase %s)", where, d.Status.Phase)
 		}
 	}
-	if d.Status.Phase != PhasePromoting && d.Status.CanaryWeight > in.Policy.MaxWeight {
+	if d.Status.Phase != v1alpha1.PhasePromoting && d.Status.CanaryWeight > in.Policy.MaxWeight {
 		t.Fatalf("%s: status says canary at %d%%, above the largest step", where, d.Status.CanaryWeight)
 	}
 	failed := slices.ContainsFunc(in.Checks, func(c analysis.Check) bool { return c.Outcome == analysis.Fail })
 	if failed && in.Action == nil {
-		if d.Status.Phase == PhasePromoting && in.Status.Phase != PhasePromoting {
+		if d.Status.Phase == v1alpha1.PhasePromoting && in.Status.Phase != v1alpha1.PhasePromoting {
 			t.Fatalf("%s: promoted on a failed check", where)
 		}
-		if d.Status.Phase == PhaseProgressing && d.Status.Step > in.Status.Step && in.Status.Phase == PhaseProgressing {
+		if d.Status.Phase == v1alpha1.PhaseProgressing && d.Status.Step > in.Status.Step && in.Status.Phase == v1alpha1.PhaseProgressing {
 			t.Fatalf("%s: advanced from step %d to %d on a failed check", where, in.Status.Step, d.Status.Step)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // CallFunc makes one hook call (with the hook's own retries) and returns
@@ -221,13 +223,13 @@ func (r *Runner) forget(id string) {
 
 // Outcomes returns the known outcomes of the calls and deliveries a
 // status still has pending.
-func (r *Runner) Outcomes(st *FlightStatus) (map[string]CallResult, map[string]DeliveryResult) {
+func (r *Runner) Outcomes(st *v1alpha1.FlightStatus) (map[string]CallResult, map[string]DeliveryResult) {
 	r.init()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var calls map[string]CallResult
 	for _, c := range st.Calls {
-		if res, ok := r.calls[c.ID]; ok && c.State == CallPending {
+		if res, ok := r.calls[c.ID]; ok && c.State == v1alpha1.CallPending {
 			if calls == nil {
 				calls = map[string]CallResult{}
 			}
@@ -236,7 +238,7 @@ func (r *Runner) Outcomes(st *FlightStatus) (map[string]CallResult, map[string]D
 	}
 	var delivered map[string]DeliveryResult
 	for _, e := range st.Outbox {
-		if res, ok := r.delivery[e.ID]; ok && e.State == DeliveryPending {
+		if res, ok := r.delivery[e.ID]; ok && e.State == v1alpha1.DeliveryPending {
 			if delivered == nil {
 				delivered = map[string]DeliveryResult{}
 			}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 func TestRunnerCallsOncePerID(t *testing.T) {
@@ -23,7 +25,7 @@ func TestRunnerCallsOncePerID(t *testing.T) {
 			Call: func(ctx context.Context, a CallHook) CallResult {
 				calls.Add(1)
 				<-release
-				return CallResult{State: CallOK, Status: 200, Message: "200 OK"}
+				return CallResult{State: v1alpha1.CallOK, Status: 200, Message: "200 OK"}
 			},
 			Wake: func(key string) { woken <- key },
 		}
@@ -32,7 +34,7 @@ func TestRunnerCallsOncePerID(t *testing.T) {
 		r.StartCall("ns/web", a)
 		r.StartCall("ns/web", a) // running: ignored
 		synctest.Wait()
-		st := &FlightStatus{Calls: []CallRecord{{ID: "id-1", State: CallPending}}}
+		st := &v1alpha1.FlightStatus{Calls: []v1alpha1.CallRecord{{ID: "id-1", State: v1alpha1.CallPending}}}
 		if got, _ := r.Outcomes(st); len(got) != 0 {
 			t.Fatalf("outcome before the call answered: %v", got)
 		}
@@ -47,10 +49,10 @@ func TestRunnerCallsOncePerID(t *testing.T) {
 			t.Errorf("%d calls for one id, want 1", n)
 		}
 		got, _ := r.Outcomes(st)
-		if got["id-1"].State != CallOK {
+		if got["id-1"].State != v1alpha1.CallOK {
 			t.Errorf("outcome %+v, want OK", got["id-1"])
 		}
-		st.Calls[0].State = CallOK // recorded: no longer offered
+		st.Calls[0].State = v1alpha1.CallOK // recorded: no longer offered
 		if got, _ := r.Outcomes(st); len(got) != 0 {
 			t.Errorf("outcome offered for a recorded call: %v", got)
 		}
@@ -93,11 +95,11 @@ func TestRunnerDeliveries(t *testing.T) {
 					Metrics: NewMetrics(nil), Log: slog.New(slog.DiscardHandler),
 				}
 				defer r.Stop()
-				d := Delivery{ID: "d-1", Channel: "slack", Created: metav1.NewTime(time.Now()), State: DeliveryPending}
+				d := v1alpha1.Delivery{ID: "d-1", Channel: "slack", Created: metav1.NewTime(time.Now()), State: v1alpha1.DeliveryPending}
 				r.StartDelivery("ns/web", Deliver{Delivery: d})
 				time.Sleep(time.Hour)
 				synctest.Wait()
-				_, got := r.Outcomes(&FlightStatus{Outbox: []Delivery{d}})
+				_, got := r.Outcomes(&v1alpha1.FlightStatus{Outbox: []v1alpha1.Delivery{d}})
 				res := got["d-1"]
 				res.At = time.Time{}
 				if res != tt.want {
@@ -131,14 +133,14 @@ func TestRunnerStopAbandonsWithoutRecording(t *testing.T) {
 		r := &Runner{
 			Call: func(ctx context.Context, a CallHook) CallResult {
 				<-ctx.Done()
-				return CallResult{State: CallError, Message: "canceled"}
+				return CallResult{State: v1alpha1.CallError, Message: "canceled"}
 			},
 			Wake: func(string) { t.Error("woke after Stop") },
 		}
 		r.StartCall("ns/web", CallHook{ID: "id-1"})
 		synctest.Wait()
 		r.Stop()
-		got, _ := r.Outcomes(&FlightStatus{Calls: []CallRecord{{ID: "id-1", State: CallPending}}})
+		got, _ := r.Outcomes(&v1alpha1.FlightStatus{Calls: []v1alpha1.CallRecord{{ID: "id-1", State: v1alpha1.CallPending}}})
 		if len(got) != 0 {
 			t.Errorf("a call cut short by Stop was recorded: %v", got)
 		}

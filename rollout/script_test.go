@@ -17,6 +17,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/flags"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
@@ -69,7 +70,7 @@ type world struct {
 	Observed
 	now    time.Time
 	policy *Policy
-	status FlightStatus
+	status v1alpha1.FlightStatus
 	checks []analysis.Check
 	action *ActionRequest
 	// calls and delivered are the background runner's answers, given by
@@ -80,7 +81,7 @@ type world struct {
 	// answers.
 	flagDocs map[string]FlagDoc
 	gates    map[string]flags.GateResult
-	lastLog  []DecisionRecord
+	lastLog  []v1alpha1.DecisionRecord
 	// written is the last document fledge wrote per ConfigMap key;
 	// dropWrites makes every write fail (an immutable ConfigMap).
 	written    map[string]string
@@ -131,7 +132,7 @@ func runScript(t *testing.T, path string) string {
 			}
 			w.checks = checks
 		case "action":
-			w.action = &ActionRequest{Kind: ActionKind(args[0]), By: "annotation"}
+			w.action = &ActionRequest{Kind: v1alpha1.ActionKind(args[0]), By: "annotation"}
 		case "hook":
 			if err := w.addHook(args); err != nil {
 				fail("%v", err)
@@ -289,7 +290,7 @@ func (w *world) decide() string {
 		fmt.Fprintf(&b, "  = %s\n", st.Message)
 	}
 	for _, c := range st.Calls {
-		if r, ok := w.calls[c.ID]; ok && c.State != CallPending && r.State == c.State {
+		if r, ok := w.calls[c.ID]; ok && c.State != v1alpha1.CallPending && r.State == c.State {
 			delete(w.calls, c.ID) // recorded: the runner may forget it
 		}
 	}
@@ -298,7 +299,7 @@ func (w *world) decide() string {
 		calls = append(calls, fmt.Sprintf("%s(%s step=%d round=%d)=%s", c.Hook, c.Type, c.Step, c.Round, c.State))
 	}
 	for _, e := range st.Outbox {
-		if _, ok := w.delivered[e.ID]; ok && e.State != DeliveryPending {
+		if _, ok := w.delivered[e.ID]; ok && e.State != v1alpha1.DeliveryPending {
 			delete(w.delivered, e.ID)
 		}
 		outbox = append(outbox, fmt.Sprintf("%s:%s=%s", e.Channel, e.Event, e.State))
@@ -370,7 +371,7 @@ func (w *world) answer(args []string) error {
 	}
 	var id string
 	for _, c := range w.status.Calls {
-		if c.Hook == args[0] && c.State == CallPending {
+		if c.Hook == args[0] && c.State == v1alpha1.CallPending {
 			id = c.ID
 		}
 	}
@@ -380,11 +381,11 @@ func (w *world) answer(args []string) error {
 	r := CallResult{At: w.now, Attempts: 1}
 	switch args[1] {
 	case "ok":
-		r.State, r.Status, r.Message = CallOK, 200, "200 OK"
+		r.State, r.Status, r.Message = v1alpha1.CallOK, 200, "200 OK"
 	case "rejected":
-		r.State, r.Status, r.Message = CallRejected, 403, "403 Forbidden: not yet"
+		r.State, r.Status, r.Message = v1alpha1.CallRejected, 403, "403 Forbidden: not yet"
 	case "error":
-		r.State, r.Message = CallError, "timed out after 10s"
+		r.State, r.Message = v1alpha1.CallError, "timed out after 10s"
 	default:
 		return fmt.Errorf("answer: %q: want ok, rejected or error", args[1])
 	}
@@ -408,7 +409,7 @@ func (w *world) answer(args []string) error {
 // "slack|hook:<name> ok|fail".
 func (w *world) deliver(args []string) error {
 	for _, e := range w.status.Outbox {
-		if e.Channel != args[0] || e.State != DeliveryPending {
+		if e.Channel != args[0] || e.State != v1alpha1.DeliveryPending {
 			continue
 		}
 		if _, done := w.delivered[e.ID]; done {

@@ -39,6 +39,7 @@ import (
 	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic/istio"
 	"github.com/fledgehq/fledge/webhooks/hookclient"
 )
@@ -150,7 +151,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	ownNS.Start(ctx.Done())
 	defer gates.Close(context.Background())
 	var engine *api.Engine
-	onFlight := func(event string, f *rollout.Flight, d *appsv1.Deployment) {
+	onFlight := func(event string, f *v1alpha1.Flight, d *appsv1.Deployment) {
 		if engine != nil {
 			engine.OnFlight(event, f, d)
 		}

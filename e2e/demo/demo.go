@@ -23,6 +23,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 const (
@@ -66,7 +67,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	if err := deployApp(ctx, sb); err != nil {
 		return err
 	}
-	if _, err := watch(ctx, out, sb, "", func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle }); err != nil {
+	if _, err := watch(ctx, out, sb, "", func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle }); err != nil {
 		return err
 	}
 
@@ -76,7 +77,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	if err != nil {
 		return err
 	}
-	if _, err := watch(ctx, out, sb, rev, func(f *rollout.Flight) bool {
+	if _, err := watch(ctx, out, sb, rev, func(f *v1alpha1.Flight) bool {
 		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
 	}); err != nil {
 		return err
@@ -92,7 +93,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	if err != nil {
 		return err
 	}
-	f, err := watch(ctx, out, sb, rev, func(f *rollout.Flight) bool {
+	f, err := watch(ctx, out, sb, rev, func(f *v1alpha1.Flight) bool {
 		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
 	})
 	if err != nil {
@@ -103,7 +104,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 
 	fmt.Fprintf(out, "\n== summary\n")
 	fmt.Fprintf(out, "  v2 promoted in %.0fs\n", healthy.Seconds())
-	fmt.Fprintf(out, "  v3 %s in %.0fs: %s\n", map[rollout.Phase]string{rollout.PhaseRolledBack: "rolled back", rollout.PhaseSucceeded: "promoted (!)"}[f.Status.Phase], faulty.Seconds(), f.Status.Message)
+	fmt.Fprintf(out, "  v3 %s in %.0fs: %s\n", map[v1alpha1.Phase]string{v1alpha1.PhaseRolledBack: "rolled back", v1alpha1.PhaseSucceeded: "promoted (!)"}[f.Status.Phase], faulty.Seconds(), f.Status.Message)
 	fmt.Fprintf(out, "  users got %d bad responses from v3 (of %d requests it served) before it was pulled\n",
 		after.Errors-before.Errors, after.Requests-before.Requests)
 	fmt.Fprintf(out, "  the Deployment is paused on v2's pods with v3 in its spec, until someone applies a fix\n")
@@ -119,12 +120,12 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 
 // printSlack shows what Slack (the sandbox's stand-in) was told, once the
 // Flight's outbox is delivered.
-func printSlack(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, f *rollout.Flight) {
+func printSlack(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, f *v1alpha1.Flight) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
+		u, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
 		if err == nil {
-			if f, err = rollout.FlightFrom(u); err == nil && !pending(f) {
+			if f, err = v1alpha1.FlightFrom(u); err == nil && !pending(f) {
 				break
 			}
 		}
@@ -136,9 +137,9 @@ func printSlack(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, f *roll
 	}
 }
 
-func pending(f *rollout.Flight) bool {
+func pending(f *v1alpha1.Flight) bool {
 	for _, e := range f.Status.Outbox {
-		if e.State == rollout.DeliveryPending {
+		if e.State == v1alpha1.DeliveryPending {
 			return true
 		}
 	}
@@ -147,14 +148,14 @@ func pending(f *rollout.Flight) bool {
 
 // watch prints the Flight's progress until done accepts it: each change
 // of phase, step or weight, each decision with its checks, and holds.
-func watch(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, rev string, done func(*rollout.Flight) bool) (*rollout.Flight, error) {
+func watch(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, rev string, done func(*v1alpha1.Flight) bool) (*v1alpha1.Flight, error) {
 	var lastLine string
 	seen := 0
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
+		u, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
 		if err == nil {
-			f, err := rollout.FlightFrom(u)
+			f, err := v1alpha1.FlightFrom(u)
 			if err != nil {
 				return nil, err
 			}

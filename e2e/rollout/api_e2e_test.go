@@ -45,6 +45,7 @@ import (
 
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -272,19 +273,19 @@ func callCtx(t *testing.T) context.Context {
 
 // flightState is what a refused call must leave as it was.
 type flightState struct {
-	Phase          rollout.Phase
+	Phase          v1alpha1.Phase
 	Step, Weight   int32
 	CanaryRevision string
-	LastAction     *rollout.ActionRecord
-	Requests       []rollout.RequestRecord
+	LastAction     *v1alpha1.ActionRecord
+	Requests       []v1alpha1.RequestRecord
 }
 
-func stateOf(f *rollout.Flight) flightState {
+func stateOf(f *v1alpha1.Flight) flightState {
 	return flightState{f.Status.Phase, f.Status.Step, f.Status.CanaryWeight, f.Status.CanaryRevision, f.Status.LastAction, f.Status.Requests}
 }
 
 // mustFlight reads the Flight "shop" from the API server.
-func mustFlight(t *testing.T, sb *sandbox.Sandbox, ns string) *rollout.Flight {
+func mustFlight(t *testing.T, sb *sandbox.Sandbox, ns string) *v1alpha1.Flight {
 	t.Helper()
 	f, err := getFlight(context.Background(), sb, ns, "shop")
 	if err != nil {
@@ -308,8 +309,8 @@ func shopImage(t *testing.T, sb *sandbox.Sandbox, ns string) string {
 func startCanary(t *testing.T, sb *sandbox.Sandbox, ns, image string) string {
 	t.Helper()
 	rev := setImage(t, sb, ns, "shop", image, nil)
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseProgressing && f.Status.CanaryRevision == rev && f.Status.Step == 0 && f.Status.CanaryWeight == 20
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryRevision == rev && f.Status.Step == 0 && f.Status.CanaryWeight == 20
 	})
 	return rev
 }
@@ -508,7 +509,7 @@ func TestFledgectlSetImageAndWaitTellAPipelineHowItsRevisionEnded(t *testing.T) 
 	if w.code != 0 || !strings.Contains(w.stdout, "revision "+rev+" promoted") {
 		t.Fatalf("wait --revision %s: exit %d, want 0 (promoted)", rev, w.code)
 	}
-	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseSucceeded || f.Status.StableRevision != rev {
+	if f := mustFlight(t, sb, ns); f.Status.Phase != v1alpha1.PhaseSucceeded || f.Status.StableRevision != rev {
 		t.Fatalf("wait exited 0, but the Flight is %s with stable revision %s", f.Status.Phase, f.Status.StableRevision)
 	}
 	// What a pipeline reads next: what runs now.
@@ -531,8 +532,8 @@ func TestFledgectlSetImageAndWaitTellAPipelineHowItsRevisionEnded(t *testing.T) 
 	// set-image cannot set: the annotation alone is a revision, rolled
 	// back first; then set-image makes a faulty revision of its own.
 	bad := setImage(t, sb, ns, "shop", "example.com/shop:v2", map[string]string{"sandbox.fledge.dev/error-rate": "0.2"})
-	waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseRolledBack && f.Status.RejectedRevision == bad
+	waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseRolledBack && f.Status.RejectedRevision == bad
 	})
 	set = ctl.run("set-image", "shop", "shop=example.com/shop:v3")
 	rev3 := strings.TrimSpace(set.stdout)
@@ -543,7 +544,7 @@ func TestFledgectlSetImageAndWaitTellAPipelineHowItsRevisionEnded(t *testing.T) 
 	if w.code != 2 || !strings.Contains(w.stderr, "revision "+rev3+" rolled back") {
 		t.Errorf("wait --revision %s for a faulty revision: exit %d, want 2 (rolled back)", rev3, w.code)
 	}
-	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseRolledBack || f.Status.RejectedRevision != rev3 {
+	if f := mustFlight(t, sb, ns); f.Status.Phase != v1alpha1.PhaseRolledBack || f.Status.RejectedRevision != rev3 {
 		t.Errorf("wait exited 2, but the Flight is %s with rejected revision %s", f.Status.Phase, f.Status.RejectedRevision)
 	}
 
@@ -579,14 +580,14 @@ func TestFledgectlPromoteFullAndAbortActAtOnceAndSayWhoAndWhy(t *testing.T) {
 		t.Fatalf("promote --full: exit %d", p.code)
 	}
 	// A step lasts a minute: promoted within it is the call's doing.
-	f := waitFlight(t, sb, ns, "shop", 50*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+	f := waitFlight(t, sb, ns, "shop", 50*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 	})
-	want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictPromote, rollout.VerdictPromoted}
+	want := []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 	if got := verdicts(f, rev); !cmp.Equal(got, want) {
 		t.Errorf("decision log of %s: %v, want %v (no step judged)", rev, got, want)
 	}
-	if la := f.Status.LastAction; la == nil || la.Kind != rollout.ActionPromoteFull || la.By != apiUser(ns, "pipeline") || la.Reason != "smoke tests passed" {
+	if la := f.Status.LastAction; la == nil || la.Kind != v1alpha1.ActionPromoteFull || la.By != apiUser(ns, "pipeline") || la.Reason != "smoke tests passed" {
 		t.Errorf("last action %+v, want promote-full by %s for \"smoke tests passed\"", la, apiUser(ns, "pipeline"))
 	}
 	assertSettled(t, sb, ns)
@@ -598,11 +599,11 @@ func TestFledgectlPromoteFullAndAbortActAtOnceAndSayWhoAndWhy(t *testing.T) {
 	}
 	// The answer comes once the decision is written.
 	f = mustFlight(t, sb, ns)
-	if f.Status.Phase != rollout.PhaseAborted || f.Status.RejectedRevision != rev3 {
+	if f.Status.Phase != v1alpha1.PhaseAborted || f.Status.RejectedRevision != rev3 {
 		t.Errorf("after abort answered: phase %s, rejected %q; want Aborted, %s", f.Status.Phase, f.Status.RejectedRevision, rev3)
 	}
 	la := f.Status.LastAction
-	if la == nil || la.Kind != rollout.ActionAbort || la.By != apiUser(ns, "pipeline") || la.Reason != "bad build" || !strings.HasPrefix(la.RequestID, "fledgectl-") {
+	if la == nil || la.Kind != v1alpha1.ActionAbort || la.By != apiUser(ns, "pipeline") || la.Reason != "bad build" || !strings.HasPrefix(la.RequestID, "fledgectl-") {
 		t.Errorf("last action %+v, want abort by %s for \"bad build\" with fledgectl's request id", la, apiUser(ns, "pipeline"))
 	}
 	waitWarning(t, sb, ns, "shop", rollout.EventAborted, "bad build")
@@ -753,7 +754,7 @@ func TestAPIAnswersBadCallsWithTheirCodeAndTakesARetriedPromoteOnce(t *testing.T
 	wantStatus(t, "SetImage of a malformed image", err, codes.InvalidArgument, "image", "UPPER CASE:bad")
 	_, err = c.Abort(ctx, &rolloutpb.AbortRequest{Namespace: ns, Name: "shop", RequestId: "no-reason"})
 	wantStatus(t, "Abort without a reason", err, codes.InvalidArgument, "reason")
-	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseProgressing || f.Status.LastAction != nil {
+	if f := mustFlight(t, sb, ns); f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.LastAction != nil {
 		t.Fatalf("after invalid calls: %s, last action %+v; want the canary progressing, no action recorded", f.Status.Phase, f.Status.LastAction)
 	}
 	if image := shopImage(t, sb, ns); image != "example.com/shop:v2" {
@@ -783,14 +784,14 @@ func TestAPIAnswersBadCallsWithTheirCodeAndTakesARetriedPromoteOnce(t *testing.T
 	f := mustFlight(t, sb, ns)
 	var promotes []string
 	for _, d := range f.Status.Decisions {
-		if d.Revision == rev && d.Verdict == rollout.VerdictManual {
+		if d.Revision == rev && d.Verdict == v1alpha1.VerdictManual {
 			promotes = append(promotes, d.Message)
 		}
 	}
 	if len(promotes) != 1 || !strings.Contains(promotes[0], apiUser(ns, "pipeline")) || !strings.Contains(promotes[0], "step looks fine") {
 		t.Errorf("manual decisions of %s: %q, want one step passed by %s", rev, promotes, apiUser(ns, "pipeline"))
 	}
-	if f.Status.Phase != rollout.PhaseProgressing || f.Status.CanaryWeight != 50 || f.Status.LastAction == nil || f.Status.LastAction.Kind != rollout.ActionPromote {
+	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 50 || f.Status.LastAction == nil || f.Status.LastAction.Kind != v1alpha1.ActionPromote {
 		t.Errorf("after the replay: phase %s at %d%%, last action %+v; want progressing at 50%% after one promote", f.Status.Phase, f.Status.CanaryWeight, f.Status.LastAction)
 	}
 }
@@ -922,19 +923,19 @@ func TestFledgectlPauseResumeAndRetry(t *testing.T) {
 		t.Fatalf("pause: exit %d: %s", r.code, r.stderr)
 	}
 	f := mustFlight(t, sb, ns)
-	if f.Status.Phase != rollout.PhasePaused || f.Status.CanaryWeight == 0 {
+	if f.Status.Phase != v1alpha1.PhasePaused || f.Status.CanaryWeight == 0 {
 		t.Fatalf("after pause: phase %s at %d%%, want Paused at the step's weight", f.Status.Phase, f.Status.CanaryWeight)
 	}
 	if r := ctl.run("resume", "shop"); r.code != 0 {
 		t.Fatalf("resume: exit %d: %s", r.code, r.stderr)
 	}
-	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseProgressing {
+	if f := mustFlight(t, sb, ns); f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("after resume: phase %s, want Progressing", f.Status.Phase)
 	}
 	if r := ctl.run("abort", "shop", "--reason", "flaky dependency"); r.code != 0 {
 		t.Fatalf("abort: exit %d: %s", r.code, r.stderr)
 	}
-	if f := mustFlight(t, sb, ns); f.Status.Phase != rollout.PhaseAborted || f.Status.RejectedRevision != rev {
+	if f := mustFlight(t, sb, ns); f.Status.Phase != v1alpha1.PhaseAborted || f.Status.RejectedRevision != rev {
 		t.Fatalf("after abort: phase %s rejected %q", f.Status.Phase, f.Status.RejectedRevision)
 	}
 	// The Deployment still asks for the aborted revision: retry flies it again.
@@ -942,23 +943,25 @@ func TestFledgectlPauseResumeAndRetry(t *testing.T) {
 		t.Fatalf("retry: exit %d: %s", r.code, r.stderr)
 	}
 	f = mustFlight(t, sb, ns)
-	if f.Status.Phase != rollout.PhaseProgressing || f.Status.CanaryRevision != rev || f.Status.RejectedRevision != "" {
+	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryRevision != rev || f.Status.RejectedRevision != "" {
 		t.Fatalf("after retry: phase %s canary %s rejected %q; want %s in flight again", f.Status.Phase, f.Status.CanaryRevision, f.Status.RejectedRevision, rev)
 	}
 	// Promoting a canary that is not ready yet is refused, and says so.
 	if r := ctl.run("promote", "shop", "--full"); r.code == 0 {
-		if f := mustFlight(t, sb, ns); f.Status.Phase == rollout.PhaseProgressing && f.Status.Step < 0 {
+		if f := mustFlight(t, sb, ns); f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.Step < 0 {
 			t.Fatalf("promote --full of a canary not yet ready succeeded")
 		}
 	} else if !strings.Contains(r.stderr, "not ready") {
 		t.Fatalf("promote --full refused without saying why: %s", r.stderr)
 	}
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Step >= 0 || f.Status.Phase != rollout.PhaseProgressing })
-	if r := ctl.run("promote", "shop", "--full"); r.code != 0 && mustFlight(t, sb, ns).Status.Phase == rollout.PhaseProgressing {
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Step >= 0 || f.Status.Phase != v1alpha1.PhaseProgressing
+	})
+	if r := ctl.run("promote", "shop", "--full"); r.code != 0 && mustFlight(t, sb, ns).Status.Phase == v1alpha1.PhaseProgressing {
 		t.Fatalf("promote --full: exit %d: %s", r.code, r.stderr)
 	}
-	waitFlight(t, sb, ns, "shop", 50*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+	waitFlight(t, sb, ns, "shop", 50*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 	})
 	assertSettled(t, sb, ns)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // strictPolicies bounds the overrides a team may ask for: no step above
@@ -111,7 +112,7 @@ func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.
 
 	for _, c := range badAnnotations {
 		t.Run(c.name+" is reported on the Flight and in a Warning Event", func(t *testing.T) {
-			f := waitFlight(t, sb, ns, c.deployment, 30*time.Second, func(f *rollout.Flight) bool {
+			f := waitFlight(t, sb, ns, c.deployment, 30*time.Second, func(f *v1alpha1.Flight) bool {
 				v := meta.FindStatusCondition(f.Status.Conditions, "Valid")
 				return v != nil && v.Status == metav1.ConditionFalse
 			})
@@ -129,11 +130,11 @@ func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.
 	}
 
 	t.Run("another Deployment of the same engine is taken over and promoted meanwhile", func(t *testing.T) {
-		waitFlight(t, sb, ns, "cart", time.Minute, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+		waitFlight(t, sb, ns, "cart", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 		rev := setImage(t, sb, ns, "cart", "example.com/cart:v2", nil)
 		began := time.Now()
-		waitFlight(t, sb, ns, "cart", 2*time.Minute, func(f *rollout.Flight) bool {
-			return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+		waitFlight(t, sb, ns, "cart", 2*time.Minute, func(f *v1alpha1.Flight) bool {
+			return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 		})
 		t.Logf("cart promoted in %s while %d Deployments beside it were invalid", time.Since(began).Round(time.Second), len(badAnnotations))
 	})
@@ -178,9 +179,9 @@ func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.
 	}
 	for _, c := range badAnnotations {
 		t.Run("once "+c.name+" is fixed, the Deployment is taken over", func(t *testing.T) {
-			waitFlight(t, sb, ns, c.deployment, time.Minute, func(f *rollout.Flight) bool {
+			waitFlight(t, sb, ns, c.deployment, time.Minute, func(f *v1alpha1.Flight) bool {
 				v := meta.FindStatusCondition(f.Status.Conditions, "Valid")
-				return v != nil && v.Status == metav1.ConditionTrue && f.Status.Phase == rollout.PhaseIdle
+				return v != nil && v.Status == metav1.ConditionTrue && f.Status.Phase == v1alpha1.PhaseIdle
 			})
 			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
 				d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, c.deployment, metav1.GetOptions{})
@@ -221,7 +222,7 @@ func watchTakeovers(t *testing.T, sb *sandbox.Sandbox, ns string) func() (paused
 	if err != nil {
 		t.Fatal(err)
 	}
-	flights := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns)
+	flights := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns)
 	list, err := flights.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +255,7 @@ func watchTakeovers(t *testing.T, sb *sandbox.Sandbox, ns string) func() (paused
 		defer wg.Done()
 		for ev := range fw.ResultChan() {
 			if u, ok := ev.Object.(*unstructured.Unstructured); ok {
-				if f, err := rollout.FlightFrom(u); err == nil && f.Status.Phase == rollout.PhaseIdle {
+				if f, err := v1alpha1.FlightFrom(u); err == nil && f.Status.Phase == v1alpha1.PhaseIdle {
 					first(idle, f.Name, f.ResourceVersion)
 				}
 			}
@@ -305,13 +306,13 @@ func dumpFlightsOnFailure(t *testing.T, sb *sandbox.Sandbox, ns string) {
 	if !t.Failed() {
 		return
 	}
-	list, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	list, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Logf("list flights: %v", err)
 		return
 	}
 	for i := range list.Items {
-		f, err := rollout.FlightFrom(&list.Items[i])
+		f, err := v1alpha1.FlightFrom(&list.Items[i])
 		if err != nil {
 			continue
 		}
@@ -416,7 +417,7 @@ func TestQueryResultsThatAreNotOneNumberHoldTheRolloutAsAnalysisErrors(t *testin
 	}
 	revs := map[string]string{}
 	for _, c := range cases {
-		waitFlight(t, sb, ns, c.deployment, time.Minute, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+		waitFlight(t, sb, ns, c.deployment, time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 		revs[c.deployment] = setImage(t, sb, ns, c.deployment, "example.com/"+c.deployment+":v2", nil)
 	}
 	for _, c := range cases {
@@ -426,12 +427,12 @@ func TestQueryResultsThatAreNotOneNumberHoldTheRolloutAsAnalysisErrors(t *testin
 			// could not be measured, for the reason this case is about.
 			// (A round with too few samples holds too, as NotEnoughData:
 			// timing, not what this test is about, so it is let through.)
-			errorHolds := func(f *rollout.Flight) (holds []rollout.DecisionRecord, other []rollout.DecisionRecord) {
+			errorHolds := func(f *v1alpha1.Flight) (holds []v1alpha1.DecisionRecord, other []v1alpha1.DecisionRecord) {
 				for _, d := range f.Status.Decisions {
 					switch {
-					case d.Revision != rev || d.Verdict == rollout.VerdictStart:
-					case d.Verdict == rollout.VerdictHold && len(d.Checks) == 1 && d.Checks[0].Outcome == analysis.NotEnoughData:
-					case d.Verdict == rollout.VerdictHold && len(d.Checks) == 1 && d.Checks[0].Outcome == analysis.Error &&
+					case d.Revision != rev || d.Verdict == v1alpha1.VerdictStart:
+					case d.Verdict == v1alpha1.VerdictHold && len(d.Checks) == 1 && d.Checks[0].Outcome == analysis.NotEnoughData:
+					case d.Verdict == v1alpha1.VerdictHold && len(d.Checks) == 1 && d.Checks[0].Outcome == analysis.Error &&
 						d.Checks[0].Value == nil && strings.Contains(d.Checks[0].Message, c.message):
 						holds = append(holds, d)
 					default:
@@ -442,18 +443,18 @@ func TestQueryResultsThatAreNotOneNumberHoldTheRolloutAsAnalysisErrors(t *testin
 			}
 			// Two rounds: holding is a steady state, not a moment before
 			// something else happens.
-			f := waitFlight(t, sb, ns, c.deployment, time.Minute, func(f *rollout.Flight) bool {
+			f := waitFlight(t, sb, ns, c.deployment, time.Minute, func(f *v1alpha1.Flight) bool {
 				if f.Status.CanaryRevision != rev {
 					return false // the new template is not taken in yet
 				}
 				holds, other := errorHolds(f)
-				return len(holds) >= 2 || len(other) > 0 || f.Status.Phase != rollout.PhaseProgressing
+				return len(holds) >= 2 || len(other) > 0 || f.Status.Phase != v1alpha1.PhaseProgressing
 			})
-			if f.Status.Phase != rollout.PhaseProgressing || f.Status.Step != 0 || f.Status.CanaryWeight != 20 {
+			if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.Step != 0 || f.Status.CanaryWeight != 20 {
 				t.Errorf("flight: phase %s, step %d, weight %d; want Progressing at the first step (20%%)", f.Status.Phase, f.Status.Step, f.Status.CanaryWeight)
 			}
-			if f.Status.Hold == nil || f.Status.Hold.Reason != rollout.HoldAnalysisError {
-				t.Errorf("hold: %+v, want reason %s", f.Status.Hold, rollout.HoldAnalysisError)
+			if f.Status.Hold == nil || f.Status.Hold.Reason != v1alpha1.HoldAnalysisError {
+				t.Errorf("hold: %+v, want reason %s", f.Status.Hold, v1alpha1.HoldAnalysisError)
 			}
 			if _, other := errorHolds(f); len(other) > 0 {
 				t.Errorf("decisions for %s other than holds on an error saying %q: %+v", rev, c.message, other)

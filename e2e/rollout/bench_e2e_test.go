@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/e2e/mesh"
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/traffic/istio"
 )
@@ -65,7 +65,7 @@ func BenchmarkFaultyCanaryTimeToZero(b *testing.B) {
 		if zeroAt.IsZero() {
 			b.Fatal("the faulty canary never went to 0%")
 		}
-		waitFlight(b, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.RejectedRevision == rev })
+		waitFlight(b, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.RejectedRevision == rev })
 		mu.Lock()
 		seconds += zeroAt.Sub(first).Seconds()
 		bad += float64(errors)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Deleting an opted-in Deployment mid-rollout must not leave a team's own
@@ -52,9 +53,9 @@ policies:
 		t.Fatal(err)
 	}
 	createShopService(t, sb, ns)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.CanaryWeight == 30 })
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.CanaryWeight == 30 })
 
 	e.Kill()
 	if err := sb.Kube.AppsV1().Deployments(ns).Delete(ctx, "shop", metav1.DeleteOptions{}); err != nil {

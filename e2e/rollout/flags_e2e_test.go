@@ -21,6 +21,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/traffic/istio"
 )
@@ -163,7 +164,7 @@ func flagApp(t *testing.T, sb *sandbox.Sandbox, ns, name, policy string, annotat
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Mesh.RemoveClient(client) })
-	waitFlight(t, sb, ns, name, 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+	waitFlight(t, sb, ns, name, 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 }
 
 // seen is what the emulator served one request with.
@@ -221,7 +222,7 @@ func routingOf(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Weights {
 	return w
 }
 
-func flagState(f *rollout.Flight, flag string) rollout.FlagState {
+func flagState(f *v1alpha1.Flight, flag string) v1alpha1.FlagState {
 	for _, fs := range f.Status.Flags {
 		if fs.Flag == flag {
 			return fs.State
@@ -263,8 +264,8 @@ func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
 	rec := record(t, sb, ns)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(nil))
-	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Step == 0 && flagState(f, "new-checkout") == rollout.FlagInSync
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Step == 0 && flagState(f, "new-checkout") == v1alpha1.FlagInSync
 	})
 	if len(f.Status.Cohorts) != 1 || f.Status.CanaryWeight != 0 {
 		t.Fatalf("cohort stage: cohorts %+v at weight %d, want beta at 0%%", f.Status.Cohorts, f.Status.CanaryWeight)
@@ -309,8 +310,8 @@ func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
 		t.Fatalf("the cohort stage ended during the window (step %d): lengthen its minDuration", f.Status.Step)
 	}
 
-	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Step == 1 && flagState(f, "new-checkout") == rollout.FlagInSync
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Step == 1 && flagState(f, "new-checkout") == v1alpha1.FlagInSync
 	})
 	if w := routingOf(t, sb, ns); w.Canary != 20 || w.Sticky.Cookie != rollout.DefaultStickyCookie || !w.Cohort.IsZero() {
 		t.Errorf("routing %+v at the first weighted step, want 80/20 with the sticky cookie and no cohort", w)
@@ -345,8 +346,8 @@ func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
 		t.Errorf("flag on for %.2f of requests at 20%%, want about 0.2", share)
 	}
 
-	f = waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev && flagState(f, "new-checkout") == rollout.FlagInSync
+	f = waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev && flagState(f, "new-checkout") == v1alpha1.FlagInSync
 	})
 	def := flagOf(t, sb, ns, "new-checkout")
 	if def["defaultVariant"] != "on" || def["targeting"] != nil {
@@ -406,10 +407,10 @@ policies:
 	shopApp(t, sb, ns, "gated", 150)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Step == 0 })
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Step == 0 })
 	putConfigMap(t, sb, engineNamespace, gates, flagsKey, gateDoc("off"))
-	held := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagGate
+	held := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagGate
 	})
 	t.Logf("held: %s", held.Status.Hold.Message)
 	if held.Status.Step != 0 || held.Status.CanaryWeight != 20 || !strings.Contains(held.Status.Hold.Message, "release-freeze-lifted") {
@@ -417,29 +418,29 @@ policies:
 	}
 	waitWarning(t, sb, ns, "shop", "Held", "release-freeze-lifted")
 	round := held.Status.Round
-	f := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Round >= round+2 })
-	if f.Status.Step != 0 || f.Status.Phase != rollout.PhaseProgressing {
+	f := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Round >= round+2 })
+	if f.Status.Step != 0 || f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("moved while the freeze flag was false: phase %s step %d", f.Status.Phase, f.Status.Step)
 	}
 
 	putConfigMap(t, sb, engineNamespace, gates, flagsKey, gateDoc("on"))
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Step == 1 })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Step == 1 })
 	putConfigMap(t, sb, engineNamespace, gates, flagsKey, `{"flags": {"release-freeze-lifted": `)
-	held = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagGateUnreadable
+	held = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagGateUnreadable
 	})
 	t.Logf("held: %s", held.Status.Hold.Message)
 	if held.Status.Step != 1 || !strings.Contains(held.Status.Hold.Message, "cannot be read") {
 		t.Errorf("held at step %d: %q; want step 1, saying the gate cannot be read", held.Status.Step, held.Status.Hold.Message)
 	}
 	round = held.Status.Round
-	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Round >= round+1 })
-	if f.Status.Phase != rollout.PhaseProgressing {
+	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Round >= round+1 })
+	if f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("phase %s with an unreadable gate, want Progressing", f.Status.Phase)
 	}
 	putConfigMap(t, sb, engineNamespace, gates, flagsKey, gateDoc("on"))
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 	})
 }
 
@@ -476,18 +477,18 @@ policies:
 	flagApp(t, sb, ns, "shop", "by-variant", flagAnnotations(nil), 0)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(map[string]string{"on.error-rate": "0.3"}))
-	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
+	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.CanaryRevision == rev && f.Status.Phase.Terminal()
 	})
-	if f.Status.Phase != rollout.PhaseRolledBack || f.Status.RejectedRevision != rev {
+	if f.Status.Phase != v1alpha1.PhaseRolledBack || f.Status.RejectedRevision != rev {
 		t.Fatalf("phase %s, rejected %q: want %s rolled back", f.Status.Phase, f.Status.RejectedRevision, rev)
 	}
 	if !strings.Contains(f.Status.Message, "on-variant-extra-errors") {
 		t.Errorf("rollback message %q does not name the variant check", f.Status.Message)
 	}
-	var last rollout.DecisionRecord
+	var last v1alpha1.DecisionRecord
 	for _, d := range f.Status.Decisions {
-		if d.Revision == rev && d.Verdict == rollout.VerdictRollback {
+		if d.Revision == rev && d.Verdict == v1alpha1.VerdictRollback {
 			last = d
 		}
 	}
@@ -536,14 +537,14 @@ policies:
 `})
 	flagApp(t, sb, ns, "shop", "linked", flagAnnotations(nil), 0)
 	setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(nil))
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Step == 0 && flagState(f, "new-checkout") == rollout.FlagInSync
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Step == 0 && flagState(f, "new-checkout") == v1alpha1.FlagInSync
 	})
 	// The person turns the feature on for everyone.
 	edited := strings.Replace(releaseFlagsDoc, `"defaultVariant": "off"}`, `"defaultVariant": "on"}`, 1)
 	putConfigMap(t, sb, ns, flagsConfigMap, flagsKey, edited)
-	held := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagEdited
+	held := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagEdited
 	})
 	t.Logf("held: %s", held.Status.Hold.Message)
 	if !strings.Contains(held.Status.Hold.Message, "new-checkout") || !strings.Contains(held.Status.Hold.Message, "someone else") {
@@ -551,7 +552,7 @@ policies:
 	}
 	waitWarning(t, sb, ns, "shop", "Held", "new-checkout")
 	round := held.Status.Round
-	f := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Round >= round+2 })
+	f := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Round >= round+2 })
 	if f.Status.Step != 0 {
 		t.Errorf("moved to step %d while the flag was edited", f.Status.Step)
 	}
@@ -559,7 +560,7 @@ policies:
 		t.Errorf("the person's edit was overwritten:\n%s", got)
 	}
 	annotate(t, sb, ns, map[string]string{rollout.AnnotationAction: "abort", rollout.AnnotationActionReason: "the flag went out by hand"})
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseAborted })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseAborted })
 	assertSettled(t, sb, ns)
 	time.Sleep(2 * time.Second)
 	if got := readConfigMap(t, sb, ns, flagsConfigMap).Data[flagsKey]; got != edited {
@@ -620,8 +621,8 @@ policies:
 
 	setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
 	cartRev := setImage(t, sb, ns, "cart", "example.com/cart:v2", nil)
-	held := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagUnreadable
+	held := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagUnreadable
 	})
 	t.Logf("missing flag: %s", held.Status.Hold.Message)
 	if !strings.Contains(held.Status.Hold.Message, "no-such-flag") || held.Status.Step != -1 {
@@ -630,8 +631,8 @@ policies:
 	waitWarning(t, sb, ns, "shop", "Held", "no-such-flag")
 
 	switchPolicy(t, sb, ns, "string-gate", "example.com/shop:v3")
-	held = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagGateUnreadable
+	held = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagGateUnreadable
 	})
 	t.Logf("string gate: %s", held.Status.Hold.Message)
 	if !strings.Contains(held.Status.Hold.Message, "not a boolean") {
@@ -641,8 +642,8 @@ policies:
 	putConfigMap(t, sb, ns, flagsConfigMap, flagsKey, `{"flags": {"new-checkout": {"state": "ENABLED"`)
 	before = readConfigMap(t, sb, ns, flagsConfigMap).ResourceVersion
 	switchPolicy(t, sb, ns, "linked", "example.com/shop:v4")
-	held = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagUnreadable
+	held = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagUnreadable
 	})
 	t.Logf("invalid document: %s", held.Status.Hold.Message)
 	if !strings.Contains(held.Status.Hold.Message, "not a flagd flag document") {
@@ -650,7 +651,7 @@ policies:
 	}
 	waitWarning(t, sb, ns, "shop", "Held", "flagd")
 
-	cart := waitFlight(t, sb, ns, "cart", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseSucceeded })
+	cart := waitFlight(t, sb, ns, "cart", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseSucceeded })
 	if cart.Status.StableRevision != cartRev {
 		t.Errorf("cart: stable %s, want %s promoted", cart.Status.StableRevision, cartRev)
 	}
@@ -658,7 +659,7 @@ policies:
 	if rv := readConfigMap(t, sb, ns, flagsConfigMap).ResourceVersion; rv != before {
 		t.Errorf("the flags ConfigMap was written (resourceVersion %s, was %s)", rv, before)
 	}
-	if f, _ := getFlight(context.Background(), sb, ns, "shop"); f.Status.Step != -1 || f.Status.Phase != rollout.PhaseProgressing {
+	if f, _ := getFlight(context.Background(), sb, ns, "shop"); f.Status.Step != -1 || f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Errorf("shop: phase %s step %d, want held before any traffic", f.Status.Phase, f.Status.Step)
 	}
 }
@@ -668,7 +669,7 @@ policies:
 func switchPolicy(t *testing.T, sb *sandbox.Sandbox, ns, policy, image string) {
 	t.Helper()
 	annotate(t, sb, ns, map[string]string{rollout.AnnotationRollout: policy})
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Spec.Policy == policy })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Spec.Policy == policy })
 	setImage(t, sb, ns, "shop", image, nil)
 }
 
@@ -696,31 +697,31 @@ policies:
 	flagApp(t, sb, ns, "cart", "linked", nil, 0)
 
 	shopRev := setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(nil))
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Step == 0 })
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Step == 0 })
 	// shop stays in flight (paused) while cart tries.
 	annotate(t, sb, ns, map[string]string{rollout.AnnotationAction: "pause"})
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhasePaused })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhasePaused })
 	cartRev := setImage(t, sb, ns, "cart", "example.com/cart:v2", nil)
-	held := waitFlight(t, sb, ns, "cart", 30*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldFlagInUse
+	held := waitFlight(t, sb, ns, "cart", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldFlagInUse
 	})
 	t.Logf("cart held: %s", held.Status.Hold.Message)
 	if !strings.Contains(held.Status.Hold.Message, ns+"/shop") || held.Status.Step != -1 {
 		t.Errorf("cart held at step %d: %q; want before any traffic, naming the Flight shop", held.Status.Step, held.Status.Hold.Message)
 	}
 	annotate(t, sb, ns, map[string]string{rollout.AnnotationAction: "resume"})
-	shop := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == shopRev
+	shop := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == shopRev
 	})
-	if s := flagState(shop, "new-checkout"); s != rollout.FlagInSync {
+	if s := flagState(shop, "new-checkout"); s != v1alpha1.FlagInSync {
 		t.Errorf("shop's flag %s after its promotion, want InSync (never disturbed by cart)", s)
 	}
 	// The flag is at its final variant now: cart's revision leaves it
 	// alone and is promoted.
-	cart := waitFlight(t, sb, ns, "cart", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == cartRev
+	cart := waitFlight(t, sb, ns, "cart", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == cartRev
 	})
-	if s := flagState(cart, "new-checkout"); s != rollout.FlagLeftAlone {
+	if s := flagState(cart, "new-checkout"); s != v1alpha1.FlagLeftAlone {
 		t.Errorf("cart's flag %s, want LeftAlone (shop released it): %s", s, cart.Status.Flags[0].Message)
 	}
 }

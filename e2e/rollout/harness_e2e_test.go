@@ -27,6 +27,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/traffic/istio"
 )
@@ -182,7 +183,7 @@ func shopApp(t testing.TB, sb *sandbox.Sandbox, ns, policy string, rps float64) 
 		}
 		t.Cleanup(func() { sb.Mesh.RemoveClient(client) })
 	}
-	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	return f.Status.StableRevision
 }
 
@@ -284,18 +285,18 @@ func virtualServiceNames(t testing.TB, sb *sandbox.Sandbox, ns string) []string 
 }
 
 // getFlight reads a Flight from the API server.
-func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*rollout.Flight, error) {
-	u, err := sb.Dynamic.Resource(rollout.FlightResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*v1alpha1.Flight, error) {
+	u, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
-	return rollout.FlightFrom(u)
+	return v1alpha1.FlightFrom(u)
 }
 
 // waitFlight polls the Flight until ok accepts it.
-func waitFlight(t testing.TB, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*rollout.Flight) bool) *rollout.Flight {
+func waitFlight(t testing.TB, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*v1alpha1.Flight) bool) *v1alpha1.Flight {
 	t.Helper()
-	var last *rollout.Flight
+	var last *v1alpha1.Flight
 	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		f, err := getFlight(ctx, sb, ns, name)
 		if err != nil {
@@ -314,8 +315,8 @@ func waitFlight(t testing.TB, sb *sandbox.Sandbox, ns, name string, timeout time
 }
 
 // verdicts lists a revision's decisions, in order.
-func verdicts(f *rollout.Flight, rev string) []rollout.Verdict {
-	var out []rollout.Verdict
+func verdicts(f *v1alpha1.Flight, rev string) []v1alpha1.Verdict {
+	var out []v1alpha1.Verdict
 	for _, d := range f.Status.Decisions {
 		if d.Revision == rev {
 			out = append(out, d.Verdict)

@@ -27,6 +27,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/e2e/slackd"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -146,10 +147,10 @@ func slackOf(sb *sandbox.Sandbox, ns, kind string) []slackd.Message {
 }
 
 // waitOutboxEmpty waits until every message of the Flight is delivered.
-func waitOutboxEmpty(t testing.TB, sb *sandbox.Sandbox, ns string) *rollout.Flight {
-	return waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
+func waitOutboxEmpty(t testing.TB, sb *sandbox.Sandbox, ns string) *v1alpha1.Flight {
+	return waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		for _, e := range f.Status.Outbox {
-			if e.State == rollout.DeliveryPending {
+			if e.State == v1alpha1.DeliveryPending {
 				return false
 			}
 		}
@@ -186,8 +187,8 @@ policies:
 	shopApp(t, sb, ns, "gated", 150)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	held := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.StepPassed && f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldGate
+	held := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.StepPassed && f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldGate
 	})
 	t.Logf("held: %s", held.Status.Hold.Message)
 	if held.Status.Step != 1 || held.Status.CanaryWeight != 50 {
@@ -203,15 +204,15 @@ policies:
 	e.Kill()
 	e.Start()
 	round := held.Status.Round
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool { return f.Status.Round >= round+2 })
-	if f, _ := getFlight(context.Background(), sb, ns, "shop"); f.Status.Phase != rollout.PhaseProgressing {
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Round >= round+2 })
+	if f, _ := getFlight(context.Background(), sb, ns, "shop"); f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("phase %s while the gate is closed, want Progressing", f.Status.Phase)
 	}
 
 	gate.answer.Store(http.StatusOK)
 	opened := time.Now()
-	waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+	waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 	})
 	t.Logf("promoted %s after the gate opened", time.Since(opened).Round(100*time.Millisecond))
 	f := waitOutboxEmpty(t, sb, ns)
@@ -295,8 +296,8 @@ policies:
 	failuresBefore := sb.Slack.Failures()
 	began := time.Now()
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2-bad", map[string]string{"sandbox.fledge.dev/error-rate": "0.2"})
-	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseRolledBack && f.Status.RejectedRevision == rev
+	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseRolledBack && f.Status.RejectedRevision == rev
 	})
 	t.Logf("rolled back after %s while Slack was down: %s", time.Since(began).Round(100*time.Millisecond), f.Status.Message)
 	if n := len(slackOf(sb, ns, "any")); n != 0 {
@@ -315,7 +316,7 @@ policies:
 	t.Logf("rollback message:\n%s", msg)
 	var failed *analysis.Check
 	for _, d := range f.Status.Decisions {
-		if d.Verdict == rollout.VerdictRollback {
+		if d.Verdict == v1alpha1.VerdictRollback {
 			for i, c := range d.Checks {
 				if c.Outcome == analysis.Fail {
 					failed = &d.Checks[i]
@@ -426,15 +427,15 @@ policies:
 	shopApp(t, sb, ns, "quiet", 0) // no organic traffic at all
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	f := waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev || f.Status.Phase == rollout.PhaseRolledBack
+	f := waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev || f.Status.Phase == v1alpha1.PhaseRolledBack
 	})
-	if f.Status.Phase != rollout.PhaseSucceeded {
+	if f.Status.Phase != v1alpha1.PhaseSucceeded {
 		t.Fatalf("phase %s: %s", f.Status.Phase, f.Status.Message)
 	}
 	var judged []analysis.Check
 	for _, d := range f.Status.Decisions {
-		if d.Revision == rev && d.Verdict == rollout.VerdictPromote {
+		if d.Revision == rev && d.Verdict == v1alpha1.VerdictPromote {
 			judged = d.Checks
 		}
 	}
@@ -512,8 +513,8 @@ policies:
 	shopApp(t, sb, ns, "hooked", 150)
 
 	setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil && f.Status.Hold.Reason == rollout.HoldAnalysisError
+	f := waitFlight(t, sb, ns, "shop", 90*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldAnalysisError
 	})
 	t.Logf("held: %s", f.Status.Hold.Message)
 	want := map[string]string{
@@ -540,7 +541,7 @@ policies:
 	if len(want) > 0 {
 		t.Errorf("no checks for %v in the last decision", want)
 	}
-	if f.Status.Phase != rollout.PhaseProgressing || f.Status.CanaryWeight != 20 {
+	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 20 {
 		t.Errorf("phase %s at %d%%: bad hook answers must hold the step, not move or roll back", f.Status.Phase, f.Status.CanaryWeight)
 	}
 	// The engine is healthy: it is running and still acts.
@@ -548,7 +549,7 @@ policies:
 		t.Fatalf("engine exited: %v", err)
 	}
 	annotate(t, sb, ns, map[string]string{rollout.AnnotationAction: "abort", rollout.AnnotationActionReason: "bad hooks"})
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseAborted })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseAborted })
 	assertSettled(t, sb, ns)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Scenario 3: a revision whose median latency is unchanged but whose tail
@@ -36,9 +37,9 @@ policies:
 	// Stable: p50=20, p95=60. The new revision: the same median, a tail
 	// seven times longer.
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:slow-tail", map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=420"})
-	f := waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *rollout.Flight) bool { return f.Status.RejectedRevision == rev })
-	if f.Status.Phase != rollout.PhaseRolledBack {
-		t.Fatalf("phase %s, want %s", f.Status.Phase, rollout.PhaseRolledBack)
+	f := waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.RejectedRevision == rev })
+	if f.Status.Phase != v1alpha1.PhaseRolledBack {
+		t.Fatalf("phase %s, want %s", f.Status.Phase, v1alpha1.PhaseRolledBack)
 	}
 	last := f.Status.Decisions[len(f.Status.Decisions)-1]
 	var p95, success *analysis.Check
@@ -85,28 +86,28 @@ policies:
 			t.Fatal(err)
 		}
 	}
-	recorded := func(kind rollout.ActionKind) func(*rollout.Flight) bool {
-		return func(f *rollout.Flight) bool { return f.Status.LastAction != nil && f.Status.LastAction.Kind == kind }
+	recorded := func(kind v1alpha1.ActionKind) func(*v1alpha1.Flight) bool {
+		return func(f *v1alpha1.Flight) bool { return f.Status.LastAction != nil && f.Status.LastAction.Kind == kind }
 	}
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.CanaryWeight == 10 })
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.CanaryWeight == 10 })
 
 	// The interval is a minute: without the actions this rollout would
 	// sit at 10% for the whole test.
 	act("pause", "checking the dashboards")
-	f := waitFlight(t, sb, ns, "shop", 30*time.Second, recorded(rollout.ActionPause))
-	if f.Status.Phase != rollout.PhasePaused || f.Status.LastAction.Reason != "checking the dashboards" || f.Status.LastAction.By != "annotation" {
+	f := waitFlight(t, sb, ns, "shop", 30*time.Second, recorded(v1alpha1.ActionPause))
+	if f.Status.Phase != v1alpha1.PhasePaused || f.Status.LastAction.Reason != "checking the dashboards" || f.Status.LastAction.By != "annotation" {
 		t.Fatalf("after pause: phase %s, last action %+v", f.Status.Phase, f.Status.LastAction)
 	}
 	waitAnnotationGone(t, ns)
 
 	act("resume", "")
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseProgressing })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseProgressing })
 	waitAnnotationGone(t, ns)
 
 	act("promote", "looks good")
-	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.CanaryWeight == 20 })
+	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.CanaryWeight == 20 })
 	waitAnnotationGone(t, ns)
 	// Taken once: the step does not move again by itself.
 	time.Sleep(3 * time.Second)
@@ -115,8 +116,8 @@ policies:
 	}
 
 	act("promote-full", "ship it")
-	f = waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+	f = waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 	})
 	if !strings.Contains(f.Status.Decisions[len(f.Status.Decisions)-2].Message, "ship it") {
 		t.Errorf("the promotion's decision does not say why: %+v", f.Status.Decisions[len(f.Status.Decisions)-2])
@@ -124,9 +125,9 @@ policies:
 
 	// Abort a second revision.
 	rev3 := setImage(t, sb, ns, "shop", "example.com/shop:v3", nil)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.CanaryWeight == 10 && f.Status.CanaryRevision == rev3 })
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.CanaryWeight == 10 && f.Status.CanaryRevision == rev3 })
 	act("abort", "wrong build")
-	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseAborted })
+	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseAborted })
 	if f.Status.RejectedRevision != rev3 || !strings.Contains(f.Status.Message, "wrong build") {
 		t.Errorf("after abort: rejected %s, message %q", f.Status.RejectedRevision, f.Status.Message)
 	}

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // The policy file is followed while the engine runs: a policy added by the
@@ -37,7 +38,7 @@ func TestPolicyFileChangesTakeEffectWithoutARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	createShopService(t, sb, ns)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool {
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
 		c := meta.FindStatusCondition(f.Status.Conditions, "Valid")
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, `no policy "team-b"`)
 	})
@@ -57,7 +58,7 @@ func TestPolicyFileChangesTakeEffectWithoutARestart(t *testing.T) {
 
 	// Fixed: the Deployment is taken over.
 	writeFileAtomically(t, policyFile, fastPolicies+"  team-b:\n    steps: [50]\n    interval: 5s\n    minInterval: 1s\n    metrics: [{name: success-rate, min: 0.9}]\n")
-	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	if c := meta.FindStatusCondition(f.Status.Conditions, "Valid"); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Valid condition after the fix: %+v", c)
 	}
@@ -107,8 +108,8 @@ policies:
 	}
 	rev := rollout.TemplateHash(d.Spec.Template)
 	began := time.Now()
-	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.RejectedRevision == rev })
-	if f.Status.Phase != rollout.PhaseRolledBack || !strings.Contains(f.Status.Message, "progress deadline") {
+	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.RejectedRevision == rev })
+	if f.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(f.Status.Message, "progress deadline") {
 		t.Fatalf("phase %s, message %q; want a rollback at the progress deadline", f.Status.Phase, f.Status.Message)
 	}
 	t.Logf("rolled back %s after the new template: %s", time.Since(began).Round(time.Second), f.Status.Message)

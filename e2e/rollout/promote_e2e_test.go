@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Scenarios 1 and 2 of the engine: a healthy revision promoted through
@@ -30,8 +31,8 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 		began := time.Now()
 		before := scrapeCounters(t, e.MetricsAddr)
 		rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *rollout.Flight) bool {
-			return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *v1alpha1.Flight) bool {
+			return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 		})
 		t.Logf("promoted in %s", time.Since(began).Round(time.Second))
 		// The cost of a rollout, for the benchmark figures: API writes per
@@ -45,7 +46,7 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 		}
 		q := `fledge_prometheus_queries_total{result="ok"}`
 		t.Logf("PromQL queries per judged step: %.1f", (after[q]-before[q])/judged)
-		want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+		want := []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictAdvance, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 		if got := verdicts(f, rev); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("decision log for %s: %v, want %v", rev, got, want)
 		}
@@ -67,8 +68,8 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 	t.Run("a revision with 10% errors is rolled back", func(t *testing.T) {
 		before := sb.Mesh.WorkloadCounts(ns, "shop-canary")
 		rev := setImage(t, sb, ns, "shop", "example.com/shop:v3", map[string]string{"sandbox.fledge.dev/error-rate": "0.1"})
-		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *rollout.Flight) bool {
-			return f.Status.Phase == rollout.PhaseRolledBack && f.Status.RejectedRevision == rev
+		f := waitFlight(t, sb, ns, "shop", 3*time.Minute, func(f *v1alpha1.Flight) bool {
+			return f.Status.Phase == v1alpha1.PhaseRolledBack && f.Status.RejectedRevision == rev
 		})
 		t.Logf("rolled back: %s", f.Status.Message)
 		after := sb.Mesh.WorkloadCounts(ns, "shop-canary")

@@ -22,7 +22,7 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // What happens to a rollout when the world misbehaves: the engine is
@@ -97,10 +97,10 @@ func TestEngineKilledMidRolloutResumesWithoutRepeatingOrSkippingAStep(t *testing
 	// Crash 1: just after step 2 (20%) began. The pause (2 s) is shorter
 	// than what is left of the step, so the restarted engine must find the
 	// step still running and its clock still ticking.
-	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.CanaryRevision == rev && (f.Status.Phase != rollout.PhaseProgressing || f.Status.Step >= 1)
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.Step >= 1)
 	})
-	if f.Status.Phase != rollout.PhaseProgressing || f.Status.Step != 1 {
+	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.Step != 1 {
 		t.Fatalf("wanted to crash the engine at step 2, found phase=%s step=%d", f.Status.Phase, f.Status.Step)
 	}
 	first := crashAndRestart(t, eng, logPath, 2*time.Second)
@@ -110,30 +110,30 @@ func TestEngineKilledMidRolloutResumesWithoutRepeatingOrSkippingAStep(t *testing
 	// Resuming means deciding from where it was: at step 2 still, or
 	// judging step 2 if its interval ran out meanwhile. A canary restarted
 	// from step 1 or from zero would be neither.
-	if first.Phase != string(rollout.PhaseProgressing) || (first.Step != 1 && !strings.HasPrefix(first.Message, "step 2/5 at 20%:")) {
+	if first.Phase != string(v1alpha1.PhaseProgressing) || (first.Step != 1 && !strings.HasPrefix(first.Message, "step 2/5 at 20%:")) {
 		t.Errorf("after the restart at step 2 the engine decided phase=%s step=%d %q, want step 2 resumed", first.Phase, first.Step, first.Message)
 	}
 
 	// Crash 2: during the promotion, while Kubernetes rolls the stable
 	// Deployment; the persisted promotion stage must carry it through.
-	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.CanaryRevision == rev && (f.Status.Phase == rollout.PhasePromoting || f.Status.Phase.Terminal())
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Phase == v1alpha1.PhasePromoting || f.Status.Phase.Terminal())
 	})
-	if f.Status.Phase != rollout.PhasePromoting {
+	if f.Status.Phase != v1alpha1.PhasePromoting {
 		t.Fatalf("wanted to crash the engine during the promotion, found phase=%s (%s)", f.Status.Phase, f.Status.Message)
 	}
 	stage := f.Status.PromotionStage
 	first = crashAndRestart(t, eng, logPath, 3*time.Second)
 	t.Logf("crash during the promotion (stage %s): first decision %s after the restart: phase=%s step=%d weight=%d %q",
 		stage, first.after.Round(10*time.Millisecond), first.Phase, first.Step, first.Weight, first.Message)
-	if first.Phase != string(rollout.PhasePromoting) {
+	if first.Phase != string(v1alpha1.PhasePromoting) {
 		t.Errorf("after the restart during the promotion the engine decided phase=%s %q, want the promotion resumed", first.Phase, first.Message)
 	}
 
-	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
 	})
-	if f.Status.Phase != rollout.PhaseSucceeded || f.Status.StableRevision != rev {
+	if f.Status.Phase != v1alpha1.PhaseSucceeded || f.Status.StableRevision != rev {
 		t.Fatalf("rollout ended %s (%s), want %s promoted", f.Status.Phase, f.Status.Message, rev)
 	}
 	t.Logf("promoted in %s despite two crashes", time.Since(began).Round(time.Second))
@@ -141,8 +141,8 @@ func TestEngineKilledMidRolloutResumesWithoutRepeatingOrSkippingAStep(t *testing
 	// The decision log is in the status, the commit point: a step taken
 	// twice would be a second advance, a restart from scratch a second start.
 	holds, judged := withoutHolds(verdicts(f, rev))
-	want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictAdvance, rollout.VerdictAdvance,
-		rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+	want := []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictAdvance, v1alpha1.VerdictAdvance, v1alpha1.VerdictAdvance,
+		v1alpha1.VerdictAdvance, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 	if !slices.Equal(judged, want) {
 		t.Errorf("decision log for %s: %v, want %v (holds aside)", rev, judged, want)
 	}
@@ -230,10 +230,10 @@ func TestOnlyTheLeaderActsAndAFollowerTakesOverWhenItDies(t *testing.T) {
 	history := recordCanaryWeights(t, sb, ns, "shop", "shop-canary")
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
 
-	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.CanaryRevision == rev && (f.Status.Phase != rollout.PhaseProgressing || f.Status.Step >= 2)
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.Step >= 2)
 	})
-	if f.Status.Phase != rollout.PhaseProgressing {
+	if f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("wanted to kill the leader mid-rollout, found phase=%s (%s)", f.Status.Phase, f.Status.Message)
 	}
 	if n := len(engineDecisions(t, logs[follower], 0)); n != 0 {
@@ -282,10 +282,10 @@ func TestOnlyTheLeaderActsAndAFollowerTakesOverWhenItDies(t *testing.T) {
 	restarted := logSize(t, logs[leader])
 	engines[leader].Start()
 
-	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
 	})
-	if f.Status.Phase != rollout.PhaseSucceeded || f.Status.StableRevision != rev {
+	if f.Status.Phase != v1alpha1.PhaseSucceeded || f.Status.StableRevision != rev {
 		t.Fatalf("rollout ended %s (%s), want %s promoted", f.Status.Phase, f.Status.Message, rev)
 	}
 	if n := len(engineDecisions(t, logs[leader], restarted)); n != 0 {
@@ -299,8 +299,8 @@ func TestOnlyTheLeaderActsAndAFollowerTakesOverWhenItDies(t *testing.T) {
 		t.Errorf("lease held by %q at the end, want %s", h, follower)
 	}
 	holds, judged := withoutHolds(verdicts(f, rev))
-	want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictAdvance, rollout.VerdictAdvance,
-		rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+	want := []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictAdvance, v1alpha1.VerdictAdvance, v1alpha1.VerdictAdvance,
+		v1alpha1.VerdictAdvance, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 	if !slices.Equal(judged, want) {
 		t.Errorf("decision log for %s: %v, want %v (%d holds aside)", rev, judged, want, holds)
 	}
@@ -326,47 +326,47 @@ func TestPrometheusOutageHoldsTheRolloutAndNeverRollsItBack(t *testing.T) {
 	history := recordCanaryWeights(t, sb, ns, "shop", "shop-canary")
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
 
-	before := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.CanaryRevision == rev && (f.Status.Phase != rollout.PhaseProgressing || f.Status.Step >= 0)
+	before := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.Step >= 0)
 	})
-	if before.Status.Phase != rollout.PhaseProgressing || before.Status.Step != 0 {
+	if before.Status.Phase != v1alpha1.PhaseProgressing || before.Status.Step != 0 {
 		t.Fatalf("wanted the canary at its first step, found phase=%s step=%d", before.Status.Phase, before.Status.Step)
 	}
 	stopPrometheusForTest(t, sb)
 	stopped := time.Now()
 
-	held := waitFlight(t, sb, ns, "shop", 3*resilienceInterval, func(f *rollout.Flight) bool {
-		return f.Status.Hold != nil || f.Status.Phase != rollout.PhaseProgressing || f.Status.Step != 0
+	held := waitFlight(t, sb, ns, "shop", 3*resilienceInterval, func(f *v1alpha1.Flight) bool {
+		return f.Status.Hold != nil || f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.Step != 0
 	})
-	if h := held.Status.Hold; h == nil || h.Reason != rollout.HoldAnalysisError {
-		t.Fatalf("with Prometheus down: phase=%s step=%d hold=%+v, want held for %s", held.Status.Phase, held.Status.Step, h, rollout.HoldAnalysisError)
+	if h := held.Status.Hold; h == nil || h.Reason != v1alpha1.HoldAnalysisError {
+		t.Fatalf("with Prometheus down: phase=%s step=%d hold=%+v, want held for %s", held.Status.Phase, held.Status.Step, h, v1alpha1.HoldAnalysisError)
 	}
 	t.Logf("held %s after Prometheus stopped: %s", time.Since(stopped).Round(100*time.Millisecond), held.Status.Hold.Message)
 	cond := meta.FindStatusCondition(held.Status.Conditions, "Held")
-	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != rollout.HoldAnalysisError ||
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != v1alpha1.HoldAnalysisError ||
 		!strings.Contains(cond.Message, analysis.ErrUnreachable.Error()) {
-		t.Errorf("Held condition %+v, want True, %s, saying %q", cond, rollout.HoldAnalysisError, analysis.ErrUnreachable)
+		t.Errorf("Held condition %+v, want True, %s, saying %q", cond, v1alpha1.HoldAnalysisError, analysis.ErrUnreachable)
 	}
 
 	// Two more intervals (and 2 s to spare for the second one's
 	// judgement), looked at four times a second: the weight, the step and
 	// the failure count must not move.
 	holdFor := 2*resilienceInterval + 2*time.Second
-	f := watchStill(t, sb, ns, holdFor, func(f *rollout.Flight) string {
+	f := watchStill(t, sb, ns, holdFor, func(f *v1alpha1.Flight) string {
 		switch {
-		case f.Status.Phase != rollout.PhaseProgressing, f.Status.Step != 0, f.Status.CanaryWeight != before.Status.CanaryWeight:
+		case f.Status.Phase != v1alpha1.PhaseProgressing, f.Status.Step != 0, f.Status.CanaryWeight != before.Status.CanaryWeight:
 			return fmt.Sprintf("moved: phase=%s step=%d weight=%d", f.Status.Phase, f.Status.Step, f.Status.CanaryWeight)
 		case f.Status.FailedChecks != before.Status.FailedChecks:
 			return fmt.Sprintf("failed checks %d, was %d", f.Status.FailedChecks, before.Status.FailedChecks)
-		case f.Status.Hold == nil || f.Status.Hold.Reason != rollout.HoldAnalysisError:
-			return fmt.Sprintf("hold %+v, want %s", f.Status.Hold, rollout.HoldAnalysisError)
+		case f.Status.Hold == nil || f.Status.Hold.Reason != v1alpha1.HoldAnalysisError:
+			return fmt.Sprintf("hold %+v, want %s", f.Status.Hold, v1alpha1.HoldAnalysisError)
 		}
 		return ""
 	})
 	// Each interval was judged again, and each time it could not measure.
 	errorHolds := 0
 	for _, d := range f.Status.Decisions {
-		if d.Revision == rev && d.Verdict == rollout.VerdictHold && allChecks(d.Checks, analysis.Error) {
+		if d.Revision == rev && d.Verdict == v1alpha1.VerdictHold && allChecks(d.Checks, analysis.Error) {
 			errorHolds++
 		}
 	}
@@ -374,29 +374,29 @@ func TestPrometheusOutageHoldsTheRolloutAndNeverRollsItBack(t *testing.T) {
 		t.Errorf("%d hold verdicts with failed measurements over %s of outage, want at least 3 (one an interval)", errorHolds, time.Since(stopped).Round(time.Second))
 	}
 	// ... but on-call hears of the hold once, not once an interval.
-	if n := heldEvents(t, sb, ns, rollout.HoldAnalysisError); n != 1 {
-		t.Errorf("%d Held events for %s over %d holds, want 1", n, rollout.HoldAnalysisError, errorHolds)
+	if n := heldEvents(t, sb, ns, v1alpha1.HoldAnalysisError); n != 1 {
+		t.Errorf("%d Held events for %s over %d holds, want 1", n, v1alpha1.HoldAnalysisError, errorHolds)
 	}
 
 	restartPrometheusForTest(t, sb)
 	back := time.Now()
 	t.Logf("Prometheus back after %s", back.Sub(stopped).Round(100*time.Millisecond))
-	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
 	})
-	if f.Status.Phase != rollout.PhaseSucceeded || f.Status.StableRevision != rev {
+	if f.Status.Phase != v1alpha1.PhaseSucceeded || f.Status.StableRevision != rev {
 		t.Fatalf("rollout ended %s (%s), want %s promoted", f.Status.Phase, f.Status.Message, rev)
 	}
 	if f.Status.FailedChecks != 0 {
 		t.Errorf("%d failed checks counted against a healthy canary", f.Status.FailedChecks)
 	}
-	if resumed, ok := firstVerdictAt(f, rev, rollout.VerdictAdvance); ok {
+	if resumed, ok := firstVerdictAt(f, rev, v1alpha1.VerdictAdvance); ok {
 		// Right after its restart Prometheus may hold too little of the
 		// interval to count samples: a not-enough-data hold is expected
 		// then, and says so.
 		var after []string
 		for _, d := range f.Status.Decisions {
-			if d.Revision == rev && d.Verdict == rollout.VerdictHold && d.At.After(back) && len(d.Checks) > 0 {
+			if d.Revision == rev && d.Verdict == v1alpha1.VerdictHold && d.At.After(back) && len(d.Checks) > 0 {
 				after = append(after, string(d.Checks[0].Outcome))
 			}
 		}
@@ -404,7 +404,7 @@ func TestPrometheusOutageHoldsTheRolloutAndNeverRollsItBack(t *testing.T) {
 			resumed.Sub(held.Status.Hold.Since.Time).Round(100*time.Millisecond), errorHolds, resumed.Sub(back).Round(100*time.Millisecond), after)
 	}
 	holds, judged := withoutHolds(verdicts(f, rev))
-	want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+	want := []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictAdvance, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 	if !slices.Equal(judged, want) {
 		t.Errorf("decision log for %s: %v, want %v (%d holds aside)", rev, judged, want, holds)
 	}
@@ -429,27 +429,27 @@ func TestCanaryWithoutTrafficHoldsUntilItCanBeMeasured(t *testing.T) {
 	history := recordCanaryWeights(t, sb, ns, "shop", "shop-canary")
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
 
-	held := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
-		return f.Status.CanaryRevision == rev && (f.Status.Phase != rollout.PhaseProgressing ||
-			f.Status.Hold != nil && f.Status.Hold.Reason != rollout.HoldCanaryNotReady)
+	held := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Phase != v1alpha1.PhaseProgressing ||
+			f.Status.Hold != nil && f.Status.Hold.Reason != v1alpha1.HoldCanaryNotReady)
 	})
-	if h := held.Status.Hold; held.Status.Phase != rollout.PhaseProgressing || h == nil || h.Reason != rollout.HoldNotEnoughData {
-		t.Fatalf("without traffic: phase=%s hold=%+v, want held for %s", held.Status.Phase, h, rollout.HoldNotEnoughData)
+	if h := held.Status.Hold; held.Status.Phase != v1alpha1.PhaseProgressing || h == nil || h.Reason != v1alpha1.HoldNotEnoughData {
+		t.Fatalf("without traffic: phase=%s hold=%+v, want held for %s", held.Status.Phase, h, v1alpha1.HoldNotEnoughData)
 	}
 	cond := meta.FindStatusCondition(held.Status.Conditions, "Held")
-	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != rollout.HoldNotEnoughData {
-		t.Errorf("Held condition %+v, want True, %s", cond, rollout.HoldNotEnoughData)
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != v1alpha1.HoldNotEnoughData {
+		t.Errorf("Held condition %+v, want True, %s", cond, v1alpha1.HoldNotEnoughData)
 	}
 	t.Logf("held: %s", held.Status.Hold.Message)
 
 	// Three more intervals (2 s to spare): still at the first step, never
 	// promoted.
-	f := watchStill(t, sb, ns, 3*resilienceInterval+2*time.Second, func(f *rollout.Flight) string {
+	f := watchStill(t, sb, ns, 3*resilienceInterval+2*time.Second, func(f *v1alpha1.Flight) string {
 		switch {
-		case f.Status.Phase != rollout.PhaseProgressing, f.Status.Step != 0, f.Status.CanaryWeight != 20:
+		case f.Status.Phase != v1alpha1.PhaseProgressing, f.Status.Step != 0, f.Status.CanaryWeight != 20:
 			return fmt.Sprintf("moved without traffic: phase=%s step=%d weight=%d", f.Status.Phase, f.Status.Step, f.Status.CanaryWeight)
-		case f.Status.Hold == nil || f.Status.Hold.Reason != rollout.HoldNotEnoughData:
-			return fmt.Sprintf("hold %+v, want %s", f.Status.Hold, rollout.HoldNotEnoughData)
+		case f.Status.Hold == nil || f.Status.Hold.Reason != v1alpha1.HoldNotEnoughData:
+			return fmt.Sprintf("hold %+v, want %s", f.Status.Hold, v1alpha1.HoldNotEnoughData)
 		}
 		return ""
 	})
@@ -459,8 +459,8 @@ func TestCanaryWithoutTrafficHoldsUntilItCanBeMeasured(t *testing.T) {
 	for _, d := range f.Status.Decisions {
 		switch {
 		case d.Revision != rev:
-		case d.Verdict == rollout.VerdictStart:
-		case d.Verdict == rollout.VerdictHold && allChecks(d.Checks, analysis.NotEnoughData):
+		case d.Verdict == v1alpha1.VerdictStart:
+		case d.Verdict == v1alpha1.VerdictHold && allChecks(d.Checks, analysis.NotEnoughData):
 			holds++
 		default:
 			t.Errorf("without traffic the engine decided %s at step %d: %s (checks %+v)", d.Verdict, d.Step+1, d.Message, d.Checks)
@@ -469,8 +469,8 @@ func TestCanaryWithoutTrafficHoldsUntilItCanBeMeasured(t *testing.T) {
 	if holds < 4 {
 		t.Errorf("%d not-enough-data holds over %s, want one an interval (at least 4)", holds, time.Since(held.Status.Hold.Since.Time).Round(time.Second))
 	}
-	if n := heldEvents(t, sb, ns, rollout.HoldNotEnoughData); n != 1 {
-		t.Errorf("%d Held events for %s over %d holds, want 1", n, rollout.HoldNotEnoughData, holds)
+	if n := heldEvents(t, sb, ns, v1alpha1.HoldNotEnoughData); n != 1 {
+		t.Errorf("%d Held events for %s over %d holds, want 1", n, v1alpha1.HoldNotEnoughData, holds)
 	}
 
 	client := "late-shopper-" + ns
@@ -479,18 +479,18 @@ func TestCanaryWithoutTrafficHoldsUntilItCanBeMeasured(t *testing.T) {
 	}
 	t.Cleanup(func() { sb.Mesh.RemoveClient(client) })
 	traffic := time.Now()
-	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *rollout.Flight) bool {
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.Phase.Terminal() && f.Status.CanaryRevision == rev
 	})
-	if f.Status.Phase != rollout.PhaseSucceeded || f.Status.StableRevision != rev {
+	if f.Status.Phase != v1alpha1.PhaseSucceeded || f.Status.StableRevision != rev {
 		t.Fatalf("rollout ended %s (%s), want %s promoted", f.Status.Phase, f.Status.Message, rev)
 	}
-	if resumed, ok := firstVerdictAt(f, rev, rollout.VerdictAdvance); ok {
+	if resumed, ok := firstVerdictAt(f, rev, v1alpha1.VerdictAdvance); ok {
 		t.Logf("held %s without traffic; advanced %s after traffic began; %d not-enough-data holds", resumed.Sub(held.Status.Hold.Since.Time).Round(100*time.Millisecond),
 			resumed.Sub(traffic).Round(100*time.Millisecond), holds)
 	}
 	_, judged := withoutHolds(verdicts(f, rev))
-	want := []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+	want := []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictAdvance, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 	if !slices.Equal(judged, want) {
 		t.Errorf("decision log for %s: %v, want %v (holds aside)", rev, judged, want)
 	}
@@ -644,8 +644,8 @@ func heldEvents(t *testing.T, sb *sandbox.Sandbox, ns, reason string) int {
 
 // withoutHolds drops hold verdicts (cannot measure yet: Prometheus may lag
 // behind a weight change by a scrape) and says how many there were.
-func withoutHolds(vs []rollout.Verdict) (int, []rollout.Verdict) {
-	out := slices.DeleteFunc(slices.Clone(vs), func(v rollout.Verdict) bool { return v == rollout.VerdictHold })
+func withoutHolds(vs []v1alpha1.Verdict) (int, []v1alpha1.Verdict) {
+	out := slices.DeleteFunc(slices.Clone(vs), func(v v1alpha1.Verdict) bool { return v == v1alpha1.VerdictHold })
 	return len(vs) - len(out), out
 }
 
@@ -667,7 +667,7 @@ func allChecks(checks []analysis.Check, o analysis.Outcome) bool {
 // the first decision whose message names it ("step 2/5 at 20%: ...").
 // Decision times are stored to the second, so a duration here is the true
 // one rounded either way: 5.1 s may read 5 s or 6 s, never 4 s or 7 s.
-func firstJudgements(t *testing.T, f *rollout.Flight, rev string, steps int) map[int]time.Duration {
+func firstJudgements(t *testing.T, f *v1alpha1.Flight, rev string, steps int) map[int]time.Duration {
 	t.Helper()
 	out := map[int]time.Duration{}
 	var began time.Time
@@ -677,14 +677,14 @@ func firstJudgements(t *testing.T, f *rollout.Flight, rev string, steps int) map
 		}
 		if !began.IsZero() {
 			step := int(d.Step)
-			if d.Verdict == rollout.VerdictAdvance {
+			if d.Verdict == v1alpha1.VerdictAdvance {
 				step-- // recorded after moving on
 			}
 			if _, seen := out[step]; !seen && strings.HasPrefix(d.Message, fmt.Sprintf("step %d/%d at ", step+1, steps)) {
 				out[step] = d.At.Sub(began)
 			}
 		}
-		if d.Verdict == rollout.VerdictAdvance {
+		if d.Verdict == v1alpha1.VerdictAdvance {
 			began = d.At.Time
 		}
 	}
@@ -694,7 +694,7 @@ func firstJudgements(t *testing.T, f *rollout.Flight, rev string, steps int) map
 	return out
 }
 
-func firstVerdictAt(f *rollout.Flight, rev string, v rollout.Verdict) (time.Time, bool) {
+func firstVerdictAt(f *v1alpha1.Flight, rev string, v v1alpha1.Verdict) (time.Time, bool) {
 	for _, d := range f.Status.Decisions {
 		if d.Revision == rev && d.Verdict == v {
 			return d.At.Time, true
@@ -705,9 +705,9 @@ func firstVerdictAt(f *rollout.Flight, rev string, v rollout.Verdict) (time.Time
 
 // watchStill polls the Flight for d and fails the test the first time
 // moved finds something wrong; it returns the last Flight seen.
-func watchStill(t *testing.T, sb *sandbox.Sandbox, ns string, d time.Duration, moved func(*rollout.Flight) string) *rollout.Flight {
+func watchStill(t *testing.T, sb *sandbox.Sandbox, ns string, d time.Duration, moved func(*v1alpha1.Flight) string) *v1alpha1.Flight {
 	t.Helper()
-	var last *rollout.Flight
+	var last *v1alpha1.Flight
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 		f, err := getFlight(context.Background(), sb, ns, "shop")
 		if err != nil {

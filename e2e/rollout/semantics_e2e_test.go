@@ -29,6 +29,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // threeStepPolicies has three steps, so that a revision can be caught at
@@ -69,24 +70,24 @@ func TestANewRevisionAppliedAt30PercentRestartsTheCanaryOnIt(t *testing.T) {
 
 	began := time.Now()
 	v2 := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseProgressing && f.Status.CanaryRevision == v2 && f.Status.CanaryWeight == 30
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryRevision == v2 && f.Status.CanaryWeight == 30
 	})
 	t.Logf("%s reached 30%% after %s", v2, time.Since(began).Round(time.Second))
 
 	replaced := time.Now()
 	v3 := setImage(t, sb, ns, "shop", "example.com/shop:v3", nil)
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *rollout.Flight) bool { return f.Status.CanaryRevision == v3 })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.CanaryRevision == v3 })
 	t.Logf("canary restarted on %s %s after the template changed", v3, time.Since(replaced).Round(100*time.Millisecond))
-	f := waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == v3
+	f := waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == v3
 	})
 	t.Logf("%s promoted %s after it replaced %s", v3, time.Since(replaced).Round(time.Second), v2)
 
 	t.Run("the decision log says which revision replaced which", func(t *testing.T) {
-		var restarts []rollout.DecisionRecord
+		var restarts []v1alpha1.DecisionRecord
 		for _, d := range f.Status.Decisions {
-			if d.Verdict == rollout.VerdictRestart {
+			if d.Verdict == v1alpha1.VerdictRestart {
 				restarts = append(restarts, d)
 			}
 		}
@@ -100,13 +101,13 @@ func TestANewRevisionAppliedAt30PercentRestartsTheCanaryOnIt(t *testing.T) {
 		// The intermediate revision stopped where it was caught; the newest
 		// went through every step from the first. Holds (too few samples
 		// in a window) depend on timing, not on the restart: left out.
-		moved := func(rev string) []rollout.Verdict {
-			return slices.DeleteFunc(verdicts(f, rev), func(v rollout.Verdict) bool { return v == rollout.VerdictHold })
+		moved := func(rev string) []v1alpha1.Verdict {
+			return slices.DeleteFunc(verdicts(f, rev), func(v v1alpha1.Verdict) bool { return v == v1alpha1.VerdictHold })
 		}
-		if got, want := moved(v2), []rollout.Verdict{rollout.VerdictStart, rollout.VerdictAdvance}; !slices.Equal(got, want) {
+		if got, want := moved(v2), []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictAdvance}; !slices.Equal(got, want) {
 			t.Errorf("decision log for %s: %v, want %v", v2, got, want)
 		}
-		want := []rollout.Verdict{rollout.VerdictRestart, rollout.VerdictAdvance, rollout.VerdictAdvance, rollout.VerdictPromote, rollout.VerdictPromoted}
+		want := []v1alpha1.Verdict{v1alpha1.VerdictRestart, v1alpha1.VerdictAdvance, v1alpha1.VerdictAdvance, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted}
 		if got := moved(v3); !slices.Equal(got, want) {
 			t.Errorf("decision log for %s: %v, want %v", v3, got, want)
 		}
@@ -399,7 +400,7 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChangesThroughARollout(t *testin
 		rollout.AnnotationRollout:        "fast",
 		rollout.AnnotationVirtualService: "shop-routes/primary",
 	}, 200)
-	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool { return f.Status.Phase == rollout.PhaseIdle })
+	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	if f.Spec.VirtualService != "shop-routes" || f.Spec.Route != "primary" {
 		t.Fatalf("flight spec routes through %q route %q, want shop-routes route primary", f.Spec.VirtualService, f.Spec.Route)
 	}
@@ -436,8 +437,8 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChangesThroughARollout(t *testin
 	t.Run("after a promotion", func(t *testing.T) {
 		before := sb.Mesh.WorkloadCounts(ns, "shop-canary")
 		rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-		waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *rollout.Flight) bool {
-			return f.Status.Phase == rollout.PhaseSucceeded && f.Status.StableRevision == rev
+		waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *v1alpha1.Flight) bool {
+			return f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == rev
 		})
 		// The canary served through the named route: the split happened,
 		// so the comparison below is not of an object fledge never touched.
@@ -450,8 +451,8 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChangesThroughARollout(t *testin
 	t.Run("after a rollback of a faulty revision", func(t *testing.T) {
 		before := sb.Mesh.WorkloadCounts(ns, "shop-canary")
 		rev := setImage(t, sb, ns, "shop", "example.com/shop:v3", map[string]string{"sandbox.fledge.dev/error-rate": "0.1"})
-		waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *rollout.Flight) bool {
-			return f.Status.Phase == rollout.PhaseRolledBack && f.Status.RejectedRevision == rev
+		waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *v1alpha1.Flight) bool {
+			return f.Status.Phase == v1alpha1.PhaseRolledBack && f.Status.RejectedRevision == rev
 		})
 		if after := sb.Mesh.WorkloadCounts(ns, "shop-canary"); after.Requests == before.Requests {
 			t.Fatal("the canary served no request during the rollout")
@@ -504,8 +505,8 @@ func TestRemovingTheAnnotationMidRolloutGivesTheDeploymentBack(t *testing.T) {
 	shopApp(t, sb, ns, "fast", 200)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *rollout.Flight) bool {
-		return f.Status.Phase == rollout.PhaseProgressing && f.Status.CanaryWeight > 0
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryWeight > 0
 	})
 	if sb.Mesh.WorkloadCounts(ns, "shop-canary").Requests == 0 {
 		// Wait for proof that traffic is split before opting out, so

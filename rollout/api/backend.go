@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Backend is what the service needs from the engine. The engine implements
@@ -25,11 +25,11 @@ type Backend interface {
 	// List returns the Flights of a namespace whose Deployments match
 	// selector (labels.Everything() for all), from the informer cache.
 	// The service sorts them; they must not be changed by anyone.
-	List(ctx context.Context, namespace string, selector labels.Selector) ([]*rollout.Flight, error)
+	List(ctx context.Context, namespace string, selector labels.Selector) ([]*v1alpha1.Flight, error)
 	// Get returns one Flight, from the informer cache; a Kubernetes
 	// NotFound error if the Deployment has no Flight. It must not be
 	// changed by anyone.
-	Get(ctx context.Context, namespace, name string) (*rollout.Flight, error)
+	Get(ctx context.Context, namespace, name string) (*v1alpha1.Flight, error)
 	// Act hands a manual action to the controller and waits until the
 	// decision that took it (or recognised its request id as already
 	// taken) is written. It returns the Flight as written and whether the
@@ -44,7 +44,7 @@ type Backend interface {
 	// state: ErrNotApplicable. The service checks req.Revision against
 	// the cached Flight before calling, for a prompt answer, but only Act
 	// can check it without a race.
-	Act(ctx context.Context, namespace, name string, req Action) (*rollout.Flight, bool, error)
+	Act(ctx context.Context, namespace, name string, req Action) (*v1alpha1.Flight, bool, error)
 	// SetImage sets one container's image in the Deployment's pod
 	// template (containers first, then init containers), with a patch
 	// that fails if the Deployment changed meanwhile. It reports the
@@ -75,15 +75,15 @@ type Backend interface {
 // the API's own (it changes the Deployment, not the Flight).
 const (
 	// ActionRetry canaries the rejected revision again.
-	ActionRetry = rollout.ActionRetry
+	ActionRetry = v1alpha1.ActionRetry
 	// ActionSetImage is recorded for SetImage; it never reaches Act.
-	ActionSetImage = rollout.ActionSetImage
+	ActionSetImage = v1alpha1.ActionSetImage
 )
 
 // Action is a manual action asked for through the API.
 type Action struct {
 	// Kind is promote, promote-full, abort, pause, resume or retry.
-	Kind rollout.ActionKind
+	Kind v1alpha1.ActionKind
 	// By is who, through what: "api:<kubernetes user>".
 	By string
 	// Reason is why, for people; at most 256 characters, required for
@@ -132,7 +132,7 @@ type FlightEvent struct {
 	Type string
 	// Flight is the Flight after the change (its last state, for
 	// EventDeleted). It is shared by every subscriber: nobody may change it.
-	Flight *rollout.Flight
+	Flight *v1alpha1.Flight
 	// Labels are the labels of the Flight's Deployment, matched against
 	// label selectors (Flights carry fledge's labels only).
 	Labels labels.Set

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api/apitest"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -113,7 +113,7 @@ func benchmarkFanOut(b *testing.B, watchers, flights, burst int) {
 		for j := range n {
 			seq := i + j
 			changes[seq].at = time.Now()
-			backend.Update("prod", name(seq), func(st *rollout.FlightStatus) { st.Message = strconv.Itoa(seq) })
+			backend.Update("prod", name(seq), func(st *v1alpha1.FlightStatus) { st.Message = strconv.Itoa(seq) })
 		}
 		for j := range n {
 			select {

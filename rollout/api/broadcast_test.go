@@ -7,11 +7,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 func flightEvent(typ, ns, name, rv string, lbls map[string]string) FlightEvent {
-	return FlightEvent{Type: typ, Flight: &rollout.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: rv}}, Labels: lbls}
+	return FlightEvent{Type: typ, Flight: &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: rv}}, Labels: lbls}
 }
 
 // drain returns what a channel holds now, and whether it is closed.

@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -16,7 +16,7 @@ import (
 // messages may be marshalled concurrently as long as nobody changes them.
 type lazyFlight struct {
 	once sync.Once
-	in   *rollout.Flight
+	in   *v1alpha1.Flight
 	out  *rolloutpb.Flight
 }
 
@@ -36,7 +36,7 @@ func (ev *FlightEvent) proto() *rolloutpb.Flight {
 // FlightToProto converts a Flight for the API. The decision log is left
 // out but for its newest entry (Explain returns the whole log); hook calls
 // and the outbox have no place in the API yet.
-func FlightToProto(f *rollout.Flight) *rolloutpb.Flight {
+func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 	if f == nil {
 		return nil
 	}
@@ -96,7 +96,7 @@ func FlightToProto(f *rollout.Flight) *rolloutpb.Flight {
 }
 
 // DecisionToProto converts one entry of the decision log.
-func DecisionToProto(d *rollout.DecisionRecord) *rolloutpb.Decision {
+func DecisionToProto(d *v1alpha1.DecisionRecord) *rolloutpb.Decision {
 	out := &rolloutpb.Decision{
 		At:       timestamp(&d.At),
 		Revision: d.Revision,
@@ -131,7 +131,7 @@ func checkToProto(c *analysis.Check) *rolloutpb.Check {
 	return out
 }
 
-func actionToProto(a *rollout.ActionRecord) *rolloutpb.Action {
+func actionToProto(a *v1alpha1.ActionRecord) *rolloutpb.Action {
 	if a == nil {
 		return nil
 	}
@@ -140,7 +140,7 @@ func actionToProto(a *rollout.ActionRecord) *rolloutpb.Action {
 }
 
 // images converts the status's images: containers, then init containers.
-func images(in []rollout.ContainerImage) []*rolloutpb.ContainerImage {
+func images(in []v1alpha1.ContainerImage) []*rolloutpb.ContainerImage {
 	if len(in) == 0 {
 		return nil
 	}
@@ -158,23 +158,23 @@ func timestamp(t *metav1.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t.Time)
 }
 
-func phaseToProto(p rollout.Phase) rolloutpb.Phase {
+func phaseToProto(p v1alpha1.Phase) rolloutpb.Phase {
 	switch p {
-	case rollout.PhaseInitializing:
+	case v1alpha1.PhaseInitializing:
 		return rolloutpb.Phase_PHASE_INITIALIZING
-	case rollout.PhaseIdle:
+	case v1alpha1.PhaseIdle:
 		return rolloutpb.Phase_PHASE_IDLE
-	case rollout.PhaseProgressing:
+	case v1alpha1.PhaseProgressing:
 		return rolloutpb.Phase_PHASE_PROGRESSING
-	case rollout.PhasePaused:
+	case v1alpha1.PhasePaused:
 		return rolloutpb.Phase_PHASE_PAUSED
-	case rollout.PhasePromoting:
+	case v1alpha1.PhasePromoting:
 		return rolloutpb.Phase_PHASE_PROMOTING
-	case rollout.PhaseSucceeded:
+	case v1alpha1.PhaseSucceeded:
 		return rolloutpb.Phase_PHASE_SUCCEEDED
-	case rollout.PhaseRolledBack:
+	case v1alpha1.PhaseRolledBack:
 		return rolloutpb.Phase_PHASE_ROLLED_BACK
-	case rollout.PhaseAborted:
+	case v1alpha1.PhaseAborted:
 		return rolloutpb.Phase_PHASE_ABORTED
 	}
 	return rolloutpb.Phase_PHASE_UNSPECIFIED
@@ -182,9 +182,9 @@ func phaseToProto(p rollout.Phase) rolloutpb.Phase {
 
 func stageToProto(s string) rolloutpb.PromotionStage {
 	switch s {
-	case rollout.StageUpdateStable:
+	case v1alpha1.StageUpdateStable:
 		return rolloutpb.PromotionStage_PROMOTION_STAGE_UPDATE_STABLE
-	case rollout.StageFinalize:
+	case v1alpha1.StageFinalize:
 		return rolloutpb.PromotionStage_PROMOTION_STAGE_FINALIZE
 	}
 	return rolloutpb.PromotionStage_PROMOTION_STAGE_UNSPECIFIED
@@ -192,17 +192,17 @@ func stageToProto(s string) rolloutpb.PromotionStage {
 
 // ActionKindToProto converts an action kind; unknown kinds are
 // ACTION_KIND_UNSPECIFIED.
-func ActionKindToProto(k rollout.ActionKind) rolloutpb.ActionKind {
+func ActionKindToProto(k v1alpha1.ActionKind) rolloutpb.ActionKind {
 	switch k {
-	case rollout.ActionPromote:
+	case v1alpha1.ActionPromote:
 		return rolloutpb.ActionKind_ACTION_KIND_PROMOTE
-	case rollout.ActionPromoteFull:
+	case v1alpha1.ActionPromoteFull:
 		return rolloutpb.ActionKind_ACTION_KIND_PROMOTE_FULL
-	case rollout.ActionAbort:
+	case v1alpha1.ActionAbort:
 		return rolloutpb.ActionKind_ACTION_KIND_ABORT
-	case rollout.ActionPause:
+	case v1alpha1.ActionPause:
 		return rolloutpb.ActionKind_ACTION_KIND_PAUSE
-	case rollout.ActionResume:
+	case v1alpha1.ActionResume:
 		return rolloutpb.ActionKind_ACTION_KIND_RESUME
 	case ActionRetry:
 		return rolloutpb.ActionKind_ACTION_KIND_RETRY
@@ -212,29 +212,29 @@ func ActionKindToProto(k rollout.ActionKind) rolloutpb.ActionKind {
 	return rolloutpb.ActionKind_ACTION_KIND_UNSPECIFIED
 }
 
-func verdictToProto(v rollout.Verdict) rolloutpb.Verdict {
+func verdictToProto(v v1alpha1.Verdict) rolloutpb.Verdict {
 	switch v {
-	case rollout.VerdictStart:
+	case v1alpha1.VerdictStart:
 		return rolloutpb.Verdict_VERDICT_START
-	case rollout.VerdictRestart:
+	case v1alpha1.VerdictRestart:
 		return rolloutpb.Verdict_VERDICT_RESTART
-	case rollout.VerdictAdvance:
+	case v1alpha1.VerdictAdvance:
 		return rolloutpb.Verdict_VERDICT_ADVANCE
-	case rollout.VerdictHold:
+	case v1alpha1.VerdictHold:
 		return rolloutpb.Verdict_VERDICT_HOLD
-	case rollout.VerdictFail:
+	case v1alpha1.VerdictFail:
 		return rolloutpb.Verdict_VERDICT_FAIL
-	case rollout.VerdictPromote:
+	case v1alpha1.VerdictPromote:
 		return rolloutpb.Verdict_VERDICT_PROMOTE
-	case rollout.VerdictPromoted:
+	case v1alpha1.VerdictPromoted:
 		return rolloutpb.Verdict_VERDICT_PROMOTED
-	case rollout.VerdictRollback:
+	case v1alpha1.VerdictRollback:
 		return rolloutpb.Verdict_VERDICT_ROLLBACK
-	case rollout.VerdictAbort:
+	case v1alpha1.VerdictAbort:
 		return rolloutpb.Verdict_VERDICT_ABORT
-	case rollout.VerdictManual:
+	case v1alpha1.VerdictManual:
 		return rolloutpb.Verdict_VERDICT_MANUAL
-	case rollout.VerdictRevert:
+	case v1alpha1.VerdictRevert:
 		return rolloutpb.Verdict_VERDICT_REVERT
 	}
 	return rolloutpb.Verdict_VERDICT_UNSPECIFIED

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -19,34 +19,34 @@ func TestFlightToProto(t *testing.T) {
 	ts := func(m int) *timestamppb.Timestamp { return timestamppb.New(at(m).Time) }
 	ptr := func(t metav1.Time) *metav1.Time { return &t }
 	value := 0.991
-	f := &rollout.Flight{
+	f := &v1alpha1.Flight{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "shop", UID: "uid-1", ResourceVersion: "42", CreationTimestamp: at(0)},
-		Spec:       rollout.FlightSpec{Deployment: "shop", Policy: "standard", Host: "shop.prod.svc"},
-		Status: rollout.FlightStatus{
-			Phase:             rollout.PhasePromoting,
+		Spec:       v1alpha1.FlightSpec{Deployment: "shop", Policy: "standard", Host: "shop.prod.svc"},
+		Status: v1alpha1.FlightStatus{
+			Phase:             v1alpha1.PhasePromoting,
 			StableRevision:    "rev-a",
 			CanaryRevision:    "rev-b",
 			RejectedRevision:  "rev-x",
 			Steps:             []int32{10, 40, 70},
 			Step:              2,
 			CanaryWeight:      100,
-			PromotionStage:    rollout.StageFinalize,
+			PromotionStage:    v1alpha1.StageFinalize,
 			FailedChecks:      1,
-			StableImages:      []rollout.ContainerImage{{Container: "shop", Image: "registry.example/shop:1"}},
-			CanaryImages:      []rollout.ContainerImage{{Container: "shop", Image: "registry.example/shop:2"}, {Container: "migrate", Image: "registry.example/migrate:1", Init: true}},
+			StableImages:      []v1alpha1.ContainerImage{{Container: "shop", Image: "registry.example/shop:1"}},
+			CanaryImages:      []v1alpha1.ContainerImage{{Container: "shop", Image: "registry.example/shop:2"}, {Container: "migrate", Image: "registry.example/migrate:1", Init: true}},
 			RevisionStartedAt: ptr(at(1)),
 			StepStartedAt:     ptr(at(2)),
 			LastAnalysisAt:    ptr(at(3)),
 			StageStartedAt:    ptr(at(4)),
-			Hold:              &rollout.Hold{Reason: rollout.HoldDeploymentRollout, Message: "2/3 replicas updated", Since: at(4)},
+			Hold:              &v1alpha1.Hold{Reason: v1alpha1.HoldDeploymentRollout, Message: "2/3 replicas updated", Since: at(4)},
 			Message:           "promoting rev-b",
-			LastAction:        &rollout.ActionRecord{Kind: rollout.ActionPromoteFull, By: "api:ci", Reason: "hotfix", At: at(3), RequestID: "ci-77", Revision: "r2"},
+			LastAction:        &v1alpha1.ActionRecord{Kind: v1alpha1.ActionPromoteFull, By: "api:ci", Reason: "hotfix", At: at(3), RequestID: "ci-77", Revision: "r2"},
 			Conditions: []metav1.Condition{{
 				Type: "Progressing", Status: metav1.ConditionTrue, Reason: "Promoting", Message: "m", LastTransitionTime: at(4), ObservedGeneration: 7,
 			}},
-			Decisions: []rollout.DecisionRecord{
-				{At: at(1), Revision: "rev-b", Step: -1, Verdict: rollout.VerdictStart, Message: "started"},
-				{At: at(3), Revision: "rev-b", Step: 2, Weight: 70, Verdict: rollout.VerdictPromote, Message: "all steps passed", Checks: []analysis.Check{
+			Decisions: []v1alpha1.DecisionRecord{
+				{At: at(1), Revision: "rev-b", Step: -1, Verdict: v1alpha1.VerdictStart, Message: "started"},
+				{At: at(3), Revision: "rev-b", Step: 2, Weight: 70, Verdict: v1alpha1.VerdictPromote, Message: "all steps passed", Checks: []analysis.Check{
 					{Metric: "success-rate", Query: "q1", Value: &value, Threshold: ">= 0.99", Samples: 1200, Outcome: analysis.Pass, At: at(3).Time},
 					{Metric: "latency-p95", Query: "q2", Threshold: "<= 500", Outcome: analysis.Error, Message: "prometheus unreachable"},
 				}},
@@ -91,15 +91,15 @@ func TestFlightToProto(t *testing.T) {
 }
 
 func TestEnumsCoverTheStatus(t *testing.T) {
-	for _, p := range []rollout.Phase{rollout.PhaseInitializing, rollout.PhaseIdle, rollout.PhaseProgressing, rollout.PhasePaused,
-		rollout.PhasePromoting, rollout.PhaseSucceeded, rollout.PhaseRolledBack, rollout.PhaseAborted} {
+	for _, p := range []v1alpha1.Phase{v1alpha1.PhaseInitializing, v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused,
+		v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted} {
 		if phaseToProto(p) == rolloutpb.Phase_PHASE_UNSPECIFIED {
 			t.Errorf("phase %s has no API value", p)
 		}
 	}
-	for _, v := range []rollout.Verdict{rollout.VerdictStart, rollout.VerdictRestart, rollout.VerdictAdvance, rollout.VerdictHold,
-		rollout.VerdictFail, rollout.VerdictPromote, rollout.VerdictPromoted, rollout.VerdictRollback, rollout.VerdictAbort,
-		rollout.VerdictManual, rollout.VerdictRevert} {
+	for _, v := range []v1alpha1.Verdict{v1alpha1.VerdictStart, v1alpha1.VerdictRestart, v1alpha1.VerdictAdvance, v1alpha1.VerdictHold,
+		v1alpha1.VerdictFail, v1alpha1.VerdictPromote, v1alpha1.VerdictPromoted, v1alpha1.VerdictRollback, v1alpha1.VerdictAbort,
+		v1alpha1.VerdictManual, v1alpha1.VerdictRevert} {
 		if verdictToProto(v) == rolloutpb.Verdict_VERDICT_UNSPECIFIED {
 			t.Errorf("verdict %s has no API value", v)
 		}
@@ -109,13 +109,13 @@ func TestEnumsCoverTheStatus(t *testing.T) {
 			t.Errorf("outcome %s has no API value", o)
 		}
 	}
-	for _, k := range []rollout.ActionKind{rollout.ActionPromote, rollout.ActionPromoteFull, rollout.ActionAbort,
-		rollout.ActionPause, rollout.ActionResume, ActionRetry, ActionSetImage} {
+	for _, k := range []v1alpha1.ActionKind{v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort,
+		v1alpha1.ActionPause, v1alpha1.ActionResume, ActionRetry, ActionSetImage} {
 		if ActionKindToProto(k) == rolloutpb.ActionKind_ACTION_KIND_UNSPECIFIED {
 			t.Errorf("action %s has no API value", k)
 		}
 	}
-	if FlightToProto(&rollout.Flight{}).GetPhase() != rolloutpb.Phase_PHASE_UNSPECIFIED {
+	if FlightToProto(&v1alpha1.Flight{}).GetPhase() != rolloutpb.Phase_PHASE_UNSPECIFIED {
 		t.Error("an empty phase is not unspecified")
 	}
 }

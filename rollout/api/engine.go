@@ -15,13 +15,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Controller is what Engine needs of the engine's rollout.Controller.
 type Controller interface {
-	Act(ctx context.Context, namespace, name string, req rollout.ActionRequest) (*rollout.Flight, rollout.ActionOutcome, error)
-	Flight(namespace, name string) (*rollout.Flight, error)
-	Flights(namespace string) ([]*rollout.Flight, []*appsv1.Deployment, error)
+	Act(ctx context.Context, namespace, name string, req rollout.ActionRequest) (*v1alpha1.Flight, rollout.ActionOutcome, error)
+	Flight(namespace, name string) (*v1alpha1.Flight, error)
+	Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.Deployment, error)
 	Deployment(namespace, name string) (*appsv1.Deployment, error)
 }
 
@@ -64,7 +65,7 @@ func NewEngine(ctrl Controller, kube kubernetes.Interface) *Engine {
 }
 
 // OnFlight publishes a Flight change to the watchers.
-func (e *Engine) OnFlight(event string, f *rollout.Flight, d *appsv1.Deployment) {
+func (e *Engine) OnFlight(event string, f *v1alpha1.Flight, d *appsv1.Deployment) {
 	var l labels.Set
 	if d != nil {
 		l = labels.Set(d.Labels)
@@ -91,12 +92,12 @@ func (e *Engine) mayAct() error {
 }
 
 // List implements Backend.
-func (e *Engine) List(_ context.Context, namespace string, selector labels.Selector) ([]*rollout.Flight, error) {
+func (e *Engine) List(_ context.Context, namespace string, selector labels.Selector) ([]*v1alpha1.Flight, error) {
 	flights, deps, err := e.ctrl.Flights(namespace)
 	if err != nil {
 		return nil, err
 	}
-	var out []*rollout.Flight
+	var out []*v1alpha1.Flight
 	for i, f := range flights {
 		if selector != nil && !selector.Empty() && (deps[i] == nil || !selector.Matches(labels.Set(deps[i].Labels))) {
 			continue
@@ -107,7 +108,7 @@ func (e *Engine) List(_ context.Context, namespace string, selector labels.Selec
 }
 
 // Get implements Backend.
-func (e *Engine) Get(_ context.Context, namespace, name string) (*rollout.Flight, error) {
+func (e *Engine) Get(_ context.Context, namespace, name string) (*v1alpha1.Flight, error) {
 	return e.ctrl.Flight(namespace, name)
 }
 
@@ -119,7 +120,7 @@ func (e *Engine) Subscribe(ctx context.Context, namespace, name string, selector
 // Act implements Backend: the action goes through the Flight's next
 // decision, which checks the request id, the revision and the phase
 // against the persisted status.
-func (e *Engine) Act(ctx context.Context, namespace, name string, req Action) (*rollout.Flight, bool, error) {
+func (e *Engine) Act(ctx context.Context, namespace, name string, req Action) (*v1alpha1.Flight, bool, error) {
 	if err := e.mayAct(); err != nil {
 		return nil, false, err
 	}
@@ -147,7 +148,7 @@ func (e *Engine) Act(ctx context.Context, namespace, name string, req Action) (*
 	return f, out.Replay, nil
 }
 
-func findRequest(f *rollout.Flight, id string) *rollout.RequestRecord {
+func findRequest(f *v1alpha1.Flight, id string) *v1alpha1.RequestRecord {
 	for i := range f.Status.Requests {
 		if f.Status.Requests[i].ID == id {
 			return &f.Status.Requests[i]
@@ -186,7 +187,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 	}
 	if r := findRequest(f, req.RequestID); r != nil {
 		// Taken before this replica's memory began (a restart).
-		if r.Kind != rollout.ActionSetImage {
+		if r.Kind != v1alpha1.ActionSetImage {
 			return ImageChange{}, fmt.Errorf("%w: %q was a %s request", ErrRequestIDReused, req.RequestID, r.Kind)
 		}
 		return ImageChange{Revision: rollout.TemplateHash(d.Spec.Template), Replayed: true}, nil
@@ -235,7 +236,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 		reason += ": " + req.Reason
 	}
 	if change.Changed {
-		if _, _, err := e.ctrl.Act(ctx, namespace, name, rollout.ActionRequest{Kind: rollout.ActionSetImage, By: req.By, Reason: reason, RequestID: req.RequestID}); err != nil {
+		if _, _, err := e.ctrl.Act(ctx, namespace, name, rollout.ActionRequest{Kind: v1alpha1.ActionSetImage, By: req.By, Reason: reason, RequestID: req.RequestID}); err != nil {
 			return change, fmt.Errorf("deployment %s/%s: image set, but not recorded in the flight: %w", namespace, name, err)
 		}
 	}

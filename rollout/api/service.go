@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -116,9 +117,9 @@ func (s *Service) List(ctx context.Context, req *rolloutpb.ListRequest) (*rollou
 		return nil, s.backendError(ctx, err, ns, "")
 	}
 	flights = slices.Clone(flights)
-	slices.SortFunc(flights, func(a, b *rollout.Flight) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(flights, func(a, b *v1alpha1.Flight) int { return strings.Compare(a.Name, b.Name) })
 	resp := &rolloutpb.ListResponse{ResourceVersion: newestVersion(flights)}
-	i, _ := slices.BinarySearchFunc(flights, after, func(f *rollout.Flight, name string) int {
+	i, _ := slices.BinarySearchFunc(flights, after, func(f *v1alpha1.Flight, name string) int {
 		if f.Name <= name {
 			return -1
 		}
@@ -190,7 +191,7 @@ func (s *Service) Explain(ctx context.Context, req *rolloutpb.ExplainRequest) (*
 	return resp, nil
 }
 
-func (s *Service) get(ctx context.Context, ns, name string) (*rollout.Flight, error) {
+func (s *Service) get(ctx context.Context, ns, name string) (*v1alpha1.Flight, error) {
 	if err := validateTarget(ns, name); err != nil {
 		return nil, err
 	}
@@ -203,9 +204,9 @@ func (s *Service) get(ctx context.Context, ns, name string) (*rollout.Flight, er
 
 // Promote passes the current step, or with full promotes the canary.
 func (s *Service) Promote(ctx context.Context, req *rolloutpb.PromoteRequest) (*rolloutpb.PromoteResponse, error) {
-	kind := rollout.ActionPromote
+	kind := v1alpha1.ActionPromote
 	if req.GetFull() {
-		kind = rollout.ActionPromoteFull
+		kind = v1alpha1.ActionPromoteFull
 	}
 	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: kind, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
 	if err != nil {
@@ -216,7 +217,7 @@ func (s *Service) Promote(ctx context.Context, req *rolloutpb.PromoteRequest) (*
 
 // Abort rolls the canary back.
 func (s *Service) Abort(ctx context.Context, req *rolloutpb.AbortRequest) (*rolloutpb.AbortResponse, error) {
-	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: rollout.ActionAbort, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
+	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: v1alpha1.ActionAbort, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +226,7 @@ func (s *Service) Abort(ctx context.Context, req *rolloutpb.AbortRequest) (*roll
 
 // Pause holds the canary at its weight.
 func (s *Service) Pause(ctx context.Context, req *rolloutpb.PauseRequest) (*rolloutpb.PauseResponse, error) {
-	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: rollout.ActionPause, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
+	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: v1alpha1.ActionPause, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +235,7 @@ func (s *Service) Pause(ctx context.Context, req *rolloutpb.PauseRequest) (*roll
 
 // Resume continues a paused canary.
 func (s *Service) Resume(ctx context.Context, req *rolloutpb.ResumeRequest) (*rolloutpb.ResumeResponse, error) {
-	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: rollout.ActionResume, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
+	r, err := s.act(ctx, req.GetNamespace(), req.GetName(), Action{Kind: v1alpha1.ActionResume, RequestID: req.GetRequestId(), Reason: req.GetReason(), Revision: req.GetRevision()})
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +263,7 @@ func (s *Service) act(ctx context.Context, ns, name string, a Action) (acted, er
 	if err := s.validateMutation(ns, name, a.RequestID, a.Reason); err != nil {
 		return acted{}, err
 	}
-	if a.Kind == rollout.ActionAbort && strings.TrimSpace(a.Reason) == "" {
+	if a.Kind == v1alpha1.ActionAbort && strings.TrimSpace(a.Reason) == "" {
 		return acted{}, status.Error(codes.InvalidArgument, "reason is required for abort")
 	}
 	if a.Revision != "" {
@@ -308,7 +309,7 @@ func (s *Service) act(ctx context.Context, ns, name string, a Action) (acted, er
 
 // preconditionRevision is the revision a request's revision field is held
 // to: the rejected one for retry, the canary otherwise.
-func preconditionRevision(f *rollout.Flight, kind rollout.ActionKind) string {
+func preconditionRevision(f *v1alpha1.Flight, kind v1alpha1.ActionKind) string {
 	if kind == ActionRetry {
 		return f.Status.RejectedRevision
 	}
@@ -328,7 +329,7 @@ func revisionMismatch(ns, name string, a Action, actual string) error {
 
 // recordedAction is the action as the response reports it. Its time is
 // the Flight's record of it, when the last action recorded is this one.
-func recordedAction(f *rollout.Flight, a Action, revision string) *rolloutpb.Action {
+func recordedAction(f *v1alpha1.Flight, a Action, revision string) *rolloutpb.Action {
 	out := &rolloutpb.Action{Kind: ActionKindToProto(a.Kind), By: a.By, Reason: a.Reason, RequestId: a.RequestID, Revision: revision}
 	if la := f.Status.LastAction; la != nil && la.Kind == a.Kind && la.By == a.By && la.Reason == a.Reason {
 		out.At = timestamp(&la.At)

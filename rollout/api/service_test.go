@@ -12,9 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/rollout/api/apitest"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -25,15 +25,15 @@ func TestMain(m *testing.M) {
 }
 
 // progressing is a canary of rev-b at 40% (step 2 of 3).
-func progressing() rollout.FlightStatus {
-	return rollout.FlightStatus{
-		Phase: rollout.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
+func progressing() v1alpha1.FlightStatus {
+	return v1alpha1.FlightStatus{
+		Phase: v1alpha1.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
 		Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40,
-		StableImages: []rollout.ContainerImage{{Container: "shop", Image: "registry.example/shop:1"}}, CanaryImages: []rollout.ContainerImage{{Container: "shop", Image: "registry.example/shop:2"}},
-		Decisions: []rollout.DecisionRecord{
-			{Revision: "rev-0", Verdict: rollout.VerdictPromoted, Message: "old"},
-			{Revision: "rev-b", Verdict: rollout.VerdictStart, Step: -1, Message: "started"},
-			{Revision: "rev-b", Verdict: rollout.VerdictAdvance, Step: 1, Weight: 40, Message: "checks passed"},
+		StableImages: []v1alpha1.ContainerImage{{Container: "shop", Image: "registry.example/shop:1"}}, CanaryImages: []v1alpha1.ContainerImage{{Container: "shop", Image: "registry.example/shop:2"}},
+		Decisions: []v1alpha1.DecisionRecord{
+			{Revision: "rev-0", Verdict: v1alpha1.VerdictPromoted, Message: "old"},
+			{Revision: "rev-b", Verdict: v1alpha1.VerdictStart, Step: -1, Message: "started"},
+			{Revision: "rev-b", Verdict: v1alpha1.VerdictAdvance, Step: 1, Weight: 40, Message: "checks passed"},
 		},
 	}
 }
@@ -54,8 +54,8 @@ func newFixture(t *testing.T, opts apitest.Options) *fixture {
 		opts.Backend = apitest.NewBackend(0)
 	}
 	opts.Backend.Put(apitest.NewFlight("prod", "shop", progressing()), map[string]string{"team": "shop"})
-	opts.Backend.Put(apitest.NewFlight("prod", "cart", rollout.FlightStatus{Phase: rollout.PhaseSucceeded, StableRevision: "rev-c"}), map[string]string{"team": "cart"})
-	opts.Backend.Put(apitest.NewFlight("staging", "shop", rollout.FlightStatus{Phase: rollout.PhaseSucceeded}), nil)
+	opts.Backend.Put(apitest.NewFlight("prod", "cart", v1alpha1.FlightStatus{Phase: v1alpha1.PhaseSucceeded, StableRevision: "rev-c"}), map[string]string{"team": "cart"})
+	opts.Backend.Put(apitest.NewFlight("staging", "shop", v1alpha1.FlightStatus{Phase: v1alpha1.PhaseSucceeded}), nil)
 	srv := apitest.Start(t, opts)
 	// A bound on every call and stream: a lost event fails the test in a
 	// minute instead of hanging the package until its 10-minute timeout.
@@ -252,7 +252,7 @@ func TestPromoteFullIsPromoteFull(t *testing.T) {
 	if len(calls) != 1 {
 		t.Fatalf("%d backend calls, want 1", len(calls))
 	}
-	want := api.Action{Kind: rollout.ActionPromoteFull, By: "api:" + apitest.User, Reason: "hotfix", RequestID: "r-full", Revision: "rev-b"}
+	want := api.Action{Kind: v1alpha1.ActionPromoteFull, By: "api:" + apitest.User, Reason: "hotfix", RequestID: "r-full", Revision: "rev-b"}
 	if calls[0].Action != want {
 		t.Errorf("the backend got %+v, want %+v", calls[0].Action, want)
 	}
@@ -271,7 +271,7 @@ func TestPromoteFullIsPromoteFull(t *testing.T) {
 	if _, err := f.client.Promote(f.ctx, &rolloutpb.PromoteRequest{Namespace: "prod", Name: "cart", RequestId: "r-step"}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("promoting a flight with no canary: %v, want FailedPrecondition", err)
 	}
-	if calls := f.backend.Calls(); calls[len(calls)-1].Action.Kind != rollout.ActionPromote {
+	if calls := f.backend.Calls(); calls[len(calls)-1].Action.Kind != v1alpha1.ActionPromote {
 		t.Errorf("promote without full reached the backend as %s", calls[len(calls)-1].Action.Kind)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -81,7 +81,7 @@ func (s *Service) Watch(req *rolloutpb.WatchRequest, stream grpc.ServerStreaming
 }
 
 // current is the selected Flights as they are now.
-func (s *Service) current(ctx context.Context, ns, name string, sel labels.Selector) ([]*rollout.Flight, error) {
+func (s *Service) current(ctx context.Context, ns, name string, sel labels.Selector) ([]*v1alpha1.Flight, error) {
 	if name != "" {
 		f, err := s.backend.Get(ctx, ns, name)
 		if apierrors.IsNotFound(err) {
@@ -90,7 +90,7 @@ func (s *Service) current(ctx context.Context, ns, name string, sel labels.Selec
 		if err != nil {
 			return nil, s.backendError(ctx, err, ns, name)
 		}
-		return []*rollout.Flight{f}, nil
+		return []*v1alpha1.Flight{f}, nil
 	}
 	flights, err := s.backend.List(ctx, ns, sel)
 	if err != nil {
@@ -126,7 +126,7 @@ type outgoing struct {
 	resumeAt string
 }
 
-func (w *watcher) run(ctx context.Context, s *Service, initial []*rollout.Flight, events <-chan FlightEvent) error {
+func (w *watcher) run(ctx context.Context, s *Service, initial []*v1alpha1.Flight, events <-chan FlightEvent) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	initial = w.initial(initial)
@@ -223,8 +223,8 @@ func fellBehind(queue int, resumeAt string) error {
 // initial drops the Flights a resuming client has (not changed since its
 // version) and orders the others by version, so that the resume point
 // after each of them covers exactly the Flights sent so far.
-func (w *watcher) initial(flights []*rollout.Flight) []*rollout.Flight {
-	out := make([]*rollout.Flight, 0, len(flights))
+func (w *watcher) initial(flights []*v1alpha1.Flight) []*v1alpha1.Flight {
+	out := make([]*v1alpha1.Flight, 0, len(flights))
 	for _, f := range flights {
 		if w.resumeAt != "" && !newer(f.ResourceVersion, w.resumeAt) {
 			w.seen[f.Name] = seenVersion{uid: f.UID, rv: f.ResourceVersion}
@@ -232,7 +232,7 @@ func (w *watcher) initial(flights []*rollout.Flight) []*rollout.Flight {
 		}
 		out = append(out, f)
 	}
-	slices.SortFunc(out, func(a, b *rollout.Flight) int {
+	slices.SortFunc(out, func(a, b *v1alpha1.Flight) int {
 		return cmp.Or(compareVersions(a.ResourceVersion, b.ResourceVersion), strings.Compare(a.Name, b.Name))
 	})
 	return out
@@ -302,7 +302,7 @@ func compareVersions(a, b string) int {
 
 // newestVersion is the newest version of flights, for a List's
 // resource_version: "" if there are none, or if versions do not compare.
-func newestVersion(flights []*rollout.Flight) string {
+func newestVersion(flights []*v1alpha1.Flight) string {
 	newest := ""
 	for _, f := range flights {
 		if newest == "" {

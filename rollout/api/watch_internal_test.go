@@ -7,20 +7,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // TestWatcherFilter checks what a watch makes of the changes that reach
 // it after its initial state: "name@version" Flights, uid u1 unless
 // "name@version/uid".
 func TestWatcherFilter(t *testing.T) {
-	flight := func(spec string) *rollout.Flight {
+	flight := func(spec string) *v1alpha1.Flight {
 		name, rest, _ := strings.Cut(spec, "@")
 		rv, uid, ok := strings.Cut(rest, "/")
 		if !ok {
 			uid = "u1"
 		}
-		return &rollout.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, ResourceVersion: rv, UID: types.UID(uid)}}
+		return &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, ResourceVersion: rv, UID: types.UID(uid)}}
 	}
 	tests := []struct {
 		name     string
@@ -77,7 +77,7 @@ func TestWatcherFilter(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			w := &watcher{resumeAt: tc.resumeAt, progress: tc.resumeAt, seen: map[string]seenVersion{}}
-			var initial []*rollout.Flight
+			var initial []*v1alpha1.Flight
 			for _, spec := range tc.initial {
 				initial = append(initial, flight(spec))
 			}
@@ -103,10 +103,10 @@ func TestWatcherFilter(t *testing.T) {
 }
 
 func TestNewestVersion(t *testing.T) {
-	fl := func(rvs ...string) []*rollout.Flight {
-		var out []*rollout.Flight
+	fl := func(rvs ...string) []*v1alpha1.Flight {
+		var out []*v1alpha1.Flight
 		for _, rv := range rvs {
-			out = append(out, &rollout.Flight{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}})
+			out = append(out, &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{ResourceVersion: rv}})
 		}
 		return out
 	}

@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/codes"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/rollout/api/apitest"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -58,9 +58,9 @@ func TestWatchSendsTheStateThenSyncedThenChanges(t *testing.T) {
 	// In version order: each event's resume point covers what came before.
 	wantEvents(t, recv(t, stream, 3), "ADDED shop/1@1", "ADDED cart/2@2", "SYNCED@2")
 
-	f.backend.Update("prod", "shop", func(st *rollout.FlightStatus) { st.CanaryWeight = 70 })
-	f.backend.Update("staging", "shop", func(st *rollout.FlightStatus) {}) // another namespace
-	f.backend.Put(apitest.NewFlight("prod", "web", rollout.FlightStatus{}), nil)
+	f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.CanaryWeight = 70 })
+	f.backend.Update("staging", "shop", func(st *v1alpha1.FlightStatus) {}) // another namespace
+	f.backend.Put(apitest.NewFlight("prod", "web", v1alpha1.FlightStatus{}), nil)
 	f.backend.Delete("prod", "cart")
 	wantEvents(t, recv(t, stream, 3), "MODIFIED shop/4@4", "ADDED web/6@6", "DELETED cart/7@7")
 }
@@ -74,8 +74,8 @@ func TestWatchOneFlight(t *testing.T) {
 	// No Flight yet: not an error, it comes when the Deployment opts in.
 	wantEvents(t, recv(t, stream, 1), "SYNCED@")
 	f.backend.Put(apitest.NewFlight("prod", "shop", progressing()), nil) // another name
-	f.backend.Put(apitest.NewFlight("prod", "web", rollout.FlightStatus{}), nil)
-	f.backend.Update("prod", "web", func(st *rollout.FlightStatus) { st.Phase = rollout.PhaseIdle })
+	f.backend.Put(apitest.NewFlight("prod", "web", v1alpha1.FlightStatus{}), nil)
+	f.backend.Update("prod", "web", func(st *v1alpha1.FlightStatus) { st.Phase = v1alpha1.PhaseIdle })
 	wantEvents(t, recv(t, stream, 2), "ADDED web/5@5", "MODIFIED web/6@6")
 }
 
@@ -86,8 +86,8 @@ func TestWatchByLabel(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEvents(t, recv(t, stream, 2), "ADDED cart/2@2", "SYNCED@2")
-	f.backend.Update("prod", "shop", func(st *rollout.FlightStatus) {})
-	f.backend.Update("prod", "cart", func(st *rollout.FlightStatus) {})
+	f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) {})
+	f.backend.Update("prod", "cart", func(st *v1alpha1.FlightStatus) {})
 	wantEvents(t, recv(t, stream, 1), "MODIFIED cart/5@5")
 
 	_, err = f.client.Watch(f.ctx, &rolloutpb.WatchRequest{Namespace: "prod", Name: "shop", LabelSelector: "team=cart"})
@@ -125,13 +125,13 @@ func TestWatchResumes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := clocktesting.NewFakeClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 			f := newFixture(t, apitest.Options{Service: api.ServiceOptions{Clock: clk}})
-			f.backend.Update("prod", "shop", func(st *rollout.FlightStatus) { st.CanaryWeight = 70 })
+			f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.CanaryWeight = 70 })
 			stream, err := f.client.Watch(f.ctx, tc.req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			waitStarted(t, clk)
-			f.backend.Update("prod", "shop", func(st *rollout.FlightStatus) { st.CanaryWeight = 100 })
+			f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.CanaryWeight = 100 })
 			wantEvents(t, recv(t, stream, len(tc.want)), tc.want...)
 		})
 	}
@@ -156,9 +156,9 @@ func TestWatchBookmarks(t *testing.T) {
 	}
 	wantEvents(t, recv(t, stream, 2), "ADDED shop/1@1", "SYNCED@1")
 	clk.Step(30 * time.Second)
-	f.backend.Update("prod", "cart", func(st *rollout.FlightStatus) {}) // not watched
+	f.backend.Update("prod", "cart", func(st *v1alpha1.FlightStatus) {}) // not watched
 	wantEvents(t, recv(t, stream, 1), "BOOKMARK@1")
-	f.backend.Update("prod", "shop", func(st *rollout.FlightStatus) {})
+	f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) {})
 	// A tick while an event waits to be sent sends no bookmark (the event
 	// serves as one): take the event first, then tick.
 	wantEvents(t, recv(t, stream, 1), "MODIFIED shop/5@5")
@@ -192,7 +192,7 @@ func TestASlowWatcherIsCutOffWithoutHoldingUpAFastOne(t *testing.T) {
 	big := strings.Repeat("x", 8<<10)
 	changes := 0
 	for ; changes < 2000 && f.backend.Broadcaster().Subscribers() == 2; changes++ {
-		fl := f.backend.Update("prod", "shop", func(st *rollout.FlightStatus) { st.Message = big })
+		fl := f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.Message = big })
 		ev, err := fast.Recv()
 		if err != nil {
 			t.Fatalf("the fast watcher, after %d changes: %v", changes, err)
@@ -205,7 +205,7 @@ func TestASlowWatcherIsCutOffWithoutHoldingUpAFastOne(t *testing.T) {
 		t.Fatalf("after %d changes of 8 KiB, the slow watcher is still subscribed", changes)
 	}
 	// The fast watcher goes on.
-	fl := f.backend.Update("prod", "cart", func(st *rollout.FlightStatus) {})
+	fl := f.backend.Update("prod", "cart", func(st *v1alpha1.FlightStatus) {})
 	if ev, err := fast.Recv(); err != nil || ev.GetFlight().GetResourceVersion() != fl.ResourceVersion {
 		t.Fatalf("the fast watcher after the cut: %v, %v", ev, err)
 	}

@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // Backend is an in-memory api.Backend. Tests put Flights in it and change
@@ -42,7 +42,7 @@ type Backend struct {
 }
 
 type entry struct {
-	flight     *rollout.Flight
+	flight     *v1alpha1.Flight
 	labels     labels.Set
 	containers []container
 }
@@ -50,7 +50,7 @@ type entry struct {
 type container struct{ name, image string }
 
 type taken struct {
-	kind   rollout.ActionKind
+	kind   v1alpha1.ActionKind
 	change api.ImageChange
 }
 
@@ -80,10 +80,10 @@ var _ api.Backend = (*Backend)(nil)
 
 // NewFlight returns a Flight of policy "standard" for host
 // <name>.<namespace>.svc with status st.
-func NewFlight(namespace, name string, st rollout.FlightStatus) *rollout.Flight {
-	return &rollout.Flight{
+func NewFlight(namespace, name string, st v1alpha1.FlightStatus) *v1alpha1.Flight {
+	return &v1alpha1.Flight{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec:       rollout.FlightSpec{Deployment: name, Policy: "standard", Host: name + "." + namespace + ".svc"},
+		Spec:       v1alpha1.FlightSpec{Deployment: name, Policy: "standard", Host: name + "." + namespace + ".svc"},
 		Status:     st,
 	}
 }
@@ -94,7 +94,7 @@ func (b *Backend) Broadcaster() *api.Broadcaster { return b.bc }
 // Put stores a copy of f (created, or replacing the Flight of its name)
 // with the Deployment's labels, and publishes it. It returns the copy
 // stored, with its uid and resource version.
-func (b *Backend) Put(f *rollout.Flight, deploymentLabels map[string]string) *rollout.Flight {
+func (b *Backend) Put(f *v1alpha1.Flight, deploymentLabels map[string]string) *v1alpha1.Flight {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	key := types.NamespacedName{Namespace: f.Namespace, Name: f.Name}
@@ -123,7 +123,7 @@ func (b *Backend) Put(f *rollout.Flight, deploymentLabels map[string]string) *ro
 
 // Update changes a Flight's status, stores and publishes it. It panics if
 // there is no such Flight: a test bug.
-func (b *Backend) Update(namespace, name string, change func(*rollout.FlightStatus)) *rollout.Flight {
+func (b *Backend) Update(namespace, name string, change func(*v1alpha1.FlightStatus)) *v1alpha1.Flight {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.flights[types.NamespacedName{Namespace: namespace, Name: name}]
@@ -152,15 +152,15 @@ func (b *Backend) Delete(namespace, name string) {
 	b.bc.Publish(api.FlightEvent{Type: api.EventDeleted, Flight: c, Labels: e.labels})
 }
 
-func (b *Backend) storeLocked(e *entry, f *rollout.Flight, typ string) {
+func (b *Backend) storeLocked(e *entry, f *v1alpha1.Flight, typ string) {
 	b.rv++
 	f.ResourceVersion = strconv.FormatInt(b.rv, 10)
 	e.flight = f
 	b.bc.Publish(api.FlightEvent{Type: typ, Flight: f, Labels: e.labels})
 }
 
-func clone(f *rollout.Flight) *rollout.Flight {
-	return f.DeepCopyObject().(*rollout.Flight)
+func clone(f *v1alpha1.Flight) *v1alpha1.Flight {
+	return f.DeepCopyObject().(*v1alpha1.Flight)
 }
 
 // SetLeader sets what Leader reports.
@@ -185,10 +185,10 @@ func (b *Backend) Calls() []Call {
 }
 
 // List implements api.Backend.
-func (b *Backend) List(_ context.Context, namespace string, selector labels.Selector) ([]*rollout.Flight, error) {
+func (b *Backend) List(_ context.Context, namespace string, selector labels.Selector) ([]*v1alpha1.Flight, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var out []*rollout.Flight
+	var out []*v1alpha1.Flight
 	for key, e := range b.flights {
 		if key.Namespace == namespace && (selector == nil || selector.Matches(e.labels)) {
 			out = append(out, e.flight)
@@ -198,12 +198,12 @@ func (b *Backend) List(_ context.Context, namespace string, selector labels.Sele
 }
 
 // Get implements api.Backend.
-func (b *Backend) Get(_ context.Context, namespace, name string) (*rollout.Flight, error) {
+func (b *Backend) Get(_ context.Context, namespace, name string) (*v1alpha1.Flight, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	e, ok := b.flights[types.NamespacedName{Namespace: namespace, Name: name}]
 	if !ok {
-		return nil, apierrors.NewNotFound(rollout.FlightResource.GroupResource(), name)
+		return nil, apierrors.NewNotFound(v1alpha1.FlightResource.GroupResource(), name)
 	}
 	return e.flight, nil
 }
@@ -223,7 +223,7 @@ func (b *Backend) Leader() (bool, string) {
 // Act implements api.Backend: it checks the request id, the revision
 // precondition and the phase, as the controller does, and applies the
 // action crudely.
-func (b *Backend) Act(_ context.Context, namespace, name string, a api.Action) (*rollout.Flight, bool, error) {
+func (b *Backend) Act(_ context.Context, namespace, name string, a api.Action) (*v1alpha1.Flight, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	call := Call{Namespace: namespace, Name: name, Action: a}
@@ -236,7 +236,7 @@ func (b *Backend) Act(_ context.Context, namespace, name string, a api.Action) (
 	}
 	e, ok := b.flights[types.NamespacedName{Namespace: namespace, Name: name}]
 	if !ok {
-		return nil, false, apierrors.NewNotFound(rollout.FlightResource.GroupResource(), name)
+		return nil, false, apierrors.NewNotFound(v1alpha1.FlightResource.GroupResource(), name)
 	}
 	id := namespace + "/" + name + "/" + a.RequestID
 	if t, ok := b.taken[id]; ok {
@@ -258,54 +258,54 @@ func (b *Backend) Act(_ context.Context, namespace, name string, a api.Action) (
 	if err := apply(&c.Status, a.Kind); err != nil {
 		return nil, false, err
 	}
-	c.Status.LastAction = &rollout.ActionRecord{Kind: a.Kind, By: a.By, Reason: a.Reason, At: metav1.NewTime(b.now())}
+	c.Status.LastAction = &v1alpha1.ActionRecord{Kind: a.Kind, By: a.By, Reason: a.Reason, At: metav1.NewTime(b.now())}
 	b.taken[id] = taken{kind: a.Kind}
 	b.storeLocked(e, c, api.EventModified)
 	return c, false, nil
 }
 
 // apply is a crude rendering of what the controller does with an action.
-func apply(st *rollout.FlightStatus, kind rollout.ActionKind) error {
-	inFlight := st.Phase == rollout.PhaseProgressing || st.Phase == rollout.PhasePaused
+func apply(st *v1alpha1.FlightStatus, kind v1alpha1.ActionKind) error {
+	inFlight := st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused
 	refuse := func() error {
 		return fmt.Errorf("%s while %s: %w", kind, st.Phase, api.ErrNotApplicable)
 	}
 	switch kind {
-	case rollout.ActionPromote:
+	case v1alpha1.ActionPromote:
 		if !inFlight {
 			return refuse()
 		}
 		if int(st.Step)+1 >= len(st.Steps) {
-			st.Phase, st.CanaryWeight = rollout.PhasePromoting, 100
+			st.Phase, st.CanaryWeight = v1alpha1.PhasePromoting, 100
 			break
 		}
 		st.Step++
 		st.CanaryWeight = st.Steps[st.Step]
-	case rollout.ActionPromoteFull:
+	case v1alpha1.ActionPromoteFull:
 		if !inFlight {
 			return refuse()
 		}
-		st.Phase, st.CanaryWeight = rollout.PhasePromoting, 100
-	case rollout.ActionAbort:
-		if !inFlight && st.Phase != rollout.PhasePromoting {
+		st.Phase, st.CanaryWeight = v1alpha1.PhasePromoting, 100
+	case v1alpha1.ActionAbort:
+		if !inFlight && st.Phase != v1alpha1.PhasePromoting {
 			return refuse()
 		}
-		st.Phase, st.CanaryWeight, st.RejectedRevision = rollout.PhaseAborted, 0, st.CanaryRevision
-	case rollout.ActionPause:
-		if st.Phase != rollout.PhaseProgressing {
+		st.Phase, st.CanaryWeight, st.RejectedRevision = v1alpha1.PhaseAborted, 0, st.CanaryRevision
+	case v1alpha1.ActionPause:
+		if st.Phase != v1alpha1.PhaseProgressing {
 			return refuse()
 		}
-		st.Phase = rollout.PhasePaused
-	case rollout.ActionResume:
-		if st.Phase != rollout.PhasePaused {
+		st.Phase = v1alpha1.PhasePaused
+	case v1alpha1.ActionResume:
+		if st.Phase != v1alpha1.PhasePaused {
 			return refuse()
 		}
-		st.Phase = rollout.PhaseProgressing
+		st.Phase = v1alpha1.PhaseProgressing
 	case api.ActionRetry:
 		if st.RejectedRevision == "" {
 			return refuse()
 		}
-		st.Phase, st.Step, st.CanaryWeight, st.RejectedRevision = rollout.PhaseProgressing, -1, 0, ""
+		st.Phase, st.Step, st.CanaryWeight, st.RejectedRevision = v1alpha1.PhaseProgressing, -1, 0, ""
 	default:
 		return fmt.Errorf("unknown action %q: %w", kind, api.ErrNotApplicable)
 	}
@@ -327,7 +327,7 @@ func (b *Backend) SetImage(_ context.Context, namespace, name string, req api.Im
 	}
 	e, ok := b.flights[types.NamespacedName{Namespace: namespace, Name: name}]
 	if !ok {
-		return api.ImageChange{}, apierrors.NewNotFound(rollout.FlightResource.GroupResource(), name)
+		return api.ImageChange{}, apierrors.NewNotFound(v1alpha1.FlightResource.GroupResource(), name)
 	}
 	id := namespace + "/" + name + "/" + req.RequestID
 	if t, ok := b.taken[id]; ok {

@@ -15,19 +15,19 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/rollout/api/apitest"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
 // progressing is a canary of rev-b at 40% (step 2 of 3).
-func progressing() rollout.FlightStatus {
-	return rollout.FlightStatus{
-		Phase: rollout.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
+func progressing() v1alpha1.FlightStatus {
+	return v1alpha1.FlightStatus{
+		Phase: v1alpha1.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
 		Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40,
-		Hold:      &rollout.Hold{Reason: rollout.HoldNotEnoughData, Message: "12 requests, want 100"},
-		Decisions: []rollout.DecisionRecord{{Revision: "rev-b", Verdict: rollout.VerdictHold, Step: 1, Weight: 40, Message: "not enough data"}},
+		Hold:      &v1alpha1.Hold{Reason: v1alpha1.HoldNotEnoughData, Message: "12 requests, want 100"},
+		Decisions: []v1alpha1.DecisionRecord{{Revision: "rev-b", Verdict: v1alpha1.VerdictHold, Step: 1, Weight: 40, Message: "not enough data"}},
 	}
 }
 
@@ -44,7 +44,7 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	b := apitest.NewBackend(0)
 	b.Put(apitest.NewFlight("prod", "shop", progressing()), map[string]string{"team": "shop"})
-	b.Put(apitest.NewFlight("prod", "cart", rollout.FlightStatus{Phase: rollout.PhaseSucceeded, StableRevision: "rev-c", CanaryRevision: "rev-c"}), nil)
+	b.Put(apitest.NewFlight("prod", "cart", v1alpha1.FlightStatus{Phase: v1alpha1.PhaseSucceeded, StableRevision: "rev-c", CanaryRevision: "rev-c"}), nil)
 	srv := apitest.Start(t, apitest.Options{Backend: b})
 	// No kubeconfig unless a test writes one: never the developer's.
 	return &harness{srv: srv, backend: b, env: map[string]string{"KUBECONFIG": filepath.Join(t.TempDir(), "none")}}
@@ -158,14 +158,14 @@ func TestWaitExitCodes(t *testing.T) {
 	type step func(*apitest.Backend)
 	succeed := func(rev string) step {
 		return func(b *apitest.Backend) {
-			b.Update("prod", "shop", func(st *rollout.FlightStatus) {
-				st.Phase, st.StableRevision, st.CanaryRevision, st.Hold = rollout.PhaseSucceeded, rev, rev, nil
+			b.Update("prod", "shop", func(st *v1alpha1.FlightStatus) {
+				st.Phase, st.StableRevision, st.CanaryRevision, st.Hold = v1alpha1.PhaseSucceeded, rev, rev, nil
 			})
 		}
 	}
-	canary := func(rev string, p rollout.Phase) step {
+	canary := func(rev string, p v1alpha1.Phase) step {
 		return func(b *apitest.Backend) {
-			b.Update("prod", "shop", func(st *rollout.FlightStatus) { st.CanaryRevision, st.Phase = rev, p })
+			b.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.CanaryRevision, st.Phase = rev, p })
 		}
 	}
 	tests := []struct {
@@ -180,7 +180,7 @@ func TestWaitExitCodes(t *testing.T) {
 		{
 			name:     "exits 0 once the revision waited for is promoted",
 			args:     []string{"wait", "shop", "--revision", "rev-b"},
-			steps:    []step{canary("rev-b", rollout.PhasePromoting), succeed("rev-b")},
+			steps:    []step{canary("rev-b", v1alpha1.PhasePromoting), succeed("rev-b")},
 			wantCode: ExitOK,
 			wantOut:  "prod/shop: revision rev-b promoted",
 			wantErr:  "Promoting step 2/3 [####------] 40%",
@@ -188,21 +188,21 @@ func TestWaitExitCodes(t *testing.T) {
 		{
 			name:     "does not count a Succeeded of an older revision",
 			args:     []string{"wait", "shop", "--revision", "rev-d"},
-			steps:    []step{succeed("rev-b"), canary("rev-d", rollout.PhaseProgressing), canary("rev-d", rollout.PhaseRolledBack)},
+			steps:    []step{succeed("rev-b"), canary("rev-d", v1alpha1.PhaseProgressing), canary("rev-d", v1alpha1.PhaseRolledBack)},
 			wantCode: ExitRolledBack,
 			wantErr:  "prod/shop: revision rev-d rolled back",
 		},
 		{
 			name:     "exits 3 when the revision is aborted",
 			args:     []string{"wait", "shop"},
-			steps:    []step{canary("rev-b", rollout.PhaseAborted)},
+			steps:    []step{canary("rev-b", v1alpha1.PhaseAborted)},
 			wantCode: ExitAborted,
 			wantErr:  "revision rev-b aborted",
 		},
 		{
 			name:     "exits 1 when the revision is replaced before it finishes",
 			args:     []string{"wait", "shop", "--revision", "rev-b"},
-			steps:    []step{canary("rev-e", rollout.PhaseProgressing)},
+			steps:    []step{canary("rev-e", v1alpha1.PhaseProgressing)},
 			wantCode: ExitError,
 			wantErr:  "revision rev-b was replaced by rev-e",
 		},
@@ -228,7 +228,7 @@ func TestWaitExitCodes(t *testing.T) {
 		{
 			name:     "resumes a broken watch and still sees the outcome",
 			args:     []string{"wait", "shop", "-v"},
-			steps:    []step{func(b *apitest.Backend) { b.Broadcaster().DropAll() }, canary("rev-b", rollout.PhaseRolledBack)},
+			steps:    []step{func(b *apitest.Backend) { b.Broadcaster().DropAll() }, canary("rev-b", v1alpha1.PhaseRolledBack)},
 			wantCode: ExitRolledBack,
 			wantErr:  `resuming from version "1"`,
 		},
@@ -385,7 +385,7 @@ func TestWatchPrintsOneLinePerChange(t *testing.T) {
 				done <- h.runRaw(ctx, out, nil, append(h.connection(), "watch", "shop", "-o", tc.format)...)
 			}()
 			<-out.lines(1) // the initial state: changes come after it
-			h.backend.Update("prod", "shop", func(st *rollout.FlightStatus) { st.Step, st.CanaryWeight, st.Hold = 2, 70, nil })
+			h.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.Step, st.CanaryWeight, st.Hold = 2, 70, nil })
 			<-out.lines(len(tc.want))
 			cancel()
 			r := <-done
@@ -423,10 +423,10 @@ func TestSetImageThenWaitForItsRevision(t *testing.T) {
 	}()
 	<-errOut.lines(1)
 	// What the controller would do with the new template.
-	h.backend.Update("prod", "shop", func(st *rollout.FlightStatus) {
-		st.Phase, st.CanaryRevision, st.Step, st.CanaryWeight = rollout.PhaseProgressing, rev, -1, 0
+	h.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) {
+		st.Phase, st.CanaryRevision, st.Step, st.CanaryWeight = v1alpha1.PhaseProgressing, rev, -1, 0
 	})
-	h.backend.Update("prod", "shop", func(st *rollout.FlightStatus) { st.Phase, st.StableRevision = rollout.PhaseSucceeded, rev })
+	h.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) { st.Phase, st.StableRevision = v1alpha1.PhaseSucceeded, rev })
 	if w := <-done; w.code != ExitOK || !strings.Contains(w.stdout, "revision "+rev+" promoted") {
 		t.Errorf("wait --revision %s: exit %d\n%s\n%s", rev, w.code, w.stdout, w.stderr)
 	}
@@ -447,7 +447,7 @@ func TestMutatingCommands(t *testing.T) {
 	if again.code != 0 || !strings.Contains(again.stdout, "request id pipeline-4211 had been taken before") {
 		t.Errorf("the same request id again: exit %d\n%s%s", again.code, again.stdout, again.stderr)
 	}
-	if calls := h.backend.Calls(); len(calls) != 2 || calls[0].Action.Kind != rollout.ActionPromoteFull || !calls[1].Replayed {
+	if calls := h.backend.Calls(); len(calls) != 2 || calls[0].Action.Kind != v1alpha1.ActionPromoteFull || !calls[1].Replayed {
 		t.Errorf("backend calls: %+v", calls)
 	}
 

@@ -1,4 +1,4 @@
-package rollout
+package v1alpha1
 
 import (
 	"fmt"

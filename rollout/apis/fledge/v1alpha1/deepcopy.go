@@ -1,4 +1,4 @@
-package rollout
+package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,8 +36,8 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 		out.Decisions = make([]DecisionRecord, len(s.Decisions))
 		for i, r := range s.Decisions {
 			out.Decisions[i] = r
-			out.Decisions[i].Checks = copyChecks(r.Checks)
-			out.Decisions[i].Flags = copyStrings(r.Flags)
+			out.Decisions[i].Checks = dcChecks(r.Checks)
+			out.Decisions[i].Flags = dcStrings(r.Flags)
 		}
 	}
 	if s.Requests != nil {
@@ -56,12 +56,12 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 		st := *s.Sticky
 		out.Sticky = &st
 	}
-	out.StableImages = copyImages(s.StableImages)
-	out.CanaryImages = copyImages(s.CanaryImages)
+	out.StableImages = dcImages(s.StableImages)
+	out.CanaryImages = dcImages(s.CanaryImages)
 	if s.Calls != nil {
 		out.Calls = make([]CallRecord, len(s.Calls))
 		for i, c := range s.Calls {
-			c.Load = copyLoad(c.Load)
+			c.Load = dcLoad(c.Load)
 			c.Done = c.Done.DeepCopy()
 			out.Calls[i] = c
 		}
@@ -72,15 +72,15 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 			d.Done = d.Done.DeepCopy()
 			if d.Notification != nil {
 				n := *d.Notification
-				n.FromImages, n.ToImages = copyStrings(n.FromImages), copyStrings(n.ToImages)
-				n.Plan = copyInt32s(n.Plan)
-				n.Checks = copyChecks(n.Checks)
-				n.Flags = copyStrings(n.Flags)
-				n.Cohorts = copyStrings(n.Cohorts)
+				n.FromImages, n.ToImages = dcStrings(n.FromImages), dcStrings(n.ToImages)
+				n.Plan = dcInt32s(n.Plan)
+				n.Checks = dcChecks(n.Checks)
+				n.Flags = dcStrings(n.Flags)
+				n.Cohorts = dcStrings(n.Cohorts)
 				d.Notification = &n
 			}
 			if d.Payload != nil {
-				d.Payload = copyPayload(d.Payload)
+				d.Payload = dcPayload(d.Payload)
 			}
 			out.Outbox[i] = d
 		}
@@ -94,7 +94,7 @@ func (s *FlightStatus) DeepCopy() *FlightStatus {
 	return &out
 }
 
-func copyChecks(in []analysis.Check) []analysis.Check {
+func dcChecks(in []analysis.Check) []analysis.Check {
 	if in == nil {
 		return nil
 	}
@@ -109,34 +109,34 @@ func copyChecks(in []analysis.Check) []analysis.Check {
 	return out
 }
 
-func copyStrings(in []string) []string {
+func dcStrings(in []string) []string {
 	if in == nil {
 		return nil
 	}
 	return append([]string(nil), in...)
 }
 
-func copyInt32s(in []int32) []int32 {
+func dcInt32s(in []int32) []int32 {
 	if in == nil {
 		return nil
 	}
 	return append([]int32(nil), in...)
 }
 
-func copyLoad(in *webhooks.LoadResult) *webhooks.LoadResult {
+func dcLoad(in *webhooks.LoadResult) *webhooks.LoadResult {
 	if in == nil {
 		return nil
 	}
 	out := *in
-	out.Errors = copyStrings(in.Errors)
+	out.Errors = dcStrings(in.Errors)
 	return &out
 }
 
-func copyPayload(in *webhooks.Payload) *webhooks.Payload {
+func dcPayload(in *webhooks.Payload) *webhooks.Payload {
 	out := *in
-	out.Revision.Images = copyStrings(in.Revision.Images)
-	out.Revision.From = copyStrings(in.Revision.From)
-	out.Checks = copyChecks(in.Checks)
+	out.Revision.Images = dcStrings(in.Revision.Images)
+	out.Revision.From = dcStrings(in.Revision.From)
+	out.Checks = dcChecks(in.Checks)
 	if in.Metadata != nil {
 		out.Metadata = make(map[string]string, len(in.Metadata))
 		for k, v := range in.Metadata {
@@ -146,7 +146,7 @@ func copyPayload(in *webhooks.Payload) *webhooks.Payload {
 	return &out
 }
 
-func copyImages(in []ContainerImage) []ContainerImage {
+func dcImages(in []ContainerImage) []ContainerImage {
 	if in == nil {
 		return nil
 	}
