@@ -67,12 +67,27 @@ type Vars struct {
 // Check is the record of one measurement and its verdict, as the decision
 // log keeps it: enough for a person to see why the rollout moved.
 type Check struct {
-	Metric    string    `json:"metric"`
-	Query     string    `json:"query"`           // the rendered query
-	Value     *float64  `json:"value,omitempty"` // nil when nothing was measured
-	Threshold string    `json:"threshold"`       // e.g. ">= 0.99", "<= 500"
-	Samples   int64     `json:"samples"`
-	Outcome   Outcome   `json:"outcome"`
-	Message   string    `json:"message,omitempty"` // why, for anything but a plain pass
-	At        time.Time `json:"at"`
+	Metric    string   `json:"metric"`
+	Query     string   `json:"query"`           // the rendered query
+	Value     *float64 `json:"value,omitempty"` // nil when nothing was measured
+	Threshold string   `json:"threshold"`       // e.g. ">= 0.99", "<= 500"
+	Samples   int64    `json:"samples"`
+	Outcome   Outcome  `json:"outcome"`
+	Message   string   `json:"message,omitempty"` // why, for anything but a plain pass
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	At time.Time `json:"at"`
+}
+
+// DeepCopyInto copies in into out, sharing no memory with it. The Flight
+// API's generated deepcopy calls it for the checks a status holds. It is
+// written by hand because deepcopy-gen cannot copy a time.Time, which is a
+// value (its *Location is immutable and safe to share).
+func (in *Check) DeepCopyInto(out *Check) {
+	*out = *in
+	if in.Value != nil {
+		v := *in.Value
+		out.Value = &v
+	}
 }

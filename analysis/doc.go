@@ -20,4 +20,10 @@
 // (success-rate, latency-p95, latency-p99, request-rate) are such templates
 // over Istio's standard telemetry, and count the canary's requests as
 // their samples.
+//
+// Some of these types are held in the Flight's status (its decision log,
+// hook calls and outbox), and the Flight's CRD schema is generated from
+// them: like the Flight API's own, none of their fields is required there.
+//
+// +kubebuilder:validation:Optional
 package analysis

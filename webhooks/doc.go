@@ -9,4 +9,10 @@
 // Flight's status. webhooks/hookclient performs the calls over HTTP,
 // webhooks/slack delivers the notifications, and webhooks/loadtest is the
 // load tester that answers rollout hooks. None of them decides.
+//
+// Some of these types are held in the Flight's status (its decision log,
+// hook calls and outbox), and the Flight's CRD schema is generated from
+// them: like the Flight API's own, none of their fields is required there.
+//
+// +kubebuilder:validation:Optional
 package webhooks

@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -57,6 +58,8 @@ func (t Type) Gate() bool {
 // Payload is the one JSON body every hook receives. Receivers should
 // deduplicate by DeliveryID: a call interrupted by an engine restart is
 // sent again with the same id.
+//
+// +k8s:deepcopy-gen=true
 type Payload struct {
 	DeliveryID string `json:"deliveryId"`
 	Type       Type   `json:"type"`
@@ -82,6 +85,8 @@ type Payload struct {
 }
 
 // Revision identifies the canaried revision.
+//
+// +k8s:deepcopy-gen=true
 type Revision struct {
 	// Hash is fledge's template hash of the revision.
 	Hash string `json:"hash"`
@@ -94,6 +99,8 @@ type Revision struct {
 
 // LoadResult is what a load-test hook answers (webhooks/loadtest does):
 // the figures of the run, which fledge records as a check.
+//
+// +k8s:deepcopy-gen=true
 type LoadResult struct {
 	Requests uint64  `json:"requests"`
 	Success  float64 `json:"success"` // ratio of non-error answers, 0..1
@@ -140,6 +147,37 @@ type Notification struct {
 	// them: "new-checkout: off".
 	Flags []string `json:"flags,omitempty"`
 	// Duration is how long the revision's rollout took, in seconds.
-	DurationSeconds int64     `json:"durationSeconds,omitempty"`
-	At              time.Time `json:"at"`
+	DurationSeconds int64 `json:"durationSeconds,omitempty"`
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=date-time
+	At time.Time `json:"at"`
+}
+
+// DeepCopyInto copies in into out, sharing no memory with it. It is
+// written by hand because deepcopy-gen cannot copy a time.Time, which is a
+// value (its *Location is immutable and safe to share).
+func (in *Notification) DeepCopyInto(out *Notification) {
+	*out = *in
+	out.FromImages = slices.Clone(in.FromImages)
+	out.ToImages = slices.Clone(in.ToImages)
+	out.Plan = slices.Clone(in.Plan)
+	out.Cohorts = slices.Clone(in.Cohorts)
+	out.Flags = slices.Clone(in.Flags)
+	if in.Checks != nil {
+		out.Checks = make([]analysis.Check, len(in.Checks))
+		for i := range in.Checks {
+			in.Checks[i].DeepCopyInto(&out.Checks[i])
+		}
+	}
+}
+
+// DeepCopy returns a copy of the notification that shares no memory with it.
+func (in *Notification) DeepCopy() *Notification {
+	if in == nil {
+		return nil
+	}
+	out := new(Notification)
+	in.DeepCopyInto(out)
+	return out
 }

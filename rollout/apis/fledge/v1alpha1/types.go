@@ -7,6 +7,57 @@ import (
 	"github.com/fledgehq/fledge/webhooks"
 )
 
+// Flight is fledge's record of one opted-in Deployment: same name, same
+// namespace, owned by the Deployment. fledge writes it; people read it.
+//
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=fledge
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`,description="the canary's share of traffic, in percent"
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.step`,description="index of the current step (-1 before traffic)"
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.canaryRevision`,description="the revision being (or last) canaried"
+// +kubebuilder:printcolumn:name="Held",type=string,JSONPath=`.status.hold.reason`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Flight struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              FlightSpec   `json:"spec"`
+	Status            FlightStatus `json:"status,omitempty"`
+}
+
+// FlightSpec records what the Deployment asked for and the routing fledge
+// resolved for it. The Deployment's annotations remain the source of
+// truth; the routing is kept here so that it can be released even after
+// the Deployment is gone.
+type FlightSpec struct {
+	// Deployment is the opted-in Deployment (the Flight's namesake).
+	// +required
+	Deployment string `json:"deployment"`
+	// Policy is the policy named by its fledge.dev/rollout annotation.
+	// +required
+	Policy string `json:"policy"`
+	// Host is the host clients call; StableService the user's Service.
+	Host          string `json:"host,omitempty"`
+	StableService string `json:"stableService,omitempty"`
+	// VirtualService and Route name a user-owned VirtualService, if any.
+	VirtualService string `json:"virtualService,omitempty"`
+	Route          string `json:"route,omitempty"`
+}
+
+// FlightList is a list of Flights.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+type FlightList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Flight `json:"items"`
+}
+
 // Phase is where a Flight stands.
 type Phase string
 

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Regenerates everything generated in the tree (called by `make generate`):
+#   - deepcopy functions of the Flight API and of the types its status holds
+#     (k8s.io/code-generator's deepcopy-gen);
+#   - the typed clientset, listers and informers of the Flight API under
+#     rollout/client (client-gen, lister-gen, informer-gen);
+#   - the Flight CRD manifest deploy/crds/flights.fledge.dev.yaml, from the
+#     Go types and their markers (controller-tools' controller-gen);
+#   - the gRPC API's Go code rollout/rolloutpb (protoc with the Go plugins).
+#
+# The generators are built from the pinned tools modules e2e/tools/codegen
+# and e2e/tools/proto into bin/ (seconds once Go's build cache is warm).
+# protoc and the well-known types are Debian's protobuf-compiler and
+# libprotobuf-dev (3.21.12), installed here when missing and run as root.
+#
+# With a directory argument, it generates in that copy of the tree instead
+# (the staleness test does that, then compares the copy with the tree).
+set -euo pipefail
+
+self=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "${1:-$self}" && pwd)
+bin="$root/bin"
+mkdir -p "$bin"
+mod=github.com/fledgehq/fledge
+api=$mod/rollout/apis/fledge/v1alpha1
+header="$root/e2e/tools/codegen/header.go.txt"
+
+log() { printf 'generate: %s\n' "$*" >&2; }
+
+# Generators, built from their pinned modules.
+(cd "$root/e2e/tools/codegen" && go build -o "$bin/" \
+	k8s.io/code-generator/cmd/deepcopy-gen k8s.io/code-generator/cmd/client-gen \
+	k8s.io/code-generator/cmd/lister-gen k8s.io/code-generator/cmd/informer-gen \
+	sigs.k8s.io/controller-tools/cmd/controller-gen)
+(cd "$root/e2e/tools/proto" && go build -o "$bin/" \
+	google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc)
+
+cd "$root"
+
+# Deepcopy: the Flight API (every type, by its package tag) and the types
+# from webhooks that its status holds (by their type tags; analysis.Check
+# and webhooks.Notification hold a time.Time, which deepcopy-gen cannot
+# copy, and have DeepCopyInto methods written by hand).
+log "deepcopy-gen"
+"$bin/deepcopy-gen" --go-header-file "$header" --output-file zz_generated.deepcopy.go \
+	"$api" "$mod/webhooks"
+
+# The typed clientset, listers and informers. Each generator writes its
+# whole tree, so the old one goes first: nothing stale survives a rename.
+rm -rf rollout/client
+log "client-gen, lister-gen, informer-gen"
+"$bin/client-gen" --go-header-file "$header" --clientset-name versioned \
+	--input-base "$mod/rollout/apis" --input fledge/v1alpha1 \
+	--output-dir rollout/client/clientset --output-pkg "$mod/rollout/client/clientset"
+"$bin/lister-gen" --go-header-file "$header" \
+	--output-dir rollout/client/listers --output-pkg "$mod/rollout/client/listers" "$api"
+"$bin/informer-gen" --go-header-file "$header" \
+	--versioned-clientset-package "$mod/rollout/client/clientset/versioned" \
+	--listers-package "$mod/rollout/client/listers" \
+	--output-dir rollout/client/informers --output-pkg "$mod/rollout/client/informers" "$api"
+
+# The CRD, from the types. controller-gen names its file after the group
+# and resource; the manifest keeps the name the install and docs use.
+log "controller-gen"
+crds=$(mktemp -d)
+trap 'rm -rf "$crds"' EXIT
+# Floats (check values, load-test figures) are allowed: the status is
+# written and read by Go alone, and today's Flights hold them.
+"$bin/controller-gen" crd:allowDangerousTypes=true paths=./rollout/apis/... output:crd:dir="$crds"
+{
+	echo "# The Flight: fledge's record of one opted-in Deployment (same name, same"
+	echo "# namespace, owned by it). fledge writes it; people and pipelines read it:"
+	echo "#   kubectl get flights"
+	echo "# Generated from rollout/apis/fledge/v1alpha1 by controller-gen (make generate):"
+	echo "# edit the Go types and their markers, not this file."
+	cat "$crds/fledge.dev_flights.yaml"
+} >deploy/crds/flights.fledge.dev.yaml
+
+# The gRPC API.
+PROTO_PKGS="protobuf-compiler libprotobuf-dev"
+if ! command -v protoc >/dev/null || [[ ! -f /usr/include/google/protobuf/timestamp.proto ]]; then
+	if [[ $(id -u) -ne 0 ]]; then
+		log "install Debian's $PROTO_PKGS"
+		exit 1
+	fi
+	log "installing $PROTO_PKGS"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $PROTO_PKGS >/dev/null
+fi
+log "protoc"
+protoc -I . -I /usr/include \
+	--plugin=protoc-gen-go="$bin/protoc-gen-go" --go_out=. --go_opt=paths=source_relative \
+	--plugin=protoc-gen-go-grpc="$bin/protoc-gen-go-grpc" --go-grpc_out=. --go-grpc_opt=paths=source_relative \
+	rollout/rolloutpb/rollouts.proto
+
+# Generated Go code is formatted as gofmt wants it, so `make lint` passes.
+gofmt -w rollout/client $(find rollout/apis analysis webhooks -name 'zz_generated.*.go')
