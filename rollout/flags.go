@@ -42,7 +42,7 @@ func (d *decider) routing(canary int32) traffic.Weights {
 	if d.st.Phase != v1alpha1.PhaseProgressing && d.st.Phase != v1alpha1.PhasePaused {
 		return w
 	}
-	if c := cohortOf(&d.st); c != nil {
+	if c := CohortOf(&d.st); c != nil {
 		w.Cohort = traffic.Cohort{Name: c.Name, Header: c.Header, Exact: c.Exact, Regex: c.Regex}
 		return w
 	}
@@ -108,7 +108,7 @@ func linkOf(f *v1alpha1.FlagStatus) flags.Link {
 func (d *decider) flagStage(f *v1alpha1.FlagStatus) flags.Stage {
 	switch d.st.Phase {
 	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
-		if c := cohortOf(&d.st); c != nil {
+		if c := CohortOf(&d.st); c != nil {
 			return flags.Stage{Kind: flags.StageCohort, Attribute: c.Attribute, Value: c.Value}
 		}
 		if d.st.Step >= 0 && d.st.CanaryWeight > 0 {

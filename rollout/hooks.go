@@ -305,7 +305,7 @@ func (d *decider) where() string {
 	if d.st.Step < 0 {
 		return "before traffic"
 	}
-	if c := cohortOf(&d.st); c != nil {
+	if c := CohortOf(&d.st); c != nil {
 		return fmt.Sprintf("step %d/%d (cohort %s)", d.st.Step+1, len(d.st.Steps), c.Name)
 	}
 	return fmt.Sprintf("step %d/%d at %d%%", d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
@@ -315,7 +315,7 @@ func (d *decider) where() string {
 func (d *decider) payload(h Hook, event, msg string) webhooks.Payload {
 	p := webhooks.Payload{
 		Type: h.Type, Hook: h.Name, Name: d.in.Name, Namespace: d.in.Namespace,
-		Revision: webhooks.Revision{Hash: d.st.CanaryRevision, Images: imageRefs(d.st.CanaryImages), From: imageRefs(d.st.StableImages)},
+		Revision: webhooks.Revision{Hash: d.st.CanaryRevision, Images: ImageRefs(d.st.CanaryImages), From: ImageRefs(d.st.StableImages)},
 		Phase:    string(d.st.Phase), Step: d.st.Step, Steps: int32(len(d.st.Steps)), CanaryWeight: d.st.CanaryWeight,
 		Event: event, Message: msg, Checks: d.latestChecks(), Metadata: h.Metadata,
 	}

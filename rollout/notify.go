@@ -19,7 +19,9 @@ import (
 // never a rollout, and each message goes out once, in order, across
 // restarts.
 
-const channelSlack = "slack"
+// ChannelSlack is the outbox channel of Slack messages; a hook's is
+// "hook:<name>".
+const ChannelSlack = "slack"
 
 func hookChannel(name string) string { return "hook:" + name }
 
@@ -37,7 +39,7 @@ func (d *decider) notify(n webhooks.Notification) {
 	if n.Revision == "" {
 		n.Revision = d.st.CanaryRevision
 	}
-	d.enqueue(v1alpha1.Delivery{Channel: channelSlack, Event: n.Event, Notification: &n})
+	d.enqueue(v1alpha1.Delivery{Channel: ChannelSlack, Event: n.Event, Notification: &n})
 }
 
 // tellHooks queues a payload for every hook of type t (event hooks on
@@ -90,9 +92,9 @@ func (d *decider) flushOutbox() {
 		started[e.Channel] = true
 		act := Deliver{Delivery: *e}
 		switch {
-		case e.Channel == channelSlack && d.in.Policy.Slack != nil:
+		case e.Channel == ChannelSlack && d.in.Policy.Slack != nil:
 			act.Slack = d.in.Policy.Slack
-		case e.Channel != channelSlack && d.hookNamed(e.Channel) != nil && d.in.Policy.WebhookSecret != nil:
+		case e.Channel != ChannelSlack && d.hookNamed(e.Channel) != nil && d.in.Policy.WebhookSecret != nil:
 			act.Hook, act.Secret = d.hookNamed(e.Channel), *d.in.Policy.WebhookSecret
 		default:
 			// The policy no longer names where it should go.
@@ -147,14 +149,14 @@ func (d *decider) pruneOutbox() {
 
 func (d *decider) notifyStarted() {
 	d.notify(webhooks.Notification{
-		Event: EventStarted, FromImages: imageRefs(d.st.StableImages), ToImages: imageRefs(d.st.CanaryImages),
+		Event: EventStarted, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
 		Plan: copyInt32s(d.st.Steps), Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: d.st.Message,
 	})
 }
 
 func (d *decider) notifyPromoted() {
 	n := webhooks.Notification{
-		Event: EventPromoted, FromImages: imageRefs(d.st.StableImages), ToImages: imageRefs(d.st.CanaryImages),
+		Event: EventPromoted, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
 		Plan: copyInt32s(d.st.Steps), Step: int32(len(d.st.Steps)) - 1, Weight: 100, Reason: d.st.Message,
 		Checks: d.latestChecks(),
 	}
@@ -175,7 +177,7 @@ func (d *decider) notifyRejected(event, why, by string, step, weight int32, chec
 		}
 	}
 	n := webhooks.Notification{
-		Event: event, FromImages: imageRefs(d.st.StableImages), ToImages: imageRefs(d.st.CanaryImages),
+		Event: event, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
 		Plan: copyInt32s(d.st.Steps), Step: step, Weight: weight, Reason: why, By: by, Checks: copyChecks(failed),
 	}
 	if d.st.RevisionStartedAt != nil {
@@ -196,7 +198,7 @@ func notableHold(reason string) bool {
 
 func (d *decider) notifyHeld(reason, msg string) {
 	d.notify(webhooks.Notification{
-		Event: EventHeld, ToImages: imageRefs(d.st.CanaryImages), FromImages: imageRefs(d.st.StableImages),
+		Event: EventHeld, ToImages: ImageRefs(d.st.CanaryImages), FromImages: ImageRefs(d.st.StableImages),
 		Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: msg, HoldReason: reason,
 	})
 }

@@ -289,9 +289,9 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 	}
 }
 
-// cohortOf returns the cohort stage of a status's current step, if it is
+// CohortOf returns the cohort stage of a status's current step, if it is
 // one.
-func cohortOf(st *v1alpha1.FlightStatus) *v1alpha1.CohortStage {
+func CohortOf(st *v1alpha1.FlightStatus) *v1alpha1.CohortStage {
 	if st.Step >= 0 && int(st.Step) < len(st.Cohorts) {
 		return &st.Cohorts[st.Step]
 	}
@@ -301,7 +301,7 @@ func cohortOf(st *v1alpha1.FlightStatus) *v1alpha1.CohortStage {
 // StageMetrics are the checks of the Flight's current stage: during a
 // cohort stage, every check needs at least the cohort's sample.
 func StageMetrics(p *Policy, st *v1alpha1.FlightStatus) []analysis.Metric {
-	c := cohortOf(st)
+	c := CohortOf(st)
 	if c == nil || c.MinSamples == 0 {
 		return p.Metrics
 	}

@@ -13,26 +13,14 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 )
 
-const goodConfig = `
-policies:
-  standard:
-    steps: [5, 20, 50]
-    interval: 2m
-    failureLimit: 2
-    metrics:
-    - name: success-rate
-      min: 0.99
-      minSamples: 100
-    - name: latency-p95
-      max: 500
-      interval: 1m
-  linear:
-    stepWeight: 20
-    maxWeight: 50
-    metrics:
-    - name: success-rate
-      min: 0.95
-`
+// goodConfig holds two valid policies.
+var goodConfig = func() string {
+	b, err := os.ReadFile("testdata/policies.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func TestParseConfigAppliesDefaults(t *testing.T) {
 	got, err := ParseConfig([]byte(goodConfig))

@@ -175,7 +175,7 @@ func (d *decider) analysisDue() time.Time {
 		return d.st.LastAnalysisAt.Add(d.in.Policy.Interval)
 	}
 	wait := d.in.Policy.Interval
-	if c := cohortOf(&d.st); c != nil {
+	if c := CohortOf(&d.st); c != nil {
 		// A cohort is first judged after its minimum duration.
 		wait = max(wait, c.MinDuration.Duration)
 	}
@@ -333,11 +333,11 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 	t := d.now()
 	d.st.StepStartedAt = &t
 	d.st.Message = fmt.Sprintf("%s; step %d/%d: canary at %d%%", why, d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
-	if c := cohortOf(&d.st); c != nil {
+	if c := CohortOf(&d.st); c != nil {
 		d.st.Message = fmt.Sprintf("%s; step %d/%d: cohort %q (%s) on the canary", why, d.st.Step+1, len(d.st.Steps), c.Name, describeCohort(c))
 	}
 	d.event(false, "StepStarted", d.st.Message)
-	if d.st.Step > 0 || len(checks) > 0 || v != v1alpha1.VerdictAdvance || cohortOf(&d.st) != nil {
+	if d.st.Step > 0 || len(checks) > 0 || v != v1alpha1.VerdictAdvance || CohortOf(&d.st) != nil {
 		// The first step follows from the start (already in the log)
 		// unless pre-rollout hooks judged it, or it is a cohort's.
 		d.record(v, d.st.Message, checks)

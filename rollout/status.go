@@ -5,8 +5,8 @@ import "github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 // MaxRequests bounds the request ids a Flight remembers.
 const MaxRequests = 50
 
-// imageRefs lists the images alone, for messages and payloads.
-func imageRefs(in []v1alpha1.ContainerImage) []string {
+// ImageRefs lists the images alone, for messages and payloads.
+func ImageRefs(in []v1alpha1.ContainerImage) []string {
 	if in == nil {
 		return nil
 	}

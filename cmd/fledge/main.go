@@ -37,9 +37,9 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/analysis/promclient"
 	"github.com/fledgehq/fledge/flags/flagd"
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/engine"
 	"github.com/fledgehq/fledge/traffic/istio"
 	"github.com/fledgehq/fledge/webhooks/hookclient"
 )
@@ -120,7 +120,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	policies, err := rollout.LoadPolicyFile(o.policies)
+	policies, err := engine.LoadPolicyFile(o.policies)
 	if err != nil {
 		return err
 	}
@@ -135,14 +135,14 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 
-	metrics := rollout.NewMetrics(reg)
+	metrics := engine.NewMetrics(reg)
 	query := analysis.QueryFunc(func(ctx context.Context, q string, at time.Time) (float64, error) {
 		v, err := prom.Query(ctx, q, at)
 		metrics.CountQuery(err)
 		return v, err
 	})
-	dispatch := &rollout.Dispatcher{Client: hookclient.New(), Secrets: &rollout.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
-	runner := &rollout.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
+	dispatch := &engine.Dispatcher{Client: hookclient.New(), Secrets: &engine.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
+	runner := &engine.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
 	defer runner.Stop()
 	// Flag gates are read from ConfigMaps in fledge's own namespace,
 	// through a cache of that namespace alone.
@@ -150,13 +150,13 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	gates := flagd.NewConfigMapGates(o.secretsNamespace, ownNS.Core().V1().ConfigMaps().Lister(), 0)
 	ownNS.Start(ctx.Done())
 	defer gates.Close(context.Background())
-	var engine *api.Engine
+	var backend *api.Engine
 	onFlight := func(event string, f *v1alpha1.Flight, d *appsv1.Deployment) {
-		if engine != nil {
-			engine.OnFlight(event, f, d)
+		if backend != nil {
+			backend.OnFlight(event, f, d)
 		}
 	}
-	ctrl := rollout.NewController(rollout.ControllerConfig{
+	ctrl := engine.NewController(engine.ControllerConfig{
 		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
 		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
@@ -187,17 +187,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	serve(ctx, log, o.healthAddr, "/", healthHandler(health))
 
-	engine = api.NewEngine(ctrl, kube)
+	backend = api.NewEngine(ctrl, kube)
 	if err := ctrl.Start(ctx); err != nil {
 		return err
 	}
 	if o.tlsCert != "" {
-		if err := serveAPI(ctx, log, o, kube, engine, reg); err != nil {
+		if err := serveAPI(ctx, log, o, kube, backend, reg); err != nil {
 			return err
 		}
 	}
 	if !o.leaderElect {
-		engine.SetLeader(true, o.identity)
+		backend.SetLeader(true, o.identity)
 		return ctrl.Run(ctx, o.workers)
 	}
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leaseNamespace, o.leaseName,
@@ -212,17 +212,17 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
 				log.Info("leading", "identity", o.identity)
-				engine.SetLeader(true, o.identity)
+				backend.SetLeader(true, o.identity)
 				runErr = ctrl.Run(ctx, o.workers)
 			},
 			OnStoppedLeading: func() {
 				log.Info("not leading", "identity", o.identity)
-				engine.SetLeader(false, "")
+				backend.SetLeader(false, "")
 			},
 			OnNewLeader: func(id string) {
 				log.Info("leader", "identity", id)
 				if id != o.identity {
-					engine.SetLeader(false, id)
+					backend.SetLeader(false, id)
 				}
 			},
 		},
@@ -237,9 +237,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 // serveAPI serves the gRPC API until ctx is done: TLS always, callers
 // authenticated with TokenReview and authorized with SubjectAccessReview.
-func serveAPI(ctx context.Context, log *slog.Logger, o options, kube kubernetes.Interface, engine *api.Engine, reg prometheus.Registerer) error {
+func serveAPI(ctx context.Context, log *slog.Logger, o options, kube kubernetes.Interface, backend *api.Engine, reg prometheus.Registerer) error {
 	srv, err := api.NewServer(api.ServerConfig{
-		Backend: engine, Auth: api.Config{Kube: kube, ClientCertificates: o.clientCA != "", Logger: log},
+		Backend: backend, Auth: api.Config{Kube: kube, ClientCertificates: o.clientCA != "", Logger: log},
 		CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, Registerer: reg,
 	})
 	if err != nil {

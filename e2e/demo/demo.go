@@ -24,6 +24,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/engine"
 )
 
 const (
@@ -85,7 +86,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 	healthy := time.Since(healthyStart)
 
 	fmt.Fprintln(out, "\n== v3: a faulty revision (8% errors, p95 up), tried on the beta cohort first")
-	before := sb.Mesh.WorkloadCounts(ns, app+rollout.CanarySuffix)
+	before := sb.Mesh.WorkloadCounts(ns, app+engine.CanarySuffix)
 	faultyStart := time.Now()
 	rev, err = setImage(ctx, out, sb, "ghcr.io/stefanprodan/podinfo:6.8.0", withFlag(map[string]string{
 		"sandbox.fledge.dev/latency-ms": "p50=25,p95=260", "sandbox.fledge.dev/error-rate": "0.08",
@@ -100,7 +101,7 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 		return err
 	}
 	faulty := time.Since(faultyStart)
-	after := sb.Mesh.WorkloadCounts(ns, app+rollout.CanarySuffix)
+	after := sb.Mesh.WorkloadCounts(ns, app+engine.CanarySuffix)
 
 	fmt.Fprintf(out, "\n== summary\n")
 	fmt.Fprintf(out, "  v2 promoted in %.0fs\n", healthy.Seconds())
@@ -319,7 +320,7 @@ func setImage(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, image str
 	if err != nil {
 		return "", err
 	}
-	rev := rollout.TemplateHash(d.Spec.Template)
+	rev := engine.TemplateHash(d.Spec.Template)
 	fmt.Fprintf(out, "applied %s (revision %s)\n", image, rev)
 	return rev, nil
 }

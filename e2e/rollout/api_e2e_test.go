@@ -46,6 +46,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -497,7 +498,7 @@ func TestFledgectlSetImageAndWaitTellAPipelineHowItsRevisionEnded(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rollout.TemplateHash(d.Spec.Template); got != rev || d.Spec.Template.Spec.Containers[0].Image != "example.com/shop:v2" {
+	if got := fledgeengine.TemplateHash(d.Spec.Template); got != rev || d.Spec.Template.Spec.Containers[0].Image != "example.com/shop:v2" {
 		t.Errorf("the Deployment's template is revision %s with image %s; set-image printed %s for example.com/shop:v2",
 			got, d.Spec.Template.Spec.Containers[0].Image, rev)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 )
 
 // strictPolicies bounds the overrides a team may ask for: no step above
@@ -106,7 +107,7 @@ func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.
 	created := map[string]string{} // deployment: template hash as created
 	for _, c := range badAnnotations {
 		d := createAnnotatedApp(t, sb, ns, c.deployment, c.bad, 0)
-		created[c.deployment] = rollout.TemplateHash(d.Spec.Template)
+		created[c.deployment] = fledgeengine.TemplateHash(d.Spec.Template)
 	}
 	createAnnotatedApp(t, sb, ns, "cart", map[string]string{rollout.AnnotationRollout: "strict"}, 200)
 
@@ -148,11 +149,11 @@ func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.
 				t.Fatal(err)
 			}
 			// Generation 1: no write to the spec since creation, pausing included.
-			if d.Spec.Paused || d.Generation != 1 || *d.Spec.Replicas != 2 || rollout.TemplateHash(d.Spec.Template) != created[c.deployment] {
+			if d.Spec.Paused || d.Generation != 1 || *d.Spec.Replicas != 2 || fledgeengine.TemplateHash(d.Spec.Template) != created[c.deployment] {
 				t.Errorf("deployment: paused=%v generation=%d replicas=%d template %s; want it as created (unpaused, generation 1, 2 replicas, template %s)",
-					d.Spec.Paused, d.Generation, *d.Spec.Replicas, rollout.TemplateHash(d.Spec.Template), created[c.deployment])
+					d.Spec.Paused, d.Generation, *d.Spec.Replicas, fledgeengine.TemplateHash(d.Spec.Template), created[c.deployment])
 			}
-			canary := c.deployment + rollout.CanarySuffix
+			canary := c.deployment + fledgeengine.CanarySuffix
 			if _, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, canary, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				t.Errorf("canary Deployment %s: %v, want not found", canary, err)
 			}

@@ -28,6 +28,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/traffic/istio"
 )
@@ -240,7 +241,7 @@ func setImage(t testing.TB, sb *sandbox.Sandbox, ns, name, image string, behavio
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rollout.TemplateHash(d.Spec.Template)
+	return fledgeengine.TemplateHash(d.Spec.Template)
 }
 
 // assertSettled checks the end state of any rollout of "shop": canary at
@@ -342,8 +343,8 @@ func dumpOnFailure(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	if list, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, rs := range list.Items {
 			t.Logf("replicaset %s (ready %d of %d, revision %s, template %s)", rs.Name, rs.Status.ReadyReplicas, *rs.Spec.Replicas,
-				rs.Annotations["deployment.kubernetes.io/revision"], rollout.TemplateHash(rs.Spec.Template))
-			if shop != nil && rs.Labels["app"] == "shop" && rollout.TemplateHash(rs.Spec.Template) != rollout.TemplateHash(shop.Spec.Template) {
+				rs.Annotations["deployment.kubernetes.io/revision"], fledgeengine.TemplateHash(rs.Spec.Template))
+			if shop != nil && rs.Labels["app"] == "shop" && fledgeengine.TemplateHash(rs.Spec.Template) != fledgeengine.TemplateHash(shop.Spec.Template) {
 				t.Logf("  differs from the Deployment's template: %s", cmp.Diff(shop.Spec.Template, rs.Spec.Template))
 			}
 		}

@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 )
 
 // The policy file is followed while the engine runs: a policy added by the
@@ -106,7 +106,7 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev := rollout.TemplateHash(d.Spec.Template)
+	rev := fledgeengine.TemplateHash(d.Spec.Template)
 	began := time.Now()
 	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.RejectedRevision == rev })
 	if f.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(f.Status.Message, "progress deadline") {

@@ -14,8 +14,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 )
 
 // Scenarios 1 and 2 of the engine: a healthy revision promoted through
@@ -87,12 +87,12 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 		var running []string
 		for _, rs := range sets.Items {
 			if rs.Status.Replicas > 0 {
-				running = append(running, rollout.TemplateHash(rs.Spec.Template))
+				running = append(running, fledgeengine.TemplateHash(rs.Spec.Template))
 			}
 		}
-		if !d.Spec.Paused || rollout.TemplateHash(d.Spec.Template) != rev || fmt.Sprint(running) != fmt.Sprint([]string{f.Status.StableRevision}) {
+		if !d.Spec.Paused || fledgeengine.TemplateHash(d.Spec.Template) != rev || fmt.Sprint(running) != fmt.Sprint([]string{f.Status.StableRevision}) {
 			t.Errorf("after rollback: paused=%v spec template=%s, pods run %v; want paused, %s in spec, pods on %s only",
-				d.Spec.Paused, rollout.TemplateHash(d.Spec.Template), running, rev, f.Status.StableRevision)
+				d.Spec.Paused, fledgeengine.TemplateHash(d.Spec.Template), running, rev, f.Status.StableRevision)
 		}
 		assertSettled(t, sb, ns)
 	})

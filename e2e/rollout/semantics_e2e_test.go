@@ -30,6 +30,7 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 )
 
 // threeStepPolicies has three steps, so that a revision can be caught at
@@ -118,7 +119,7 @@ func TestANewRevisionAppliedAt30PercentRestartsTheCanaryOnIt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rev, image := canary.Annotations[rollout.AnnotationRevision], canary.Spec.Template.Spec.Containers[0].Image; rev != v3 || image != "example.com/shop:v3" {
+		if rev, image := canary.Annotations[fledgeengine.AnnotationRevision], canary.Spec.Template.Spec.Containers[0].Image; rev != v3 || image != "example.com/shop:v3" {
 			t.Errorf("canary Deployment: revision %q, image %s; want %s, example.com/shop:v3", rev, image, v3)
 		}
 	})
@@ -133,7 +134,7 @@ func TestANewRevisionAppliedAt30PercentRestartsTheCanaryOnIt(t *testing.T) {
 		}
 		// Which revision each canary pod runs, from its ReplicaSet.
 		images := map[string]string{}
-		sets, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: rollout.LabelFlight + "=shop"})
+		sets, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: fledgeengine.LabelFlight + "=shop"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +189,7 @@ func TestANewRevisionAppliedAt30PercentRestartsTheCanaryOnIt(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, rs := range sets.Items {
-			if rollout.TemplateHash(rs.Spec.Template) == v2 {
+			if fledgeengine.TemplateHash(rs.Spec.Template) == v2 {
 				t.Errorf("ReplicaSet %s of the stable Deployment runs the intermediate revision %s", rs.Name, v2)
 			}
 		}
@@ -575,8 +576,8 @@ func TestRemovingTheAnnotationMidRolloutGivesTheDeploymentBack(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, rs := range sets.Items {
-			if running := rs.Status.Replicas > 0; running != (rollout.TemplateHash(rs.Spec.Template) == rev) {
-				t.Errorf("ReplicaSet %s (template %s) has %d replicas; want pods on %s only", rs.Name, rollout.TemplateHash(rs.Spec.Template), rs.Status.Replicas, rev)
+			if running := rs.Status.Replicas > 0; running != (fledgeengine.TemplateHash(rs.Spec.Template) == rev) {
+				t.Errorf("ReplicaSet %s (template %s) has %d replicas; want pods on %s only", rs.Name, fledgeengine.TemplateHash(rs.Spec.Template), rs.Status.Replicas, rev)
 			}
 		}
 		// Nothing takes it over again behind the team's back.

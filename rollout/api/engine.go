@@ -16,6 +16,7 @@ import (
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/engine"
 )
 
 // Controller is what Engine needs of the engine's rollout.Controller.
@@ -190,7 +191,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 		if r.Kind != v1alpha1.ActionSetImage {
 			return ImageChange{}, fmt.Errorf("%w: %q was a %s request", ErrRequestIDReused, req.RequestID, r.Kind)
 		}
-		return ImageChange{Revision: rollout.TemplateHash(d.Spec.Template), Replayed: true}, nil
+		return ImageChange{Revision: engine.TemplateHash(d.Spec.Template), Replayed: true}, nil
 	}
 	field, previous := "", ""
 	for _, set := range []struct {
@@ -211,7 +212,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 	if field == "" {
 		return ImageChange{}, fmt.Errorf("%w: deployment %s/%s has no container %q", ErrUnknownContainer, namespace, name, req.Container)
 	}
-	change := ImageChange{Revision: rollout.TemplateHash(d.Spec.Template), Previous: previous}
+	change := ImageChange{Revision: engine.TemplateHash(d.Spec.Template), Previous: previous}
 	if previous != req.Image {
 		cause := fmt.Sprintf("%s set %s=%s", req.By, req.Container, req.Image)
 		if req.Reason != "" {
@@ -227,7 +228,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 		if err != nil {
 			return ImageChange{}, fmt.Errorf("deployment %s/%s: set image: %w", namespace, name, err)
 		}
-		change.Revision, change.Changed = rollout.TemplateHash(out.Spec.Template), true
+		change.Revision, change.Changed = engine.TemplateHash(out.Spec.Template), true
 	}
 	// Recorded in the Flight (who, when, why), under the request id: a
 	// replay after a restart finds it there.

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
@@ -41,7 +42,7 @@ type Analyze func(ctx context.Context, metrics []analysis.Metric, vars analysis.
 
 // Policies returns the current policies (reloaded as the file changes).
 type Policies interface {
-	Get(name string) (*Policy, error)
+	Get(name string) (*rollout.Policy, error)
 }
 
 // Controller reconciles opted-in Deployments into Flights. It is
@@ -125,10 +126,10 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	if cfg.Runner == nil {
 		cfg.Runner = &Runner{
-			Call: func(context.Context, CallHook) CallResult {
-				return CallResult{State: v1alpha1.CallError, Message: "this fledge has no webhook client configured"}
+			Call: func(context.Context, rollout.CallHook) rollout.CallResult {
+				return rollout.CallResult{State: v1alpha1.CallError, Message: "this fledge has no webhook client configured"}
 			},
-			Deliver: func(context.Context, Deliver) (bool, error) {
+			Deliver: func(context.Context, rollout.Deliver) (bool, error) {
 				return false, errors.New("this fledge has no notification sender configured")
 			},
 		}
@@ -193,7 +194,7 @@ func (c *Controller) onDeployment(obj any) {
 		c.queue.Add(d.Namespace + "/" + name)
 		return
 	}
-	if _, opted := d.Annotations[AnnotationRollout]; opted {
+	if _, opted := d.Annotations[rollout.AnnotationRollout]; opted {
 		c.queue.Add(d.Namespace + "/" + d.Name)
 	}
 }
@@ -292,7 +293,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
-	optedIn := d != nil && d.DeletionTimestamp == nil && d.Annotations[AnnotationRollout] != ""
+	optedIn := d != nil && d.DeletionTimestamp == nil && d.Annotations[rollout.AnnotationRollout] != ""
 	if !optedIn && flight == nil {
 		c.metrics.forget(ns, name)
 		return 0, nil
@@ -329,12 +330,12 @@ const FinalizerRelease = "fledge.dev/release"
 // release gives an opted-out (or deleted) Deployment its plain routing
 // back, then lets the Flight go.
 func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.Deployment) (time.Duration, error) {
-	in := Input{Now: c.clock.Now(), Status: f.Status, Observed: Observed{OptedOut: true}, Policy: &Policy{}}
+	in := rollout.Input{Now: c.clock.Now(), Status: f.Status, Observed: rollout.Observed{OptedOut: true}, Policy: &rollout.Policy{}}
 	s := Subject{Flight: f, Deployment: d, Target: targetOf(f)}
 	if d != nil && d.DeletionTimestamp != nil {
 		s.Deployment = nil // being deleted: nothing to unpause
 	}
-	if _, err := c.exec.Apply(ctx, s, Decide(in)); err != nil {
+	if _, err := c.exec.Apply(ctx, s, rollout.Decide(in)); err != nil {
 		return 0, err
 	}
 	if err := c.dropFinalizer(ctx, f); err != nil {
@@ -389,7 +390,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		}
 	}
 	target := targetOf(f)
-	in := Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
+	in := rollout.Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target)}
 	if in.RoutingError == "" {
 		// Routing that reads back fine but that fledge cannot write (a
 		// team's route it may not change that way) is a routing error
@@ -402,18 +403,18 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	in.FlagsInUse = c.flagsInUse(f)
 	in.Gates = c.evaluateGates(ctx, d, policy, &f.Status)
 	var fromAPI *pendingAction
-	if kind, reason, err := ParseAction(d.Annotations); err != nil {
+	if kind, reason, err := rollout.ParseAction(d.Annotations); err != nil {
 		return 0, c.reportInvalid(ctx, d, f, err)
 	} else if kind != "" {
-		in.Action = &ActionRequest{Kind: kind, By: "annotation", Reason: reason}
+		in.Action = &rollout.ActionRequest{Kind: kind, By: "annotation", Reason: reason}
 	} else if fromAPI = c.inbox.peek(d.Namespace + "/" + d.Name); fromAPI != nil {
 		req := fromAPI.req
 		in.Action = &req
 	}
 	began := c.clock.Now()
-	dec := Decide(in)
+	dec := rollout.Decide(in)
 	if dec.NeedChecks {
-		metrics := StageMetrics(policy, &f.Status)
+		metrics := rollout.StageMetrics(policy, &f.Status)
 		vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host}
 		if len(f.Status.Flags) > 0 {
 			fl := f.Status.Flags[0]
@@ -421,7 +422,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		}
 		in.Checks = c.analyze(ctx, metrics, vars, in.Now)
 		c.metrics.checked(d.Namespace, d.Name, metrics, in.Checks)
-		dec = Decide(in)
+		dec = rollout.Decide(in)
 	}
 	c.metrics.decided(c.clock.Since(began))
 	dec.Status.Conditions = setValid(dec.Status.Conditions, nil, in.Now)
@@ -436,7 +437,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	level := slog.LevelDebug
 	for _, a := range dec.Actions {
 		switch a.(type) {
-		case Deliver, CallHook:
+		case rollout.Deliver, rollout.CallHook:
 		default:
 			level = slog.LevelInfo
 		}
@@ -459,10 +460,10 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 
 // resolve reads the Deployment's annotations into the Flight's spec and
 // its effective policy, or the error that names the bad field.
-func (c *Controller) resolve(d *appsv1.Deployment) (v1alpha1.FlightSpec, *Policy, error) {
-	spec := v1alpha1.FlightSpec{Deployment: d.Name, Policy: d.Annotations[AnnotationRollout], Host: d.Name, StableService: d.Name}
-	if v, ok := d.Annotations[AnnotationVirtualService]; ok {
-		vs, route, err := ParseVirtualService(v)
+func (c *Controller) resolve(d *appsv1.Deployment) (v1alpha1.FlightSpec, *rollout.Policy, error) {
+	spec := v1alpha1.FlightSpec{Deployment: d.Name, Policy: d.Annotations[rollout.AnnotationRollout], Host: d.Name, StableService: d.Name}
+	if v, ok := d.Annotations[rollout.AnnotationVirtualService]; ok {
+		vs, route, err := rollout.ParseVirtualService(v)
 		if err != nil {
 			return spec, nil, err
 		}
@@ -470,9 +471,9 @@ func (c *Controller) resolve(d *appsv1.Deployment) (v1alpha1.FlightSpec, *Policy
 	}
 	p, err := c.policies.Get(spec.Policy)
 	if err != nil {
-		return spec, nil, &FieldError{Field: "annotation " + AnnotationRollout, Err: err}
+		return spec, nil, &rollout.FieldError{Field: "annotation " + rollout.AnnotationRollout, Err: err}
 	}
-	o, err := ParseOverrides(d.Annotations)
+	o, err := rollout.ParseOverrides(d.Annotations)
 	if err != nil {
 		return spec, nil, err
 	}
@@ -523,7 +524,7 @@ func (c *Controller) reportInvalid(ctx context.Context, d *appsv1.Deployment, f 
 		return nil
 	}
 	c.exec.Recorder.Event(d, corev1.EventTypeWarning, "InvalidSpec", invalid.Error())
-	dec := Decision{Status: *f.Status.DeepCopy()}
+	dec := rollout.Decision{Status: *f.Status.DeepCopy()}
 	dec.Status.Conditions = setValid(dec.Status.Conditions, invalid, now)
 	_, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Target: targetOf(f)}, dec)
 	return err
@@ -553,7 +554,7 @@ func (c *Controller) EnqueueAll() {
 	}
 }
 
-func actionNames(actions []Action) []string {
+func actionNames(actions []rollout.Action) []string {
 	names := make([]string, len(actions))
 	for i, a := range actions {
 		names[i] = a.String()

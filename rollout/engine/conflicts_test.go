@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"errors"
@@ -9,14 +9,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
 func TestARefusedRoutingChangeIsARoutingErrorForAWhile(t *testing.T) {
 	var r routeConflicts
-	now := epoch
-	set := []Action{SetWeights{Weights: traffic.Weights{Stable: 80, Canary: 20}}}
+	now := t0
+	set := []rollout.Action{rollout.SetWeights{Weights: traffic.Weights{Stable: 80, Canary: 20}}}
 	refused := fmt.Errorf("flight shop/web: %s: %w", set[0], fmt.Errorf("virtualservice shop/routes: spec.http[0] (\"primary\").match[0].headers[x-tier]: already matched: %w", traffic.ErrConflict))
 
 	r.record("shop/web", set, errors.New("flight shop/web: SetWeights(stable=80, canary=20): connection refused"), now)
@@ -34,7 +35,7 @@ func TestARefusedRoutingChangeIsARoutingErrorForAWhile(t *testing.T) {
 		t.Errorf("still an error after %s: the change would never be tried again", conflictMemory)
 	}
 	r.record("shop/web", set, refused, now)
-	r.record("shop/web", []Action{RecordEvent{}}, nil, now)
+	r.record("shop/web", []rollout.Action{rollout.RecordEvent{}}, nil, now)
 	if r.get("shop/web", now) == "" {
 		t.Error("a decision without SetWeights cleared the conflict")
 	}
@@ -46,7 +47,7 @@ func TestARefusedRoutingChangeIsARoutingErrorForAWhile(t *testing.T) {
 
 func TestStartedFirstIsATotalOrderBothFlightsAgreeOn(t *testing.T) {
 	at := func(sec int) *metav1.Time {
-		tm := metav1.NewTime(epoch.Add(time.Duration(sec) * time.Second))
+		tm := metav1.NewTime(t0.Add(time.Duration(sec) * time.Second))
 		return &tm
 	}
 	flight := func(name string, started *metav1.Time) *v1alpha1.Flight {
@@ -73,16 +74,16 @@ func TestStartedFirstIsATotalOrderBothFlightsAgreeOn(t *testing.T) {
 // keeps it, whatever their start times; otherwise the first started.
 func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 	at := func(sec int) *metav1.Time {
-		tm := metav1.NewTime(epoch.Add(time.Duration(sec) * time.Second))
+		tm := metav1.NewTime(t0.Add(time.Duration(sec) * time.Second))
 		return &tm
 	}
 	flight := func(name string, phase v1alpha1.Phase, started int, applied string) *v1alpha1.Flight {
 		return &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"}, Status: v1alpha1.FlightStatus{
 			Phase: phase, RevisionStartedAt: at(started),
-			Flags: []v1alpha1.FlagStatus{{ConfigMap: "flags", Key: DefaultFlagKey, Flag: "new-checkout", Applied: applied}},
+			Flags: []v1alpha1.FlagStatus{{ConfigMap: "flags", Key: rollout.DefaultFlagKey, Flag: "new-checkout", Applied: applied}},
 		}}
 	}
-	id := FlagID("flags", DefaultFlagKey, "new-checkout")
+	id := rollout.FlagID("flags", rollout.DefaultFlagKey, "new-checkout")
 	for _, tc := range []struct {
 		name      string
 		me, other *v1alpha1.Flight
@@ -111,3 +112,6 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 		}
 	}
 }
+
+// t0 is when the tests' clocks start.
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/flags/flagd"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
@@ -26,39 +27,39 @@ type GateEvaluator interface {
 // read from the API server, not a cache: a decision to write one must see
 // its latest resourceVersion, and fledge is only granted access to them
 // in the namespaces that opted in (no cluster-wide ConfigMap watch).
-func (c *Controller) observeFlags(ctx context.Context, ns string, p *Policy, st *v1alpha1.FlightStatus) map[string]FlagDoc {
+func (c *Controller) observeFlags(ctx context.Context, ns string, p *rollout.Policy, st *v1alpha1.FlightStatus) map[string]rollout.FlagDoc {
 	keys := map[string][2]string{}
 	for _, f := range st.Flags {
-		keys[FlagDocKey(f.ConfigMap, f.Key)] = [2]string{f.ConfigMap, f.Key}
+		keys[rollout.FlagDocKey(f.ConfigMap, f.Key)] = [2]string{f.ConfigMap, f.Key}
 	}
 	for _, rf := range p.ReleaseFlags {
-		keys[FlagDocKey(rf.ConfigMap, rf.Key)] = [2]string{rf.ConfigMap, rf.Key}
+		keys[rollout.FlagDocKey(rf.ConfigMap, rf.Key)] = [2]string{rf.ConfigMap, rf.Key}
 	}
 	if len(keys) == 0 {
 		return nil
 	}
-	out := make(map[string]FlagDoc, len(keys))
+	out := make(map[string]rollout.FlagDoc, len(keys))
 	for k, ck := range keys {
 		name, key := ck[0], ck[1]
 		where := fmt.Sprintf("configmap %s/%s", ns, name)
 		cm, err := c.kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			out[k] = FlagDoc{Err: where + ": not found"}
+			out[k] = rollout.FlagDoc{Err: where + ": not found"}
 			continue
 		case apierrors.IsForbidden(err):
-			out[k] = FlagDoc{Err: where + ": fledge may not read it: bind the ClusterRole fledge-release-flags to fledge's ServiceAccount in namespace " + ns}
+			out[k] = rollout.FlagDoc{Err: where + ": fledge may not read it: bind the ClusterRole fledge-release-flags to fledge's ServiceAccount in namespace " + ns}
 			continue
 		case err != nil:
-			out[k] = FlagDoc{Err: where + ": " + err.Error()}
+			out[k] = rollout.FlagDoc{Err: where + ": " + err.Error()}
 			continue
 		}
 		doc, ok := cm.Data[key]
 		if !ok {
-			out[k] = FlagDoc{Err: fmt.Sprintf("%s: data.%s: not found", where, key), ResourceVersion: cm.ResourceVersion}
+			out[k] = rollout.FlagDoc{Err: fmt.Sprintf("%s: data.%s: not found", where, key), ResourceVersion: cm.ResourceVersion}
 			continue
 		}
-		fd := FlagDoc{Doc: doc, ResourceVersion: cm.ResourceVersion}
+		fd := rollout.FlagDoc{Doc: doc, ResourceVersion: cm.ResourceVersion}
 		if err := flagd.Validate([]byte(doc)); err != nil {
 			fd.Err = fmt.Sprintf("%s: data.%s: %v", where, key, err)
 		}
@@ -80,7 +81,7 @@ func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
 	if !f.Status.Phase.Terminal() {
 		for _, fl := range f.Status.Flags {
 			if fl.Applied != "" {
-				mine[FlagID(fl.ConfigMap, fl.Key, fl.Flag)] = true
+				mine[rollout.FlagID(fl.ConfigMap, fl.Key, fl.Flag)] = true
 			}
 		}
 	}
@@ -98,7 +99,7 @@ func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
 			if fl.State == v1alpha1.FlagLeftAlone || fl.State == v1alpha1.FlagInUse {
 				continue
 			}
-			id := FlagID(fl.ConfigMap, fl.Key, fl.Flag)
+			id := rollout.FlagID(fl.ConfigMap, fl.Key, fl.Flag)
 			theirs := fl.Applied != ""
 			otherKeeps := theirs && !mine[id] || theirs == mine[id] && startedFirst(other, f)
 			if !f.Status.Phase.Terminal() && !otherKeeps {
@@ -129,13 +130,13 @@ func startedFirst(a, b *v1alpha1.Flight) bool {
 
 // evaluateGates asks the policy's flag gates about the Flight as it
 // stands, while a revision is in flight.
-func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p *Policy, st *v1alpha1.FlightStatus) []flags.GateResult {
+func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p *rollout.Policy, st *v1alpha1.FlightStatus) []flags.GateResult {
 	if len(p.FlagGates) == 0 || st.Phase != v1alpha1.PhaseProgressing && st.Phase != v1alpha1.PhasePaused {
 		return nil
 	}
 	rc := flags.RolloutContext{
 		App: d.Name, Namespace: d.Namespace, Policy: p.Name, Revision: st.CanaryRevision,
-		Images: imageRefs(st.CanaryImages), Step: int(st.Step) + 1, Weight: int(st.CanaryWeight), NextWeight: 100,
+		Images: rollout.ImageRefs(st.CanaryImages), Step: int(st.Step) + 1, Weight: int(st.CanaryWeight), NextWeight: 100,
 	}
 	next := int(st.Step) + 1
 	if next < len(st.Steps) {
@@ -143,7 +144,7 @@ func (c *Controller) evaluateGates(ctx context.Context, d *appsv1.Deployment, p 
 	} else {
 		rc.Promotion = true
 	}
-	if c := cohortOf(st); c != nil {
+	if c := rollout.CohortOf(st); c != nil {
 		rc.Cohort = c.Name
 	}
 	out := make([]flags.GateResult, 0, len(p.FlagGates))

@@ -1,6 +1,7 @@
-package rollout
+package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
+
+	"github.com/fledgehq/fledge/rollout"
 )
 
 // Secrets reads the Secrets policies name (webhook signing keys, Slack
@@ -36,7 +39,7 @@ func (s *Secrets) Data(ctx context.Context, name string) (map[string][]byte, err
 	if s.Clock == nil {
 		s.Clock = clock.RealClock{}
 	}
-	ttl := orDefault(s.TTL, 30*time.Second)
+	ttl := cmp.Or(s.TTL, 30*time.Second)
 	s.mu.Lock()
 	e, ok := s.cache[name]
 	s.mu.Unlock()
@@ -57,7 +60,7 @@ func (s *Secrets) Data(ctx context.Context, name string) (map[string][]byte, err
 }
 
 // Get returns one key of a Secret.
-func (s *Secrets) Get(ctx context.Context, ref SecretRef) ([]byte, error) {
+func (s *Secrets) Get(ctx context.Context, ref rollout.SecretRef) ([]byte, error) {
 	data, err := s.Data(ctx, ref.Name)
 	if err != nil {
 		return nil, err

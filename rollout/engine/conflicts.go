@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -40,10 +41,10 @@ func (r *routeConflicts) get(key string, now time.Time) string {
 // record notes the outcome of a decision's actions: a SetWeights refused
 // as a conflict is remembered, a decision whose SetWeights succeeded
 // forgets it.
-func (r *routeConflicts) record(key string, actions []Action, err error, now time.Time) {
+func (r *routeConflicts) record(key string, actions []rollout.Action, err error, now time.Time) {
 	set := false
 	for _, a := range actions {
-		if _, ok := a.(SetWeights); ok {
+		if _, ok := a.(rollout.SetWeights); ok {
 			set = true
 		}
 	}

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
@@ -22,15 +23,15 @@ func TestRunnerCallsOncePerID(t *testing.T) {
 		release := make(chan struct{})
 		woken := make(chan string, 10)
 		r := &Runner{
-			Call: func(ctx context.Context, a CallHook) CallResult {
+			Call: func(ctx context.Context, a rollout.CallHook) rollout.CallResult {
 				calls.Add(1)
 				<-release
-				return CallResult{State: v1alpha1.CallOK, Status: 200, Message: "200 OK"}
+				return rollout.CallResult{State: v1alpha1.CallOK, Status: 200, Message: "200 OK"}
 			},
 			Wake: func(key string) { woken <- key },
 		}
 		defer r.Stop()
-		a := CallHook{ID: "id-1", Hook: Hook{Name: "gate"}}
+		a := rollout.CallHook{ID: "id-1", Hook: rollout.Hook{Name: "gate"}}
 		r.StartCall("ns/web", a)
 		r.StartCall("ns/web", a) // running: ignored
 		synctest.Wait()
@@ -64,13 +65,13 @@ func TestRunnerDeliveries(t *testing.T) {
 		name      string
 		failures  int  // attempts failing before success
 		retryable bool // whether they may be retried
-		want      DeliveryResult
+		want      rollout.DeliveryResult
 	}{
-		{"delivers at the first attempt", 0, true, DeliveryResult{Delivered: true, Attempts: 1}},
-		{"retries a retryable failure with backoff until it is delivered", 4, true, DeliveryResult{Delivered: true, Attempts: 5}},
-		{"gives up at once on a failure that cannot be retried", 1, false, DeliveryResult{Attempts: 1, Message: "slack: 404 channel_not_found"}},
+		{"delivers at the first attempt", 0, true, rollout.DeliveryResult{Delivered: true, Attempts: 1}},
+		{"retries a retryable failure with backoff until it is delivered", 4, true, rollout.DeliveryResult{Delivered: true, Attempts: 5}},
+		{"gives up at once on a failure that cannot be retried", 1, false, rollout.DeliveryResult{Attempts: 1, Message: "slack: 404 channel_not_found"}},
 		// Attempts at 0, 1, 3, 7, 15, 31, 61, 91 ... 271 s; the next would be past 5 min.
-		{"gives up once the delivery is older than MaxAge", 1000, true, DeliveryResult{Attempts: 14, Message: "slack: 404 channel_not_found"}},
+		{"gives up once the delivery is older than MaxAge", 1000, true, rollout.DeliveryResult{Attempts: 14, Message: "slack: 404 channel_not_found"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,7 +81,7 @@ func TestRunnerDeliveries(t *testing.T) {
 				var gaps []time.Duration
 				last := time.Now()
 				r := &Runner{
-					Deliver: func(ctx context.Context, a Deliver) (bool, error) {
+					Deliver: func(ctx context.Context, a rollout.Deliver) (bool, error) {
 						mu.Lock()
 						gaps = append(gaps, time.Since(last))
 						last = time.Now()
@@ -96,7 +97,7 @@ func TestRunnerDeliveries(t *testing.T) {
 				}
 				defer r.Stop()
 				d := v1alpha1.Delivery{ID: "d-1", Channel: "slack", Created: metav1.NewTime(time.Now()), State: v1alpha1.DeliveryPending}
-				r.StartDelivery("ns/web", Deliver{Delivery: d})
+				r.StartDelivery("ns/web", rollout.Deliver{Delivery: d})
 				time.Sleep(time.Hour)
 				synctest.Wait()
 				_, got := r.Outcomes(&v1alpha1.FlightStatus{Outbox: []v1alpha1.Delivery{d}})
@@ -131,13 +132,13 @@ func TestRunnerDeliveries(t *testing.T) {
 func TestRunnerStopAbandonsWithoutRecording(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := &Runner{
-			Call: func(ctx context.Context, a CallHook) CallResult {
+			Call: func(ctx context.Context, a rollout.CallHook) rollout.CallResult {
 				<-ctx.Done()
-				return CallResult{State: v1alpha1.CallError, Message: "canceled"}
+				return rollout.CallResult{State: v1alpha1.CallError, Message: "canceled"}
 			},
 			Wake: func(string) { t.Error("woke after Stop") },
 		}
-		r.StartCall("ns/web", CallHook{ID: "id-1"})
+		r.StartCall("ns/web", rollout.CallHook{ID: "id-1"})
 		synctest.Wait()
 		r.Stop()
 		got, _ := r.Outcomes(&v1alpha1.FlightStatus{Calls: []v1alpha1.CallRecord{{ID: "id-1", State: v1alpha1.CallPending}}})

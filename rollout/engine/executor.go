@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/flags/flagd"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
@@ -67,7 +68,7 @@ type Subject struct {
 // applied. Once it succeeds, the actions follow; if one fails the rest
 // are skipped and the next decision re-derives them from the status.
 // It returns the Flight as written.
-func (x *Executor) Apply(ctx context.Context, s Subject, d Decision) (*v1alpha1.Flight, error) {
+func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v1alpha1.Flight, error) {
 	f := s.Flight
 	if !statusEqual.DeepEqual(f.Status, d.Status) {
 		next := *f
@@ -93,28 +94,28 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d Decision) (*v1alpha1.
 	return f, nil
 }
 
-func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
+func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error {
 	ns, name := s.Target.Namespace, s.Target.Name
 	switch a := a.(type) {
-	case EnsureRouting:
+	case rollout.EnsureRouting:
 		x.count("routing-call")
 		return x.Router.Ensure(ctx, s.Target)
-	case SetWeights:
+	case rollout.SetWeights:
 		x.count("routing-call")
 		return x.Router.SetWeights(ctx, s.Target, a.Weights)
-	case ReleaseRouting:
+	case rollout.ReleaseRouting:
 		x.count("routing-call")
 		return x.Router.Release(ctx, s.Target)
-	case EnsureCanary:
+	case rollout.EnsureCanary:
 		return x.ensureCanary(ctx, s, a.Revision)
-	case ScaleCanaryDown:
+	case rollout.ScaleCanaryDown:
 		x.count("canary")
 		_, err := x.Kube.AppsV1().Deployments(ns).Patch(ctx, name+CanarySuffix, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		return err
-	case DeleteCanary:
+	case rollout.DeleteCanary:
 		x.count("canary")
 		for _, err := range []error{
 			x.Kube.AppsV1().Deployments(ns).Delete(ctx, name+CanarySuffix, metav1.DeleteOptions{}),
@@ -125,7 +126,7 @@ func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
 			}
 		}
 		return nil
-	case SetStablePaused:
+	case rollout.SetStablePaused:
 		if s.Deployment == nil {
 			return nil
 		}
@@ -136,13 +137,13 @@ func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
 			return nil
 		}
 		return err
-	case ClearAction:
+	case rollout.ClearAction:
 		if s.Deployment == nil {
 			return nil
 		}
 		x.count("deployment")
 		return x.clearAction(ctx, s.Deployment, a.Value)
-	case RecordEvent:
+	case rollout.RecordEvent:
 		var obj runtime.Object = s.Flight
 		if s.Deployment != nil {
 			obj = s.Deployment
@@ -153,16 +154,16 @@ func (x *Executor) apply(ctx context.Context, s Subject, a Action) error {
 		}
 		x.Recorder.Event(obj, kind, a.Reason, a.Message)
 		return nil
-	case WriteFlags:
+	case rollout.WriteFlags:
 		x.count("flags")
 		return x.writeFlags(ctx, ns, a)
-	case CallHook:
+	case rollout.CallHook:
 		x.Runner.StartCall(ns+"/"+name, a)
 		return nil
-	case Deliver:
+	case rollout.Deliver:
 		x.Runner.StartDelivery(ns+"/"+name, a)
 		return nil
-	case ForgetFlight:
+	case rollout.ForgetFlight:
 		x.count("flight")
 		err := x.Flights.Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
 		if apierrors.IsNotFound(err) {
@@ -273,8 +274,8 @@ func mergePorts(cur, want []corev1.ServicePort) []corev1.ServicePort {
 // taken, so a new request written meanwhile is not lost.
 func (x *Executor) clearAction(ctx context.Context, d *appsv1.Deployment, value v1alpha1.ActionKind) error {
 	patch, _ := json.Marshal([]map[string]any{
-		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationAction), "value": string(value)},
-		{"op": "remove", "path": "/metadata/annotations/" + jsonPointerEscape(AnnotationAction)},
+		{"op": "test", "path": "/metadata/annotations/" + jsonPointerEscape(rollout.AnnotationAction), "value": string(value)},
+		{"op": "remove", "path": "/metadata/annotations/" + jsonPointerEscape(rollout.AnnotationAction)},
 	})
 	_, err := x.Kube.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
 	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) {
@@ -297,7 +298,7 @@ func (x *Executor) count(kind string) {
 // so the API server refuses it if anyone wrote in between, and the next
 // decision reads again and tells fledge's writes from a person's edits.
 // A document flagd would refuse is never written.
-func (x *Executor) writeFlags(ctx context.Context, ns string, a WriteFlags) error {
+func (x *Executor) writeFlags(ctx context.Context, ns string, a rollout.WriteFlags) error {
 	if err := flagd.Validate([]byte(a.Doc)); err != nil {
 		return fmt.Errorf("configmap %s/%s: data.%s: refusing to write: %w", ns, a.ConfigMap, a.Key, err)
 	}

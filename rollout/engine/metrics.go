@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"time"
@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
@@ -131,15 +132,15 @@ func (m *Metrics) forget(ns, name string) {
 }
 
 // HookAnswered counts a hook call's answer.
-func (m *Metrics) HookAnswered(a CallHook, r CallResult) {
+func (m *Metrics) HookAnswered(a rollout.CallHook, r rollout.CallResult) {
 	m.hooks.WithLabelValues(string(a.Hook.Type), string(r.State)).Inc()
 }
 
 // DeliveryAttempted counts one delivery attempt: delivered, retry (failed,
 // will be tried again) or failed (given up).
-func (m *Metrics) DeliveryAttempted(a Deliver, result string) {
+func (m *Metrics) DeliveryAttempted(a rollout.Deliver, result string) {
 	kind := "hook"
-	if a.Delivery.Channel == channelSlack {
+	if a.Delivery.Channel == rollout.ChannelSlack {
 		kind = "slack"
 	}
 	m.deliveries.WithLabelValues(kind, result).Inc()

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fledgehq/fledge/rollout"
 )
 
 // PolicyFile serves the policies of a config file and follows its changes.
@@ -20,7 +22,7 @@ type PolicyFile struct {
 	path string
 
 	mu       sync.RWMutex
-	policies map[string]*Policy
+	policies map[string]*rollout.Policy
 	content  []byte
 	err      error // of the last load that failed, nil once one succeeds
 }
@@ -35,7 +37,7 @@ func LoadPolicyFile(path string) (*PolicyFile, error) {
 }
 
 // Get returns a policy by name.
-func (p *PolicyFile) Get(name string) (*Policy, error) {
+func (p *PolicyFile) Get(name string) (*rollout.Policy, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if pol, ok := p.policies[name]; ok {
@@ -86,7 +88,7 @@ func (p *PolicyFile) reload() (bool, error) {
 	if same {
 		return false, nil
 	}
-	policies, err := ParseConfig(data)
+	policies, err := rollout.ParseConfig(data)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.content = data

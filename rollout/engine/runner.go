@@ -1,6 +1,7 @@
-package rollout
+package engine
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -8,16 +9,17 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // CallFunc makes one hook call (with the hook's own retries) and returns
 // its answer. It must not panic and must respect ctx.
-type CallFunc func(ctx context.Context, a CallHook) CallResult
+type CallFunc func(ctx context.Context, a rollout.CallHook) rollout.CallResult
 
 // DeliverFunc makes one delivery attempt. A retryable error is tried
 // again with backoff; any other error gives up at once.
-type DeliverFunc func(ctx context.Context, a Deliver) (retryable bool, err error)
+type DeliverFunc func(ctx context.Context, a rollout.Deliver) (retryable bool, err error)
 
 // Runner performs hook calls and outbox deliveries in the background, so
 // that a slow hook or a Slack outage never holds a reconcile worker. It
@@ -50,8 +52,8 @@ type Runner struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	running  map[string]bool
-	calls    map[string]CallResult
-	delivery map[string]DeliveryResult
+	calls    map[string]rollout.CallResult
+	delivery map[string]rollout.DeliveryResult
 	expiry   map[string]time.Time
 }
 
@@ -66,15 +68,15 @@ func (r *Runner) init() {
 		if r.MaxConcurrent <= 0 {
 			r.MaxConcurrent = 32
 		}
-		r.BackoffFirst = orDefault(r.BackoffFirst, time.Second)
-		r.BackoffMax = orDefault(r.BackoffMax, 30*time.Second)
-		r.MaxAge = orDefault(r.MaxAge, time.Hour)
-		r.ResultTTL = orDefault(r.ResultTTL, time.Hour)
+		r.BackoffFirst = cmp.Or(r.BackoffFirst, time.Second)
+		r.BackoffMax = cmp.Or(r.BackoffMax, 30*time.Second)
+		r.MaxAge = cmp.Or(r.MaxAge, time.Hour)
+		r.ResultTTL = cmp.Or(r.ResultTTL, time.Hour)
 		r.ctx, r.cancel = context.WithCancel(context.Background())
 		r.sem = make(chan struct{}, r.MaxConcurrent)
 		r.running = map[string]bool{}
-		r.calls = map[string]CallResult{}
-		r.delivery = map[string]DeliveryResult{}
+		r.calls = map[string]rollout.CallResult{}
+		r.delivery = map[string]rollout.DeliveryResult{}
 		r.expiry = map[string]time.Time{}
 	})
 }
@@ -105,7 +107,7 @@ func (r *Runner) claim(id string) bool {
 }
 
 // StartCall makes the call in the background, once per id.
-func (r *Runner) StartCall(key string, a CallHook) {
+func (r *Runner) StartCall(key string, a rollout.CallHook) {
 	r.init()
 	if !r.claim(a.ID) {
 		return
@@ -141,7 +143,7 @@ func (r *Runner) StartCall(key string, a CallHook) {
 
 // StartDelivery sends an outbox entry in the background, once per id,
 // retrying retryable failures with backoff until it is MaxAge old.
-func (r *Runner) StartDelivery(key string, a Deliver) {
+func (r *Runner) StartDelivery(key string, a rollout.Deliver) {
 	r.init()
 	if !r.claim(a.Delivery.ID) {
 		return
@@ -163,17 +165,17 @@ func (r *Runner) StartDelivery(key string, a Deliver) {
 	}()
 }
 
-func (r *Runner) deliver(key string, a Deliver) (DeliveryResult, bool) {
+func (r *Runner) deliver(key string, a rollout.Deliver) (rollout.DeliveryResult, bool) {
 	giveUp := a.Delivery.Created.Add(r.MaxAge)
 	wait := r.BackoffFirst
 	for attempt := 1; ; attempt++ {
 		if !r.acquire() {
-			return DeliveryResult{}, false
+			return rollout.DeliveryResult{}, false
 		}
 		retryable, err := r.Deliver(r.ctx, a)
 		r.release()
 		if r.ctx.Err() != nil {
-			return DeliveryResult{}, false
+			return rollout.DeliveryResult{}, false
 		}
 		now := r.Clock.Now()
 		if r.Metrics != nil {
@@ -188,16 +190,16 @@ func (r *Runner) deliver(key string, a Deliver) (DeliveryResult, bool) {
 		}
 		if err == nil {
 			r.Log.Info("delivered", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempts", attempt)
-			return DeliveryResult{Delivered: true, Attempts: attempt, At: now}, true
+			return rollout.DeliveryResult{Delivered: true, Attempts: attempt, At: now}, true
 		}
 		if !retryable || !now.Add(wait).Before(giveUp) {
 			r.Log.Warn("delivery given up", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempts", attempt, "err", err)
-			return DeliveryResult{Attempts: attempt, Message: err.Error(), At: now}, true
+			return rollout.DeliveryResult{Attempts: attempt, Message: err.Error(), At: now}, true
 		}
 		r.Log.Info("delivery failed, will retry", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "attempt", attempt, "retryIn", wait, "err", err)
 		select {
 		case <-r.ctx.Done():
-			return DeliveryResult{}, false
+			return rollout.DeliveryResult{}, false
 		case <-r.Clock.After(wait):
 		}
 		wait = min(2*wait, r.BackoffMax)
@@ -223,24 +225,24 @@ func (r *Runner) forget(id string) {
 
 // Outcomes returns the known outcomes of the calls and deliveries a
 // status still has pending.
-func (r *Runner) Outcomes(st *v1alpha1.FlightStatus) (map[string]CallResult, map[string]DeliveryResult) {
+func (r *Runner) Outcomes(st *v1alpha1.FlightStatus) (map[string]rollout.CallResult, map[string]rollout.DeliveryResult) {
 	r.init()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var calls map[string]CallResult
+	var calls map[string]rollout.CallResult
 	for _, c := range st.Calls {
 		if res, ok := r.calls[c.ID]; ok && c.State == v1alpha1.CallPending {
 			if calls == nil {
-				calls = map[string]CallResult{}
+				calls = map[string]rollout.CallResult{}
 			}
 			calls[c.ID] = res
 		}
 	}
-	var delivered map[string]DeliveryResult
+	var delivered map[string]rollout.DeliveryResult
 	for _, e := range st.Outbox {
 		if res, ok := r.delivery[e.ID]; ok && e.State == v1alpha1.DeliveryPending {
 			if delivered == nil {
-				delivered = map[string]DeliveryResult{}
+				delivered = map[string]rollout.DeliveryResult{}
 			}
 			delivered[e.ID] = res
 		}

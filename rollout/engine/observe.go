@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -7,13 +7,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
 // observe reads what Decide needs from the caches and the routing.
-func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target) Observed {
-	o := Observed{
+func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target) rollout.Observed {
+	o := rollout.Observed{
 		DesiredRevision:   TemplateHash(d.Spec.Template),
 		DeploymentPaused:  d.Spec.Paused,
 		DeploymentSettled: DeploymentSettled(d),

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"os"
@@ -8,6 +8,11 @@ import (
 )
 
 func TestPolicyFileKeepsTheLastGoodPoliciesWhole(t *testing.T) {
+	good, err := os.ReadFile("../testdata/policies.yaml") // two valid policies, shared with the core's tests
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodConfig := string(good)
 	path := filepath.Join(t.TempDir(), "policies.yaml")
 	if err := os.WriteFile(path, []byte(goodConfig), 0o644); err != nil {
 		t.Fatal(err)

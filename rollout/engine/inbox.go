@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
@@ -26,11 +27,11 @@ import (
 
 type actResult struct {
 	flight  *v1alpha1.Flight
-	outcome *ActionOutcome
+	outcome *rollout.ActionOutcome
 }
 
 type pendingAction struct {
-	req  ActionRequest
+	req  rollout.ActionRequest
 	done chan actResult
 }
 
@@ -82,9 +83,9 @@ func (b *inbox) remove(key string, p *pendingAction) {
 // that decision is written. It returns the Flight as written and what
 // became of the action. A Flight that does not exist is a Kubernetes
 // NotFound. Only the leader's controller runs decisions: call it there.
-func (c *Controller) Act(ctx context.Context, namespace, name string, req ActionRequest) (*v1alpha1.Flight, ActionOutcome, error) {
+func (c *Controller) Act(ctx context.Context, namespace, name string, req rollout.ActionRequest) (*v1alpha1.Flight, rollout.ActionOutcome, error) {
 	if _, err := c.Flight(namespace, name); err != nil {
-		return nil, ActionOutcome{}, err
+		return nil, rollout.ActionOutcome{}, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -100,7 +101,7 @@ func (c *Controller) Act(ctx context.Context, namespace, name string, req Action
 		return r.flight, *r.outcome, nil
 	case <-ctx.Done():
 		c.inbox.remove(key, p)
-		return nil, ActionOutcome{}, fmt.Errorf("flight %s: waiting for the decision: %w", key, ctx.Err())
+		return nil, rollout.ActionOutcome{}, fmt.Errorf("flight %s: waiting for the decision: %w", key, ctx.Err())
 	}
 }
 

@@ -1,4 +1,4 @@
-package rollout
+package engine
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/webhooks"
 	"github.com/fledgehq/fledge/webhooks/hookclient"
@@ -23,10 +24,10 @@ type Dispatcher struct {
 
 // Call makes one hook call. A missing signing secret is an error answer:
 // fledge never calls a hook unsigned.
-func (x *Dispatcher) Call(ctx context.Context, a CallHook) CallResult {
+func (x *Dispatcher) Call(ctx context.Context, a rollout.CallHook) rollout.CallResult {
 	secret, err := x.Secrets.Get(ctx, a.Secret)
 	if err != nil {
-		return CallResult{State: v1alpha1.CallError, Message: "webhook signing key: " + err.Error(), At: time.Now()}
+		return rollout.CallResult{State: v1alpha1.CallError, Message: "webhook signing key: " + err.Error(), At: time.Now()}
 	}
 	r := x.Client.Do(ctx, hookclient.Call{
 		URL: a.Hook.URL, Timeout: a.Hook.Timeout, Retries: a.Hook.Retries, Secret: secret,
@@ -39,12 +40,12 @@ func (x *Dispatcher) Call(ctx context.Context, a CallHook) CallResult {
 	case hookclient.Rejected:
 		state = v1alpha1.CallRejected
 	}
-	return CallResult{State: state, Status: r.Status, Message: r.Message, Load: r.Load, Attempts: r.Attempts, At: time.Now()}
+	return rollout.CallResult{State: state, Status: r.Status, Message: r.Message, Load: r.Load, Attempts: r.Attempts, At: time.Now()}
 }
 
 // Deliver makes one delivery attempt; it reports whether a failure may be
 // retried.
-func (x *Dispatcher) Deliver(ctx context.Context, a Deliver) (bool, error) {
+func (x *Dispatcher) Deliver(ctx context.Context, a rollout.Deliver) (bool, error) {
 	switch {
 	case a.Slack != nil && a.Delivery.Notification != nil:
 		return x.slack(ctx, a.Slack, *a.Delivery.Notification)
@@ -69,7 +70,7 @@ func (x *Dispatcher) Deliver(ctx context.Context, a Deliver) (bool, error) {
 	return false, errors.New("nothing to deliver")
 }
 
-func (x *Dispatcher) slack(ctx context.Context, s *Slack, n webhooks.Notification) (bool, error) {
+func (x *Dispatcher) slack(ctx context.Context, s *rollout.Slack, n webhooks.Notification) (bool, error) {
 	data, err := x.Secrets.Data(ctx, s.Secret)
 	if err != nil {
 		return true, fmt.Errorf("slack: %w", err) // a Secret may be created late
