@@ -23,7 +23,8 @@ import (
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/dynamic"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -39,6 +40,8 @@ import (
 	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
+	fledgescheme "github.com/fledgehq/fledge/rollout/client/clientset/versioned/scheme"
 	"github.com/fledgehq/fledge/rollout/engine"
 	"github.com/fledgehq/fledge/traffic/istio"
 	"github.com/fledgehq/fledge/webhooks/hookclient"
@@ -112,7 +115,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	fledge, err := versioned.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
@@ -157,8 +160,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 	ctrl := engine.NewController(engine.ControllerConfig{
-		Kube: kube, Dynamic: dyn, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
-		Recorder: broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "fledge"}),
+		Kube: kube, Fledge: fledge, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
+		Recorder: broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
 		Analyze: func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
 			checks := make([]analysis.Check, 0, len(ms))
@@ -312,4 +315,13 @@ func envOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// eventScheme knows the kinds fledge records Events about: Kubernetes' own
+// and the Flight, whose typed objects arrive without their kind.
+func eventScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(scheme.AddToScheme(s))
+	utilruntime.Must(fledgescheme.AddToScheme(s))
+	return s
 }

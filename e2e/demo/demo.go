@@ -124,9 +124,8 @@ func Run(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error {
 func printSlack(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, f *v1alpha1.Flight) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		u, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
-		if err == nil {
-			if f, err = v1alpha1.FlightFrom(u); err == nil && !pending(f) {
+		if got, err := sb.Fledge.FledgeV1alpha1().Flights(ns).Get(ctx, app, metav1.GetOptions{}); err == nil {
+			if f = got; !pending(f) {
 				break
 			}
 		}
@@ -154,12 +153,8 @@ func watch(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, rev string, 
 	seen := 0
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		u, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).Get(ctx, app, metav1.GetOptions{})
+		f, err := sb.Fledge.FledgeV1alpha1().Flights(ns).Get(ctx, app, metav1.GetOptions{})
 		if err == nil {
-			f, err := v1alpha1.FlightFrom(u)
-			if err != nil {
-				return nil, err
-			}
 			st := f.Status
 			for ; seen < len(st.Decisions); seen++ {
 				d := st.Decisions[seen]

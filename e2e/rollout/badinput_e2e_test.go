@@ -21,7 +21,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
@@ -223,7 +222,7 @@ func watchTakeovers(t *testing.T, sb *sandbox.Sandbox, ns string) func() (paused
 	if err != nil {
 		t.Fatal(err)
 	}
-	flights := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns)
+	flights := sb.Fledge.FledgeV1alpha1().Flights(ns)
 	list, err := flights.List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -255,10 +254,8 @@ func watchTakeovers(t *testing.T, sb *sandbox.Sandbox, ns string) func() (paused
 	go func() {
 		defer wg.Done()
 		for ev := range fw.ResultChan() {
-			if u, ok := ev.Object.(*unstructured.Unstructured); ok {
-				if f, err := v1alpha1.FlightFrom(u); err == nil && f.Status.Phase == v1alpha1.PhaseIdle {
-					first(idle, f.Name, f.ResourceVersion)
-				}
+			if f, ok := ev.Object.(*v1alpha1.Flight); ok && f.Status.Phase == v1alpha1.PhaseIdle {
+				first(idle, f.Name, f.ResourceVersion)
 			}
 		}
 	}()
@@ -307,16 +304,13 @@ func dumpFlightsOnFailure(t *testing.T, sb *sandbox.Sandbox, ns string) {
 	if !t.Failed() {
 		return
 	}
-	list, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+	list, err := sb.Fledge.FledgeV1alpha1().Flights(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Logf("list flights: %v", err)
 		return
 	}
 	for i := range list.Items {
-		f, err := v1alpha1.FlightFrom(&list.Items[i])
-		if err != nil {
-			continue
-		}
+		f := &list.Items[i]
 		t.Logf("flight %s: phase=%q hold=%+v message=%q conditions=%+v", f.Name, f.Status.Phase, f.Status.Hold, f.Status.Message, f.Status.Conditions)
 	}
 }

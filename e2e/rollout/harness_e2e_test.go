@@ -287,11 +287,7 @@ func virtualServiceNames(t testing.TB, sb *sandbox.Sandbox, ns string) []string 
 
 // getFlight reads a Flight from the API server.
 func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*v1alpha1.Flight, error) {
-	u, err := sb.Dynamic.Resource(v1alpha1.FlightResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return v1alpha1.FlightFrom(u)
+	return sb.Fledge.FledgeV1alpha1().Flights(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
 // waitFlight polls the Flight until ok accepts it.

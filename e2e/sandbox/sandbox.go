@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
+
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/slackd"
 )
@@ -54,6 +56,8 @@ type Sandbox struct {
 	Kube       kubernetes.Interface
 	Istio      istioclient.Interface
 	Dynamic    dynamic.Interface
+	// Fledge is the Flight API's typed clientset.
+	Fledge versioned.Interface
 	// PrometheusURL is the base URL of the real Prometheus, which scrapes
 	// the mesh emulator every second.
 	PrometheusURL string
@@ -280,6 +284,9 @@ func (s *Sandbox) makeClients() error {
 		return err
 	}
 	if s.Istio, err = istioclient.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if s.Fledge, err = versioned.NewForConfig(cfg); err != nil {
 		return err
 	}
 	s.Dynamic, err = dynamic.NewForConfig(cfg)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgelisters "github.com/fledgehq/fledge/rollout/client/listers/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -98,15 +99,11 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 	} {
 		indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 		for _, f := range []*v1alpha1.Flight{tc.me, tc.other} {
-			u, err := f.ToUnstructured()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := indexer.Add(u); err != nil {
+			if err := indexer.Add(f); err != nil {
 				t.Fatal(err)
 			}
 		}
-		c := &Controller{flightLister: cache.NewGenericLister(indexer, v1alpha1.FlightResource.GroupResource())}
+		c := &Controller{flightLister: fledgelisters.NewFlightLister(indexer)}
 		if got := c.flagsInUse(tc.me)[id]; got != tc.want {
 			t.Errorf("%s: in use by %q, want %q", tc.name, got, tc.want)
 		}

@@ -14,13 +14,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -33,6 +30,10 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
+	fledgeclient "github.com/fledgehq/fledge/rollout/client/clientset/versioned/typed/fledge/v1alpha1"
+	fledgeinformers "github.com/fledgehq/fledge/rollout/client/informers/externalversions"
+	fledgelisters "github.com/fledgehq/fledge/rollout/client/listers/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -51,7 +52,7 @@ type Policies interface {
 // rollout.
 type Controller struct {
 	kube     kubernetes.Interface
-	flights  dynamic.NamespaceableResourceInterface
+	flights  fledgeclient.FlightsGetter
 	router   traffic.Router
 	analyze  Analyze
 	policies Policies
@@ -61,11 +62,11 @@ type Controller struct {
 	metrics  *Metrics
 
 	kubeInformers   informers.SharedInformerFactory
-	flightInformers dynamicinformer.DynamicSharedInformerFactory
+	flightInformers fledgeinformers.SharedInformerFactory
 	deployments     appslisters.DeploymentLister
 	replicaSets     appslisters.ReplicaSetLister
 	services        corelisters.ServiceLister
-	flightLister    cache.GenericLister
+	flightLister    fledgelisters.FlightLister
 	synced          []cache.InformerSynced
 	queue           workqueue.TypedRateLimitingInterface[string]
 	onFlight        func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
@@ -81,7 +82,8 @@ type Controller struct {
 // ControllerConfig wires a Controller.
 type ControllerConfig struct {
 	Kube     kubernetes.Interface
-	Dynamic  dynamic.Interface
+	// Fledge is the Flight API's typed clientset.
+	Fledge   versioned.Interface
 	Router   traffic.Router
 	Analyze  Analyze
 	Policies Policies
@@ -119,7 +121,7 @@ func NewController(cfg ControllerConfig) *Controller {
 		cfg.Resync = 10 * time.Minute
 	}
 	c := &Controller{
-		kube: cfg.Kube, flights: cfg.Dynamic.Resource(v1alpha1.FlightResource), router: cfg.Router,
+		kube: cfg.Kube, flights: cfg.Fledge.FledgeV1alpha1(), router: cfg.Router,
 		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
@@ -137,12 +139,12 @@ func NewController(cfg ControllerConfig) *Controller {
 	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
 	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite}
 	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace))
-	c.flightInformers = dynamicinformer.NewFilteredDynamicSharedInformerFactory(cfg.Dynamic, cfg.Resync, cfg.Namespace, nil)
+	c.flightInformers = fledgeinformers.NewSharedInformerFactoryWithOptions(cfg.Fledge, cfg.Resync, fledgeinformers.WithNamespace(cfg.Namespace))
 
 	dep := c.kubeInformers.Apps().V1().Deployments()
 	rs := c.kubeInformers.Apps().V1().ReplicaSets()
 	svc := c.kubeInformers.Core().V1().Services()
-	fl := c.flightInformers.ForResource(v1alpha1.FlightResource)
+	fl := c.flightInformers.Fledge().V1alpha1().Flights()
 	c.deployments, c.replicaSets, c.services, c.flightLister = dep.Lister(), rs.Lister(), svc.Lister(), fl.Lister()
 	c.synced = []cache.InformerSynced{dep.Informer().HasSynced, rs.Informer().HasSynced, svc.Informer().HasSynced, fl.Informer().HasSynced}
 
@@ -167,16 +169,12 @@ func (c *Controller) publish(event string, obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	u, ok := obj.(*unstructured.Unstructured)
+	f, ok := obj.(*v1alpha1.Flight)
 	if !ok {
 		return
 	}
-	f, err := v1alpha1.FlightFrom(u)
-	if err != nil {
-		return
-	}
 	d, _ := c.deployments.Deployments(f.Namespace).Get(f.Name)
-	c.onFlight(event, f, d)
+	c.onFlight(event, f.DeepCopy(), d) // a copy: the cache is never mutated
 }
 
 // onDeployment enqueues opted-in Deployments, and canaries' owners.
@@ -307,18 +305,14 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 }
 
 func (c *Controller) getFlight(ns, name string) (*v1alpha1.Flight, error) {
-	obj, err := c.flightLister.ByNamespace(ns).Get(name)
+	f, err := c.flightLister.Flights(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
-		return nil, fmt.Errorf("flight %s/%s: unexpected %T in cache", ns, name, obj)
-	}
-	return v1alpha1.FlightFrom(u) // a converted copy: the cache is never mutated
+	return f.DeepCopy(), nil // a copy: the cache is never mutated
 }
 
 // FinalizerRelease holds a Flight until fledge has released what it
@@ -355,7 +349,7 @@ func (c *Controller) dropFinalizer(ctx context.Context, f *v1alpha1.Flight) erro
 		}
 		path := fmt.Sprintf("/metadata/finalizers/%d", i)
 		patch := fmt.Sprintf(`[{"op":"test","path":%q,"value":%q},{"op":"remove","path":%q}]`, path, FinalizerRelease, path)
-		_, err := c.flights.Namespace(f.Namespace).Patch(ctx, f.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+		_, err := c.flights.Flights(f.Namespace).Patch(ctx, f.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -491,29 +485,21 @@ func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spe
 		},
 		Spec: spec,
 	}
-	u, err := f.ToUnstructured()
-	if err != nil {
-		return nil, err
-	}
-	out, err := c.flights.Namespace(d.Namespace).Create(ctx, u, metav1.CreateOptions{})
+	out, err := c.flights.Flights(d.Namespace).Create(ctx, f, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("flight %s/%s: create: %w", d.Namespace, d.Name, err)
 	}
-	return v1alpha1.FlightFrom(out)
+	return out, nil
 }
 
 func (c *Controller) updateSpec(ctx context.Context, f *v1alpha1.Flight, spec v1alpha1.FlightSpec) (*v1alpha1.Flight, error) {
 	next := *f
 	next.Spec = spec
-	u, err := next.ToUnstructured()
-	if err != nil {
-		return nil, err
-	}
-	out, err := c.flights.Namespace(f.Namespace).Update(ctx, u, metav1.UpdateOptions{})
+	out, err := c.flights.Flights(f.Namespace).Update(ctx, &next, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("flight %s/%s: update spec: %w", f.Namespace, f.Name, err)
 	}
-	return v1alpha1.FlightFrom(out)
+	return out, nil
 }
 
 // reportInvalid sets the Valid condition, with an Event when it changes.

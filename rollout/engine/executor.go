@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/retry"
@@ -24,6 +23,7 @@ import (
 	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgeclient "github.com/fledgehq/fledge/rollout/client/clientset/versioned/typed/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -42,7 +42,7 @@ var statusEqual = func() conversion.Equalities {
 // made by Decide; the executor only knows how to perform each action.
 type Executor struct {
 	Kube     kubernetes.Interface
-	Flights  dynamic.NamespaceableResourceInterface
+	Flights  fledgeclient.FlightsGetter
 	Router   traffic.Router
 	Recorder record.EventRecorder
 	// Runner makes hook calls and deliveries in the background.
@@ -73,18 +73,12 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 	if !statusEqual.DeepEqual(f.Status, d.Status) {
 		next := *f
 		next.Status = d.Status
-		u, err := next.ToUnstructured()
-		if err != nil {
-			return nil, err
-		}
 		x.count("flight-status")
-		out, err := x.Flights.Namespace(f.Namespace).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		out, err := x.Flights.Flights(f.Namespace).UpdateStatus(ctx, &next, metav1.UpdateOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
 		}
-		if f, err = v1alpha1.FlightFrom(out); err != nil {
-			return nil, err
-		}
+		f = out
 	}
 	for _, a := range d.Actions {
 		if err := x.apply(ctx, s, a); err != nil {
@@ -165,7 +159,7 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		return nil
 	case rollout.ForgetFlight:
 		x.count("flight")
-		err := x.Flights.Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		err := x.Flights.Flights(ns).Delete(ctx, name, metav1.DeleteOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -120,26 +120,18 @@ func (c *Controller) Flight(namespace, name string) (*v1alpha1.Flight, error) {
 // Flights lists the cached Flights of a namespace ("" for all), each with
 // its Deployment (nil if not cached).
 func (c *Controller) Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.Deployment, error) {
-	objs, err := c.flightLister.ByNamespace(namespace).List(labels.Everything())
+	cached, err := c.flightLister.Flights(namespace).List(labels.Everything())
 	if namespace == "" {
-		objs, err = c.flightLister.List(labels.Everything())
+		cached, err = c.flightLister.List(labels.Everything())
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	var flights []*v1alpha1.Flight
 	var deps []*appsv1.Deployment
-	for _, obj := range objs {
-		key, err := keyOf(obj)
-		if err != nil {
-			continue
-		}
-		f, err := c.Flight(key[0], key[1])
-		if err != nil {
-			continue
-		}
+	for _, f := range cached {
 		d, _ := c.deployments.Deployments(f.Namespace).Get(f.Name)
-		flights = append(flights, f)
+		flights = append(flights, f.DeepCopy()) // copies: the cache is never mutated
 		deps = append(deps, d)
 	}
 	return flights, deps, nil
@@ -148,15 +140,4 @@ func (c *Controller) Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.De
 // Deployment returns the cached Deployment (not to be modified).
 func (c *Controller) Deployment(namespace, name string) (*appsv1.Deployment, error) {
 	return c.deployments.Deployments(namespace).Get(name)
-}
-
-func keyOf(obj any) ([2]string, error) {
-	m, ok := obj.(interface {
-		GetNamespace() string
-		GetName() string
-	})
-	if !ok {
-		return [2]string{}, fmt.Errorf("unexpected %T", obj)
-	}
-	return [2]string{m.GetNamespace(), m.GetName()}, nil
 }

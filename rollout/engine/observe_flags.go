@@ -7,7 +7,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fledgehq/fledge/flags"
@@ -73,7 +72,7 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *rollout.Pol
 // linking a flag, the one that has set it keeps it; if neither or both
 // have, the one whose revision started first.
 func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
-	list, err := c.flightLister.ByNamespace(f.Namespace).List(labels.Everything())
+	list, err := c.flightLister.Flights(f.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil
 	}
@@ -86,13 +85,11 @@ func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
 		}
 	}
 	var out map[string]string
-	for _, obj := range list {
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok || u.GetName() == f.Name {
+	for _, other := range list { // read only: the cache is never mutated
+		if other.Name == f.Name {
 			continue
 		}
-		other, err := v1alpha1.FlightFrom(u)
-		if err != nil || other.Status.Phase.Terminal() || other.Status.Phase == v1alpha1.PhaseInitializing || len(other.Status.Flags) == 0 {
+		if other.Status.Phase.Terminal() || other.Status.Phase == v1alpha1.PhaseInitializing || len(other.Status.Flags) == 0 {
 			continue
 		}
 		for _, fl := range other.Status.Flags {
