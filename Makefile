@@ -18,23 +18,13 @@ build:
 tools:
 	@bash e2e/tools/install.sh
 
-# Regenerates the gRPC API's Go code (rollout/rolloutpb) from its .proto.
-# The output is committed, so nothing else needs protoc. protoc and the
-# well-known types are Debian's (3.21.12); the Go plugins are built into bin/
-# from the pinned tools module e2e/tools/proto.
-PROTO_PKGS = protobuf-compiler libprotobuf-dev
+# Regenerates everything generated, from pinned tools modules
+# (e2e/tools/codegen, e2e/tools/proto) and Debian's protoc: the Flight API's
+# deepcopy, clientset, listers and informers (rollout/client), its CRD
+# (deploy/crds), and the gRPC API's Go code (rollout/rolloutpb). The output
+# is committed; e2e/generate fails when it is stale.
 generate:
-	@if ! command -v protoc >/dev/null || [ ! -f /usr/include/google/protobuf/timestamp.proto ]; then \
-		if [ "$$(id -u)" -ne 0 ]; then echo "generate: install Debian's $(PROTO_PKGS)"; exit 1; fi; \
-		echo "generate: installing $(PROTO_PKGS)"; \
-		export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && \
-		apt-get install -y -qq --no-install-recommends $(PROTO_PKGS) >/dev/null; \
-	fi
-	cd e2e/tools/proto && $(GO) build -o $(CURDIR)/bin/ google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc
-	protoc -I . -I /usr/include \
-		--plugin=protoc-gen-go=bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative \
-		--plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc --go-grpc_out=. --go-grpc_opt=paths=source_relative \
-		rollout/rolloutpb/rollouts.proto
+	@bash e2e/tools/generate.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -81,7 +81,7 @@ type Controller struct {
 
 // ControllerConfig wires a Controller.
 type ControllerConfig struct {
-	Kube     kubernetes.Interface
+	Kube kubernetes.Interface
 	// Fledge is the Flight API's typed clientset.
 	Fledge   versioned.Interface
 	Router   traffic.Router

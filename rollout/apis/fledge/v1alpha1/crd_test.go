@@ -1,4 +1,4 @@
-package rollout
+package v1alpha1
 
 import (
 	"os"
@@ -9,8 +9,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
-
-	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // TestCRDSchemaHasEveryStatusField: the API server prunes fields its
@@ -18,7 +16,7 @@ import (
 // deploy/crds would be lost on every write (and a hook called again on
 // every look).
 func TestCRDSchemaHasEveryStatusField(t *testing.T) {
-	data, err := os.ReadFile("../deploy/crds/flights.fledge.dev.yaml")
+	data, err := os.ReadFile("../../../../deploy/crds/flights.fledge.dev.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,8 +33,8 @@ func TestCRDSchemaHasEveryStatusField(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := crd.Spec.Versions[0].Schema.OpenAPIV3Schema
-	checkSchema(t, "status", reflect.TypeOf(v1alpha1.FlightStatus{}), root.Properties["status"])
-	checkSchema(t, "spec", reflect.TypeOf(v1alpha1.FlightSpec{}), root.Properties["spec"])
+	checkSchema(t, "status", reflect.TypeOf(FlightStatus{}), root.Properties["status"])
+	checkSchema(t, "spec", reflect.TypeOf(FlightSpec{}), root.Properties["spec"])
 }
 
 type crdSchema struct {
