@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -255,7 +256,7 @@ func (d *decider) initialize() {
 		return
 	}
 	d.st.StableRevision = d.in.DeploymentRevision
-	d.st.StableImages = copyImages(d.in.StableImages)
+	d.st.StableImages = slices.Clone(d.in.StableImages)
 	d.st.Phase = v1alpha1.PhaseIdle
 	d.st.Hold = nil
 	d.st.Message = "holding the Deployment at revision " + d.st.StableRevision
@@ -319,12 +320,12 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	d.st.Hold = nil
 	d.st.Message = msg
 	d.st.Round, d.st.GateRound, d.st.StepPassed, d.st.Calls = 0, 0, false, nil
-	d.st.CanaryImages = copyImages(d.in.DesiredImages)
+	d.st.CanaryImages = slices.Clone(d.in.DesiredImages)
 	if reroute {
 		d.setWeight(0) // at step -1: no match routes either
 	}
 	if len(d.in.StableImages) > 0 && d.in.DeploymentRevision == d.st.StableRevision {
-		d.st.StableImages = copyImages(d.in.StableImages)
+		d.st.StableImages = slices.Clone(d.in.StableImages)
 	}
 	if len(d.in.Policy.hooksOf(webhooks.ConfirmRollout)) == 0 {
 		// Otherwise the canary starts once the confirm-rollout gate opens.

@@ -386,11 +386,11 @@ func (d *decider) noteFlags() {
 		return
 	}
 	for i := max(len(d.st.Decisions)-d.newRecords, 0); i < len(d.st.Decisions); i++ {
-		d.st.Decisions[i].Flags = copyStrings(notes)
+		d.st.Decisions[i].Flags = slices.Clone(notes)
 	}
 	for i := range d.st.Outbox {
 		if n := d.st.Outbox[i].Notification; n != nil && slices.Contains(d.newOutbox, d.st.Outbox[i].ID) {
-			n.Flags = copyStrings(notes)
+			n.Flags = slices.Clone(notes)
 		}
 	}
 }

@@ -55,7 +55,7 @@ func (d *decider) hookResult(h Hook, step, round int32) (v1alpha1.CallRecord, bo
 		}
 		if res, ok := d.in.Calls[id]; ok {
 			at := metav1.NewTime(res.At)
-			rec.State, rec.Status, rec.Message, rec.Load, rec.Attempts, rec.Done = res.State, res.Status, res.Message, copyLoad(res.Load), res.Attempts, &at
+			rec.State, rec.Status, rec.Message, rec.Load, rec.Attempts, rec.Done = res.State, res.Status, res.Message, res.Load.DeepCopy(), res.Attempts, &at
 			return *rec, true
 		}
 		d.callHook(id, h)

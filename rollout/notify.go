@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -150,14 +151,14 @@ func (d *decider) pruneOutbox() {
 func (d *decider) notifyStarted() {
 	d.notify(webhooks.Notification{
 		Event: EventStarted, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
-		Plan: copyInt32s(d.st.Steps), Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: d.st.Message,
+		Plan: slices.Clone(d.st.Steps), Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: d.st.Message,
 	})
 }
 
 func (d *decider) notifyPromoted() {
 	n := webhooks.Notification{
 		Event: EventPromoted, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
-		Plan: copyInt32s(d.st.Steps), Step: int32(len(d.st.Steps)) - 1, Weight: 100, Reason: d.st.Message,
+		Plan: slices.Clone(d.st.Steps), Step: int32(len(d.st.Steps)) - 1, Weight: 100, Reason: d.st.Message,
 		Checks: d.latestChecks(),
 	}
 	if d.st.RevisionStartedAt != nil {
@@ -178,7 +179,7 @@ func (d *decider) notifyRejected(event, why, by string, step, weight int32, chec
 	}
 	n := webhooks.Notification{
 		Event: event, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
-		Plan: copyInt32s(d.st.Steps), Step: step, Weight: weight, Reason: why, By: by, Checks: copyChecks(failed),
+		Plan: slices.Clone(d.st.Steps), Step: step, Weight: weight, Reason: why, By: by, Checks: copyChecks(failed),
 	}
 	if d.st.RevisionStartedAt != nil {
 		n.DurationSeconds = int64(d.in.Now.Sub(d.st.RevisionStartedAt.Time).Seconds())

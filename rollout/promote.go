@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -95,7 +96,7 @@ func (d *decider) finalize() {
 	d.notifyPromoted()
 	d.tellHooks(webhooks.PostRollout, EventPromoted, d.st.Message)
 	// Told as "from the old images": only now does stable run the new ones.
-	d.st.StableImages = copyImages(d.st.CanaryImages)
+	d.st.StableImages = slices.Clone(d.st.CanaryImages)
 }
 
 // rollback rejects the canary: all traffic to stable at once, canary down.
