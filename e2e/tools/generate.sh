@@ -9,9 +9,8 @@
 #   - the gRPC API's Go code rollout/rolloutpb (protoc with the Go plugins).
 #
 # The generators are built from the pinned tools modules e2e/tools/codegen
-# and e2e/tools/proto into bin/ (seconds once Go's build cache is warm).
-# protoc and the well-known types are Debian's protobuf-compiler and
-# libprotobuf-dev (3.21.12), installed here when missing and run as root.
+# and e2e/tools/proto into bin/ (seconds once Go's build cache is warm), and
+# protoc is Debian's (3.21.12), installed when missing: generators.sh.
 #
 # With a directory argument, it generates in that copy of the tree instead
 # (the staleness test does that, then compares the copy with the tree).
@@ -27,13 +26,8 @@ header="$root/e2e/tools/codegen/header.go.txt"
 
 log() { printf 'generate: %s\n' "$*" >&2; }
 
-# Generators, built from their pinned modules.
-(cd "$root/e2e/tools/codegen" && go build -o "$bin/" \
-	k8s.io/code-generator/cmd/deepcopy-gen k8s.io/code-generator/cmd/client-gen \
-	k8s.io/code-generator/cmd/lister-gen k8s.io/code-generator/cmd/informer-gen \
-	sigs.k8s.io/controller-tools/cmd/controller-gen)
-(cd "$root/e2e/tools/proto" && go build -o "$bin/" \
-	google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc)
+# Generators, built from their pinned modules, and protoc.
+bash "$root/e2e/tools/generators.sh" "$bin"
 
 cd "$root"
 
@@ -77,17 +71,6 @@ trap 'rm -rf "$crds"' EXIT
 } >deploy/crds/flights.fledge.dev.yaml
 
 # The gRPC API.
-PROTO_PKGS="protobuf-compiler libprotobuf-dev"
-if ! command -v protoc >/dev/null || [[ ! -f /usr/include/google/protobuf/timestamp.proto ]]; then
-	if [[ $(id -u) -ne 0 ]]; then
-		log "install Debian's $PROTO_PKGS"
-		exit 1
-	fi
-	log "installing $PROTO_PKGS"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends $PROTO_PKGS >/dev/null
-fi
 log "protoc"
 protoc -I . -I /usr/include \
 	--plugin=protoc-gen-go="$bin/protoc-gen-go" --go_out=. --go_opt=paths=source_relative \

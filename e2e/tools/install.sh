@@ -77,26 +77,9 @@ if [[ ! -x "$bin/prometheus" ]] && ! command -v prometheus >/dev/null; then
 fi
 # The package may start a system service on machines with an init system;
 # the sandbox runs its own Prometheus and needs nothing else.
-# protoc, for make generate and the test that keeps generated code current
-# (e2e/generate): Debian's, with the well-known types.
-if ! command -v protoc >/dev/null || [[ ! -f /usr/include/google/protobuf/timestamp.proto ]]; then
-	if [[ $(id -u) -ne 0 ]]; then
-		log "protoc is missing: install Debian's protobuf-compiler and libprotobuf-dev"
-		exit 1
-	fi
-	log "installing protoc from Debian's packages"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends protobuf-compiler libprotobuf-dev >/dev/null
-fi
-# The code generators behind make generate, from their pinned tools modules
-# (Go's build cache makes this a link step once built).
-(cd "$tools/codegen" && go build -o "$bin/" \
-	k8s.io/code-generator/cmd/deepcopy-gen k8s.io/code-generator/cmd/client-gen \
-	k8s.io/code-generator/cmd/lister-gen k8s.io/code-generator/cmd/informer-gen \
-	sigs.k8s.io/controller-tools/cmd/controller-gen)
-(cd "$tools/proto" && go build -o "$bin/" \
-	google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc)
+# protoc and the code generators, for make generate and the test that
+# keeps generated code current (e2e/generate).
+bash "$tools/generators.sh" "$bin"
 
 prom="$bin/prometheus"
 [[ -x "$prom" ]] || prom=$(command -v prometheus)
