@@ -41,7 +41,7 @@ log "deepcopy-gen"
 
 # The typed clientset, listers and informers. Each generator writes its
 # whole tree, so the old one goes first: nothing stale survives a rename.
-rm -rf rollout/client
+rm -rf rollout/client/clientset rollout/client/listers rollout/client/informers
 log "client-gen, lister-gen, informer-gen"
 "$bin/client-gen" --go-header-file "$header" --clientset-name versioned \
 	--input-base "$mod/rollout/apis" --input fledge/v1alpha1 \
