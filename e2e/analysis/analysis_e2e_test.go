@@ -19,8 +19,7 @@ import (
 
 func TestSuccessRateFailsAFaultyRevisionAndPassesAHealthyOne(t *testing.T) {
 	t.Parallel()
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	revision(t, sb, ns, "shop", nil)
 	revision(t, sb, ns, "shop-canary", map[string]string{"sandbox.fledge.dev/error-rate": "0.1"})
 	revision(t, sb, ns, "shop-broken", map[string]string{"sandbox.fledge.dev/error-rate": "1"})
@@ -63,8 +62,7 @@ func TestSuccessRateFailsAFaultyRevisionAndPassesAHealthyOne(t *testing.T) {
 
 func TestLatencyFailsASlowRevisionAndPassesAFastOne(t *testing.T) {
 	t.Parallel()
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	revision(t, sb, ns, "api", nil) // the emulator's default: p50 5 ms, p95 20 ms
 	revision(t, sb, ns, "api-canary", map[string]string{"sandbox.fledge.dev/latency-ms": "p50=150,p95=400"})
 	traffic(t, sb, ns, "api", 200)
@@ -91,8 +89,7 @@ func TestLatencyFailsASlowRevisionAndPassesAFastOne(t *testing.T) {
 // never a pass.
 func TestNoTrafficIsNeverAPass(t *testing.T) {
 	t.Parallel()
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	revision(t, sb, ns, "idle", nil)
 	q := prometheus(t, sb)
 	vars := analysis.Vars{Namespace: ns, Workload: "idle"}
@@ -120,8 +117,7 @@ func TestNoTrafficIsNeverAPass(t *testing.T) {
 
 func TestCustomMetricWithVariables(t *testing.T) {
 	t.Parallel()
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	// The traffic model of DESIGN.md: the user's Service "cart" is the
 	// stable revision, fledge's "cart-canary" the canary, and the
 	// VirtualService for the host clients call splits between them.
@@ -171,8 +167,7 @@ func TestCustomMetricWithVariables(t *testing.T) {
 // Prometheus down is "cannot measure": an Error that says Prometheus
 // cannot be reached, never a verdict on the canary.
 func TestPrometheusOutageIsAnErrorNotAVerdict(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	revision(t, sb, ns, "web", nil)
 	traffic(t, sb, ns, "web", 200)
 	q := prometheus(t, sb)
@@ -180,19 +175,7 @@ func TestPrometheusOutageIsAnErrorNotAVerdict(t *testing.T) {
 	vars := analysis.Vars{Namespace: ns, Workload: "web"}
 	wantOutcome(t, "before the outage", judged(t, q, m, vars), analysis.Pass)
 
-	if err := sb.StopPrometheus(); err != nil {
-		t.Fatal(err)
-	}
-	restarted := false
-	restart := func() {
-		if !restarted {
-			restarted = true
-			if err := sb.StartPrometheus(context.Background()); err != nil {
-				t.Errorf("restart prometheus: %v", err)
-			}
-		}
-	}
-	t.Cleanup(restart) // also when the test fails half-way: the other tests need it
+	restart := sb.StopPrometheusForTest(t)
 
 	c := analysis.Evaluate(context.Background(), q, m, vars, time.Now())
 	t.Logf("during the outage: %s", describe(c))

@@ -12,11 +12,7 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	networkingv1 "istio.io/api/networking/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/analysis/promclient"
@@ -29,7 +25,6 @@ var suite = sandbox.Suite{Options: sandbox.Options{MeshSeed: 7}}
 func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
 
 const (
-	deployTimeout = 60 * time.Second
 	// judgeTimeout bounds the wait for enough traffic to judge: a few
 	// seconds of traffic and a scrape or two, on a busy two-core machine.
 	judgeTimeout = 90 * time.Second
@@ -44,46 +39,14 @@ const (
 // Deployment is available.
 func revision(t *testing.T, sb *sandbox.Sandbox, ns, name string, behaviour map[string]string) {
 	t.Helper()
-	ctx := context.Background()
-	labels := map[string]string{"app": name}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: behaviour},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "app", Image: "example.com/" + name + ":v1",
-					Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
-				}}},
-			},
-		},
-	}
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create deployment %s/%s: %v", ns, name, err)
-	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-	}
-	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create service %s/%s: %v", ns, name, err)
-	}
-	if _, err := sb.WaitDeploymentAvailable(ctx, ns, name, deployTimeout); err != nil {
-		t.Fatal(err)
-	}
+	sb.DeployApps(t, ns, sandbox.App{Name: name, Behaviour: behaviour})
 }
 
 // traffic sends rps requests per second to host from a client in ns until
 // the test ends.
 func traffic(t *testing.T, sb *sandbox.Sandbox, ns, host string, rps float64) {
 	t.Helper()
-	c := mesh.Client{Name: ns + "-" + host + "-client", Namespace: ns, Host: host, RPS: rps, Users: 200}
-	if err := sb.Mesh.AddClient(c); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Mesh.RemoveClient(c.Name) })
+	sb.SendTraffic(t, mesh.Client{Name: ns + "-" + host + "-client", Namespace: ns, Host: host, RPS: rps, Users: 200})
 }
 
 // split makes host's traffic go to Services by weight, and waits until the
@@ -103,11 +66,8 @@ func split(t *testing.T, sb *sandbox.Sandbox, ns, host string, weights map[strin
 	if err != nil {
 		t.Fatalf("create virtualservice %s/%s: %v", ns, host, err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return sb.Mesh.AppliedVersion("VirtualService", ns, host) == vs.ResourceVersion, nil
-	})
-	if err != nil {
-		t.Fatalf("virtualservice %s/%s never reached the mesh: %v (problems: %v)", ns, host, err, sb.Mesh.Problems())
+	if err := sb.WaitMeshRoutes(ctx, ns, host, vs.ResourceVersion); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -35,15 +35,26 @@ const (
 // Policy is the demo's rollout policy, as a platform team would write it:
 // beta users first (a cohort stage), then weighted steps, with the release
 // flag new-checkout following the traffic.
-const Policy = `
-slack: {secret: fledge-slack}
-policies:
-  demo:
-    cohorts:
+const Policy = policyHead + `    cohorts:
     - {name: beta, header: x-user-tier, value: beta, minDuration: 8s, minSamples: 50}
     releaseFlags:
     - {configMap: podinfo-flags, flag: new-checkout, finalVariant: "on"}
-    steps: [10, 25, 50]
+` + policySteps
+
+// WeightedPolicy is Policy without its cohort stage and release flag: its
+// weighted steps alone, whose exposure to a faulty canary the rollout
+// benchmark measures.
+const WeightedPolicy = policyHead + policySteps
+
+// The parts of the demo's policy file, policy "demo", that both policies
+// have: Slack, and the weighted steps with their checks.
+const (
+	policyHead = `
+slack: {secret: fledge-slack}
+policies:
+  demo:
+`
+	policySteps = `    steps: [10, 25, 50]
     interval: 8s
     minInterval: 1s
     failureLimit: 2
@@ -56,6 +67,7 @@ policies:
       max: 150
       minSamples: 50
 `
+)
 
 // Run plays the demo in a running sandbox: fledge (built from this
 // checkout) takes a Deployment over, promotes a healthy revision and rolls

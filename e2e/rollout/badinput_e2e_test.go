@@ -97,8 +97,7 @@ var badAnnotations = []badAnnotation{{
 // the Deployment's Events), act on none of it, and go on serving every
 // other rollout it runs.
 func TestBadAnnotationsAreReportedChangeNothingAndStopNoOtherRollout(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	startEngine(t, sb, ns, engineOptions{Policies: strictPolicies})
 	t.Cleanup(func() { dumpFlightsOnFailure(t, sb, ns) })
@@ -322,8 +321,7 @@ func dumpFlightsOnFailure(t *testing.T, sb *sandbox.Sandbox, ns string) {
 // stay whole, is covered by rollout's PolicyFile unit tests; this is the
 // half only a real process can show.)
 func TestAPolicyFileWithAnInvalidQueryTemplateStopsTheEngineAtStart(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	// A quoted variable: the classic way to let a value break out of its
 	// string. The valid policy beside it must not be loaded on its own.
 	e := startEngine(t, sb, ns, engineOptions{Name: "fledge-bad-policies", Policies: `
@@ -398,8 +396,7 @@ policies:
 // must hold the rollout and say why, never pass it (NaN compares false
 // with every bound), never fail it, and never take the engine down.
 func TestQueryResultsThatAreNotOneNumberHoldTheRolloutAsAnalysisErrors(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	e := startEngine(t, sb, ns, engineOptions{Policies: oddResultPolicies})
 	t.Cleanup(func() { dumpFlightsOnFailure(t, sb, ns) })
 

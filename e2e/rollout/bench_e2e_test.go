@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fledgehq/fledge/e2e/demo"
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
@@ -20,10 +21,9 @@ import (
 // that time (the emulator's ground truth). Each iteration is one faulty
 // rollout; run with -benchtime 1x or 3x (make bench does).
 func BenchmarkFaultyCanaryTimeToZero(b *testing.B) {
-	sb := suite.Get(b)
-	ns := sb.Namespace(b)
+	sb, ns := suite.Namespace(b)
 	installHookSecrets(b, sb) // the demo policy sends Slack messages
-	startEngine(b, sb, ns, engineOptions{Policies: weightedDemoPolicy})
+	startEngine(b, sb, ns, engineOptions{Policies: demo.WeightedPolicy})
 	shopApp(b, sb, ns, "demo", 300)
 	router := istio.New(sb.Istio)
 	target := traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"}
@@ -74,24 +74,3 @@ func BenchmarkFaultyCanaryTimeToZero(b *testing.B) {
 	b.ReportMetric(seconds/float64(i), "s-first-bad-to-0%")
 	b.ReportMetric(bad/float64(i), "bad-responses")
 }
-
-// weightedDemoPolicy is the demo's policy without its cohort stage and
-// release flag: the benchmark measures how long weighted steps serve a
-// faulty canary.
-const weightedDemoPolicy = `
-slack: {secret: fledge-slack}
-policies:
-  demo:
-    steps: [10, 25, 50]
-    interval: 8s
-    minInterval: 1s
-    failureLimit: 2
-    progressDeadline: 2m
-    metrics:
-    - name: success-rate
-      min: 0.97
-      minSamples: 50
-    - name: latency-p95
-      max: 150
-      minSamples: 50
-`

@@ -25,8 +25,7 @@ import (
 // at the moment of the deletion (with fledge up, it usually wins the race
 // against the garbage collector anyway, which proves nothing).
 func TestDeletingTheDeploymentMidRolloutRestoresTheTeamsRoute(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	e := startEngine(t, sb, ns, engineOptions{Policies: `
 policies:
@@ -47,12 +46,10 @@ policies:
 	if _, err := sb.Istio.NetworkingV1().VirtualServices(ns).Create(ctx, vs, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	d := shopDeployment(ns, "slow")
-	d.Annotations[rollout.AnnotationVirtualService] = "shop-routes/primary"
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	createShopService(t, sb, ns)
+	sb.CreateApp(t, ns, appOf("shop", map[string]string{
+		rollout.AnnotationRollout:        "slow",
+		rollout.AnnotationVirtualService: "shop-routes/primary",
+	}, nil))
 	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
 	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.CanaryWeight == 30 })
@@ -97,10 +94,7 @@ policies:
 		}
 	}
 	// The mesh agrees: nothing is routed to a canary any more.
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return sb.Mesh.AppliedVersion("VirtualService", ns, "shop-routes") == got.ResourceVersion, nil
-	})
-	if err != nil {
+	if err := sb.WaitMeshRoutes(ctx, ns, "shop-routes", got.ResourceVersion); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 200 {

@@ -4,232 +4,24 @@ package rollout_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
-	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
-	"github.com/fledgehq/fledge/traffic/istio"
 )
 
 // Feature flags in the sandbox: the mesh emulator evaluates the release
 // flag per simulated user with flagd's in-process provider reading the
 // ConfigMap's content (as apps do), applies the variant's behaviour from
-// the pod template, and labels its metrics with the variant.
-
-const (
-	flagsConfigMap = "shop-flags"
-	flagsKey       = rollout.DefaultFlagKey
-)
-
-// releaseFlagsDoc has the release flag new-checkout (off) and another
-// flag fledge must never touch.
-const releaseFlagsDoc = `{
-  "flags": {
-    "new-checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"},
-    "dark-mode": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on",
-      "targeting": {"if": [{"==": [{"var": "x-user-tier"}, "beta"]}, "off", "on"]}}
-  }
-}`
-
-// flagAnnotations make the app evaluate new-checkout from shop-flags on
-// every request, plus the variant behaviours given.
-func flagAnnotations(variants map[string]string) map[string]string {
-	out := map[string]string{
-		"sandbox.fledge.dev/flag-source": flagsConfigMap + "/" + flagsKey,
-		"sandbox.fledge.dev/flag":        "new-checkout",
-	}
-	for k, v := range variants {
-		out["sandbox.fledge.dev/variant."+k] = v
-	}
-	return out
-}
-
-// optInReleaseFlags binds fledge-release-flags in ns, as a team does to
-// let fledge write its flags, and creates the flags ConfigMap.
-func optInReleaseFlags(t *testing.T, sb *sandbox.Sandbox, ns, doc string) {
-	t.Helper()
-	ctx := context.Background()
-	_, err := sb.Kube.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "fledge-release-flags", Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "fledge-release-flags"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "fledge", Namespace: engineNamespace}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	putConfigMap(t, sb, ns, flagsConfigMap, flagsKey, doc)
-}
-
-// putConfigMap creates or replaces a ConfigMap key, as a person would.
-func putConfigMap(t *testing.T, sb *sandbox.Sandbox, ns, name, key, doc string) {
-	t.Helper()
-	ctx := context.Background()
-	cms := sb.Kube.CoreV1().ConfigMaps(ns)
-	cur, err := cms.Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Data: map[string]string{key: doc}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	cur.Data = map[string]string{key: doc}
-	if _, err := cms.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func readConfigMap(t *testing.T, sb *sandbox.Sandbox, ns, name string) *corev1.ConfigMap {
-	t.Helper()
-	cm, err := sb.Kube.CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cm
-}
-
-// flagOf returns one flag's definition from the release flags ConfigMap.
-func flagOf(t *testing.T, sb *sandbox.Sandbox, ns, flag string) map[string]any {
-	t.Helper()
-	var doc struct {
-		Flags map[string]map[string]any `json:"flags"`
-	}
-	if err := json.Unmarshal([]byte(readConfigMap(t, sb, ns, flagsConfigMap).Data[flagsKey]), &doc); err != nil {
-		t.Fatal(err)
-	}
-	return doc.Flags[flag]
-}
-
-func targetingJSON(def map[string]any) string {
-	b, _ := json.Marshal(def["targeting"])
-	return string(b)
-}
-
-// flagApp creates the Deployment "name" (2 replicas, opted in to policy,
-// with the given pod annotations), its Service, and a client of users of
-// whom share send x-user-tier: beta; it waits until fledge holds it.
-func flagApp(t *testing.T, sb *sandbox.Sandbox, ns, name, policy string, annotations map[string]string, betaShare float64) {
-	t.Helper()
-	ctx := context.Background()
-	t.Cleanup(func() { dumpOnFailure(t, sb, ns) })
-	labels := map[string]string{"app": name}
-	pod := map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"}
-	for k, v := range annotations {
-		pod[k] = v
-	}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{rollout.AnnotationRollout: policy}},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: pod},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "example.com/" + name + ":v1"}}},
-			},
-		},
-	}
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	client := name + "-users-" + ns
-	c := mesh.Client{Name: client, Namespace: ns, Host: name, RPS: 200, Users: 300}
-	if betaShare > 0 {
-		c.Segments = []mesh.Segment{{Share: betaShare, Headers: map[string]string{"x-user-tier": "beta"}}}
-	}
-	if err := sb.Mesh.AddClient(c); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Mesh.RemoveClient(client) })
-	waitFlight(t, sb, ns, name, 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
-}
-
-// seen is what the emulator served one request with.
-type seen struct {
-	user    string
-	beta    bool
-	canary  bool // served by the canary's pods
-	variant string
-	sticky  bool // carried fledge's sticky cookie
-}
-
-// recorder keeps the requests to one app's namespace while on.
-type recorder struct {
-	mu   sync.Mutex
-	on   bool
-	reqs []seen
-}
-
-func record(t *testing.T, sb *sandbox.Sandbox, ns string) *recorder {
-	r := &recorder{}
-	cancel := sb.Mesh.Observe(func(req mesh.Request, resp mesh.Response) {
-		if resp.Namespace != ns || req.SourceNamespace != ns {
-			return
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.on {
-			r.reqs = append(r.reqs, seen{user: req.User, beta: req.Headers["x-user-tier"] == "beta", canary: resp.Workload == "shop-canary",
-				variant: resp.Variant, sticky: strings.Contains(req.Headers["cookie"], rollout.DefaultStickyCookie+"=")})
-		}
-	})
-	t.Cleanup(cancel)
-	return r
-}
-
-// window records for d and returns what it saw.
-func (r *recorder) window(d time.Duration) []seen {
-	r.mu.Lock()
-	r.on, r.reqs = true, nil
-	r.mu.Unlock()
-	time.Sleep(d)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.on = false
-	return r.reqs
-}
-
-// routingOf reads shop's routing back as the router sees it.
-func routingOf(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Weights {
-	t.Helper()
-	w, err := istio.New(sb.Istio).Weights(context.Background(), traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
-}
-
-func flagState(f *v1alpha1.Flight, flag string) v1alpha1.FlagState {
-	for _, fs := range f.Status.Flags {
-		if fs.Flag == flag {
-			return fs.State
-		}
-	}
-	return ""
-}
+// the pod template, and labels its metrics with the variant. The helpers
+// that set this up are in flags_harness_e2e_test.go.
 
 const cohortPolicies = `
 webhookSecret: {name: fledge-webhooks, key: hmac}
@@ -249,14 +41,28 @@ policies:
     - {name: success-rate, min: 0.97, minSamples: 30}
 `
 
+// linkedPolicies has the policy "linked", whose rollouts step the release
+// flag new-checkout with the canary's weight.
+const linkedPolicies = `
+policies:
+  linked:
+    steps: [20, 50]
+    interval: 3s
+    minInterval: 1s
+    progressDeadline: 60s
+    releaseFlags:
+    - {configMap: shop-flags, flag: new-checkout}
+    metrics:
+    - {name: success-rate, min: 0.97, minSamples: 30}
+`
+
 // (1) A cohort stage sends every beta request, and no other, to the
 // canary, with the release flag on for beta users alone; (5) during the
 // weighted steps a user who reached the canary keeps reaching it; (4) the
 // healthy rollout ends with the flag at the policy's final state and the
 // match routes gone. The flags appear in the decision log and in Slack.
 func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	installHookSecrets(t, sb)
 	optInReleaseFlags(t, sb, ns, releaseFlagsDoc)
 	startEngine(t, sb, ns, engineOptions{Policies: cohortPolicies})
@@ -381,8 +187,7 @@ func TestCohortThenStickyStepsWithTheReleaseFlagInLockstep(t *testing.T) {
 // go on) until it is set true; a broken flag source holds too, with
 // another reason.
 func TestAFlagGateHoldsUntilTrueAndABrokenSourceHoldsToo(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	engineBinary(t, sb)
 	gates := "gates-" + ns
 	gateDoc := func(v string) string {
@@ -449,8 +254,7 @@ policies:
 // the variant), and the rollback turns the flag off and routes everything
 // to stable in the same decision.
 func TestAFaultyOnVariantIsRolledBackWithItsFlagOffInTheSameTransition(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	engineBinary(t, sb)
 	optInReleaseFlags(t, sb, ns, releaseFlagsDoc)
 	errorRatio := func(variant string) string {
@@ -519,22 +323,10 @@ policies:
 // holds and says so, and does not overwrite the edit, even when the
 // rollout is then aborted.
 func TestAPersonsEditOfTheReleaseFlagHoldsAndIsNotOverwritten(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	engineBinary(t, sb)
 	optInReleaseFlags(t, sb, ns, releaseFlagsDoc)
-	startEngine(t, sb, ns, engineOptions{Policies: `
-policies:
-  linked:
-    steps: [20, 50]
-    interval: 3s
-    minInterval: 1s
-    progressDeadline: 60s
-    releaseFlags:
-    - {configMap: shop-flags, flag: new-checkout}
-    metrics:
-    - {name: success-rate, min: 0.97, minSamples: 30}
-`})
+	startEngine(t, sb, ns, engineOptions{Policies: linkedPolicies})
 	flagApp(t, sb, ns, "shop", "linked", flagAnnotations(nil), 0)
 	setImage(t, sb, ns, "shop", "example.com/shop:v2", flagAnnotations(nil))
 	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
@@ -573,8 +365,7 @@ policies:
 // clear reason on the Flight and an Event, nothing is written, and another
 // rollout of the same engine is not held up.
 func TestBadFlagsHoldWithAReasonWriteNothingAndStopNoOtherRollout(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	engineBinary(t, sb)
 	optInReleaseFlags(t, sb, ns, releaseFlagsDoc)
 	gates := "gates-" + ns
@@ -677,22 +468,10 @@ func switchPolicy(t *testing.T, sb *sandbox.Sandbox, ns, policy, image string) {
 // that started first steps it; the other waits (FlagInUse, naming it),
 // writing nothing, and goes on once the first one has ended.
 func TestOneReleaseFlagFollowsOneRolloutAtATime(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	engineBinary(t, sb)
 	optInReleaseFlags(t, sb, ns, releaseFlagsDoc)
-	startEngine(t, sb, ns, engineOptions{Policies: `
-policies:
-  linked:
-    steps: [20, 50]
-    interval: 3s
-    minInterval: 1s
-    progressDeadline: 60s
-    releaseFlags:
-    - {configMap: shop-flags, flag: new-checkout}
-    metrics:
-    - {name: success-rate, min: 0.97, minSamples: 30}
-`})
+	startEngine(t, sb, ns, engineOptions{Policies: linkedPolicies})
 	flagApp(t, sb, ns, "shop", "linked", flagAnnotations(nil), 0)
 	flagApp(t, sb, ns, "cart", "linked", nil, 0)
 

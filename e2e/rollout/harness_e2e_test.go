@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -18,7 +20,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -43,7 +44,12 @@ policies:
     minInterval: 1s
     failureLimit: 2
     progressDeadline: 60s
-    metrics:
+` + healthChecks
+
+// healthChecks is the metrics block that ends the policies here which
+// judge a canary on its health alone: success rate and p95 latency, each
+// over at least 50 requests; a healthy "shop" is well inside both bounds.
+const healthChecks = `    metrics:
     - name: success-rate
       min: 0.97
       minSamples: 50
@@ -56,37 +62,68 @@ var suite = sandbox.Suite{Options: sandbox.Options{MeshSeed: 7}}
 
 func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
 
-var build struct {
+// moduleCommand is a command of this module that tests run as a binary,
+// built on first use, once per test binary.
+type moduleCommand struct {
+	pkg string // its import path
+
 	once   sync.Once
 	binary string
 	err    error
 }
 
+// The commands the tests run.
+var (
+	fledgeCommand     = &moduleCommand{pkg: "github.com/fledgehq/fledge/cmd/fledge"}
+	fledgectlCommand  = &moduleCommand{pkg: "github.com/fledgehq/fledge/cmd/fledgectl"}
+	loadTesterCommand = &moduleCommand{pkg: "github.com/fledgehq/fledge/cmd/fledge-loadtester"}
+)
+
+// build returns the command's binary, building it the first time. A build
+// that failed fails every test that needs the binary, with the compiler's
+// output.
+func (c *moduleCommand) build(t testing.TB) string {
+	t.Helper()
+	c.once.Do(func() {
+		name := path.Base(c.pkg)
+		dir, err := os.MkdirTemp("", "fledge-e2e-"+name+"-")
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.binary = filepath.Join(dir, name)
+		if out, err := exec.Command("go", "build", "-o", c.binary, c.pkg).CombinedOutput(); err != nil {
+			c.err = fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
+	})
+	if c.err != nil {
+		t.Fatal(c.err)
+	}
+	return c.binary
+}
+
+// installed is the Flight CRD and fledge's RBAC, installed once per test
+// binary in the shared sandbox.
+var installed struct {
+	once sync.Once
+	err  error
+}
+
 // engineBinary builds cmd/fledge once per test binary and installs the
-// Flight CRD in the shared sandbox.
+// Flight CRD and fledge's RBAC in the shared sandbox.
 func engineBinary(t testing.TB, sb *sandbox.Sandbox) string {
 	t.Helper()
-	build.once.Do(func() {
-		dir, err := os.MkdirTemp("", "fledge-e2e-bin-")
-		if err != nil {
-			build.err = err
+	binary := fledgeCommand.build(t)
+	installed.once.Do(func() {
+		if installed.err = sandbox.ApplyCRDs(context.Background(), sb.Dynamic, repoFile("deploy/crds/flights.fledge.dev.yaml")); installed.err != nil {
 			return
 		}
-		build.binary = filepath.Join(dir, "fledge")
-		out, err := exec.Command("go", "build", "-o", build.binary, "github.com/fledgehq/fledge/cmd/fledge").CombinedOutput()
-		if err != nil {
-			build.err = fmt.Errorf("build fledge: %v\n%s", err, out)
-			return
-		}
-		if build.err = sandbox.ApplyCRDs(context.Background(), sb.Dynamic, repoFile("deploy/crds/flights.fledge.dev.yaml")); build.err != nil {
-			return
-		}
-		build.err = installRBAC(context.Background(), sb)
+		installed.err = installRBAC(context.Background(), sb)
 	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	if installed.err != nil {
+		t.Fatal(installed.err)
 	}
-	return build.binary
+	return binary
 }
 
 // engine is one fledge process, scoped to a test's namespace with a Lease
@@ -171,47 +208,38 @@ func (e *engine) LogPath() string { return e.logPath }
 // it. It returns the stable revision.
 func shopApp(t testing.TB, sb *sandbox.Sandbox, ns, policy string, rps float64) string {
 	t.Helper()
-	ctx := context.Background()
 	t.Cleanup(func() { dumpOnFailure(t, sb, ns) })
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, shopDeployment(ns, policy), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	createShopService(t, sb, ns)
+	sb.CreateApp(t, ns, appOf("shop", map[string]string{rollout.AnnotationRollout: policy}, nil))
 	if rps > 0 {
-		client := "shopper-" + ns
-		if err := sb.Mesh.AddClient(mesh.Client{Name: client, Namespace: ns, Host: "shop", RPS: rps, Users: 300}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sb.Mesh.RemoveClient(client) })
+		sb.SendTraffic(t, mesh.Client{Name: "shopper-" + ns, Namespace: ns, Host: "shop", RPS: rps, Users: 300})
 	}
 	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	return f.Status.StableRevision
 }
 
-// createShopService creates the Service "shop" selecting app=shop.
-func createShopService(t testing.TB, sb *sandbox.Sandbox, ns string) {
-	t.Helper()
-	if _, err := sb.Kube.CoreV1().Services(ns).Create(context.Background(), &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns},
-		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "shop"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+// appOf is the app "name" as this suite deploys it: 2 replicas of
+// example.com/<name>:v1 in a container of that name (fledge's API and
+// fledgectl address containers by name), whose pods answer with the
+// latency of a healthy stable revision unless behaviour says otherwise.
+// annotations are the Deployment's: fledge's opt-in and a team's overrides.
+func appOf(name string, annotations, behaviour map[string]string) sandbox.App {
+	pod := map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"}
+	maps.Copy(pod, behaviour)
+	return sandbox.App{Name: name, Container: name, Replicas: 2, Annotations: annotations, Behaviour: pod}
 }
 
-func shopDeployment(ns, policy string) *appsv1.Deployment {
-	labels := map[string]string{"app": "shop"}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: ns, Annotations: map[string]string{rollout.AnnotationRollout: policy}},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"sandbox.fledge.dev/latency-ms": "p50=20,p95=60"}},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "shop", Image: "example.com/shop:v1"}}},
-			},
-		},
+// createAnnotatedApp creates a Deployment (2 replicas, pods labelled
+// app=<name>) with the given annotations and a Service of the same name,
+// and sends it client traffic when rps > 0. Unlike shopApp it waits for
+// nothing (the caller knows what the annotations should lead to) and
+// leaves dumpOnFailure to the test, which registers it once.
+func createAnnotatedApp(t *testing.T, sb *sandbox.Sandbox, ns, name string, annotations map[string]string, rps float64) *appsv1.Deployment {
+	t.Helper()
+	d := sb.CreateApp(t, ns, appOf(name, annotations, nil))
+	if rps > 0 {
+		sb.SendTraffic(t, mesh.Client{Name: name + "-client-" + ns, Namespace: ns, Host: name, RPS: rps, Users: 300})
 	}
+	return d
 }
 
 // setImage applies a new template as a pipeline would (a patch, like

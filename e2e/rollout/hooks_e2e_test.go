@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,8 +162,7 @@ func waitOutboxEmpty(t testing.TB, sb *sandbox.Sandbox, ns string) *v1alpha1.Fli
 // gate opens. Slack hears one start and one promotion, the event hook
 // every transition once, and nothing is sent twice.
 func TestConfirmPromotionGateHoldsUntilItOpens(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	installHookSecrets(t, sb)
 	gate, events := newHookServer(t), newHookServer(t)
 	gate.answer.Store(http.StatusForbidden)
@@ -273,8 +271,7 @@ func contains(list []string, s string) bool {
 // check with its value and threshold. Slack answers 500 for a while first:
 // the messages arrive afterwards, once each, and the rollout never waits.
 func TestRollbackMessageNamesTheFailingCheckAndSurvivesASlackOutage(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	installHookSecrets(t, sb)
 	policies := `
 slack: {secret: fledge-slack}
@@ -342,38 +339,19 @@ policies:
 	assertSettled(t, sb, ns)
 }
 
-var loadTester struct {
-	once   sync.Once
-	binary string
-	err    error
-}
-
 // startLoadTester runs fledge-loadtester beside the sandbox, sending its
 // load through the mesh (as with a sidecar), allowed to target services
 // of the cluster only.
 func startLoadTester(t testing.TB, sb *sandbox.Sandbox) string {
 	t.Helper()
-	loadTester.once.Do(func() {
-		dir, err := os.MkdirTemp("", "fledge-e2e-loadtester-")
-		if err != nil {
-			loadTester.err = err
-			return
-		}
-		loadTester.binary = filepath.Join(dir, "fledge-loadtester")
-		if out, err := exec.Command("go", "build", "-o", loadTester.binary, "github.com/fledgehq/fledge/cmd/fledge-loadtester").CombinedOutput(); err != nil {
-			loadTester.err = fmt.Errorf("build fledge-loadtester: %v\n%s", err, out)
-		}
-	})
-	if loadTester.err != nil {
-		t.Fatal(loadTester.err)
-	}
+	binary := loadTesterCommand.build(t)
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secretFile, []byte(hookSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
 	p, err := sb.StartProcess("loadtester-"+t.Name(), []string{"HTTP_PROXY=" + sb.MeshProxyURL},
-		loadTester.binary, "--listen="+addr, "--allow=*.svc.cluster.local", "--secret-file="+secretFile)
+		binary, "--listen="+addr, "--allow=*.svc.cluster.local", "--secret-file="+secretFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,8 +375,7 @@ func startLoadTester(t testing.TB, sb *sandbox.Sandbox) string {
 // load-test hook runs on demand through the mesh, and the checks pass on
 // its traffic.
 func TestLoadTestHookGivesTheChecksEnoughSamples(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	installHookSecrets(t, sb)
 	tester := startLoadTester(t, sb)
 	policies := fmt.Sprintf(`
@@ -467,8 +444,7 @@ func deref(v *float64) any {
 // judge (onError: hold) with a clear, short message; the engine stays
 // healthy and still takes an abort.
 func TestBadHookAnswersHoldWithAClearMessage(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	installHookSecrets(t, sb)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/garbage", func(w http.ResponseWriter, r *http.Request) {

@@ -20,8 +20,7 @@ import (
 // Scenario 3: a revision whose median latency is unchanged but whose tail
 // regresses is caught by the p95 check alone and rolled back.
 func TestATailLatencyRegressionIsRolledBackOnP95(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, engineOptions{Policies: `
 policies:
   latency:
@@ -64,8 +63,7 @@ policies:
 // Manual control without the API: fledge.dev/action on the Deployment,
 // taken once, recorded in the Flight, and removed.
 func TestManualActionsThroughTheAnnotationAreTakenOnce(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	startEngine(t, sb, ns, engineOptions{Policies: `
 policies:

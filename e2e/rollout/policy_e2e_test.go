@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
 )
@@ -23,8 +24,7 @@ import (
 // platform team takes effect without a restart, and a broken edit is
 // rejected whole, leaving the policies in force unchanged.
 func TestPolicyFileChangesTakeEffectWithoutARestart(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	e := startEngine(t, sb, ns, engineOptions{})
 	policyFile := ""
@@ -33,11 +33,7 @@ func TestPolicyFileChangesTakeEffectWithoutARestart(t *testing.T) {
 			policyFile = v
 		}
 	}
-	d := shopDeployment(ns, "team-b")
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	createShopService(t, sb, ns)
+	sb.CreateApp(t, ns, appOf("shop", map[string]string{rollout.AnnotationRollout: "team-b"}, nil))
 	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
 		c := meta.FindStatusCondition(f.Status.Conditions, "Valid")
 		return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, `no policy "team-b"`)
@@ -80,8 +76,7 @@ func writeFileAtomically(t *testing.T, path, content string) {
 // A canary that never becomes ready (here: it cannot be scheduled) is
 // rolled back at the policy's progress deadline; no traffic ever reaches it.
 func TestACanaryThatNeverBecomesReadyIsRolledBackAtTheDeadline(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	startEngine(t, sb, ns, engineOptions{Policies: `
 policies:

@@ -21,8 +21,7 @@ import (
 // Scenarios 1 and 2 of the engine: a healthy revision promoted through
 // every step; a faulty one rolled back without ever being rolled out.
 func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	e := startEngine(t, sb, ns, engineOptions{})
 	shopApp(t, sb, ns, "fast", 200)

@@ -5,6 +5,7 @@ package rollout_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -152,6 +153,23 @@ func (h *weightHistory) Sync(t *testing.T, sb *sandbox.Sandbox, ns, name string)
 	})
 	if err != nil {
 		t.Fatalf("virtualservice %s/%s: version %s never reached the watch", ns, name, vs.ResourceVersion)
+	}
+}
+
+// Want waits until the history includes the current version of the
+// VirtualService ns/name (Sync), then checks that its distinct weights are
+// want, in order.
+func (h *weightHistory) Want(t *testing.T, sb *sandbox.Sandbox, ns, name string, want ...int32) {
+	t.Helper()
+	h.Sync(t, sb, ns, name)
+	weights, writes, err := h.Weights()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(weights, want) {
+		t.Errorf("canary weights %v over %d VirtualService versions, want %v", weights, writes, want)
+	} else {
+		t.Logf("canary weights %v over %d VirtualService versions", weights, writes)
 	}
 }
 

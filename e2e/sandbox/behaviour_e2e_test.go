@@ -20,21 +20,13 @@ import (
 // A gRPC revision that answers 200 with a non-OK grpc-status, and a slow
 // revision whose p95 the histogram must show.
 func TestMeshReportsGRPCStatusAndLatencyLikeIstio(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
-	deploy(t, sb, ns, app{name: "rpc", app: "rpc", version: "v1", replicas: 1,
-		annotations: map[string]string{"sandbox.fledge.dev/grpc-error-rate": "0.2"}})
-	deploy(t, sb, ns, app{name: "slow", app: "slow", version: "v1", replicas: 1,
-		annotations: map[string]string{"sandbox.fledge.dev/latency-ms": "p50=150,p95=400"}})
-	for _, c := range []mesh.Client{
-		{Name: "rpc-client", Namespace: ns, Host: "rpc", Protocol: mesh.GRPC, RPS: 200, Users: 100},
-		{Name: "slow-client", Namespace: ns, Host: "slow", RPS: 200, Users: 100},
-	} {
-		if err := sb.Mesh.AddClient(c); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sb.Mesh.RemoveClient(c.Name) })
-	}
+	sb, ns := suite.Namespace(t)
+	sb.DeployApps(t, ns, app{name: "rpc", app: "rpc", version: "v1", replicas: 1,
+		annotations: map[string]string{"sandbox.fledge.dev/grpc-error-rate": "0.2"}}.App())
+	sb.DeployApps(t, ns, app{name: "slow", app: "slow", version: "v1", replicas: 1,
+		annotations: map[string]string{"sandbox.fledge.dev/latency-ms": "p50=150,p95=400"}}.App())
+	sb.SendTraffic(t, mesh.Client{Name: "rpc-client", Namespace: ns, Host: "rpc", Protocol: mesh.GRPC, RPS: 200, Users: 100})
+	sb.SendTraffic(t, mesh.Client{Name: "slow-client", Namespace: ns, Host: "slow", RPS: 200, Users: 100})
 
 	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q`, ns)
 	// gRPC failures are HTTP 200s: only grpc_response_status tells them apart.
@@ -53,9 +45,8 @@ func TestMeshReportsGRPCStatusAndLatencyLikeIstio(t *testing.T) {
 }
 
 func TestMeshAnswers503WhenNoEndpointIsReady(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
-	deploy(t, sb, ns, app{name: "gone", app: "gone", version: "v1", replicas: 1})
+	sb, ns := suite.Namespace(t)
+	sb.DeployApps(t, ns, app{name: "gone", app: "gone", version: "v1", replicas: 1}.App())
 	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(context.Background(), "gone", "application/merge-patch+json",
 		[]byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -72,7 +63,7 @@ func TestMeshAnswers503WhenNoEndpointIsReady(t *testing.T) {
 
 func waitNoPods(t *testing.T, sb *sandbox.Sandbox, ns, selector string) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, deployTimeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, sandbox.DeployTimeout, true, func(ctx context.Context) (bool, error) {
 		pods, err := sb.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
 		return err == nil && len(pods.Items) == 0, nil
 	})
@@ -85,13 +76,12 @@ func waitNoPods(t *testing.T, sb *sandbox.Sandbox, ns, selector string) {
 // emulator: a malformed behaviour annotation is ignored (the pod behaves as
 // healthy), and a VirtualService it cannot interpret is skipped.
 func TestMeshReportsBadInputAndKeepsRouting(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
-	deploy(t, sb, ns, app{name: "odd", app: "odd", version: "v1", replicas: 1,
+	sb, ns := suite.Namespace(t)
+	sb.DeployApps(t, ns, app{name: "odd", app: "odd", version: "v1", replicas: 1,
 		annotations: map[string]string{
 			"sandbox.fledge.dev/error-rate": "lots",
 			"sandbox.fledge.dev/colour":     "blue",
-		}})
+		}}.App())
 
 	bad := virtualService(ns, "odd", []string{"odd"}, weighted(map[string]int32{"odd": 100}, "odd"))
 	bad.Spec.Http[0].Match = []*networkingv1.HTTPMatchRequest{{Headers: map[string]*networkingv1.StringMatch{

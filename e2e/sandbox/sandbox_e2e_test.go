@@ -23,21 +23,18 @@ import (
 	"github.com/fledgehq/fledge/e2e/sandbox"
 )
 
-const deployTimeout = 60 * time.Second
-
 var suite = sandbox.Suite{Options: sandbox.Options{MeshSeed: 42}}
 
 func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
 
 func TestDeploymentBecomesAvailableOnFakeNodes(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 	a := app{name: "web", app: "web", version: "v1", replicas: 3}
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, a.deployment(ns), metav1.CreateOptions{}); err != nil {
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Create(ctx, a.App().Deployment(ns), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sb.WaitDeploymentAvailable(ctx, ns, "web", deployTimeout); err != nil {
+	if _, err := sb.WaitDeploymentAvailable(ctx, ns, "web", sandbox.DeployTimeout); err != nil {
 		t.Fatal(err)
 	}
 	pods, err := sb.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
@@ -58,10 +55,9 @@ func TestDeploymentBecomesAvailableOnFakeNodes(t *testing.T) {
 }
 
 func TestPausedDeploymentMakesNoNewReplicaSetUntilResumed(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
-	deploy(t, sb, ns, app{name: "held", app: "held", version: "v1", replicas: 2})
+	sb.DeployApps(t, ns, app{name: "held", app: "held", version: "v1", replicas: 2}.App())
 	deployments := sb.Kube.AppsV1().Deployments(ns)
 
 	patch := func(body string) *appsv1.Deployment {
@@ -83,7 +79,7 @@ func TestPausedDeploymentMakesNoNewReplicaSetUntilResumed(t *testing.T) {
 	}
 
 	patch(`{"spec":{"paused":false}}`)
-	if _, err := sb.WaitDeploymentAvailable(ctx, ns, "held", deployTimeout); err != nil {
+	if _, err := sb.WaitDeploymentAvailable(ctx, ns, "held", sandbox.DeployTimeout); err != nil {
 		t.Fatal(err)
 	}
 	if n := replicaSets(t, sb, ns, "app=held"); n != 2 {
@@ -93,7 +89,7 @@ func TestPausedDeploymentMakesNoNewReplicaSetUntilResumed(t *testing.T) {
 
 func waitObserved(t *testing.T, sb *sandbox.Sandbox, ns, name string, generation int64) {
 	t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, deployTimeout, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, sandbox.DeployTimeout, true, func(ctx context.Context) (bool, error) {
 		d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		return err == nil && d.Status.ObservedGeneration >= generation, nil
 	})
@@ -116,29 +112,25 @@ func replicaSets(t *testing.T, sb *sandbox.Sandbox, ns, selector string) int {
 // through PromQL on the real Prometheus and checked against the emulator's
 // ground truth.
 func TestMeshRoutesLikeIstioAndPrometheusSeesIt(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
 
 	v1 := app{name: "shop-v1", app: "shop", version: "v1", replicas: 2}
 	v2 := app{name: "shop-v2", app: "shop", version: "v2", replicas: 1,
 		annotations: map[string]string{"sandbox.fledge.dev/error-rate": "0.1"}}
-	deploy(t, sb, ns, v1)
-	deploy(t, sb, ns, v2)
+	sb.DeployApps(t, ns, v1.App())
+	sb.DeployApps(t, ns, v2.App())
 	// The host clients call selects both revisions; the VirtualService decides.
-	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, service(ns, "shop", map[string]string{"app": "shop"}), metav1.CreateOptions{}); err != nil {
+	if _, err := sb.Kube.CoreV1().Services(ns).Create(ctx, sandbox.App{Name: "shop", Labels: map[string]string{"app": "shop"}}.Service(ns), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	vs := virtualService(ns, "shop", []string{"shop"}, weighted(map[string]int32{"shop-v1": 80, "shop-v2": 20}, "shop-v1", "shop-v2"))
 	vs = applyVS(t, sb, vs)
 
-	if err := sb.Mesh.AddClient(mesh.Client{
+	sb.SendTraffic(t, mesh.Client{
 		Name: "shopper", Namespace: ns, Host: "shop", RPS: 400, Users: 1000,
 		Segments: []mesh.Segment{{Share: 0.1, Headers: map[string]string{"x-user-tier": "beta"}}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Mesh.RemoveClient("shopper") })
+	})
 
 	t.Run("80/20 split and the faulty revision's error rate", func(t *testing.T) {
 		// Every sample of a 25 s window that ends 30 s after the
@@ -249,11 +241,8 @@ func applyVS(t *testing.T, sb *sandbox.Sandbox, vs *istionetv1.VirtualService) *
 	if err != nil {
 		t.Fatalf("apply virtualservice %s/%s: %v", vs.Namespace, vs.Name, err)
 	}
-	err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
-		return sb.Mesh.AppliedVersion("VirtualService", out.Namespace, out.Name) == out.ResourceVersion, nil
-	})
-	if err != nil {
-		t.Fatalf("virtualservice %s/%s version %s never reached the mesh: %v (problems: %v)", out.Namespace, out.Name, out.ResourceVersion, err, sb.Mesh.Problems())
+	if err := sb.WaitMeshRoutes(ctx, out.Namespace, out.Name, out.ResourceVersion); err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

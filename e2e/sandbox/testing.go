@@ -76,6 +76,15 @@ func (s *Suite) Main(m *testing.M) int {
 	return code
 }
 
+// Namespace returns the shared sandbox, starting it if needed as Get
+// does, and a namespace of the calling test's own in it (Sandbox.Namespace):
+// where nearly every test begins.
+func (s *Suite) Namespace(t testing.TB) (*Sandbox, string) {
+	t.Helper()
+	sb := s.Get(t)
+	return sb, sb.Namespace(t)
+}
+
 // Namespace creates a namespace for one test, named after it, and deletes
 // it when the test ends.
 func (s *Sandbox) Namespace(t testing.TB) string {
@@ -100,6 +109,30 @@ func (s *Sandbox) Namespace(t testing.TB) string {
 		_ = s.Kube.CoreV1().Namespaces().Delete(context.Background(), created.Name, metav1.DeleteOptions{})
 	})
 	return created.Name
+}
+
+// StopPrometheusForTest stops the sandbox's Prometheus, an outage for the
+// test, and returns restart, which starts it again on the same address. It
+// is started again when the test ends in any case, passed or failed: the
+// tests after it need it.
+func (s *Sandbox) StopPrometheusForTest(t testing.TB) (restart func()) {
+	t.Helper()
+	if err := s.StopPrometheus(); err != nil {
+		t.Fatalf("stop prometheus: %v", err)
+	}
+	var once sync.Once
+	restart = func() {
+		t.Helper()
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := s.StartPrometheus(ctx); err != nil {
+				t.Errorf("restart prometheus: %v", err)
+			}
+		})
+	}
+	t.Cleanup(restart)
+	return restart
 }
 
 // WaitDeploymentAvailable waits until the Deployment's controller has seen

@@ -15,7 +15,6 @@ import (
 	networkingv1 "istio.io/api/networking/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
@@ -69,10 +68,9 @@ func teamVirtualService(ns string) *istionetv1.VirtualService {
 const primary = 2 // index of the route fledge splits
 
 func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
-	sb := suite.Get(t)
-	ns := sb.Namespace(t)
+	sb, ns := suite.Namespace(t)
 	ctx := t.Context()
-	deploy(t, sb, ns, app{name: "web", replicas: 2}, app{name: "web-canary"}, app{name: "web-beta"})
+	sb.DeployApps(t, ns, sandbox.App{Name: "web", Replicas: 2}, sandbox.App{Name: "web-canary"}, sandbox.App{Name: "web-beta"})
 	written := teamVirtualService(ns)
 	if _, err := sb.Istio.NetworkingV1().VirtualServices(ns).Create(ctx, written, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -84,12 +82,12 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 	r := istio.New(sb.Istio)
 	// The object as the API server stores it: the JSON every comparison
 	// below is made on, so that nothing this client cannot see escapes.
-	stored := storedJSON(t, sb, ns)
+	stored := sb.StoredVirtualService(t, ns, "web-routes")
 
 	if err := r.Ensure(ctx, tg); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(stored, storedJSON(t, sb, ns)); diff != "" {
+	if diff := cmp.Diff(stored, sb.StoredVirtualService(t, ns, "web-routes")); diff != "" {
 		t.Fatalf("Ensure wrote to the team's VirtualService (-before +after):\n%s", diff)
 	}
 
@@ -97,7 +95,7 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 		if err := r.SetWeights(ctx, tg, traffic.Weights{Stable: 80, Canary: 20}); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(withoutPrimaryRoute(t, stored), withoutPrimaryRoute(t, storedJSON(t, sb, ns))); diff != "" {
+		if diff := cmp.Diff(sandbox.WithoutHTTPRoute(t, stored, primary), sandbox.WithoutHTTPRoute(t, sb.StoredVirtualService(t, ns, "web-routes"), primary)); diff != "" {
 			t.Errorf("outside spec.http[%d].route (-before +after):\n%s", primary, diff)
 		}
 		stable := proto.Clone(written.Spec.Http[primary].Route[0]).(*networkingv1.HTTPRouteDestination)
@@ -171,7 +169,7 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 		if err := r.Release(ctx, tg); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(comparable(stored), comparable(storedJSON(t, sb, ns))); diff != "" {
+		if diff := cmp.Diff(sandbox.ComparableObject(stored), sandbox.ComparableObject(sb.StoredVirtualService(t, ns, "web-routes"))); diff != "" {
 			t.Errorf("after Release (-as written +now):\n%s", diff)
 		}
 		wantSpec(t, sb, written)
@@ -194,43 +192,6 @@ func wantOtherRoutes(t *testing.T, sb *sandbox.Sandbox, ns string) {
 	if resp := sb.Mesh.Route(mesh.Request{Client: "probe", SourceNamespace: ns, Host: "web", Path: "/v1/cart"}); resp.Code != 308 {
 		t.Errorf("a legacy path got %d %s, want the 308 redirect", resp.Code, resp.Flags)
 	}
-}
-
-// storedJSON reads the team's VirtualService as the API server stores it.
-func storedJSON(t *testing.T, sb *sandbox.Sandbox, ns string) map[string]any {
-	t.Helper()
-	gvr := istionetv1.SchemeGroupVersion.WithResource("virtualservices")
-	u, err := sb.Dynamic.Resource(gvr).Namespace(ns).Get(t.Context(), "web-routes", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Object
-}
-
-// withoutPrimaryRoute is comparable(obj) without the one field fledge may
-// change.
-func withoutPrimaryRoute(t *testing.T, obj map[string]any) map[string]any {
-	t.Helper()
-	out := comparable(obj)
-	http, _, err := unstructured.NestedSlice(out, "spec", "http")
-	if err != nil || len(http) <= primary {
-		t.Fatalf("spec.http of the stored object: %v (%d routes)", err, len(http))
-	}
-	delete(http[primary].(map[string]any), "route")
-	if err := unstructured.SetNestedSlice(out, http, "spec", "http"); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// comparable is a copy of the stored object without what the API server
-// changes on every write.
-func comparable(obj map[string]any) map[string]any {
-	out := (&unstructured.Unstructured{Object: obj}).DeepCopy().Object
-	for _, f := range []string{"resourceVersion", "generation", "managedFields"} {
-		unstructured.RemoveNestedField(out, "metadata", f)
-	}
-	return out
 }
 
 // wantSpec compares the stored spec, decoded, with want's.
