@@ -1,0 +1,101 @@
+package sequential
+
+import (
+	"math"
+)
+
+// Prior is the beta mixing distribution of a rate's confidence sequence.
+// Any prior gives valid bounds; it only decides where they are tightest.
+type Prior struct{ A, B float64 }
+
+// DefaultPrior puts most of its weight on rates below a few percent, where
+// error rates and tail-latency shares of healthy services live, so that the
+// bounds are tight where promotions are decided. Its mean is 1/41.
+var DefaultPrior = Prior{A: 0.5, B: 20}
+
+// Counts are one side's requests and bad events, in total.
+type Counts struct {
+	Requests float64 `json:"requests"`
+	Bad      float64 `json:"bad"`
+}
+
+// Rate is the observed share of bad requests, 0 without requests.
+func (c Counts) Rate() float64 {
+	if c.Requests <= 0 {
+		return 0
+	}
+	return c.Bad / c.Requests
+}
+
+// logMixture is the log of Robbins' beta-binomial mixture martingale for
+// rate p after bad events in requests: the prior's average likelihood over
+// the likelihood at p. Under a true rate p it is a nonnegative martingale
+// starting at 1, so it exceeds 1/alpha at any time with probability at
+// most alpha; the p it stays below form the confidence sequence.
+func logMixture(c Counts, p Prior, rate float64) float64 {
+	s, f := c.Bad, c.Requests-c.Bad
+	ll := 0.0
+	if s > 0 {
+		ll += s * math.Log(rate)
+	}
+	if f > 0 {
+		ll += f * math.Log1p(-rate)
+	}
+	return lbeta(p.A+s, p.B+f) - lbeta(p.A, p.B) - ll
+}
+
+func lbeta(a, b float64) float64 {
+	la, _ := math.Lgamma(a)
+	lb, _ := math.Lgamma(b)
+	lab, _ := math.Lgamma(a + b)
+	return la + lb - lab
+}
+
+// Bounds is a confidence sequence for a side's rate at level alpha: the
+// true rate is within [lo, hi] at every look, simultaneously, with
+// probability at least 1-alpha. Without requests it is [0, 1].
+func Bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {
+	if c.Requests <= 0 {
+		return 0, 1
+	}
+	level := math.Log(1 / alpha)
+	est := c.Rate()
+	// The mixture is at most 1 at the estimate (the likelihood peaks
+	// there) and grows without bound towards 0 and 1 unless no event (or
+	// no success) pins that end: the set below the level is an interval
+	// around the estimate, found by bisection on each side.
+	lo, hi = 0, 1
+	if c.Bad > 0 {
+		lo = bisect(func(r float64) bool { return logMixture(c, p, r) >= level }, 0, est) // excluded below
+	}
+	if c.Bad < c.Requests {
+		hi = bisect(func(r float64) bool { return logMixture(c, p, r) < level }, est, 1) // included below
+	}
+	return lo, hi
+}
+
+// bisect finds where cond turns from true (at a) to false (at b), to well
+// below any difference a message shows.
+func bisect(cond func(float64) bool, a, b float64) float64 {
+	for range 80 {
+		mid := (a + b) / 2
+		if mid == a || mid == b {
+			break
+		}
+		if cond(mid) {
+			a = mid
+		} else {
+			b = mid
+		}
+	}
+	return (a + b) / 2
+}
+
+// NoWorse reports whether the canary's rate is shown to be at most
+// stable's plus margin, at level alpha: the canary's upper bound is below
+// stable's lower bound plus the margin, each bound at alpha/2.
+func NoWorse(canary, stable Counts, margin, alpha float64) bool {
+	_, hiC := Bounds(canary, alpha/2, DefaultPrior)
+	loS, _ := Bounds(stable, alpha/2, DefaultPrior)
+	return hiC <= loS+margin
+}

@@ -1,0 +1,107 @@
+package sequential
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// The bounds are the edges of the set of rates whose mixture stays below
+// 1/alpha, checked against a scan of that set on a fine grid.
+func TestBoundsAreTheEdgesOfTheConfidenceSet(t *testing.T) {
+	for _, c := range []Counts{{Requests: 170, Bad: 1}, {Requests: 1000, Bad: 5}, {Requests: 40, Bad: 0}, {Requests: 30, Bad: 30}, {Requests: 5000, Bad: 400}} {
+		lo, hi := Bounds(c, 0.01, DefaultPrior)
+		level := math.Log(100)
+		scanLo, scanHi := 1.0, 0.0
+		for i := 1; i < 200000; i++ {
+			r := float64(i) / 200000
+			if logMixture(c, DefaultPrior, r) < level {
+				scanLo, scanHi = math.Min(scanLo, r), math.Max(scanHi, r)
+			}
+		}
+		if c.Bad == 0 {
+			scanLo = 0
+		}
+		if c.Bad == c.Requests {
+			scanHi = 1
+		}
+		if math.Abs(lo-scanLo) > 1e-5 || math.Abs(hi-scanHi) > 1e-5 {
+			t.Errorf("%+v: bounds [%g, %g], scan [%g, %g]", c, lo, hi, scanLo, scanHi)
+		}
+		if est := c.Rate(); est < lo || est > hi {
+			t.Errorf("%+v: the estimate %g is outside [%g, %g]", c, est, lo, hi)
+		}
+	}
+}
+
+// At any one sample size the bounds cover the true rate at least 1-alpha
+// of the time: summed exactly over the binomial distribution.
+func TestBoundsCoverTheRateAtAFixedSize(t *testing.T) {
+	const alpha = 0.05
+	for _, p := range []float64{0.001, 0.005, 0.02, 0.1, 0.4} {
+		for _, n := range []int{10, 50, 200, 600} {
+			var miss float64
+			for k := 0; k <= n; k++ {
+				lo, hi := Bounds(Counts{Requests: float64(n), Bad: float64(k)}, alpha, DefaultPrior)
+				if p < lo || p > hi {
+					miss += binomialPMF(n, k, p)
+				}
+			}
+			if miss > alpha {
+				t.Errorf("rate %g, %d requests: missed with probability %.4f, above alpha %g", p, n, miss, alpha)
+			}
+		}
+	}
+}
+
+// And they cover it at every look at once: 2,000 seeded runs of 2,000
+// requests each, checked after every request. (A rate is outside the
+// bounds exactly when its mixture has reached 1/alpha, which is the
+// cheaper test to run six million times.)
+func TestBoundsCoverTheRateAtEveryLookAtOnce(t *testing.T) {
+	const runs, alpha = 2000, 0.05
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, p := range []float64{0.005, 0.05} {
+		missed := 0
+		for range runs {
+			var c Counts
+			for range 2000 {
+				c.Requests++
+				if rng.Float64() < p {
+					c.Bad++
+				}
+				if logMixture(c, DefaultPrior, p) >= math.Log(1/alpha) {
+					missed++
+					break
+				}
+			}
+		}
+		rate := float64(missed) / runs
+		t.Logf("rate %g: missed at some look in %.2f%% of runs (alpha %.0f%%)", p, 100*rate, 100*alpha)
+		if rate > alpha+3*math.Sqrt(alpha*(1-alpha)/runs) {
+			t.Errorf("rate %g: missed at some look in %.2f%% of runs, above alpha", p, 100*rate)
+		}
+	}
+}
+
+func TestNoWorseNeedsEvidenceOnBothSides(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		canary, stable Counts
+		margin         float64
+		want           bool
+	}{
+		{"nothing measured", Counts{}, Counts{}, 0.01, false},
+		{"a canary as good as stable, with plenty of requests", Counts{Requests: 5000, Bad: 25}, Counts{Requests: 50000, Bad: 250}, 0.01, true},
+		{"a clean canary, too few requests", Counts{Requests: 50, Bad: 0}, Counts{Requests: 500, Bad: 2}, 0.01, false},
+		{"as good as stable, but 2,000 requests cannot show 1 point at 0.5%", Counts{Requests: 2000, Bad: 10}, Counts{Requests: 20000, Bad: 100}, 0.01, false},
+		{"a canary 1.5 points worse", Counts{Requests: 20000, Bad: 400}, Counts{Requests: 200000, Bad: 1000}, 0.01, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NoWorse(tc.canary, tc.stable, tc.margin, 0.01); got != tc.want {
+				lo, hi := Bounds(tc.canary, 0.005, DefaultPrior)
+				t.Errorf("NoWorse = %v, want %v (canary in [%g, %g])", got, tc.want, lo, hi)
+			}
+		})
+	}
+}
