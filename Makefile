@@ -6,7 +6,7 @@ E2E_FLAGS ?=
 # Packages built for the e2e tag; the sandbox suites live under e2e/.
 E2E_PKGS  ?= ./e2e/...
 
-.PHONY: all build tools test unit e2e lint demo sandbox bench clean generate
+.PHONY: all build tools test unit e2e lint demo sandbox bench sim clean generate
 
 all: build
 
@@ -53,6 +53,13 @@ bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./...
 	$(GO) test -tags e2e -run '^$$' -bench ColdStart -benchtime 3x ./e2e/sandbox
 	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/rollout
+
+# The decision simulator: thousands of seeded rollouts through the real
+# decision core (rollout/sim) per policy, scenario and traffic level, with
+# a table per scenario. Pass flags with SIM_FLAGS (e.g. -runs 200).
+SIM_FLAGS ?=
+sim:
+	$(GO) run ./e2e/cmd/sim $(SIM_FLAGS)
 
 clean:
 	rm -rf bin

@@ -153,7 +153,7 @@ const resync = 5 * time.Minute
 
 // Decide computes the next step of a rollout.
 func Decide(in Input) Decision {
-	d := &decider{in: in, st: *in.Status.DeepCopy(), requeue: resync}
+	d := &decider{in: in, st: statusForDecision(&in.Status), requeue: resync}
 	if !in.OptedOut {
 		// Where the linked flags stand, before deciding to move on.
 		d.syncFlags(false)
@@ -171,6 +171,20 @@ func Decide(in Input) Decision {
 	}
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}
+}
+
+// statusForDecision copies the input status for the decision to change,
+// sharing no memory that Decide writes to: deeply, but for the decision
+// log, which Decide only appends to and whose newest record it may relabel
+// (fields of the copy's own element), never changing a record's checks or
+// flags in place. The log is most of a status; copying it deeply at every
+// look was most of what a decision cost.
+func statusForDecision(in *v1alpha1.FlightStatus) v1alpha1.FlightStatus {
+	rest := *in
+	rest.Decisions = nil
+	st := *rest.DeepCopy()
+	st.Decisions = slices.Clone(in.Decisions)
+	return st
 }
 
 // decider accumulates one decision.

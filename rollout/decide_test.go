@@ -224,6 +224,22 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideWithAFullLog is a look at a Flight whose decision log is
+// full (MaxDecisions records of two checks each), as a long rollout's is.
+func BenchmarkDecideWithAFullLog(b *testing.B) {
+	in := atStep(epoch.Add(time.Hour), 0)
+	checks := []analysis.Check{check("success-rate", analysis.Pass, 0.999), check("latency-p95", analysis.Pass, 120)}
+	for i := range MaxDecisions {
+		in.Status.Decisions = append(in.Status.Decisions, v1alpha1.DecisionRecord{
+			At: metav1.NewTime(epoch.Add(time.Duration(i) * time.Minute)), Verdict: v1alpha1.VerdictHold,
+			Message: "step 1/3 at 10%: cannot judge: success-rate not enough data", Checks: checks})
+	}
+	in.Checks = checks
+	for b.Loop() {
+		Decide(in)
+	}
+}
+
 func TestAPIRequestsAreIdempotentByRequestID(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	in := atStep(now, 0)

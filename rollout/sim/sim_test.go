@@ -1,0 +1,115 @@
+package sim
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/fledgehq/fledge/rollout"
+)
+
+func TestHistogramQuantileInterpolatesAsPrometheusDoes(t *testing.T) {
+	cumulative := make([]float64, len(Buckets))
+	// 100 requests: 50 in (10, 25], 40 in (25, 50], 10 in (50, 100].
+	for i, b := range Buckets {
+		switch {
+		case b >= 100:
+			cumulative[i] = 100
+		case b >= 50:
+			cumulative[i] = 90
+		case b >= 25:
+			cumulative[i] = 50
+		}
+	}
+	for _, tc := range []struct {
+		q, want float64
+	}{
+		{0.5, 25},   // the rank falls on a bucket's upper count
+		{0.7, 37.5}, // halfway through (25, 50]
+		{0.95, 75},  // halfway through (50, 100]
+	} {
+		if got := histogramQuantile(tc.q, cumulative, 100); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("q %g: %g, want %g", tc.q, got, tc.want)
+		}
+	}
+	if got := histogramQuantile(0.95, cumulative, 0); !math.IsNaN(got) {
+		t.Errorf("no requests: %g, want NaN (no data)", got)
+	}
+	slow := make([]float64, len(Buckets)) // every request slower than the last bound
+	if got := histogramQuantile(0.5, slow, 10); got != Buckets[len(Buckets)-1] {
+		t.Errorf("all in +Inf: %g, want the highest finite bound", got)
+	}
+}
+
+func TestLatencyBucketSharesAddUpToOne(t *testing.T) {
+	for _, l := range []Latency{{P50: 20, Sigma: 0.7}, {P50: 300, Sigma: 2}} {
+		sum := 0.0
+		for _, p := range l.bucketShares() {
+			if p < 0 {
+				t.Fatalf("%+v: a negative share", l)
+			}
+			sum += p
+		}
+		if math.Abs(sum-1) > 1e-12 {
+			t.Errorf("%+v: shares add up to %g", l, sum)
+		}
+	}
+}
+
+var testRules = `
+policies:
+  standard:
+    steps: [10, 25, 50]
+    interval: 1m
+    failureLimit: 2
+    metrics:
+    - {name: success-rate, min: 0.99, minSamples: 100}
+    - {name: latency-p95, max: 500, minSamples: 100}
+`
+
+func testPolicy(t *testing.T) *rollout.Policy {
+	t.Helper()
+	ps, err := rollout.ParseConfig([]byte(testRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps["standard"]
+}
+
+func TestARunIsAFunctionOfItsSeed(t *testing.T) {
+	p := testPolicy(t)
+	sc := Scenarios()[1] // with incidents: the most randomness
+	a := Run(p, sc, 10, time.Hour, [2]uint64{7, 1})
+	b := Run(p, sc, 10, time.Hour, [2]uint64{7, 1})
+	if diff := cmp.Diff(a, b); diff != "" {
+		t.Errorf("the same seed gave two results:\n%s", diff)
+	}
+}
+
+// The model drives the real core to the verdicts the policy gives: at 100
+// rps a healthy canary is promoted through 10/25/50 in about three minutes
+// and a 15x worse one rolled back at its second failed check; at 1 rps no
+// step ever has its 100 requests, and the rollout holds to the horizon.
+func TestTheRealCoreDecidesInTheModel(t *testing.T) {
+	p := testPolicy(t)
+	aa, bad := Scenarios()[0], Scenarios()[2]
+	if r := Run(p, aa, 100, 2*time.Hour, [2]uint64{1, 1}); r.Outcome != Promoted || r.Time < 3*time.Minute || r.Time > 4*time.Minute {
+		t.Errorf("healthy at 100 rps: %+v, want promoted after 3 to 4 minutes", r)
+	}
+	if r := Run(p, bad, 100, 2*time.Hour, [2]uint64{1, 2}); r.Outcome != RolledBack || r.Time > 3*time.Minute || r.Bad == 0 {
+		t.Errorf("15x worse at 100 rps: %+v, want rolled back within 3 minutes, having served some bad responses", r)
+	}
+	if r := Run(p, aa, 1, 2*time.Hour, [2]uint64{1, 3}); r.Outcome != Held || r.Time != 2*time.Hour || r.CanaryRequests < 500 {
+		t.Errorf("healthy at 1 rps: %+v, want held for the whole horizon while serving its share", r)
+	}
+}
+
+func TestAStudyIsTheSameHoweverItIsScheduled(t *testing.T) {
+	s := Study{Rules: []Rule{{Name: "standard", Policy: testPolicy(t)}}, Scenarios: Scenarios()[:1], Rates: []float64{100}, Runs: 20, Horizon: time.Hour, Seed: 3}
+	first, second := s.Play(), s.Play()
+	if diff := cmp.Diff(first, second); diff != "" {
+		t.Errorf("two plays of one study differ:\n%s", diff)
+	}
+}
