@@ -48,6 +48,9 @@ type Metric struct {
 	MinSamples int64 `json:"minSamples,omitempty"`
 	// Interval is the range the query looks back over (its [range]).
 	Interval time.Duration `json:"interval,omitempty"`
+	// Compare, when set, judges the metric against stable instead of
+	// against Min and Max (the built-in comparisons always are).
+	Compare *Comparison `json:"compare,omitempty"`
 }
 
 // Vars are the values a query template may use. All are names chosen by
@@ -74,6 +77,8 @@ type Check struct {
 	Samples   int64    `json:"samples"`
 	Outcome   Outcome  `json:"outcome"`
 	Message   string   `json:"message,omitempty"` // why, for anything but a plain pass
+	// Reading is a comparison's measurement: both sides' counters at At.
+	Reading *Reading `json:"reading,omitempty"`
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=date-time
@@ -89,5 +94,9 @@ func (in *Check) DeepCopyInto(out *Check) {
 	if in.Value != nil {
 		v := *in.Value
 		out.Value = &v
+	}
+	if in.Reading != nil {
+		r := *in.Reading
+		out.Reading = &r
 	}
 }

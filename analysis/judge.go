@@ -59,6 +59,13 @@ func judgeValue(m Metric, value float64) (Outcome, string) {
 // threshold writes a metric's bounds as the decision log shows them:
 // ">= 0.99", "<= 500", ">= 0.9 and <= 1".
 func threshold(m Metric) string {
+	if m.IsComparison() {
+		margin := 0.0
+		if m.Compare != nil {
+			margin = m.Compare.MaxIncrease
+		}
+		return "<= stable + " + FormatPoints(margin)
+	}
 	switch {
 	case m.Min != nil && m.Max != nil:
 		return ">= " + formatFloat(*m.Min) + " and <= " + formatFloat(*m.Max)
@@ -92,4 +99,10 @@ func formatValue(v, bound float64) string {
 		return formatFloat(v)
 	}
 	return s
+}
+
+// FormatPoints writes a rate difference in percentage points: "1 pt",
+// "0.5 pt".
+func FormatPoints(d float64) string {
+	return strconv.FormatFloat(100*d, 'g', 3, 64) + " pt"
 }

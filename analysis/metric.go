@@ -54,6 +54,10 @@ func compile(m Metric) (compiled, error) {
 	if !metricName.MatchString(m.Name) {
 		add("name", fmt.Errorf("%q is not a name: lower-case letters, digits and '-', at most 63", m.Name))
 	}
+	if m.IsComparison() {
+		compileComparison(m, add)
+		return c, errors.Join(errs...)
+	}
 	switch b, isBuiltin := builtins[m.Name]; {
 	case isBuiltin:
 		if m.Query != "" {
@@ -64,7 +68,7 @@ func compile(m Metric) (compiled, error) {
 		}
 		c.query, c.samples, c.requests = b.query, b.samples, true
 	case m.Query == "":
-		add("query", fmt.Errorf("required: %q is not a built-in metric (%s)", m.Name, strings.Join(Builtins(), ", ")))
+		add("query", fmt.Errorf("required: %q is not a built-in metric (%s) or comparison (%s, %s)", m.Name, strings.Join(Builtins(), ", "), ErrorRate, Latency))
 	default:
 		var err error
 		if c.query, err = ParseTemplate(m.Query); err != nil {

@@ -29,7 +29,7 @@ func TestValidate(t *testing.T) {
 		{"rejects a name that is not a Kubernetes-style name", func(m *Metric) { m.Name, m.Query = "Error Rate", customQuery },
 			[]string{`name: "Error Rate" is not a name: lower-case letters, digits and '-', at most 63`}},
 		{"rejects a custom metric without a query", func(m *Metric) { m.Name = "error-budget" },
-			[]string{`query: required: "error-budget" is not a built-in metric (latency-p95, latency-p99, request-rate, success-rate)`}},
+			[]string{`query: required: "error-budget" is not a built-in metric (latency-p95, latency-p99, request-rate, success-rate) or comparison (error-rate, latency)`}},
 		{"rejects a query for a built-in", func(m *Metric) { m.Query, m.SamplesQuery = customQuery, customQuery }, []string{
 			"query: must be empty: success-rate is built in",
 			"samplesQuery: must be empty: success-rate counts the canary's requests",

@@ -22,7 +22,15 @@ import (
 // it was not sent), the value when one was measured, the threshold, the
 // sample count (rounded down; Prometheus's increase() extrapolates), the
 // outcome, the message and at.
+//
+// A comparison is measured by MeasureCounters instead: its Check carries
+// both sides' counters, and the decision core judges them.
 func Evaluate(ctx context.Context, q Querier, m Metric, vars Vars, at time.Time) Check {
+	if m.IsComparison() {
+		c := MeasureCounters(ctx, q, m, vars, at)
+		c.Threshold = threshold(m)
+		return c
+	}
 	c := Check{Metric: m.Name, Threshold: threshold(m), At: at}
 	hold := func(format string, args ...any) Check {
 		c.Outcome, c.Message = Error, fmt.Sprintf(format, args...)

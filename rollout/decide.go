@@ -141,8 +141,10 @@ type Decision struct {
 	// RequeueAfter is when to look again at the latest (0: only on change).
 	RequeueAfter time.Duration
 	// NeedChecks: analysis is due and Input.Checks was empty. Nothing else
-	// in the decision is meaningful: run the checks and decide again.
+	// in the decision is meaningful: measure the Measure metrics and
+	// decide again with their checks.
 	NeedChecks bool
+	Measure    []analysis.Metric
 	// Action is what became of Input.Action (nil without one).
 	Action *ActionOutcome
 }
@@ -159,8 +161,12 @@ func Decide(in Input) Decision {
 		d.syncFlags(false)
 	}
 	d.decide()
+	if d.st.Phase == v1alpha1.PhaseProgressing && d.st.Step >= 0 && len(in.Policy.Comparisons()) > 0 {
+		// Comparisons look every LookInterval, whatever else is due.
+		d.after(in.Policy.LookInterval)
+	}
 	if d.needChecks {
-		return Decision{Status: in.Status, NeedChecks: true}
+		return Decision{Status: in.Status, NeedChecks: true, Measure: d.measure}
 	}
 	if !in.OptedOut {
 		// The flags follow the routing in the same decision.
@@ -194,6 +200,7 @@ type decider struct {
 	actions    []Action
 	requeue    time.Duration
 	needChecks bool
+	measure    []analysis.Metric // what needChecks asks for
 	// by is who asked for the manual action being taken, for messages.
 	by string
 	// outcome is what became of the manual action.
@@ -330,6 +337,7 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	d.st.RevisionStartedAt = &now
 	d.st.StepStartedAt = nil
 	d.st.LastAnalysisAt = nil
+	d.st.LastLookAt, d.st.Evidence = nil, nil
 	d.st.StageStartedAt = nil
 	d.st.Hold = nil
 	d.st.Message = msg

@@ -284,7 +284,10 @@ func gateHold(h *v1alpha1.Hold) bool {
 		return false
 	}
 	switch h.Reason {
-	case v1alpha1.HoldGate, v1alpha1.HoldFlagGate, v1alpha1.HoldFlagGateUnreadable, v1alpha1.HoldFlagEdited, v1alpha1.HoldFlagUnreadable, v1alpha1.HoldFlagInUse:
+	case v1alpha1.HoldGate, v1alpha1.HoldFlagGate, v1alpha1.HoldFlagGateUnreadable, v1alpha1.HoldFlagEdited, v1alpha1.HoldFlagUnreadable, v1alpha1.HoldFlagInUse,
+		// Past the analysis deadline: said once, and kept until a move
+		// (a verdict after all) clears it.
+		v1alpha1.HoldInsufficientEvidence:
 		return true
 	}
 	return false

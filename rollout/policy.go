@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -69,6 +70,28 @@ type PolicySpec struct {
 	FlagGates []FlagGateSpec `json:"flagGates,omitempty"`
 	// ReleaseFlags are stepped in lockstep with the canary's traffic.
 	ReleaseFlags []ReleaseFlagSpec `json:"releaseFlags,omitempty"`
+
+	// Alpha bounds the probability that comparisons roll back a canary as
+	// good as stable, however often fledge looks (default 0.01; at most
+	// 0.5). It is shared among the policy's comparisons.
+	Alpha *float64 `json:"alpha,omitempty"`
+	// LookInterval is how often comparisons read both sides' counters
+	// (default 10s, at most the interval): a canary shown worse is rolled
+	// back at the next look.
+	LookInterval metav1.Duration `json:"lookInterval,omitempty"`
+	// EarlyPromotion promotes as soon as every comparison shows the canary
+	// no worse than its margin (and the step has lasted MinStepDuration),
+	// without waiting for the remaining steps.
+	EarlyPromotion bool `json:"earlyPromotion,omitempty"`
+	// MinStepDuration is how long the canary serves a step before an early
+	// promotion (default: the interval).
+	MinStepDuration metav1.Duration `json:"minStepDuration,omitempty"`
+	// AnalysisDeadline bounds how long a revision may go without a verdict
+	// (default 2h); OnInsufficientEvidence says what happens then: hold
+	// (the default: it stays where it is and people are told), rollback or
+	// promote.
+	AnalysisDeadline       metav1.Duration `json:"analysisDeadline,omitempty"`
+	OnInsufficientEvidence string          `json:"onInsufficientEvidence,omitempty"`
 }
 
 // MetricSpec is one check as written in the config file.
@@ -80,6 +103,20 @@ type MetricSpec struct {
 	Max          *float64        `json:"max,omitempty"`
 	MinSamples   int64           `json:"minSamples,omitempty"`
 	Interval     metav1.Duration `json:"interval,omitempty"` // default: the policy's interval
+
+	// Comparisons with stable: the built-ins error-rate and latency, or a
+	// custom one given by its Requests and Bad counter templates.
+	// MaxIncrease is the margin (default 0.01, one percentage point);
+	// SlowerThan is latency's bound, one of the histogram's buckets.
+	MaxIncrease *float64        `json:"maxIncrease,omitempty"`
+	SlowerThan  metav1.Duration `json:"slowerThan,omitempty"`
+	Requests    string          `json:"requests,omitempty"`
+	Bad         string          `json:"bad,omitempty"`
+}
+
+// isComparison reports whether a metric as written is a comparison.
+func (ms MetricSpec) isComparison() bool {
+	return ms.Name == analysis.ErrorRate || ms.Name == analysis.Latency || ms.Requests != "" || ms.Bad != ""
 }
 
 // Policy is a validated policy, with defaults applied: what Decide reads.
@@ -100,6 +137,33 @@ type Policy struct {
 	FlagGates        []string
 	FlagSource       *FlagSourceSpec // where FlagGates are read; set with them
 	ReleaseFlags     []ReleaseFlag
+
+	// Comparisons (metrics judged against stable) are read every
+	// LookInterval and judged at level Alpha, shared among them.
+	Alpha                  float64
+	LookInterval           time.Duration
+	EarlyPromotion         bool
+	MinStepDuration        time.Duration
+	AnalysisDeadline       time.Duration
+	OnInsufficientEvidence string
+}
+
+// What a rollout does at its analysis deadline without a verdict.
+const (
+	OnInsufficientHold     = "hold"
+	OnInsufficientRollback = "rollback"
+	OnInsufficientPromote  = "promote"
+)
+
+// Comparisons are the policy's metrics judged against stable.
+func (p *Policy) Comparisons() []analysis.Metric {
+	var out []analysis.Metric
+	for _, m := range p.Metrics {
+		if m.IsComparison() {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 const (
@@ -107,6 +171,10 @@ const (
 	defaultProgressDeadline = 10 * time.Minute
 	defaultMinInterval      = 10 * time.Second
 	maxSteps                = 20
+	defaultAlpha            = 0.01
+	defaultLookInterval     = 10 * time.Second
+	defaultAnalysisDeadline = 2 * time.Hour
+	defaultMaxIncrease      = 0.01
 )
 
 // ParseConfig parses and validates a policy file. Unknown fields are
@@ -211,6 +279,14 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 			Min: ms.Min, Max: ms.Max, MinSamples: ms.MinSamples,
 			Interval: orDefault(ms.Interval.Duration, p.Interval),
 		}
+		if ms.isComparison() {
+			m.Compare = &analysis.Comparison{MaxIncrease: defaultMaxIncrease, SlowerThanMs: float64(ms.SlowerThan.Duration) / float64(time.Millisecond), Requests: ms.Requests, Bad: ms.Bad}
+			if ms.MaxIncrease != nil {
+				m.Compare.MaxIncrease = *ms.MaxIncrease
+			}
+		} else if ms.MaxIncrease != nil || ms.SlowerThan.Duration != 0 {
+			field(fmt.Sprintf("metrics[%d].maxIncrease", i), "only comparisons (error-rate, latency, or requests and bad) have a margin or a bound")
+		}
 		if seen[ms.Name] {
 			field(fmt.Sprintf("metrics[%d].name", i), "%q appears twice", ms.Name)
 		}
@@ -225,6 +301,7 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 		}
 		p.Metrics = append(p.Metrics, m)
 	}
+	buildJudgement(s, p, field)
 	p.Hooks = buildHooks(s.Webhooks, field)
 	if s.WebhookSecret != nil {
 		validateSecretRef(*s.WebhookSecret, "webhookSecret", field)
@@ -318,4 +395,41 @@ func orDefault(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// buildJudgement applies and checks the settings of comparisons and of the
+// analysis deadline.
+func buildJudgement(s PolicySpec, p *Policy, field func(string, string, ...any)) {
+	p.Alpha = defaultAlpha
+	if s.Alpha != nil {
+		p.Alpha = *s.Alpha
+		if !(p.Alpha > 0 && p.Alpha <= 0.5) { // NaN fails both
+			field("alpha", "%v: must be above 0 and at most 0.5", *s.Alpha)
+		}
+	}
+	p.LookInterval = orDefault(s.LookInterval.Duration, min(defaultLookInterval, p.Interval))
+	if p.LookInterval < time.Second || p.LookInterval > p.Interval {
+		field("lookInterval", "%s must be between 1s and the interval (%s)", p.LookInterval, p.Interval)
+	}
+	p.EarlyPromotion = s.EarlyPromotion
+	p.MinStepDuration = orDefault(s.MinStepDuration.Duration, p.Interval)
+	if p.MinStepDuration < time.Second {
+		field("minStepDuration", "%s is shorter than 1s", p.MinStepDuration)
+	}
+	if s.EarlyPromotion && len(p.Comparisons()) == 0 {
+		field("earlyPromotion", "needs at least one comparison (error-rate, latency, or requests and bad) to show the canary no worse")
+	}
+	// A healthy canary walks every step at least an interval each: the
+	// deadline is for rollouts that cannot reach a verdict, so it must
+	// leave room for that schedule (twice over, by default).
+	schedule := time.Duration(max(len(p.Steps), 1)) * p.Interval
+	p.AnalysisDeadline = orDefault(s.AnalysisDeadline.Duration, max(defaultAnalysisDeadline, 2*schedule))
+	if p.AnalysisDeadline < schedule {
+		field("analysisDeadline", "%s is shorter than the policy's schedule (%d steps x %s)", p.AnalysisDeadline, max(len(p.Steps), 1), p.Interval)
+	}
+	switch p.OnInsufficientEvidence = cmp.Or(s.OnInsufficientEvidence, OnInsufficientHold); p.OnInsufficientEvidence {
+	case OnInsufficientHold, OnInsufficientRollback, OnInsufficientPromote:
+	default:
+		field("onInsufficientEvidence", "%q: want hold, rollback or promote", s.OnInsufficientEvidence)
+	}
 }

@@ -307,7 +307,9 @@ func StageMetrics(p *Policy, st *v1alpha1.FlightStatus) []analysis.Metric {
 	}
 	out := append([]analysis.Metric(nil), p.Metrics...)
 	for i := range out {
-		out[i].MinSamples = max(out[i].MinSamples, c.MinSamples)
+		if !out[i].IsComparison() { // comparisons are judged from the first request
+			out[i].MinSamples = max(out[i].MinSamples, c.MinSamples)
+		}
 	}
 	return out
 }

@@ -31,6 +31,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		"standard": {
 			Name: "standard", Steps: []int32{5, 20, 50}, Interval: 2 * time.Minute, FailureLimit: 2,
 			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: 2 * time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold",
 			Metrics: []analysis.Metric{
 				{Name: "success-rate", Min: ptr.To(0.99), MinSamples: 100, Interval: 2 * time.Minute},
 				{Name: "latency-p95", Max: ptr.To(500.0), Interval: time.Minute},
@@ -39,6 +40,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		"linear": {
 			Name: "linear", Steps: []int32{20, 40, 50}, Interval: time.Minute, FailureLimit: 1,
 			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold",
 			Metrics: []analysis.Metric{{Name: "success-rate", Min: ptr.To(0.95), Interval: time.Minute}},
 		},
 	}
@@ -72,6 +74,17 @@ func TestParseConfigNamesEveryBadField(t *testing.T) {
 		{"rejects a deadline on a hook that is not a gate", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/', onDeadline: rollback}]\n", []string{"policies.a.webhooks[0].deadline", "gates"}},
 		{"rejects load thresholds on a gate", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: confirm-promotion, url: 'http://x/', thresholds: {minSuccess: 0.9}}]\n", []string{"policies.a.webhooks[0].thresholds"}},
 		{"rejects a success ratio above 1", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/', thresholds: {minSuccess: 99}}]\n", []string{"policies.a.webhooks[0].thresholds.minSuccess"}},
+		{"rejects alpha above 0.5", "policies:\n  a:\n    steps: [10]\n    alpha: 0.6\n    metrics: [{name: error-rate}]\n", []string{"policies.a.alpha: 0.6: must be above 0 and at most 0.5"}},
+		{"rejects alpha of 0", "policies:\n  a:\n    steps: [10]\n    alpha: 0\n    metrics: [{name: error-rate}]\n", []string{"policies.a.alpha: 0:"}},
+		{"rejects a negative margin", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate, maxIncrease: -0.01}]\n", []string{"policies.a.metrics[0].maxIncrease: -0.01: must be at least 0"}},
+		{"rejects a margin on a threshold check", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 0.99, maxIncrease: 0.01}]\n", []string{"policies.a.metrics[0].maxIncrease: only comparisons"}},
+		{"requires latency's bound", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: latency}]\n", []string{"policies.a.metrics[0].slowerThan: required"}},
+		{"rejects a threshold on a comparison", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate, max: 0.01}]\n", []string{"policies.a.metrics[0].min: a comparison is judged against stable"}},
+		{"rejects a custom comparison without its bad counter", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: jobs, requests: 'sum(jobs_total{w={{ .Workload }}})'}]\n", []string{"policies.a.metrics[0].bad: required"}},
+		{"rejects early promotion without a comparison", "policies:\n  a:\n    steps: [10]\n    earlyPromotion: true\n    metrics: [{name: success-rate, min: 0.99}]\n", []string{"policies.a.earlyPromotion: needs at least one comparison"}},
+		{"rejects an unknown deadline action", "policies:\n  a:\n    steps: [10]\n    onInsufficientEvidence: wait\n    metrics: [{name: error-rate}]\n", []string{"policies.a.onInsufficientEvidence: \"wait\": want hold, rollback or promote"}},
+		{"rejects a deadline shorter than the interval", "policies:\n  a:\n    steps: [10]\n    interval: 5m\n    analysisDeadline: 1m\n    metrics: [{name: error-rate}]\n", []string{"policies.a.analysisDeadline: 1m0s is shorter than the policy's schedule (1 steps x 5m0s)"}},
+		{"rejects a look interval longer than the interval", "policies:\n  a:\n    steps: [10]\n    interval: 30s\n    lookInterval: 1m\n    metrics: [{name: error-rate}]\n", []string{"policies.a.lookInterval: 1m0s must be between 1s and the interval"}},
 		{"rejects duplicate hook names", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/'}, {name: g, type: event, url: 'http://x/'}]\n", []string{"policies.a.webhooks[1].name", "twice"}},
 		{"rejects an unknown Slack event", "slack: {secret: fledge-slack, events: [Exploded]}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.slack.events[0]", "Exploded"}},
 		{"rejects a Slack secret that is not a name", "slack: {secret: 'a/b'}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.slack.secret"}},
@@ -196,6 +209,7 @@ func FuzzParseOverrides(f *testing.F) {
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	f.Add([]byte("policies:\n  a:\n    steps: [1]\n    metrics: [{name: success-rate, min: 1}]\n"))
+	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    alpha: 0.05\n    earlyPromotion: true\n    metrics: [{name: error-rate, maxIncrease: 0.02}, {name: latency, slowerThan: 250ms}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		policies, err := ParseConfig(data)
 		if err != nil {
@@ -204,6 +218,14 @@ func FuzzParseConfig(f *testing.F) {
 		for name, p := range policies {
 			if validateSteps(p.Steps) != nil || len(p.Steps) == 0 || len(p.Metrics) == 0 || p.FailureLimit < 1 || p.Interval < time.Second {
 				t.Fatalf("policy %s accepted but invalid: %+v", name, p)
+			}
+			if !(p.Alpha > 0 && p.Alpha <= 0.5) || p.LookInterval < time.Second || p.AnalysisDeadline < p.Interval {
+				t.Fatalf("policy %s accepted with invalid judgement settings: %+v", name, p)
+			}
+			for _, m := range p.Comparisons() {
+				if c := m.Compare; c == nil || !(c.MaxIncrease >= 0 && c.MaxIncrease < 1) {
+					t.Fatalf("policy %s accepted comparison %+v", name, m)
+				}
 			}
 		}
 	})
@@ -227,5 +249,40 @@ func TestExamplePoliciesInDeployAreValid(t *testing.T) {
 	}
 	if len(policies) < 2 {
 		t.Fatalf("deploy/policies.yaml holds %d policies, want the documented ones", len(policies))
+	}
+}
+
+func TestParseConfigReadsComparisons(t *testing.T) {
+	got, err := ParseConfig([]byte(`
+policies:
+  compare:
+    steps: [10, 50]
+    alpha: 0.005
+    earlyPromotion: true
+    minStepDuration: 30s
+    analysisDeadline: 1h
+    onInsufficientEvidence: rollback
+    metrics:
+    - {name: error-rate}
+    - {name: latency, slowerThan: 500ms, maxIncrease: 0.02}
+    - {name: jobs, requests: 'sum(jobs_total{workload={{ .Workload }}})', bad: 'sum(jobs_failed_total{workload={{ .Workload }}})', maxIncrease: 0.05}
+    - {name: success-rate, min: 0.9}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := got["compare"]
+	want := []analysis.Metric{
+		{Name: "error-rate", Interval: time.Minute, Compare: &analysis.Comparison{MaxIncrease: 0.01}},
+		{Name: "latency", Interval: time.Minute, Compare: &analysis.Comparison{MaxIncrease: 0.02, SlowerThanMs: 500}},
+		{Name: "jobs", Interval: time.Minute, Compare: &analysis.Comparison{MaxIncrease: 0.05,
+			Requests: "sum(jobs_total{workload={{ .Workload }}})", Bad: "sum(jobs_failed_total{workload={{ .Workload }}})"}},
+	}
+	if diff := cmp.Diff(want, p.Comparisons()); diff != "" {
+		t.Errorf("comparisons (-want +got):\n%s", diff)
+	}
+	if p.Alpha != 0.005 || !p.EarlyPromotion || p.MinStepDuration != 30*time.Second || p.AnalysisDeadline != time.Hour ||
+		p.OnInsufficientEvidence != OnInsufficientRollback || p.LookInterval != 10*time.Second {
+		t.Errorf("judgement settings %+v", p)
 	}
 }

@@ -45,12 +45,29 @@ func (d *decider) progress() {
 	if d.st.StepPassed && d.moveOn("the gate opened", nil) {
 		return
 	}
-	due := d.analysisDue()
-	if now.Before(due) {
-		d.after(due.Sub(now))
+	if d.deadline() {
 		return
 	}
-	d.analyze()
+	due := d.analysisDue()
+	if !now.Before(due) {
+		d.analyze()
+		return
+	}
+	if look := d.lookDue(); !look.IsZero() {
+		if !now.Before(look) {
+			d.look()
+			return
+		}
+		due = minTime(due, look)
+	}
+	d.after(due.Sub(now))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // analyze runs one analysis round of the current step: the rollout and
@@ -69,9 +86,15 @@ func (d *decider) analyze() {
 	}
 	if len(d.in.Checks) == 0 {
 		d.needChecks = true
+		d.measure = StageMetrics(d.in.Policy, &d.st)
 		return
 	}
-	checks := append(hookChecks(rollout, recs), d.in.Checks...)
+	checks, failed := d.observeAll(d.in.Checks)
+	if len(failed) > 0 {
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), describeComparisons(failed)), checks)
+		return
+	}
+	checks = append(hookChecks(rollout, recs), checks...)
 	d.judge(checks)
 }
 
@@ -233,10 +256,13 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 	d.after(d.in.Policy.Interval)
 	var failed, unmeasured []analysis.Check
 	for _, c := range checks {
-		switch c.Outcome {
-		case analysis.Pass:
-		case analysis.Fail:
+		switch _, comparison := metricNamed(d.in.Policy.Comparisons(), c.Metric); {
+		case c.Outcome == analysis.Pass:
+		case c.Outcome == analysis.Fail:
 			failed = append(failed, c)
+		case comparison && c.Outcome == analysis.Inconclusive:
+			// Not shown either way yet: no reason to hold a step (a
+			// promotion waits for it, below).
 		default:
 			unmeasured = append(unmeasured, c)
 		}
@@ -283,6 +309,21 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		why := fmt.Sprintf("%s: all %d checks passed", step, len(checks))
 		if d.st.Step < 0 {
 			why = fmt.Sprintf("before traffic: all %d pre-rollout hooks passed", len(checks))
+		}
+		if d.st.Step >= 0 && d.promoteEarly(checks, true) {
+			return
+		}
+		if pending := d.comparisonsPending(checks); len(pending) > 0 {
+			why = fmt.Sprintf("%s: the checks passed, and %s", step, describeComparisons(pending))
+			if int(d.st.Step)+1 >= len(d.st.Steps) {
+				// Only a canary shown no worse is promoted.
+				msg := why + "; promotion waits until every comparison shows the canary no worse"
+				d.hold(v1alpha1.HoldInconclusive, msg)
+				d.st.Message = msg
+				d.record(v1alpha1.VerdictHold, msg, checks)
+				d.after(d.in.Policy.LookInterval)
+				return
+			}
 		}
 		if !d.moveOn(why, checks) {
 			// Passed, and held at a gate: the round goes on record.

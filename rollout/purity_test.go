@@ -42,6 +42,7 @@ var allowedImports = map[string]string{
 	"sigs.k8s.io/yaml":                     "parsing the policy file's text",
 
 	"github.com/fledgehq/fledge/analysis":                     "checks and verdicts (the Prometheus client is analysis/promclient)",
+	"github.com/fledgehq/fledge/analysis/sequential":          "the comparisons' statistics",
 	"github.com/fledgehq/fledge/flags":                        "release-flag rewriting and gate answers (providers are flags/flagd)",
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1": "the Flight: the status Decide reads and returns",
 	"github.com/fledgehq/fledge/traffic":                      "weights and the Router's errors (routers are traffic/istio)",

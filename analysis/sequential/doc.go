@@ -32,4 +32,9 @@
 //
 // "Cannot tell yet" is an answer, not a failure: evidence short of both
 // bounds holds the rollout, and Bounds says how much is known.
+//
+// Worse and Counts are kept in the Flight's status, whose CRD schema is
+// generated from them: none of their fields is required there.
+//
+// +kubebuilder:validation:Optional
 package sequential

@@ -49,6 +49,8 @@ func (l Look) Check() error {
 // for each of Ratios, the log likelihood ratio of that ratio against 1,
 // summed over looks. Its zero value is "no evidence yet". It is the whole
 // state of the e-process, small enough to persist in a Flight's status.
+//
+// +k8s:deepcopy-gen=true
 type Worse struct {
 	LogLR []float64 `json:"logLR,omitempty"`
 }
@@ -118,3 +120,6 @@ func (w Worse) LikeliestRatio() float64 {
 	}
 	return ratio
 }
+
+// E is the e-value itself (+Inf when it is beyond a float).
+func (w Worse) E() float64 { return math.Exp(w.LogE()) }

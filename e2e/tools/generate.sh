@@ -32,12 +32,13 @@ bash "$root/e2e/tools/generators.sh" "$bin"
 cd "$root"
 
 # Deepcopy: the Flight API (every type, by its package tag) and the types
-# from webhooks that its status holds (by their type tags; analysis.Check
+# from webhooks and analysis/sequential that its status holds (by their
+# type tags; analysis.Check
 # and webhooks.Notification hold a time.Time, which deepcopy-gen cannot
 # copy, and have DeepCopyInto methods written by hand).
 log "deepcopy-gen"
 "$bin/deepcopy-gen" --go-header-file "$header" --output-file zz_generated.deepcopy.go \
-	"$api" "$mod/webhooks"
+	"$api" "$mod/webhooks" "$mod/analysis/sequential"
 
 # The typed clientset, listers and informers. Each generator writes its
 # whole tree, so the old one goes first: nothing stale survives a rename.

@@ -408,7 +408,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	began := c.clock.Now()
 	dec := rollout.Decide(in)
 	if dec.NeedChecks {
-		metrics := rollout.StageMetrics(policy, &f.Status)
+		metrics := dec.Measure
 		vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host}
 		if len(f.Status.Flags) > 0 {
 			fl := f.Status.Flags[0]

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/sequential"
 )
 
 // history keeps the canary's counters at every decision (and whenever the
@@ -91,4 +92,34 @@ func histogramQuantile(q float64, cumulative []float64, total float64) float64 {
 		lowerBound, lowerCount = upper, cumulative[i]
 	}
 	return Buckets[len(Buckets)-1]
+}
+
+// measure measures one metric as the engine would: a threshold check over
+// its interval, or a comparison's counters for both sides, exactly.
+func (w *world) measure(m analysis.Metric, t int, at time.Time) analysis.Check {
+	if !m.IsComparison() {
+		return measure(m, w.hist, t, at)
+	}
+	c := analysis.Check{Metric: m.Name, At: at}
+	counts := func(s side) sequential.Counts {
+		switch {
+		case m.Name == analysis.ErrorRate:
+			return sequential.Counts{Requests: s.requests, Bad: s.errors}
+		case m.Name == analysis.Latency && m.Compare != nil:
+			fast := 0.0
+			for i, b := range Buckets {
+				if b <= m.Compare.SlowerThanMs {
+					fast += s.buckets[i]
+				}
+			}
+			return sequential.Counts{Requests: s.requests, Bad: s.requests - fast}
+		}
+		return sequential.Counts{}
+	}
+	if m.Name != analysis.ErrorRate && m.Name != analysis.Latency {
+		c.Outcome, c.Message = analysis.Error, fmt.Sprintf("the simulator measures built-in comparisons only, not %q", m.Name)
+		return c
+	}
+	c.Reading = &analysis.Reading{Canary: counts(w.canary), Stable: counts(w.stable)}
+	return c
 }

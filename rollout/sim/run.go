@@ -194,8 +194,8 @@ func (w *world) decide(t int) int {
 	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed}
 	d := rollout.Decide(in)
 	if d.NeedChecks {
-		for _, m := range rollout.StageMetrics(w.policy, &w.status) {
-			in.Checks = append(in.Checks, measure(m, w.hist, t, now))
+		for _, m := range d.Measure {
+			in.Checks = append(in.Checks, w.measure(m, t, now))
 		}
 		d = rollout.Decide(in)
 	}

@@ -16,10 +16,17 @@ import (
 	"github.com/fledgehq/fledge/rollout/sim"
 )
 
-// rules are today's threshold policies: deploy/policies.yaml's standard
-// and the demo's (e2e/demo).
+// rules are the sequential comparison with stable, and today's threshold
+// policies: deploy/policies.yaml's standard and the demo's (e2e/demo).
 const rules = `
 policies:
+  compare:
+    steps: [10, 25, 50]
+    interval: 1m
+    earlyPromotion: true
+    metrics:
+    - {name: error-rate, maxIncrease: 0.01}
+    - {name: latency, slowerThan: 250ms, maxIncrease: 0.01}
   standard:
     steps: [5, 10, 25, 50]
     interval: 1m
@@ -57,6 +64,7 @@ func run(runs int, rates string, seed uint64, horizon time.Duration) error {
 		return err
 	}
 	study := sim.Study{Runs: runs, Seed: seed, Horizon: horizon, Scenarios: sim.Scenarios()}
+	study.Rules = append(study.Rules, sim.Rule{Name: "sequential comparison", Policy: policies["compare"]})
 	for _, name := range []string{"standard", "demo"} {
 		study.Rules = append(study.Rules, sim.Rule{Name: "threshold: " + name, Policy: policies[name]})
 	}

@@ -4,6 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/sequential"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -128,6 +129,10 @@ const (
 	// HoldFlagEdited: a person changed a release flag that fledge steps;
 	// fledge does not overwrite it.
 	HoldFlagEdited = "FlagEdited"
+	// HoldInsufficientEvidence: the analysis deadline passed without a
+	// verdict and the policy says hold: people are told, and the
+	// comparisons keep looking.
+	HoldInsufficientEvidence = "InsufficientEvidence"
 )
 
 // CohortStage is a cohort stage as planned for a revision.
@@ -251,7 +256,12 @@ type FlightStatus struct {
 	RevisionStartedAt *metav1.Time `json:"revisionStartedAt,omitempty"`
 	StepStartedAt     *metav1.Time `json:"stepStartedAt,omitempty"`
 	LastAnalysisAt    *metav1.Time `json:"lastAnalysisAt,omitempty"`
-	StageStartedAt    *metav1.Time `json:"stageStartedAt,omitempty"`
+	// LastLookAt is when the comparisons last read both sides' counters.
+	LastLookAt *metav1.Time `json:"lastLookAt,omitempty"`
+	// Evidence is what each comparison with stable knows of this
+	// revision, one entry per comparison metric.
+	Evidence       []Evidence   `json:"evidence,omitempty"`
+	StageStartedAt *metav1.Time `json:"stageStartedAt,omitempty"`
 
 	// Hold says why the Flight is not moving, if it is not.
 	Hold *Hold `json:"hold,omitempty"`
@@ -266,6 +276,23 @@ type FlightStatus struct {
 	// Decisions is the decision log, oldest first, at most MaxDecisions.
 	Decisions  []DecisionRecord   `json:"decisions,omitempty"`
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Evidence is what one comparison knows of the revision in flight: both
+// sides' counts since the canary's traffic began, the e-process that says
+// how strongly the canary is worse, and the counters as last read, from
+// which the next look counts.
+type Evidence struct {
+	Metric string `json:"metric"`
+	// Last are both sides' cumulative counters at the last look.
+	Last analysis.Reading `json:"last"`
+	// Canary and Stable are what each side served since the first look.
+	Canary sequential.Counts `json:"canary"`
+	Stable sequential.Counts `json:"stable"`
+	// Worse is the evidence that the canary's rate is higher than stable's.
+	Worse sequential.Worse `json:"worse"`
+	// Looks counts the looks taken into evidence.
+	Looks int32 `json:"looks"`
 }
 
 // Hold is a reason for not moving, with when it began.

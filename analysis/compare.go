@@ -1,0 +1,227 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/fledgehq/fledge/analysis/sequential"
+)
+
+// Names of the built-in comparisons, judged against stable from Istio's
+// standard telemetry.
+const (
+	// ErrorRate is the share of requests that failed (5xx, or a gRPC
+	// status other than OK), as success-rate counts them.
+	ErrorRate = "error-rate"
+	// Latency is the share of requests slower than Comparison.SlowerThanMs,
+	// from Istio's duration histogram; the bound must be one of its
+	// bucket bounds.
+	Latency = "latency"
+)
+
+// Comparison makes a metric a comparison with stable: a rate, the share
+// of requests that are bad, measured for both revisions over the same
+// time from their cumulative counters and judged sequentially
+// (analysis/sequential): the canary is rolled back once it is shown worse
+// than stable, and may move on once it is shown no worse than stable plus
+// MaxIncrease.
+type Comparison struct {
+	// MaxIncrease is how much higher the canary's rate may be than
+	// stable's, in the rate's own units: 0.01 is one percentage point.
+	MaxIncrease float64 `json:"maxIncrease"`
+	// SlowerThanMs is Latency's bound, in milliseconds.
+	SlowerThanMs float64 `json:"slowerThanMs,omitempty"`
+	// Requests and Bad are a custom comparison's PromQL templates: each
+	// side's cumulative counts of requests and of bad requests, rendered
+	// once with {{ .Workload }} the canary's and once the stable's. They
+	// read counters, not rates: no range, so no {{ .Interval }}.
+	Requests string `json:"requests,omitempty"`
+	Bad      string `json:"bad,omitempty"`
+}
+
+// IsComparison reports whether a metric is judged against stable.
+func (m Metric) IsComparison() bool {
+	return m.Compare != nil || m.Name == ErrorRate || m.Name == Latency
+}
+
+// Reading is one look at a comparison: both sides' cumulative counters at
+// the same instant. Evidence is built from the increments between looks.
+type Reading struct {
+	Canary sequential.Counts `json:"canary"`
+	Stable sequential.Counts `json:"stable"`
+}
+
+// The built-in comparisons' counters. Every query reads a cumulative sum,
+// so that the increments between two looks count every request, the first
+// ones of a new canary's series included (increase() over a range would
+// lose them). No series means nothing was served: zero, explicitly.
+const (
+	counterRequests = `sum(istio_requests_total{` + canary + `}) or vector(0)`
+	counterOK       = `sum(istio_requests_total{` + canary + `,response_code!~"5..",grpc_response_status=~"0|"}) or vector(0)`
+	counterTimed    = `sum(istio_request_duration_milliseconds_count{` + canary + `}) or vector(0)`
+	// counterFast has no "or vector(0)": with requests timed, a missing
+	// bucket is a bound the histogram does not have, not zero fast ones.
+	counterFast = `sum(istio_request_duration_milliseconds_bucket{` + canary + `,le=%q})`
+)
+
+// comparisonTemplates are a comparison's counter templates: requests, and
+// either bad or good (bad = requests - good).
+type comparisonTemplates struct {
+	requests, bad, good *Template
+}
+
+// compileComparison validates a comparison metric and parses its counter
+// templates.
+func compileComparison(m Metric, add func(string, error)) comparisonTemplates {
+	var t comparisonTemplates
+	c := m.Compare
+	if c == nil {
+		c = &Comparison{}
+	}
+	if m.Query != "" || m.SamplesQuery != "" {
+		add("query", errors.New("a comparison reads requests and bad counters, not a query"))
+	}
+	if m.Min != nil || m.Max != nil {
+		add("min", errors.New("a comparison is judged against stable, not against min or max (give maxIncrease)"))
+	}
+	if m.MinSamples != 0 {
+		add("minSamples", errors.New("a comparison needs no minimum: it is judged from the first request"))
+	}
+	if math.IsNaN(c.MaxIncrease) || c.MaxIncrease < 0 || c.MaxIncrease >= 1 {
+		add("maxIncrease", fmt.Errorf("%v: must be at least 0 and below 1 (0.01 is one percentage point)", c.MaxIncrease))
+	}
+	switch m.Name {
+	case ErrorRate, Latency:
+		if c.Requests != "" || c.Bad != "" {
+			add("requests", fmt.Errorf("must be empty: %s is built in", m.Name))
+		}
+		if m.Name == ErrorRate {
+			t.requests, t.good = mustParse(counterRequests), mustParse(counterOK)
+			if c.SlowerThanMs != 0 {
+				add("slowerThan", errors.New("only the latency comparison has a bound"))
+			}
+			break
+		}
+		if math.IsNaN(c.SlowerThanMs) || math.IsInf(c.SlowerThanMs, 0) || c.SlowerThanMs <= 0 {
+			add("slowerThan", fmt.Errorf("required: the latency a request is bad above, a bucket bound of the histogram (got %vms)", c.SlowerThanMs))
+			break
+		}
+		t.requests = mustParse(counterTimed)
+		t.good = mustParse(fmt.Sprintf(counterFast, leLabel(c.SlowerThanMs)))
+	default:
+		if c.SlowerThanMs != 0 {
+			add("slowerThan", errors.New("only the latency comparison has a bound"))
+		}
+		parse := func(field, text string) *Template {
+			if text == "" {
+				add(field, fmt.Errorf("required: %q is not a built-in comparison (%s, %s)", m.Name, ErrorRate, Latency))
+				return nil
+			}
+			tmpl, err := ParseTemplate(text)
+			if err != nil {
+				add(field, err)
+				return nil
+			}
+			if tmpl.Uses("Interval") {
+				add(field, errors.New("a comparison reads cumulative counters: no range, so no {{ .Interval }}"))
+			}
+			return tmpl
+		}
+		t.requests, t.bad = parse("requests", c.Requests), parse("bad", c.Bad)
+	}
+	return t
+}
+
+// leLabel writes a bucket bound as client_golang writes the le label.
+func leLabel(ms float64) string { return strconv.FormatFloat(ms, 'g', -1, 64) }
+
+// MeasureCounters reads a comparison's counters for both sides at time at:
+// the canary's (vars.Workload) and stable's (vars.StableWorkload). It never
+// fails: what goes wrong is the Check's Error outcome and message, and the
+// rollout holds. A measured Check has a Reading and no outcome yet: the
+// decision core judges it against the evidence so far.
+func MeasureCounters(ctx context.Context, q Querier, m Metric, vars Vars, at time.Time) Check {
+	c := Check{Metric: m.Name, At: at}
+	var errs []error
+	t := compileComparison(m, func(field string, err error) { errs = append(errs, &FieldError{Field: field, Err: err}) })
+	if err := errors.Join(errs...); err != nil {
+		c.Outcome, c.Message = Error, fmt.Sprintf("%s: invalid comparison: %v", m.Name, err)
+		return c
+	}
+	var r Reading
+	for _, s := range []struct {
+		side     string
+		workload string
+		into     *sequential.Counts
+	}{{"canary", vars.Workload, &r.Canary}, {"stable", vars.StableWorkload, &r.Stable}} {
+		v := vars
+		v.Workload = s.workload
+		counts, query, err := t.measure(ctx, q, v, at)
+		if c.Query == "" {
+			c.Query = query
+		}
+		if err != nil {
+			c.Outcome, c.Message = Error, fmt.Sprintf("%s: cannot read the %s's counters: %v", m.Name, s.side, err)
+			return c
+		}
+		*s.into = counts
+	}
+	c.Reading = &r
+	return c
+}
+
+// measure reads one side's counters. It returns the requests query, for
+// the decision log.
+func (t comparisonTemplates) measure(ctx context.Context, q Querier, v Vars, at time.Time) (sequential.Counts, string, error) {
+	var out sequential.Counts
+	query, err := t.requests.Render(v)
+	if err != nil {
+		return out, "", err
+	}
+	if out.Requests, err = counter(ctx, q, query, at); err != nil {
+		return out, query, err
+	}
+	if out.Requests == 0 {
+		return out, query, nil // nothing served: nothing bad either
+	}
+	if t.bad != nil {
+		badQuery, err := t.bad.Render(v)
+		if err != nil {
+			return out, query, err
+		}
+		out.Bad, err = counter(ctx, q, badQuery, at)
+		return out, query, err
+	}
+	goodQuery, err := t.good.Render(v)
+	if err != nil {
+		return out, query, err
+	}
+	good, err := counter(ctx, q, goodQuery, at)
+	if errors.Is(err, ErrNoData) {
+		return out, query, fmt.Errorf("query %q: no series: the histogram has no bucket at this bound", goodQuery)
+	}
+	if err != nil {
+		return out, query, err
+	}
+	if good > out.Requests {
+		return out, query, fmt.Errorf("%g good of %g requests: the counters disagree", good, out.Requests)
+	}
+	out.Bad = out.Requests - good
+	return out, query, nil
+}
+
+// counter runs one counter query: a finite count, zero or more.
+func counter(ctx context.Context, q Querier, query string, at time.Time) (float64, error) {
+	v, err := q.Query(ctx, query, at)
+	if err != nil {
+		return 0, err
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return 0, fmt.Errorf("query %q: %v is not a count", query, v)
+	}
+	return v, nil
+}

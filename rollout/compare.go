@@ -1,0 +1,298 @@
+package rollout
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/sequential"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/webhooks"
+)
+
+// Comparisons with stable are judged at every look, not once a round:
+// their evidence accumulates from the canary's first request, across
+// looks and steps, and stays valid however often it is examined
+// (analysis/sequential). So a look every LookInterval reads both sides'
+// counters and can roll a canary back the moment it is shown worse, and,
+// with EarlyPromotion, promote it the moment every comparison shows it no
+// worse than its margin. Threshold checks keep their rounds.
+//
+// A look's verdicts, per comparison:
+//   - Fail: shown worse than stable at level alpha/k (k comparisons share
+//     alpha). The canary is rolled back at once; failureLimit is for
+//     threshold checks, whose single rounds can be wrong by chance.
+//   - Pass: shown no worse than stable plus the margin.
+//   - Inconclusive: neither yet. Steps still advance on their rounds, but
+//     the last one promotes only once every comparison passes.
+//   - Error: the counters could not be read, or went down (a pod
+//     restarted): the look holds, the evidence so far is kept, and the
+//     next look counts from the new counters.
+
+// promotionLevel bounds the probability that the comparisons show a
+// canary exactly at its margin no worse than it (and so promote it).
+// Alpha, a policy's, bounds false rollbacks, which cost a team a good
+// release; a canary at its margin is by definition one the team accepts,
+// and one worse than it is the Worse test's to catch. A 95% bound needs
+// about two thirds of the evidence a 99% one does.
+//
+// The two questions split their levels differently among k comparisons.
+// "Worse" rolls back if any comparison says so, so each asks at alpha/k
+// (Bonferroni). "No worse" promotes only if every comparison says so: an
+// intersection-union test, whose level is each part's, with no split
+// (Berger, "Multiparameter hypothesis testing and acceptance sampling",
+// Technometrics 1982).
+const promotionLevel = 0.05
+
+// lookDue is when the comparisons next read counters (zero without any).
+func (d *decider) lookDue() time.Time {
+	if len(d.in.Policy.Comparisons()) == 0 {
+		return time.Time{}
+	}
+	if d.st.LastLookAt == nil || d.st.StepStartedAt != nil && d.st.LastLookAt.Before(d.st.StepStartedAt) && len(d.st.Evidence) == 0 {
+		return d.in.Now // the first look sets the baseline
+	}
+	return d.st.LastLookAt.Add(d.in.Policy.LookInterval)
+}
+
+// look judges the comparisons between rounds.
+func (d *decider) look() {
+	if len(d.in.Checks) == 0 {
+		d.needChecks = true
+		d.measure = d.in.Policy.Comparisons()
+		return
+	}
+	checks, failed := d.observeAll(d.in.Checks)
+	if len(failed) > 0 {
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), describeComparisons(failed)), checks)
+		return
+	}
+	if d.promoteEarly(checks, false) {
+		return
+	}
+	d.st.Message = fmt.Sprintf("%s: %s", d.where(), describeComparisons(checks))
+	d.after(d.in.Policy.LookInterval)
+}
+
+// observeAll takes a look's comparison checks into evidence and judges
+// them; other checks pass through unchanged. It returns every check, and
+// the comparisons that showed the canary worse.
+func (d *decider) observeAll(checks []analysis.Check) (out, failed []analysis.Check) {
+	comparisons := d.in.Policy.Comparisons()
+	if len(comparisons) == 0 {
+		return checks, nil
+	}
+	t := d.now()
+	d.st.LastLookAt = &t
+	out = make([]analysis.Check, 0, len(checks))
+	for _, c := range checks {
+		if m, ok := metricNamed(comparisons, c.Metric); ok {
+			c = d.observe(c, m, len(comparisons))
+			if c.Outcome == analysis.Fail {
+				failed = append(failed, c)
+			}
+		}
+		out = append(out, c)
+	}
+	return out, failed
+}
+
+func metricNamed(ms []analysis.Metric, name string) (analysis.Metric, bool) {
+	for _, m := range ms {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return analysis.Metric{}, false
+}
+
+// evidence returns the status's evidence for a comparison, nil if none.
+func (d *decider) evidence(metric string) *v1alpha1.Evidence {
+	for i := range d.st.Evidence {
+		if d.st.Evidence[i].Metric == metric {
+			return &d.st.Evidence[i]
+		}
+	}
+	return nil
+}
+
+// observe takes one comparison's reading into its evidence and judges it.
+func (d *decider) observe(c analysis.Check, m analysis.Metric, k int) analysis.Check {
+	alpha := d.in.Policy.Alpha / float64(k)
+	if c.Outcome == analysis.Error || c.Reading == nil {
+		if c.Outcome == "" {
+			c.Outcome, c.Message = analysis.Error, m.Name+": no counters were read"
+		}
+		return c
+	}
+	r := *c.Reading
+	ev := d.evidence(m.Name)
+	first := ev == nil
+	if first {
+		d.st.Evidence = append(d.st.Evidence, v1alpha1.Evidence{Metric: m.Name})
+		ev = &d.st.Evidence[len(d.st.Evidence)-1]
+	}
+	look := sequential.Look{
+		CanaryRequests: r.Canary.Requests - ev.Last.Canary.Requests, CanaryBad: r.Canary.Bad - ev.Last.Canary.Bad,
+		StableRequests: r.Stable.Requests - ev.Last.Stable.Requests, StableBad: r.Stable.Bad - ev.Last.Stable.Bad,
+	}
+	switch err := look.Check(); {
+	case first:
+		// The counters from here on are this revision's: a baseline,
+		// from which the next look counts.
+		ev.Last = r
+		c.Outcome, c.Message = analysis.NotEnoughData, fmt.Sprintf("%s: counters read; the evidence counts from the next look", m.Name)
+		return c
+	case err != nil:
+		// A counter that goes down is a restart (or a broken series):
+		// nothing is learnt from this look, and the next one counts from
+		// here. What was learnt before stays.
+		ev.Last = r
+		c.Outcome, c.Message = analysis.Error, fmt.Sprintf("%s: %v since the last look: measuring again from these counters; the evidence so far is kept", m.Name, err)
+		return c
+	default:
+		if err := ev.Worse.Observe(look); err != nil {
+			ev.Worse = sequential.Worse{} // another grid: start over rather than mix
+			c.Outcome, c.Message = analysis.Error, fmt.Sprintf("%s: %v: evidence restarted", m.Name, err)
+			return c
+		}
+		ev.Canary.Requests += look.CanaryRequests
+		ev.Canary.Bad += look.CanaryBad
+		ev.Stable.Requests += look.StableRequests
+		ev.Stable.Bad += look.StableBad
+		ev.Last = r
+		ev.Looks++
+	}
+	rate := ev.Canary.Rate()
+	c.Value, c.Samples = &rate, int64(ev.Canary.Requests)
+	margin := m.Compare.MaxIncrease
+	switch {
+	case ev.Canary.Requests == 0:
+		// Nothing is known of a canary that has served nothing: no step
+		// moves on for it.
+		c.Outcome, c.Message = analysis.NotEnoughData, fmt.Sprintf("%s: the canary has served no request since the first look", m.Name)
+	case ev.Worse.Shown(alpha):
+		c.Outcome = analysis.Fail
+		c.Message = fmt.Sprintf("%s worse: %s", m.Name, explain(ev, margin, alpha))
+	case sequential.NoWorse(ev.Canary, ev.Stable, margin, promotionLevel):
+		c.Outcome = analysis.Pass
+		c.Message = fmt.Sprintf("%s no worse than stable + %s: %s", m.Name, analysis.FormatPoints(margin), explain(ev, margin, alpha))
+	default:
+		c.Outcome = analysis.Inconclusive
+		c.Message = fmt.Sprintf("%s: cannot tell yet: %s", m.Name, explain(ev, margin, alpha))
+	}
+	return c
+}
+
+// explain says what a comparison knows: each side's rate with its bounds,
+// the canary's requests, the margin, and the evidence that it is worse
+// against the level that would roll it back.
+func explain(ev *v1alpha1.Evidence, margin, alpha float64) string {
+	cLo, cHi := sequential.Bounds(ev.Canary, alpha, sequential.DefaultPrior)
+	sLo, sHi := sequential.Bounds(ev.Stable, alpha, sequential.DefaultPrior)
+	e := ev.Worse.E()
+	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin +%s, evidence %.3g (rolled back at %.3g, alpha %g)",
+		pct(ev.Canary.Rate()), pct(cLo), pct(cHi), pct(ev.Stable.Rate()), pct(sLo), pct(sHi), ev.Canary.Requests, analysis.FormatPoints(margin), e, 1/alpha, alpha)
+}
+
+// pct writes a rate as a percentage with two significant digits, and
+// no exponent: "7.4%", "0.52%", "100%".
+func pct(r float64) string {
+	p := 100 * r
+	switch {
+	case p == 0:
+		return "0%"
+	case p >= 10:
+		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+	case p >= 1:
+		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+	}
+	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
+// describeComparisons joins comparison checks' messages.
+func describeComparisons(checks []analysis.Check) string {
+	var parts []string
+	for _, c := range checks {
+		if c.Message != "" {
+			parts = append(parts, c.Message)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// comparisonsPending are the comparisons that have not shown the canary no
+// worse: a promotion waits for them.
+func (d *decider) comparisonsPending(checks []analysis.Check) []analysis.Check {
+	var out []analysis.Check
+	for _, c := range checks {
+		if _, ok := metricNamed(d.in.Policy.Comparisons(), c.Metric); ok && c.Outcome != analysis.Pass {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// promoteEarly moves on from a look or round once every comparison shows
+// the canary no worse and the threshold checks passed (in this round, or
+// there are none): at the last step, once it has served its interval (its
+// MinStepDuration with EarlyPromotion), which promotes; before it, only
+// with EarlyPromotion, after MinStepDuration, skipping the remaining steps.
+// The confirm-promotion gate, if any, must be open. It reports whether the
+// decision is complete.
+func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) bool {
+	p := d.in.Policy
+	if len(p.Comparisons()) == 0 || !thresholdsPassed && len(p.Comparisons()) != len(p.Metrics) || len(d.comparisonsPending(checks)) > 0 {
+		return false
+	}
+	last := int(d.st.Step)+1 >= len(d.st.Steps)
+	least := p.Interval
+	if p.EarlyPromotion {
+		least = p.MinStepDuration
+	}
+	if !last && !p.EarlyPromotion || d.st.StepStartedAt == nil || d.in.Now.Sub(d.st.StepStartedAt.Time) < least {
+		return false
+	}
+	if !d.flagsAllowMove() {
+		return false
+	}
+	open, decided := d.gate(webhooks.ConfirmPromotion)
+	if decided || !open {
+		return decided
+	}
+	why := fmt.Sprintf("%s: every comparison shows the canary no worse: %s", d.where(), describeComparisons(checks))
+	if !last {
+		why += "; promoting early"
+	}
+	d.startPromotion(why, checks)
+	return true
+}
+
+// deadline acts when a revision has gone without a verdict for the
+// policy's analysis deadline (every policy file sets one; zero, in a
+// policy built in code, is none). It reports whether the decision is
+// complete.
+func (d *decider) deadline() bool {
+	p := d.in.Policy
+	if p.AnalysisDeadline <= 0 || d.st.RevisionStartedAt == nil || d.st.StepPassed || d.in.Now.Before(d.st.RevisionStartedAt.Add(p.AnalysisDeadline)) {
+		return false
+	}
+	why := fmt.Sprintf("no verdict within the analysis deadline (%s)", p.AnalysisDeadline)
+	if m := d.st.Message; m != "" {
+		why += ": " + m
+	}
+	switch p.OnInsufficientEvidence {
+	case OnInsufficientRollback:
+		d.rollback(v1alpha1.VerdictRollback, why+"; the policy rolls back", nil)
+		return true
+	case OnInsufficientPromote:
+		d.startPromotion(why+"; the policy promotes", nil)
+		return true
+	}
+	if d.st.Hold == nil || d.st.Hold.Reason != v1alpha1.HoldInsufficientEvidence {
+		d.hold(v1alpha1.HoldInsufficientEvidence, why+"; holding until a person decides or the evidence does")
+	}
+	return false
+}

@@ -1,0 +1,200 @@
+package rollout
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/sequential"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// comparing is a Flight at its first step under a policy that judges the
+// error rate against stable (margin 1 point), looking every 10 s.
+func comparing(now time.Time) Input {
+	in := atStep(now, 0)
+	started := metav1.NewTime(now) // the step starts now: its round is in a minute
+	in.Status.StepStartedAt = &started
+	p := *in.Policy
+	p.Metrics = []analysis.Metric{{Name: analysis.ErrorRate, Interval: time.Minute, Compare: &analysis.Comparison{MaxIncrease: 0.01}}}
+	p.Alpha, p.LookInterval, p.MinStepDuration, p.AnalysisDeadline, p.OnInsufficientEvidence = 0.01, 10*time.Second, time.Minute, 2*time.Hour, OnInsufficientHold
+	in.Policy = &p
+	return in
+}
+
+// reading is an error-rate check carrying both sides' cumulative counters.
+func reading(canaryReq, canaryBad, stableReq, stableBad float64) []analysis.Check {
+	return []analysis.Check{{Metric: analysis.ErrorRate, Reading: &analysis.Reading{
+		Canary: sequential.Counts{Requests: canaryReq, Bad: canaryBad},
+		Stable: sequential.Counts{Requests: stableReq, Bad: stableBad},
+	}}}
+}
+
+// look runs Decide twice, as the engine does when it asks for checks.
+func look(t *testing.T, in Input, checks []analysis.Check) Decision {
+	t.Helper()
+	d := Decide(in)
+	if !d.NeedChecks {
+		t.Fatalf("no measurement asked for: %+v", d.Status)
+	}
+	if len(d.Measure) == 0 || d.Measure[0].Name != analysis.ErrorRate {
+		t.Fatalf("asked to measure %+v, want the error-rate comparison", d.Measure)
+	}
+	in.Checks = checks
+	return Decide(in)
+}
+
+func TestACanaryShownWorseIsRolledBackAtALookBetweenRounds(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	// The first look sets the baseline.
+	d := look(t, in, reading(100, 0, 900, 5))
+	if d.Status.Phase != v1alpha1.PhaseProgressing || len(d.Status.Evidence) != 1 || d.Status.Evidence[0].Last.Canary.Requests != 100 {
+		t.Fatalf("first look: phase %s, evidence %+v; want progressing with a baseline", d.Status.Phase, d.Status.Evidence)
+	}
+	if d.RequeueAfter != 10*time.Second {
+		t.Errorf("next look in %s, want 10s", d.RequeueAfter)
+	}
+	// 10 s later, long before the round: 40 canary requests, 12 failed;
+	// stable 360, 2 failed.
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+	d = look(t, in, reading(140, 12, 1260, 7))
+	if d.Status.Phase != v1alpha1.PhaseRolledBack {
+		t.Fatalf("phase %s (%s), want rolled back", d.Status.Phase, d.Status.Message)
+	}
+	for _, want := range []string{"error-rate worse", "canary 30% [", "vs stable 0.56% [", "40 canary requests", "margin +1 pt", "alpha 0.01"} {
+		if !strings.Contains(d.Status.Message, want) {
+			t.Errorf("message %q lacks %q", d.Status.Message, want)
+		}
+	}
+}
+
+func TestAnEqualCanaryWalksItsStepsAndIsPromotedOnceShownNoWorse(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	d := look(t, in, reading(0, 0, 0, 0)) // the baseline
+	// The round: equal rates, inconclusive, which does not hold an
+	// intermediate step.
+	in.Status, in.Now = d.Status, now.Add(time.Minute)
+	d = look(t, in, reading(600, 3, 5400, 27))
+	if d.Status.Step != 1 || d.Status.CanaryWeight != 50 {
+		t.Fatalf("step %d at %d%% (%s), want step 2 at 50%%", d.Status.Step, d.Status.CanaryWeight, d.Status.Message)
+	}
+	in.Weights = traffic.Weights{Stable: 50, Canary: 50} // as the decision set them
+	// The last step's round: still inconclusive, so no promotion: a hold
+	// that says how much is known.
+	in.Status, in.Now = d.Status, now.Add(2*time.Minute)
+	d = look(t, in, reading(800, 4, 5600, 28))
+	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldInconclusive ||
+		!strings.Contains(d.Status.Message, "promotion waits until every comparison shows the canary no worse") ||
+		!strings.Contains(d.Status.Message, "cannot tell yet") {
+		t.Fatalf("phase %s, hold %+v, message %q; want held inconclusive", d.Status.Phase, d.Status.Hold, d.Status.Message)
+	}
+	// Plenty of evidence at equal rates, at the next look: promoted.
+	in.Status, in.Now = d.Status, now.Add(2*time.Minute+10*time.Second)
+	d = look(t, in, reading(20800, 104, 25600, 128))
+	if d.Status.Phase != v1alpha1.PhasePromoting {
+		t.Fatalf("phase %s (%s), want promoting", d.Status.Phase, d.Status.Message)
+	}
+}
+
+func TestEarlyPromotionSkipsTheRemainingSteps(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	in.Policy.EarlyPromotion = true
+	in.Policy.MinStepDuration = 30 * time.Second
+	in.Policy.Steps = []int32{10, 25, 50}
+	in.Status.Steps = []int32{10, 25, 50}
+	d := look(t, in, reading(0, 0, 0, 0))
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+	// Shown no worse 10 s in, but the step's minimum is 30 s.
+	d = look(t, in, reading(20000, 100, 180000, 900))
+	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Step != 0 {
+		t.Fatalf("promoted before the step's minimum: %s step %d", d.Status.Phase, d.Status.Step)
+	}
+	in.Status, in.Now = d.Status, now.Add(30*time.Second)
+	d = look(t, in, reading(20100, 100, 181000, 905))
+	if d.Status.Phase != v1alpha1.PhasePromoting || !strings.Contains(d.Status.Message, "promoting early") {
+		t.Fatalf("phase %s (%s), want promoting early", d.Status.Phase, d.Status.Message)
+	}
+}
+
+func TestACounterThatGoesDownHoldsOneLookAndKeepsTheEvidence(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	d := look(t, in, reading(100, 0, 900, 5))
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+	d = look(t, in, reading(200, 1, 1800, 10))
+	before := d.Status.Evidence[0]
+	// A canary pod restarted: its counter went down.
+	in.Status, in.Now = d.Status, now.Add(20*time.Second)
+	d = look(t, in, reading(30, 0, 2700, 15))
+	ev := d.Status.Evidence[0]
+	if ev.Canary != before.Canary || ev.Looks != before.Looks || ev.Last.Canary.Requests != 30 {
+		t.Fatalf("evidence %+v after the reset, want %+v kept and counting from 30", ev, before)
+	}
+	if !strings.Contains(d.Status.Message, "went down") {
+		t.Errorf("message %q does not say the counter went down", d.Status.Message)
+	}
+	// The next look counts from the new counters.
+	in.Status, in.Now = d.Status, now.Add(30*time.Second)
+	d = look(t, in, reading(130, 1, 3600, 20))
+	if got := d.Status.Evidence[0].Canary.Requests; got != before.Canary.Requests+100 {
+		t.Errorf("canary requests %g, want %g", got, before.Canary.Requests+100)
+	}
+}
+
+func TestAnOutageHoldsAndTheEvidenceFromBeforeCountsAfter(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	d := look(t, in, reading(100, 0, 900, 5))
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+	d = look(t, in, reading(200, 1, 1800, 10))
+	// Prometheus down for the next look.
+	in.Status, in.Now = d.Status, now.Add(20*time.Second)
+	d = look(t, in, []analysis.Check{{Metric: analysis.ErrorRate, Outcome: analysis.Error, Message: "error-rate: cannot read the canary's counters: prometheus cannot be reached"}})
+	if d.Status.Phase != v1alpha1.PhaseProgressing || !strings.Contains(d.Status.Message, "prometheus cannot be reached") {
+		t.Fatalf("phase %s, message %q; want progressing, saying why it cannot measure", d.Status.Phase, d.Status.Message)
+	}
+	// Back: the increments since the last good look count.
+	in.Status, in.Now = d.Status, now.Add(30*time.Second)
+	d = look(t, in, reading(400, 2, 3600, 20))
+	if got := d.Status.Evidence[0].Canary.Requests; got != 300 {
+		t.Errorf("canary requests %g, want 300 (100 before the outage, 200 through it)", got)
+	}
+}
+
+func TestTheAnalysisDeadlineDoesWhatThePolicySays(t *testing.T) {
+	now := epoch.Add(3 * time.Hour)
+	for _, tc := range []struct {
+		on        string
+		wantPhase v1alpha1.Phase
+		wantHold  string
+	}{
+		{OnInsufficientHold, v1alpha1.PhaseProgressing, v1alpha1.HoldInsufficientEvidence},
+		{OnInsufficientRollback, v1alpha1.PhaseRolledBack, ""},
+		{OnInsufficientPromote, v1alpha1.PhasePromoting, ""},
+	} {
+		t.Run(tc.on, func(t *testing.T) {
+			in := comparing(now)
+			in.Policy.OnInsufficientEvidence = tc.on
+			started := metav1.NewTime(now.Add(-2*time.Hour - time.Second))
+			in.Status.RevisionStartedAt = &started
+			d := Decide(in)
+			if d.NeedChecks {
+				in.Checks = reading(10, 0, 90, 0)
+				d = Decide(in)
+			}
+			if d.Status.Phase != tc.wantPhase {
+				t.Fatalf("phase %s (%s), want %s", d.Status.Phase, d.Status.Message, tc.wantPhase)
+			}
+			if tc.wantHold != "" && (d.Status.Hold == nil || d.Status.Hold.Reason != tc.wantHold || !strings.Contains(d.Status.Hold.Message, "no verdict within the analysis deadline (2h0m0s)")) {
+				t.Errorf("hold %+v, want %s naming the deadline", d.Status.Hold, tc.wantHold)
+			}
+		})
+	}
+}
