@@ -77,7 +77,7 @@ func Bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {
 // bisect finds where cond turns from true (at a) to false (at b), to well
 // below any difference a message shows.
 func bisect(cond func(float64) bool, a, b float64) float64 {
-	for range 80 {
+	for range 60 {
 		mid := (a + b) / 2
 		if mid == a || mid == b {
 			break
@@ -93,9 +93,20 @@ func bisect(cond func(float64) bool, a, b float64) float64 {
 
 // NoWorse reports whether the canary's rate is shown to be at most
 // stable's plus margin, at level alpha: the canary's upper bound is below
-// stable's lower bound plus the margin, each bound at alpha/2.
+// stable's lower bound plus the margin, each bound at alpha/2. (It asks
+// whether that point is above the canary's set, rather than computing the
+// canary's bound: one bisection instead of two, at every look.)
 func NoWorse(canary, stable Counts, margin, alpha float64) bool {
-	_, hiC := Bounds(canary, alpha/2, DefaultPrior)
+	if canary.Requests <= 0 || stable.Requests <= 0 {
+		return false
+	}
 	loS, _ := Bounds(stable, alpha/2, DefaultPrior)
-	return hiC <= loS+margin
+	p := loS + margin
+	switch {
+	case p >= 1:
+		return true
+	case p <= canary.Rate():
+		return false
+	}
+	return logMixture(canary, DefaultPrior, p) >= math.Log(2/alpha)
 }
