@@ -93,6 +93,9 @@ func (m *Metrics) checked(ns, name string, metrics []analysis.Metric, checks []a
 		}
 	}
 	for _, c := range checks {
+		if c.Outcome == "" {
+			continue // a comparison's counters: the decision core judges them
+		}
 		m.checks.WithLabelValues(ns, name, c.Metric, string(c.Outcome)).Inc()
 		if c.Value != nil {
 			m.checkValue.WithLabelValues(ns, name, c.Metric).Set(*c.Value)
