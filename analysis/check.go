@@ -79,6 +79,9 @@ type Check struct {
 	Message   string   `json:"message,omitempty"` // why, for anything but a plain pass
 	// Reading is a comparison's measurement: both sides' counters at At.
 	Reading *Reading `json:"reading,omitempty"`
+	// Compared is what a judged comparison knows, both sides and the
+	// evidence: the structured form of its message.
+	Compared *Compared `json:"compared,omitempty"`
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Format=date-time
@@ -98,5 +101,9 @@ func (in *Check) DeepCopyInto(out *Check) {
 	if in.Reading != nil {
 		r := *in.Reading
 		out.Reading = &r
+	}
+	if in.Compared != nil {
+		c := *in.Compared
+		out.Compared = &c
 	}
 }

@@ -55,6 +55,38 @@ type Reading struct {
 	Stable sequential.Counts `json:"stable"`
 }
 
+// Compared is what a comparison knows after a look, for people and
+// pipelines: each side's rate with its confidence bounds, the margin, and
+// the evidence that the canary is worse against the level that rolls it
+// back. The decision core fills it in; the API, fledgectl, Slack and the
+// engine's metrics show it.
+type Compared struct {
+	Canary Side `json:"canary"`
+	Stable Side `json:"stable"`
+	// MaxIncrease is the margin: how much higher the canary's rate may be.
+	MaxIncrease float64 `json:"maxIncrease"`
+	// Evidence is the e-value that the canary is worse than stable; it is
+	// rolled back once Evidence reaches RollbackAt (1/alpha, alpha being
+	// the policy's shared among its comparisons).
+	Evidence   float64 `json:"evidence"`
+	RollbackAt float64 `json:"rollbackAt"`
+	// Confidence is the bounds' level: 0.99 for [Low, High] at alpha 0.01.
+	Confidence float64 `json:"confidence"`
+	// Looks counts the looks the evidence rests on.
+	Looks int32 `json:"looks"`
+}
+
+// Side is one side's share of bad requests since the canary's first look,
+// with a confidence sequence's bounds: [Low, High] holds the true rate at
+// every look at once, at the Compared's Confidence.
+type Side struct {
+	Requests float64 `json:"requests"`
+	Bad      float64 `json:"bad"`
+	Rate     float64 `json:"rate"`
+	Low      float64 `json:"low"`
+	High     float64 `json:"high"`
+}
+
 // The built-in comparisons' counters. Every query reads a cumulative sum,
 // so that the increments between two looks count every request, the first
 // ones of a new canary's series included (increase() over a range would

@@ -168,6 +168,8 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric, k int) analysis.C
 	rate := ev.Canary.Rate()
 	c.Value, c.Samples = &rate, int64(ev.Canary.Requests)
 	margin := m.Compare.MaxIncrease
+	known := compared(ev, margin, alpha)
+	c.Compared = known
 	switch {
 	case ev.Canary.Requests == 0:
 		// Nothing is known of a canary that has served nothing: no step
@@ -175,26 +177,38 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric, k int) analysis.C
 		c.Outcome, c.Message = analysis.NotEnoughData, fmt.Sprintf("%s: the canary has served no request since the first look", m.Name)
 	case ev.Worse.Shown(alpha):
 		c.Outcome = analysis.Fail
-		c.Message = fmt.Sprintf("%s worse: %s", m.Name, explain(ev, margin, alpha))
+		c.Message = fmt.Sprintf("%s worse: %s", m.Name, explain(known))
 	case sequential.NoWorse(ev.Canary, ev.Stable, margin, promotionLevel):
 		c.Outcome = analysis.Pass
-		c.Message = fmt.Sprintf("%s no worse than stable + %s: %s", m.Name, analysis.FormatPoints(margin), explain(ev, margin, alpha))
+		c.Message = fmt.Sprintf("%s no worse than stable + %s: %s", m.Name, analysis.FormatPoints(margin), explain(known))
 	default:
 		c.Outcome = analysis.Inconclusive
-		c.Message = fmt.Sprintf("%s: cannot tell yet: %s", m.Name, explain(ev, margin, alpha))
+		c.Message = fmt.Sprintf("%s: cannot tell yet: %s", m.Name, explain(known))
 	}
 	return c
 }
 
-// explain says what a comparison knows: each side's rate with its bounds,
-// the canary's requests, the margin, and the evidence that it is worse
-// against the level that would roll it back.
-func explain(ev *v1alpha1.Evidence, margin, alpha float64) string {
-	cLo, cHi := sequential.Bounds(ev.Canary, alpha, sequential.DefaultPrior)
-	sLo, sHi := sequential.Bounds(ev.Stable, alpha, sequential.DefaultPrior)
-	e := ev.Worse.E()
-	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin +%s, evidence %.3g (rolled back at %.3g, alpha %g)",
-		pct(ev.Canary.Rate()), pct(cLo), pct(cHi), pct(ev.Stable.Rate()), pct(sLo), pct(sHi), ev.Canary.Requests, analysis.FormatPoints(margin), e, 1/alpha, alpha)
+// compared is what a comparison knows: each side's rate with its bounds
+// at the level that rolls back, the margin, and the evidence that the
+// canary is worse against that level.
+func compared(ev *v1alpha1.Evidence, margin, alpha float64) *analysis.Compared {
+	side := func(c sequential.Counts) analysis.Side {
+		lo, hi := sequential.Bounds(c, alpha, sequential.DefaultPrior)
+		return analysis.Side{Requests: c.Requests, Bad: c.Bad, Rate: c.Rate(), Low: lo, High: hi}
+	}
+	return &analysis.Compared{
+		Canary: side(ev.Canary), Stable: side(ev.Stable), MaxIncrease: margin,
+		Evidence: ev.Worse.E(), RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
+	}
+}
+
+// explain writes a comparison's knowledge for people: "canary 7.4% [5.1%,
+// 10.3%] vs stable 0.5% [0.4%, 0.6%], 540 canary requests, margin +1 pt,
+// evidence 312 (rolled back at 100, alpha 0.01)".
+func explain(c *analysis.Compared) string {
+	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin +%s, evidence %.3g (rolled back at %.3g, alpha %.2g)",
+		pct(c.Canary.Rate), pct(c.Canary.Low), pct(c.Canary.High), pct(c.Stable.Rate), pct(c.Stable.Low), pct(c.Stable.High),
+		c.Canary.Requests, analysis.FormatPoints(c.MaxIncrease), c.Evidence, c.RollbackAt, 1-c.Confidence)
 }
 
 // pct writes a rate as a percentage with two significant digits, and

@@ -71,6 +71,17 @@ func TestACanaryShownWorseIsRolledBackAtALookBetweenRounds(t *testing.T) {
 			t.Errorf("message %q lacks %q", d.Status.Message, want)
 		}
 	}
+	// The decision log carries the same knowledge, structured.
+	log := d.Status.Decisions[len(d.Status.Decisions)-1]
+	if len(log.Checks) != 1 || log.Checks[0].Compared == nil {
+		t.Fatalf("the rollback's checks %+v carry no comparison", log.Checks)
+	}
+	got := *log.Checks[0].Compared
+	if got.Canary.Requests != 40 || got.Canary.Bad != 12 || got.Stable.Requests != 360 || got.Stable.Bad != 2 ||
+		got.MaxIncrease != 0.01 || got.RollbackAt != 100 || got.Evidence < got.RollbackAt || got.Looks != 1 ||
+		!(got.Canary.Low < 0.3 && 0.3 < got.Canary.High) || got.Stable.High > got.Canary.Low {
+		t.Errorf("compared %+v: want canary 12/40 within its bounds, stable 2/360 below them, evidence at least 100", got)
+	}
 }
 
 func TestAnEqualCanaryWalksItsStepsAndIsPromotedOnceShownNoWorse(t *testing.T) {
