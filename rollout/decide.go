@@ -181,15 +181,17 @@ func Decide(in Input) Decision {
 
 // statusForDecision copies the input status for the decision to change,
 // sharing no memory that Decide writes to: deeply, but for the decision
-// log, which Decide only appends to and whose newest record it may relabel
-// (fields of the copy's own element), never changing a record's checks or
-// flags in place. The log is most of a status; copying it deeply at every
-// look was most of what a decision cost.
+// log. Decide only appends to the log, and relabels or annotates only the
+// records it appended; the copy's log is clipped to its length, so that
+// its first append moves it to an array of its own. Until then the copy's
+// log shares the input's records, which neither side changes: the log is
+// most of a status, and copying it at every look was most of what a
+// decision cost.
 func statusForDecision(in *v1alpha1.FlightStatus) v1alpha1.FlightStatus {
 	rest := *in
 	rest.Decisions = nil
 	st := *rest.DeepCopy()
-	st.Decisions = slices.Clone(in.Decisions)
+	st.Decisions = slices.Clip(in.Decisions)
 	return st
 }
 
@@ -209,6 +211,8 @@ type decider struct {
 	// notifications this decision added.
 	newRecords int
 	newOutbox  []string
+	// cmp caches the policy's comparisons (non-nil once found).
+	cmp []analysis.Metric
 }
 
 func (d *decider) decide() {
@@ -439,12 +443,18 @@ func (d *decider) hold(reason, msg string) {
 
 func (d *decider) record(v v1alpha1.Verdict, msg string, checks []analysis.Check) {
 	d.newRecords++
-	d.st.Decisions = append(d.st.Decisions, v1alpha1.DecisionRecord{
+	rec := v1alpha1.DecisionRecord{
 		At: d.now(), Revision: d.st.CanaryRevision, Step: d.st.Step, Weight: d.st.CanaryWeight,
 		Verdict: v, Message: msg, Checks: checks,
-	})
-	if n := len(d.st.Decisions); n > MaxDecisions {
-		d.st.Decisions = append([]v1alpha1.DecisionRecord(nil), d.st.Decisions[n-MaxDecisions:]...)
+	}
+	if n := len(d.st.Decisions); n >= MaxDecisions {
+		// A full log: the newest MaxDecisions-1 and this one, in an array
+		// of its own (the input's is shared, and never written).
+		log := make([]v1alpha1.DecisionRecord, 0, MaxDecisions)
+		log = append(log, d.st.Decisions[n-MaxDecisions+1:]...)
+		d.st.Decisions = append(log, rec)
+	} else {
+		d.st.Decisions = append(d.st.Decisions, rec)
 	}
 	if v != v1alpha1.VerdictHold {
 		// Holds reach event hooks through hold, once per reason.

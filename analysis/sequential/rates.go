@@ -32,7 +32,20 @@ func (c Counts) Rate() float64 {
 // the likelihood at p. Under a true rate p it is a nonnegative martingale
 // starting at 1, so it exceeds 1/alpha at any time with probability at
 // most alpha; the p it stays below form the confidence sequence.
+//
+// Its value at rate r is marginal(c, p) - loglik(c, r): the first term
+// does not depend on r, so a search over r computes it once.
 func logMixture(c Counts, p Prior, rate float64) float64 {
+	return marginal(c, p) - loglik(c, rate)
+}
+
+// marginal is the log of the prior's average likelihood of the counts.
+func marginal(c Counts, p Prior) float64 {
+	return lbeta(p.A+c.Bad, p.B+c.Requests-c.Bad) - lbeta(p.A, p.B)
+}
+
+// loglik is the log likelihood of the counts at a rate.
+func loglik(c Counts, rate float64) float64 {
 	s, f := c.Bad, c.Requests-c.Bad
 	ll := 0.0
 	if s > 0 {
@@ -41,7 +54,7 @@ func logMixture(c Counts, p Prior, rate float64) float64 {
 	if f > 0 {
 		ll += f * math.Log1p(-rate)
 	}
-	return lbeta(p.A+s, p.B+f) - lbeta(p.A, p.B) - ll
+	return ll
 }
 
 func lbeta(a, b float64) float64 {
@@ -64,20 +77,25 @@ func Bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {
 	// there) and grows without bound towards 0 and 1 unless no event (or
 	// no success) pins that end: the set below the level is an interval
 	// around the estimate, found by bisection on each side.
+	// In the log mixture's terms: r is in the set when
+	// loglik(r) > marginal - level.
+	floor := marginal(c, p) - level
 	lo, hi = 0, 1
 	if c.Bad > 0 {
-		lo = bisect(func(r float64) bool { return logMixture(c, p, r) >= level }, 0, est) // excluded below
+		lo = bisect(func(r float64) bool { return loglik(c, r) <= floor }, 0, est) // excluded below
 	}
 	if c.Bad < c.Requests {
-		hi = bisect(func(r float64) bool { return logMixture(c, p, r) < level }, est, 1) // included below
+		hi = bisect(func(r float64) bool { return loglik(c, r) > floor }, est, 1) // included below
 	}
 	return lo, hi
 }
 
-// bisect finds where cond turns from true (at a) to false (at b), to well
-// below any difference a message shows.
+// bisect finds where cond turns from true (at a) to false (at b), to a
+// millionth of the interval's width: far below any difference a message
+// shows or a verdict turns on, in 20 steps.
 func bisect(cond func(float64) bool, a, b float64) float64 {
-	for range 60 {
+	tol := (b - a) * 1e-6
+	for b-a > tol {
 		mid := (a + b) / 2
 		if mid == a || mid == b {
 			break

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -49,10 +50,23 @@ func main() {
 	rates := flag.String("rates", "0.05,0.2,1,10,100", "total requests per second, comma-separated")
 	seed := flag.Uint64("seed", 1, "the study's seed")
 	horizon := flag.Duration("horizon", 2*time.Hour, "how long a run may last")
+	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sim: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	// Runs allocate little that lives long: collect less often.
 	debug.SetGCPercent(400)
 	if err := run(*runs, *rates, *seed, *horizon); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
