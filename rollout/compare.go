@@ -46,9 +46,20 @@ import (
 // Technometrics 1982).
 const promotionLevel = 0.05
 
+// comparisons are the policy's comparison metrics, found once a decision.
+func (d *decider) comparisons() []analysis.Metric {
+	if d.cmp == nil {
+		d.cmp = d.in.Policy.Comparisons()
+		if d.cmp == nil {
+			d.cmp = []analysis.Metric{}
+		}
+	}
+	return d.cmp
+}
+
 // lookDue is when the comparisons next read counters (zero without any).
 func (d *decider) lookDue() time.Time {
-	if len(d.in.Policy.Comparisons()) == 0 {
+	if len(d.comparisons()) == 0 {
 		return time.Time{}
 	}
 	if d.st.LastLookAt == nil || d.st.StepStartedAt != nil && d.st.LastLookAt.Before(d.st.StepStartedAt) && len(d.st.Evidence) == 0 {
@@ -57,11 +68,40 @@ func (d *decider) lookDue() time.Time {
 	return d.st.LastLookAt.Add(d.in.Policy.LookInterval)
 }
 
+// baseline reads the comparisons' counters just before the canary's first
+// traffic, so that their evidence counts from its first request: a look
+// after it would lose what the canary served until then, which at low
+// traffic is most of what there is to judge by, and at high traffic the
+// bad responses that should have rolled it back sooner. It reports false
+// when it asked for the counters (the decision is then taken again with
+// them). A comparison whose counters cannot be read gets its baseline at
+// its first look instead: traffic does not wait for Prometheus.
+func (d *decider) baseline() bool {
+	if len(d.comparisons()) == 0 || len(d.st.Evidence) > 0 {
+		return true
+	}
+	if len(d.in.Checks) == 0 {
+		d.needChecks = true
+		d.measure = d.comparisons()
+		return false
+	}
+	for _, c := range d.in.Checks {
+		if _, ok := metricNamed(d.comparisons(), c.Metric); ok && c.Reading != nil && c.Outcome != analysis.Error {
+			d.st.Evidence = append(d.st.Evidence, v1alpha1.Evidence{Metric: c.Metric, Last: *c.Reading})
+		}
+	}
+	if len(d.st.Evidence) > 0 {
+		t := d.now()
+		d.st.LastLookAt = &t
+	}
+	return true
+}
+
 // look judges the comparisons between rounds.
 func (d *decider) look() {
 	if len(d.in.Checks) == 0 {
 		d.needChecks = true
-		d.measure = d.in.Policy.Comparisons()
+		d.measure = d.comparisons()
 		return
 	}
 	checks, failed := d.observeAll(d.in.Checks)
@@ -80,7 +120,7 @@ func (d *decider) look() {
 // them; other checks pass through unchanged. It returns every check, and
 // the comparisons that showed the canary worse.
 func (d *decider) observeAll(checks []analysis.Check) (out, failed []analysis.Check) {
-	comparisons := d.in.Policy.Comparisons()
+	comparisons := d.comparisons()
 	if len(comparisons) == 0 {
 		return checks, nil
 	}
@@ -242,7 +282,7 @@ func describeComparisons(checks []analysis.Check) string {
 func (d *decider) comparisonsPending(checks []analysis.Check) []analysis.Check {
 	var out []analysis.Check
 	for _, c := range checks {
-		if _, ok := metricNamed(d.in.Policy.Comparisons(), c.Metric); ok && c.Outcome != analysis.Pass {
+		if _, ok := metricNamed(d.comparisons(), c.Metric); ok && c.Outcome != analysis.Pass {
 			out = append(out, c)
 		}
 	}
@@ -258,7 +298,7 @@ func (d *decider) comparisonsPending(checks []analysis.Check) []analysis.Check {
 // decision is complete.
 func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) bool {
 	p := d.in.Policy
-	if len(p.Comparisons()) == 0 || !thresholdsPassed && len(p.Comparisons()) != len(p.Metrics) || len(d.comparisonsPending(checks)) > 0 {
+	if len(d.comparisons()) == 0 || !thresholdsPassed && len(d.comparisons()) != len(p.Metrics) || len(d.comparisonsPending(checks)) > 0 {
 		return false
 	}
 	last := int(d.st.Step)+1 >= len(d.st.Steps)

@@ -209,3 +209,49 @@ func TestTheAnalysisDeadlineDoesWhatThePolicySays(t *testing.T) {
 		})
 	}
 }
+
+// The counters are read just before the canary's first traffic, so the
+// first look already judges what the canary served since its first
+// request: at low traffic that is most of the evidence there is.
+func TestTheBaselineIsReadBeforeTheFirstTraffic(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	in.Status.Step, in.Status.CanaryWeight, in.Status.StepStartedAt = -1, 0, nil
+	in.Weights = traffic.Weights{Stable: 100}
+	d := Decide(in)
+	if !d.NeedChecks || len(d.Measure) != 1 || len(d.Actions) != 0 {
+		t.Fatalf("ready canary: need checks %v, measure %+v, actions %+v; want the counters asked for before any weight", d.NeedChecks, d.Measure, d.Actions)
+	}
+	in.Checks = reading(0, 0, 5000, 25)
+	d = Decide(in)
+	if d.Status.Step != 0 || d.Status.CanaryWeight != 10 || len(d.Status.Evidence) != 1 || d.Status.Evidence[0].Last.Stable.Requests != 5000 || d.Status.Evidence[0].Looks != 0 {
+		t.Fatalf("step %d at %d%%, evidence %+v; want step 1 at 10%% with the counters as baseline", d.Status.Step, d.Status.CanaryWeight, d.Status.Evidence)
+	}
+	var weighted bool
+	for _, a := range d.Actions {
+		if w, ok := a.(SetWeights); ok && w.Weights.Canary == 10 {
+			weighted = true
+		}
+	}
+	if !weighted {
+		t.Errorf("actions %+v set no 10%% weight", d.Actions)
+	}
+	// The first look counts the canary's first requests: 20 of them, 12
+	// failed, against stable's 180 with 1: rolled back at once.
+	in.Status, in.Checks, in.Now = d.Status, nil, now.Add(10*time.Second)
+	in.Weights = traffic.Weights{Stable: 90, Canary: 10}
+	d = look(t, in, reading(20, 12, 5180, 26))
+	if d.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "20 canary requests") {
+		t.Fatalf("phase %s (%s): want rolled back on the canary's first 20 requests", d.Status.Phase, d.Status.Message)
+	}
+	// Without Prometheus the traffic still starts; the first look reads
+	// the baseline instead.
+	in = comparing(now)
+	in.Status.Step, in.Status.CanaryWeight, in.Status.StepStartedAt = -1, 0, nil
+	in.Weights = traffic.Weights{Stable: 100}
+	in.Checks = []analysis.Check{{Metric: analysis.ErrorRate, Outcome: analysis.Error, Message: "prometheus: connection refused"}}
+	d = Decide(in)
+	if d.Status.Step != 0 || len(d.Status.Evidence) != 0 || d.Status.LastLookAt != nil {
+		t.Errorf("unreadable counters: step %d, evidence %+v, last look %v; want step 1 without a baseline", d.Status.Step, d.Status.Evidence, d.Status.LastLookAt)
+	}
+}

@@ -256,7 +256,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 	d.after(d.in.Policy.Interval)
 	var failed, unmeasured []analysis.Check
 	for _, c := range checks {
-		switch _, comparison := metricNamed(d.in.Policy.Comparisons(), c.Metric); {
+		switch _, comparison := metricNamed(d.comparisons(), c.Metric); {
 		case c.Outcome == analysis.Pass:
 		case c.Outcome == analysis.Fail:
 			failed = append(failed, c)
@@ -368,6 +368,9 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 	if int(d.st.Step)+1 >= len(d.st.Steps) {
 		d.startPromotion(why+"; promoting", checks)
 		return
+	}
+	if d.st.Step < 0 && !d.baseline() {
+		return // the comparisons' counters first
 	}
 	d.st.Step++
 	d.setWeight(d.st.Steps[d.st.Step])
