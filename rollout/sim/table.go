@@ -25,6 +25,7 @@ type Cell struct {
 	Promoted, RolledBack, Held  int
 	MedianToVerdict             time.Duration // of the runs that reached the scenario's expected verdict
 	MeanBad, MeanCanaryRequests float64
+	MedianBad                   float64
 }
 
 // Study is a table's worth of runs: every rule in every scenario at every
@@ -103,6 +104,16 @@ func (s Study) Play() Results {
 	return out
 }
 
+// judged is the first rule's policy with comparisons, nil if none.
+func (s Study) judged() *rollout.Policy {
+	for _, r := range s.Rules {
+		if len(r.Policy.Comparisons()) > 0 {
+			return r.Policy
+		}
+	}
+	return nil
+}
+
 func (s Study) scenario(name string) Scenario {
 	for _, sc := range s.Scenarios {
 		if sc.Name == name {
@@ -133,7 +144,9 @@ func seedOf(seed uint64, parts ...any) uint64 {
 func summarize(runs []Result, want Outcome) Cell {
 	c := Cell{Runs: len(runs)}
 	var times []time.Duration
+	bad := make([]float64, 0, len(runs))
 	for _, r := range runs {
+		bad = append(bad, r.Bad)
 		switch r.Outcome {
 		case Promoted:
 			c.Promoted++
@@ -152,16 +165,21 @@ func summarize(runs []Result, want Outcome) Cell {
 		slices.Sort(times)
 		c.MedianToVerdict = times[len(times)/2]
 	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		c.MedianBad = bad[len(bad)/2]
+	}
 	return c
 }
 
 // Print writes one Markdown table per scenario: a row per rule, a column
 // per traffic level; each cell is "rolled back % / promoted % / held %",
 // then the median time to the verdict the scenario's canary deserves,
-// then, for a canary worse than stable, the mean failed responses it
-// served.
+// then, for a canary worse than stable, the median (and mean) failed
+// responses it served. Under each table: the fewest canary requests any
+// test needs, on average, to reach that verdict (WaldBound).
 func (s Study) Print(out io.Writer, res Results) {
-	fmt.Fprintf(out, "%d runs a cell, %s horizon, seed %d. Each cell: rolled back %% / promoted %% / held %%, @ median minutes to the verdict the canary deserves; for a worse canary, the mean failed responses it served.\n", s.Runs, s.Horizon, s.Seed)
+	fmt.Fprintf(out, "%d runs a cell, %s horizon, seed %d. Each cell: rolled back %% / promoted %% / held %%, @ median minutes to the verdict the canary deserves; for a worse canary, the median (mean) failed responses it served.\n", s.Runs, s.Horizon, s.Seed)
 	for _, sc := range s.Scenarios {
 		fmt.Fprintf(out, "\n### %s\n\n| rule |", sc.Name)
 		for _, r := range s.Rates {
@@ -174,6 +192,9 @@ func (s Study) Print(out io.Writer, res Results) {
 				fmt.Fprintf(out, " %s |", c.format(expected(sc) == RolledBack))
 			}
 			fmt.Fprintln(out)
+		}
+		if n, what := sc.fewestRequests(s.judged()); n > 0 {
+			fmt.Fprintf(out, "\nAny test needs at least %.0f canary requests on average %s (Wald's bound).\n", n, what)
 		}
 	}
 }
@@ -191,7 +212,7 @@ func (c Cell) format(withBad bool) string {
 		s += fmt.Sprintf(" @%.1f", c.MedianToVerdict.Minutes())
 	}
 	if withBad {
-		s += fmt.Sprintf("; %.1f bad", c.MeanBad)
+		s += fmt.Sprintf("; %.0f (%.1f) bad", c.MedianBad, c.MeanBad)
 	}
 	return s
 }
