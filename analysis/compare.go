@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fledgehq/fledge/analysis/sequential"
@@ -46,6 +47,32 @@ type Comparison struct {
 // IsComparison reports whether a metric is judged against stable.
 func (m Metric) IsComparison() bool {
 	return m.Compare != nil || m.Name == ErrorRate || m.Name == Latency
+}
+
+// LatencyBound returns a latency comparison's bound, in milliseconds, and
+// whether the metric is one. A policy comparing the latency distribution
+// at several bounds has one latency comparison per bound, named
+// LatencyAt(bound): a metric with a bound and no counter templates is a
+// latency comparison, whatever its name.
+func (m Metric) LatencyBound() (float64, bool) {
+	c := m.Compare
+	switch {
+	case m.Name == Latency:
+		if c == nil {
+			return 0, true
+		}
+		return c.SlowerThanMs, true
+	case c != nil && c.SlowerThanMs != 0 && c.Requests == "" && c.Bad == "" && m.Name != ErrorRate:
+		return c.SlowerThanMs, true
+	}
+	return 0, false
+}
+
+// LatencyAt names the latency comparison at one of several bounds:
+// "latency-250ms", "latency-1s".
+func LatencyAt(ms float64) string {
+	d := time.Duration(ms * float64(time.Millisecond))
+	return Latency + "-" + strings.ToLower(strings.ReplaceAll(d.String(), ".", "p"))
 }
 
 // Reading is one look at a comparison: both sides' cumulative counters at
@@ -126,8 +153,9 @@ func compileComparison(m Metric, add func(string, error)) comparisonTemplates {
 	if math.IsNaN(c.MaxIncrease) || c.MaxIncrease < 0 || c.MaxIncrease >= 1 {
 		add("maxIncrease", fmt.Errorf("%v: must be at least 0 and below 1 (0.01 is one percentage point)", c.MaxIncrease))
 	}
-	switch m.Name {
-	case ErrorRate, Latency:
+	_, latency := m.LatencyBound()
+	switch {
+	case m.Name == ErrorRate || latency:
 		if c.Requests != "" || c.Bad != "" {
 			add("requests", fmt.Errorf("must be empty: %s is built in", m.Name))
 		}

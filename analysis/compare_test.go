@@ -135,3 +135,31 @@ func TestMeasureCountersAsksNothingMoreOfASideThatServedNothing(t *testing.T) {
 		t.Errorf("check %+v (-want +got):\n%s", c, diff)
 	}
 }
+
+// One bound of the latency distribution is a latency comparison under its
+// own name, reading its own bucket.
+func TestALatencyBoundOfTheDistributionReadsItsBucket(t *testing.T) {
+	m := Metric{Name: LatencyAt(1000), Compare: &Comparison{MaxIncrease: 0.01, SlowerThanMs: 1000}, Interval: time.Minute}
+	if m.Name != "latency-1s" {
+		t.Errorf("name %q, want latency-1s", m.Name)
+	}
+	if err := Validate(m); err != nil {
+		t.Fatal(err)
+	}
+	q := counters(t, map[string]float64{
+		`sum(istio_request_duration_milliseconds_count{` + sel("web-canary") + `}) or vector(0)`: 100,
+		`sum(istio_request_duration_milliseconds_bucket{` + sel("web-canary") + `,le="1000"})`:   90,
+		`sum(istio_request_duration_milliseconds_count{` + sel("web") + `}) or vector(0)`:        1000,
+		`sum(istio_request_duration_milliseconds_bucket{` + sel("web") + `,le="1000"})`:          998,
+	})
+	c := Evaluate(context.Background(), q, m, compareVars, time.Unix(100, 0))
+	want := &Reading{Canary: sequential.Counts{Requests: 100, Bad: 10}, Stable: sequential.Counts{Requests: 1000, Bad: 2}}
+	if diff := cmp.Diff(want, c.Reading); diff != "" {
+		t.Errorf("check %+v (-want +got):\n%s", c, diff)
+	}
+	// A custom comparison is never taken for one: it has counters.
+	custom := Metric{Name: "jobs", Compare: &Comparison{Requests: "sum(a)", Bad: "sum(b)"}}
+	if _, ok := custom.LatencyBound(); ok {
+		t.Error("a custom comparison taken for a latency bound")
+	}
+}

@@ -255,3 +255,48 @@ func TestTheBaselineIsReadBeforeTheFirstTraffic(t *testing.T) {
 		t.Errorf("unreadable counters: step %d, evidence %+v, last look %v; want step 1 without a baseline", d.Status.Step, d.Status.Evidence, d.Status.LastLookAt)
 	}
 }
+
+// A tail regression with an unchanged median: compared at two bounds,
+// the share slower than 100 ms is the same on both sides and the share
+// slower than 1 s is 10x stable's. The tail's comparison rolls the canary
+// back, and says which bound it was.
+func TestATailRegressionIsRolledBackByItsBound(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	ps, err := ParseConfig([]byte(`
+policies:
+  tail:
+    steps: [10, 50]
+    metrics:
+    - {name: latency, slowerThan: [100ms, 1s]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Policy.Metrics = ps["tail"].Metrics
+	at := func(mid, tail [4]float64) []analysis.Check {
+		out := []analysis.Check{}
+		for _, c := range []struct {
+			name string
+			v    [4]float64
+		}{{"latency-100ms", mid}, {"latency-1s", tail}} {
+			out = append(out, analysis.Check{Metric: c.name, Reading: &analysis.Reading{
+				Canary: sequential.Counts{Requests: c.v[0], Bad: c.v[1]}, Stable: sequential.Counts{Requests: c.v[2], Bad: c.v[3]}}})
+		}
+		return out
+	}
+	d := Decide(in)
+	if !d.NeedChecks || len(d.Measure) != 2 {
+		t.Fatalf("measure %+v, want both bounds", d.Measure)
+	}
+	in.Checks = at([4]float64{0, 0, 0, 0}, [4]float64{0, 0, 0, 0})
+	d = Decide(in)
+	in.Status, in.Now, in.Checks = d.Status, now.Add(10*time.Second), nil
+	// 1,000 canary requests: 100 slower than 100 ms (as stable's 10%), 20
+	// slower than 1 s (stable: 0.2%).
+	in.Checks = at([4]float64{1000, 100, 9000, 900}, [4]float64{1000, 20, 9000, 18})
+	d = Decide(in)
+	if d.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "latency-1s worse") || strings.Contains(d.Status.Message, "latency-100ms worse") {
+		t.Fatalf("phase %s (%s), want rolled back by latency-1s alone", d.Status.Phase, d.Status.Message)
+	}
+}

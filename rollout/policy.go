@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -107,11 +108,39 @@ type MetricSpec struct {
 	// Comparisons with stable: the built-ins error-rate and latency, or a
 	// custom one given by its Requests and Bad counter templates.
 	// MaxIncrease is the margin (default 0.01, one percentage point);
-	// SlowerThan is latency's bound, one of the histogram's buckets.
-	MaxIncrease *float64        `json:"maxIncrease,omitempty"`
-	SlowerThan  metav1.Duration `json:"slowerThan,omitempty"`
+	// SlowerThan is latency's bound, one of the histogram's buckets, or
+	// several ([100ms, 250ms, 1s]) to compare the distribution at each.
+	MaxIncrease *float64 `json:"maxIncrease,omitempty"`
+	SlowerThan  Bounds   `json:"slowerThan,omitempty"`
 	Requests    string          `json:"requests,omitempty"`
 	Bad         string          `json:"bad,omitempty"`
+}
+
+// Bounds are latency bounds as a policy writes them: one duration
+// ("250ms") or a list of them ([100ms, 250ms, 1s]).
+type Bounds []metav1.Duration
+
+// UnmarshalJSON reads one duration or a list.
+func (b *Bounds) UnmarshalJSON(data []byte) error {
+	var one metav1.Duration
+	if err := json.Unmarshal(data, &one); err == nil {
+		*b = Bounds{one}
+		return nil
+	}
+	var many []metav1.Duration
+	if err := json.Unmarshal(data, &many); err != nil {
+		return fmt.Errorf("slowerThan: %s is neither a duration (\"250ms\") nor a list of them", data)
+	}
+	*b = many
+	return nil
+}
+
+// MarshalJSON writes one bound as a duration, several as a list.
+func (b Bounds) MarshalJSON() ([]byte, error) {
+	if len(b) == 1 {
+		return json.Marshal(b[0])
+	}
+	return json.Marshal([]metav1.Duration(b))
 }
 
 // isComparison reports whether a metric as written is a comparison.
@@ -279,27 +308,54 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 			Min: ms.Min, Max: ms.Max, MinSamples: ms.MinSamples,
 			Interval: orDefault(ms.Interval.Duration, p.Interval),
 		}
+		var bounds []float64
+		for _, b := range ms.SlowerThan {
+			bounds = append(bounds, float64(b.Duration)/float64(time.Millisecond))
+		}
 		if ms.isComparison() {
-			m.Compare = &analysis.Comparison{MaxIncrease: defaultMaxIncrease, SlowerThanMs: float64(ms.SlowerThan.Duration) / float64(time.Millisecond), Requests: ms.Requests, Bad: ms.Bad}
+			m.Compare = &analysis.Comparison{MaxIncrease: defaultMaxIncrease, Requests: ms.Requests, Bad: ms.Bad}
+			if len(bounds) == 1 {
+				m.Compare.SlowerThanMs = bounds[0]
+			}
 			if ms.MaxIncrease != nil {
 				m.Compare.MaxIncrease = *ms.MaxIncrease
 			}
-		} else if ms.MaxIncrease != nil || ms.SlowerThan.Duration != 0 {
+		} else if ms.MaxIncrease != nil || len(bounds) > 0 {
 			field(fmt.Sprintf("metrics[%d].maxIncrease", i), "only comparisons (error-rate, latency, or requests and bad) have a margin or a bound")
 		}
-		if seen[ms.Name] {
-			field(fmt.Sprintf("metrics[%d].name", i), "%q appears twice", ms.Name)
-		}
-		seen[ms.Name] = true
-		for _, err := range splitJoined(validateMetric(m)) {
-			var fe *analysis.FieldError
-			if errors.As(err, &fe) {
-				field(fmt.Sprintf("metrics[%d].%s", i, fe.Field), "%v", fe.Err)
-			} else {
-				field(fmt.Sprintf("metrics[%d]", i), "%v", err)
+		// The latency distribution, compared at several bounds: one
+		// comparison per bound, each with its own evidence and verdict.
+		each := []analysis.Metric{m}
+		if len(bounds) > 1 && ms.Name == analysis.Latency {
+			each = each[:0]
+			for j, b := range bounds {
+				c := *m.Compare
+				c.SlowerThanMs = b
+				one := m
+				one.Name, one.Compare = analysis.LatencyAt(b), &c
+				if j > 0 && b <= bounds[j-1] {
+					field(fmt.Sprintf("metrics[%d].slowerThan[%d]", i, j), "%s: the bounds must increase", ms.SlowerThan[j].Duration)
+				}
+				each = append(each, one)
 			}
+		} else if len(bounds) > 1 {
+			field(fmt.Sprintf("metrics[%d].slowerThan", i), "only the latency comparison has bounds")
 		}
-		p.Metrics = append(p.Metrics, m)
+		for _, m := range each {
+			if seen[m.Name] {
+				field(fmt.Sprintf("metrics[%d].name", i), "%q appears twice", m.Name)
+			}
+			seen[m.Name] = true
+			for _, err := range splitJoined(validateMetric(m)) {
+				var fe *analysis.FieldError
+				if errors.As(err, &fe) {
+					field(fmt.Sprintf("metrics[%d].%s", i, fe.Field), "%v", fe.Err)
+				} else {
+					field(fmt.Sprintf("metrics[%d]", i), "%v", err)
+				}
+			}
+			p.Metrics = append(p.Metrics, m)
+		}
 	}
 	buildJudgement(s, p, field)
 	p.Hooks = buildHooks(s.Webhooks, field)

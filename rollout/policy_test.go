@@ -286,3 +286,65 @@ policies:
 		t.Errorf("judgement settings %+v", p)
 	}
 }
+
+// The latency distribution compared at several bounds is one comparison
+// per bound, each named for its bound; bounds must increase, and only the
+// latency comparison has several.
+func TestParseConfigSplitsTheLatencyDistributionIntoOneComparisonPerBound(t *testing.T) {
+	got, err := ParseConfig([]byte(`
+policies:
+  tail:
+    steps: [10, 50]
+    metrics:
+    - {name: latency, slowerThan: [100ms, 250ms, 1s], maxIncrease: 0.005}
+    - {name: error-rate, slowerThan: 250ms}
+`))
+	if err == nil || !strings.Contains(err.Error(), "metrics[1].slowerThan: only the latency comparison has a bound") {
+		t.Errorf("a bound on error-rate: %v, want refused naming metrics[1].slowerThan", err)
+	}
+	got, err = ParseConfig([]byte(`
+policies:
+  tail:
+    steps: [10, 50]
+    metrics:
+    - {name: latency, slowerThan: [100ms, 250ms, 1s], maxIncrease: 0.005}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []analysis.Metric
+	for _, b := range []struct {
+		name string
+		ms   float64
+	}{{"latency-100ms", 100}, {"latency-250ms", 250}, {"latency-1s", 1000}} {
+		want = append(want, analysis.Metric{Name: b.name, Interval: time.Minute, Compare: &analysis.Comparison{MaxIncrease: 0.005, SlowerThanMs: b.ms}})
+	}
+	if diff := cmp.Diff(want, got["tail"].Comparisons()); diff != "" {
+		t.Errorf("comparisons (-want +got):\n%s", diff)
+	}
+	for _, m := range got["tail"].Comparisons() {
+		if ms, ok := m.LatencyBound(); !ok || ms != m.Compare.SlowerThanMs {
+			t.Errorf("%s: LatencyBound %v %v, want a latency comparison at %v", m.Name, ms, ok, m.Compare.SlowerThanMs)
+		}
+	}
+	_, err = ParseConfig([]byte(`
+policies:
+  tail:
+    steps: [10, 50]
+    metrics:
+    - {name: latency, slowerThan: [250ms, 100ms]}
+`))
+	if err == nil || !strings.Contains(err.Error(), "metrics[0].slowerThan[1]: 100ms: the bounds must increase") {
+		t.Errorf("decreasing bounds: %v, want refused naming metrics[0].slowerThan[1]", err)
+	}
+	_, err = ParseConfig([]byte(`
+policies:
+  tail:
+    steps: [10, 50]
+    metrics:
+    - {name: latency, slowerThan: {a: 1}}
+`))
+	if err == nil || !strings.Contains(err.Error(), "slowerThan") {
+		t.Errorf("a map for slowerThan: %v, want refused naming slowerThan", err)
+	}
+}

@@ -42,8 +42,9 @@ func (sc Scenario) fewestRequests(p *rollout.Policy) (float64, string) {
 		switch {
 		case m.Name == analysis.ErrorRate:
 			each = append(each, rates{sc.StableErrors, math.Min(1, sc.StableErrors*sc.CanaryErrorFactor), m.Compare.MaxIncrease})
-		case m.Name == analysis.Latency && m.Compare != nil:
-			each = append(each, rates{sc.Stable.slowerShare(m.Compare.SlowerThanMs), sc.Canary.slowerShare(m.Compare.SlowerThanMs), m.Compare.MaxIncrease})
+		}
+		if ms, ok := m.LatencyBound(); ok && ms > 0 {
+			each = append(each, rates{sc.Stable.slowerShare(ms), sc.Canary.slowerShare(ms), m.Compare.MaxIncrease})
 		}
 	}
 	if expected(sc) == RolledBack {

@@ -101,14 +101,15 @@ func (w *world) measure(m analysis.Metric, t int, at time.Time) analysis.Check {
 		return measure(m, w.hist, t, at)
 	}
 	c := analysis.Check{Metric: m.Name, At: at}
+	bound, latency := m.LatencyBound()
 	counts := func(s side) sequential.Counts {
 		switch {
 		case m.Name == analysis.ErrorRate:
 			return sequential.Counts{Requests: s.requests, Bad: s.errors}
-		case m.Name == analysis.Latency && m.Compare != nil:
+		case latency:
 			fast := 0.0
 			for i, b := range Buckets {
-				if b <= m.Compare.SlowerThanMs {
+				if b <= bound {
 					fast += s.buckets[i]
 				}
 			}
@@ -116,7 +117,7 @@ func (w *world) measure(m analysis.Metric, t int, at time.Time) analysis.Check {
 		}
 		return sequential.Counts{}
 	}
-	if m.Name != analysis.ErrorRate && m.Name != analysis.Latency {
+	if m.Name != analysis.ErrorRate && !latency {
 		c.Outcome, c.Message = analysis.Error, fmt.Sprintf("the simulator measures built-in comparisons only, not %q", m.Name)
 		return c
 	}
