@@ -112,8 +112,8 @@ type MetricSpec struct {
 	// several ([100ms, 250ms, 1s]) to compare the distribution at each.
 	MaxIncrease *float64 `json:"maxIncrease,omitempty"`
 	SlowerThan  Bounds   `json:"slowerThan,omitempty"`
-	Requests    string          `json:"requests,omitempty"`
-	Bad         string          `json:"bad,omitempty"`
+	Requests    string   `json:"requests,omitempty"`
+	Bad         string   `json:"bad,omitempty"`
 }
 
 // Bounds are latency bounds as a policy writes them: one duration
