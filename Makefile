@@ -48,11 +48,14 @@ sandbox: tools
 
 # Benchmarks print their figures: Decide and mesh emulator throughput (one
 # core), the sandbox's cold start, and how long a faulty canary serves
-# users under the demo policy (first bad response to 0%, bad responses).
+# users (first bad response to 0%, bad responses): under the demo policy,
+# then under it and under the same steps judged by the error-rate
+# comparison, side by side at 10 canary requests a second.
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./...
 	$(GO) test -tags e2e -run '^$$' -bench ColdStart -benchtime 3x ./e2e/sandbox
 	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/rollout
+	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/compare
 
 # The decision simulator: thousands of seeded rollouts through the real
 # decision core (rollout/sim) per policy, scenario and traffic level, with

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package rollout_test
+package compare_test
 
 import (
 	"strings"
@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
-	"github.com/fledgehq/fledge/e2e/mesh"
-	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
@@ -36,11 +34,8 @@ policies:
 // the decision log says so with both sides' rates and the evidence.
 func TestACanaryWorseThanStableButWithinTheAbsoluteBoundIsRolledBack(t *testing.T) {
 	sb, ns := suite.Namespace(t)
-	startEngine(t, sb, ns, engineOptions{Policies: comparePolicies})
-	t.Cleanup(func() { dumpOnFailure(t, sb, ns) })
-	sb.CreateApp(t, ns, appOf("shop", map[string]string{rollout.AnnotationRollout: "compare"}, map[string]string{"sandbox.fledge.dev/error-rate": "0.01"}))
-	sb.SendTraffic(t, mesh.Client{Name: "shopper-" + ns, Namespace: ns, Host: "shop", RPS: 200, Users: 300})
-	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
+	startEngine(t, sb, ns, comparePolicies)
+	shopApp(t, sb, ns, "compare", 200, map[string]string{"sandbox.fledge.dev/error-rate": "0.01"})
 
 	began := time.Now()
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", map[string]string{"sandbox.fledge.dev/error-rate": "0.025"})
