@@ -54,7 +54,6 @@ sandbox: tools
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 ./...
 	$(GO) test -tags e2e -run '^$$' -bench ColdStart -benchtime 3x ./e2e/sandbox
-	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/rollout
 	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/compare
 
 # The decision simulator: thousands of seeded rollouts through the real

@@ -252,7 +252,8 @@ func explain(c *analysis.Compared) string {
 }
 
 // pct writes a rate as a percentage with two significant digits, and
-// no exponent: "7.4%", "0.52%", "100%".
+// no exponent: "7.4%", "0.52%", "100%"; below a thousandth of a percent,
+// "<0.001%".
 func pct(r float64) string {
 	p := 100 * r
 	switch {
@@ -262,6 +263,8 @@ func pct(r float64) string {
 		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
 	case p >= 1:
 		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+	case p < 0.001:
+		return "<0.001%"
 	}
 	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
 }

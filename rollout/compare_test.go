@@ -300,3 +300,11 @@ policies:
 		t.Fatalf("phase %s (%s), want rolled back by latency-1s alone", d.Status.Phase, d.Status.Message)
 	}
 }
+
+func TestPctWritesRatesWithoutExponents(t *testing.T) {
+	for rate, want := range map[float64]string{0: "0%", 1: "100%", 0.074: "7.4%", 0.0052: "0.52%", 0.000028: "0.0028%", 8.8e-8: "<0.001%"} {
+		if got := pct(rate); got != want {
+			t.Errorf("pct(%g) = %q, want %q", rate, got, want)
+		}
+	}
+}

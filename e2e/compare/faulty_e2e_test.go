@@ -18,7 +18,7 @@ import (
 	"github.com/fledgehq/fledge/traffic/istio"
 )
 
-// comparedDemoPolicy is the demo's weighted policy (demo.WeightedPolicy:
+// comparedDemoPolicy is the demo's threshold policy (demo.ThresholdPolicy:
 // steps 10/25/50 every 8 s, Slack) with its success-rate threshold
 // replaced by the error-rate comparison, looked at every 2 s; the p95
 // threshold stays. Only how errors are judged differs, so the benchmark
@@ -153,7 +153,7 @@ func TestAFaultyCanaryIsRolledBackByTheComparison(t *testing.T) {
 // iteration is one faulty rollout; make bench runs 3.
 func BenchmarkFaultyCanaryTimeToZeroByPolicy(b *testing.B) {
 	for _, p := range []struct{ name, policies string }{
-		{"threshold", demo.WeightedPolicy},
+		{"threshold", demo.ThresholdPolicy},
 		{"comparison", comparedDemoPolicy},
 	} {
 		b.Run(p.name, func(b *testing.B) {

@@ -42,19 +42,15 @@ const Policy = policyHead + `    cohorts:
 ` + policySteps
 
 // WeightedPolicy is Policy without its cohort stage and release flag: its
-// weighted steps alone, whose exposure to a faulty canary the rollout
-// benchmark measures.
+// weighted steps alone.
 const WeightedPolicy = policyHead + policySteps
 
-// The parts of the demo's policy file, policy "demo", that both policies
-// have: Slack, and the weighted steps with their checks.
-const (
-	policyHead = `
-slack: {secret: fledge-slack}
-policies:
-  demo:
-`
-	policySteps = `    steps: [10, 25, 50]
+// ThresholdPolicy is the demo's policy as it was before comparisons with
+// stable: the same weighted steps, judged by fixed bounds on the canary's
+// success rate and p95 over each interval, with at least 50 requests. The
+// rollout benchmark sets a faulty canary's exposure under it beside its
+// exposure under WeightedPolicy.
+const ThresholdPolicy = policyHead + `    steps: [10, 25, 50]
     interval: 8s
     minInterval: 1s
     failureLimit: 2
@@ -66,6 +62,29 @@ policies:
     - name: latency-p95
       max: 150
       minSamples: 50
+`
+
+// The parts of the demo's policy file, policy "demo", that both policies
+// have: Slack, and the weighted steps with their checks: the canary's
+// error rate and its latency distribution (the shares of requests slower
+// than 250 ms and than 1 s) compared with stable's, looked at every 2 s.
+// A comparison needs no minimum of requests, and an analysis deadline
+// bounds how long a revision may go without a verdict.
+const (
+	policyHead = `
+slack: {secret: fledge-slack}
+policies:
+  demo:
+`
+	policySteps = `    steps: [10, 25, 50]
+    interval: 8s
+    minInterval: 1s
+    lookInterval: 2s
+    progressDeadline: 2m
+    analysisDeadline: 10m
+    metrics:
+    - {name: error-rate, maxIncrease: 0.01}
+    - {name: latency, slowerThan: [250ms, 1s], maxIncrease: 0.01}
 `
 )
 
@@ -205,6 +224,10 @@ func watch(ctx context.Context, out io.Writer, sb *sandbox.Sandbox, rev string, 
 }
 
 func describeCheck(c analysis.Check) string {
+	if c.Compared != nil {
+		// A comparison's message says it all: both sides, the evidence.
+		return fmt.Sprintf("%-13s %-12s %s", c.Metric, c.Outcome, c.Message)
+	}
 	value := "-"
 	if c.Value != nil {
 		value = fmt.Sprintf("%.4g", *c.Value)
