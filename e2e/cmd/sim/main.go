@@ -13,21 +13,17 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/sim"
 )
 
-// rules are the sequential comparison with stable, and today's threshold
-// policies: deploy/policies.yaml's standard and the demo's (e2e/demo).
-const rules = `
+// thresholds are the threshold policies fledge shipped before comparisons
+// with stable: deploy/policies.yaml's standard and the demo's (e2e/demo),
+// each judging the canary alone against fixed bounds over an interval.
+const thresholds = `
 policies:
-  compare:
-    steps: [10, 25, 50]
-    interval: 1m
-    earlyPromotion: true
-    metrics:
-    - {name: error-rate, maxIncrease: 0.01}
-    - {name: latency, slowerThan: 250ms, maxIncrease: 0.01}
   standard:
     steps: [5, 10, 25, 50]
     interval: 1m
@@ -50,6 +46,7 @@ func main() {
 	rates := flag.String("rates", "0.05,0.2,1,10,100", "total requests per second, comma-separated")
 	seed := flag.Uint64("seed", 1, "the study's seed")
 	horizon := flag.Duration("horizon", 2*time.Hour, "how long a run may last")
+	shipped := flag.String("policies", "deploy/policies.yaml", "the shipped policies (a ConfigMap): standard is played as it is")
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
 	if *profile != "" {
@@ -65,22 +62,36 @@ func main() {
 	}
 	// Runs allocate little that lives long: collect less often.
 	debug.SetGCPercent(400)
-	if err := run(*runs, *rates, *seed, *horizon); err != nil {
+	if err := run(*shipped, *runs, *rates, *seed, *horizon); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(runs int, rates string, seed uint64, horizon time.Duration) error {
-	policies, err := rollout.ParseConfig([]byte(rules))
+func run(shipped string, runs int, rates string, seed uint64, horizon time.Duration) error {
+	raw, err := os.ReadFile(shipped)
+	if err != nil {
+		return err
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		return fmt.Errorf("%s: %w", shipped, err)
+	}
+	current, err := rollout.ParseConfig([]byte(cm.Data["policies.yaml"]))
+	if err != nil {
+		return fmt.Errorf("%s: %w", shipped, err)
+	}
+	before, err := rollout.ParseConfig([]byte(thresholds))
 	if err != nil {
 		return err
 	}
 	study := sim.Study{Runs: runs, Seed: seed, Horizon: horizon, Scenarios: sim.Scenarios()}
-	study.Rules = append(study.Rules, sim.Rule{Name: "sequential comparison", Policy: policies["compare"]})
+	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard", Policy: current["standard"]})
 	for _, name := range []string{"standard", "demo"} {
-		study.Rules = append(study.Rules, sim.Rule{Name: "threshold: " + name, Policy: policies[name]})
+		study.Rules = append(study.Rules, sim.Rule{Name: "threshold: " + name + " before", Policy: before[name]})
 	}
 	for _, r := range strings.Split(rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
