@@ -9,9 +9,19 @@ import (
 type Prior struct{ A, B float64 }
 
 // DefaultPrior puts most of its weight on rates below a few percent, where
-// error rates and tail-latency shares of healthy services live, so that the
-// bounds are tight where promotions are decided. Its mean is 1/41.
+// error rates and tail-latency shares of healthy services live, while
+// keeping the bounds of a rate far above them (a failing canary's 30%)
+// meaningful in messages. Its mean is 1/41.
 var DefaultPrior = Prior{A: 0.5, B: 20}
+
+// PromotionPrior is NoWorse's: promotions are decided where healthy
+// services live, a canary's upper bound and stable's lower bound near rates
+// of a few tenths of a percent, and a prior with its mean there (1/201,
+// standard deviation 0.5%) makes those bounds about a sixth tighter than
+// DefaultPrior's (a healthy canary is shown no worse than a 1-point margin
+// after about 2,100 requests instead of 2,500, both sides at 0.5%). Any
+// prior gives valid bounds.
+var PromotionPrior = Prior{A: 1, B: 200}
 
 // Counts are one side's requests and bad events, in total.
 type Counts struct {
@@ -118,7 +128,7 @@ func NoWorse(canary, stable Counts, margin, alpha float64) bool {
 	if canary.Requests <= 0 || stable.Requests <= 0 {
 		return false
 	}
-	loS, _ := Bounds(stable, alpha/2, DefaultPrior)
+	loS, _ := Bounds(stable, alpha/2, PromotionPrior)
 	p := loS + margin
 	switch {
 	case p >= 1:
@@ -126,5 +136,5 @@ func NoWorse(canary, stable Counts, margin, alpha float64) bool {
 	case p <= canary.Rate():
 		return false
 	}
-	return logMixture(canary, DefaultPrior, p) >= math.Log(2/alpha)
+	return logMixture(canary, PromotionPrior, p) >= math.Log(2/alpha)
 }

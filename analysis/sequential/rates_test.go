@@ -38,17 +38,19 @@ func TestBoundsAreTheEdgesOfTheConfidenceSet(t *testing.T) {
 // of the time: summed exactly over the binomial distribution.
 func TestBoundsCoverTheRateAtAFixedSize(t *testing.T) {
 	const alpha = 0.05
-	for _, p := range []float64{0.001, 0.005, 0.02, 0.1, 0.4} {
-		for _, n := range []int{10, 50, 200, 600} {
-			var miss float64
-			for k := 0; k <= n; k++ {
-				lo, hi := Bounds(Counts{Requests: float64(n), Bad: float64(k)}, alpha, DefaultPrior)
-				if p < lo || p > hi {
-					miss += binomialPMF(n, k, p)
+	for _, prior := range []Prior{DefaultPrior, PromotionPrior} {
+		for _, p := range []float64{0.001, 0.005, 0.02, 0.1, 0.4} {
+			for _, n := range []int{10, 50, 200, 600} {
+				var miss float64
+				for k := 0; k <= n; k++ {
+					lo, hi := Bounds(Counts{Requests: float64(n), Bad: float64(k)}, alpha, prior)
+					if p < lo || p > hi {
+						miss += binomialPMF(n, k, p)
+					}
 				}
-			}
-			if miss > alpha {
-				t.Errorf("rate %g, %d requests: missed with probability %.4f, above alpha %g", p, n, miss, alpha)
+				if miss > alpha {
+					t.Errorf("prior %v, rate %g, %d requests: missed with probability %.4f, above alpha %g", prior, p, n, miss, alpha)
+				}
 			}
 		}
 	}
@@ -94,7 +96,7 @@ func TestNoWorseNeedsEvidenceOnBothSides(t *testing.T) {
 		{"nothing measured", Counts{}, Counts{}, 0.01, false},
 		{"a canary as good as stable, with plenty of requests", Counts{Requests: 5000, Bad: 25}, Counts{Requests: 50000, Bad: 250}, 0.01, true},
 		{"a clean canary, too few requests", Counts{Requests: 50, Bad: 0}, Counts{Requests: 500, Bad: 2}, 0.01, false},
-		{"as good as stable, but 2,000 requests cannot show 1 point at 0.5%", Counts{Requests: 2000, Bad: 10}, Counts{Requests: 20000, Bad: 100}, 0.01, false},
+		{"as good as stable, but 1,000 requests cannot show 1 point at 0.5%", Counts{Requests: 1000, Bad: 5}, Counts{Requests: 10000, Bad: 50}, 0.01, false},
 		{"a canary 1.5 points worse", Counts{Requests: 20000, Bad: 400}, Counts{Requests: 200000, Bad: 1000}, 0.01, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
