@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -211,20 +210,8 @@ func explain(c *analysis.Compared) string {
 		c.Canary.Requests, analysis.FormatPoints(c.MaxIncrease), c.Evidence, c.RollbackAt, 1-c.Confidence)
 }
 
-// pct writes a rate as a percentage with two significant digits, and
-// no exponent: "7.4%", "0.52%", "100%".
-func pct(r float64) string {
-	p := 100 * r
-	switch {
-	case p == 0:
-		return "0%"
-	case p >= 10:
-		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
-	case p >= 1:
-		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
-	}
-	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
-}
+// pct writes a rate as a percentage: "7.4%", "0.52%", "100%".
+func pct(r float64) string { return analysis.FormatPercent(r) }
 
 // describeComparisons joins comparison checks' messages.
 func describeComparisons(checks []analysis.Check) string {
