@@ -88,7 +88,7 @@ func (d *decider) observeAll(checks []analysis.Check) (out, failed []analysis.Ch
 	out = make([]analysis.Check, 0, len(checks))
 	for _, c := range checks {
 		if m, ok := metricNamed(comparisons, c.Metric); ok {
-			c = d.observe(c, m, len(comparisons))
+			c = d.observe(c, m)
 			if c.Outcome == analysis.Fail {
 				failed = append(failed, c)
 			}
@@ -117,9 +117,21 @@ func (d *decider) evidence(metric string) *v1alpha1.Evidence {
 	return nil
 }
 
+// ComparisonAlpha is the level each comparison shows the canary worse
+// at: the policy's alpha shared among its k comparisons, alpha/k
+// (Bonferroni, see promotionLevel). Its evidence rolls the canary back
+// once it reaches 1/ComparisonAlpha. Zero without comparisons.
+func (p *Policy) ComparisonAlpha() float64 {
+	k := len(p.Comparisons())
+	if k == 0 {
+		return 0
+	}
+	return p.Alpha / float64(k)
+}
+
 // observe takes one comparison's reading into its evidence and judges it.
-func (d *decider) observe(c analysis.Check, m analysis.Metric, k int) analysis.Check {
-	alpha := d.in.Policy.Alpha / float64(k)
+func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
+	alpha := d.in.Policy.ComparisonAlpha()
 	if c.Outcome == analysis.Error || c.Reading == nil {
 		if c.Outcome == "" {
 			c.Outcome, c.Message = analysis.Error, m.Name+": no counters were read"
