@@ -101,6 +101,25 @@ func formatValue(v, bound float64) string {
 	return s
 }
 
+// FormatPercent writes a rate as a percentage with two significant
+// digits and no exponent: "7.4%", "0.52%", "100%", as comparisons'
+// messages and Slack show rates; below a thousandth of a percent,
+// "<0.001%".
+func FormatPercent(r float64) string {
+	p := 100 * r
+	switch {
+	case p == 0:
+		return "0%"
+	case p >= 10:
+		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+	case p >= 1:
+		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+	case p < 0.001:
+		return "<0.001%"
+	}
+	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
 // FormatPoints writes a rate difference in percentage points: "1 pt",
 // "0.5 pt".
 func FormatPoints(d float64) string {

@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -129,7 +128,7 @@ func (d *decider) observeAll(checks []analysis.Check) (out, failed []analysis.Ch
 	out = make([]analysis.Check, 0, len(checks))
 	for _, c := range checks {
 		if m, ok := metricNamed(comparisons, c.Metric); ok {
-			c = d.observe(c, m, len(comparisons))
+			c = d.observe(c, m)
 			if c.Outcome == analysis.Fail {
 				failed = append(failed, c)
 			}
@@ -158,9 +157,21 @@ func (d *decider) evidence(metric string) *v1alpha1.Evidence {
 	return nil
 }
 
+// ComparisonAlpha is the level each comparison shows the canary worse
+// at: the policy's alpha shared among its k comparisons, alpha/k
+// (Bonferroni, see promotionLevel). Its evidence rolls the canary back
+// once it reaches 1/ComparisonAlpha. Zero without comparisons.
+func (p *Policy) ComparisonAlpha() float64 {
+	k := len(p.Comparisons())
+	if k == 0 {
+		return 0
+	}
+	return p.Alpha / float64(k)
+}
+
 // observe takes one comparison's reading into its evidence and judges it.
-func (d *decider) observe(c analysis.Check, m analysis.Metric, k int) analysis.Check {
-	alpha := d.in.Policy.Alpha / float64(k)
+func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
+	alpha := d.in.Policy.ComparisonAlpha()
 	if c.Outcome == analysis.Error || c.Reading == nil {
 		if c.Outcome == "" {
 			c.Outcome, c.Message = analysis.Error, m.Name+": no counters were read"
@@ -251,23 +262,8 @@ func explain(c *analysis.Compared) string {
 		c.Canary.Requests, analysis.FormatPoints(c.MaxIncrease), c.Evidence, c.RollbackAt, 1-c.Confidence)
 }
 
-// pct writes a rate as a percentage with two significant digits, and
-// no exponent: "7.4%", "0.52%", "100%"; below a thousandth of a percent,
-// "<0.001%".
-func pct(r float64) string {
-	p := 100 * r
-	switch {
-	case p == 0:
-		return "0%"
-	case p >= 10:
-		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
-	case p >= 1:
-		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
-	case p < 0.001:
-		return "<0.001%"
-	}
-	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
-}
+// pct writes a rate as a percentage: "7.4%", "0.52%", "100%".
+func pct(r float64) string { return analysis.FormatPercent(r) }
 
 // describeComparisons joins comparison checks' messages.
 func describeComparisons(checks []analysis.Check) string {

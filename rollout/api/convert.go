@@ -128,7 +128,23 @@ func checkToProto(c *analysis.Check) *rolloutpb.Check {
 	if !c.At.IsZero() {
 		out.At = timestamppb.New(c.At)
 	}
+	out.Compared = ComparedToProto(c.Compared)
 	return out
+}
+
+// ComparedToProto converts a comparison's knowledge; nil stays nil (a
+// threshold check, or a comparison not judged yet).
+func ComparedToProto(c *analysis.Compared) *rolloutpb.Comparison {
+	if c == nil {
+		return nil
+	}
+	side := func(s analysis.Side) *rolloutpb.ComparisonSide {
+		return &rolloutpb.ComparisonSide{Requests: s.Requests, Bad: s.Bad, Rate: s.Rate, Low: s.Low, High: s.High}
+	}
+	return &rolloutpb.Comparison{
+		Canary: side(c.Canary), Stable: side(c.Stable), MaxIncrease: c.MaxIncrease,
+		Evidence: c.Evidence, RollbackAt: c.RollbackAt, Confidence: c.Confidence, Looks: c.Looks,
+	}
 }
 
 func actionToProto(a *v1alpha1.ActionRecord) *rolloutpb.Action {

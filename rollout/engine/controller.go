@@ -423,7 +423,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target}, dec)
 	c.conflicts.record(d.Namespace+"/"+d.Name, dec.Actions, err, in.Now)
 	if written != nil {
-		c.metrics.observe(written)
+		c.metrics.observe(written, policy)
 	}
 	// One line per decision; looks that change nothing only at debug level.
 	// (Deliver and CallHook are asked again on every look while pending;

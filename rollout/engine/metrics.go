@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/sequential"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
@@ -23,6 +26,23 @@ type Metrics struct {
 	queries    *prometheus.CounterVec
 	hooks      *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
+	comparison comparisonMetrics
+}
+
+// comparisonMetrics are each Flight's comparisons with stable as its
+// status's evidence stands: one series per Flight, comparison and side,
+// removed when the evidence is (a new revision starts afresh) or the
+// Flight goes.
+type comparisonMetrics struct {
+	evidence   *prometheus.GaugeVec
+	rollbackAt *prometheus.GaugeVec
+	badRatio   *prometheus.GaugeVec
+	requests   *prometheus.GaugeVec
+
+	mu sync.Mutex
+	// shown are the comparisons exported per Flight ("namespace/name"),
+	// so that one whose evidence is gone loses its series.
+	shown map[string][]string
 }
 
 var phases = []v1alpha1.Phase{v1alpha1.PhaseInitializing, v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted}
@@ -65,14 +85,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_deliveries_total", Help: "Outbox delivery attempts (Slack messages, event and post-rollout hooks), by channel kind (slack, hook) and result (delivered, retry, failed).",
 		}, []string{"channel", "result"}),
+		comparison: comparisonMetrics{
+			evidence: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "fledge_comparison_evidence", Help: "The evidence (an e-value) that the canary is worse than stable, per comparison; the canary is rolled back once it reaches fledge_comparison_rollback_at.",
+			}, []string{"namespace", "flight", "metric"}),
+			rollbackAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "fledge_comparison_rollback_at", Help: "The evidence at which a comparison rolls the canary back: 1/alpha, the policy's alpha shared among its comparisons.",
+			}, []string{"namespace", "flight", "metric"}),
+			badRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "fledge_comparison_bad_ratio", Help: "The share of bad requests since the canary's first look, per comparison and side (canary, stable).",
+			}, []string{"namespace", "flight", "metric", "side"}),
+			requests: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "fledge_comparison_requests", Help: "The requests a comparison's evidence rests on, since the canary's first look, per side (canary, stable).",
+			}, []string{"namespace", "flight", "metric", "side"}),
+			shown: map[string][]string{},
+		},
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries)
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries,
+			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.badRatio, m.comparison.requests)
 	}
 	return m
 }
 
-func (m *Metrics) observe(f *v1alpha1.Flight) {
+// observe exports a Flight's state as written, with its comparisons'
+// evidence judged at the policy's level.
+func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
+	m.comparison.observe(f, p)
 	for _, p := range phases {
 		v := 0.0
 		if f.Status.Phase == p {
@@ -132,6 +171,60 @@ func (m *Metrics) forget(ns, name string) {
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
 	m.threshold.DeletePartialMatch(labels)
+	m.comparison.forget(ns, name)
+}
+
+func (c *comparisonMetrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
+	key := f.Namespace + "/" + f.Name
+	var alpha float64
+	if p != nil {
+		alpha = p.ComparisonAlpha()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var shown []string
+	for _, ev := range f.Status.Evidence {
+		shown = append(shown, ev.Metric)
+		c.evidence.WithLabelValues(f.Namespace, f.Name, ev.Metric).Set(ev.Worse.E())
+		if alpha > 0 {
+			c.rollbackAt.WithLabelValues(f.Namespace, f.Name, ev.Metric).Set(1 / alpha)
+		} else {
+			// A policy without comparisons now: no level to show.
+			c.rollbackAt.DeleteLabelValues(f.Namespace, f.Name, ev.Metric)
+		}
+		for side, counts := range map[string]sequential.Counts{"canary": ev.Canary, "stable": ev.Stable} {
+			c.badRatio.WithLabelValues(f.Namespace, f.Name, ev.Metric, side).Set(counts.Rate())
+			c.requests.WithLabelValues(f.Namespace, f.Name, ev.Metric, side).Set(counts.Requests)
+		}
+	}
+	for _, metric := range c.shown[key] {
+		if !slices.Contains(shown, metric) {
+			c.deleteLocked(f.Namespace, f.Name, metric)
+		}
+	}
+	if len(shown) == 0 {
+		delete(c.shown, key)
+	} else {
+		c.shown[key] = shown
+	}
+}
+
+func (c *comparisonMetrics) forget(ns, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	labels := prometheus.Labels{"namespace": ns, "flight": name}
+	for _, v := range []*prometheus.GaugeVec{c.evidence, c.rollbackAt, c.badRatio, c.requests} {
+		v.DeletePartialMatch(labels)
+	}
+	delete(c.shown, ns+"/"+name)
+}
+
+func (c *comparisonMetrics) deleteLocked(ns, name, metric string) {
+	labels := prometheus.Labels{"namespace": ns, "flight": name, "metric": metric}
+	c.evidence.DeletePartialMatch(labels)
+	c.rollbackAt.DeletePartialMatch(labels)
+	c.badRatio.DeletePartialMatch(labels)
+	c.requests.DeletePartialMatch(labels)
 }
 
 // HookAnswered counts a hook call's answer.

@@ -448,7 +448,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13, 0}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15, 0}
 }
 
 // Flight is the state of one opted-in Deployment's rollouts, as the Flight
@@ -1287,8 +1287,12 @@ type Check struct {
 	Samples int64   `protobuf:"varint,5,opt,name=samples,proto3" json:"samples,omitempty"`
 	Outcome Outcome `protobuf:"varint,6,opt,name=outcome,proto3,enum=fledge.v1.Outcome" json:"outcome,omitempty"`
 	// Why, for anything but a plain pass.
-	Message       string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
-	At            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`
+	Message string                 `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	At      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=at,proto3" json:"at,omitempty"`
+	// What a judged comparison with stable knows: both sides and the
+	// evidence. message says the same for people; unset for threshold
+	// checks and for comparisons not judged yet (the first look, an error).
+	Compared      *Comparison `protobuf:"bytes,9,opt,name=compared,proto3" json:"compared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1379,6 +1383,197 @@ func (x *Check) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Check) GetCompared() *Comparison {
+	if x != nil {
+		return x.Compared
+	}
+	return nil
+}
+
+// Comparison is a comparison's knowledge after a look: each side's share
+// of bad requests since the canary's first look, with confidence bounds,
+// and the evidence that the canary is worse than stable against the level
+// that rolls it back. Rates are fractions: 0.074 is 7.4%.
+type Comparison struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Canary *ComparisonSide        `protobuf:"bytes,1,opt,name=canary,proto3" json:"canary,omitempty"`
+	Stable *ComparisonSide        `protobuf:"bytes,2,opt,name=stable,proto3" json:"stable,omitempty"`
+	// The margin: how much higher the canary's rate may be than stable's
+	// (0.01 is one percentage point).
+	MaxIncrease float64 `protobuf:"fixed64,3,opt,name=max_increase,json=maxIncrease,proto3" json:"max_increase,omitempty"`
+	// The e-value that the canary is worse than stable. The canary is rolled
+	// back once evidence >= rollback_at (1/alpha, the policy's alpha shared
+	// among its comparisons).
+	Evidence   float64 `protobuf:"fixed64,4,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	RollbackAt float64 `protobuf:"fixed64,5,opt,name=rollback_at,json=rollbackAt,proto3" json:"rollback_at,omitempty"`
+	// The bounds' level: 0.99 for bounds that hold at alpha 0.01.
+	Confidence float64 `protobuf:"fixed64,6,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	// How many looks the evidence rests on.
+	Looks         int32 `protobuf:"varint,7,opt,name=looks,proto3" json:"looks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Comparison) Reset() {
+	*x = Comparison{}
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Comparison) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Comparison) ProtoMessage() {}
+
+func (x *Comparison) ProtoReflect() protoreflect.Message {
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Comparison.ProtoReflect.Descriptor instead.
+func (*Comparison) Descriptor() ([]byte, []int) {
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Comparison) GetCanary() *ComparisonSide {
+	if x != nil {
+		return x.Canary
+	}
+	return nil
+}
+
+func (x *Comparison) GetStable() *ComparisonSide {
+	if x != nil {
+		return x.Stable
+	}
+	return nil
+}
+
+func (x *Comparison) GetMaxIncrease() float64 {
+	if x != nil {
+		return x.MaxIncrease
+	}
+	return 0
+}
+
+func (x *Comparison) GetEvidence() float64 {
+	if x != nil {
+		return x.Evidence
+	}
+	return 0
+}
+
+func (x *Comparison) GetRollbackAt() float64 {
+	if x != nil {
+		return x.RollbackAt
+	}
+	return 0
+}
+
+func (x *Comparison) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+func (x *Comparison) GetLooks() int32 {
+	if x != nil {
+		return x.Looks
+	}
+	return 0
+}
+
+// ComparisonSide is one side (canary or stable) of a comparison.
+type ComparisonSide struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Requests served and bad requests among them since the first look.
+	Requests float64 `protobuf:"fixed64,1,opt,name=requests,proto3" json:"requests,omitempty"`
+	Bad      float64 `protobuf:"fixed64,2,opt,name=bad,proto3" json:"bad,omitempty"`
+	// bad / requests, and its confidence sequence's bounds: [low, high]
+	// holds the true rate at every look at once, at the confidence of the
+	// Comparison.
+	Rate          float64 `protobuf:"fixed64,3,opt,name=rate,proto3" json:"rate,omitempty"`
+	Low           float64 `protobuf:"fixed64,4,opt,name=low,proto3" json:"low,omitempty"`
+	High          float64 `protobuf:"fixed64,5,opt,name=high,proto3" json:"high,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComparisonSide) Reset() {
+	*x = ComparisonSide{}
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComparisonSide) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComparisonSide) ProtoMessage() {}
+
+func (x *ComparisonSide) ProtoReflect() protoreflect.Message {
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComparisonSide.ProtoReflect.Descriptor instead.
+func (*ComparisonSide) Descriptor() ([]byte, []int) {
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ComparisonSide) GetRequests() float64 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *ComparisonSide) GetBad() float64 {
+	if x != nil {
+		return x.Bad
+	}
+	return 0
+}
+
+func (x *ComparisonSide) GetRate() float64 {
+	if x != nil {
+		return x.Rate
+	}
+	return 0
+}
+
+func (x *ComparisonSide) GetLow() float64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *ComparisonSide) GetHigh() float64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
 type ListRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required: List reads one namespace.
@@ -1398,7 +1593,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1605,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1618,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{8}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRequest) GetNamespace() string {
@@ -1469,7 +1664,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1676,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1689,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{9}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListResponse) GetFlights() []*Flight {
@@ -1529,7 +1724,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1736,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1749,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{10}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetRequest) GetNamespace() string {
@@ -1580,7 +1775,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1592,7 +1787,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1605,7 +1800,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{11}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetResponse) GetFlight() *Flight {
@@ -1642,7 +1837,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1849,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1862,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchRequest) GetNamespace() string {
@@ -1713,7 +1908,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1725,7 +1920,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1738,7 +1933,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -1774,7 +1969,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1786,7 +1981,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1799,7 +1994,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{14}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExplainRequest) GetNamespace() string {
@@ -1837,7 +2032,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2044,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2057,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExplainResponse) GetFlight() *Flight {
@@ -1898,7 +2093,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2105,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2118,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PromoteRequest) GetNamespace() string {
@@ -1983,7 +2178,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2190,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2203,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{17}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PromoteResponse) GetFlight() *Flight {
@@ -2046,7 +2241,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2253,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2266,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{18}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AbortRequest) GetNamespace() string {
@@ -2121,7 +2316,7 @@ type AbortResponse struct {
 
 func (x *AbortResponse) Reset() {
 	*x = AbortResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2328,7 @@ func (x *AbortResponse) String() string {
 func (*AbortResponse) ProtoMessage() {}
 
 func (x *AbortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2341,7 @@ func (x *AbortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
 func (*AbortResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{19}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AbortResponse) GetFlight() *Flight {
@@ -2184,7 +2379,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2196,7 +2391,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2209,7 +2404,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{20}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PauseRequest) GetNamespace() string {
@@ -2259,7 +2454,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2271,7 +2466,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2284,7 +2479,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{21}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PauseResponse) GetFlight() *Flight {
@@ -2322,7 +2517,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2529,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2542,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{22}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResumeRequest) GetNamespace() string {
@@ -2397,7 +2592,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2604,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2617,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{23}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResumeResponse) GetFlight() *Flight {
@@ -2461,7 +2656,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2668,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2681,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{24}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RetryRequest) GetNamespace() string {
@@ -2536,7 +2731,7 @@ type RetryResponse struct {
 
 func (x *RetryResponse) Reset() {
 	*x = RetryResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2743,7 @@ func (x *RetryResponse) String() string {
 func (*RetryResponse) ProtoMessage() {}
 
 func (x *RetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2756,7 @@ func (x *RetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryResponse.ProtoReflect.Descriptor instead.
 func (*RetryResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{25}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryResponse) GetFlight() *Flight {
@@ -2603,7 +2798,7 @@ type SetImageRequest struct {
 
 func (x *SetImageRequest) Reset() {
 	*x = SetImageRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2810,7 @@ func (x *SetImageRequest) String() string {
 func (*SetImageRequest) ProtoMessage() {}
 
 func (x *SetImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2823,7 @@ func (x *SetImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageRequest.ProtoReflect.Descriptor instead.
 func (*SetImageRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{26}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetImageRequest) GetNamespace() string {
@@ -2692,7 +2887,7 @@ type SetImageResponse struct {
 
 func (x *SetImageResponse) Reset() {
 	*x = SetImageResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2704,7 +2899,7 @@ func (x *SetImageResponse) String() string {
 func (*SetImageResponse) ProtoMessage() {}
 
 func (x *SetImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2717,7 +2912,7 @@ func (x *SetImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageResponse.ProtoReflect.Descriptor instead.
 func (*SetImageResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{27}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetImageResponse) GetFlight() *Flight {
@@ -2843,7 +3038,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\averdict\x18\x05 \x01(\x0e2\x12.fledge.v1.VerdictR\averdict\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12(\n" +
 	"\x06checks\x18\a \x03(\v2\x10.fledge.v1.CheckR\x06checks\x12\x14\n" +
-	"\x05flags\x18\b \x03(\tR\x05flags\"\x86\x02\n" +
+	"\x05flags\x18\b \x03(\tR\x05flags\"\xb9\x02\n" +
 	"\x05Check\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x19\n" +
@@ -2852,8 +3047,27 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\asamples\x18\x05 \x01(\x03R\asamples\x12,\n" +
 	"\aoutcome\x18\x06 \x01(\x0e2\x12.fledge.v1.OutcomeR\aoutcome\x12\x18\n" +
 	"\amessage\x18\a \x01(\tR\amessage\x12*\n" +
-	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02atB\b\n" +
-	"\x06_value\"\x8e\x01\n" +
+	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x121\n" +
+	"\bcompared\x18\t \x01(\v2\x15.fledge.v1.ComparisonR\bcomparedB\b\n" +
+	"\x06_value\"\x88\x02\n" +
+	"\n" +
+	"Comparison\x121\n" +
+	"\x06canary\x18\x01 \x01(\v2\x19.fledge.v1.ComparisonSideR\x06canary\x121\n" +
+	"\x06stable\x18\x02 \x01(\v2\x19.fledge.v1.ComparisonSideR\x06stable\x12!\n" +
+	"\fmax_increase\x18\x03 \x01(\x01R\vmaxIncrease\x12\x1a\n" +
+	"\bevidence\x18\x04 \x01(\x01R\bevidence\x12\x1f\n" +
+	"\vrollback_at\x18\x05 \x01(\x01R\n" +
+	"rollbackAt\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\x06 \x01(\x01R\n" +
+	"confidence\x12\x14\n" +
+	"\x05looks\x18\a \x01(\x05R\x05looks\"x\n" +
+	"\x0eComparisonSide\x12\x1a\n" +
+	"\brequests\x18\x01 \x01(\x01R\brequests\x12\x10\n" +
+	"\x03bad\x18\x02 \x01(\x01R\x03bad\x12\x12\n" +
+	"\x04rate\x18\x03 \x01(\x01R\x04rate\x12\x10\n" +
+	"\x03low\x18\x04 \x01(\x01R\x03low\x12\x12\n" +
+	"\x04high\x18\x05 \x01(\x01R\x04high\"\x8e\x01\n" +
 	"\vListRequest\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12%\n" +
 	"\x0elabel_selector\x18\x02 \x01(\tR\rlabelSelector\x12\x1b\n" +
@@ -3037,7 +3251,7 @@ func file_rollout_rolloutpb_rollouts_proto_rawDescGZIP() []byte {
 }
 
 var file_rollout_rolloutpb_rollouts_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(Phase)(0),                    // 0: fledge.v1.Phase
 	(PromotionStage)(0),           // 1: fledge.v1.PromotionStage
@@ -3053,97 +3267,102 @@ var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(*Condition)(nil),             // 11: fledge.v1.Condition
 	(*Decision)(nil),              // 12: fledge.v1.Decision
 	(*Check)(nil),                 // 13: fledge.v1.Check
-	(*ListRequest)(nil),           // 14: fledge.v1.ListRequest
-	(*ListResponse)(nil),          // 15: fledge.v1.ListResponse
-	(*GetRequest)(nil),            // 16: fledge.v1.GetRequest
-	(*GetResponse)(nil),           // 17: fledge.v1.GetResponse
-	(*WatchRequest)(nil),          // 18: fledge.v1.WatchRequest
-	(*WatchEvent)(nil),            // 19: fledge.v1.WatchEvent
-	(*ExplainRequest)(nil),        // 20: fledge.v1.ExplainRequest
-	(*ExplainResponse)(nil),       // 21: fledge.v1.ExplainResponse
-	(*PromoteRequest)(nil),        // 22: fledge.v1.PromoteRequest
-	(*PromoteResponse)(nil),       // 23: fledge.v1.PromoteResponse
-	(*AbortRequest)(nil),          // 24: fledge.v1.AbortRequest
-	(*AbortResponse)(nil),         // 25: fledge.v1.AbortResponse
-	(*PauseRequest)(nil),          // 26: fledge.v1.PauseRequest
-	(*PauseResponse)(nil),         // 27: fledge.v1.PauseResponse
-	(*ResumeRequest)(nil),         // 28: fledge.v1.ResumeRequest
-	(*ResumeResponse)(nil),        // 29: fledge.v1.ResumeResponse
-	(*RetryRequest)(nil),          // 30: fledge.v1.RetryRequest
-	(*RetryResponse)(nil),         // 31: fledge.v1.RetryResponse
-	(*SetImageRequest)(nil),       // 32: fledge.v1.SetImageRequest
-	(*SetImageResponse)(nil),      // 33: fledge.v1.SetImageResponse
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*Comparison)(nil),            // 14: fledge.v1.Comparison
+	(*ComparisonSide)(nil),        // 15: fledge.v1.ComparisonSide
+	(*ListRequest)(nil),           // 16: fledge.v1.ListRequest
+	(*ListResponse)(nil),          // 17: fledge.v1.ListResponse
+	(*GetRequest)(nil),            // 18: fledge.v1.GetRequest
+	(*GetResponse)(nil),           // 19: fledge.v1.GetResponse
+	(*WatchRequest)(nil),          // 20: fledge.v1.WatchRequest
+	(*WatchEvent)(nil),            // 21: fledge.v1.WatchEvent
+	(*ExplainRequest)(nil),        // 22: fledge.v1.ExplainRequest
+	(*ExplainResponse)(nil),       // 23: fledge.v1.ExplainResponse
+	(*PromoteRequest)(nil),        // 24: fledge.v1.PromoteRequest
+	(*PromoteResponse)(nil),       // 25: fledge.v1.PromoteResponse
+	(*AbortRequest)(nil),          // 26: fledge.v1.AbortRequest
+	(*AbortResponse)(nil),         // 27: fledge.v1.AbortResponse
+	(*PauseRequest)(nil),          // 28: fledge.v1.PauseRequest
+	(*PauseResponse)(nil),         // 29: fledge.v1.PauseResponse
+	(*ResumeRequest)(nil),         // 30: fledge.v1.ResumeRequest
+	(*ResumeResponse)(nil),        // 31: fledge.v1.ResumeResponse
+	(*RetryRequest)(nil),          // 32: fledge.v1.RetryRequest
+	(*RetryResponse)(nil),         // 33: fledge.v1.RetryResponse
+	(*SetImageRequest)(nil),       // 34: fledge.v1.SetImageRequest
+	(*SetImageResponse)(nil),      // 35: fledge.v1.SetImageResponse
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
 }
 var file_rollout_rolloutpb_rollouts_proto_depIdxs = []int32{
-	34, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
+	36, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 1: fledge.v1.Flight.stable_images:type_name -> fledge.v1.ContainerImage
 	8,  // 2: fledge.v1.Flight.canary_images:type_name -> fledge.v1.ContainerImage
-	34, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
+	36, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: fledge.v1.Flight.phase:type_name -> fledge.v1.Phase
 	1,  // 5: fledge.v1.Flight.promotion_stage:type_name -> fledge.v1.PromotionStage
-	34, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
-	34, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
-	34, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
-	35, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
+	36, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
+	36, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
+	36, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
+	37, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
 	9,  // 10: fledge.v1.Flight.hold:type_name -> fledge.v1.Hold
 	10, // 11: fledge.v1.Flight.last_action:type_name -> fledge.v1.Action
 	11, // 12: fledge.v1.Flight.conditions:type_name -> fledge.v1.Condition
 	12, // 13: fledge.v1.Flight.last_decision:type_name -> fledge.v1.Decision
 	7,  // 14: fledge.v1.Flight.flags:type_name -> fledge.v1.ReleaseFlag
-	34, // 15: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
+	36, // 15: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
 	2,  // 16: fledge.v1.Action.kind:type_name -> fledge.v1.ActionKind
-	34, // 17: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
-	34, // 18: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
-	34, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	36, // 17: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
+	36, // 18: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	36, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
 	3,  // 20: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
 	13, // 21: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
 	4,  // 22: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
-	34, // 23: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
-	6,  // 24: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
-	6,  // 25: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
-	5,  // 26: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
-	6,  // 27: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
-	6,  // 28: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
-	12, // 29: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
-	6,  // 30: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
-	10, // 31: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
-	6,  // 32: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
-	10, // 33: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
-	6,  // 34: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
-	10, // 35: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
-	6,  // 36: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
-	10, // 37: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
-	6,  // 38: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
-	10, // 39: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
-	6,  // 40: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
-	10, // 41: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
-	14, // 42: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
-	16, // 43: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
-	18, // 44: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
-	20, // 45: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
-	22, // 46: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
-	24, // 47: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
-	26, // 48: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
-	28, // 49: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
-	30, // 50: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
-	32, // 51: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
-	15, // 52: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
-	17, // 53: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
-	19, // 54: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
-	21, // 55: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
-	23, // 56: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
-	25, // 57: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
-	27, // 58: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
-	29, // 59: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
-	31, // 60: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
-	33, // 61: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
-	52, // [52:62] is the sub-list for method output_type
-	42, // [42:52] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	36, // 23: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
+	14, // 24: fledge.v1.Check.compared:type_name -> fledge.v1.Comparison
+	15, // 25: fledge.v1.Comparison.canary:type_name -> fledge.v1.ComparisonSide
+	15, // 26: fledge.v1.Comparison.stable:type_name -> fledge.v1.ComparisonSide
+	6,  // 27: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
+	6,  // 28: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
+	5,  // 29: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
+	6,  // 30: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
+	6,  // 31: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
+	12, // 32: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
+	6,  // 33: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
+	10, // 34: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
+	6,  // 35: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
+	10, // 36: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
+	6,  // 37: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
+	10, // 38: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
+	6,  // 39: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
+	10, // 40: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
+	6,  // 41: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
+	10, // 42: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
+	6,  // 43: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
+	10, // 44: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
+	16, // 45: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
+	18, // 46: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
+	20, // 47: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
+	22, // 48: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
+	24, // 49: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
+	26, // 50: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
+	28, // 51: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
+	30, // 52: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
+	32, // 53: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
+	34, // 54: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
+	17, // 55: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
+	19, // 56: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
+	21, // 57: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
+	23, // 58: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
+	25, // 59: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
+	27, // 60: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
+	29, // 61: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
+	31, // 62: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
+	33, // 63: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
+	35, // 64: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
+	55, // [55:65] is the sub-list for method output_type
+	45, // [45:55] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_rollout_rolloutpb_rollouts_proto_init() }
@@ -3158,7 +3377,7 @@ func file_rollout_rolloutpb_rollouts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rollout_rolloutpb_rollouts_proto_rawDesc), len(file_rollout_rolloutpb_rollouts_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -190,9 +190,11 @@ func (l layout) render(n webhooks.Notification) (string, []slack.Block) {
 		}
 		blocks = append(blocks, slack.NewSectionBlock(nil, fs, nil))
 	}
-	if len(l.checks) > 0 {
-		blocks = append(blocks, section(checkList(l.checksTitle, l.checks)))
+	listed, compared := splitComparisons(l.checks)
+	if len(listed) > 0 {
+		blocks = append(blocks, section(checkList(l.checksTitle, listed)))
 	}
+	blocks = append(blocks, comparisonBlocks(compared)...)
 	blocks = append(blocks, slack.NewContextBlock("", mrkdwn(smallPrint(n))))
 	return esc(l.fallback, maxFallback), blocks
 }

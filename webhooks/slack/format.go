@@ -222,8 +222,11 @@ func formatBy(by string) string {
 
 // formatCheck writes one check's facts after its metric's name: "0.9123
 // (threshold >= 0.99, 1234 samples)", with the outcome and its message
-// when it is not a pass.
+// when it is not a pass; a judged comparison's is formatComparison's.
 func formatCheck(c analysis.Check) string {
+	if c.Compared != nil {
+		return formatComparison(c)
+	}
 	value := "no value"
 	if c.Value != nil {
 		value = formatValue(*c.Value, c.Threshold)

@@ -133,8 +133,12 @@ func holdText(h *rolloutpb.Hold) string {
 	return h.GetReason() + ": " + h.GetMessage()
 }
 
-// checkText is one check: "success-rate 0.998 (>= 0.99, 1200 samples) pass".
+// checkText is one check: "success-rate 0.998 (>= 0.99, 1200 samples) pass",
+// or a judged comparison's line (comparisonText).
 func checkText(c *rolloutpb.Check) string {
+	if c.GetCompared() != nil {
+		return comparisonText(c)
+	}
 	value := "-"
 	if c.Value != nil {
 		value = strconv.FormatFloat(c.GetValue(), 'g', 4, 64)

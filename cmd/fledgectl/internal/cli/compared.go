@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/fledgehq/fledge/rollout/rolloutpb"
+)
+
+// comparisonText is a judged comparison on one line, both sides with their
+// bounds and the evidence against the level that rolls back:
+//
+//	error-rate  worse  canary 7.4% [5.1%, 10.3%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin +1 pt  evidence 312 >= 100
+//
+// ">=" says the evidence reached the rollback level, "<" that it has not.
+func comparisonText(c *rolloutpb.Check) string {
+	k := c.GetCompared()
+	side := func(s *rolloutpb.ComparisonSide) string {
+		return fmt.Sprintf("%s [%s, %s]", pct(s.GetRate()), pct(s.GetLow()), pct(s.GetHigh()))
+	}
+	rel := "<"
+	if k.GetEvidence() >= k.GetRollbackAt() {
+		rel = ">="
+	}
+	return fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin +%s pt  evidence %s %s %s",
+		c.GetMetric(), comparisonVerdict(c.GetOutcome()), side(k.GetCanary()), side(k.GetStable()), k.GetCanary().GetRequests(),
+		strconv.FormatFloat(100*k.GetMaxIncrease(), 'g', 3, 64), sig3(k.GetEvidence()), rel, sig3(k.GetRollbackAt()))
+}
+
+// comparisonVerdict says what a comparison's outcome means against stable.
+func comparisonVerdict(o rolloutpb.Outcome) string {
+	switch o {
+	case rolloutpb.Outcome_OUTCOME_FAIL:
+		return "worse"
+	case rolloutpb.Outcome_OUTCOME_PASS:
+		return "no worse"
+	case rolloutpb.Outcome_OUTCOME_INCONCLUSIVE:
+		return "cannot tell yet"
+	}
+	return outcome(o)
+}
+
+// pct writes a rate as a percentage with two significant digits and no
+// exponent ("7.4%", "0.52%", "100%"), as fledge's decision log does
+// (rollout's pct). It is repeated here so that fledgectl depends on the
+// API's messages only.
+func pct(r float64) string {
+	p := 100 * r
+	switch {
+	case p == 0:
+		return "0%"
+	case p >= 10:
+		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+	case p >= 1:
+		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+	case p < 0.001:
+		return "<0.001%"
+	}
+	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
+// sig3 writes an evidence level with three significant digits; large
+// e-values keep their exponent ("1.2e+05"), the point being their size.
+func sig3(v float64) string { return strconv.FormatFloat(v, 'g', 3, 64) }
