@@ -26,7 +26,11 @@ type HookSpec struct {
 	// When, for rollout hooks: "always" (default), or "notEnoughData" to
 	// call it only when a check could not judge for lack of samples, and
 	// then check again at once: load on demand, for services without
-	// organic traffic.
+	// organic traffic. A comparison with stable lacks samples while it
+	// cannot tell yet (inconclusive, or before its first look): the load
+	// is called at every round until it decides, and not after. A load
+	// that should feed a comparison names stableUrl in its metadata too,
+	// so that stable gets as much evidence as the canary.
 	When string `json:"when,omitempty"`
 	// OnError, for pre-rollout and rollout hooks: what a call without a
 	// usable answer (timeout, refused, garbage) means: "fail" (default,

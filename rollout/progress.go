@@ -212,6 +212,7 @@ func (d *decider) analysisDue() time.Time {
 func (d *decider) judge(checks []analysis.Check) {
 	var failed, unmeasured []analysis.Check
 	notEnough := false
+	comparisons := d.in.Policy.Comparisons()
 	for _, c := range checks {
 		switch c.Outcome {
 		case analysis.Pass:
@@ -219,11 +220,14 @@ func (d *decider) judge(checks []analysis.Check) {
 			failed = append(failed, c)
 		default:
 			unmeasured = append(unmeasured, c)
-			notEnough = notEnough || c.Outcome == analysis.NotEnoughData
+			notEnough = notEnough || c.Outcome == analysis.NotEnoughData || undecided(comparisons, c)
 		}
 	}
 	// Too few samples: load on demand, then measure again at once. Once
-	// the load ran in this round, its figures are judged too.
+	// the load ran in this round, its figures are judged too. For a
+	// comparison, too few samples is being undecided (Inconclusive): its
+	// bounds narrow only with requests, on both sides, so the load runs at
+	// every round until the comparison decides, and no more once it has.
 	load := d.loadOnDemand()
 	if len(load) > 0 && d.st.Step >= 0 && (d.hooksStarted(load, d.st.Step, d.st.Round) || len(failed) == 0 && notEnough) {
 		recs, done := d.runHooks(load, d.st.Step, d.st.Round)
@@ -238,7 +242,15 @@ func (d *decider) judge(checks []analysis.Check) {
 	d.judgeRound(checks)
 }
 
-// loadOnDemand are the rollout hooks called when a check lacks samples.
+// undecided reports whether c is a comparison that cannot tell yet: one
+// that lacks evidence either way, as a threshold check lacks samples.
+func undecided(comparisons []analysis.Metric, c analysis.Check) bool {
+	_, ok := metricNamed(comparisons, c.Metric)
+	return ok && c.Outcome == analysis.Inconclusive
+}
+
+// loadOnDemand are the rollout hooks called when a check lacks samples, or
+// a comparison cannot tell yet.
 func (d *decider) loadOnDemand() []Hook {
 	var out []Hook
 	for _, h := range d.in.Policy.hooksOf(webhooks.Rollout) {
