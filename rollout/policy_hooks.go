@@ -126,6 +126,25 @@ const (
 	maxMetadata         = 32
 )
 
+// MetadataStableURL is the load-test hook metadata key that names a URL
+// reaching stable's pods alone (see webhooks/loadtest): a policy with such
+// a hook needs the Service "<name>-stable", which fledge creates beside
+// the canary's.
+const MetadataStableURL = "stableUrl"
+
+// NeedsStableService reports whether a rollout or pre-rollout hook loads
+// stable directly (metadata stableUrl), so that fledge must give stable's
+// pods a Service of their own while a canary runs. Apps whose policy has
+// none cost no extra ClusterIP.
+func (p *Policy) NeedsStableService() bool {
+	for _, h := range p.Hooks {
+		if _, ok := h.Metadata[MetadataStableURL]; ok && (h.Type == webhooks.Rollout || h.Type == webhooks.PreRollout) {
+			return true
+		}
+	}
+	return false
+}
+
 // hooksOf returns the policy's hooks of one type, in policy order.
 func (p *Policy) hooksOf(t webhooks.Type) []Hook {
 	var out []Hook
@@ -175,6 +194,19 @@ func buildHooks(specs []HookSpec, field func(f, format string, args ...any)) []H
 		}
 		if len(s.Metadata) > maxMetadata {
 			field(at("metadata"), "%d entries: at most %d", len(s.Metadata), maxMetadata)
+		}
+		if v, ok := s.Metadata[MetadataStableURL]; ok {
+			// fledge reads this key: it creates the "<name>-stable" Service
+			// the URL should name. The load tester checks its host
+			// against its own allow list; this refuses what no load
+			// tester could use, at load time, naming the field.
+			if t != webhooks.Rollout && t != webhooks.PreRollout {
+				field(at("metadata."+MetadataStableURL), "applies to rollout and pre-rollout hooks (load tests) only, not %s", t)
+			} else if err := validateHookURL(strings.TrimSpace(v)); err != nil {
+				field(at("metadata."+MetadataStableURL), "%v", err)
+			} else if strings.TrimSpace(v) == strings.TrimSpace(s.Metadata["url"]) {
+				field(at("metadata."+MetadataStableURL), "%q is the url: it must reach stable's pods alone (the Service <name>-stable)", v)
+			}
 		}
 		switch s.When {
 		case "", "always":
