@@ -118,3 +118,33 @@ func TestADecidedComparisonCallsNoLoad(t *testing.T) {
 		})
 	}
 }
+
+// While the load runs, the round is not measured at every decision (each
+// look writes the status, which triggers the next decision: a loop of
+// queries), but the comparisons keep their looks: a canary the load shows
+// worse is rolled back at the next look, without waiting for the load.
+func TestWhileTheLoadRunsTheComparisonsLookAtTheirPace(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparingWithLoad(now)
+	d := look(t, in, reading(0, 0, 0, 0))
+	in.Status, in.Now = d.Status, now.Add(time.Minute)
+	d = look(t, in, reading(30, 0, 30, 0))
+	if len(loadCalls(d)) != 1 {
+		t.Fatalf("no load called: %s", d.Status.Message)
+	}
+
+	// A decision a second later (the status write's echo): nothing to
+	// measure, the next look is in 9 s.
+	in.Status, in.Now = d.Status, now.Add(time.Minute+time.Second)
+	d = Decide(in)
+	if d.NeedChecks || d.RequeueAfter > 9*time.Second {
+		t.Fatalf("need checks %t, requeue %s: want none until the look in 9s", d.NeedChecks, d.RequeueAfter)
+	}
+
+	// The look: the comparison only, and the load has shown it worse.
+	in.Status, in.Now = d.Status, now.Add(time.Minute+10*time.Second)
+	d = look(t, in, reading(130, 20, 130, 1))
+	if d.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "error-rate worse") {
+		t.Fatalf("phase %s (%s), want rolled back by the comparison during the load", d.Status.Phase, d.Status.Message)
+	}
+}
