@@ -168,7 +168,10 @@ func hookChecks(hooks []Hook, recs []v1alpha1.CallRecord) []analysis.Check {
 }
 
 // loadChecks judges a load test's figures against the hook's thresholds.
-// An answer without figures cannot be judged: an error, not a pass.
+// An answer without figures cannot be judged: an error, not a pass. Only
+// the canary's figures are judged: a run that loaded stable too (metadata
+// stableUrl) reports stable's for people to see, and stable is no
+// candidate whose load figures could hold or roll back a rollout.
 func loadChecks(h Hook, r v1alpha1.CallRecord, at time.Time) []analysis.Check {
 	th := h.Thresholds
 	name := "hook:" + h.Name

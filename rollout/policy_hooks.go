@@ -26,7 +26,11 @@ type HookSpec struct {
 	// When, for rollout hooks: "always" (default), or "notEnoughData" to
 	// call it only when a check could not judge for lack of samples, and
 	// then check again at once: load on demand, for services without
-	// organic traffic.
+	// organic traffic. A comparison with stable lacks samples while it
+	// cannot tell yet (inconclusive, or before its first look): the load
+	// is called at every round until it decides, and not after. A load
+	// that should feed a comparison names stableUrl in its metadata too,
+	// so that stable gets as much evidence as the canary.
 	When string `json:"when,omitempty"`
 	// OnError, for pre-rollout and rollout hooks: what a call without a
 	// usable answer (timeout, refused, garbage) means: "fail" (default,
@@ -122,6 +126,25 @@ const (
 	maxMetadata         = 32
 )
 
+// MetadataStableURL is the load-test hook metadata key that names a URL
+// reaching stable's pods alone (see webhooks/loadtest): a policy with such
+// a hook needs the Service "<name>-stable", which fledge creates beside
+// the canary's.
+const MetadataStableURL = "stableUrl"
+
+// NeedsStableService reports whether a rollout or pre-rollout hook loads
+// stable directly (metadata stableUrl), so that fledge must give stable's
+// pods a Service of their own while a canary runs. Apps whose policy has
+// none cost no extra ClusterIP.
+func (p *Policy) NeedsStableService() bool {
+	for _, h := range p.Hooks {
+		if _, ok := h.Metadata[MetadataStableURL]; ok && (h.Type == webhooks.Rollout || h.Type == webhooks.PreRollout) {
+			return true
+		}
+	}
+	return false
+}
+
 // hooksOf returns the policy's hooks of one type, in policy order.
 func (p *Policy) hooksOf(t webhooks.Type) []Hook {
 	var out []Hook
@@ -171,6 +194,19 @@ func buildHooks(specs []HookSpec, field func(f, format string, args ...any)) []H
 		}
 		if len(s.Metadata) > maxMetadata {
 			field(at("metadata"), "%d entries: at most %d", len(s.Metadata), maxMetadata)
+		}
+		if v, ok := s.Metadata[MetadataStableURL]; ok {
+			// fledge reads this key: it creates the "<name>-stable" Service
+			// the URL should name. The load tester checks its host
+			// against its own allow list; this refuses what no load
+			// tester could use, at load time, naming the field.
+			if t != webhooks.Rollout && t != webhooks.PreRollout {
+				field(at("metadata."+MetadataStableURL), "applies to rollout and pre-rollout hooks (load tests) only, not %s", t)
+			} else if err := validateHookURL(strings.TrimSpace(v)); err != nil {
+				field(at("metadata."+MetadataStableURL), "%v", err)
+			} else if strings.TrimSpace(v) == strings.TrimSpace(s.Metadata["url"]) {
+				field(at("metadata."+MetadataStableURL), "%q is the url: it must reach stable's pods alone (the Service <name>-stable)", v)
+			}
 		}
 		switch s.When {
 		case "", "always":

@@ -74,6 +74,11 @@ func TestParseConfigNamesEveryBadField(t *testing.T) {
 		{"rejects a deadline on a hook that is not a gate", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/', onDeadline: rollback}]\n", []string{"policies.a.webhooks[0].deadline", "gates"}},
 		{"rejects load thresholds on a gate", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: confirm-promotion, url: 'http://x/', thresholds: {minSuccess: 0.9}}]\n", []string{"policies.a.webhooks[0].thresholds"}},
 		{"rejects a success ratio above 1", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/', thresholds: {minSuccess: 99}}]\n", []string{"policies.a.webhooks[0].thresholds.minSuccess"}},
+		{"rejects a stableUrl that is not http, naming the field", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {url: 'http://a-canary.n/', stableUrl: 'ftp://a-stable.n/'}}]\n", []string{"policies.a.webhooks[0].metadata.stableUrl", "http or https"}},
+		{"rejects a stableUrl without a host", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {url: 'http://a-canary.n/', stableUrl: 'http:///x'}}]\n", []string{"policies.a.webhooks[0].metadata.stableUrl", "no host"}},
+		{"rejects a stableUrl with credentials", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {url: 'http://a-canary.n/', stableUrl: 'http://u:p@a-stable.n/'}}]\n", []string{"policies.a.webhooks[0].metadata.stableUrl", "credentials"}},
+		{"rejects a stableUrl that is the url", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {url: 'http://a.n/', stableUrl: 'http://a.n/'}}]\n", []string{"policies.a.webhooks[0].metadata.stableUrl", "is the url"}},
+		{"rejects a stableUrl on a hook that sends no load", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: audit, type: event, url: 'http://t/', metadata: {stableUrl: 'http://a-stable.n/'}}]\n", []string{"policies.a.webhooks[0].metadata.stableUrl", "not event"}},
 		{"rejects alpha above 0.5", "policies:\n  a:\n    steps: [10]\n    alpha: 0.6\n    metrics: [{name: error-rate}]\n", []string{"policies.a.alpha: 0.6: must be above 0 and at most 0.5"}},
 		{"rejects alpha of 0", "policies:\n  a:\n    steps: [10]\n    alpha: 0\n    metrics: [{name: error-rate}]\n", []string{"policies.a.alpha: 0:"}},
 		{"rejects a negative margin", "policies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate, maxIncrease: -0.01}]\n", []string{"policies.a.metrics[0].maxIncrease: -0.01: must be at least 0"}},
@@ -209,6 +214,8 @@ func FuzzParseOverrides(f *testing.F) {
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte(goodConfig))
 	f.Add([]byte("policies:\n  a:\n    steps: [1]\n    metrics: [{name: success-rate, min: 1}]\n"))
+	f.Add([]byte("webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [50]\n    metrics: [{name: error-rate, maxIncrease: 0.02}]\n    webhooks: [{name: load, type: rollout, when: notEnoughData, url: 'http://t/', metadata: {url: 'http://a-canary.n/', stableUrl: 'http://a-stable.n/'}}]\n"))
+	f.Add([]byte("webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [50]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {stableUrl: 'gopher://u:p@[::1'}}]\n"))
 	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    alpha: 0.05\n    earlyPromotion: true\n    metrics: [{name: error-rate, maxIncrease: 0.02}, {name: latency, slowerThan: 250ms}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		policies, err := ParseConfig(data)
@@ -249,6 +256,13 @@ func TestExamplePoliciesInDeployAreValid(t *testing.T) {
 	}
 	if len(policies) < 2 {
 		t.Fatalf("deploy/policies.yaml holds %d policies, want the documented ones", len(policies))
+	}
+	// Only the quiet policy loads stable directly, so only its apps get
+	// a Service <name>-stable.
+	for name, p := range policies {
+		if got, want := p.NeedsStableService(), name == "quiet"; got != want {
+			t.Errorf("policy %s: NeedsStableService() = %t, want %t", name, got, want)
+		}
 	}
 }
 

@@ -84,6 +84,9 @@ func (d *decider) analyze() {
 		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), why), nil)
 		return
 	}
+	if d.loadRunning() {
+		return
+	}
 	if len(d.in.Checks) == 0 {
 		d.needChecks = true
 		d.measure = StageMetrics(d.in.Policy, &d.st)
@@ -96,6 +99,37 @@ func (d *decider) analyze() {
 	}
 	checks = append(hookChecks(rollout, recs), checks...)
 	d.judge(checks)
+}
+
+// loadRunning reports whether this round's load on demand was called and
+// has not answered. The round is measured again once it has; until then
+// the comparisons keep looking at their own pace (one shown worse is
+// rolled back at once, and with every comparison shown no worse the
+// canary may be promoted, which ends the load's purpose), but nothing
+// else is measured. Measuring at every decision instead would, with
+// comparisons, record a look at each one, whose status write triggers the
+// next decision: a loop of queries for as long as the load runs.
+func (d *decider) loadRunning() bool {
+	load := d.loadOnDemand()
+	if len(load) == 0 || d.st.Step < 0 || !d.hooksStarted(load, d.st.Step, d.st.Round) {
+		return false
+	}
+	if _, done := d.runHooks(load, d.st.Step, d.st.Round); done {
+		return false
+	}
+	look := d.lookDue()
+	if look.IsZero() {
+		return true // the runner's answer, or the call's retry, decides again
+	}
+	if !d.in.Now.Before(look) {
+		d.look()
+		if d.st.Phase == v1alpha1.PhaseProgressing && !d.needChecks {
+			d.st.Message += "; generating load with " + hookNames(load)
+		}
+		return true
+	}
+	d.after(look.Sub(d.in.Now))
+	return true
 }
 
 // roundHooks are the hooks called at every analysis round: rollout hooks
@@ -212,6 +246,7 @@ func (d *decider) analysisDue() time.Time {
 func (d *decider) judge(checks []analysis.Check) {
 	var failed, unmeasured []analysis.Check
 	notEnough := false
+	comparisons := d.in.Policy.Comparisons()
 	for _, c := range checks {
 		switch c.Outcome {
 		case analysis.Pass:
@@ -219,11 +254,14 @@ func (d *decider) judge(checks []analysis.Check) {
 			failed = append(failed, c)
 		default:
 			unmeasured = append(unmeasured, c)
-			notEnough = notEnough || c.Outcome == analysis.NotEnoughData
+			notEnough = notEnough || c.Outcome == analysis.NotEnoughData || undecided(comparisons, c)
 		}
 	}
 	// Too few samples: load on demand, then measure again at once. Once
-	// the load ran in this round, its figures are judged too.
+	// the load ran in this round, its figures are judged too. For a
+	// comparison, too few samples is being undecided (Inconclusive): its
+	// bounds narrow only with requests, on both sides, so the load runs at
+	// every round until the comparison decides, and no more once it has.
 	load := d.loadOnDemand()
 	if len(load) > 0 && d.st.Step >= 0 && (d.hooksStarted(load, d.st.Step, d.st.Round) || len(failed) == 0 && notEnough) {
 		recs, done := d.runHooks(load, d.st.Step, d.st.Round)
@@ -238,7 +276,15 @@ func (d *decider) judge(checks []analysis.Check) {
 	d.judgeRound(checks)
 }
 
-// loadOnDemand are the rollout hooks called when a check lacks samples.
+// undecided reports whether c is a comparison that cannot tell yet: one
+// that lacks evidence either way, as a threshold check lacks samples.
+func undecided(comparisons []analysis.Metric, c analysis.Check) bool {
+	_, ok := metricNamed(comparisons, c.Metric)
+	return ok && c.Outcome == analysis.Inconclusive
+}
+
+// loadOnDemand are the rollout hooks called when a check lacks samples, or
+// a comparison cannot tell yet.
 func (d *decider) loadOnDemand() []Hook {
 	var out []Hook
 	for _, h := range d.in.Policy.hooksOf(webhooks.Rollout) {

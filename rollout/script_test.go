@@ -395,7 +395,7 @@ func (w *world) answer(args []string) error {
 			n, _ := strconv.ParseUint(parts[0], 10, 64)
 			succ, _ := strconv.ParseFloat(parts[1], 64)
 			p95, _ := strconv.ParseFloat(parts[2], 64)
-			r.Load = &webhooks.LoadResult{Requests: n, Success: succ, P95Ms: p95}
+			r.Load = &webhooks.LoadResult{LoadFigures: webhooks.LoadFigures{Requests: n, Success: succ, P95Ms: p95}}
 		}
 	}
 	if w.calls == nil {

@@ -98,10 +98,23 @@ type Revision struct {
 }
 
 // LoadResult is what a load-test hook answers (webhooks/loadtest does):
-// the figures of the run, which fledge records as a check.
+// the figures of the run, which fledge records as a check. Its own figures
+// are those of the run's target (the canary); a run that also loaded
+// stable, to give a comparison as much evidence on both sides, reports
+// that side in Stable. Answers without it read as before.
 //
 // +k8s:deepcopy-gen=true
 type LoadResult struct {
+	LoadFigures `json:",inline"`
+	// Stable are the figures of the same load sent to stable at the same
+	// time, when the hook asked for it (metadata stableUrl).
+	Stable *LoadFigures `json:"stable,omitempty"`
+}
+
+// LoadFigures are the figures of the requests sent to one target.
+//
+// +k8s:deepcopy-gen=true
+type LoadFigures struct {
 	Requests uint64  `json:"requests"`
 	Success  float64 `json:"success"` // ratio of non-error answers, 0..1
 	// Latencies in milliseconds.

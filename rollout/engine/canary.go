@@ -26,6 +26,9 @@ const (
 	AnnotationRevision = "fledge.dev/revision"
 	// CanarySuffix names the canary Deployment and Service.
 	CanarySuffix = "-canary"
+	// StableSuffix names the Service that reaches stable's pods alone,
+	// for load tests that load stable directly (see StableService).
+	StableSuffix = "-stable"
 )
 
 // TemplateHash identifies a revision of a pod template: the same for a
@@ -158,6 +161,34 @@ func CanaryService(stable *corev1.Service, canary *appsv1.Deployment, owner meta
 			OwnerReferences: []metav1.OwnerReference{owner},
 		},
 		Spec: corev1.ServiceSpec{Selector: canary.Spec.Selector.MatchLabels, Ports: ports, Type: corev1.ServiceTypeClusterIP},
+	}
+}
+
+// StableService builds the "<name>-stable" Service: the user's Service's
+// ports and exactly its selector, so it reaches the stable pods and no
+// canary pod (whose labels CanaryDeployment moves away from that
+// selector). Unlike the app's host, which the mesh splits by weight, it
+// has no VirtualService in front of it: a load test sent to it loads
+// stable alone, as one sent to "<name>-canary" loads the canary alone.
+// fledge creates it only for policies whose load tests ask for it
+// (rollout.Policy.NeedsStableService).
+func StableService(stable *corev1.Service, flight string, owner metav1.OwnerReference) *corev1.Service {
+	ports := make([]corev1.ServicePort, len(stable.Spec.Ports))
+	for i, p := range stable.Spec.Ports {
+		ports[i] = corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, TargetPort: p.TargetPort, AppProtocol: p.AppProtocol}
+	}
+	selector := make(map[string]string, len(stable.Spec.Selector))
+	for k, v := range stable.Spec.Selector {
+		selector[k] = v
+	}
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            flight + StableSuffix,
+			Namespace:       stable.Namespace,
+			Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: flight},
+			OwnerReferences: []metav1.OwnerReference{owner},
+		},
+		Spec: corev1.ServiceSpec{Selector: selector, Ports: ports, Type: corev1.ServiceTypeClusterIP},
 	}
 }
 

@@ -38,13 +38,16 @@ func (r *routeConflicts) get(key string, now time.Time) string {
 	return c.msg
 }
 
-// record notes the outcome of a decision's actions: a SetWeights refused
-// as a conflict is remembered, a decision whose SetWeights succeeded
+// record notes the outcome of a decision's actions: a SetWeights or
+// EnsureCanary refused as a conflict (routing fledge may not change, or a
+// canary or stable Service name taken by an object fledge does not own)
+// is remembered, a decision whose SetWeights or EnsureCanary succeeded
 // forgets it.
 func (r *routeConflicts) record(key string, actions []rollout.Action, err error, now time.Time) {
 	set := false
 	for _, a := range actions {
-		if _, ok := a.(rollout.SetWeights); ok {
+		switch a.(type) {
+		case rollout.SetWeights, rollout.EnsureCanary:
 			set = true
 		}
 	}
@@ -54,7 +57,7 @@ func (r *routeConflicts) record(key string, actions []rollout.Action, err error,
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
-	case err != nil && errors.Is(err, traffic.ErrConflict) && strings.Contains(err.Error(), "SetWeights"):
+	case err != nil && errors.Is(err, traffic.ErrConflict) && (strings.Contains(err.Error(), "SetWeights") || strings.Contains(err.Error(), "EnsureCanary")):
 		if r.m == nil {
 			r.m = map[string]routeConflict{}
 		}

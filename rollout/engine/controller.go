@@ -420,7 +420,8 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	}
 	c.metrics.decided(c.clock.Since(began))
 	dec.Status.Conditions = setValid(dec.Status.Conditions, nil, in.Now)
-	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target}, dec)
+	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target,
+		StableDirect: policy.NeedsStableService()}, dec)
 	c.conflicts.record(d.Namespace+"/"+d.Name, dec.Actions, err, in.Now)
 	if written != nil {
 		c.metrics.observe(written, policy)

@@ -58,6 +58,9 @@ type Subject struct {
 	Deployment *appsv1.Deployment // nil once deleted
 	Stable     *corev1.Service    // the stable Service (for the canary's ports), nil if unknown
 	Target     traffic.Target
+	// StableDirect: the policy's load tests load stable directly, so a
+	// canary comes with the Service "<name>-stable" (StableService).
+	StableDirect bool
 }
 
 // Apply writes the decision's status, then applies its actions in order.
@@ -119,7 +122,9 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 				return err
 			}
 		}
-		return nil
+		// Whether or not the policy still needs it: it goes with the
+		// canary, and a policy changed meanwhile must not leave it behind.
+		return x.deleteStableService(ctx, s)
 	case rollout.SetStablePaused:
 		if s.Deployment == nil {
 			return nil
@@ -184,6 +189,13 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
 	}
 	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	if s.StableDirect {
+		// First, so that a name taken by someone else stops the canary
+		// before anything is created for it.
+		if err := x.ensureStableService(ctx, s, owner); err != nil {
+			return err
+		}
+	}
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
 	deployments := x.Kube.AppsV1().Deployments(d.Namespace)
 	// The Deployment controller writes the canary's status all the time:
@@ -248,6 +260,68 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		return err
 	}
 	return nil
+}
+
+// ensureStableService creates or corrects "<name>-stable". A Service of
+// that name that fledge does not own (no controller reference to this
+// Flight) is someone else's: it is left as it is, and the error, a
+// conflict, holds the rollout with a reason until the name is free or the
+// policy no longer asks for it.
+func (x *Executor) ensureStableService(ctx context.Context, s Subject, owner metav1.OwnerReference) error {
+	want := StableService(s.Stable, s.Flight.Name, owner)
+	services := x.Kube.CoreV1().Services(want.Namespace)
+	cur, err := services.Get(ctx, want.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		x.count("canary")
+		_, err = services.Create(ctx, want, metav1.CreateOptions{})
+		return err
+	case err != nil:
+		return err
+	case !ownedBy(cur, s.Flight):
+		return fmt.Errorf("service %s/%s exists and is not fledge's (no %s=%s label and controller reference to Flight %s), so fledge will not change it; "+
+			"it is needed because the policy's load test names a stableUrl: rename that Service, or drop stableUrl: %w",
+			cur.Namespace, cur.Name, LabelManagedBy, managedBy, s.Flight.Name, traffic.ErrConflict)
+	case equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector) && equality.Semantic.DeepEqual(cur.Spec.Ports, mergePorts(cur.Spec.Ports, want.Spec.Ports)):
+		return nil
+	}
+	// The user's Service changed since (a new port, a selector edited):
+	// follow it.
+	next := cur.DeepCopy()
+	next.Spec.Selector = want.Spec.Selector
+	next.Spec.Ports = mergePorts(cur.Spec.Ports, want.Spec.Ports)
+	x.count("canary")
+	_, err = services.Update(ctx, next, metav1.UpdateOptions{})
+	return err
+}
+
+// deleteStableService removes "<name>-stable" if it is fledge's: a
+// Service of that name someone else created is never deleted. The
+// delete is conditioned on the UID read, so that an object created under
+// the name in between is not removed either.
+func (x *Executor) deleteStableService(ctx context.Context, s Subject) error {
+	ns, name := s.Target.Namespace, s.Target.Name+StableSuffix
+	services := x.Kube.CoreV1().Services(ns)
+	cur, err := services.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case s.Flight == nil || !ownedBy(cur, s.Flight):
+		return nil
+	}
+	err = services.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
+// ownedBy reports whether fledge made obj for Flight f: its label, and a
+// controller reference to f.
+func ownedBy(obj metav1.Object, f *v1alpha1.Flight) bool {
+	return obj.GetLabels()[LabelManagedBy] == managedBy && metav1.IsControlledBy(obj, f)
 }
 
 // mergePorts keeps what the API server defaulted on existing ports.

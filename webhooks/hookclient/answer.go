@@ -57,6 +57,9 @@ func (c *Client) answer(ctx, actx context.Context, timeout time.Duration, resp *
 	res.Outcome, res.Load, res.Message = OK, load, status
 	if load != nil {
 		res.Message += fmt.Sprintf(": load result: %d requests, %.2f%% success, p95 %gms", load.Requests, load.Success*100, load.P95Ms)
+		if st := load.Stable; st != nil {
+			res.Message += fmt.Sprintf("; stable: %d requests, %.2f%% success, p95 %gms", st.Requests, st.Success*100, st.P95Ms)
+		}
 	}
 	return res, false
 }
@@ -189,22 +192,35 @@ func parseLoad(body []byte) (*webhooks.LoadResult, error) {
 	if err := json.Unmarshal(body, &lr); err != nil {
 		return nil, errors.New(oneLine([]byte(err.Error()), snippetBytes))
 	}
-	if lr.Success < 0 || lr.Success > 1 {
-		return nil, fmt.Errorf("success is %g, want a ratio between 0 and 1", lr.Success)
+	if err := checkFigures(&lr.LoadFigures); err != nil {
+		return nil, err
 	}
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"p50Ms", lr.P50Ms}, {"p95Ms", lr.P95Ms}, {"p99Ms", lr.P99Ms}, {"durationSeconds", lr.Duration}} {
-		if f.v < 0 {
-			return nil, fmt.Errorf("%s is %g, want 0 or more", f.name, f.v)
+	if lr.Stable != nil {
+		if err := checkFigures(lr.Stable); err != nil {
+			return nil, fmt.Errorf("stable: %w", err)
 		}
 	}
-	if len(lr.Errors) > maxLoadErrors {
-		lr.Errors = lr.Errors[:maxLoadErrors]
-	}
-	for i, e := range lr.Errors {
-		lr.Errors[i] = oneLine([]byte(e), loadErrorLength)
-	}
 	return &lr, nil
+}
+
+// checkFigures refuses impossible figures and bounds the errors kept.
+func checkFigures(f *webhooks.LoadFigures) error {
+	if f.Success < 0 || f.Success > 1 {
+		return fmt.Errorf("success is %g, want a ratio between 0 and 1", f.Success)
+	}
+	for _, v := range []struct {
+		name string
+		v    float64
+	}{{"p50Ms", f.P50Ms}, {"p95Ms", f.P95Ms}, {"p99Ms", f.P99Ms}, {"durationSeconds", f.Duration}} {
+		if v.v < 0 {
+			return fmt.Errorf("%s is %g, want 0 or more", v.name, v.v)
+		}
+	}
+	if len(f.Errors) > maxLoadErrors {
+		f.Errors = f.Errors[:maxLoadErrors]
+	}
+	for i, e := range f.Errors {
+		f.Errors[i] = oneLine([]byte(e), loadErrorLength)
+	}
+	return nil
 }

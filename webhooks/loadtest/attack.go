@@ -26,10 +26,10 @@ type attackConfig struct {
 	maxInFlight    uint64
 }
 
-// attack sends spec.Requests() requests at spec.Rate per second and
-// summarises them. It returns an error, and no result, only when ctx ended
-// the run early: a partial run must not be taken for the whole one.
-func attack(ctx context.Context, spec Spec, name string, cfg attackConfig) (webhooks.LoadResult, error) {
+// attack sends spec.Requests() requests to target at spec.Rate per second
+// and summarises them. It returns an error, and no figures, only when ctx
+// ended the run early: a partial run must not be taken for the whole one.
+func attack(ctx context.Context, spec Spec, target *url.URL, name string, cfg attackConfig) (webhooks.LoadFigures, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -61,19 +61,47 @@ func attack(ctx context.Context, spec Spec, name string, cfg attackConfig) (webh
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
 
-	target := vegeta.Target{Method: spec.Method, URL: spec.URL.String(), Body: spec.Body, Header: spec.Header}
+	tgt := vegeta.Target{Method: spec.Method, URL: target.String(), Body: spec.Body, Header: spec.Header}
 	pacer := countedPacer{ConstantPacer: vegeta.ConstantPacer{Freq: spec.Rate, Per: time.Second}, total: spec.Requests()}
 	var sum summary
 	// A duration of 0 lets the pacer alone end the attack, after exactly
 	// total hits: vegeta's own duration check would end it one hit early or
 	// late depending on scheduling.
-	for res := range atk.Attack(vegeta.NewStaticTargeter(target), pacer, 0, name) {
+	for res := range atk.Attack(vegeta.NewStaticTargeter(tgt), pacer, 0, name) {
 		sum.add(res)
 	}
 	if err := ctx.Err(); err != nil {
-		return webhooks.LoadResult{}, fmt.Errorf("run cut short after %d of %d requests: %w", sum.requests, pacer.total, context.Cause(ctx))
+		return webhooks.LoadFigures{}, fmt.Errorf("run cut short after %d of %d requests: %w", sum.requests, pacer.total, context.Cause(ctx))
 	}
 	return sum.result(), nil
+}
+
+// attackBoth runs spec against its URL and, if it names one, its StableURL
+// at the same time: the same rate and duration on both sides, so that a
+// comparison gets as much evidence of stable as of the canary over the
+// same minutes. The two runs are independent (each has its own transport
+// and in-flight bound); if either is cut short, so is the result.
+func attackBoth(ctx context.Context, spec Spec, name string, cfg attackConfig) (webhooks.LoadResult, error) {
+	if spec.StableURL == nil {
+		figures, err := attack(ctx, spec, spec.URL, name, cfg)
+		return webhooks.LoadResult{LoadFigures: figures}, err
+	}
+	var stable webhooks.LoadFigures
+	var stableErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stable, stableErr = attack(ctx, spec, spec.StableURL, name+"/stable", cfg)
+	}()
+	canary, err := attack(ctx, spec, spec.URL, name, cfg)
+	<-done
+	if err != nil {
+		return webhooks.LoadResult{}, err
+	}
+	if stableErr != nil {
+		return webhooks.LoadResult{}, fmt.Errorf("stable: %w", stableErr)
+	}
+	return webhooks.LoadResult{LoadFigures: canary, Stable: &stable}, nil
 }
 
 // countedPacer paces like ConstantPacer and stops after total hits.
@@ -155,8 +183,8 @@ func (s *summary) add(r *vegeta.Result) {
 	}
 }
 
-func (s *summary) result() webhooks.LoadResult {
-	out := webhooks.LoadResult{Requests: s.requests, Errors: s.errors}
+func (s *summary) result() webhooks.LoadFigures {
+	out := webhooks.LoadFigures{Requests: s.requests, Errors: s.errors}
 	if s.requests == 0 {
 		return out
 	}

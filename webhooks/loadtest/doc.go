@@ -1,7 +1,8 @@
 // Package loadtest is the load tester that answers fledge's rollout and
 // pre-rollout hooks: an HTTP service that, for each signed call, sends a
-// fixed number of requests to the canary with vegeta and answers with the
-// figures of the run (a webhooks.LoadResult). fledge judges the canary on
+// fixed number of requests to the canary with vegeta (and, if asked, as
+// many to stable at the same time) and answers with the figures of the run
+// (a webhooks.LoadResult). fledge judges the canary on
 // the metrics that load produces, not on this answer; the answer is
 // recorded as a check so that a person can see the load was there.
 //
@@ -24,6 +25,9 @@
 // error rather than a silent default:
 //
 //	url       required; http:// or https://, host in the --allow list
+//	stableUrl optional; the same rules. Stable gets the same requests at
+//	          the same rate and over the same seconds as url, in a second
+//	          run beside the first
 //	rate      requests per second, an integer, default 10, at most --max-rate
 //	duration  a Go duration ("30s", "2m"), default 10s, at most --max-duration
 //	method    GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS; default GET
@@ -42,6 +46,29 @@
 //	  headers: |
 //	    x-user-tier: beta
 //	    cookie: canary=always
+//
+// # Loading both sides
+//
+// A comparison with stable (fledge's error-rate and latency comparisons)
+// learns from both sides' requests over the same time. Load sent to the
+// canary alone gives it all the evidence and stable only its organic
+// traffic, which at low traffic is next to none: the comparison then waits
+// on stable. With stableUrl, both sides get the load, so a verdict comes
+// from the load's minutes rather than hours of organic traffic. The URL
+// must reach stable's pods alone, not the app's host, which the mesh splits
+// by weight: fledge creates the Service "<name>-stable" for this, beside
+// "<name>-canary", while a policy's hook names a stableUrl, e.g.
+//
+//	metadata:
+//	  url: http://shop-canary.shop.svc.cluster.local/
+//	  stableUrl: http://shop-stable.shop.svc.cluster.local/
+//
+// The answer's figures are then the canary's, where an answer without
+// stableUrl has them, and stable's are under "stable" (absent otherwise).
+// A hook's thresholds in fledge's policy judge the canary's figures only:
+// stable's are there for people to see that both sides were loaded, and
+// the comparison judges the two sides from the mesh's telemetry. A run
+// with stableUrl takes one of --max-concurrent, and twice the requests.
 //
 // A run sends exactly rate × duration requests (rounded down), paced at rate
 // per second by vegeta, without following redirects (a redirect could

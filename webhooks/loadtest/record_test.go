@@ -15,7 +15,7 @@ func TestRecordKeepsTheLatestRunsForTheTTL(t *testing.T) {
 	r := newRecord(clk, 3, time.Hour)
 	d := func(i int) delivery { return delivery{"demo", "shop", fmt.Sprint(i)} }
 	for i := range 5 {
-		r.put(d(i), webhooks.LoadResult{Requests: uint64(i)})
+		r.put(d(i), webhooks.LoadResult{LoadFigures: webhooks.LoadFigures{Requests: uint64(i)}})
 		clk.SetTime(clk.Now().Add(time.Minute))
 	}
 

@@ -194,6 +194,12 @@ func (s *Server) handleHook(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "metadata.url: host %q is not allowed by this load tester (allowed: %s)", host, s.allow)
 		return
 	}
+	if spec.StableURL != nil {
+		if host := spec.StableURL.Hostname(); !s.allow.Allows(host) {
+			s.fail(w, r, http.StatusForbidden, "metadata.stableUrl: host %q is not allowed by this load tester (allowed: %s)", host, s.allow)
+			return
+		}
+	}
 
 	d := delivery{namespace: p.Namespace, name: p.Name, id: p.DeliveryID}
 	log := s.log.With("delivery", p.DeliveryID, "namespace", p.Namespace, "name", p.Name, "hook", p.Hook, "type", p.Type)
@@ -209,6 +215,9 @@ func (s *Server) handleHook(w http.ResponseWriter, r *http.Request) {
 	case err != nil: // the caller went away
 		log.Info("caller left before the run ended", "err", err)
 		return
+	}
+	if st := result.Stable; st != nil {
+		log = log.With("stableRequests", st.Requests, "stableSuccess", st.Success, "stableP99Ms", st.P99Ms)
 	}
 	log.Info("answered", "outcome", how, "requests", result.Requests, "success", result.Success, "p99Ms", result.P99Ms)
 	writeJSON(w, http.StatusOK, result)
@@ -236,9 +245,13 @@ func (s *Server) run(ctx context.Context, d delivery, spec Spec, log *slog.Logge
 		default:
 			return nil, errBusy
 		}
-		log.Info("load run started", "url", spec.URL.Redacted(), "method", spec.Method, "rate", spec.Rate,
+		stableURL := ""
+		if spec.StableURL != nil {
+			stableURL = spec.StableURL.Redacted()
+		}
+		log.Info("load run started", "url", spec.URL.Redacted(), "stableUrl", stableURL, "method", spec.Method, "rate", spec.Rate,
 			"duration", spec.Duration.String(), "requests", spec.Requests())
-		res, err := attack(s.runCtx, spec, d.id, attackConfig{
+		res, err := attackBoth(s.runCtx, spec, d.id, attackConfig{
 			proxy: s.opts.Proxy, requestTimeout: s.opts.RequestTimeout, maxInFlight: uint64(s.opts.MaxInFlight),
 		})
 		if err != nil {

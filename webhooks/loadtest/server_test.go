@@ -166,8 +166,8 @@ func TestASignedCallRunsTheLoadItAsksFor(t *testing.T) {
 	if n := tg.requests.Load(); n != 50 {
 		t.Errorf("the target got %d requests, want 50 (50/s for 1s)", n)
 	}
-	want := webhooks.LoadResult{Requests: 50, Success: 0.8, Errors: []string{"500 Internal Server Error"}}
-	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(webhooks.LoadResult{}, "P50Ms", "P95Ms", "P99Ms", "Duration")); diff != "" {
+	want := webhooks.LoadResult{LoadFigures: webhooks.LoadFigures{Requests: 50, Success: 0.8, Errors: []string{"500 Internal Server Error"}}}
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(webhooks.LoadFigures{}, "P50Ms", "P95Ms", "P99Ms", "Duration")); diff != "" {
 		t.Errorf("result mismatch (-want +got):\n%s", diff)
 	}
 	if got.P50Ms <= 0 || got.P50Ms > got.P95Ms || got.P95Ms > got.P99Ms || got.Duration <= 0 {
@@ -181,6 +181,60 @@ func TestASignedCallRunsTheLoadItAsksFor(t *testing.T) {
 		r.Header.Get("X-User-Tier") != "beta" || r.Header.Get("Cookie") != "a=1; b=2" {
 		t.Errorf("the target got %s %s with x-user-tier %q, cookie %q and body %q; want what the metadata asks",
 			r.Method, r.URL.RequestURI(), r.Header.Get("X-User-Tier"), r.Header.Get("Cookie"), tg.body)
+	}
+}
+
+// With stableUrl, the same load goes to both targets at the same time, and
+// the answer carries both sides' figures: the canary's where an answer
+// without stableUrl has them (so old readers see what they saw), stable's
+// under "stable".
+func TestAStableURLGetsTheSameLoadAtTheSameTime(t *testing.T) {
+	canary, stable := newTarget(t, true), newTarget(t, true)
+	s := newServer(t, Options{})
+
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		done <- call(t, s, payload("d-both", map[string]string{
+			"url": canary.URL + "/canary", "stableUrl": stable.URL + "/stable", "rate": "20", "duration": "1s",
+		}), time.Now())
+	}()
+	// Both targets are held at their gates: each sees its first request
+	// before either answers any, so the two runs overlap.
+	for _, tg := range []*target{canary, stable} {
+		select {
+		case <-tg.arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a target got no request while the other was held: the runs do not overlap")
+		}
+	}
+	canary.open()
+	stable.open()
+	got := loadResult(t, <-done)
+
+	for name, tg := range map[string]*target{"canary": canary, "stable": stable} {
+		if n := tg.requests.Load(); n != 20 {
+			t.Errorf("the %s target got %d requests, want 20 (20/s for 1s)", name, n)
+		}
+	}
+	if got.Requests != 20 || got.Success != 0.8 {
+		t.Errorf("canary side: %d requests, success %g; want 20 and 0.8", got.Requests, got.Success)
+	}
+	if got.Stable == nil || got.Stable.Requests != 20 || got.Stable.Success != 0.8 || got.Stable.Duration <= 0 {
+		t.Fatalf("stable side %+v: want 20 requests, success 0.8 and a duration", got.Stable)
+	}
+	canary.mu.Lock()
+	stable.mu.Lock()
+	defer canary.mu.Unlock()
+	defer stable.mu.Unlock()
+	if canary.last.URL.Path != "/canary" || stable.last.URL.Path != "/stable" {
+		t.Errorf("paths: canary got %s, stable got %s", canary.last.URL.Path, stable.last.URL.Path)
+	}
+
+	// Without stableUrl, the answer has no stable side at all: old
+	// answers read the same.
+	rec := call(t, s, payload("d-one", map[string]string{"url": canary.URL, "rate": "5", "duration": "1s"}), time.Now())
+	if strings.Contains(rec.Body.String(), `"stable"`) {
+		t.Errorf("answer without stableUrl %s: want no stable field", rec.Body)
 	}
 }
 
@@ -249,6 +303,12 @@ func TestBadCallsAreRefusedNamingWhatIsWrong(t *testing.T) {
 			wantError: `metadata.url: host "svc.cluster.local" is not allowed by this load tester (allowed: 127.0.0.1, *.svc.cluster.local)`,
 		},
 		{
+			name:      "a stable target outside the allowlist is forbidden too",
+			payload:   payload("d", with("stableUrl", "http://example.com/")),
+			wantCode:  http.StatusForbidden,
+			wantError: `metadata.stableUrl: host "example.com" is not allowed by this load tester (allowed: 127.0.0.1, *.svc.cluster.local)`,
+		},
+		{
 			name:      "a rate that is not a number names the field",
 			payload:   payload("d", with("rate", "abc")),
 			wantCode:  http.StatusBadRequest,
@@ -270,7 +330,7 @@ func TestBadCallsAreRefusedNamingWhatIsWrong(t *testing.T) {
 			name:      "an unknown key is refused rather than ignored",
 			payload:   payload("d", with("rps", "5")),
 			wantCode:  http.StatusBadRequest,
-			wantError: `metadata.rps: unknown key (want url, rate, duration, method, headers, body)`,
+			wantError: `metadata.rps: unknown key (want url, stableUrl, rate, duration, method, headers, body)`,
 		},
 		{
 			name: "a hook that is not a load test is refused",

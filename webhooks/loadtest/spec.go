@@ -21,15 +21,16 @@ const (
 
 // Metadata keys a hook's metadata may hold; see the package documentation.
 const (
-	KeyURL      = "url"
-	KeyRate     = "rate"
-	KeyDuration = "duration"
-	KeyMethod   = "method"
-	KeyHeaders  = "headers"
-	KeyBody     = "body"
+	KeyURL       = "url"
+	KeyStableURL = "stableUrl"
+	KeyRate      = "rate"
+	KeyDuration  = "duration"
+	KeyMethod    = "method"
+	KeyHeaders   = "headers"
+	KeyBody      = "body"
 )
 
-var keys = []string{KeyURL, KeyRate, KeyDuration, KeyMethod, KeyHeaders, KeyBody}
+var keys = []string{KeyURL, KeyStableURL, KeyRate, KeyDuration, KeyMethod, KeyHeaders, KeyBody}
 
 // methods are the methods a run may use. CONNECT and TRACE are not load.
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -58,12 +59,14 @@ func (l Limits) withDefaults() Limits {
 
 // Spec is one run as a hook's metadata asks for it.
 type Spec struct {
-	URL      *url.URL
-	Rate     int // requests per second
-	Duration time.Duration
-	Method   string
-	Header   http.Header
-	Body     []byte
+	URL *url.URL
+	// StableURL, if set, receives the same load as URL at the same time.
+	StableURL *url.URL
+	Rate      int // requests per second
+	Duration  time.Duration
+	Method    string
+	Header    http.Header
+	Body      []byte
 }
 
 // Requests is the number of requests the run sends: Rate × Duration,
@@ -92,17 +95,25 @@ func ParseSpec(metadata map[string]string, limits Limits) (Spec, error) {
 	if raw == "" {
 		return fail(KeyURL, "required: the target of the load")
 	}
-	u, err := url.Parse(raw)
+	u, err := parseTarget(raw)
 	if err != nil {
-		return fail(KeyURL, "%q is not a URL", raw)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fail(KeyURL, "%q: the scheme must be http or https", u.Redacted())
-	}
-	if u.Hostname() == "" {
-		return fail(KeyURL, "%q has no host", u.Redacted())
+		return fail(KeyURL, "%v", err)
 	}
 	s.URL = u
+	if v, ok := metadata[KeyStableURL]; ok {
+		raw := strings.TrimSpace(v)
+		if raw == "" {
+			return fail(KeyStableURL, "empty: leave the key out to load the url alone")
+		}
+		u, err := parseTarget(raw)
+		if err != nil {
+			return fail(KeyStableURL, "%v", err)
+		}
+		if u.String() == s.URL.String() {
+			return fail(KeyStableURL, "%q is the url: it would get twice the load, and stable none", u.Redacted())
+		}
+		s.StableURL = u
+	}
 
 	if v, ok := metadata[KeyRate]; ok {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -153,6 +164,21 @@ func ParseSpec(metadata map[string]string, limits Limits) (Spec, error) {
 		s.Body = []byte(v)
 	}
 	return s, nil
+}
+
+// parseTarget checks a target URL: absolute, http or https, with a host.
+func parseTarget(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("%q: the scheme must be http or https", u.Redacted())
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("%q has no host", u.Redacted())
+	}
+	return u, nil
 }
 
 // parseHeaders reads one "Name: value" per line.

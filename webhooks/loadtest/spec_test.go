@@ -76,8 +76,16 @@ func TestParseSpec(t *testing.T) {
 			"metadata.headers: line 1: the value of x-a holds a control character"},
 		{"the Host header cannot step around the allowlist", map[string]string{"url": target, "headers": "host: evil.example"}, Limits{}, Spec{},
 			"metadata.headers: line 1: Host cannot be set: the HTTP client derives it from the url and body"},
+		{"a stableUrl that is not http names its key", map[string]string{"url": target, "stableUrl": "ftp://shop-stable.demo/"}, Limits{}, Spec{},
+			`metadata.stableUrl: "ftp://shop-stable.demo/": the scheme must be http or https`},
+		{"a stableUrl without a host names its key", map[string]string{"url": target, "stableUrl": "http:///x"}, Limits{}, Spec{},
+			`metadata.stableUrl: "http:///x" has no host`},
+		{"an empty stableUrl is refused rather than ignored", map[string]string{"url": target, "stableUrl": " "}, Limits{}, Spec{},
+			"metadata.stableUrl: empty: leave the key out to load the url alone"},
+		{"a stableUrl equal to the url would load one side twice", map[string]string{"url": target, "stableUrl": target}, Limits{}, Spec{},
+			`metadata.stableUrl: "` + target + `" is the url: it would get twice the load, and stable none`},
 		{"an unknown key", map[string]string{"url": target, "command": "rm -rf /"}, Limits{}, Spec{},
-			"metadata.command: unknown key (want url, rate, duration, method, headers, body)"},
+			"metadata.command: unknown key (want url, stableUrl, rate, duration, method, headers, body)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,6 +100,14 @@ func TestParseSpec(t *testing.T) {
 				t.Errorf("URL = %s, want %s", got.URL, target)
 			}
 			got.URL = nil
+			if want, ok := tt.metadata["stableUrl"]; ok {
+				if got.StableURL == nil || got.StableURL.String() != strings.TrimSpace(want) {
+					t.Errorf("StableURL = %v, want %s", got.StableURL, want)
+				}
+			} else if got.StableURL != nil {
+				t.Errorf("StableURL = %s, want none", got.StableURL)
+			}
+			got.StableURL = nil
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("spec mismatch (-want +got):\n%s", diff)
 			}
@@ -122,13 +138,17 @@ func TestRequests(t *testing.T) {
 // FuzzParseSpec checks that whatever a policy holds, ParseSpec either
 // refuses it naming a metadata key or returns a run within the limits.
 func FuzzParseSpec(f *testing.F) {
-	f.Add("http://a.b/", "10", "1s", "GET", "x-a: 1\ncookie: a=1; b=2", "")
-	f.Add("https://a.b:8443/x?y=1", "1000", "5m", "post", "", "{}")
-	f.Add("http://[::1]:80/", "-1", "1h", "CONNECT", "host: x", "")
-	f.Add("http://a.b", "9999999999999999999", "0.001ns", "get", ":\n:", "")
-	f.Fuzz(func(t *testing.T, u, rate, duration, method, headers, body string) {
+	f.Add("http://a.b/", "", "10", "1s", "GET", "x-a: 1\ncookie: a=1; b=2", "")
+	f.Add("https://a.b:8443/x?y=1", "https://a-stable.b:8443/x?y=1", "1000", "5m", "post", "", "{}")
+	f.Add("http://[::1]:80/", "http://[::1]:80/", "-1", "1h", "CONNECT", "host: x", "")
+	f.Add("http://a.b", "file:///etc/passwd", "9999999999999999999", "0.001ns", "get", ":\n:", "")
+	f.Fuzz(func(t *testing.T, u, stable, rate, duration, method, headers, body string) {
 		limits := Limits{MaxRate: 100, MaxDuration: time.Minute}
-		s, err := ParseSpec(map[string]string{"url": u, "rate": rate, "duration": duration, "method": method, "headers": headers, "body": body}, limits)
+		metadata := map[string]string{"url": u, "rate": rate, "duration": duration, "method": method, "headers": headers, "body": body}
+		if stable != "" {
+			metadata["stableUrl"] = stable
+		}
+		s, err := ParseSpec(metadata, limits)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "metadata.") {
 				t.Fatalf("error %q does not name a metadata key", err)
@@ -138,6 +158,9 @@ func FuzzParseSpec(f *testing.F) {
 		switch {
 		case s.URL == nil || (s.URL.Scheme != "http" && s.URL.Scheme != "https") || s.URL.Hostname() == "":
 			t.Fatalf("accepted url %q", u)
+		case stable == "" && s.StableURL != nil,
+			stable != "" && (s.StableURL == nil || (s.StableURL.Scheme != "http" && s.StableURL.Scheme != "https") || s.StableURL.Hostname() == ""):
+			t.Fatalf("accepted stableUrl %q as %v", stable, s.StableURL)
 		case s.Rate < 1 || s.Rate > limits.MaxRate:
 			t.Fatalf("accepted rate %d", s.Rate)
 		case s.Duration <= 0 || s.Duration > limits.MaxDuration:
