@@ -71,6 +71,11 @@ type world struct {
 	hist                     *history // the canary's counters at every decision
 	stableShares             shares
 	canaryShares             shares
+	// The load tester's runs in progress, the hooks' answers by call ID,
+	// and the canary's requests and failures that were its load.
+	runs                  []*run
+	answers               map[string]rollout.CallResult
+	loadBad, loadRequests float64
 }
 
 // Run plays one rollout of a new revision under policy p at rps requests
@@ -80,6 +85,7 @@ func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, see
 		rng: rand.New(rand.NewPCG(seed[0], seed[1])), policy: p, sc: sc, rps: rps, hist: &history{},
 		canaryReadyAt: -1, settledAt: -1, canary: newSide(), stable: newSide(),
 		stableShares: sharesOf(sc.Stable), canaryShares: sharesOf(sc.Canary),
+		answers: map[string]rollout.CallResult{},
 	}
 	secs := int(horizon / time.Second)
 	if sc.Incidents {
@@ -131,16 +137,17 @@ func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, see
 		}
 		// Traffic until the next decision, or the next thing the cluster
 		// does on its own: the routing is constant until then.
-		for _, at := range []int{w.canaryReadyAt, w.settledAt} {
+		for _, at := range []int{w.canaryReadyAt, w.settledAt, w.nextRunEnd(t)} {
 			if at > t && at < next {
 				next = at
 			}
 		}
 		next = min(next, secs)
-		badBefore, reqBefore := w.canary.errors, w.canary.requests
+		badBefore, reqBefore := w.canary.errors-w.loadBad, w.canary.requests-w.loadRequests
 		w.serve(t, next)
-		served.Bad += w.canary.errors - badBefore
-		served.CanaryRequests += w.canary.requests - reqBefore
+		w.load(t, next)
+		served.Bad += w.canary.errors - w.loadBad - badBefore
+		served.CanaryRequests += w.canary.requests - w.loadRequests - reqBefore
 		w.hist.record(next, w.canary)
 		t = next
 	}
@@ -191,7 +198,7 @@ func (w *world) serve(from, to int) {
 // returns in how many seconds to decide again.
 func (w *world) decide(t int) int {
 	now := epoch.Add(time.Duration(t) * time.Second)
-	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed}
+	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed, Calls: w.answers}
 	d := rollout.Decide(in)
 	if d.NeedChecks {
 		for _, m := range d.Measure {
@@ -230,6 +237,8 @@ func (w *world) apply(a rollout.Action, t int) {
 			o.CanaryRevision, o.CanaryReplicas, o.CanaryReady = a.Revision, 1, false
 			w.canaryReadyAt = t + canaryStartup
 		}
+	case rollout.CallHook:
+		w.call(a, t)
 	case rollout.ScaleCanaryDown, rollout.DeleteCanary:
 		o.CanaryReplicas, o.CanaryReady = 0, false
 	case rollout.SetStablePaused:

@@ -160,3 +160,44 @@ func TestWaldBoundMatchesItsFormula(t *testing.T) {
 		t.Errorf("equal rates: %g, want +Inf (no test can tell them apart)", got)
 	}
 }
+
+var loadRules = `
+webhookSecret: {name: hooks, key: hmac}
+policies:
+  loaded:
+    steps: [10, 25, 50]
+    interval: 1m
+    earlyPromotion: true
+    metrics:
+    - {name: error-rate, maxIncrease: 0.01}
+    webhooks:
+    - name: load
+      type: rollout
+      when: notEnoughData
+      url: http://loadtester/
+      timeout: 45s
+      metadata: {url: "http://app-canary/", stableUrl: "http://app-stable/", rate: "10", duration: 30s}
+`
+
+// The load tester loads both sides while the comparison cannot tell: at
+// 0.05 rps, where no user traffic decides anything in two hours, a healthy
+// canary is promoted and a 15x worse one rolled back within minutes; the
+// load's failures reach the counters but are not counted as bad responses
+// served to users.
+func TestTheLoadTesterLetsTheComparisonDecideAtLowTraffic(t *testing.T) {
+	ps, err := rollout.ParseConfig([]byte(loadRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps["loaded"]
+	if r := Run(p, Scenarios()[0], 0.05, 2*time.Hour, [2]uint64{3, 1}); r.Outcome != Promoted || r.Time > 30*time.Minute {
+		t.Errorf("healthy at 0.05 rps with load: %+v, want promoted within 30 minutes", r)
+	}
+	r := Run(p, Scenarios()[2], 0.05, 2*time.Hour, [2]uint64{3, 2})
+	if r.Outcome != RolledBack || r.Time > 10*time.Minute {
+		t.Errorf("15x worse at 0.05 rps with load: %+v, want rolled back within 10 minutes", r)
+	}
+	if r.Bad > r.CanaryRequests || r.CanaryRequests > 10 {
+		t.Errorf("15x worse: %+v: the users' requests and failures must not include the load's", r)
+	}
+}

@@ -41,6 +41,24 @@ policies:
     - {name: latency-p95, max: 150, minSamples: 50}
 `
 
+// loadHook is the load tester on demand, as deploy/policies.yaml's quiet
+// policy calls it, loading canary and stable alike while a comparison
+// cannot tell: 10 requests a second to each side for 30 s a round.
+const loadHook = `
+webhookSecret: {name: fledge-webhooks, key: hmac}
+policies:
+  load:
+    steps: [50]
+    metrics: [{name: error-rate}]
+    webhooks:
+    - name: load
+      type: rollout
+      when: notEnoughData
+      url: http://fledge-loadtester.fledge-system/
+      timeout: 45s
+      metadata: {url: "http://app-canary.sim/", stableUrl: "http://app-stable.sim/", rate: "10", duration: 30s}
+`
+
 func main() {
 	runs := flag.Int("runs", 2000, "runs per cell")
 	rates := flag.String("rates", "0.05,0.2,1,10,100", "total requests per second, comma-separated")
@@ -90,6 +108,13 @@ func run(shipped string, runs int, rates string, seed uint64, horizon time.Durat
 	}
 	study := sim.Study{Runs: runs, Seed: seed, Horizon: horizon, Scenarios: sim.Scenarios()}
 	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard", Policy: current["standard"]})
+	hooks, err := rollout.ParseConfig([]byte(loadHook))
+	if err != nil {
+		return err
+	}
+	loaded := *current["standard"]
+	loaded.Hooks, loaded.WebhookSecret = hooks["load"].Hooks, hooks["load"].WebhookSecret
+	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard, load tester on", Policy: &loaded})
 	for _, name := range []string{"standard", "demo"} {
 		study.Rules = append(study.Rules, sim.Rule{Name: "threshold: " + name + " before", Policy: before[name]})
 	}
