@@ -217,6 +217,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [50]\n    metrics: [{name: error-rate, maxIncrease: 0.02}]\n    webhooks: [{name: load, type: rollout, when: notEnoughData, url: 'http://t/', metadata: {url: 'http://a-canary.n/', stableUrl: 'http://a-stable.n/'}}]\n"))
 	f.Add([]byte("webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [50]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {stableUrl: 'gopher://u:p@[::1'}}]\n"))
 	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    alpha: 0.05\n    earlyPromotion: true\n    metrics: [{name: error-rate, maxIncrease: 0.02}, {name: latency, slowerThan: 250ms}]\n"))
+	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    metrics: [{name: latency, slowerThan: [100ms, 250ms, 1s]}]\n"))
+	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    metrics: [{name: latency, slowerThan: [1s, 1s]}, {name: latency-1s, requests: 'sum(a)', bad: 'sum(b)'}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		policies, err := ParseConfig(data)
 		if err != nil {
@@ -229,10 +231,18 @@ func FuzzParseConfig(f *testing.F) {
 			if !(p.Alpha > 0 && p.Alpha <= 0.5) || p.LookInterval < time.Second || p.AnalysisDeadline < p.Interval {
 				t.Fatalf("policy %s accepted with invalid judgement settings: %+v", name, p)
 			}
+			seen := map[string]bool{}
 			for _, m := range p.Comparisons() {
 				if c := m.Compare; c == nil || !(c.MaxIncrease >= 0 && c.MaxIncrease < 1) {
 					t.Fatalf("policy %s accepted comparison %+v", name, m)
 				}
+				if ms, ok := m.LatencyBound(); ok && !(ms > 0) {
+					t.Fatalf("policy %s accepted a latency comparison without a bound: %+v", name, m)
+				}
+				if seen[m.Name] {
+					t.Fatalf("policy %s has two comparisons named %s", name, m.Name)
+				}
+				seen[m.Name] = true
 			}
 		}
 	})
