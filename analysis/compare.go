@@ -29,11 +29,15 @@ const (
 // time from their cumulative counters and judged sequentially
 // (analysis/sequential): the canary is rolled back once it is shown worse
 // than stable, and may move on once it is shown no worse than stable plus
-// MaxIncrease.
+// MaxIncrease (or, with MaxRatio, than MaxRatio times stable).
 type Comparison struct {
 	// MaxIncrease is how much higher the canary's rate may be than
 	// stable's, in the rate's own units: 0.01 is one percentage point.
 	MaxIncrease float64 `json:"maxIncrease"`
+	// MaxRatio, when set, is the margin instead, relative: the canary's
+	// rate may be up to MaxRatio times stable's. A stable that fails
+	// nothing then leaves no room at all.
+	MaxRatio float64 `json:"maxRatio,omitempty"`
 	// SlowerThanMs is Latency's bound, in milliseconds.
 	SlowerThanMs float64 `json:"slowerThanMs,omitempty"`
 	// Requests and Bad are a custom comparison's PromQL templates: each
@@ -90,8 +94,10 @@ type Reading struct {
 type Compared struct {
 	Canary Side `json:"canary"`
 	Stable Side `json:"stable"`
-	// MaxIncrease is the margin: how much higher the canary's rate may be.
+	// MaxIncrease is the margin: how much higher the canary's rate may be;
+	// MaxRatio, when set, the relative margin instead.
 	MaxIncrease float64 `json:"maxIncrease"`
+	MaxRatio    float64 `json:"maxRatio,omitempty"`
 	// Evidence is the e-value that the canary is worse than stable; it is
 	// rolled back once Evidence reaches RollbackAt (1/alpha, alpha being
 	// the policy's shared among its comparisons).
@@ -152,6 +158,13 @@ func compileComparison(m Metric, add func(string, error)) comparisonTemplates {
 	}
 	if math.IsNaN(c.MaxIncrease) || c.MaxIncrease < 0 || c.MaxIncrease >= 1 {
 		add("maxIncrease", fmt.Errorf("%v: must be at least 0 and below 1 (0.01 is one percentage point)", c.MaxIncrease))
+	}
+	switch {
+	case c.MaxRatio == 0:
+	case math.IsNaN(c.MaxRatio) || c.MaxRatio < 1 || c.MaxRatio > 1000:
+		add("maxRatio", fmt.Errorf("%v: must be at least 1 and at most 1000 (2 lets the canary fail twice as often as stable)", c.MaxRatio))
+	case c.MaxIncrease != 0:
+		add("maxRatio", errors.New("give one margin: maxIncrease (absolute) or maxRatio (relative)"))
 	}
 	_, latency := m.LatencyBound()
 	switch {

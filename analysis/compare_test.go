@@ -163,3 +163,19 @@ func TestALatencyBoundOfTheDistributionReadsItsBucket(t *testing.T) {
 		t.Error("a custom comparison taken for a latency bound")
 	}
 }
+
+func TestFormatMarginSaysAbsoluteOrRelative(t *testing.T) {
+	if got := FormatMargin(0.01, 0); got != "+1 pt" {
+		t.Errorf("absolute: %q", got)
+	}
+	if got := FormatMargin(0, 2.5); got != "x2.5" {
+		t.Errorf("relative: %q", got)
+	}
+	ratio := Metric{Name: ErrorRate, Compare: &Comparison{MaxRatio: 2}}
+	if got := threshold(ratio); got != "<= stable x 2" {
+		t.Errorf("threshold %q", got)
+	}
+	if err := Validate(Metric{Name: ErrorRate, Compare: &Comparison{MaxRatio: math.NaN()}}); err == nil || !strings.Contains(err.Error(), "maxRatio") {
+		t.Errorf("a NaN ratio: %v", err)
+	}
+}

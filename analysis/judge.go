@@ -60,6 +60,9 @@ func judgeValue(m Metric, value float64) (Outcome, string) {
 // ">= 0.99", "<= 500", ">= 0.9 and <= 1".
 func threshold(m Metric) string {
 	if m.IsComparison() {
+		if m.Compare != nil && m.Compare.MaxRatio > 0 {
+			return "<= stable x " + strconv.FormatFloat(m.Compare.MaxRatio, 'g', 3, 64)
+		}
 		margin := 0.0
 		if m.Compare != nil {
 			margin = m.Compare.MaxIncrease
@@ -118,6 +121,15 @@ func FormatPercent(r float64) string {
 		return "<0.001%"
 	}
 	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
+// FormatMargin writes a comparison's margin: "+1 pt" (absolute), or
+// "x2" (relative, with a ratio).
+func FormatMargin(maxIncrease, maxRatio float64) string {
+	if maxRatio > 0 {
+		return "x" + strconv.FormatFloat(maxRatio, 'g', 3, 64)
+	}
+	return "+" + FormatPoints(maxIncrease)
 }
 
 // FormatPoints writes a rate difference in percentage points: "1 pt",

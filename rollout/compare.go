@@ -218,8 +218,15 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 	}
 	rate := ev.Canary.Rate()
 	c.Value, c.Samples = &rate, int64(ev.Canary.Requests)
-	margin := m.Compare.MaxIncrease
+	margin, ratio := m.Compare.MaxIncrease, m.Compare.MaxRatio
 	known := compared(ev, margin, alpha)
+	known.MaxRatio = ratio
+	noWorse := func() bool {
+		if ratio > 0 {
+			return sequential.NoWorseRatio(ev.Canary, ev.Stable, ratio, promotionLevel)
+		}
+		return sequential.NoWorse(ev.Canary, ev.Stable, margin, promotionLevel)
+	}
 	c.Compared = known
 	switch {
 	case ev.Canary.Requests == 0:
@@ -229,9 +236,9 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 	case ev.Worse.Shown(alpha):
 		c.Outcome = analysis.Fail
 		c.Message = fmt.Sprintf("%s worse: %s", m.Name, explain(known))
-	case sequential.NoWorse(ev.Canary, ev.Stable, margin, promotionLevel):
+	case noWorse():
 		c.Outcome = analysis.Pass
-		c.Message = fmt.Sprintf("%s no worse than stable + %s: %s", m.Name, analysis.FormatPoints(margin), explain(known))
+		c.Message = fmt.Sprintf("%s no worse than stable %s: %s", m.Name, analysis.FormatMargin(margin, ratio), explain(known))
 	default:
 		c.Outcome = analysis.Inconclusive
 		c.Message = fmt.Sprintf("%s: cannot tell yet: %s", m.Name, explain(known))
@@ -257,9 +264,9 @@ func compared(ev *v1alpha1.Evidence, margin, alpha float64) *analysis.Compared {
 // 10.3%] vs stable 0.5% [0.4%, 0.6%], 540 canary requests, margin +1 pt,
 // evidence 312 (rolled back at 100, alpha 0.01)".
 func explain(c *analysis.Compared) string {
-	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin +%s, evidence %.3g (rolled back at %.3g, alpha %.2g)",
+	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin %s, evidence %.3g (rolled back at %.3g, alpha %.2g)",
 		pct(c.Canary.Rate), pct(c.Canary.Low), pct(c.Canary.High), pct(c.Stable.Rate), pct(c.Stable.Low), pct(c.Stable.High),
-		c.Canary.Requests, analysis.FormatPoints(c.MaxIncrease), c.Evidence, c.RollbackAt, 1-c.Confidence)
+		c.Canary.Requests, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio), c.Evidence, c.RollbackAt, 1-c.Confidence)
 }
 
 // pct writes a rate as a percentage: "7.4%", "0.52%", "100%".

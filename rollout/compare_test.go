@@ -308,3 +308,18 @@ func TestPctWritesRatesWithoutExponents(t *testing.T) {
 		}
 	}
 }
+
+// With a relative margin, a canary is promoted once shown to fail at most
+// maxRatio times as often as stable, and the messages say "x2".
+func TestARelativeMarginPromotesACanaryWithinIt(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	in.Policy.Metrics = []analysis.Metric{{Name: analysis.ErrorRate, Interval: time.Minute, Compare: &analysis.Comparison{MaxRatio: 2}}}
+	in.Policy.Steps, in.Status.Steps = []int32{10}, []int32{10}
+	d := look(t, in, reading(0, 0, 0, 0))
+	in.Status, in.Now = d.Status, now.Add(time.Minute)
+	d = look(t, in, reading(40000, 200, 400000, 2000))
+	if d.Status.Phase != v1alpha1.PhasePromoting || !strings.Contains(d.Status.Message, "error-rate no worse than stable x2") || !strings.Contains(d.Status.Message, "margin x2") {
+		t.Fatalf("phase %s (%s), want promoting within the relative margin", d.Status.Phase, d.Status.Message)
+	}
+}

@@ -111,9 +111,12 @@ type MetricSpec struct {
 	// SlowerThan is latency's bound, one of the histogram's buckets, or
 	// several ([100ms, 250ms, 1s]) to compare the distribution at each.
 	MaxIncrease *float64 `json:"maxIncrease,omitempty"`
-	SlowerThan  Bounds   `json:"slowerThan,omitempty"`
-	Requests    string   `json:"requests,omitempty"`
-	Bad         string   `json:"bad,omitempty"`
+	// MaxRatio is a relative margin instead: the canary's rate may be up
+	// to MaxRatio times stable's.
+	MaxRatio   *float64 `json:"maxRatio,omitempty"`
+	SlowerThan Bounds   `json:"slowerThan,omitempty"`
+	Requests   string   `json:"requests,omitempty"`
+	Bad        string   `json:"bad,omitempty"`
 }
 
 // Bounds are latency bounds as a policy writes them: one duration
@@ -320,7 +323,13 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 			if ms.MaxIncrease != nil {
 				m.Compare.MaxIncrease = *ms.MaxIncrease
 			}
-		} else if ms.MaxIncrease != nil || len(bounds) > 0 {
+			if ms.MaxRatio != nil {
+				m.Compare.MaxRatio = *ms.MaxRatio
+				if ms.MaxIncrease == nil {
+					m.Compare.MaxIncrease = 0 // the ratio is the margin
+				}
+			}
+		} else if ms.MaxIncrease != nil || ms.MaxRatio != nil || len(bounds) > 0 {
 			field(fmt.Sprintf("metrics[%d].maxIncrease", i), "only comparisons (error-rate, latency, or requests and bad) have a margin or a bound")
 		}
 		// The latency distribution, compared at several bounds: one

@@ -372,3 +372,31 @@ policies:
 		t.Errorf("a map for slowerThan: %v, want refused naming slowerThan", err)
 	}
 }
+
+// A relative margin: maxRatio instead of maxIncrease, never both.
+func TestParseConfigReadsARelativeMargin(t *testing.T) {
+	got, err := ParseConfig([]byte(`
+policies:
+  rel:
+    steps: [10, 50]
+    metrics:
+    - {name: error-rate, maxRatio: 2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []analysis.Metric{{Name: "error-rate", Interval: time.Minute, Compare: &analysis.Comparison{MaxRatio: 2}}}
+	if diff := cmp.Diff(want, got["rel"].Comparisons()); diff != "" {
+		t.Errorf("comparisons (-want +got):\n%s", diff)
+	}
+	for text, wantErr := range map[string]string{
+		"{name: error-rate, maxRatio: 2, maxIncrease: 0.01}": "metrics[0].maxRatio: give one margin",
+		"{name: error-rate, maxRatio: 0.5}":                  "metrics[0].maxRatio: 0.5: must be at least 1",
+		"{name: success-rate, min: 0.9, maxRatio: 2}":        "metrics[0].maxIncrease: only comparisons",
+	} {
+		_, err := ParseConfig([]byte("policies:\n  rel:\n    steps: [10, 50]\n    metrics:\n    - " + text + "\n"))
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: %v, want an error saying %q", text, err, wantErr)
+		}
+	}
+}

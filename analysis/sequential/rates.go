@@ -138,3 +138,23 @@ func NoWorse(canary, stable Counts, margin, alpha float64) bool {
 	}
 	return logMixture(canary, PromotionPrior, p) >= math.Log(2/alpha)
 }
+
+// NoWorseRatio reports whether the canary's rate is shown to be at most
+// ratio times stable's, at level alpha: the canary's upper bound is below
+// ratio times stable's lower bound, each bound at alpha/2. A stable that
+// has failed nothing has a lower bound of 0, so nothing is shown: a ratio
+// gives a rate of zero no room.
+func NoWorseRatio(canary, stable Counts, ratio, alpha float64) bool {
+	if canary.Requests <= 0 || stable.Requests <= 0 {
+		return false
+	}
+	loS, _ := Bounds(stable, alpha/2, PromotionPrior)
+	p := loS * ratio
+	switch {
+	case p >= 1:
+		return true
+	case p <= canary.Rate():
+		return false
+	}
+	return logMixture(canary, PromotionPrior, p) >= math.Log(2/alpha)
+}

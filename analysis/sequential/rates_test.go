@@ -107,3 +107,23 @@ func TestNoWorseNeedsEvidenceOnBothSides(t *testing.T) {
 		})
 	}
 }
+
+func TestNoWorseRatioNeedsStableToFailAtAll(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		canary, stable Counts
+		ratio          float64
+		want           bool
+	}{
+		{"as good as stable, plenty of requests, within twice", Counts{Requests: 20000, Bad: 100}, Counts{Requests: 200000, Bad: 1000}, 2, true},
+		{"three times stable's rate, within twice", Counts{Requests: 20000, Bad: 300}, Counts{Requests: 200000, Bad: 1000}, 2, false},
+		{"a stable that failed nothing leaves no room", Counts{Requests: 20000, Bad: 0}, Counts{Requests: 200000, Bad: 0}, 5, false},
+		{"nothing measured", Counts{}, Counts{}, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NoWorseRatio(tc.canary, tc.stable, tc.ratio, 0.05); got != tc.want {
+				t.Errorf("NoWorseRatio = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

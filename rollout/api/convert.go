@@ -142,7 +142,7 @@ func ComparedToProto(c *analysis.Compared) *rolloutpb.Comparison {
 		return &rolloutpb.ComparisonSide{Requests: s.Requests, Bad: s.Bad, Rate: s.Rate, Low: s.Low, High: s.High}
 	}
 	return &rolloutpb.Comparison{
-		Canary: side(c.Canary), Stable: side(c.Stable), MaxIncrease: c.MaxIncrease,
+		Canary: side(c.Canary), Stable: side(c.Stable), MaxIncrease: c.MaxIncrease, MaxRatio: c.MaxRatio,
 		Evidence: c.Evidence, RollbackAt: c.RollbackAt, Confidence: c.Confidence, Looks: c.Looks,
 	}
 }

@@ -1409,7 +1409,10 @@ type Comparison struct {
 	// The bounds' level: 0.99 for bounds that hold at alpha 0.01.
 	Confidence float64 `protobuf:"fixed64,6,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	// How many looks the evidence rests on.
-	Looks         int32 `protobuf:"varint,7,opt,name=looks,proto3" json:"looks,omitempty"`
+	Looks int32 `protobuf:"varint,7,opt,name=looks,proto3" json:"looks,omitempty"`
+	// A relative margin instead of max_increase, when set: the canary's rate
+	// may be up to max_ratio times stable's.
+	MaxRatio      float64 `protobuf:"fixed64,8,opt,name=max_ratio,json=maxRatio,proto3" json:"max_ratio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1489,6 +1492,13 @@ func (x *Comparison) GetConfidence() float64 {
 func (x *Comparison) GetLooks() int32 {
 	if x != nil {
 		return x.Looks
+	}
+	return 0
+}
+
+func (x *Comparison) GetMaxRatio() float64 {
+	if x != nil {
+		return x.MaxRatio
 	}
 	return 0
 }
@@ -3049,7 +3059,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\amessage\x18\a \x01(\tR\amessage\x12*\n" +
 	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x121\n" +
 	"\bcompared\x18\t \x01(\v2\x15.fledge.v1.ComparisonR\bcomparedB\b\n" +
-	"\x06_value\"\x88\x02\n" +
+	"\x06_value\"\xa5\x02\n" +
 	"\n" +
 	"Comparison\x121\n" +
 	"\x06canary\x18\x01 \x01(\v2\x19.fledge.v1.ComparisonSideR\x06canary\x121\n" +
@@ -3061,7 +3071,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
 	"confidence\x18\x06 \x01(\x01R\n" +
 	"confidence\x12\x14\n" +
-	"\x05looks\x18\a \x01(\x05R\x05looks\"x\n" +
+	"\x05looks\x18\a \x01(\x05R\x05looks\x12\x1b\n" +
+	"\tmax_ratio\x18\b \x01(\x01R\bmaxRatio\"x\n" +
 	"\x0eComparisonSide\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x01R\brequests\x12\x10\n" +
 	"\x03bad\x18\x02 \x01(\x01R\x03bad\x12\x12\n" +

@@ -37,14 +37,20 @@ func (sc Scenario) fewestRequests(p *rollout.Policy) (float64, string) {
 	}
 	const beta = 0.01
 	type rates struct{ stable, canary, margin float64 }
+	margin := func(m analysis.Metric, stable float64) float64 {
+		if m.Compare.MaxRatio > 0 {
+			return stable * (m.Compare.MaxRatio - 1)
+		}
+		return m.Compare.MaxIncrease
+	}
 	var each []rates
 	for _, m := range p.Comparisons() {
 		switch {
 		case m.Name == analysis.ErrorRate:
-			each = append(each, rates{sc.StableErrors, math.Min(1, sc.StableErrors*sc.CanaryErrorFactor), m.Compare.MaxIncrease})
+			each = append(each, rates{sc.StableErrors, math.Min(1, sc.StableErrors*sc.CanaryErrorFactor), margin(m, sc.StableErrors)})
 		}
 		if ms, ok := m.LatencyBound(); ok && ms > 0 {
-			each = append(each, rates{sc.Stable.slowerShare(ms), sc.Canary.slowerShare(ms), m.Compare.MaxIncrease})
+			each = append(each, rates{sc.Stable.slowerShare(ms), sc.Canary.slowerShare(ms), margin(m, sc.Stable.slowerShare(ms))})
 		}
 	}
 	if expected(sc) == RolledBack {

@@ -40,7 +40,7 @@ func comparisonBlocks(checks []analysis.Check) []slack.Block {
 			mrkdwn(field("Canary", formatSide(k.Canary))),
 			mrkdwn(field("Stable", formatSide(k.Stable))),
 			mrkdwn(field("Evidence", formatEvidence(k))),
-			mrkdwn(field("Margin", fmt.Sprintf("+%s, %s%% bounds, %d looks", analysis.FormatPoints(k.MaxIncrease),
+			mrkdwn(field("Margin", fmt.Sprintf("%s, %s%% bounds, %d looks", analysis.FormatMargin(k.MaxIncrease, k.MaxRatio),
 				strconv.FormatFloat(100*k.Confidence, 'g', 4, 64), k.Looks))),
 		}
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(head), fields, nil))
@@ -86,6 +86,6 @@ func formatEvidence(k *analysis.Compared) string {
 // requests, margin +1 pt, evidence 312 ≥ 100 (alpha 0.01)".
 func formatComparison(c analysis.Check) string {
 	k := c.Compared
-	return fmt.Sprintf("%s: canary %s vs stable %s, margin +%s, evidence %s", comparisonVerdict(c.Outcome),
-		formatSide(k.Canary), formatSide(k.Stable), analysis.FormatPoints(k.MaxIncrease), formatEvidence(k))
+	return fmt.Sprintf("%s: canary %s vs stable %s, margin %s, evidence %s", comparisonVerdict(c.Outcome),
+		formatSide(k.Canary), formatSide(k.Stable), analysis.FormatMargin(k.MaxIncrease, k.MaxRatio), formatEvidence(k))
 }

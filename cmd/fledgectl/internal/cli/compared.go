@@ -22,9 +22,13 @@ func comparisonText(c *rolloutpb.Check) string {
 	if k.GetEvidence() >= k.GetRollbackAt() {
 		rel = ">="
 	}
-	return fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin +%s pt  evidence %s %s %s",
+	margin := "+" + strconv.FormatFloat(100*k.GetMaxIncrease(), 'g', 3, 64) + " pt"
+	if r := k.GetMaxRatio(); r > 0 {
+		margin = "x" + strconv.FormatFloat(r, 'g', 3, 64)
+	}
+	return fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin %s  evidence %s %s %s",
 		c.GetMetric(), comparisonVerdict(c.GetOutcome()), side(k.GetCanary()), side(k.GetStable()), k.GetCanary().GetRequests(),
-		strconv.FormatFloat(100*k.GetMaxIncrease(), 'g', 3, 64), sig3(k.GetEvidence()), rel, sig3(k.GetRollbackAt()))
+		margin, sig3(k.GetEvidence()), rel, sig3(k.GetRollbackAt()))
 }
 
 // comparisonVerdict says what a comparison's outcome means against stable.

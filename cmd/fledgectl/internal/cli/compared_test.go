@@ -44,6 +44,15 @@ func TestComparisonText(t *testing.T) {
 			"error-rate  no worse  canary 7.4% [5.1%, 10%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin +1 pt  evidence 0.01 < 100",
 		},
 		{
+			"a relative margin shows as a ratio",
+			func() *rolloutpb.Check {
+				c := comparisonCheck(rolloutpb.Outcome_OUTCOME_PASS, 0.01)
+				c.Compared.MaxIncrease, c.Compared.MaxRatio = 0, 2
+				return c
+			}(),
+			"error-rate  no worse  canary 7.4% [5.1%, 10%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin x2  evidence 0.01 < 100",
+		},
+		{
 			"a threshold check keeps its line",
 			&rolloutpb.Check{Metric: "latency-p95", Threshold: "<= 500", Samples: 1200, Outcome: rolloutpb.Outcome_OUTCOME_PASS},
 			"latency-p95 - (<= 500, 1200 samples) pass",
