@@ -7,12 +7,9 @@ package compare_test
 // readable on its own.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"os"
@@ -23,16 +20,11 @@ import (
 	"testing"
 	"time"
 
-	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/e2e/mesh"
@@ -212,26 +204,10 @@ func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*v1al
 	return sb.Fledge.FledgeV1alpha1().Flights(ns).Get(ctx, name, metav1.GetOptions{})
 }
 
-// waitFlight polls the Flight until ok accepts it, and fails the test with
-// its last status if that takes longer than timeout.
+// waitFlight polls the Flight until ok accepts it.
 func waitFlight(t testing.TB, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*v1alpha1.Flight) bool) *v1alpha1.Flight {
 	t.Helper()
-	var last *v1alpha1.Flight
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		f, err := getFlight(ctx, sb, ns, name)
-		if err != nil {
-			return false, nil
-		}
-		last = f
-		return ok(f), nil
-	})
-	if err != nil {
-		if last != nil {
-			t.Fatalf("flight %s/%s: %v; last status: phase=%s step=%d weight=%d hold=%+v message=%q", ns, name, err, last.Status.Phase, last.Status.Step, last.Status.CanaryWeight, last.Status.Hold, last.Status.Message)
-		}
-		t.Fatalf("flight %s/%s never appeared: %v", ns, name, err)
-	}
-	return last
+	return sb.WaitFlight(t, ns, name, timeout, ok)
 }
 
 // decisionsOf lists a revision's decisions with the given verdict, in order.
@@ -274,74 +250,17 @@ func dumpOnFailure(t testing.TB, sb *sandbox.Sandbox, ns string) {
 	}
 }
 
-var manifestResources = map[string]schema.GroupVersionResource{
-	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
-	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-}
-
 // installRBAC creates fledge's namespace and applies deploy/rbac.yaml: the
 // engines run with exactly its permissions, never as admin.
 func installRBAC(ctx context.Context, sb *sandbox.Sandbox) error {
-	_, err := sb.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: engineNamespace}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	data, err := os.ReadFile(repoFile("deploy/rbac.yaml"))
-	if err != nil {
-		return err
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	for {
-		var obj unstructured.Unstructured
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if obj.Object == nil {
-			continue
-		}
-		gvr, ok := manifestResources[obj.GetKind()]
-		if !ok {
-			return fmt.Errorf("deploy/rbac.yaml: unexpected kind %s", obj.GetKind())
-		}
-		var c interface {
-			Create(context.Context, *unstructured.Unstructured, metav1.CreateOptions, ...string) (*unstructured.Unstructured, error)
-		} = sb.Dynamic.Resource(gvr)
-		if ns := obj.GetNamespace(); ns != "" {
-			c = sb.Dynamic.Resource(gvr).Namespace(ns)
-		}
-		if _, err := c.Create(ctx, &obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("deploy/rbac.yaml: %s %s: %w", obj.GetKind(), obj.GetName(), err)
-		}
-	}
+	return sb.InstallRBAC(ctx, engineNamespace, repoFile("deploy/rbac.yaml"))
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that authenticates as
-// fledge's ServiceAccount, with a token from the TokenRequest API.
+// fledge's ServiceAccount.
 func serviceAccountKubeconfig(t testing.TB, sb *sandbox.Sandbox) string {
 	t.Helper()
-	tok, err := sb.Kube.CoreV1().ServiceAccounts(engineNamespace).CreateToken(context.Background(), "fledge",
-		&authv1.TokenRequest{Spec: authv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("token for the fledge ServiceAccount: %v", err)
-	}
-	cfg, err := clientcmd.LoadFromFile(sb.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range cfg.AuthInfos {
-		a.Token = tok.Status.Token
-	}
-	path := filepath.Join(t.TempDir(), "fledge.kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return sb.ServiceAccountKubeconfig(t, engineNamespace, "fledge")
 }
 
 func freeAddr(t testing.TB) string {

@@ -321,22 +321,7 @@ func getFlight(ctx context.Context, sb *sandbox.Sandbox, ns, name string) (*v1al
 // waitFlight polls the Flight until ok accepts it.
 func waitFlight(t testing.TB, sb *sandbox.Sandbox, ns, name string, timeout time.Duration, ok func(*v1alpha1.Flight) bool) *v1alpha1.Flight {
 	t.Helper()
-	var last *v1alpha1.Flight
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		f, err := getFlight(ctx, sb, ns, name)
-		if err != nil {
-			return false, nil
-		}
-		last = f
-		return ok(f), nil
-	})
-	if err != nil {
-		if last != nil {
-			t.Fatalf("flight %s/%s: %v; last status: phase=%s step=%d weight=%d hold=%+v message=%q", ns, name, err, last.Status.Phase, last.Status.Step, last.Status.CanaryWeight, last.Status.Hold, last.Status.Message)
-		}
-		t.Fatalf("flight %s/%s never appeared: %v", ns, name, err)
-	}
-	return last
+	return sb.WaitFlight(t, ns, name, timeout, ok)
 }
 
 // verdicts lists a revision's decisions, in order.
