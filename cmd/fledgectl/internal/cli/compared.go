@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
 
@@ -22,10 +23,7 @@ func comparisonText(c *rolloutpb.Check) string {
 	if k.GetEvidence() >= k.GetRollbackAt() {
 		rel = ">="
 	}
-	margin := "+" + strconv.FormatFloat(100*k.GetMaxIncrease(), 'g', 3, 64) + " pt"
-	if r := k.GetMaxRatio(); r > 0 {
-		margin = "x" + strconv.FormatFloat(r, 'g', 3, 64)
-	}
+	margin := analysis.FormatMargin(k.GetMaxIncrease(), k.GetMaxRatio())
 	return fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin %s  evidence %s %s %s",
 		c.GetMetric(), comparisonVerdict(c.GetOutcome()), side(k.GetCanary()), side(k.GetStable()), k.GetCanary().GetRequests(),
 		margin, sig3(k.GetEvidence()), rel, sig3(k.GetRollbackAt()))
@@ -44,24 +42,8 @@ func comparisonVerdict(o rolloutpb.Outcome) string {
 	return outcome(o)
 }
 
-// pct writes a rate as a percentage with two significant digits and no
-// exponent ("7.4%", "0.52%", "100%"), as fledge's decision log does
-// (rollout's pct). It is repeated here so that fledgectl depends on the
-// API's messages only.
-func pct(r float64) string {
-	p := 100 * r
-	switch {
-	case p == 0:
-		return "0%"
-	case p >= 10:
-		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
-	case p >= 1:
-		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
-	case p < 0.001:
-		return "<0.001%"
-	}
-	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
-}
+// pct writes a rate as the decision log does ("7.4%", "0.52%").
+func pct(r float64) string { return analysis.FormatPercent(r) }
 
 // sig3 writes an evidence level with three significant digits; large
 // e-values keep their exponent ("1.2e+05"), the point being their size.
