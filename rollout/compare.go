@@ -204,7 +204,7 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 		c.Outcome, c.Message = analysis.Error, fmt.Sprintf("%s: %v since the last look: measuring again from these counters; the evidence so far is kept", m.Name, err)
 		return c
 	default:
-		if err := ev.Worse.Observe(look); err != nil {
+		if err := ev.Worse.Observe(look, d.st.Step); err != nil {
 			ev.Worse = sequential.Worse{} // another grid: start over rather than mix
 			c.Outcome, c.Message = analysis.Error, fmt.Sprintf("%s: %v: evidence restarted", m.Name, err)
 			return c

@@ -9,15 +9,18 @@
 //   - Is the canary worse than stable? Worse is an e-process: a
 //     nonnegative supermartingale under "the canary is no worse", so by
 //     Ville's inequality it reaches 1/alpha with probability at most alpha
-//     at any time. Each look's bad events are attributed, conditionally on
-//     how many there were, to canary or stable: under a rate ratio rho,
-//     each is the canary's with probability rho*n/(rho*n+m), where n and m
-//     are the requests each served in that look. Conditioning cancels
-//     stable's unknown rate, the traffic level and incidents that hit both
-//     sides at once, and stratifying by look keeps it exact when the
-//     traffic split changes (steps, cohorts, sticky users): the observed
-//     shares are used, never the configured weights. The alternative is a
-//     mixture over ratios from 1.25 to 50. This is the conditional
+//     at any time. The bad events of a stratum (looks at one traffic
+//     split, until each side has served a few requests) are attributed,
+//     conditionally on how many there were, to canary or stable: under a
+//     rate ratio rho, each is the canary's with probability
+//     rho*n/(rho*n+m), where n and m are the requests each served in the
+//     stratum. Conditioning cancels stable's unknown rate, the traffic
+//     level and incidents that hit both sides at once, and stratifying by
+//     split keeps it exact when the traffic split changes (steps, cohorts,
+//     sticky users): within a stratum requests are routed alike whatever
+//     else happens, and the observed shares are used, never the
+//     configured weights. The alternative is a mixture over ratios from
+//     1.25 to 50. This is the conditional
 //     construction of Lindon and Malek, "Anytime-valid inference for
 //     multinomial count data" (NeurIPS 2022); Hoeffding (1963, section 6)
 //     makes it exact for per-request (Bernoulli) errors too, since drawing

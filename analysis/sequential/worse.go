@@ -18,8 +18,15 @@ var Ratios = []float64{1.25, 1.6, 2, 3, 5, 8, 13, 20, 32, 50}
 // bad events (failed, or slower than a bound) over the same time. Counts
 // are increments since the previous look, not totals.
 type Look struct {
-	CanaryRequests, CanaryBad float64
-	StableRequests, StableBad float64
+	CanaryRequests float64 `json:"canaryRequests"`
+	CanaryBad      float64 `json:"canaryBad"`
+	StableRequests float64 `json:"stableRequests"`
+	StableBad      float64 `json:"stableBad"`
+}
+
+// add sums two looks.
+func (l Look) add(o Look) Look {
+	return Look{l.CanaryRequests + o.CanaryRequests, l.CanaryBad + o.CanaryBad, l.StableRequests + o.StableRequests, l.StableBad + o.StableBad}
 }
 
 // Check refuses counts no measurement can produce. It is called before a
@@ -47,22 +54,44 @@ func (l Look) Check() error {
 
 // Worse is the evidence that the canary's rate is higher than stable's:
 // for each of Ratios, the log likelihood ratio of that ratio against 1,
-// summed over looks. Its zero value is "no evidence yet". It is the whole
+// summed over strata. Its zero value is "no evidence yet". It is the whole
 // state of the e-process, small enough to persist in a Flight's status.
+//
+// A stratum is a run of looks over which the traffic split stays as it
+// was (one step), closed once both sides have served StratumRequests:
+// its bad events are then attributed, given how many there were, by the
+// requests each side served in it. At high traffic a look is a stratum.
+// At low traffic a look often has no request on one side, or one or two
+// on each, and attributing its bad events alone throws most of what they
+// say away (a canary's bad response in a look where stable served nothing
+// says nothing); pooled, they say it all.
 //
 // +k8s:deepcopy-gen=true
 type Worse struct {
 	LogLR []float64 `json:"logLR,omitempty"`
+	// Pending are the current stratum's looks, summed, until it closes.
+	Pending *Look `json:"pending,omitempty"`
+	// Stratum names the pending looks' traffic split (the step).
+	Stratum int32 `json:"stratum,omitempty"`
 }
+
+// StratumRequests is how many requests each side serves before a stratum
+// closes: enough that the observed split is close to the true one, so that
+// a bad event's attribution carries most of what it can; few enough that
+// at 0.2 requests a second a stratum lasts about a minute.
+var StratumRequests = 5.0
 
 // ErrRatios: a persisted Worse was computed over another grid of ratios;
 // its evidence cannot be continued.
 var ErrRatios = errors.New("evidence computed over another grid of ratios")
 
-// Observe takes one look into evidence. Only looks with bad events on
-// either side carry any: given how many there were, who they belong to is
-// what tells the canary from stable. The look must pass Check.
-func (w *Worse) Observe(l Look) error {
+// Observe takes one look, made while the traffic was split as stratum
+// says, into evidence: it joins the pending looks of its stratum (closing
+// those of another first), and closes the stratum once both sides have
+// served enough. When a stratum closes depends on requests alone, never on
+// bad events, so the e-process stays a supermartingale under "no worse".
+// The look must pass Check.
+func (w *Worse) Observe(l Look, stratum int32) error {
 	if err := l.Check(); err != nil {
 		return err
 	}
@@ -72,19 +101,37 @@ func (w *Worse) Observe(l Look) error {
 	if len(w.LogLR) != len(Ratios) {
 		return ErrRatios
 	}
+	if w.Pending != nil && w.Stratum != stratum {
+		w.close()
+	}
+	if w.Pending == nil {
+		w.Pending = &Look{}
+	}
+	*w.Pending, w.Stratum = w.Pending.add(l), stratum
+	if w.Pending.CanaryRequests >= StratumRequests && w.Pending.StableRequests >= StratumRequests {
+		w.close()
+	}
+	return nil
+}
+
+// close takes the pending stratum into evidence. Only bad events carry
+// any: given how many there were, who they belong to is what tells the
+// canary from stable.
+func (w *Worse) close() {
+	l := w.Pending
+	w.Pending = nil
 	n, m := l.CanaryRequests, l.StableRequests
 	x, y := l.CanaryBad, l.StableBad
 	if x+y == 0 || n == 0 || m == 0 {
 		// No bad events, or one side served nothing: every bad event is
-		// that side's under any ratio, so the look says nothing of it.
-		return nil
+		// that side's under any ratio, so the stratum says nothing of it.
+		return
 	}
 	theta0 := n / (n + m)
 	for j, rho := range Ratios {
 		theta := rho * n / (rho*n + m)
 		w.LogLR[j] += x*math.Log(theta/theta0) + y*math.Log((1-theta)/(1-theta0))
 	}
-	return nil
 }
 
 // LogE is the log of the e-value: the mixture's likelihood ratio against

@@ -36,7 +36,7 @@ func TestOneLookIsFairUnderTheNull(t *testing.T) {
 				var e float64
 				for x := 0; x <= tc.total; x++ {
 					var w Worse
-					if err := w.Observe(Look{CanaryRequests: tc.n, CanaryBad: float64(x), StableRequests: tc.m, StableBad: float64(tc.total - x)}); err != nil {
+					if err := w.Observe(Look{CanaryRequests: tc.n, CanaryBad: float64(x), StableRequests: tc.m, StableBad: float64(tc.total - x)}, 0); err != nil {
 						t.Fatal(err)
 					}
 					e += binomialPMF(tc.total, x, theta) * math.Exp(w.LogLR[j])
@@ -55,19 +55,30 @@ func TestOneLookIsFairUnderTheNull(t *testing.T) {
 // aaRun plays one rollout in which canary and stable share every rate,
 // changing from look to look (traffic, weights, incidents), with errors
 // drawn per request, and reports whether Worse ever reached 1/alpha.
+//
+// The split changes every 20 looks or so (a step), and so does the
+// stratum; traffic is high (up to 400 requests a look) or low (up to 4),
+// so that strata of one look and of many are both played.
 func aaRun(rng *rand.Rand, alpha float64, looks int) bool {
 	var w Worse
+	var step int32
+	share := 0.1
+	mean := []float64{400, 4}[rng.IntN(2)]
 	for range looks {
-		total := float64(rng.IntN(400))
-		share := []float64{0.05, 0.1, 0.25, 0.5}[rng.IntN(4)]
+		if rng.IntN(20) == 0 {
+			step++
+			share = []float64{0.05, 0.1, 0.25, 0.5}[rng.IntN(4)]
+		}
 		p := 0.005
 		if rng.IntN(20) == 0 { // an incident hitting both
 			p = 0.1
 		}
-		n := math.Round(total * share)
+		// Requests are routed one by one, as a mesh does.
+		total := float64(rng.IntN(int(mean) + 1))
+		n := binomial(rng, total, share)
 		m := total - n
 		l := Look{CanaryRequests: n, StableRequests: m, CanaryBad: binomial(rng, n, p), StableBad: binomial(rng, m, p)}
-		if err := w.Observe(l); err != nil {
+		if err := w.Observe(l, step); err != nil {
 			panic(err)
 		}
 		if w.Shown(alpha) {
@@ -118,32 +129,74 @@ func TestAnEqualCanaryIsRarelyShownWorseWhateverTheLooks(t *testing.T) {
 }
 
 // A canary fifteen times worse is shown worse after a handful of its bad
-// responses, at low traffic too.
+// responses, at low traffic too: at 1 request a second with the canary at
+// 10%, and at 0.2 with it at 50%, where a look mostly has no request, or
+// one, on each side.
 func TestAFifteenTimesWorseCanaryIsShownWorseSoon(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	const runs = 500
-	var badServed []float64
-	for range runs {
-		var w Worse
-		served := 0.0
-		for look := 0; look < 10000 && !w.Shown(0.01); look++ {
-			// 1 rps in all, canary at 10%, a look every 10 s.
-			n, m := poisson(rng, 1), poisson(rng, 9)
-			l := Look{CanaryRequests: n, StableRequests: m, CanaryBad: binomial(rng, n, 0.075), StableBad: binomial(rng, m, 0.005)}
-			if err := w.Observe(l); err != nil {
+	for _, tc := range []struct {
+		name   string
+		n, m   float64 // mean requests a look, each side
+		maxBad float64
+	}{
+		{"1 rps, canary at 10%", 1, 9, 10},
+		{"0.2 rps, canary at 50%", 1, 1, 15},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			const runs = 500
+			var badServed []float64
+			for range runs {
+				var w Worse
+				served := 0.0
+				for look := 0; look < 10000 && !w.Shown(0.01); look++ {
+					n, m := poisson(rng, tc.n), poisson(rng, tc.m)
+					l := Look{CanaryRequests: n, StableRequests: m, CanaryBad: binomial(rng, n, 0.075), StableBad: binomial(rng, m, 0.005)}
+					if err := w.Observe(l, 0); err != nil {
+						t.Fatal(err)
+					}
+					served += l.CanaryBad
+				}
+				if !w.Shown(0.01) {
+					t.Fatal("a 15x worse canary was never shown worse")
+				}
+				badServed = append(badServed, served)
+			}
+			med := median(badServed)
+			t.Logf("median bad responses served before shown worse: %.0f", med)
+			if med > tc.maxBad {
+				t.Errorf("median %.0f bad responses before the verdict, want at most %.0f", med, tc.maxBad)
+			}
+		})
+	}
+}
+
+// Looks of one stratum are pooled: a canary's bad response in a look where
+// stable served nothing still counts, once stable has served in the same
+// split.
+func TestLooksOfOneSplitArePooled(t *testing.T) {
+	var w Worse
+	for range 5 {
+		for _, l := range []Look{{CanaryRequests: 1, CanaryBad: 1}, {StableRequests: 1}} {
+			if err := w.Observe(l, 2); err != nil {
 				t.Fatal(err)
 			}
-			served += l.CanaryBad
 		}
-		if !w.Shown(0.01) {
-			t.Fatal("a 15x worse canary was never shown worse")
-		}
-		badServed = append(badServed, served)
 	}
-	med := median(badServed)
-	t.Logf("median bad responses served before shown worse: %.0f", med)
-	if med > 15 {
-		t.Errorf("median %.0f bad responses before the verdict, want at most 15", med)
+	if w.Pending != nil {
+		t.Fatalf("pending %+v after both sides served %g requests", *w.Pending, StratumRequests)
+	}
+	if w.LogE() <= 0 {
+		t.Errorf("log e-value %g after 5 canary failures against none of stable's in the same split, want it above 0", w.LogE())
+	}
+	// Another split closes the pending looks, whatever they hold.
+	var v Worse
+	for _, st := range []int32{0, 1} {
+		if err := v.Observe(Look{CanaryRequests: 2, CanaryBad: 2, StableRequests: 1}, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.LogE() <= 0 || v.Pending == nil || v.Stratum != 1 {
+		t.Errorf("after a change of split: log e %g, pending %v in stratum %d; want evidence from the first, the second pending", v.LogE(), v.Pending, v.Stratum)
 	}
 }
 
@@ -184,7 +237,7 @@ func TestALookNoMeasurementCanProduceIsRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var w Worse
-			if err := w.Observe(tc.look); err == nil {
+			if err := w.Observe(tc.look, 0); err == nil {
 				t.Fatalf("Observe(%+v) accepted it", tc.look)
 			}
 			if w.LogE() != 0 {
@@ -196,19 +249,20 @@ func TestALookNoMeasurementCanProduceIsRefused(t *testing.T) {
 
 func TestEvidenceOverAnotherGridIsRefused(t *testing.T) {
 	w := Worse{LogLR: []float64{1, 2}}
-	if err := w.Observe(Look{CanaryRequests: 10, CanaryBad: 1, StableRequests: 10}); err != ErrRatios {
+	if err := w.Observe(Look{CanaryRequests: 10, CanaryBad: 1, StableRequests: 10}, 0); err != ErrRatios {
 		t.Fatalf("Observe on a 2-ratio evidence: %v, want ErrRatios", err)
 	}
 }
 
 func TestLooksWithoutBadEventsOrWithOneSideIdleCarryNoEvidence(t *testing.T) {
 	var w Worse
-	for _, l := range []Look{
+	for i, l := range []Look{
 		{CanaryRequests: 100, StableRequests: 900},
 		{CanaryRequests: 10, CanaryBad: 10},
 		{StableRequests: 10, StableBad: 4},
+		{CanaryRequests: 1, CanaryBad: 1, StableRequests: 2}, // closed by the next stratum
 	} {
-		if err := w.Observe(l); err != nil {
+		if err := w.Observe(l, int32(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -224,7 +278,7 @@ func FuzzObserve(f *testing.F) {
 	f.Fuzz(func(t *testing.T, n, x, m, y float64) {
 		var w Worse
 		l := Look{CanaryRequests: n, CanaryBad: x, StableRequests: m, StableBad: y}
-		if err := w.Observe(l); err != nil {
+		if err := w.Observe(l, 0); err != nil {
 			if l.Check() == nil {
 				t.Fatalf("Observe refused a look Check accepts: %v", err)
 			}

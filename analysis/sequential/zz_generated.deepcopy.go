@@ -13,6 +13,11 @@ func (in *Worse) DeepCopyInto(out *Worse) {
 		*out = make([]float64, len(*in))
 		copy(*out, *in)
 	}
+	if in.Pending != nil {
+		in, out := &in.Pending, &out.Pending
+		*out = new(Look)
+		**out = **in
+	}
 	return
 }
 

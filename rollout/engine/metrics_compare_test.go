@@ -23,7 +23,7 @@ func TestComparisonMetricsFollowTheEvidence(t *testing.T) {
 	}}
 	var worse sequential.Worse
 	look := sequential.Look{CanaryRequests: 400, CanaryBad: 40, StableRequests: 4000, StableBad: 20}
-	if err := worse.Observe(look); err != nil {
+	if err := worse.Observe(look, 0); err != nil {
 		t.Fatal(err)
 	}
 	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"}}
