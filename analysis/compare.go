@@ -103,6 +103,10 @@ type Compared struct {
 	// the policy's shared among its comparisons).
 	Evidence   float64 `json:"evidence"`
 	RollbackAt float64 `json:"rollbackAt"`
+	// NoWorse is the e-value that the canary is no worse than stable plus
+	// the margin; it is shown so once NoWorse reaches PromoteAt.
+	NoWorse   float64 `json:"noWorse,omitempty"`
+	PromoteAt float64 `json:"promoteAt,omitempty"`
 	// Confidence is the bounds' level: 0.99 for [Low, High] at alpha 0.01.
 	Confidence float64 `json:"confidence"`
 	// Looks counts the looks the evidence rests on.

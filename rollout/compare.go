@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -204,6 +205,8 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 		c.Outcome, c.Message = analysis.Error, fmt.Sprintf("%s: %v since the last look: measuring again from these counters; the evidence so far is kept", m.Name, err)
 		return c
 	default:
+		before := sequential.Look{CanaryRequests: ev.Canary.Requests, CanaryBad: ev.Canary.Bad, StableRequests: ev.Stable.Requests, StableBad: ev.Stable.Bad}
+		ev.NoWorse.Observe(look, before, d.st.Step, m.Compare.MaxIncrease, m.Compare.MaxRatio)
 		if err := ev.Worse.Observe(look, d.st.Step); err != nil {
 			ev.Worse = sequential.Worse{} // another grid: start over rather than mix
 			c.Outcome, c.Message = analysis.Error, fmt.Sprintf("%s: %v: evidence restarted", m.Name, err)
@@ -221,12 +224,7 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 	margin, ratio := m.Compare.MaxIncrease, m.Compare.MaxRatio
 	known := compared(ev, margin, alpha)
 	known.MaxRatio = ratio
-	noWorse := func() bool {
-		if ratio > 0 {
-			return sequential.NoWorseRatio(ev.Canary, ev.Stable, ratio, promotionLevel)
-		}
-		return sequential.NoWorse(ev.Canary, ev.Stable, margin, promotionLevel)
-	}
+	noWorse := func() bool { return ev.NoWorse.Shown(promotionLevel) }
 	c.Compared = known
 	switch {
 	case ev.Canary.Requests == 0:
@@ -257,16 +255,18 @@ func compared(ev *v1alpha1.Evidence, margin, alpha float64) *analysis.Compared {
 	return &analysis.Compared{
 		Canary: side(ev.Canary), Stable: side(ev.Stable), MaxIncrease: margin,
 		Evidence: ev.Worse.E(), RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
+		NoWorse: math.Exp(ev.NoWorse.LogE), PromoteAt: 1 / promotionLevel,
 	}
 }
 
 // explain writes a comparison's knowledge for people: "canary 7.4% [5.1%,
 // 10.3%] vs stable 0.5% [0.4%, 0.6%], 540 canary requests, margin +1 pt,
-// evidence 312 (rolled back at 100, alpha 0.01)".
+// evidence 312 (rolled back at 100, alpha 0.01), no worse 0.02 (promoted
+// at 20)".
 func explain(c *analysis.Compared) string {
-	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin %s, evidence %.3g (rolled back at %.3g, alpha %.2g)",
+	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin %s, evidence %.3g (rolled back at %.3g, alpha %.2g), no worse %.3g (promoted at %.3g)",
 		pct(c.Canary.Rate), pct(c.Canary.Low), pct(c.Canary.High), pct(c.Stable.Rate), pct(c.Stable.Low), pct(c.Stable.High),
-		c.Canary.Requests, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio), c.Evidence, c.RollbackAt, 1-c.Confidence)
+		c.Canary.Requests, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio), c.Evidence, c.RollbackAt, 1-c.Confidence, c.NoWorse, c.PromoteAt)
 }
 
 // pct writes a rate as a percentage: "7.4%", "0.52%", "100%".

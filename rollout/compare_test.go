@@ -91,7 +91,7 @@ func TestAnEqualCanaryWalksItsStepsAndIsPromotedOnceShownNoWorse(t *testing.T) {
 	// The round: equal rates, inconclusive, which does not hold an
 	// intermediate step.
 	in.Status, in.Now = d.Status, now.Add(time.Minute)
-	d = look(t, in, reading(600, 3, 5400, 27))
+	d = look(t, in, reading(300, 2, 2700, 13))
 	if d.Status.Step != 1 || d.Status.CanaryWeight != 50 {
 		t.Fatalf("step %d at %d%% (%s), want step 2 at 50%%", d.Status.Step, d.Status.CanaryWeight, d.Status.Message)
 	}
@@ -99,7 +99,7 @@ func TestAnEqualCanaryWalksItsStepsAndIsPromotedOnceShownNoWorse(t *testing.T) {
 	// The last step's round: still inconclusive, so no promotion: a hold
 	// that says how much is known.
 	in.Status, in.Now = d.Status, now.Add(2*time.Minute)
-	d = look(t, in, reading(800, 4, 5600, 28))
+	d = look(t, in, reading(400, 2, 2800, 14))
 	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldInconclusive ||
 		!strings.Contains(d.Status.Message, "promotion waits until every comparison shows the canary no worse") ||
 		!strings.Contains(d.Status.Message, "cannot tell yet") {

@@ -25,13 +25,19 @@
 //     multinomial count data" (NeurIPS 2022); Hoeffding (1963, section 6)
 //     makes it exact for per-request (Bernoulli) errors too, since drawing
 //     without replacement is dominated in convex order.
-//   - Is the canary shown no worse than a margin? Rate bounds each side's
-//     rate with a confidence sequence: Robbins' beta-binomial mixture
-//     (Robbins 1970; Howard, Ramdas, McAuliffe and Sekhon, "Time-uniform,
+//   - Is the canary shown no worse than a margin? Promotion is an
+//     e-process too, under "the canary is worse than stable plus the
+//     margin": it bets on groups of requests, one of the side that served
+//     fewer against its share of the other's, that the canary's share of
+//     bad events minus stable's stays below the margin, sizing each bet
+//     from what the strata before it showed (testing by betting; see
+//     Promotion). It needs about as many canary requests as Wald's
+//     sequential test that knew stable's rate.
+//   - How much is known? Bounds gives each side's rate a confidence
+//     sequence, for messages: Robbins' beta-binomial mixture (Robbins
+//     1970; Howard, Ramdas, McAuliffe and Sekhon, "Time-uniform,
 //     nonparametric, nonasymptotic confidence sequences", Annals of
-//     Statistics 2021), which holds uniformly over time. The canary is no
-//     worse than stable plus a margin once its upper bound is below
-//     stable's lower bound plus the margin.
+//     Statistics 2021), which holds uniformly over time.
 //
 // "Cannot tell yet" is an answer, not a failure: evidence short of both
 // bounds holds the rollout, and Bounds says how much is known.

@@ -14,13 +14,9 @@ type Prior struct{ A, B float64 }
 // meaningful in messages. Its mean is 1/41.
 var DefaultPrior = Prior{A: 0.5, B: 20}
 
-// PromotionPrior is NoWorse's: promotions are decided where healthy
-// services live, a canary's upper bound and stable's lower bound near rates
-// of a few tenths of a percent, and a prior with its mean there (1/201,
-// standard deviation 0.5%) makes those bounds about a sixth tighter than
-// DefaultPrior's (a healthy canary is shown no worse than a 1-point margin
-// after about 2,100 requests instead of 2,500, both sides at 0.5%). Any
-// prior gives valid bounds.
+// PromotionPrior is where Promotion's estimates of both sides' rates start,
+// before either has served: its mean (1/201) is where error rates of
+// healthy services live.
 var PromotionPrior = Prior{A: 1, B: 200}
 
 // Counts are one side's requests and bad events, in total.
@@ -117,44 +113,4 @@ func bisect(cond func(float64) bool, a, b float64) float64 {
 		}
 	}
 	return (a + b) / 2
-}
-
-// NoWorse reports whether the canary's rate is shown to be at most
-// stable's plus margin, at level alpha: the canary's upper bound is below
-// stable's lower bound plus the margin, each bound at alpha/2. (It asks
-// whether that point is above the canary's set, rather than computing the
-// canary's bound: one bisection instead of two, at every look.)
-func NoWorse(canary, stable Counts, margin, alpha float64) bool {
-	if canary.Requests <= 0 || stable.Requests <= 0 {
-		return false
-	}
-	loS, _ := Bounds(stable, alpha/2, PromotionPrior)
-	p := loS + margin
-	switch {
-	case p >= 1:
-		return true
-	case p <= canary.Rate():
-		return false
-	}
-	return logMixture(canary, PromotionPrior, p) >= math.Log(2/alpha)
-}
-
-// NoWorseRatio reports whether the canary's rate is shown to be at most
-// ratio times stable's, at level alpha: the canary's upper bound is below
-// ratio times stable's lower bound, each bound at alpha/2. A stable that
-// has failed nothing has a lower bound of 0, so nothing is shown: a ratio
-// gives a rate of zero no room.
-func NoWorseRatio(canary, stable Counts, ratio, alpha float64) bool {
-	if canary.Requests <= 0 || stable.Requests <= 0 {
-		return false
-	}
-	loS, _ := Bounds(stable, alpha/2, PromotionPrior)
-	p := loS * ratio
-	switch {
-	case p >= 1:
-		return true
-	case p <= canary.Rate():
-		return false
-	}
-	return logMixture(canary, PromotionPrior, p) >= math.Log(2/alpha)
 }

@@ -23,7 +23,7 @@ func TestComparedRoundTripsOverGRPC(t *testing.T) {
 	compared := &analysis.Compared{
 		Canary:      analysis.Side{Requests: 40, Bad: 12, Rate: 0.3, Low: 0.14, High: 0.5},
 		Stable:      analysis.Side{Requests: 360, Bad: 2, Rate: 0.0056, Low: 0.001, High: 0.021},
-		MaxIncrease: 0.01, Evidence: 312, RollbackAt: 100, Confidence: 0.99, Looks: 4,
+		MaxIncrease: 0.01, Evidence: 312, RollbackAt: 100, Confidence: 0.99, Looks: 4, NoWorse: 0.02, PromoteAt: 20,
 	}
 	f.backend.Update("prod", "shop", func(st *v1alpha1.FlightStatus) {
 		st.Phase = v1alpha1.PhaseRolledBack
@@ -38,7 +38,7 @@ func TestComparedRoundTripsOverGRPC(t *testing.T) {
 	want := &rolloutpb.Comparison{
 		Canary:      &rolloutpb.ComparisonSide{Requests: 40, Bad: 12, Rate: 0.3, Low: 0.14, High: 0.5},
 		Stable:      &rolloutpb.ComparisonSide{Requests: 360, Bad: 2, Rate: 0.0056, Low: 0.001, High: 0.021},
-		MaxIncrease: 0.01, Evidence: 312, RollbackAt: 100, Confidence: 0.99, Looks: 4,
+		MaxIncrease: 0.01, Evidence: 312, RollbackAt: 100, Confidence: 0.99, Looks: 4, NoWorse: 0.02, PromoteAt: 20,
 	}
 
 	explain, err := f.client.Explain(f.ctx, &rolloutpb.ExplainRequest{Namespace: "prod", Name: "shop", Revision: "rev-b"})

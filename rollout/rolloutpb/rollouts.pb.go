@@ -1412,7 +1412,11 @@ type Comparison struct {
 	Looks int32 `protobuf:"varint,7,opt,name=looks,proto3" json:"looks,omitempty"`
 	// A relative margin instead of max_increase, when set: the canary's rate
 	// may be up to max_ratio times stable's.
-	MaxRatio      float64 `protobuf:"fixed64,8,opt,name=max_ratio,json=maxRatio,proto3" json:"max_ratio,omitempty"`
+	MaxRatio float64 `protobuf:"fixed64,8,opt,name=max_ratio,json=maxRatio,proto3" json:"max_ratio,omitempty"`
+	// The e-value that the canary is no worse than stable plus the margin:
+	// it is shown so once no_worse >= promote_at (1/0.05).
+	NoWorse       float64 `protobuf:"fixed64,9,opt,name=no_worse,json=noWorse,proto3" json:"no_worse,omitempty"`
+	PromoteAt     float64 `protobuf:"fixed64,10,opt,name=promote_at,json=promoteAt,proto3" json:"promote_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1499,6 +1503,20 @@ func (x *Comparison) GetLooks() int32 {
 func (x *Comparison) GetMaxRatio() float64 {
 	if x != nil {
 		return x.MaxRatio
+	}
+	return 0
+}
+
+func (x *Comparison) GetNoWorse() float64 {
+	if x != nil {
+		return x.NoWorse
+	}
+	return 0
+}
+
+func (x *Comparison) GetPromoteAt() float64 {
+	if x != nil {
+		return x.PromoteAt
 	}
 	return 0
 }
@@ -3059,7 +3077,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\amessage\x18\a \x01(\tR\amessage\x12*\n" +
 	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x121\n" +
 	"\bcompared\x18\t \x01(\v2\x15.fledge.v1.ComparisonR\bcomparedB\b\n" +
-	"\x06_value\"\xa5\x02\n" +
+	"\x06_value\"\xdf\x02\n" +
 	"\n" +
 	"Comparison\x121\n" +
 	"\x06canary\x18\x01 \x01(\v2\x19.fledge.v1.ComparisonSideR\x06canary\x121\n" +
@@ -3072,7 +3090,11 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"confidence\x18\x06 \x01(\x01R\n" +
 	"confidence\x12\x14\n" +
 	"\x05looks\x18\a \x01(\x05R\x05looks\x12\x1b\n" +
-	"\tmax_ratio\x18\b \x01(\x01R\bmaxRatio\"x\n" +
+	"\tmax_ratio\x18\b \x01(\x01R\bmaxRatio\x12\x19\n" +
+	"\bno_worse\x18\t \x01(\x01R\anoWorse\x12\x1d\n" +
+	"\n" +
+	"promote_at\x18\n" +
+	" \x01(\x01R\tpromoteAt\"x\n" +
 	"\x0eComparisonSide\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x01R\brequests\x12\x10\n" +
 	"\x03bad\x18\x02 \x01(\x01R\x03bad\x12\x12\n" +

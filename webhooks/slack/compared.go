@@ -70,14 +70,24 @@ func formatSide(s analysis.Side) string {
 }
 
 // formatEvidence sets the evidence against its level: "312 ≥ 100 (alpha
-// 0.01)" once it rolls back, "3.2 < 100 (alpha 0.01)" before.
+// 0.01)" once it rolls back, "3.2 < 100 (alpha 0.01)" before; then the
+// evidence of no worse against the level that promotes, when known
+// (", no worse 25 ≥ 20").
 func formatEvidence(k *analysis.Compared) string {
 	rel := "<"
 	if k.Evidence >= k.RollbackAt {
 		rel = "≥"
 	}
-	return fmt.Sprintf("%s %s %s (alpha %s)", strconv.FormatFloat(k.Evidence, 'g', 3, 64), rel,
+	out := fmt.Sprintf("%s %s %s (alpha %s)", strconv.FormatFloat(k.Evidence, 'g', 3, 64), rel,
 		strconv.FormatFloat(k.RollbackAt, 'g', 3, 64), strconv.FormatFloat(1-k.Confidence, 'g', 2, 64))
+	if k.PromoteAt > 0 {
+		rel := "<"
+		if k.NoWorse >= k.PromoteAt {
+			rel = "≥"
+		}
+		out += fmt.Sprintf(", no worse %s %s %s", strconv.FormatFloat(k.NoWorse, 'g', 3, 64), rel, strconv.FormatFloat(k.PromoteAt, 'g', 3, 64))
+	}
+	return out
 }
 
 // formatComparison is a comparison on one line, for the fallback text and

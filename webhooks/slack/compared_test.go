@@ -27,6 +27,7 @@ var noWorseLatency = analysis.Check{
 		Canary:      analysis.Side{Requests: 4000, Bad: 80, Rate: 0.02, Low: 0.014, High: 0.027},
 		Stable:      analysis.Side{Requests: 36000, Bad: 700, Rate: 0.0194, Low: 0.017, High: 0.022},
 		MaxIncrease: 0.02, Evidence: 0.031, RollbackAt: 200, Confidence: 0.995, Looks: 20,
+		NoWorse: 41.5, PromoteAt: 20,
 	},
 }
 
@@ -57,7 +58,7 @@ func TestBlocksShowEachComparison(t *testing.T) {
 			}),
 			want: []string{"Final checks", "latency-p99* 212.5 (threshold <= 500, 5120 samples)",
 				"*latency*: no worse than stable", "*Canary*\n2.0% [1.4%, 2.7%] of 4000 requests",
-				"*Evidence*\n0.031 < 200 (alpha 0.005)", "*Margin*\n+2 pt, 99.5% bounds, 20 looks"},
+				"*Evidence*\n0.031 < 200 (alpha 0.005), no worse 41.5 ≥ 20", "*Margin*\n+2 pt, 99.5% bounds, 20 looks"},
 		},
 	}
 	for _, tt := range tests {

@@ -9,24 +9,31 @@ import (
 )
 
 // comparisonText is a judged comparison on one line, both sides with their
-// bounds and the evidence against the level that rolls back:
+// bounds, the evidence against the level that rolls back, and the evidence
+// of no worse against the level that promotes (when known):
 //
-//	error-rate  worse  canary 7.4% [5.1%, 10.3%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin +1 pt  evidence 312 >= 100
+//	error-rate  worse  canary 7.4% [5.1%, 10.3%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin +1 pt  evidence 312 >= 100  no worse 0.01 < 20
 //
-// ">=" says the evidence reached the rollback level, "<" that it has not.
+// ">=" says the evidence reached its level, "<" that it has not.
 func comparisonText(c *rolloutpb.Check) string {
 	k := c.GetCompared()
 	side := func(s *rolloutpb.ComparisonSide) string {
 		return fmt.Sprintf("%s [%s, %s]", pct(s.GetRate()), pct(s.GetLow()), pct(s.GetHigh()))
 	}
-	rel := "<"
-	if k.GetEvidence() >= k.GetRollbackAt() {
-		rel = ">="
+	rel := func(v, level float64) string {
+		if v >= level {
+			return ">="
+		}
+		return "<"
 	}
 	margin := analysis.FormatMargin(k.GetMaxIncrease(), k.GetMaxRatio())
-	return fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin %s  evidence %s %s %s",
+	line := fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin %s  evidence %s %s %s",
 		c.GetMetric(), comparisonVerdict(c.GetOutcome()), side(k.GetCanary()), side(k.GetStable()), k.GetCanary().GetRequests(),
-		margin, sig3(k.GetEvidence()), rel, sig3(k.GetRollbackAt()))
+		margin, sig3(k.GetEvidence()), rel(k.GetEvidence(), k.GetRollbackAt()), sig3(k.GetRollbackAt()))
+	if at := k.GetPromoteAt(); at > 0 {
+		line += fmt.Sprintf("  no worse %s %s %s", sig3(k.GetNoWorse()), rel(k.GetNoWorse(), at), sig3(at))
+	}
+	return line
 }
 
 // comparisonVerdict says what a comparison's outcome means against stable.

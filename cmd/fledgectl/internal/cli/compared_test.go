@@ -53,6 +53,15 @@ func TestComparisonText(t *testing.T) {
 			"error-rate  no worse  canary 7.4% [5.1%, 10%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin x2  evidence 0.01 < 100",
 		},
 		{
+			"the evidence of no worse is set against the level that promotes",
+			func() *rolloutpb.Check {
+				c := comparisonCheck(rolloutpb.Outcome_OUTCOME_PASS, 0.01)
+				c.Compared.NoWorse, c.Compared.PromoteAt = 25, 20
+				return c
+			}(),
+			"error-rate  no worse  canary 7.4% [5.1%, 10%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin +1 pt  evidence 0.01 < 100  no worse 25 >= 20",
+		},
+		{
 			"a threshold check keeps its line",
 			&rolloutpb.Check{Metric: "latency-p95", Threshold: "<= 500", Samples: 1200, Outcome: rolloutpb.Outcome_OUTCOME_PASS},
 			"latency-p95 - (<= 500, 1200 samples) pass",

@@ -291,6 +291,8 @@ type Evidence struct {
 	Stable sequential.Counts `json:"stable"`
 	// Worse is the evidence that the canary's rate is higher than stable's.
 	Worse sequential.Worse `json:"worse"`
+	// NoWorse is the evidence that it is no worse than its margin.
+	NoWorse sequential.Promotion `json:"noWorse,omitempty"`
 	// Looks counts the looks taken into evidence.
 	Looks int32 `json:"looks"`
 }

@@ -154,6 +154,7 @@ func (in *Evidence) DeepCopyInto(out *Evidence) {
 	out.Canary = in.Canary
 	out.Stable = in.Stable
 	in.Worse.DeepCopyInto(&out.Worse)
+	in.NoWorse.DeepCopyInto(&out.NoWorse)
 	return
 }
 

@@ -1,0 +1,205 @@
+package sequential
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Promotion is the evidence that the canary's rate is at most stable's
+// plus a margin (or times a ratio): a test supermartingale under "the
+// canary is worse than that", built by betting on paired requests
+// (Waudby-Smith and Ramdas, "Estimating means of bounded random variables
+// by betting", JRSS B 2024; Shafer, "Testing by betting", JRSS A 2021).
+//
+// A stratum's requests are put in a random order on each side and cut
+// into groups of one request of the side that served fewer against b of
+// the other (b the ratio of their counts): group g's canary share of bad
+// events X and stable's Y give Z = X - r*Y - margin (r the ratio, or 1),
+// whose mean is at least 0 whenever the canary is as bad as the null says
+// (at least r times stable's rate plus the margin). Each group multiplies
+// the evidence by 1 - lambda*Z, lambda >= 0 chosen from the strata before,
+// which has an expected value of at most 1 under that null: the product
+// reaches 1/alpha with probability at most alpha (Ville's inequality),
+// however often it is looked at. One test of the difference, instead of
+// a confidence sequence for each side compared: a healthy canary is shown
+// no worse than a 1-point margin after about half the requests.
+//
+// The order is drawn from a seed that does not depend on any outcome, so a
+// decision is reproducible, and the groups are as random as the requests.
+//
+// +k8s:deepcopy-gen=true
+type Promotion struct {
+	// LogE is the log of the e-value.
+	LogE float64 `json:"logE"`
+	// Margin and Ratio are what it was computed for: evidence for one
+	// margin is none for another.
+	Margin float64 `json:"margin,omitempty"`
+	Ratio  float64 `json:"ratio,omitempty"`
+	// Pending are the current stratum's looks, summed, until it closes
+	// (as Worse's); Stratum names it; Before are both sides' totals
+	// before it, from which its bet is sized.
+	Pending *Look  `json:"pending,omitempty"`
+	Stratum int32  `json:"stratum,omitempty"`
+	Before  *Look  `json:"before,omitempty"`
+	Seed    uint64 `json:"seed,omitempty"`
+}
+
+// Observe takes one look, made while the traffic was split as stratum
+// says, into evidence. before are both sides' totals before the look.
+// A change of margin or ratio starts the evidence over. The look must pass
+// Check.
+func (e *Promotion) Observe(l Look, before Look, stratum int32, margin, ratio float64) {
+	if e.Margin != margin || e.Ratio != ratio {
+		*e = Promotion{Margin: margin, Ratio: ratio, Seed: e.Seed}
+	}
+	if e.Pending != nil && e.Stratum != stratum {
+		e.close()
+	}
+	if e.Pending == nil {
+		e.Pending, e.Before = &Look{}, &before
+	}
+	*e.Pending, e.Stratum = e.Pending.add(l), stratum
+	if e.Pending.CanaryRequests >= StratumRequests && e.Pending.StableRequests >= StratumRequests {
+		e.close()
+	}
+}
+
+// Shown reports whether the canary is shown no worse at level alpha.
+func (e Promotion) Shown(alpha float64) bool { return e.LogE >= math.Log(1/alpha) }
+
+func (e *Promotion) close() {
+	l, before := *e.Pending, *e.Before
+	e.Pending, e.Before = nil, nil
+	e.Seed++
+	n, m := math.Round(l.CanaryRequests), math.Round(l.StableRequests)
+	x, y := math.Min(math.Round(l.CanaryBad), n), math.Min(math.Round(l.StableBad), m)
+	if n < 1 || m < 1 {
+		return
+	}
+	r, d := 1.0, e.Margin
+	if e.Ratio > 0 {
+		r, d = e.Ratio, 0
+	}
+	// Groups: a canary requests against b stable ones.
+	a, b := 1.0, math.Floor(m/n)
+	groups := n
+	if m < n {
+		a, b, groups = math.Floor(n/m), 1, m
+	}
+	pc := (before.CanaryBad + PromotionPrior.A) / (before.CanaryRequests + PromotionPrior.A + PromotionPrior.B)
+	ps := (before.StableBad + PromotionPrior.A) / (before.StableRequests + PromotionPrior.A + PromotionPrior.B)
+	lambda := betSize(pc, ps, a, b, r, d)
+	if lambda <= 0 {
+		return
+	}
+	rng := rand.New(rand.NewPCG(e.Seed, uint64(n)<<20^uint64(m)))
+	canaryBad := place(rng, x, n, a*groups, a)
+	stableBad := place(rng, y, m, b*groups, b)
+	touched := map[float64]bool{}
+	for g := range canaryBad {
+		touched[g] = true
+	}
+	for g := range stableBad {
+		touched[g] = true
+	}
+	logE := (groups - float64(len(touched))) * math.Log1p(lambda*d)
+	for g := range touched {
+		z := canaryBad[g]/a - r*stableBad[g]/b - d
+		logE += math.Log1p(-lambda * z)
+	}
+	e.LogE += logE
+}
+
+// place puts k bad events at random among n requests, of which the first
+// used are grouped size at a time, and counts them by group.
+func place(rng *rand.Rand, k, n, used, size float64) map[float64]float64 {
+	out := map[float64]float64{}
+	if k <= 0 {
+		return out
+	}
+	// A partial Fisher-Yates shuffle over a sparse array: k draws.
+	swapped := map[float64]float64{}
+	at := func(i float64) float64 {
+		if v, ok := swapped[i]; ok {
+			return v
+		}
+		return i
+	}
+	for i := 0.0; i < k; i++ {
+		j := i + math.Floor(rng.Float64()*(n-i))
+		vi, vj := at(i), at(j)
+		swapped[i], swapped[j] = vj, vi
+		if pos := vj; pos < used {
+			out[math.Floor(pos/size)]++
+		}
+	}
+	return out
+}
+
+// betSize is the lambda that maximizes the expected log of 1 - lambda*Z
+// when the canary fails at pc and stable at ps (estimates from the strata
+// before): the bet that grows fastest if those estimates are right, and
+// none when they say the canary is worse than the margin.
+func betSize(pc, ps, a, b, r, d float64) float64 {
+	if pc-r*ps-d >= 0 {
+		return 0
+	}
+	// Z's distribution, over the few bad-event counts that matter.
+	// A side with many requests to a group is taken at its mean: the bet
+	// need only be near the best one; any bet is valid.
+	type atom struct{ z, p float64 }
+	var atoms []atom
+	shares := func(n, p float64) (vals, probs []float64) {
+		if n > 64 {
+			return []float64{p}, []float64{1}
+		}
+		for k, pk := range binomialTerms(n, p) {
+			vals, probs = append(vals, float64(k)/n), append(probs, pk)
+		}
+		return vals, probs
+	}
+	xs, xp := shares(a, pc)
+	ys, yp := shares(b, ps)
+	for i := range xs {
+		for j := range ys {
+			atoms = append(atoms, atom{xs[i] - r*ys[j] - d, xp[i] * yp[j]})
+		}
+	}
+	hi := 0.95 / (1 - d) // 1 - lambda*Z stays above 0.05 at Z's highest
+	growth := func(lambda float64) float64 {
+		g := 0.0
+		for _, at := range atoms {
+			g += at.p * math.Log1p(-lambda*at.z)
+		}
+		return g
+	}
+	// The growth is concave in lambda: a golden-section search.
+	lo, up := 0.0, hi
+	const phi = 0.6180339887498949
+	for range 40 {
+		m1, m2 := up-phi*(up-lo), lo+phi*(up-lo)
+		if growth(m1) < growth(m2) {
+			lo = m1
+		} else {
+			up = m2
+		}
+	}
+	return (lo + up) / 2
+}
+
+// binomialTerms are P(K = k) for K ~ Bin(n, p), from k = 0 until the rest
+// is below 1e-9 of the whole.
+func binomialTerms(n, p float64) []float64 {
+	var out []float64
+	term := math.Pow(1-p, n)
+	sum := 0.0
+	for k := 0.0; k <= n; k++ {
+		out = append(out, term)
+		sum += term
+		if 1-sum < 1e-9 {
+			break
+		}
+		term *= (n - k) / (k + 1) * p / (1 - p)
+	}
+	return out
+}
