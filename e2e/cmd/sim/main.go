@@ -108,6 +108,10 @@ func run(shipped string, runs int, rates string, seed uint64, horizon time.Durat
 	}
 	study := sim.Study{Runs: runs, Seed: seed, Horizon: horizon, Scenarios: sim.Scenarios()}
 	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard", Policy: current["standard"]})
+	// The same, walking its steps: what early promotion is measured against.
+	fixed := *current["standard"]
+	fixed.EarlyPromotion = false
+	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard, no early promotion", Policy: &fixed})
 	hooks, err := rollout.ParseConfig([]byte(loadHook))
 	if err != nil {
 		return err
