@@ -73,8 +73,10 @@ type world struct {
 	canaryShares             shares
 	// The load tester's runs in progress, the hooks' answers by call ID,
 	// and the canary's requests and failures that were its load.
-	runs                  []*run
-	answers               map[string]rollout.CallResult
+	runs    []*run
+	answers map[string]rollout.CallResult
+	// delivered are the notifications sent, as the engine reports them.
+	delivered             map[string]rollout.DeliveryResult
 	loadBad, loadRequests float64
 }
 
@@ -85,7 +87,7 @@ func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, see
 		rng: rand.New(rand.NewPCG(seed[0], seed[1])), policy: p, sc: sc, rps: rps, hist: &history{},
 		canaryReadyAt: -1, settledAt: -1, canary: newSide(), stable: newSide(),
 		stableShares: sharesOf(sc.Stable), canaryShares: sharesOf(sc.Canary),
-		answers: map[string]rollout.CallResult{},
+		answers: map[string]rollout.CallResult{}, delivered: map[string]rollout.DeliveryResult{},
 	}
 	secs := int(horizon / time.Second)
 	if sc.Incidents {
@@ -198,7 +200,7 @@ func (w *world) serve(from, to int) {
 // returns in how many seconds to decide again.
 func (w *world) decide(t int) int {
 	now := epoch.Add(time.Duration(t) * time.Second)
-	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed, Calls: w.answers}
+	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed, Calls: w.answers, Delivered: w.delivered}
 	d := rollout.Decide(in)
 	if d.NeedChecks {
 		for _, m := range d.Measure {
@@ -239,6 +241,10 @@ func (w *world) apply(a rollout.Action, t int) {
 		}
 	case rollout.CallHook:
 		w.call(a, t)
+	case rollout.Deliver:
+		// Slack and notification hooks answer at once, as the engine's
+		// executor reports a delivery done.
+		w.delivered[a.Delivery.ID] = rollout.DeliveryResult{Delivered: true, Attempts: 1, At: epoch.Add(time.Duration(t) * time.Second)}
 	case rollout.ScaleCanaryDown, rollout.DeleteCanary:
 		o.CanaryReplicas, o.CanaryReady = 0, false
 	case rollout.SetStablePaused:
