@@ -76,9 +76,24 @@ func (d *decider) lookDue() time.Time {
 // when it asked for the counters (the decision is then taken again with
 // them). A comparison whose counters cannot be read gets its baseline at
 // its first look instead: traffic does not wait for Prometheus.
+//
+// If a canary served until shortly before, its last requests may not be
+// in Prometheus yet, and the canary workload's counters are this
+// revision's too: the first traffic waits until two scrape intervals
+// after that canary's traffic ended, so that its requests are in the
+// baseline rather than in this revision's evidence.
 func (d *decider) baseline() bool {
 	if len(d.comparisons()) == 0 || len(d.st.Evidence) > 0 {
 		return true
+	}
+	if ended := d.st.CanaryTrafficEndedAt; ended != nil {
+		until := ended.Add(2 * d.in.Policy.ScrapeInterval)
+		if d.in.Now.Before(until) {
+			d.st.Message = fmt.Sprintf("the canary's first traffic waits until %s: the previous canary's last requests reach Prometheus within two scrapes (scrapeInterval %s), and must count as its, not this revision's",
+				until.UTC().Format(time.TimeOnly), d.in.Policy.ScrapeInterval)
+			d.after(until.Sub(d.in.Now))
+			return false
+		}
 	}
 	if len(d.in.Checks) == 0 {
 		d.needChecks = true

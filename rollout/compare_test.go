@@ -256,6 +256,48 @@ func TestTheBaselineIsReadBeforeTheFirstTraffic(t *testing.T) {
 	}
 }
 
+// A new revision's first traffic waits until two scrapes after the
+// previous canary stopped serving: the canary workload's counters are
+// shared by its revisions, and the old canary's last requests, not yet
+// scraped, would otherwise count as the new one's.
+func TestTheFirstTrafficWaitsForThePreviousCanarysLastScrape(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	// A canary shown worse is rolled back: its traffic ends now.
+	in := comparing(now)
+	in.Policy.ScrapeInterval = 15 * time.Second
+	d := look(t, in, reading(0, 0, 0, 0))
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+	d = look(t, in, reading(40, 12, 360, 2))
+	if d.Status.Phase != v1alpha1.PhaseRolledBack || d.Status.CanaryTrafficEndedAt == nil || !d.Status.CanaryTrafficEndedAt.Time.Equal(in.Now) {
+		t.Fatalf("phase %s, canary traffic ended at %v; want rolled back, ended at %v", d.Status.Phase, d.Status.CanaryTrafficEndedAt, in.Now)
+	}
+	ended := in.Now
+	// A fixed revision is ready 5 s later: no weight, no counters yet.
+	in = comparing(ended.Add(5 * time.Second))
+	in.Policy.ScrapeInterval = 15 * time.Second
+	in.Status.Step, in.Status.CanaryWeight, in.Status.StepStartedAt = -1, 0, nil
+	in.Status.CanaryTrafficEndedAt = d.Status.CanaryTrafficEndedAt
+	in.Weights = traffic.Weights{Stable: 100}
+	w := Decide(in)
+	if w.NeedChecks || len(w.Actions) != 0 || w.Status.Step != -1 {
+		t.Fatalf("5 s after the last canary's traffic: need checks %v, actions %+v, step %d; want a wait", w.NeedChecks, w.Actions, w.Status.Step)
+	}
+	if w.RequeueAfter != 25*time.Second || !strings.Contains(w.Status.Message, "first traffic waits until") || !strings.Contains(w.Status.Message, "scrapeInterval 15s") {
+		t.Errorf("requeue in %s, message %q; want 25s, saying why and until when", w.RequeueAfter, w.Status.Message)
+	}
+	// Two scrapes later, the counters are read and the traffic starts.
+	in.Status, in.Now = w.Status, ended.Add(30*time.Second)
+	w = Decide(in)
+	if !w.NeedChecks {
+		t.Fatalf("two scrapes after: need checks %v (%s); want the baseline asked for", w.NeedChecks, w.Status.Message)
+	}
+	in.Checks = reading(40, 12, 5000, 25)
+	w = Decide(in)
+	if w.Status.Step != 0 || w.Status.CanaryWeight != 10 || w.Status.Evidence[0].Last.Canary.Requests != 40 {
+		t.Errorf("step %d at %d%%, evidence %+v; want step 1 with the old canary's requests in the baseline", w.Status.Step, w.Status.CanaryWeight, w.Status.Evidence)
+	}
+}
+
 // A tail regression with an unchanged median: compared at two bounds,
 // the share slower than 100 ms is the same on both sides and the share
 // slower than 1 s is 10x stable's. The tail's comparison rolls the canary

@@ -330,6 +330,9 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	now := d.now()
 	reroute := d.st.CanaryWeight != 0 || d.in.Weights != plainStable
 	inFlight := !d.st.Phase.Terminal() && d.st.Phase != v1alpha1.PhaseInitializing
+	if inFlight {
+		d.canaryTrafficEnds()
+	}
 	d.st.Phase = v1alpha1.PhaseProgressing
 	d.st.CanaryRevision = rev
 	d.st.RejectedRevision = ""

@@ -93,6 +93,12 @@ type PolicySpec struct {
 	// promote.
 	AnalysisDeadline       metav1.Duration `json:"analysisDeadline,omitempty"`
 	OnInsufficientEvidence string          `json:"onInsufficientEvidence,omitempty"`
+	// ScrapeInterval is how often Prometheus scrapes the mesh's metrics
+	// (default 15s, Istio's advice). The canary workload's counters are
+	// shared by its revisions: a new revision's first traffic waits until
+	// two scrapes after the previous canary's last, so that none of that
+	// canary's requests count as the new one's.
+	ScrapeInterval metav1.Duration `json:"scrapeInterval,omitempty"`
 }
 
 // MetricSpec is one check as written in the config file.
@@ -178,6 +184,7 @@ type Policy struct {
 	MinStepDuration        time.Duration
 	AnalysisDeadline       time.Duration
 	OnInsufficientEvidence string
+	ScrapeInterval         time.Duration
 }
 
 // What a rollout does at its analysis deadline without a verdict.
@@ -205,6 +212,7 @@ const (
 	maxSteps                = 20
 	defaultAlpha            = 0.01
 	defaultLookInterval     = 10 * time.Second
+	defaultScrapeInterval   = 15 * time.Second
 	defaultAnalysisDeadline = 2 * time.Hour
 	defaultMaxIncrease      = 0.01
 )
@@ -491,6 +499,10 @@ func buildJudgement(s PolicySpec, p *Policy, field func(string, string, ...any))
 	p.AnalysisDeadline = orDefault(s.AnalysisDeadline.Duration, max(defaultAnalysisDeadline, 2*schedule))
 	if p.AnalysisDeadline < schedule {
 		field("analysisDeadline", "%s is shorter than the policy's schedule (%d steps x %s)", p.AnalysisDeadline, max(len(p.Steps), 1), p.Interval)
+	}
+	p.ScrapeInterval = orDefault(s.ScrapeInterval.Duration, defaultScrapeInterval)
+	if p.ScrapeInterval < time.Second || p.ScrapeInterval > 5*time.Minute {
+		field("scrapeInterval", "%s must be between 1s and 5m", p.ScrapeInterval)
 	}
 	switch p.OnInsufficientEvidence = cmp.Or(s.OnInsufficientEvidence, OnInsufficientHold); p.OnInsufficientEvidence {
 	case OnInsufficientHold, OnInsufficientRollback, OnInsufficientPromote:

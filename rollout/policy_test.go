@@ -31,7 +31,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		"standard": {
 			Name: "standard", Steps: []int32{5, 20, 50}, Interval: 2 * time.Minute, FailureLimit: 2,
 			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
-			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: 2 * time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold",
+			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: 2 * time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second,
 			Metrics: []analysis.Metric{
 				{Name: "success-rate", Min: ptr.To(0.99), MinSamples: 100, Interval: 2 * time.Minute},
 				{Name: "latency-p95", Max: ptr.To(500.0), Interval: time.Minute},
@@ -40,7 +40,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		"linear": {
 			Name: "linear", Steps: []int32{20, 40, 50}, Interval: time.Minute, FailureLimit: 1,
 			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
-			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold",
+			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second,
 			Metrics: []analysis.Metric{{Name: "success-rate", Min: ptr.To(0.95), Interval: time.Minute}},
 		},
 	}
@@ -90,6 +90,7 @@ func TestParseConfigNamesEveryBadField(t *testing.T) {
 		{"rejects an unknown deadline action", "policies:\n  a:\n    steps: [10]\n    onInsufficientEvidence: wait\n    metrics: [{name: error-rate}]\n", []string{"policies.a.onInsufficientEvidence: \"wait\": want hold, rollback or promote"}},
 		{"rejects a deadline shorter than the interval", "policies:\n  a:\n    steps: [10]\n    interval: 5m\n    analysisDeadline: 1m\n    metrics: [{name: error-rate}]\n", []string{"policies.a.analysisDeadline: 1m0s is shorter than the policy's schedule (1 steps x 5m0s)"}},
 		{"rejects a look interval longer than the interval", "policies:\n  a:\n    steps: [10]\n    interval: 30s\n    lookInterval: 1m\n    metrics: [{name: error-rate}]\n", []string{"policies.a.lookInterval: 1m0s must be between 1s and the interval"}},
+		{"rejects a scrape interval of an hour", "policies:\n  a:\n    steps: [10]\n    scrapeInterval: 1h\n    metrics: [{name: error-rate}]\n", []string{"policies.a.scrapeInterval: 1h0m0s must be between 1s and 5m"}},
 		{"rejects duplicate hook names", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/'}, {name: g, type: event, url: 'http://x/'}]\n", []string{"policies.a.webhooks[1].name", "twice"}},
 		{"rejects an unknown Slack event", "slack: {secret: fledge-slack, events: [Exploded]}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.slack.events[0]", "Exploded"}},
 		{"rejects a Slack secret that is not a name", "slack: {secret: 'a/b'}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.slack.secret"}},

@@ -119,6 +119,7 @@ func (d *decider) rollback(v v1alpha1.Verdict, why string, checks []analysis.Che
 
 // backToStable ends a revision's flight in a terminal phase.
 func (d *decider) backToStable(phase v1alpha1.Phase, v v1alpha1.Verdict, why string) {
+	d.canaryTrafficEnds()
 	d.st.Phase = phase
 	d.st.CanaryWeight = 0
 	d.settle()
@@ -132,6 +133,15 @@ func (d *decider) backToStable(phase v1alpha1.Phase, v v1alpha1.Verdict, why str
 		d.record(v, why, nil)
 	}
 	d.requeue = resync
+}
+
+// canaryTrafficEnds records that the canary stops serving now, if it
+// served at all.
+func (d *decider) canaryTrafficEnds() {
+	if d.st.Step >= 0 || d.st.CanaryWeight > 0 || d.st.PromotionStage != "" {
+		t := d.now()
+		d.st.CanaryTrafficEndedAt = &t
+	}
 }
 
 // intakeAction takes a manual action once. It reports whether the decision

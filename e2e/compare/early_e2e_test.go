@@ -20,6 +20,7 @@ policies:
     interval: 20s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     earlyPromotion: true
     minStepDuration: 6s
     failureLimit: 2

@@ -31,6 +31,7 @@ policies:
     interval: 8s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     failureLimit: 2
     progressDeadline: 2m
     metrics:

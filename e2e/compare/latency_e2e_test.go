@@ -27,6 +27,7 @@ policies:
     interval: 10s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     failureLimit: 2
     progressDeadline: 60s
     metrics:
@@ -89,21 +90,23 @@ func TestATailLatencyRegressionIsRolledBackByTheLatencyComparison(t *testing.T) 
 	if math.Abs(p50["shop-canary"]-p50["shop"]) > tolerance {
 		t.Errorf("p50 stable %.1f ms, canary %.1f ms: want the median unchanged (within %.1f ms)", p50["shop"], p50["shop-canary"], tolerance)
 	}
-	if p99["shop-canary"] < 2*p99["shop"] {
-		t.Errorf("p99 stable %.0f ms, canary %.0f ms: want the canary's tail at least twice stable's", p99["shop"], p99["shop-canary"])
+	// The canary's p99 rests on its slowest one or two of about a hundred
+	// requests: three times stable's in truth, at least 1.5 times here.
+	if p99["shop-canary"] < 1.5*p99["shop"] {
+		t.Errorf("p99 stable %.0f ms, canary %.0f ms: want the canary's tail at least 1.5 times stable's", p99["shop"], p99["shop-canary"])
 	}
 	assertSettled(t, sb, ns)
 }
 
-// window is how far back the quantiles look: the canary's whole life.
-const window = "2m"
-
 // quantiles reads a quantile of each of "shop"'s workloads' request
-// durations over the window from Istio's histogram, as Prometheus
-// interpolates it within a bucket.
+// durations from Istio's histogram, as Prometheus interpolates it within a
+// bucket: from the raw cumulative counters, the canary's whole life (its
+// series are new in this test's namespace). increase() over a window
+// would lose each new series' first scrape, most of a canary rolled back
+// within seconds.
 func quantiles(t *testing.T, sb *sandbox.Sandbox, ns string, q float64) map[string]float64 {
 	t.Helper()
-	query := fmt.Sprintf(`histogram_quantile(%g, sum by (le, destination_workload) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace=%q}[%s])))`, q, ns, window)
+	query := fmt.Sprintf(`histogram_quantile(%g, sum by (le, destination_workload) (istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace=%q}))`, q, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got, err := sb.QueryVector(ctx, query, "destination_workload")
@@ -119,12 +122,12 @@ func quantiles(t *testing.T, sb *sandbox.Sandbox, ns string, q float64) map[stri
 }
 
 // medianError is the standard error, in milliseconds, of the median
-// Prometheus estimates from a workload's n requests in the window: the
+// Prometheus estimates from a workload's n requests: the
 // share below the median has a standard error of sqrt(0.25/n), which the
 // density of the bucket holding the median turns into milliseconds.
 func medianError(t *testing.T, sb *sandbox.Sandbox, ns, workload string) float64 {
 	t.Helper()
-	query := fmt.Sprintf(`sum by (le) (increase(istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace=%q,destination_workload=%q}[%s]))`, ns, workload, window)
+	query := fmt.Sprintf(`sum by (le) (istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload_namespace=%q,destination_workload=%q})`, ns, workload)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	byLe, err := sb.QueryVector(ctx, query, "le")

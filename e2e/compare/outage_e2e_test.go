@@ -25,6 +25,7 @@ policies:
     interval: 8s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     failureLimit: 2
     progressDeadline: 60s
     metrics:

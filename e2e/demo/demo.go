@@ -80,6 +80,7 @@ policies:
     interval: 8s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     progressDeadline: 2m
     analysisDeadline: 10m
     metrics:

@@ -22,6 +22,7 @@ policies:
     interval: 30s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     progressDeadline: 60s
     metrics:
     - {name: error-rate, maxIncrease: 0.01}

@@ -35,6 +35,7 @@ policies:
     interval: 20s
     minInterval: 1s
     lookInterval: 2s
+    scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     progressDeadline: 60s
     alpha: 0.01
     analysisDeadline: 5m

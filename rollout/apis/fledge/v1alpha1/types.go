@@ -256,6 +256,11 @@ type FlightStatus struct {
 	RevisionStartedAt *metav1.Time `json:"revisionStartedAt,omitempty"`
 	StepStartedAt     *metav1.Time `json:"stepStartedAt,omitempty"`
 	LastAnalysisAt    *metav1.Time `json:"lastAnalysisAt,omitempty"`
+	// CanaryTrafficEndedAt is when a canary last stopped serving (its
+	// revision promoted, rolled back or replaced): its last requests may
+	// reach Prometheus's counters of the canary workload, which the next
+	// revision shares, until a scrape later.
+	CanaryTrafficEndedAt *metav1.Time `json:"canaryTrafficEndedAt,omitempty"`
 	// LastLookAt is when the comparisons last read both sides' counters.
 	LastLookAt *metav1.Time `json:"lastLookAt,omitempty"`
 	// Evidence is what each comparison with stable knows of this

@@ -326,6 +326,10 @@ func (in *FlightStatus) DeepCopyInto(out *FlightStatus) {
 		in, out := &in.LastAnalysisAt, &out.LastAnalysisAt
 		*out = (*in).DeepCopy()
 	}
+	if in.CanaryTrafficEndedAt != nil {
+		in, out := &in.CanaryTrafficEndedAt, &out.CanaryTrafficEndedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.LastLookAt != nil {
 		in, out := &in.LastLookAt, &out.LastLookAt
 		*out = (*in).DeepCopy()
