@@ -166,22 +166,26 @@ func betSize(pc, ps, a, b, r, d float64) float64 {
 		}
 	}
 	hi := 0.95 / (1 - d) // 1 - lambda*Z stays above 0.05 at Z's highest
-	growth := func(lambda float64) float64 {
+	// The growth, E[log(1 - lambda*Z)], is concave in lambda: its slope,
+	// E[-Z / (1 - lambda*Z)], falls from -E[Z] > 0 at 0. The best lambda is
+	// where the slope crosses 0 (found by bisection), or hi if it never does.
+	slope := func(lambda float64) float64 {
 		g := 0.0
 		for _, at := range atoms {
-			g += at.p * math.Log1p(-lambda*at.z)
+			g -= at.p * at.z / (1 - lambda*at.z)
 		}
 		return g
 	}
-	// The growth is concave in lambda: a golden-section search.
+	if slope(hi) >= 0 {
+		return hi
+	}
 	lo, up := 0.0, hi
-	const phi = 0.6180339887498949
-	for range 40 {
-		m1, m2 := up-phi*(up-lo), lo+phi*(up-lo)
-		if growth(m1) < growth(m2) {
-			lo = m1
+	for range 30 {
+		mid := (lo + up) / 2
+		if slope(mid) > 0 {
+			lo = mid
 		} else {
-			up = m2
+			up = mid
 		}
 	}
 	return (lo + up) / 2
