@@ -31,7 +31,7 @@ import (
 //     restarted): the look holds, the evidence so far is kept, and the
 //     next look counts from the new counters.
 
-// promotionLevel bounds the probability that the comparisons show a
+// PromotionLevel bounds the probability that the comparisons show a
 // canary exactly at its margin no worse than it (and so promote it).
 // Alpha, a policy's, bounds false rollbacks, which cost a team a good
 // release; a canary at its margin is by definition one the team accepts,
@@ -44,7 +44,7 @@ import (
 // intersection-union test, whose level is each part's, with no split
 // (Berger, "Multiparameter hypothesis testing and acceptance sampling",
 // Technometrics 1982).
-const promotionLevel = 0.05
+const PromotionLevel = 0.05
 
 // comparisons are the policy's comparison metrics, found once a decision.
 func (d *decider) comparisons() []analysis.Metric {
@@ -175,7 +175,7 @@ func (d *decider) evidence(metric string) *v1alpha1.Evidence {
 
 // ComparisonAlpha is the level each comparison shows the canary worse
 // at: the policy's alpha shared among its k comparisons, alpha/k
-// (Bonferroni, see promotionLevel). Its evidence rolls the canary back
+// (Bonferroni, see PromotionLevel). Its evidence rolls the canary back
 // once it reaches 1/ComparisonAlpha. Zero without comparisons.
 func (p *Policy) ComparisonAlpha() float64 {
 	k := len(p.Comparisons())
@@ -239,7 +239,7 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 	margin, ratio := m.Compare.MaxIncrease, m.Compare.MaxRatio
 	known := compared(ev, margin, alpha)
 	known.MaxRatio = ratio
-	noWorse := func() bool { return ev.NoWorse.Shown(promotionLevel) }
+	noWorse := func() bool { return ev.NoWorse.Shown(PromotionLevel) }
 	c.Compared = known
 	switch {
 	case ev.Canary.Requests == 0:
@@ -270,7 +270,7 @@ func compared(ev *v1alpha1.Evidence, margin, alpha float64) *analysis.Compared {
 	return &analysis.Compared{
 		Canary: side(ev.Canary), Stable: side(ev.Stable), MaxIncrease: margin,
 		Evidence: ev.Worse.E(), RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
-		NoWorse: math.Exp(ev.NoWorse.LogE), PromoteAt: 1 / promotionLevel,
+		NoWorse: math.Exp(ev.NoWorse.LogE), PromoteAt: 1 / PromotionLevel,
 	}
 }
 

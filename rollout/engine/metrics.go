@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -36,6 +38,7 @@ type Metrics struct {
 type comparisonMetrics struct {
 	evidence   *prometheus.GaugeVec
 	rollbackAt *prometheus.GaugeVec
+	noWorse    *prometheus.GaugeVec
 	badRatio   *prometheus.GaugeVec
 	requests   *prometheus.GaugeVec
 
@@ -92,6 +95,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			rollbackAt: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "fledge_comparison_rollback_at", Help: "The evidence at which a comparison rolls the canary back: 1/alpha, the policy's alpha shared among its comparisons.",
 			}, []string{"namespace", "flight", "metric"}),
+			noWorse: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "fledge_comparison_no_worse", Help: fmt.Sprintf("The evidence (an e-value) that the canary is no worse than stable plus the margin, per comparison; it is shown so once it reaches %g (95%%).", 1/rollout.PromotionLevel),
+			}, []string{"namespace", "flight", "metric"}),
 			badRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 				Name: "fledge_comparison_bad_ratio", Help: "The share of bad requests since the canary's first look, per comparison and side (canary, stable).",
 			}, []string{"namespace", "flight", "metric", "side"}),
@@ -103,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries,
-			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.badRatio, m.comparison.requests)
+			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
 	}
 	return m
 }
@@ -186,6 +192,7 @@ func (c *comparisonMetrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 	for _, ev := range f.Status.Evidence {
 		shown = append(shown, ev.Metric)
 		c.evidence.WithLabelValues(f.Namespace, f.Name, ev.Metric).Set(ev.Worse.E())
+		c.noWorse.WithLabelValues(f.Namespace, f.Name, ev.Metric).Set(math.Exp(ev.NoWorse.LogE))
 		if alpha > 0 {
 			c.rollbackAt.WithLabelValues(f.Namespace, f.Name, ev.Metric).Set(1 / alpha)
 		} else {
@@ -213,7 +220,7 @@ func (c *comparisonMetrics) forget(ns, name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	labels := prometheus.Labels{"namespace": ns, "flight": name}
-	for _, v := range []*prometheus.GaugeVec{c.evidence, c.rollbackAt, c.badRatio, c.requests} {
+	for _, v := range []*prometheus.GaugeVec{c.evidence, c.rollbackAt, c.noWorse, c.badRatio, c.requests} {
 		v.DeletePartialMatch(labels)
 	}
 	delete(c.shown, ns+"/"+name)
@@ -223,6 +230,7 @@ func (c *comparisonMetrics) deleteLocked(ns, name, metric string) {
 	labels := prometheus.Labels{"namespace": ns, "flight": name, "metric": metric}
 	c.evidence.DeletePartialMatch(labels)
 	c.rollbackAt.DeletePartialMatch(labels)
+	c.noWorse.DeletePartialMatch(labels)
 	c.badRatio.DeletePartialMatch(labels)
 	c.requests.DeletePartialMatch(labels)
 }

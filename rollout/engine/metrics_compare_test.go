@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,7 +29,7 @@ func TestComparisonMetricsFollowTheEvidence(t *testing.T) {
 	}
 	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"}}
 	f.Status.Evidence = []v1alpha1.Evidence{
-		{Metric: analysis.ErrorRate, Canary: sequential.Counts{Requests: 400, Bad: 40}, Stable: sequential.Counts{Requests: 4000, Bad: 20}, Worse: worse, Looks: 1},
+		{Metric: analysis.ErrorRate, Canary: sequential.Counts{Requests: 400, Bad: 40}, Stable: sequential.Counts{Requests: 4000, Bad: 20}, Worse: worse, Looks: 1, NoWorse: sequential.Promotion{LogE: math.Log(4), Margin: 0.01}},
 		{Metric: analysis.Latency, Canary: sequential.Counts{Requests: 400, Bad: 4}, Stable: sequential.Counts{Requests: 4000, Bad: 40}, Looks: 1},
 	}
 	m.observe(f, p)
@@ -41,6 +42,7 @@ func TestComparisonMetricsFollowTheEvidence(t *testing.T) {
 	}{
 		{"error-rate's evidence", testutil.ToFloat64(c.evidence.WithLabelValues("shop", "cart", "error-rate")), worse.E()},
 		{"latency's evidence (none yet)", testutil.ToFloat64(c.evidence.WithLabelValues("shop", "cart", "latency")), 1},
+		{"error-rate's evidence of no worse", testutil.ToFloat64(c.noWorse.WithLabelValues("shop", "cart", "error-rate")), 4},
 		{"error-rate's rollback level", testutil.ToFloat64(c.rollbackAt.WithLabelValues("shop", "cart", "error-rate")), 200},
 		{"the canary's bad ratio", testutil.ToFloat64(c.badRatio.WithLabelValues("shop", "cart", "error-rate", "canary")), 0.1},
 		{"stable's bad ratio", testutil.ToFloat64(c.badRatio.WithLabelValues("shop", "cart", "error-rate", "stable")), 0.005},
@@ -54,7 +56,7 @@ func TestComparisonMetricsFollowTheEvidence(t *testing.T) {
 	if worse.E() <= 1 {
 		t.Fatalf("a canary at 10%% against 0.5%% should have evidence above 1, has %v", worse.E())
 	}
-	problems, err := testutil.GatherAndLint(reg, "fledge_comparison_evidence", "fledge_comparison_rollback_at", "fledge_comparison_bad_ratio", "fledge_comparison_requests")
+	problems, err := testutil.GatherAndLint(reg, "fledge_comparison_evidence", "fledge_comparison_rollback_at", "fledge_comparison_no_worse", "fledge_comparison_bad_ratio", "fledge_comparison_requests")
 	if err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", err, problems)
 	}
@@ -86,5 +88,5 @@ func TestComparisonMetricsFollowTheEvidence(t *testing.T) {
 }
 
 func series(c *comparisonMetrics) int {
-	return testutil.CollectAndCount(c.evidence) + testutil.CollectAndCount(c.rollbackAt) + testutil.CollectAndCount(c.badRatio) + testutil.CollectAndCount(c.requests)
+	return testutil.CollectAndCount(c.evidence) + testutil.CollectAndCount(c.rollbackAt) + testutil.CollectAndCount(c.noWorse) + testutil.CollectAndCount(c.badRatio) + testutil.CollectAndCount(c.requests)
 }
