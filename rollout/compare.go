@@ -254,7 +254,7 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 		c.Message = fmt.Sprintf("%s no worse than stable %s: %s", m.Name, analysis.FormatMargin(margin, ratio), explain(known))
 	default:
 		c.Outcome = analysis.Inconclusive
-		c.Message = fmt.Sprintf("%s: cannot tell yet: %s", m.Name, explain(known))
+		c.Message = fmt.Sprintf("%s: cannot tell yet: %s; %s", m.Name, explain(known), needed(ev))
 	}
 	return c
 }
@@ -282,6 +282,18 @@ func explain(c *analysis.Compared) string {
 	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin %s, evidence %.3g (rolled back at %.3g, alpha %.2g), no worse %.3g (promoted at %.3g)",
 		pct(c.Canary.Rate), pct(c.Canary.Low), pct(c.Canary.High), pct(c.Stable.Rate), pct(c.Stable.Low), pct(c.Stable.High),
 		c.Canary.Requests, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio), c.Evidence, c.RollbackAt, 1-c.Confidence, c.NoWorse, c.PromoteAt)
+}
+
+// needed says how far a comparison is from showing the canary no worse:
+// "about 300 more canary requests to show it no worse, at the rates so
+// far", or that at those rates it would not be.
+func needed(ev *v1alpha1.Evidence) string {
+	total := sequential.Look{CanaryRequests: ev.Canary.Requests, CanaryBad: ev.Canary.Bad, StableRequests: ev.Stable.Requests, StableBad: ev.Stable.Bad}
+	n, ok := ev.NoWorse.Needed(total, PromotionLevel)
+	if !ok {
+		return "at the rates so far it would not be shown no worse: it may be worse than its margin, or stable has too little to compare with"
+	}
+	return fmt.Sprintf("about %.0f more canary requests to show it no worse, at the rates so far", n)
 }
 
 // pct writes a rate as a percentage: "7.4%", "0.52%", "100%".

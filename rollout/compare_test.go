@@ -102,7 +102,7 @@ func TestAnEqualCanaryWalksItsStepsAndIsPromotedOnceShownNoWorse(t *testing.T) {
 	d = look(t, in, reading(400, 2, 2800, 14))
 	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldInconclusive ||
 		!strings.Contains(d.Status.Message, "promotion waits until every comparison shows the canary no worse") ||
-		!strings.Contains(d.Status.Message, "cannot tell yet") {
+		!strings.Contains(d.Status.Message, "cannot tell yet") || !strings.Contains(d.Status.Message, "more canary requests to show it no worse") {
 		t.Fatalf("phase %s, hold %+v, message %q; want held inconclusive", d.Status.Phase, d.Status.Hold, d.Status.Message)
 	}
 	// Plenty of evidence at equal rates, at the next look: promoted.

@@ -67,6 +67,45 @@ func (e *Promotion) Observe(l Look, before Look, stratum int32, margin, ratio fl
 // Shown reports whether the canary is shown no worse at level alpha.
 func (e Promotion) Shown(alpha float64) bool { return e.LogE >= math.Log(1/alpha) }
 
+// Needed estimates how many more canary requests it takes to show the
+// canary no worse at level alpha, if both sides go on failing as they have
+// (total is what each has served so far, with the current split): the
+// evidence still missing over what each group adds on average. It reports
+// false when, at those rates, the evidence would not grow: the canary
+// looks worse than its margin so far.
+func (e Promotion) Needed(total Look, alpha float64) (float64, bool) {
+	missing := math.Log(1/alpha) - e.LogE
+	if missing <= 0 {
+		return 0, true
+	}
+	n, m := total.CanaryRequests, total.StableRequests
+	if n < 1 || m < 1 {
+		return 0, false
+	}
+	r, d := 1.0, e.Margin
+	if e.Ratio > 0 {
+		r, d = e.Ratio, 0
+	}
+	a, b := 1.0, math.Floor(m/n)
+	if m < n {
+		a, b = math.Floor(n/m), 1
+	}
+	pc := (total.CanaryBad + PromotionPrior.A) / (n + PromotionPrior.A + PromotionPrior.B)
+	ps := (total.StableBad + PromotionPrior.A) / (m + PromotionPrior.A + PromotionPrior.B)
+	lambda := betSize(pc, ps, a, b, r, d)
+	if lambda <= 0 {
+		return 0, false
+	}
+	growth := 0.0
+	for _, at := range outcomes(pc, ps, a, b, r, d) {
+		growth += at.p * math.Log1p(-lambda*at.z)
+	}
+	if growth <= 0 {
+		return 0, false
+	}
+	return math.Ceil(a * missing / growth), true
+}
+
 func (e *Promotion) close() {
 	l, before := *e.Pending, *e.Before
 	e.Pending, e.Before = nil, nil
@@ -145,26 +184,7 @@ func betSize(pc, ps, a, b, r, d float64) float64 {
 		return 0
 	}
 	// Z's distribution, over the few bad-event counts that matter.
-	// A side with many requests to a group is taken at its mean: the bet
-	// need only be near the best one; any bet is valid.
-	type atom struct{ z, p float64 }
-	var atoms []atom
-	shares := func(n, p float64) (vals, probs []float64) {
-		if n > 64 {
-			return []float64{p}, []float64{1}
-		}
-		for k, pk := range binomialTerms(n, p) {
-			vals, probs = append(vals, float64(k)/n), append(probs, pk)
-		}
-		return vals, probs
-	}
-	xs, xp := shares(a, pc)
-	ys, yp := shares(b, ps)
-	for i := range xs {
-		for j := range ys {
-			atoms = append(atoms, atom{xs[i] - r*ys[j] - d, xp[i] * yp[j]})
-		}
-	}
+	atoms := outcomes(pc, ps, a, b, r, d)
 	hi := 0.95 / (1 - d) // 1 - lambda*Z stays above 0.05 at Z's highest
 	// The growth, E[log(1 - lambda*Z)], is concave in lambda: its slope,
 	// E[-Z / (1 - lambda*Z)], falls from -E[Z] > 0 at 0. The best lambda is
@@ -189,6 +209,35 @@ func betSize(pc, ps, a, b, r, d float64) float64 {
 		}
 	}
 	return (lo + up) / 2
+}
+
+// atom is one value of a group's Z, with its probability.
+type atom struct{ z, p float64 }
+
+// outcomes is Z's distribution over the few bad-event counts that matter,
+// when a group of a canary requests failing at pc and b stable ones
+// failing at ps is judged against ratio r and margin d.
+func outcomes(pc, ps, a, b, r, d float64) []atom {
+	// A side with many requests to a group is taken at its mean: the bet
+	// need only be near the best one; any bet is valid.
+	var atoms []atom
+	shares := func(n, p float64) (vals, probs []float64) {
+		if n > 64 {
+			return []float64{p}, []float64{1}
+		}
+		for k, pk := range binomialTerms(n, p) {
+			vals, probs = append(vals, float64(k)/n), append(probs, pk)
+		}
+		return vals, probs
+	}
+	xs, xp := shares(a, pc)
+	ys, yp := shares(b, ps)
+	for i := range xs {
+		for j := range ys {
+			atoms = append(atoms, atom{xs[i] - r*ys[j] - d, xp[i] * yp[j]})
+		}
+	}
+	return atoms
 }
 
 // binomialTerms are P(K = k) for K ~ Bin(n, p), from k = 0 until the rest

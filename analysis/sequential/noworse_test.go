@@ -194,3 +194,38 @@ func FuzzPromotion(f *testing.F) {
 		}
 	})
 }
+
+// Needed says about how many more canary requests a healthy canary needs,
+// and that a canary failing beyond its margin would not be shown no worse.
+func TestNeededEstimatesWhatIsLeft(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var e Promotion
+	var total Look
+	var first float64
+	for look := range 200 {
+		n, m := poisson(rng, 10), poisson(rng, 90)
+		l := Look{CanaryRequests: n, CanaryBad: binomial(rng, n, 0.005), StableRequests: m, StableBad: binomial(rng, m, 0.005)}
+		e.Observe(l, total, 0, 0.01, 0)
+		total = total.add(l)
+		if look == 10 {
+			var ok bool
+			if first, ok = e.Needed(total, 0.05); !ok || first < 100 || first > 2000 {
+				t.Fatalf("after %g canary requests: needed %g (%v), want a few hundred more", total.CanaryRequests, first, ok)
+			}
+		}
+		if e.Shown(0.05) {
+			t.Logf("said %g more after 10 looks; shown after %g more", first, total.CanaryRequests-110)
+			if n, ok := e.Needed(total, 0.05); !ok || n != 0 {
+				t.Errorf("shown: needed %g (%v), want 0", n, ok)
+			}
+			break
+		}
+	}
+	if !e.Shown(0.05) {
+		t.Fatalf("a healthy canary not shown no worse after %g requests", total.CanaryRequests)
+	}
+	bad := Promotion{Margin: 0.01}
+	if n, ok := bad.Needed(Look{CanaryRequests: 1000, CanaryBad: 30, StableRequests: 9000, StableBad: 45}, 0.05); ok {
+		t.Errorf("a canary at 3%% against stable's 0.5%% and a 1-point margin: needed %g, want none", n)
+	}
+}
