@@ -1,8 +1,10 @@
 package sequential
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // Promotion is the evidence that the canary's rate is at most stable's
@@ -142,7 +144,9 @@ func (e *Promotion) close() {
 		touched[g] = true
 	}
 	logE := (groups - float64(len(touched))) * math.Log1p(lambda*d)
-	for g := range touched {
+	// In the groups' order: a sum in map order is not reproducible to the
+	// last bit, and a seeded run must be.
+	for _, g := range slices.Sorted(maps.Keys(touched)) {
 		z := canaryBad[g]/a - r*stableBad[g]/b - d
 		logE += math.Log1p(-lambda * z)
 	}
