@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -95,12 +96,11 @@ func (d *decider) baseline() bool {
 			return false
 		}
 	}
-	if len(d.in.Checks) == 0 {
-		d.needChecks = true
-		d.measure = d.comparisons()
+	checks, ok := d.checksFor(d.comparisons())
+	if !ok {
 		return false
 	}
-	for _, c := range d.in.Checks {
+	for _, c := range checks {
 		if _, ok := metricNamed(d.comparisons(), c.Metric); ok && c.Reading != nil && c.Outcome != analysis.Error {
 			d.st.Evidence = append(d.st.Evidence, v1alpha1.Evidence{Metric: c.Metric, Last: *c.Reading})
 		}
@@ -114,12 +114,11 @@ func (d *decider) baseline() bool {
 
 // look judges the comparisons between rounds.
 func (d *decider) look() {
-	if len(d.in.Checks) == 0 {
-		d.needChecks = true
-		d.measure = d.comparisons()
+	checks, ok := d.checksFor(d.comparisons())
+	if !ok {
 		return
 	}
-	checks, failed := d.observeAll(d.in.Checks)
+	checks, failed := d.observeAll(checks)
 	if len(failed) > 0 {
 		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), describeComparisons(failed)), checks)
 		return
@@ -129,6 +128,33 @@ func (d *decider) look() {
 	}
 	d.st.Message = fmt.Sprintf("%s: %s", d.where(), describeComparisons(checks))
 	d.after(d.in.Policy.LookInterval)
+}
+
+// checksFor returns the input's checks of the metrics ms, in the input's
+// order, or asks for them (NeedChecks, Measure ms) unless there is one for
+// each. Checks of the policy's other metrics are left out: a caller may
+// measure more than a decision asks for (the simulator measures ahead, to
+// decide once a look), and what is judged is the same either way.
+func (d *decider) checksFor(ms []analysis.Metric) ([]analysis.Check, bool) {
+	if len(d.in.Checks) > 0 {
+		out := make([]analysis.Check, 0, len(ms))
+		for _, c := range d.in.Checks {
+			_, asked := metricNamed(ms, c.Metric)
+			_, policys := metricNamed(d.in.Policy.Metrics, c.Metric)
+			if asked || !policys {
+				out = append(out, c)
+			}
+		}
+		covered := true
+		for _, m := range ms {
+			covered = covered && slices.ContainsFunc(out, func(c analysis.Check) bool { return c.Metric == m.Name })
+		}
+		if covered {
+			return out, true
+		}
+	}
+	d.needChecks, d.measure = true, ms
+	return nil, false
 }
 
 // observeAll takes a look's comparison checks into evidence and judges
@@ -187,7 +213,7 @@ func (p *Policy) ComparisonAlpha() float64 {
 
 // observe takes one comparison's reading into its evidence and judges it.
 func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
-	alpha := d.in.Policy.ComparisonAlpha()
+	alpha := d.in.Policy.Alpha / float64(len(d.comparisons())) // ComparisonAlpha
 	if c.Outcome == analysis.Error || c.Reading == nil {
 		if c.Outcome == "" {
 			c.Outcome, c.Message = analysis.Error, m.Name+": no counters were read"

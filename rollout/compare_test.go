@@ -1,10 +1,12 @@
 package rollout
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -363,5 +365,40 @@ func TestARelativeMarginPromotesACanaryWithinIt(t *testing.T) {
 	d = look(t, in, reading(40000, 200, 400000, 2000))
 	if d.Status.Phase != v1alpha1.PhasePromoting || !strings.Contains(d.Status.Message, "error-rate no worse than stable x2") || !strings.Contains(d.Status.Message, "margin x2") {
 		t.Fatalf("phase %s (%s), want promoting within the relative margin", d.Status.Phase, d.Status.Message)
+	}
+}
+
+// A caller may measure ahead: checks of the policy's metrics a decision
+// does not judge are left out, and one missing for a metric it judges is
+// asked for again (never judged as absent).
+func TestChecksOfOtherMetricsAreLeftOutAndMissingOnesAskedFor(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	p := *in.Policy
+	p.Metrics = append(slices.Clone(p.Metrics), analysis.Metric{Name: analysis.SuccessRate, Interval: time.Minute, Min: ptrTo(0.99)})
+	in.Policy = &p
+	d := look(t, in, reading(100, 0, 900, 5)) // the baseline
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+
+	// A look judges the comparison only: success-rate is left out, even failed.
+	failed := check(analysis.SuccessRate, analysis.Fail, 0.5)
+	failed.Message = "success-rate 0.5 < 0.99"
+	in.Checks = append(reading(140, 0, 1260, 7), failed)
+	ahead := Decide(in)
+	in.Checks = reading(140, 0, 1260, 7)
+	asked := Decide(in)
+	if ahead.NeedChecks || ahead.Status.Phase != v1alpha1.PhaseProgressing {
+		t.Fatalf("measured ahead: need checks %v, phase %s (%s)", ahead.NeedChecks, ahead.Status.Phase, ahead.Status.Message)
+	}
+	if diff := cmp.Diff(asked, ahead); diff != "" {
+		t.Errorf("a check of another metric changed the look (-as asked +ahead):\n%s", diff)
+	}
+
+	// The round judges both: with only the comparison given, it asks.
+	in.Status, in.Now = asked.Status, now.Add(time.Minute)
+	in.Checks = reading(150, 0, 1300, 7)
+	d = Decide(in)
+	if !d.NeedChecks || len(d.Measure) != 2 {
+		t.Fatalf("a round given one of its two checks: need checks %v, measure %v; want both asked for", d.NeedChecks, d.Measure)
 	}
 }

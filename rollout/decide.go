@@ -26,7 +26,9 @@ type Input struct {
 	// Action is a manual action asked for (from the annotation), if any.
 	Action *ActionRequest
 	// Checks are the analysis results for this look-in. They are only
-	// needed when a decision says NeedChecks; see Decision.
+	// needed when a decision says NeedChecks; see Decision. Checks of
+	// metrics the decision does not judge are left out, and one missing
+	// for a metric it judges is asked for (NeedChecks) again.
 	Checks []analysis.Check
 	// Calls are the answers of hook calls made in the background, by
 	// call ID, until the status records them.
@@ -161,7 +163,7 @@ func Decide(in Input) Decision {
 		d.syncFlags(false)
 	}
 	d.decide()
-	if d.st.Phase == v1alpha1.PhaseProgressing && d.st.Step >= 0 && len(in.Policy.Comparisons()) > 0 {
+	if d.st.Phase == v1alpha1.PhaseProgressing && d.st.Step >= 0 && len(d.comparisons()) > 0 {
 		// Comparisons look every LookInterval, whatever else is due.
 		d.after(in.Policy.LookInterval)
 	}
@@ -181,17 +183,21 @@ func Decide(in Input) Decision {
 
 // statusForDecision copies the input status for the decision to change,
 // sharing no memory that Decide writes to: deeply, but for the decision
-// log. Decide only appends to the log, and relabels or annotates only the
-// records it appended; the copy's log is clipped to its length, so that
-// its first append moves it to an array of its own. Until then the copy's
-// log shares the input's records, which neither side changes: the log is
-// most of a status, and copying it at every look was most of what a
-// decision cost.
+// log and the outbox's messages. Decide only appends to the log, and
+// relabels or annotates only the records it appended; the copy's log is
+// clipped to its length, so that its first append moves it to an array of
+// its own. Until then the copy's log shares the input's records, which
+// neither side changes: the log is most of a status, and copying it at
+// every look was most of what a decision cost. The outbox's entries are
+// copied, but not their messages (Notification, Payload): an entry's
+// message is written once, in the decision that queued it, and after that
+// only the entry's delivery state changes.
 func statusForDecision(in *v1alpha1.FlightStatus) v1alpha1.FlightStatus {
 	rest := *in
-	rest.Decisions = nil
+	rest.Decisions, rest.Outbox = nil, nil
 	st := *rest.DeepCopy()
 	st.Decisions = slices.Clip(in.Decisions)
+	st.Outbox = slices.Clone(in.Outbox)
 	return st
 }
 

@@ -87,12 +87,11 @@ func (d *decider) analyze() {
 	if d.loadRunning() {
 		return
 	}
-	if len(d.in.Checks) == 0 {
-		d.needChecks = true
-		d.measure = StageMetrics(d.in.Policy, &d.st)
+	checks, ok := d.checksFor(StageMetrics(d.in.Policy, &d.st))
+	if !ok {
 		return
 	}
-	checks, failed := d.observeAll(d.in.Checks)
+	checks, failed := d.observeAll(checks)
 	if len(failed) > 0 {
 		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), describeComparisons(failed)), checks)
 		return
@@ -246,7 +245,7 @@ func (d *decider) analysisDue() time.Time {
 func (d *decider) judge(checks []analysis.Check) {
 	var failed, unmeasured []analysis.Check
 	notEnough := false
-	comparisons := d.in.Policy.Comparisons()
+	comparisons := d.comparisons()
 	for _, c := range checks {
 		switch c.Outcome {
 		case analysis.Pass:

@@ -417,6 +417,10 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		in.Checks = c.analyze(ctx, metrics, vars, in.Now)
 		c.metrics.checked(d.Namespace, d.Name, metrics, in.Checks)
 		dec = rollout.Decide(in)
+		if dec.NeedChecks {
+			// Analyze answers every metric it is given, by name: it did not.
+			return 0, fmt.Errorf("analysis answered %d checks for %d metrics, not one for each: deciding again", len(in.Checks), len(metrics))
+		}
 	}
 	c.metrics.decided(c.clock.Since(began))
 	dec.Status.Conditions = setValid(dec.Status.Conditions, nil, in.Now)
