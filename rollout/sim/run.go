@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
@@ -78,12 +79,24 @@ type world struct {
 	// delivered are the notifications sent, as the engine reports them.
 	delivered             map[string]rollout.DeliveryResult
 	loadBad, loadRequests float64
+	// measured are the metrics the last decision that measured asked for;
+	// twoCalls measures only when asked, as the engine does (tests
+	// compare the two).
+	measured []analysis.Metric
+	twoCalls bool
 }
 
 // Run plays one rollout of a new revision under policy p at rps requests
 // per second in all, for at most horizon, seeded with seed.
 func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, seed [2]uint64) Result {
-	w := &world{
+	r, _ := play(p, sc, rps, horizon, seed, false)
+	return r
+}
+
+// play is Run; twoCalls decides each look as the engine does, without
+// measuring ahead.
+func play(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, seed [2]uint64, twoCalls bool) (Result, v1alpha1.FlightStatus) {
+	w := &world{twoCalls: twoCalls,
 		rng: rand.New(rand.NewPCG(seed[0], seed[1])), policy: p, sc: sc, rps: rps, hist: &history{},
 		canaryReadyAt: -1, settledAt: -1, canary: newSide(), stable: newSide(),
 		stableShares: sharesOf(sc.Stable), canaryShares: sharesOf(sc.Canary),
@@ -131,10 +144,10 @@ func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, see
 			// Promoted: from now on the revision serves everyone, until
 			// the horizon (the expected count; nothing left to decide).
 			rest := float64(secs-t) * w.rps * w.errorRate(true, t)
-			return Result{Outcome: Promoted, Time: time.Duration(t) * time.Second, Bad: served.Bad + rest, CanaryRequests: served.CanaryRequests}
+			return Result{Outcome: Promoted, Time: time.Duration(t) * time.Second, Bad: served.Bad + rest, CanaryRequests: served.CanaryRequests}, w.status
 		case v1alpha1.PhaseRolledBack:
 			if w.observed.Weights.Canary == 0 {
-				return Result{Outcome: RolledBack, Time: time.Duration(t) * time.Second, Bad: served.Bad, CanaryRequests: served.CanaryRequests}
+				return Result{Outcome: RolledBack, Time: time.Duration(t) * time.Second, Bad: served.Bad, CanaryRequests: served.CanaryRequests}, w.status
 			}
 		}
 		// Traffic until the next decision, or the next thing the cluster
@@ -154,7 +167,7 @@ func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, see
 		t = next
 	}
 	served.Outcome, served.Time = Held, horizon
-	return served
+	return served, w.status
 }
 
 // errorRate is a side's error rate at second t.
@@ -201,11 +214,22 @@ func (w *world) serve(from, to int) {
 func (w *world) decide(t int) int {
 	now := epoch.Add(time.Duration(t) * time.Second)
 	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed, Calls: w.answers, Delivered: w.delivered}
+	// Measure ahead what the last decision that measured asked for: a
+	// decision that judges those metrics decides at once, one that judges
+	// others asks for them, and one that judges none leaves them out.
+	// Either way it decides as the engine's two calls would.
+	if !w.twoCalls {
+		for _, m := range w.measured {
+			in.Checks = append(in.Checks, w.measure(m, t, now))
+		}
+	}
 	d := rollout.Decide(in)
 	if d.NeedChecks {
+		in.Checks = in.Checks[:0]
 		for _, m := range d.Measure {
 			in.Checks = append(in.Checks, w.measure(m, t, now))
 		}
+		w.measured = d.Measure
 		d = rollout.Decide(in)
 	}
 	w.status = d.Status

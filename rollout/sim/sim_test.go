@@ -1,11 +1,14 @@
 package sim
 
 import (
+	"maps"
 	"math"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
 
 	"github.com/fledgehq/fledge/rollout"
 )
@@ -112,6 +115,65 @@ func TestAStudyIsTheSameHoweverItIsScheduled(t *testing.T) {
 	if diff := cmp.Diff(first, second); diff != "" {
 		t.Errorf("two plays of one study differ:\n%s", diff)
 	}
+}
+
+// Measuring ahead decides each look in one call to Decide instead of the
+// engine's two (one that asks for checks, one with them): the runs must be
+// the same, to the bad response, for every kind of policy (thresholds,
+// comparisons, the load tester on demand, the shipped ones), scenario and
+// traffic level.
+func TestMeasuringAheadDecidesAsTheEngineDoes(t *testing.T) {
+	policies := map[string]*rollout.Policy{"thresholds": testPolicy(t)}
+	for _, rules := range []string{compareRules, loadRules} {
+		ps, err := rollout.ParseConfig([]byte(rules))
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(policies, ps)
+	}
+	shipped := shippedPolicies(t)
+	policies["shipped standard"], policies["shipped careful"], policies["shipped quiet"] = shipped["standard"], shipped["careful"], shipped["quiet"]
+	runs := 0
+	for name, p := range policies {
+		for i, sc := range Scenarios() {
+			for _, rps := range []float64{0.2, 5, 100} {
+				for run := range uint64(3) {
+					seed := [2]uint64{uint64(i), run}
+					ahead, aheadStatus := play(p, sc, rps, time.Hour, seed, false)
+					engine, engineStatus := play(p, sc, rps, time.Hour, seed, true)
+					if diff := cmp.Diff(engine, ahead); diff != "" {
+						t.Errorf("%s, %s, %g rps, run %d: measuring ahead changed the run (-engine +ahead):\n%s", name, sc.Name, rps, run, diff)
+					}
+					// To the decision log's last message.
+					if diff := cmp.Diff(engineStatus, aheadStatus); diff != "" {
+						t.Errorf("%s, %s, %g rps, run %d: measuring ahead changed the run (-engine +ahead):\n%s", name, sc.Name, rps, run, diff)
+					}
+					runs++
+				}
+			}
+		}
+	}
+	t.Logf("%d pairs of runs", runs)
+}
+
+// shippedPolicies are deploy/policies.yaml's.
+func shippedPolicies(t *testing.T) map[string]*rollout.Policy {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := rollout.ParseConfig([]byte(cm.Data["policies.yaml"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 var compareRules = `

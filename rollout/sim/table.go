@@ -17,6 +17,9 @@ import (
 type Rule struct {
 	Name   string
 	Policy *rollout.Policy
+	// MinRate: the rule is played only at this traffic level and above
+	// (a reference that says nothing at lower ones); 0 is every level.
+	MinRate float64
 }
 
 // Cell is the outcome of many runs of one rule, scenario and traffic level.
@@ -60,8 +63,10 @@ func (s Study) Play() Results {
 	results := map[key][]Result{}
 	for _, sc := range s.Scenarios {
 		for _, r := range s.Rules {
-			for i := range s.Rates {
-				results[key{sc.Name, r.Name, i}] = make([]Result, s.Runs)
+			for i, rate := range s.Rates {
+				if rate >= r.MinRate {
+					results[key{sc.Name, r.Name, i}] = make([]Result, s.Runs)
+				}
 			}
 		}
 	}
@@ -80,7 +85,10 @@ func (s Study) Play() Results {
 	}
 	for _, sc := range s.Scenarios {
 		for _, r := range s.Rules {
-			for i := range s.Rates {
+			for i, rate := range s.Rates {
+				if rate < r.MinRate {
+					continue
+				}
 				for run := range s.Runs {
 					jobs <- job{sc, r, i, run}
 				}
@@ -200,6 +208,9 @@ func (s Study) Print(out io.Writer, res Results) {
 }
 
 func (c Cell) format(withBad bool) string {
+	if c.Runs == 0 {
+		return "not played"
+	}
 	pct := func(n int) string {
 		v := 100 * float64(n) / float64(c.Runs)
 		if v != 0 && v < 10 {

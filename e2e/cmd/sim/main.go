@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,7 @@ func main() {
 	horizon := flag.Duration("horizon", 2*time.Hour, "how long a run may last")
 	shipped := flag.String("policies", "deploy/policies.yaml", "the shipped policies (a ConfigMap): standard is played as it is")
 	profile := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	only := flag.String("rules", "", "play only the rules whose names contain this")
 	flag.Parse()
 	if *profile != "" {
 		f, err := os.Create(*profile)
@@ -80,14 +82,14 @@ func main() {
 	}
 	// Runs allocate little that lives long: collect less often.
 	debug.SetGCPercent(400)
-	if err := run(*shipped, *runs, *rates, *seed, *horizon); err != nil {
+	if err := run(*shipped, *runs, *rates, *seed, *horizon, *only); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "sim:", err)
 		os.Exit(1)
 	}
 }
 
-func run(shipped string, runs int, rates string, seed uint64, horizon time.Duration) error {
+func run(shipped string, runs int, rates string, seed uint64, horizon time.Duration, only string) error {
 	raw, err := os.ReadFile(shipped)
 	if err != nil {
 		return err
@@ -108,10 +110,11 @@ func run(shipped string, runs int, rates string, seed uint64, horizon time.Durat
 	}
 	study := sim.Study{Runs: runs, Seed: seed, Horizon: horizon, Scenarios: sim.Scenarios()}
 	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard", Policy: current["standard"]})
-	// The same, walking its steps: what early promotion is measured against.
+	// The same, walking its steps: what early promotion is measured
+	// against, where its fixed schedule can end within the horizon.
 	fixed := *current["standard"]
 	fixed.EarlyPromotion = false
-	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard, no early promotion", Policy: &fixed})
+	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard, no early promotion", Policy: &fixed, MinRate: 10})
 	hooks, err := rollout.ParseConfig([]byte(loadHook))
 	if err != nil {
 		return err
@@ -121,6 +124,10 @@ func run(shipped string, runs int, rates string, seed uint64, horizon time.Durat
 	study.Rules = append(study.Rules, sim.Rule{Name: "comparison: standard, load tester on", Policy: &loaded})
 	for _, name := range []string{"standard", "demo"} {
 		study.Rules = append(study.Rules, sim.Rule{Name: "threshold: " + name + " before", Policy: before[name]})
+	}
+	study.Rules = slices.DeleteFunc(study.Rules, func(r sim.Rule) bool { return !strings.Contains(r.Name, only) })
+	if len(study.Rules) == 0 {
+		return fmt.Errorf("-rules: no rule's name contains %q", only)
 	}
 	for _, r := range strings.Split(rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
