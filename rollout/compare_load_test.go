@@ -112,7 +112,7 @@ func TestADecidedComparisonCallsNoLoad(t *testing.T) {
 			if calls := loadCalls(d); len(calls) != 0 {
 				t.Errorf("calls %+v, want none", calls)
 			}
-			if d.Status.Phase != tt.wantPhase {
+			if rejectedTo(d.Status) != tt.wantPhase {
 				t.Errorf("phase %s (%s), want %s", d.Status.Phase, d.Status.Message, tt.wantPhase)
 			}
 		})
@@ -144,7 +144,7 @@ func TestWhileTheLoadRunsTheComparisonsLookAtTheirPace(t *testing.T) {
 	// The look: the comparison only, and the load has shown it worse.
 	in.Status, in.Now = d.Status, now.Add(time.Minute+10*time.Second)
 	d = look(t, in, reading(130, 20, 130, 1))
-	if d.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "error-rate worse") {
+	if rejectedTo(d.Status) != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "error-rate worse") {
 		t.Fatalf("phase %s (%s), want rolled back by the comparison during the load", d.Status.Phase, d.Status.Message)
 	}
 }

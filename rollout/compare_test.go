@@ -65,7 +65,7 @@ func TestACanaryShownWorseIsRolledBackAtALookBetweenRounds(t *testing.T) {
 	// stable 360, 2 failed.
 	in.Status, in.Now = d.Status, now.Add(10*time.Second)
 	d = look(t, in, reading(140, 12, 1260, 7))
-	if d.Status.Phase != v1alpha1.PhaseRolledBack {
+	if rejectedTo(d.Status) != v1alpha1.PhaseRolledBack {
 		t.Fatalf("phase %s (%s), want rolled back", d.Status.Phase, d.Status.Message)
 	}
 	for _, want := range []string{"error-rate worse", "canary 30% [", "vs stable 0.56% [", "40 canary requests", "margin +1 pt", "alpha 0.01"} {
@@ -202,7 +202,7 @@ func TestTheAnalysisDeadlineDoesWhatThePolicySays(t *testing.T) {
 				in.Checks = reading(10, 0, 90, 0)
 				d = Decide(in)
 			}
-			if d.Status.Phase != tc.wantPhase {
+			if rejectedTo(d.Status) != tc.wantPhase {
 				t.Fatalf("phase %s (%s), want %s", d.Status.Phase, d.Status.Message, tc.wantPhase)
 			}
 			if tc.wantHold != "" && (d.Status.Hold == nil || d.Status.Hold.Reason != tc.wantHold || !strings.Contains(d.Status.Hold.Message, "no verdict within the analysis deadline (2h0m0s)")) {
@@ -243,7 +243,7 @@ func TestTheBaselineIsReadBeforeTheFirstTraffic(t *testing.T) {
 	in.Status, in.Checks, in.Now = d.Status, nil, now.Add(10*time.Second)
 	in.Weights = traffic.Weights{Stable: 90, Canary: 10}
 	d = look(t, in, reading(20, 12, 5180, 26))
-	if d.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "20 canary requests") {
+	if rejectedTo(d.Status) != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "20 canary requests") {
 		t.Fatalf("phase %s (%s): want rolled back on the canary's first 20 requests", d.Status.Phase, d.Status.Message)
 	}
 	// Without Prometheus the traffic still starts; the first look reads
@@ -270,6 +270,9 @@ func TestTheFirstTrafficWaitsForThePreviousCanarysLastScrape(t *testing.T) {
 	d := look(t, in, reading(0, 0, 0, 0))
 	in.Status, in.Now = d.Status, now.Add(10*time.Second)
 	d = look(t, in, reading(40, 12, 360, 2))
+	// Rolled back once the routing reads back at stable.
+	in.Status, in.Now, in.Weights = d.Status, in.Now.Add(time.Second), traffic.Weights{Stable: 100}
+	d = Decide(in)
 	if d.Status.Phase != v1alpha1.PhaseRolledBack || d.Status.CanaryTrafficEndedAt == nil || !d.Status.CanaryTrafficEndedAt.Time.Equal(in.Now) {
 		t.Fatalf("phase %s, canary traffic ended at %v; want rolled back, ended at %v", d.Status.Phase, d.Status.CanaryTrafficEndedAt, in.Now)
 	}
@@ -340,7 +343,7 @@ policies:
 	// slower than 1 s (stable: 0.2%).
 	in.Checks = at([4]float64{1000, 100, 9000, 900}, [4]float64{1000, 20, 9000, 18})
 	d = Decide(in)
-	if d.Status.Phase != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "latency-1s worse") || strings.Contains(d.Status.Message, "latency-100ms worse") {
+	if rejectedTo(d.Status) != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "latency-1s worse") || strings.Contains(d.Status.Message, "latency-100ms worse") {
 		t.Fatalf("phase %s (%s), want rolled back by latency-1s alone", d.Status.Phase, d.Status.Message)
 	}
 }

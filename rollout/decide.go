@@ -87,6 +87,11 @@ type Observed struct {
 	// RoutingError is set.
 	Weights      traffic.Weights
 	RoutingError string
+	// NameTaken says which object fledge would make for the canary (its
+	// Deployment or Service) exists without being this Flight's: fledge
+	// neither uses nor changes it, and starts no canary until the name is
+	// free. Empty when none is.
+	NameTaken string
 	// OptedOut: the opt-in annotation is gone or the Deployment is being deleted.
 	OptedOut bool
 	// Namespace, Name and UID identify the Flight (for payloads, and
@@ -240,6 +245,9 @@ func (d *decider) decide() {
 	if d.intakeAction() {
 		return
 	}
+	if d.nameTaken() {
+		return
+	}
 	switch d.st.Phase {
 	case v1alpha1.PhaseProgressing:
 		if !d.newRevision() {
@@ -251,11 +259,40 @@ func (d *decider) decide() {
 		}
 	case v1alpha1.PhasePromoting:
 		d.promote()
+	case v1alpha1.PhaseRollingBack:
+		d.rollingBack() // a new revision waits until traffic is back on stable
 	default: // terminal phases
 		if !d.newRevision() {
 			d.steady()
 		}
 	}
+}
+
+// nameTaken holds a Flight that needs a canary (one in flight, or a new
+// revision waiting for one) while a name fledge would create it under is
+// someone else's: fledge changes only what it created. It reports whether
+// the decision is complete.
+func (d *decider) nameTaken() bool {
+	if d.in.NameTaken == "" {
+		return false
+	}
+	inFlight := d.st.Phase == v1alpha1.PhaseProgressing || d.st.Phase == v1alpha1.PhasePaused
+	if !inFlight && (!d.st.Phase.Terminal() || d.in.DesiredRevision == d.st.StableRevision || d.in.DesiredRevision == d.st.RejectedRevision) {
+		// Nothing needs a canary, or it is on its way out (rolling back)
+		// or serving everyone while stable is updated (promoting).
+		return false
+	}
+	msg := d.in.NameTaken + ": fledge changes only objects it created, so no canary runs until that name is free (rename or delete it)"
+	if inFlight && d.in.Weights != plainStable {
+		// The canary being judged is gone, and what holds its name is
+		// not fledge's to send users to.
+		d.do(SetWeights{Weights: plainStable})
+		msg += "; all traffic on stable meanwhile"
+	}
+	d.hold(v1alpha1.HoldNameTaken, msg)
+	d.st.Message = msg
+	d.after(30 * time.Second)
+	return true
 }
 
 // initialize takes the Deployment over: fledge holds it paused from now on,

@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,7 +84,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 			name:   "rolls back when failed checks reach the limit",
 			in:     func() Input { return atStep(now, 1) },
 			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.9)},
-			want:   summary{Phase: v1alpha1.PhaseRolledBack, Weight: 0, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
+			want:   summary{Phase: v1alpha1.PhaseRollingBack, Weight: 0, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
 		},
 		{
 			name:   "holds when Prometheus is unreachable, without counting a failure",
@@ -106,7 +108,7 @@ func TestDecideJudgesAStep(t *testing.T) {
 			name:   "counts a failure even when another check cannot be measured",
 			in:     func() Input { return atStep(now, 1) },
 			checks: []analysis.Check{check("success-rate", analysis.Fail, 0.5), {Metric: "latency-p95", Outcome: analysis.Error}},
-			want:   summary{Phase: v1alpha1.PhaseRolledBack, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
+			want:   summary{Phase: v1alpha1.PhaseRollingBack, Failed: 2, Weights: []traffic.Weights{{Stable: 100}}},
 		},
 		{
 			name: "promotes after the last step passes: all traffic to the canary, stable unpaused",
@@ -282,7 +284,7 @@ func TestAPIRequestsCheckTheRevisionPrecondition(t *testing.T) {
 		t.Errorf("abort of another revision: outcome %+v, phase %s; want refused, still progressing", d.Action, d.Status.Phase)
 	}
 	in.Action.Revision, in.Action.RequestID = "r2", "r-2"
-	if d := Decide(in); d.Action == nil || !d.Action.Taken || d.Status.Phase != v1alpha1.PhaseAborted {
+	if d := Decide(in); d.Action == nil || !d.Action.Taken || rejectedTo(d.Status) != v1alpha1.PhaseAborted {
 		t.Errorf("abort of the canary's revision: outcome %+v, phase %s; want taken, aborted", d.Action, d.Status.Phase)
 	}
 }
@@ -354,5 +356,141 @@ func BenchmarkDecideWithReleaseFlags(b *testing.B) {
 	}
 	for b.Loop() {
 		Decide(in)
+	}
+}
+
+// A canary name someone else holds: no canary starts (the object is never
+// used or changed), a canary in flight loses its traffic to stable, and a
+// Flight that needs no canary is not held for it.
+func TestANameTakenHoldsWhatNeedsACanaryAndChangesNothingElse(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	const taken = "deployment demo/shop-canary exists and is not fledge's"
+
+	waiting := atStep(now, 0)
+	waiting.Status.Phase, waiting.Status.Step, waiting.Status.CanaryWeight, waiting.Status.CanaryRevision = v1alpha1.PhaseIdle, -1, 0, ""
+	waiting.Weights, waiting.CanaryRevision, waiting.CanaryReplicas, waiting.CanaryReady = traffic.Weights{Stable: 100}, "", 0, false
+	waiting.NameTaken = taken
+	d := Decide(waiting)
+	if d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldNameTaken || !strings.Contains(d.Status.Hold.Message, taken) {
+		t.Errorf("a new revision: hold %+v, want NameTaken naming the object", d.Status.Hold)
+	}
+	if d.Status.Phase != v1alpha1.PhaseIdle || len(d.Actions) > 0 && !onlyNotices(d.Actions) {
+		t.Errorf("a new revision: phase %s, actions %#v; want idle, and nothing done", d.Status.Phase, d.Actions)
+	}
+	if d.RequeueAfter <= 0 {
+		t.Error("a hold on a taken name must look again by itself")
+	}
+
+	inFlight := atStep(now, 0)
+	inFlight.NameTaken = taken
+	d = Decide(inFlight)
+	if d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldNameTaken {
+		t.Errorf("in flight: hold %+v, want NameTaken", d.Status.Hold)
+	}
+	if got := summarize(d).Weights; len(got) != 1 || got[0] != (traffic.Weights{Stable: 100}) {
+		t.Errorf("in flight: weights set %v, want all traffic on stable", got)
+	}
+	for _, a := range d.Actions {
+		switch a.(type) {
+		case EnsureCanary, ScaleCanaryDown, DeleteCanary:
+			t.Errorf("in flight: %T on a name fledge does not hold", a)
+		}
+	}
+
+	atRest := waiting
+	atRest.DesiredRevision = atRest.Status.StableRevision
+	atRest.Status.Phase = v1alpha1.PhaseSucceeded
+	if d := Decide(atRest); d.Status.Hold != nil {
+		t.Errorf("at rest: hold %+v, want none (nothing needs a canary)", d.Status.Hold)
+	}
+
+	// Once the name is free, the canary starts.
+	free := waiting
+	free.NameTaken = ""
+	if d := Decide(free); d.Status.Phase != v1alpha1.PhaseProgressing {
+		t.Errorf("name free: phase %s (%s), want progressing", d.Status.Phase, d.Status.Message)
+	}
+}
+
+// onlyNotices: events and deliveries, nothing that changes the cluster.
+func onlyNotices(as []Action) bool {
+	for _, a := range as {
+		switch a.(type) {
+		case RecordEvent, Deliver, CallHook:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// rejectedTo is where a decision is taking the Flight: for a rollback or
+// an abort, the phase it ends in once the routing reads back at stable.
+func rejectedTo(st v1alpha1.FlightStatus) v1alpha1.Phase {
+	if st.Phase == v1alpha1.PhaseRollingBack && st.RollingBack != nil {
+		return st.RollingBack.Phase
+	}
+	return st.Phase
+}
+
+// A rollback is reported only once the routing reads back at 100% stable:
+// until then the Flight is RollingBack, sets the weights again with
+// backoff, holds (and says so) when it takes more than a few seconds, and
+// neither tells Slack nor scales the canary down (it still serves what
+// the routing sends it).
+func TestARollbackIsReportedOnlyOnceTheRoutingReadsBackAtStable(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 1)
+	in.Policy.Slack = &Slack{Secret: "fledge-slack"}
+	in.Checks = []analysis.Check{check("success-rate", analysis.Fail, 0.5)}
+	d := Decide(in)
+	if d.Status.Phase != v1alpha1.PhaseRollingBack || d.Status.RollingBack == nil || d.Status.RollingBack.Phase != v1alpha1.PhaseRolledBack {
+		t.Fatalf("phase %s, rolling back %+v; want RollingBack towards RolledBack", d.Status.Phase, d.Status.RollingBack)
+	}
+	if d.Status.RejectedRevision != "" || !strings.HasPrefix(d.Status.Message, "rolling back: ") {
+		t.Errorf("rejected %q, message %q: want nothing rejected yet, and a message that says rolling back", d.Status.RejectedRevision, d.Status.Message)
+	}
+	for _, a := range d.Actions {
+		switch a := a.(type) {
+		case ScaleCanaryDown:
+			t.Error("the canary is scaled down before traffic is off it")
+		case Deliver:
+			if a.Delivery.Event == EventRolledBack {
+				t.Error("Slack hears of the rollback before it is done")
+			}
+		}
+	}
+
+	// The routing write failed: it still reads 10% canary.
+	in.Checks = nil
+	waits := []time.Duration{}
+	for _, after := range []time.Duration{time.Second, 5 * time.Second, 12 * time.Second, time.Minute, 3 * time.Minute} {
+		in.Status, in.Now = d.Status, now.Add(after)
+		d = Decide(in)
+		if d.Status.Phase != v1alpha1.PhaseRollingBack || len(summarize(d).Weights) != 1 {
+			t.Fatalf("%s later, routing at 10%%: phase %s, weights set %v; want still rolling back, setting stable again", after, d.Status.Phase, summarize(d).Weights)
+		}
+		waits = append(waits, d.RequeueAfter)
+		held := d.Status.Hold != nil && d.Status.Hold.Reason == v1alpha1.HoldRouting
+		if held != (after >= rollingBackHold) || !strings.Contains(d.Status.Message, "routing still reads 10% canary") {
+			t.Errorf("%s later: hold %+v, message %q; want a routing hold from %s on, and the weights read", after, d.Status.Hold, d.Status.Message, rollingBackHold)
+		}
+	}
+	if !slices.IsSorted(waits) || waits[0] != time.Second || waits[len(waits)-1] != rollingBackRetry {
+		t.Errorf("retries after %v: want growing from 1s to %s", waits, rollingBackRetry)
+	}
+
+	// Read back at stable: rolled back, canary down, Slack told.
+	in.Status, in.Now, in.Weights = d.Status, now.Add(4*time.Minute), traffic.Weights{Stable: 100}
+	d = Decide(in)
+	if d.Status.Phase != v1alpha1.PhaseRolledBack || d.Status.RejectedRevision != "r2" || d.Status.RollingBack != nil || d.Status.Hold != nil {
+		t.Fatalf("phase %s, rejected %q, rolling back %+v, hold %+v; want RolledBack, r2 rejected, nothing pending", d.Status.Phase, d.Status.RejectedRevision, d.Status.RollingBack, d.Status.Hold)
+	}
+	scaled := slices.ContainsFunc(d.Actions, func(a Action) bool { _, ok := a.(ScaleCanaryDown); return ok })
+	told := slices.ContainsFunc(d.Status.Outbox, func(e v1alpha1.Delivery) bool {
+		return e.Event == EventRolledBack && strings.Contains(e.Notification.Reason, "success-rate")
+	})
+	if !scaled || !told {
+		t.Errorf("actions %#v, outbox %+v: want the canary scaled down and Slack told why", d.Actions, d.Status.Outbox)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -99,22 +100,85 @@ func (d *decider) finalize() {
 	d.st.StableImages = slices.Clone(d.st.CanaryImages)
 }
 
-// rollback rejects the canary: all traffic to stable at once, canary down.
-// The Deployment was never unpaused, so stable still runs its revision.
+// rollback rejects the canary: all traffic to stable at once. The
+// Flight is RollingBack until the routing reads back at 100% stable
+// (rollingBack): only then is it reported RolledBack (or Aborted), told to
+// people and hooks, and the canary scaled down. The Deployment was never
+// unpaused, so stable still runs its revision.
 func (d *decider) rollback(v v1alpha1.Verdict, why string, checks []analysis.Check) {
 	phase := v1alpha1.PhaseRolledBack
 	if v == v1alpha1.VerdictAbort {
 		phase = v1alpha1.PhaseAborted
 	}
-	rejected := d.st.CanaryRevision
-	step, weight := d.st.Step, d.st.CanaryWeight
 	d.record(v, why, checks)
-	d.backToStable(phase, "", why)
-	d.st.RejectedRevision = rejected
-	event := map[v1alpha1.Phase]string{v1alpha1.PhaseRolledBack: EventRolledBack, v1alpha1.PhaseAborted: EventAborted}[phase]
-	d.event(true, event, why)
-	d.notifyRejected(event, why, d.by, step, weight, checks)
-	d.tellHooks(webhooks.PostRollout, event, why)
+	d.st.RollingBack = &v1alpha1.RollingBack{Phase: phase, Reason: why, By: d.by, Revision: d.st.CanaryRevision,
+		Step: d.st.Step, Weight: d.st.CanaryWeight, Since: d.now()}
+	d.st.Phase = v1alpha1.PhaseRollingBack
+	d.st.CanaryWeight, d.st.Step, d.st.PromotionStage = 0, -1, ""
+	d.st.StageStartedAt, d.st.StepStartedAt, d.st.Hold = nil, nil, nil
+	d.st.Message = "rolling back: " + why
+	d.do(SetWeights{Weights: plainStable})
+	d.after(time.Second)
+}
+
+// rollingBackRetry bounds the wait between two attempts at routing all
+// traffic back to stable; rollingBackHold is how long the routing may read
+// otherwise before the Flight is held (and people told) for it.
+const (
+	rollingBackRetry = 30 * time.Second
+	rollingBackHold  = 10 * time.Second
+)
+
+// rollingBack finishes a rollback once the routing reads back at 100%
+// stable, and until then sets it again, with backoff.
+func (d *decider) rollingBack() {
+	rb := d.st.RollingBack
+	if rb == nil {
+		// Not written by a version of fledge that knew the phase: finish
+		// it as a rollback.
+		rb = &v1alpha1.RollingBack{Phase: v1alpha1.PhaseRolledBack, Reason: d.st.Message, Revision: d.st.CanaryRevision, Since: d.now()}
+	}
+	if d.in.Weights != plainStable {
+		waited := d.in.Now.Sub(rb.Since.Time)
+		msg := fmt.Sprintf("rolling back: %s; after %s the routing still reads %d%% canary, %d%% stable%s: setting all traffic on stable again",
+			rb.Reason, waited.Round(time.Second), d.in.Weights.Canary, d.in.Weights.Stable, cohortNote(d.in.Weights))
+		d.st.Message = msg
+		if waited >= rollingBackHold {
+			d.hold(v1alpha1.HoldRouting, msg)
+		}
+		d.do(SetWeights{Weights: plainStable})
+		d.after(min(max(waited/2, time.Second), rollingBackRetry))
+		return
+	}
+	d.st.RollingBack = nil
+	t := d.now()
+	d.st.CanaryTrafficEndedAt = &t
+	d.backToStable(rb.Phase, "", rb.Reason)
+	d.st.RejectedRevision = rb.Revision
+	event := map[v1alpha1.Phase]string{v1alpha1.PhaseRolledBack: EventRolledBack, v1alpha1.PhaseAborted: EventAborted}[rb.Phase]
+	d.event(true, event, rb.Reason)
+	d.notifyRejected(event, rb.Reason, rb.By, rb.Step, rb.Weight, d.rejectionChecks(rb))
+	d.tellHooks(webhooks.PostRollout, event, rb.Reason)
+}
+
+// cohortNote mentions routes that send a cohort to the canary.
+func cohortNote(w traffic.Weights) string {
+	if w.Cohort.IsZero() && w.Sticky.IsZero() {
+		return ""
+	}
+	return " with cohort or sticky routes to it"
+}
+
+// rejectionChecks are the checks of the decision that rejected rb's
+// revision, from the decision log.
+func (d *decider) rejectionChecks(rb *v1alpha1.RollingBack) []analysis.Check {
+	for i := len(d.st.Decisions) - 1; i >= 0; i-- {
+		r := d.st.Decisions[i]
+		if r.Revision == rb.Revision && (r.Verdict == v1alpha1.VerdictRollback || r.Verdict == v1alpha1.VerdictAbort) {
+			return r.Checks
+		}
+	}
+	return nil
 }
 
 // backToStable ends a revision's flight in a terminal phase.

@@ -193,6 +193,8 @@ func phaseToProto(p v1alpha1.Phase) rolloutpb.Phase {
 		return rolloutpb.Phase_PHASE_ROLLED_BACK
 	case v1alpha1.PhaseAborted:
 		return rolloutpb.Phase_PHASE_ABORTED
+	case v1alpha1.PhaseRollingBack:
+		return rolloutpb.Phase_PHASE_ROLLING_BACK
 	}
 	return rolloutpb.Phase_PHASE_UNSPECIFIED
 }

@@ -106,21 +106,31 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 	case rollout.EnsureCanary:
 		return x.ensureCanary(ctx, s, a.Revision)
 	case rollout.ScaleCanaryDown:
+		deployments := x.Kube.AppsV1().Deployments(ns)
+		cur, err := deployments.Get(ctx, name+CanarySuffix, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		case !ownedBy(cur, s.Flight):
+			return nil // someone else's: never fledge's to scale
+		}
 		x.count("canary")
-		_, err := x.Kube.AppsV1().Deployments(ns).Patch(ctx, name+CanarySuffix, types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
-		if apierrors.IsNotFound(err) {
+		// Conditioned on the UID read: an object made under the name in
+		// between is not touched either.
+		patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":0}}`, cur.UID)
+		_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			return nil
 		}
 		return err
 	case rollout.DeleteCanary:
-		x.count("canary")
-		for _, err := range []error{
-			x.Kube.AppsV1().Deployments(ns).Delete(ctx, name+CanarySuffix, metav1.DeleteOptions{}),
-			x.Kube.CoreV1().Services(ns).Delete(ctx, name+CanarySuffix, metav1.DeleteOptions{}),
-		} {
-			if err != nil && !apierrors.IsNotFound(err) {
-				return err
-			}
+		if err := x.deleteOwned(ctx, s, "deployment", name+CanarySuffix); err != nil {
+			return err
+		}
+		if err := x.deleteOwned(ctx, s, "service", name+CanarySuffix); err != nil {
+			return err
 		}
 		// Whether or not the policy still needs it: it goes with the
 		// canary, and a policy changed meanwhile must not leave it behind.
@@ -196,11 +206,23 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 			return err
 		}
 	}
+	services := x.Kube.CoreV1().Services(d.Namespace)
+	curSvc, err := services.Get(ctx, d.Name+CanarySuffix, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		curSvc = nil
+	case err != nil:
+		return err
+	case !ownedBy(curSvc, s.Flight):
+		// Checked first, so that nothing is created for a canary whose
+		// Service name is taken.
+		return fmt.Errorf("%s: %w", notOurs("service", curSvc), traffic.ErrConflict)
+	}
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
 	deployments := x.Kube.AppsV1().Deployments(d.Namespace)
 	// The Deployment controller writes the canary's status all the time:
 	// an update that loses to it is read again and retried.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := deployments.Get(ctx, want.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
@@ -209,8 +231,8 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 			return err
 		case err != nil:
 			return err
-		case !metav1.IsControlledBy(cur, s.Flight):
-			return fmt.Errorf("deployment %s/%s exists and is not fledge's: %w", cur.Namespace, cur.Name, traffic.ErrConflict)
+		case !ownedBy(cur, s.Flight):
+			return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
 		case !equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector):
 			// A selector cannot change: replace the Deployment.
 			x.count("canary")
@@ -242,14 +264,10 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		return err
 	}
 	svc := CanaryService(s.Stable, want, owner)
-	services := x.Kube.CoreV1().Services(d.Namespace)
-	curSvc, err := services.Get(ctx, svc.Name, metav1.GetOptions{})
 	switch {
-	case apierrors.IsNotFound(err):
+	case curSvc == nil:
 		x.count("canary")
 		_, err = services.Create(ctx, svc, metav1.CreateOptions{})
-		return err
-	case err != nil:
 		return err
 	case !equality.Semantic.DeepEqual(curSvc.Spec.Selector, svc.Spec.Selector) || !equality.Semantic.DeepEqual(curSvc.Spec.Ports, mergePorts(curSvc.Spec.Ports, svc.Spec.Ports)):
 		next := curSvc.DeepCopy()
@@ -295,6 +313,43 @@ func (x *Executor) ensureStableService(ctx context.Context, s Subject, owner met
 	return err
 }
 
+// deleteOwned deletes the Deployment or Service name if it is this
+// Flight's, conditioned on the UID read; anything else of that name is
+// left alone.
+func (x *Executor) deleteOwned(ctx context.Context, s Subject, kind, name string) error {
+	ns := s.Target.Namespace
+	var (
+		obj metav1.Object
+		err error
+		del func(metav1.DeleteOptions) error
+	)
+	switch kind {
+	case "deployment":
+		var cur *appsv1.Deployment
+		cur, err = x.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.AppsV1().Deployments(ns).Delete(ctx, name, o) }
+	default:
+		var cur *corev1.Service
+		cur, err = x.Kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.CoreV1().Services(ns).Delete(ctx, name, o) }
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case !ownedBy(obj, s.Flight):
+		return nil
+	}
+	x.count("canary")
+	uid := obj.GetUID()
+	err = del(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
 // deleteStableService removes "<name>-stable" if it is fledge's: a
 // Service of that name someone else created is never deleted. The
 // delete is conditioned on the UID read, so that an object created under
@@ -321,7 +376,23 @@ func (x *Executor) deleteStableService(ctx context.Context, s Subject) error {
 // ownedBy reports whether fledge made obj for Flight f: its label, and a
 // controller reference to f.
 func ownedBy(obj metav1.Object, f *v1alpha1.Flight) bool {
-	return obj.GetLabels()[LabelManagedBy] == managedBy && metav1.IsControlledBy(obj, f)
+	return f != nil && obj.GetLabels()[LabelManagedBy] == managedBy && metav1.IsControlledBy(obj, f)
+}
+
+// ownedByRef is ownedBy for the Flight owner refers to (nil: none, and
+// nothing is its).
+func ownedByRef(obj metav1.Object, owner *metav1.OwnerReference) bool {
+	if owner == nil || obj.GetLabels()[LabelManagedBy] != managedBy {
+		return false
+	}
+	ref := metav1.GetControllerOfNoCopy(obj)
+	return ref != nil && ref.UID == owner.UID
+}
+
+// notOurs says why fledge leaves obj alone.
+func notOurs(kind string, obj metav1.Object) string {
+	return fmt.Sprintf("%s %s/%s exists and is not fledge's (no %s=%s label with a controller reference to Flight %s)",
+		kind, obj.GetNamespace(), obj.GetName(), LabelManagedBy, managedBy, strings.TrimSuffix(obj.GetName(), CanarySuffix))
 }
 
 // mergePorts keeps what the API server defaulted on existing ports.

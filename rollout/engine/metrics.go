@@ -48,7 +48,7 @@ type comparisonMetrics struct {
 	shown map[string][]string
 }
 
-var phases = []v1alpha1.Phase{v1alpha1.PhaseInitializing, v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted}
+var phases = []v1alpha1.Phase{v1alpha1.PhaseInitializing, v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRollingBack, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted}
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
 // registered, for tests).

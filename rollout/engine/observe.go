@@ -27,12 +27,22 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.StableImages = Images(rs.Spec.Template)
 		}
 	}
+	// Only a canary this Flight made is its canary: a Deployment or
+	// Service of the same name that is not is someone else's, and is
+	// neither read as the canary nor ever changed.
 	if canary, err := c.deployments.Deployments(d.Namespace).Get(d.Name + CanarySuffix); err == nil {
-		o.CanaryRevision = canary.Annotations[AnnotationRevision]
-		if canary.Spec.Replicas != nil {
-			o.CanaryReplicas = *canary.Spec.Replicas
+		if !ownedByRef(canary, t.Owner) {
+			o.NameTaken = notOurs("deployment", canary)
+		} else {
+			o.CanaryRevision = canary.Annotations[AnnotationRevision]
+			if canary.Spec.Replicas != nil {
+				o.CanaryReplicas = *canary.Spec.Replicas
+			}
+			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
 		}
-		o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
+	}
+	if svc, err := c.services.Services(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
+		o.NameTaken = notOurs("service", svc)
 	}
 	w, err := c.router.Weights(ctx, t)
 	if err != nil {

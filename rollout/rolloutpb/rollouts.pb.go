@@ -52,6 +52,10 @@ const (
 	Phase_PHASE_ROLLED_BACK Phase = 7
 	// Someone aborted the last revision.
 	Phase_PHASE_ABORTED Phase = 8
+	// A rollback or abort is decided and all traffic is being sent back to
+	// stable; ROLLED_BACK or ABORTED once the routing reads back at 100%
+	// stable.
+	Phase_PHASE_ROLLING_BACK Phase = 9
 )
 
 // Enum value maps for Phase.
@@ -66,6 +70,7 @@ var (
 		6: "PHASE_SUCCEEDED",
 		7: "PHASE_ROLLED_BACK",
 		8: "PHASE_ABORTED",
+		9: "PHASE_ROLLING_BACK",
 	}
 	Phase_value = map[string]int32{
 		"PHASE_UNSPECIFIED":  0,
@@ -77,6 +82,7 @@ var (
 		"PHASE_SUCCEEDED":    6,
 		"PHASE_ROLLED_BACK":  7,
 		"PHASE_ABORTED":      8,
+		"PHASE_ROLLING_BACK": 9,
 	}
 )
 
@@ -3212,7 +3218,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\v2\x11.fledge.v1.ActionR\x06action\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\tR\brevision\x12\x18\n" +
 	"\achanged\x18\x05 \x01(\bR\achanged\x12%\n" +
-	"\x0eprevious_image\x18\x06 \x01(\tR\rpreviousImage*\xc3\x01\n" +
+	"\x0eprevious_image\x18\x06 \x01(\tR\rpreviousImage*\xdb\x01\n" +
 	"\x05Phase\x12\x15\n" +
 	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PHASE_INITIALIZING\x10\x01\x12\x0e\n" +
@@ -3223,7 +3229,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x0fPHASE_PROMOTING\x10\x05\x12\x13\n" +
 	"\x0fPHASE_SUCCEEDED\x10\x06\x12\x15\n" +
 	"\x11PHASE_ROLLED_BACK\x10\a\x12\x11\n" +
-	"\rPHASE_ABORTED\x10\b*r\n" +
+	"\rPHASE_ABORTED\x10\b\x12\x16\n" +
+	"\x12PHASE_ROLLING_BACK\x10\t*r\n" +
 	"\x0ePromotionStage\x12\x1f\n" +
 	"\x1bPROMOTION_STAGE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dPROMOTION_STAGE_UPDATE_STABLE\x10\x01\x12\x1c\n" +

@@ -84,6 +84,10 @@ const (
 	PhaseRolledBack Phase = "RolledBack"
 	// PhaseAborted: a person aborted the last revision.
 	PhaseAborted Phase = "Aborted"
+	// PhaseRollingBack: a rollback (or abort) is decided, and all traffic
+	// is being sent back to stable; the Flight is RolledBack (or Aborted)
+	// once the routing reads back at 100% stable (status.rollingBack).
+	PhaseRollingBack Phase = "RollingBack"
 )
 
 // Terminal reports whether no revision is in flight.
@@ -112,6 +116,9 @@ const (
 	HoldCanaryNotReady    = "CanaryNotReady"
 	HoldPaused            = "Paused"
 	HoldRouting           = "RoutingError"
+	// HoldNameTaken: an object fledge would create for the canary (its
+	// Deployment or Service) exists and is someone else's.
+	HoldNameTaken = "NameTaken"
 	HoldDeploymentRollout = "WaitingForDeployment"
 	HoldStableStalled     = "StableRolloutStalled"
 	HoldGate              = "WaitingForGate"
@@ -268,6 +275,10 @@ type FlightStatus struct {
 	Evidence       []Evidence   `json:"evidence,omitempty"`
 	StageStartedAt *metav1.Time `json:"stageStartedAt,omitempty"`
 
+	// RollingBack is the rollback being carried out, while the phase is
+	// RollingBack.
+	RollingBack *RollingBack `json:"rollingBack,omitempty"`
+
 	// Hold says why the Flight is not moving, if it is not.
 	Hold *Hold `json:"hold,omitempty"`
 	// Message sums up the last transition for people.
@@ -300,6 +311,22 @@ type Evidence struct {
 	NoWorse sequential.Promotion `json:"noWorse,omitempty"`
 	// Looks counts the looks taken into evidence.
 	Looks int32 `json:"looks"`
+}
+
+// RollingBack is a rollback or abort decided and not yet done: what it
+// ends in, once the routing reads back at 100% stable, and what to tell
+// then.
+type RollingBack struct {
+	// Phase is RolledBack or Aborted.
+	Phase  Phase  `json:"phase"`
+	Reason string `json:"reason"`
+	// By is who aborted (empty for analysis).
+	By string `json:"by,omitempty"`
+	// Revision is the canary's; Step and Weight are where it stood.
+	Revision string      `json:"revision"`
+	Step     int32       `json:"step"`
+	Weight   int32       `json:"weight"`
+	Since    metav1.Time `json:"since"`
 }
 
 // Hold is a reason for not moving, with when it began.

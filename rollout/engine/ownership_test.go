@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// theirs are a team's own Deployment and Service that happen to be named
+// as fledge names a canary ("shop-canary"): fledge must never scale,
+// rewrite or delete them.
+func theirs() (*appsv1.Deployment, *corev1.Service) {
+	meta := metav1.ObjectMeta{Name: "shop-canary", Namespace: "demo", UID: "theirs", Labels: map[string]string{"app": "shop-canary", LabelManagedBy: "Helm"}}
+	d := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr.To(int32(3)),
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop-canary"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "shop-canary"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "theirs:1"}}}},
+	}}
+	s := &corev1.Service{ObjectMeta: meta, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "shop-canary"},
+		Ports: []corev1.ServicePort{{Name: "http", Port: 9090}}}}
+	return d, s
+}
+
+// writes lists the API writes a fake clientset saw.
+func writes(kube *fake.Clientset) []string {
+	var out []string
+	for _, a := range kube.Actions() {
+		switch a.GetVerb() {
+		case "get", "list", "watch":
+		default:
+			out = append(out, a.GetVerb()+" "+a.GetResource().Resource+" "+name(a))
+		}
+	}
+	return out
+}
+
+func name(a k8stesting.Action) string {
+	switch a := a.(type) {
+	case k8stesting.CreateAction:
+		if o, ok := a.GetObject().(metav1.Object); ok {
+			return o.GetName()
+		}
+	case k8stesting.DeleteAction:
+		return a.GetName()
+	case k8stesting.PatchAction:
+		return a.GetName()
+	case k8stesting.UpdateAction:
+		if o, ok := a.GetObject().(metav1.Object); ok {
+			return o.GetName()
+		}
+	}
+	return ""
+}
+
+func TestFledgeNeverScalesRewritesOrDeletesACanaryNameItDidNotCreate(t *testing.T) {
+	ctx := context.Background()
+	for _, taken := range []string{"deployment and service", "service only"} {
+		for _, tc := range []struct {
+			name   string
+			action func(rev string) rollout.Action
+			// conflict: the action fails as a conflict (which holds the
+			// rollout with the message) instead of doing nothing.
+			conflict bool
+		}{
+			{"scaling the canary down (on opt-in, and at rest)", func(string) rollout.Action { return rollout.ScaleCanaryDown{} }, false},
+			{"deleting the canary (on opt-out)", func(string) rollout.Action { return rollout.DeleteCanary{} }, false},
+			{"starting a canary", func(rev string) rollout.Action { return rollout.EnsureCanary{Revision: rev} }, true},
+		} {
+			t.Run(taken+"/"+tc.name, func(t *testing.T) {
+				dep, svc := theirs()
+				kube := fake.NewClientset(svc)
+				if taken != "service only" {
+					kube = fake.NewClientset(dep, svc)
+				}
+				x := &Executor{Kube: kube}
+				s, rev := stableSubject(false)
+				err := x.apply(ctx, s, tc.action(rev))
+				switch {
+				case tc.conflict && !errors.Is(err, traffic.ErrConflict):
+					t.Fatalf("error %v, want a conflict", err)
+				case tc.conflict && !strings.Contains(err.Error(), "demo/shop-canary exists and is not fledge's"):
+					t.Errorf("error %q does not name the object", err)
+				case !tc.conflict && err != nil:
+					t.Fatalf("error %v, want none: someone else's object is simply not fledge's to touch", err)
+				}
+				if w := writes(kube); len(w) > 0 {
+					t.Errorf("writes %v, want none", w)
+				}
+			})
+		}
+	}
+}
+
+// What fledge made, it still scales down and deletes: by UID.
+func TestFledgeScalesDownAndDeletesItsOwnCanary(t *testing.T) {
+	ctx := context.Background()
+	kube := fake.NewClientset()
+	x := &Executor{Kube: kube}
+	s, rev := stableSubject(false)
+	if err := x.apply(ctx, s, rollout.EnsureCanary{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.apply(ctx, s, rollout.ScaleCanaryDown{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := kube.AppsV1().Deployments("demo").Get(ctx, "shop-canary", metav1.GetOptions{})
+	if err != nil || ptr.Deref(got.Spec.Replicas, 1) != 0 {
+		t.Fatalf("after scaling down: %v, %v; want 0 replicas", got, err)
+	}
+	if err := x.apply(ctx, s, rollout.DeleteCanary{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.AppsV1().Deployments("demo").Get(ctx, "shop-canary", metav1.GetOptions{}); err == nil {
+		t.Error("the canary Deployment is still there")
+	}
+	if _, err := kube.CoreV1().Services("demo").Get(ctx, "shop-canary", metav1.GetOptions{}); err == nil {
+		t.Error("the canary Service is still there")
+	}
+}
