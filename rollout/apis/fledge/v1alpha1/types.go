@@ -110,15 +110,15 @@ const (
 // Hold reasons: why a Flight is not moving. Cannot-measure reasons are
 // never failures.
 const (
-	HoldNotEnoughData     = "NotEnoughData"
-	HoldAnalysisError     = "AnalysisError"
-	HoldInconclusive      = "Inconclusive"
-	HoldCanaryNotReady    = "CanaryNotReady"
-	HoldPaused            = "Paused"
-	HoldRouting           = "RoutingError"
+	HoldNotEnoughData  = "NotEnoughData"
+	HoldAnalysisError  = "AnalysisError"
+	HoldInconclusive   = "Inconclusive"
+	HoldCanaryNotReady = "CanaryNotReady"
+	HoldPaused         = "Paused"
+	HoldRouting        = "RoutingError"
 	// HoldNameTaken: an object fledge would create for the canary (its
 	// Deployment or Service) exists and is someone else's.
-	HoldNameTaken = "NameTaken"
+	HoldNameTaken         = "NameTaken"
 	HoldDeploymentRollout = "WaitingForDeployment"
 	HoldStableStalled     = "StableRolloutStalled"
 	HoldGate              = "WaitingForGate"
