@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -119,7 +120,9 @@ func (w Weights) Validate() error {
 	return nil
 }
 
-// Validate rejects a cohort that no route could match.
+// Validate rejects a cohort that no route could match, and a value that
+// is not valid UTF-8. (Name and Header are ASCII by their patterns, and so
+// are a sticky cookie's name and value.)
 func (c Cohort) Validate() error {
 	var wrong []string
 	if !dnsLabel.MatchString(c.Name) {
@@ -128,9 +131,15 @@ func (c Cohort) Validate() error {
 	if !headerName.MatchString(c.Header) {
 		wrong = append(wrong, fmt.Sprintf("header %q: want a lower-case HTTP header name", c.Header))
 	}
+	// A VirtualService is stored as JSON, which turns bytes that are not
+	// UTF-8 into U+FFFD: such a value would never read back as set.
 	switch {
 	case (c.Exact == "") == (c.Regex == ""):
 		wrong = append(wrong, "want exactly one of exact and regex")
+	case !utf8.ValidString(c.Exact):
+		wrong = append(wrong, fmt.Sprintf("exact %q: not valid UTF-8", c.Exact))
+	case !utf8.ValidString(c.Regex):
+		wrong = append(wrong, fmt.Sprintf("regex %q: not valid UTF-8", c.Regex))
 	case c.Regex != "":
 		if _, err := regexp.Compile(c.Regex); err != nil {
 			wrong = append(wrong, fmt.Sprintf("regex %q: %v", c.Regex, err))
