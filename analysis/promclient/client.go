@@ -32,10 +32,12 @@ type Client struct {
 }
 
 // New returns a Querier for the Prometheus server cfg points at:
-// cfg.Address is its base URL, and cfg.RoundTripper, if set, carries TLS
-// settings and credentials. timeout bounds each query, both here and as
-// Prometheus's own query timeout; zero means DefaultQueryTimeout.
-func New(cfg promapi.Config, timeout time.Duration) (*Client, error) {
+// cfg.Address is its base URL, and cfg.RoundTripper (or cfg.Client), if
+// set, carries TLS settings and credentials. timeout bounds each query,
+// both here and as Prometheus's own query timeout; zero means
+// DefaultQueryTimeout. Each answer's body is read up to a limit,
+// DefaultMaxAnswerBytes unless an option says otherwise.
+func New(cfg promapi.Config, timeout time.Duration, opts ...Option) (*Client, error) {
 	u, err := url.Parse(cfg.Address)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("prometheus address %q: want an http or https URL", cfg.Address)
@@ -46,7 +48,17 @@ func New(cfg promapi.Config, timeout time.Duration) (*Client, error) {
 	if timeout == 0 {
 		timeout = DefaultQueryTimeout
 	}
-	client, err := promapi.NewClient(cfg)
+	o := options{maxAnswerBytes: DefaultMaxAnswerBytes}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	switch {
+	case o.maxAnswerBytes < 0:
+		return nil, fmt.Errorf("prometheus answer limit %d bytes: must not be negative", o.maxAnswerBytes)
+	case o.maxAnswerBytes == 0:
+		o.maxAnswerBytes = DefaultMaxAnswerBytes
+	}
+	client, err := promapi.NewClient(limitAnswers(cfg, o.maxAnswerBytes))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client for %s: %w", cfg.Address, err)
 	}
@@ -79,6 +91,10 @@ func (p *Client) Query(ctx context.Context, query string, at time.Time) (float64
 // happened. client_golang returns *promv1.Error when Prometheus (or a
 // proxy before it) answered, and the transport's error when nothing did.
 func classify(err error) error {
+	if errors.Is(err, ErrTooLarge) {
+		// Checked first: the read failed on our side, not the network's.
+		return fmt.Errorf("%w: %w", analysis.ErrBadResponse, err)
+	}
 	var apiErr *promv1.Error
 	if errors.As(err, &apiErr) {
 		typ, msg, body := apiErr.Type, apiErr.Msg, strings.TrimSpace(apiErr.Detail)
