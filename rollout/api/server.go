@@ -1,20 +1,25 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
@@ -54,8 +59,41 @@ type ServerConfig struct {
 	// can set statuses, and NOT_SERVING on shutdown); default: a new one,
 	// SERVING.
 	Health *health.Server
-	// Options are more grpc.ServerOptions (keepalive, limits).
+	// Options are more grpc.ServerOptions; they come after, and so
+	// override, the defaults of DefaultServerOptions (keepalive, limits).
 	Options []grpc.ServerOption
+}
+
+// Limits of the gRPC server, set by DefaultServerOptions.
+const (
+	// MaxRecvMsgSize bounds one request: fledge's requests name a Flight
+	// and a few fields, a few hundred bytes (gRPC's default is 4 MiB).
+	MaxRecvMsgSize = 1 << 20
+	// MaxConcurrentStreams bounds the calls open at once on one
+	// connection, Watch streams included.
+	MaxConcurrentStreams = 100
+)
+
+// DefaultServerOptions are the keepalive settings and limits NewServer
+// starts from: a client may ping every 10s, even with no call open (a CLI
+// holding a connection between calls); an idle connection is closed after
+// 5 minutes; a connection is pinged after 1 minute without traffic and
+// dropped if it does not answer within 20s, which frees the Watch streams
+// of a client that vanished.
+func DefaultServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             10 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: 5 * time.Minute,
+			Time:              time.Minute,
+			Timeout:           20 * time.Second,
+		}),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
+	}
 }
 
 // publicMethods anyone may call: health probes and reflection.
@@ -67,9 +105,12 @@ var publicMethods = []string{
 }
 
 // NewServer returns a gRPC server for fledge.v1.Rollouts over TLS, behind
-// the Authorizer, with grpc.health.v1, server reflection and request
-// metrics. Serve it on a listener; stop it with GracefulStop bounded by a
-// timeout and then Stop, since Watch streams do not end by themselves.
+// the Authorizer, with grpc.health.v1, server reflection, request metrics
+// and DefaultServerOptions. A panic in a call is logged (with
+// cfg.Service.Logger, else cfg.Auth.Logger, else slog.Default()) and
+// answered with codes.Internal; the server goes on serving. Serve it on a
+// listener; stop it with GracefulStop bounded by a timeout and then Stop,
+// since Watch streams do not end by themselves.
 func NewServer(cfg ServerConfig) (*grpc.Server, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("grpc server: no backend")
@@ -90,12 +131,14 @@ func NewServer(cfg ServerConfig) (*grpc.Server, error) {
 			return nil, err
 		}
 	}
-	opts := []grpc.ServerOption{
+	rec := recoverer{log: cmp.Or(cfg.Service.Logger, cfg.Auth.Logger, slog.Default())}
+	opts := append(DefaultServerOptions(),
 		grpc.Creds(credentials.NewTLS(tlsConfig)),
-		// Metrics first, so that refusals are counted too.
-		grpc.ChainUnaryInterceptor(m.unary, authz.Unary),
-		grpc.ChainStreamInterceptor(m.stream, authz.Stream),
-	}
+		// Metrics first, so that refusals are counted too, and panics
+		// (as Internal) since recovery comes next.
+		grpc.ChainUnaryInterceptor(m.unary, rec.unary, authz.Unary),
+		grpc.ChainStreamInterceptor(m.stream, rec.stream, authz.Stream),
+	)
 	srv := grpc.NewServer(append(opts, cfg.Options...)...)
 	rolloutpb.RegisterRolloutsServer(srv, NewService(cfg.Backend, cfg.Service))
 	hs := cfg.Health
@@ -226,4 +269,37 @@ func (m *metrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 	err := handler(srv, ss)
 	m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
 	return err
+}
+
+// recoverer turns a panic in a call (the Authorizer's, the service's, the
+// Backend's) into codes.Internal, logged with the method and the stack:
+// one bad Flight or bug must not take the API, and the controller
+// running in the same process, down with it.
+type recoverer struct {
+	log *slog.Logger
+}
+
+func (r recoverer) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, r.recovered(info.FullMethod, p)
+		}
+	}()
+	return handler(ctx, req)
+}
+
+func (r recoverer) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = r.recovered(info.FullMethod, p)
+		}
+	}()
+	return handler(srv, ss)
+}
+
+// recovered logs a recovered panic and returns the status the caller
+// gets, which does not show the panic's value: it may hold internals.
+func (r recoverer) recovered(method string, p any) error {
+	r.log.Error("grpc call panicked", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return status.Errorf(codes.Internal, "%s: internal error (logged by the server)", method)
 }
