@@ -148,17 +148,36 @@ func NewController(cfg ControllerConfig) *Controller {
 	c.deployments, c.replicaSets, c.services, c.flightLister = dep.Lister(), rs.Lister(), svc.Lister(), fl.Lister()
 	c.synced = []cache.InformerSynced{dep.Informer().HasSynced, rs.Informer().HasSynced, svc.Informer().HasSynced, fl.Informer().HasSynced}
 
-	_, _ = dep.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = dep.Informer().AddEventHandler(c.recovering("deployments", cache.ResourceEventHandlerFuncs{
 		AddFunc:    c.onDeployment,
 		UpdateFunc: func(old, cur any) { c.onDeployment(old); c.onDeployment(cur) },
 		DeleteFunc: c.onDeployment,
-	})
-	_, _ = fl.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	}))
+	_, _ = fl.Informer().AddEventHandler(c.recovering("flights", cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.enqueueObject(obj); c.publish("ADDED", obj) },
 		UpdateFunc: func(_, cur any) { c.enqueueObject(cur); c.publish("MODIFIED", cur) },
 		DeleteFunc: func(obj any) { c.enqueueObject(obj); c.publish("DELETED", obj) },
-	})
+	}))
 	return c
+}
+
+// recovering wraps an informer's handlers so that a panic in one (a bug,
+// or one in OnFlight) is logged with its stack and contained: client-go
+// runs handlers under utilruntime.HandleCrash, which would end the process,
+// and every other Flight's rollout with it. The event is lost; the
+// informer's resync delivers the object again.
+func (c *Controller) recovering(informer string, h cache.ResourceEventHandlerFuncs) cache.ResourceEventHandlerFuncs {
+	guard := func(event string, obj any) {
+		if p := recover(); p != nil {
+			key, _ := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+			c.log.Error("informer event handler panicked", "informer", informer, "event", event, "object", key, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { defer guard("add", obj); h.AddFunc(obj) },
+		UpdateFunc: func(old, cur any) { defer guard("update", cur); h.UpdateFunc(old, cur) },
+		DeleteFunc: func(obj any) { defer guard("delete", obj); h.DeleteFunc(obj) },
+	}
 }
 
 // publish tells OnFlight of a cache change.

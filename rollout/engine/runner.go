@@ -3,7 +3,9 @@ package engine
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -14,11 +16,14 @@ import (
 )
 
 // CallFunc makes one hook call (with the hook's own retries) and returns
-// its answer. It must not panic and must respect ctx.
+// its answer. It must respect ctx, and should not panic: a panic (a bug)
+// is logged and recorded as a CallError, so a rollout waiting on the call
+// does not wait forever.
 type CallFunc func(ctx context.Context, a rollout.CallHook) rollout.CallResult
 
 // DeliverFunc makes one delivery attempt. A retryable error is tried
-// again with backoff; any other error gives up at once.
+// again with backoff; any other error gives up at once, and so does a
+// panic (a bug), which is logged.
 type DeliverFunc func(ctx context.Context, a rollout.Deliver) (retryable bool, err error)
 
 // Runner performs hook calls and outbox deliveries in the background, so
@@ -119,7 +124,7 @@ func (r *Runner) StartCall(key string, a rollout.CallHook) {
 			r.forget(a.ID)
 			return
 		}
-		res := r.Call(r.ctx, a)
+		res := r.call(key, a)
 		r.release()
 		if r.ctx.Err() != nil {
 			r.forget(a.ID) // shutting down: the next leader calls again
@@ -172,7 +177,7 @@ func (r *Runner) deliver(key string, a rollout.Deliver) (rollout.DeliveryResult,
 		if !r.acquire() {
 			return rollout.DeliveryResult{}, false
 		}
-		retryable, err := r.Deliver(r.ctx, a)
+		retryable, err := r.deliverOnce(key, a)
 		r.release()
 		if r.ctx.Err() != nil {
 			return rollout.DeliveryResult{}, false
@@ -204,6 +209,32 @@ func (r *Runner) deliver(key string, a rollout.Deliver) (rollout.DeliveryResult,
 		}
 		wait = min(2*wait, r.BackoffMax)
 	}
+}
+
+// call makes the hook call; a panic in it is logged with its stack and
+// becomes a CallError that says so: the rollout waiting on the call goes
+// on (a gate holds or fails, as on any error), and so do the other jobs.
+func (r *Runner) call(key string, a rollout.CallHook) (res rollout.CallResult) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.Log.Error("hook call panicked", "flight", key, "hook", a.Hook.Name, "type", a.Hook.Type, "id", a.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			res = rollout.CallResult{State: v1alpha1.CallError, Message: fmt.Sprintf("the hook call panicked inside fledge (a bug, logged): %v", p)}
+		}
+	}()
+	return r.Call(r.ctx, a)
+}
+
+// deliverOnce makes one delivery attempt; a panic in it is logged with its
+// stack and becomes an error that is not retried: the delivery is given
+// up with a message that says so.
+func (r *Runner) deliverOnce(key string, a rollout.Deliver) (retryable bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.Log.Error("delivery panicked", "flight", key, "channel", a.Delivery.Channel, "event", a.Delivery.Event, "id", a.Delivery.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			retryable, err = false, fmt.Errorf("the delivery panicked inside fledge (a bug, logged): %v", p)
+		}
+	}()
+	return r.Deliver(r.ctx, a)
 }
 
 func (r *Runner) acquire() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
@@ -146,4 +148,120 @@ func TestRunnerStopAbandonsWithoutRecording(t *testing.T) {
 			t.Errorf("a call cut short by Stop was recorded: %v", got)
 		}
 	})
+}
+
+func TestRunnerTurnsAPanickingJobIntoAFailedOutcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs lockedLog
+		woken := make(chan string, 10)
+		r := &Runner{
+			Call: func(ctx context.Context, a rollout.CallHook) rollout.CallResult {
+				if a.ID == "boom" {
+					var hook *rollout.Hook
+					_ = hook.Name // a nil dereference, as a bug in a client would
+				}
+				return rollout.CallResult{State: v1alpha1.CallOK, Status: 200, Message: "200 OK"}
+			},
+			Deliver: func(ctx context.Context, a rollout.Deliver) (bool, error) {
+				if a.Delivery.ID == "d-boom" {
+					panic("slack: unexpected answer")
+				}
+				return false, nil
+			},
+			Wake:    func(key string) { woken <- key },
+			Log:     slog.New(slog.NewTextHandler(&logs, nil)),
+			Metrics: NewMetrics(nil),
+		}
+		defer r.Stop()
+		r.StartCall("ns/web", rollout.CallHook{ID: "boom", Hook: rollout.Hook{Name: "gate"}})
+		r.StartCall("ns/web", rollout.CallHook{ID: "ok", Hook: rollout.Hook{Name: "gate"}})
+		boom := v1alpha1.Delivery{ID: "d-boom", Channel: "slack", Created: metav1.NewTime(time.Now()), State: v1alpha1.DeliveryPending}
+		fine := v1alpha1.Delivery{ID: "d-ok", Channel: "slack", Created: metav1.NewTime(time.Now()), State: v1alpha1.DeliveryPending}
+		r.StartDelivery("ns/web", rollout.Deliver{Delivery: boom})
+		r.StartDelivery("ns/web", rollout.Deliver{Delivery: fine})
+		synctest.Wait()
+		if len(woken) != 4 {
+			t.Errorf("woke the controller %d times for 4 outcomes", len(woken))
+		}
+		if n := r.Running(); n != 0 {
+			t.Errorf("%d jobs still running after they all ended", n)
+		}
+
+		st := &v1alpha1.FlightStatus{
+			Calls:  []v1alpha1.CallRecord{{ID: "boom", State: v1alpha1.CallPending}, {ID: "ok", State: v1alpha1.CallPending}},
+			Outbox: []v1alpha1.Delivery{boom, fine},
+		}
+		calls, delivered := r.Outcomes(st)
+		if got := calls["boom"]; got.State != v1alpha1.CallError || !strings.Contains(got.Message, "panic") || !strings.Contains(got.Message, "nil pointer") {
+			t.Errorf("outcome of a call that panicked: %+v; want Error saying it panicked, and why", got)
+		}
+		if got := calls["ok"]; got.State != v1alpha1.CallOK {
+			t.Errorf("outcome of the other call: %+v, want OK", got)
+		}
+		if got := delivered["d-boom"]; got.Delivered || got.Attempts != 1 || !strings.Contains(got.Message, "panic") || !strings.Contains(got.Message, "slack: unexpected answer") {
+			t.Errorf("outcome of a delivery that panicked: %+v; want given up after 1 attempt, saying it panicked, and why", got)
+		}
+		if got := delivered["d-ok"]; !got.Delivered {
+			t.Errorf("outcome of the other delivery: %+v, want delivered", got)
+		}
+		if n := testutil.ToFloat64(r.Metrics.deliveries.WithLabelValues("slack", "failed")); n != 1 {
+			t.Errorf("metrics counted %v failed deliveries, want 1", n)
+		}
+
+		log := logs.String()
+		for _, want := range []string{`msg="hook call panicked" flight=ns/web hook=gate`, `msg="delivery panicked" flight=ns/web channel=slack`, "runner_test.go"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("the log does not say %q:\n%s", want, log)
+			}
+		}
+	})
+}
+
+// lockedLog is a log destination that goroutines share.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// TestInformerHandlerPanicsAreContained checks the wrapper NewController
+// puts around its informers' handlers: client-go would let a panic end
+// the process.
+func TestInformerHandlerPanicsAreContained(t *testing.T) {
+	var logs lockedLog
+	c := &Controller{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	var seen []string
+	h := c.recovering("flights", cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { panic("add bug") },
+		UpdateFunc: func(_, cur any) { seen = append(seen, cur.(*v1alpha1.Flight).Name) },
+		DeleteFunc: func(obj any) { panic("delete bug") },
+	})
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}}
+	h.OnAdd(f, false)
+	h.OnDelete(cache.DeletedFinalStateUnknown{Key: "ns/gone", Obj: f})
+	h.OnUpdate(f, f)
+	if len(seen) != 1 || seen[0] != "web" {
+		t.Errorf("the handler after two panics saw %v, want [web]", seen)
+	}
+	log := logs.String()
+	for _, want := range []string{
+		`msg="informer event handler panicked" informer=flights event=add object=ns/web panic="add bug"`,
+		`event=delete object=ns/gone panic="delete bug"`,
+		"runner_test.go", // the stack
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log does not say %q:\n%s", want, log)
+		}
+	}
 }
