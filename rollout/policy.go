@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +24,14 @@ type Config struct {
 	// WebhookSecret signs every hook call (HMAC-SHA256) unless a policy
 	// names its own.
 	WebhookSecret *SecretRef `json:"webhookSecret,omitempty"`
+	// HookNetworks are the CIDRs of private addresses hooks may call:
+	// the hook client refuses private addresses (10/8, 172.16/12,
+	// 192.168/16, 100.64/10, fc00::/7) outside them, and loopback unless
+	// an entry is loopback itself (127.0.0.0/8). Typically the cluster's
+	// Service CIDR, where in-cluster hooks such as fledge-loadtester live.
+	// Link-local addresses are a hook's allowLinkLocal's business; the API
+	// server and the kubelet ports are refused whatever this says.
+	HookNetworks []string `json:"hookNetworks,omitempty"`
 	// Slack is the default for policies that name none.
 	Slack *SlackSpec `json:"slack,omitempty"`
 	// FlagSource is where flag gates are read: a ConfigMap in fledge's
@@ -234,7 +243,7 @@ func ParseConfig(data []byte) (map[string]*Policy, error) {
 	}
 	sort.Strings(names)
 	out := make(map[string]*Policy, len(names))
-	var errs []error
+	networks, errs := parseHookNetworks(cfg.HookNetworks)
 	for _, name := range names {
 		spec := cfg.Policies[name]
 		if spec.WebhookSecret == nil {
@@ -247,6 +256,11 @@ func ParseConfig(data []byte) (map[string]*Policy, error) {
 		if err == nil && len(p.FlagGates) > 0 {
 			p.FlagSource = cfg.FlagSource.withDefaults()
 		}
+		if err == nil {
+			for i := range p.Hooks {
+				p.Hooks[i].Networks = networks
+			}
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -257,6 +271,32 @@ func ParseConfig(data []byte) (map[string]*Policy, error) {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// parseHookNetworks reads the file's hookNetworks: each a CIDR, written as
+// the network it names (10.96.0.0/12, not 10.96.0.1/12).
+func parseHookNetworks(cidrs []string) ([]netip.Prefix, []error) {
+	var out []netip.Prefix
+	var errs []error
+	for i, s := range cidrs {
+		field := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("hookNetworks[%d]: %s", i, fmt.Sprintf(format, args...)))
+		}
+		n, err := netip.ParsePrefix(s)
+		switch {
+		case err == nil && n != n.Masked():
+			field("%q has bits set past its prefix length: write %s", s, n.Masked())
+		case err == nil:
+			out = append(out, n)
+		default:
+			if a, aerr := netip.ParseAddr(s); aerr == nil && a.Zone() == "" {
+				field("%q is an address, not a CIDR: write %s for it alone", s, netip.PrefixFrom(a, a.BitLen()))
+			} else {
+				field("%q is not a CIDR (such as 10.96.0.0/12 or fd00:10:96::/108)", s)
+			}
+		}
+	}
+	return out, errs
 }
 
 func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {

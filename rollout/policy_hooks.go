@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -45,7 +46,8 @@ type HookSpec struct {
 	// is asked again (default 10s).
 	PollInterval metav1.Duration `json:"pollInterval,omitempty"`
 	// AllowLinkLocal lets the hook call link-local and cloud metadata
-	// addresses, which are refused by default.
+	// addresses, which are refused by default. Private and loopback
+	// addresses are allowed by the file's hookNetworks instead.
 	AllowLinkLocal bool `json:"allowLinkLocal,omitempty"`
 	// Thresholds judge a load test's answer (rollout hooks only).
 	Thresholds *LoadThresholds `json:"thresholds,omitempty"`
@@ -92,7 +94,10 @@ type Hook struct {
 	RollbackOnDeadline bool
 	PollInterval       time.Duration
 	AllowLinkLocal     bool
-	Thresholds         *LoadThresholds
+	// Networks are the policy file's hookNetworks: the private (and, for
+	// loopback entries, loopback) addresses the hook may reach.
+	Networks   []netip.Prefix
+	Thresholds *LoadThresholds
 }
 
 // Slack is a validated Slack notification target.

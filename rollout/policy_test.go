@@ -1,7 +1,9 @@
 package rollout
 
 import (
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +96,16 @@ func TestParseConfigNamesEveryBadField(t *testing.T) {
 		{"rejects duplicate hook names", "webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n    webhooks: [{name: g, type: rollout, url: 'http://x/'}, {name: g, type: event, url: 'http://x/'}]\n", []string{"policies.a.webhooks[1].name", "twice"}},
 		{"rejects an unknown Slack event", "slack: {secret: fledge-slack, events: [Exploded]}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.slack.events[0]", "Exploded"}},
 		{"rejects a Slack secret that is not a name", "slack: {secret: 'a/b'}\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.slack.secret"}},
+		{"rejects a hookNetworks entry that is not a CIDR, naming it", "hookNetworks: [10.96.0.0/12, 10.0.0.0/33]\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n",
+			[]string{`hookNetworks[1]: "10.0.0.0/33" is not a CIDR (such as 10.96.0.0/12 or fd00:10:96::/108)`}},
+		{"rejects a hookNetworks entry that is a name", "hookNetworks: [cluster.local]\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n",
+			[]string{`hookNetworks[0]: "cluster.local" is not a CIDR`}},
+		{"rejects a hookNetworks entry with bits past its prefix, saying what was meant", "hookNetworks: [10.96.0.1/12]\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n",
+			[]string{`hookNetworks[0]: "10.96.0.1/12" has bits set past its prefix length: write 10.96.0.0/12`}},
+		{"rejects a hookNetworks entry that is an address", "hookNetworks: [127.0.0.1, '::1']\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: success-rate, min: 1}]\n",
+			[]string{`hookNetworks[0]: "127.0.0.1" is an address, not a CIDR: write 127.0.0.1/32 for it alone`, `hookNetworks[1]: "::1" is an address, not a CIDR: write ::1/128 for it alone`}},
+		{"reports an invalid hookNetworks with the invalid policies", "hookNetworks: ['']\npolicies:\n  a:\n    steps: [0]\n    metrics: [{name: success-rate, min: 1}]\n",
+			[]string{`hookNetworks[0]: "" is not a CIDR`, "policies.a.steps"}},
 		{"reports every invalid policy, not just the first", "policies:\n  a:\n    steps: [0]\n    metrics: [{name: success-rate, min: 1}]\n  b:\n    steps: [10]\n    failureLimit: -1\n    metrics: [{name: success-rate, min: 1}]\n", []string{"policies.a.steps", "policies.b.failureLimit"}},
 	}
 	for _, tt := range tests {
@@ -217,6 +229,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("policies:\n  a:\n    steps: [1]\n    metrics: [{name: success-rate, min: 1}]\n"))
 	f.Add([]byte("webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [50]\n    metrics: [{name: error-rate, maxIncrease: 0.02}]\n    webhooks: [{name: load, type: rollout, when: notEnoughData, url: 'http://t/', metadata: {url: 'http://a-canary.n/', stableUrl: 'http://a-stable.n/'}}]\n"))
 	f.Add([]byte("webhookSecret: {name: k, key: hmac}\npolicies:\n  a:\n    steps: [50]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: load, type: rollout, url: 'http://t/', metadata: {stableUrl: 'gopher://u:p@[::1'}}]\n"))
+	f.Add([]byte("webhookSecret: {name: k, key: hmac}\nhookNetworks: [10.96.0.0/12, '::1/128']\npolicies:\n  a:\n    steps: [10]\n    metrics: [{name: error-rate}]\n    webhooks: [{name: g, type: event, url: 'http://t/'}]\n"))
 	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    alpha: 0.05\n    earlyPromotion: true\n    metrics: [{name: error-rate, maxIncrease: 0.02}, {name: latency, slowerThan: 250ms}]\n"))
 	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    metrics: [{name: latency, slowerThan: [100ms, 250ms, 1s]}]\n"))
 	f.Add([]byte("policies:\n  a:\n    steps: [10]\n    metrics: [{name: latency, slowerThan: [1s, 1s]}, {name: latency-1s, requests: 'sum(a)', bad: 'sum(b)'}]\n"))
@@ -231,6 +244,13 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			if !(p.Alpha > 0 && p.Alpha <= 0.5) || p.LookInterval < time.Second || p.AnalysisDeadline < p.Interval {
 				t.Fatalf("policy %s accepted with invalid judgement settings: %+v", name, p)
+			}
+			for _, h := range p.Hooks {
+				for _, n := range h.Networks {
+					if !n.IsValid() || n != n.Masked() {
+						t.Fatalf("policy %s accepted hook network %v", name, n)
+					}
+				}
 			}
 			seen := map[string]bool{}
 			for _, m := range p.Comparisons() {
@@ -247,6 +267,51 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The file's hookNetworks reach every hook of every policy: the hook
+// client refuses private and loopback addresses outside them.
+func TestParseConfigGivesEveryHookTheHookNetworks(t *testing.T) {
+	const hooks = `
+policies:
+  a:
+    steps: [10]
+    metrics: [{name: success-rate, min: 1}]
+    webhooks: [{name: load, type: rollout, url: 'http://fledge-loadtester.fledge-system/'}, {name: audit, type: event, url: 'https://audit.example.com/'}]
+  b:
+    steps: [10]
+    metrics: [{name: success-rate, min: 1}]
+    webhooks: [{name: gate, type: confirm-promotion, url: 'http://127.0.0.1:8080/'}]
+`
+	tests := []struct {
+		name   string
+		config string
+		want   []netip.Prefix
+	}{
+		{"gives the networks to every hook", "webhookSecret: {name: k, key: hmac}\nhookNetworks: [10.96.0.0/12, 127.0.0.0/8, 'fd00:10:96::/108']" + hooks,
+			[]netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("fd00:10:96::/108")}},
+		{"gives none without hookNetworks", "webhookSecret: {name: k, key: hmac}" + hooks, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			policies, err := ParseConfig([]byte(tt.config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for name, p := range policies {
+				for _, h := range p.Hooks {
+					n++
+					if !slices.Equal(h.Networks, tt.want) {
+						t.Errorf("policy %s, hook %s: Networks = %v, want %v", name, h.Name, h.Networks, tt.want)
+					}
+				}
+			}
+			if n != 3 {
+				t.Fatalf("%d hooks, want 3", n)
+			}
+		})
+	}
 }
 
 // The example policies shipped in deploy/ must always load.

@@ -29,6 +29,7 @@ var allowedImports = map[string]string{
 	"fmt":           "",
 	"maps":          "",
 	"math":          "",
+	"net/netip":     "parsing the policy file's hookNetworks (CIDRs), never dialling them",
 	"net/url":       "parsing the URLs of admin-written hooks, never dialling them",
 	"regexp":        "validating annotations and policies",
 	"slices":        "",

@@ -144,7 +144,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		metrics.CountQuery(err)
 		return v, err
 	})
-	dispatch := &engine.Dispatcher{Client: hookclient.New(), Secrets: &engine.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
+	// Hooks never call the API server: neither its in-cluster Service nor
+	// the address fledge itself reaches it at.
+	hooks := hookclient.New(hookclient.WithDeniedAddrs(hookclient.APIServerAddrs(os.Getenv, cfg.Host)...))
+	dispatch := &engine.Dispatcher{Client: hooks, Secrets: &engine.Secrets{Kube: kube, Namespace: o.secretsNamespace}}
 	runner := &engine.Runner{Call: dispatch.Call, Deliver: dispatch.Deliver, Log: log, Metrics: metrics}
 	defer runner.Stop()
 	// Flag gates are read from ConfigMaps in fledge's own namespace,

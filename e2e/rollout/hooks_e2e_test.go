@@ -168,6 +168,7 @@ func TestConfirmPromotionGateHoldsUntilItOpens(t *testing.T) {
 	gate.answer.Store(http.StatusForbidden)
 	policies := fmt.Sprintf(`
 webhookSecret: {name: fledge-webhooks, key: hmac}
+hookNetworks: [127.0.0.0/8]  # the hooks listen on loopback
 slack: {secret: fledge-slack}
 policies:
   gated:
@@ -380,6 +381,7 @@ func TestLoadTestHookGivesTheChecksEnoughSamples(t *testing.T) {
 	tester := startLoadTester(t, sb)
 	policies := fmt.Sprintf(`
 webhookSecret: {name: fledge-webhooks, key: hmac}
+hookNetworks: [127.0.0.0/8]  # the hooks listen on loopback
 policies:
   quiet:
     steps: [50]
@@ -471,6 +473,7 @@ func TestBadHookAnswersHoldWithAClearMessage(t *testing.T) {
 	t.Cleanup(srv.Close)
 	policies := fmt.Sprintf(`
 webhookSecret: {name: fledge-webhooks, key: hmac}
+hookNetworks: [127.0.0.0/8]  # the hooks listen on loopback
 policies:
   hooked:
     steps: [20, 50]

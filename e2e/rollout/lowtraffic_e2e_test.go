@@ -29,6 +29,7 @@ const lowTrafficRPS = 0.5
 func lowTrafficPolicies(tester, ns string) string {
 	return fmt.Sprintf(`
 webhookSecret: {name: fledge-webhooks, key: hmac}
+hookNetworks: [127.0.0.0/8]  # the hooks listen on loopback
 policies:
   lowtraffic:
     steps: [50]

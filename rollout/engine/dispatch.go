@@ -31,7 +31,7 @@ func (x *Dispatcher) Call(ctx context.Context, a rollout.CallHook) rollout.CallR
 	}
 	r := x.Client.Do(ctx, hookclient.Call{
 		URL: a.Hook.URL, Timeout: a.Hook.Timeout, Retries: a.Hook.Retries, Secret: secret,
-		AllowLinkLocal: a.Hook.AllowLinkLocal, Payload: a.Payload,
+		AllowLinkLocal: a.Hook.AllowLinkLocal, Networks: a.Hook.Networks, Payload: a.Payload,
 	})
 	state := v1alpha1.CallError
 	switch r.Outcome {
@@ -56,7 +56,7 @@ func (x *Dispatcher) Deliver(ctx context.Context, a rollout.Deliver) (bool, erro
 		}
 		h := a.Hook
 		r := x.Client.Do(ctx, hookclient.Call{
-			URL: h.URL, Timeout: h.Timeout, Retries: 0, Secret: secret, AllowLinkLocal: h.AllowLinkLocal, Payload: *a.Delivery.Payload,
+			URL: h.URL, Timeout: h.Timeout, Retries: 0, Secret: secret, AllowLinkLocal: h.AllowLinkLocal, Networks: h.Networks, Payload: *a.Delivery.Payload,
 		})
 		switch {
 		case r.Outcome == hookclient.OK:

@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/fledgehq/fledge/webhooks"
@@ -38,7 +41,11 @@ type Call struct {
 	// AllowLinkLocal is the policy's explicit opt-in to link-local and
 	// cloud-metadata addresses, refused otherwise (see dial.go).
 	AllowLinkLocal bool
-	Payload        webhooks.Payload
+	// Networks are the policy file's hookNetworks: the private addresses
+	// the call may reach, all refused otherwise, and the loopback ones
+	// when an entry is loopback itself (see dial.go).
+	Networks []netip.Prefix
+	Payload  webhooks.Payload
 }
 
 // Outcome is what a call came to.
@@ -77,13 +84,22 @@ type Result struct {
 // Client calls hooks. It is safe for concurrent use and reuses
 // connections; make one and share it.
 type Client struct {
-	// strict refuses link-local addresses, linkLocal allows them: one
-	// transport each, so their connection pools never mix.
-	strict, linkLocal *http.Client
-	now               func() time.Time
-	maxBody           int64
-	backoff           [2]time.Duration // first, max
+	mu sync.Mutex
+	// clients holds an http.Client per address policy a call asked for
+	// (AllowLinkLocal and Networks, see addrPolicy.key), each with its
+	// own transport, so that their connection pools never mix.
+	clients  map[string]*http.Client
+	denied   []netip.AddrPort
+	tls      *tls.Config
+	resolver *net.Resolver
+	now      func() time.Time
+	maxBody  int64
+	backoff  [2]time.Duration // first, max
 }
+
+// maxClients bounds the transports kept: each distinct set of networks
+// has one, and a policy file's reloads may leave some unused.
+const maxClients = 16
 
 // Option configures a Client.
 type Option func(*options)
@@ -94,6 +110,7 @@ type options struct {
 	backoff  [2]time.Duration
 	tls      *tls.Config
 	resolver *net.Resolver
+	denied   []netip.AddrPort
 }
 
 // WithNow sets the clock signatures are timestamped with.
@@ -113,6 +130,14 @@ func WithBackoff(first, limit time.Duration) Option {
 // CA say. It is cloned.
 func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tls = c } }
 
+// WithDeniedAddrs refuses every call to these addresses, whatever the
+// call allows: the cluster's API server (see APIServerAddrs), and its
+// endpoints where they are known. A port of 0 refuses every port of the
+// address.
+func WithDeniedAddrs(addrs ...netip.AddrPort) Option {
+	return func(o *options) { o.denied = append(o.denied, addrs...) }
+}
+
 // withResolver sets the resolver, for tests that need a name to resolve
 // to an address of their choosing.
 func withResolver(r *net.Resolver) Option { return func(o *options) { o.resolver = r } }
@@ -129,16 +154,42 @@ func New(opts ...Option) *Client {
 	if o.maxBody <= 0 || o.maxBody >= 1<<40 {
 		o.maxBody = DefaultMaxBody
 	}
-	client := func(allowLinkLocal bool) *http.Client {
-		return &http.Client{Transport: newTransport(allowLinkLocal, o.tls, o.resolver), CheckRedirect: checkRedirect}
+	return &Client{
+		clients: map[string]*http.Client{}, denied: canonicalDenied(o.denied), tls: o.tls, resolver: o.resolver,
+		now: o.now, maxBody: o.maxBody, backoff: o.backoff,
 	}
-	return &Client{strict: client(false), linkLocal: client(true), now: o.now, maxBody: o.maxBody, backoff: o.backoff}
 }
 
 // CloseIdleConnections closes the connections kept for reuse, at shutdown.
 func (c *Client) CloseIdleConnections() {
-	c.strict.CloseIdleConnections()
-	c.linkLocal.CloseIdleConnections()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, hc := range c.clients {
+		hc.CloseIdleConnections()
+	}
+}
+
+// httpClient returns the client for a call's address policy, made on
+// first use.
+func (c *Client) httpClient(call Call) *http.Client {
+	p := &addrPolicy{allowLinkLocal: call.AllowLinkLocal, networks: canonicalNetworks(call.Networks), denied: c.denied}
+	key := p.key()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hc, ok := c.clients[key]; ok {
+		return hc
+	}
+	if len(c.clients) >= maxClients {
+		// Start afresh: calls under way keep the client they hold, and
+		// only idle connections are closed.
+		for k, hc := range c.clients {
+			hc.CloseIdleConnections()
+			delete(c.clients, k)
+		}
+	}
+	hc := &http.Client{Transport: newTransport(p, c.tls, c.resolver), CheckRedirect: checkRedirect}
+	c.clients[key] = hc
+	return hc
 }
 
 // Do makes the call and reports how it went. It never panics and has no
@@ -168,10 +219,7 @@ func (c *Client) do(ctx context.Context, call Call) Result {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	hc := c.strict
-	if call.AllowLinkLocal {
-		hc = c.linkLocal
-	}
+	hc := c.httpClient(call)
 	var res Result
 	var note string
 	for n := 0; ; n++ {
@@ -213,7 +261,29 @@ func parseURL(raw string) (*url.URL, error) {
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("hook URL %s refused: no host", displayURL(u))
 	}
+	if numericHost(u.Hostname()) {
+		return nil, fmt.Errorf("hook URL %s refused: host %q reads as an IP address in a shortened, decimal, octal or hex form, "+
+			"which resolvers read differently: write the address in its usual form", displayURL(u), u.Hostname())
+	}
 	return u, nil
+}
+
+// numericHost reports whether a host that is no IP address in its usual
+// form would still be read as one by some resolver: 127.1, 2130706433,
+// 0177.0.0.1, 0x7f.0.0.1 are all 127.0.0.1 to inet_aton, which glibc's
+// getaddrinfo uses, while Go's own resolver refuses them. No top-level
+// domain is numeric, so no name is lost.
+func numericHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false
+	}
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if len(last) > 1 && (last[:2] == "0x" || last[:2] == "0X") {
+		last = last[2:]
+		return strings.Trim(last, "0123456789abcdefABCDEF") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }
 
 // attempt makes one request. Its message lacks the "POST url: " head. It

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"runtime"
 	"strings"
 	"sync"
@@ -28,6 +29,10 @@ var testPayload = webhooks.Payload{
 	Revision: webhooks.Revision{Hash: "abc123", Images: []string{"shop:v2"}}, Phase: "Progressing",
 	Step: 1, Steps: 3, CanaryWeight: 25,
 }
+
+// loopback lets calls reach the test servers, which listen on 127.0.0.1:
+// a policy file's hookNetworks: [127.0.0.0/8].
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 // serve starts a test server closed with the test.
 func serve(t *testing.T, h http.HandlerFunc) *httptest.Server {
@@ -73,7 +78,7 @@ func TestDoSendsASignedJSONPost(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := New(WithNow(func() time.Time { return now }))
-			res := c.Do(context.Background(), Call{URL: srv.URL + "/hook", Secret: tt.secret, Payload: testPayload})
+			res := c.Do(context.Background(), Call{Networks: loopback, URL: srv.URL + "/hook", Secret: tt.secret, Payload: testPayload})
 			if res.Outcome != OK {
 				t.Fatalf("Do = %s %q, want ok", res.Outcome, res.Message)
 			}
@@ -131,7 +136,7 @@ func TestDoOutcomes(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			res := New().Do(context.Background(), Call{URL: srv.URL + "/hook", Payload: testPayload})
+			res := New().Do(context.Background(), Call{Networks: loopback, URL: srv.URL + "/hook", Payload: testPayload})
 			want := "POST " + srv.URL + "/hook: " + tt.message
 			if res.Outcome != tt.outcome || res.Status != tt.status || res.Message != want {
 				t.Fatalf("Do = %s %d %q, want %s %d %q", res.Outcome, res.Status, res.Message, tt.outcome, tt.status, want)
@@ -149,7 +154,7 @@ func TestDoQuotesOnlyASanitizedStartOfTheBody(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 		io.WriteString(w, body)
 	})
-	res := New().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+	res := New().Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Payload: testPayload})
 	head := "POST " + srv.URL + ": 502 Bad Gateway: "
 	if !strings.HasPrefix(res.Message, head+"<html> <title> [2J502 Bad Gateway</title> padding") {
 		t.Fatalf("message %q: want the body's start on one line after %q", res.Message, head)
@@ -212,7 +217,7 @@ func TestDoRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, hits := scripted(t, tt.steps)
-			res := fastClient().Do(context.Background(), Call{URL: srv.URL, Retries: tt.retries, Payload: testPayload})
+			res := fastClient().Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Retries: tt.retries, Payload: testPayload})
 			if res.Outcome != tt.outcome || res.Attempts != tt.attempts || !strings.HasSuffix(res.Message, tt.suffix) {
 				t.Fatalf("Do = %s after %d attempts %q, want %s after %d attempts, ending %q",
 					res.Outcome, res.Attempts, res.Message, tt.outcome, tt.attempts, tt.suffix)
@@ -231,7 +236,7 @@ func TestDoRetriesAConnectionRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	res := fastClient().Do(context.Background(), Call{URL: "http://" + addr + "/hook", Retries: 2, Payload: testPayload})
+	res := fastClient().Do(context.Background(), Call{Networks: loopback, URL: "http://" + addr + "/hook", Retries: 2, Payload: testPayload})
 	if res.Outcome != Error || res.Attempts != 3 || res.Status != 0 || !strings.Contains(res.Message, "connection refused") {
 		t.Fatalf("Do = %s %d after %d attempts %q, want an error naming the refused connection after 3 attempts",
 			res.Outcome, res.Status, res.Attempts, res.Message)
@@ -245,7 +250,7 @@ func TestDoStopsRetryingWhenTheContextEnds(t *testing.T) {
 	// hang).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	res := New(WithBackoff(time.Hour, time.Hour)).Do(ctx, Call{URL: srv.URL, Retries: 5, Payload: testPayload})
+	res := New(WithBackoff(time.Hour, time.Hour)).Do(ctx, Call{Networks: loopback, URL: srv.URL, Retries: 5, Payload: testPayload})
 	want := "POST " + srv.URL + ": 503 Service Unavailable (1 attempt; gave up retrying: context deadline exceeded)"
 	if res.Outcome != Rejected || res.Attempts != 1 || res.Message != want || hits.Load() != 1 {
 		t.Fatalf("Do = %s after %d attempts %q, want the 503 after 1 attempt, %q", res.Outcome, res.Attempts, res.Message, want)
@@ -276,7 +281,7 @@ func TestDoTimesOut(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.handler)
-			res := New().Do(tt.ctx(), Call{URL: srv.URL, Timeout: 200 * time.Millisecond, Payload: testPayload})
+			res := New().Do(tt.ctx(), Call{Networks: loopback, URL: srv.URL, Timeout: 200 * time.Millisecond, Payload: testPayload})
 			want := "POST " + srv.URL + ": " + tt.message
 			if res.Outcome != Error || res.Status != tt.status || res.Message != want {
 				t.Fatalf("Do = %s %d %q, want error %d %q", res.Outcome, res.Status, res.Message, tt.status, want)
@@ -316,7 +321,7 @@ func TestDoCapsTheBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.handler)
-			res := New(WithMaxBody(limit)).Do(context.Background(), Call{URL: srv.URL, Timeout: 10 * time.Second, Payload: testPayload})
+			res := New(WithMaxBody(limit)).Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Timeout: 10 * time.Second, Payload: testPayload})
 			if res.Outcome != tt.outcome || !strings.Contains(res.Message, tt.message) || len(res.Body) != tt.body {
 				t.Fatalf("Do = %s %q with %d body bytes, want %s %q with %d", res.Outcome, res.Message, len(res.Body), tt.outcome, tt.message, tt.body)
 			}
@@ -342,7 +347,7 @@ func TestDoDoesNotReadAHugeBody(t *testing.T) {
 	})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	res := New().Do(context.Background(), Call{URL: srv.URL, Timeout: time.Minute, Payload: testPayload})
+	res := New().Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Timeout: time.Minute, Payload: testPayload})
 	runtime.ReadMemStats(&after)
 	if res.Outcome != Error || res.Message != "POST "+srv.URL+": 200 OK: response body larger than 1 MiB" || res.Body != nil {
 		t.Fatalf("Do = %s %q with %d body bytes, want the body refused as larger than 1 MiB", res.Outcome, res.Message, len(res.Body))
@@ -395,7 +400,7 @@ func TestDoReadsLoadResults(t *testing.T) {
 				w.WriteHeader(tt.status)
 				io.WriteString(w, tt.body)
 			})
-			res := New().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+			res := New().Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Payload: testPayload})
 			if res.Outcome != tt.outcome || !strings.Contains(res.Message, tt.message) {
 				t.Fatalf("Do = %s %q, want %s %q", res.Outcome, res.Message, tt.outcome, tt.message)
 			}
@@ -413,7 +418,7 @@ func TestDoBoundsWhatALoadResultCarries(t *testing.T) {
 	}
 	b, _ := json.Marshal(map[string]any{"requests": 10, "success": 0.5, "errors": errs})
 	srv := serve(t, func(w http.ResponseWriter, r *http.Request) { w.Write(b) })
-	res := New().Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+	res := New().Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Payload: testPayload})
 	if res.Outcome != OK || res.Load == nil {
 		t.Fatalf("Do = %s %q, want ok with a load result", res.Outcome, res.Message)
 	}
@@ -478,7 +483,7 @@ func TestDoKeepsSecretsOutOfMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serve(t, tt.handler)
 			u := strings.Replace(srv.URL, "http://", "http://user:"+secret+"@", 1) + "/hook?token=" + secret
-			res := New().Do(context.Background(), Call{URL: u, Secret: []byte(secret), Timeout: 200 * time.Millisecond, Payload: testPayload})
+			res := New().Do(context.Background(), Call{Networks: loopback, URL: u, Secret: []byte(secret), Timeout: 200 * time.Millisecond, Payload: testPayload})
 			if strings.Contains(res.Message, secret) {
 				t.Fatalf("message %q holds a secret", res.Message)
 			}
@@ -505,7 +510,7 @@ func TestDoCallsHTTPS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res := New(tt.opts...).Do(context.Background(), Call{URL: srv.URL, Payload: testPayload})
+			res := New(tt.opts...).Do(context.Background(), Call{Networks: loopback, URL: srv.URL, Payload: testPayload})
 			if res.Outcome != tt.outcome || !strings.Contains(res.Message, tt.message) {
 				t.Fatalf("Do = %s %q, want %s %q", res.Outcome, res.Message, tt.outcome, tt.message)
 			}
@@ -527,7 +532,7 @@ func TestDoReusesConnectionsAndIsSafeForConcurrentUse(t *testing.T) {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	c := New()
-	call := Call{URL: srv.URL, Secret: []byte("k"), Payload: testPayload}
+	call := Call{Networks: loopback, URL: srv.URL, Secret: []byte("k"), Payload: testPayload}
 	for i := range 10 {
 		if res := c.Do(context.Background(), call); res.Outcome != OK {
 			t.Fatalf("call %d = %s %q, want ok", i, res.Outcome, res.Message)

@@ -85,7 +85,7 @@ func TestDoRedirects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fastClient(WithNow(func() time.Time { return now }))
-			res := c.Do(context.Background(), Call{URL: srv.URL + tt.path, Secret: secret, Retries: 2, Payload: testPayload})
+			res := c.Do(context.Background(), Call{Networks: loopback, URL: srv.URL + tt.path, Secret: secret, Retries: 2, Payload: testPayload})
 			want := "POST " + srv.URL + tt.path + ": " + tt.message
 			if res.Outcome != tt.outcome || res.Status != tt.status || res.Message != want || res.Attempts != 1 {
 				t.Fatalf("Do = %s %d %q after %d attempts, want %s %d %q after 1", res.Outcome, res.Status, res.Message, res.Attempts, tt.outcome, tt.status, want)
