@@ -191,7 +191,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 
 	health := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	serve(ctx, log, o.healthAddr, "/", healthHandler(health))
+	serve(ctx, log, o.healthAddr, "/", healthHandler(health, ctrl.HasSynced))
 
 	backend = api.NewEngine(ctrl, kube)
 	if err := ctrl.Start(ctx); err != nil {
@@ -300,7 +300,12 @@ func serve(ctx context.Context, log *slog.Logger, addr, pattern string, h http.H
 	}()
 }
 
-func healthHandler(leader *leaderelection.HealthzAdaptor) http.Handler {
+// healthHandler serves /healthz (alive: a leader that stopped renewing
+// its lease is not) and /readyz (this replica can serve: its caches have
+// synced). Readiness does not ask for the lease: followers serve the API's
+// reads, and a new replica in a rolling update cannot hold the lease
+// before the old one lets it go.
+func healthHandler(leader *leaderelection.HealthzAdaptor, synced func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := leader.Check(r); err != nil {
@@ -309,7 +314,13 @@ func healthHandler(leader *leaderelection.HealthzAdaptor) http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !synced() {
+			http.Error(w, "informer caches not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	return mux
 }
 

@@ -237,6 +237,17 @@ func (c *Controller) Start(ctx context.Context) error {
 	return c.startErr
 }
 
+// HasSynced reports whether every informer cache the controller reads
+// has synced: until then it cannot decide, nor serve reads.
+func (c *Controller) HasSynced() bool {
+	for _, synced := range c.synced {
+		if !synced() {
+			return false
+		}
+	}
+	return len(c.synced) > 0
+}
+
 // Run starts the informers (if Start has not) and the workers, and
 // blocks until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) error {
