@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -74,10 +75,12 @@ type Subject struct {
 func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v1alpha1.Flight, error) {
 	f := s.Flight
 	if !statusEqual.DeepEqual(f.Status, d.Status) {
-		next := *f
-		next.Status = d.Status
+		patch, err := statusPatch(f, d.Status)
+		if err != nil {
+			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
+		}
 		x.count("flight-status")
-		out, err := x.Flights.Flights(f.Namespace).UpdateStatus(ctx, &next, metav1.UpdateOptions{})
+		out, err := x.Flights.Flights(f.Namespace).Patch(ctx, f.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
 		if err != nil {
 			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
 		}
@@ -89,6 +92,33 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 		}
 	}
 	return f, nil
+}
+
+// statusPatch is the JSON merge patch from f's status to next, conditioned
+// on f's resourceVersion (a patch carrying one fails with a conflict if
+// the Flight changed since, as an update would). A patch names only the
+// fields this binary changes: a status field it does not know (written by
+// a newer fledge, during a rolling upgrade) is left as it is, where a
+// whole-status update would erase it. (Lists are replaced whole, as merge
+// patches do: an unknown field inside a changed list's items is not kept.)
+func statusPatch(f *v1alpha1.Flight, next v1alpha1.FlightStatus) ([]byte, error) {
+	before, err := json.Marshal(f.Status)
+	if err != nil {
+		return nil, err
+	}
+	after, err := json.Marshal(next)
+	if err != nil {
+		return nil, err
+	}
+	status, err := jsonpatch.CreateMergePatch(before, after)
+	if err != nil {
+		return nil, err
+	}
+	patch := map[string]json.RawMessage{"status": status}
+	if f.ResourceVersion != "" {
+		patch["metadata"] = json.RawMessage(fmt.Sprintf(`{"resourceVersion":%q}`, f.ResourceVersion))
+	}
+	return json.Marshal(patch)
 }
 
 func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error {

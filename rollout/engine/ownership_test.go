@@ -14,6 +14,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgefake "github.com/fledgehq/fledge/rollout/client/clientset/versioned/fake"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -127,5 +129,31 @@ func TestFledgeScalesDownAndDeletesItsOwnCanary(t *testing.T) {
 	}
 	if _, err := kube.CoreV1().Services("demo").Get(ctx, "shop-canary", metav1.GetOptions{}); err == nil {
 		t.Error("the canary Service is still there")
+	}
+}
+
+// The status write is a merge patch: it changes the fields that changed
+// and keeps the rest (e2e/apis shows it conditioned on the
+// resourceVersion read, and keeping fields this binary does not know,
+// against a real API server; the fake one checks neither).
+func TestTheStatusWriteIsConditionedOnTheFlightRead(t *testing.T) {
+	ctx := context.Background()
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "demo", UID: "flight-uid"},
+		Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseIdle, StableRevision: "r1", Message: "holding"}}
+	flights := fledgefake.NewSimpleClientset(f)
+	x := &Executor{Kube: fake.NewClientset(), Flights: flights.FledgeV1alpha1()}
+	read, err := flights.FledgeV1alpha1().Flights("demo").Get(ctx, "shop", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := read.Status
+	next.Message = "changed"
+	s := Subject{Flight: read, Target: traffic.Target{Namespace: "demo", Name: "shop"}}
+	written, err := x.Apply(ctx, s, rollout.Decision{Status: next, Actions: []rollout.Action{rollout.ScaleCanaryDown{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written.Status.Message != "changed" || written.Status.StableRevision != "r1" {
+		t.Errorf("written %+v: want the message changed and the rest kept", written.Status)
 	}
 }
