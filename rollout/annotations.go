@@ -1,12 +1,17 @@
 package rollout
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
@@ -64,12 +69,12 @@ func ParseOverrides(annotations map[string]string) (Overrides, error) {
 	var o Overrides
 	if v, ok := annotations[AnnotationStepWeights]; ok {
 		if len(v) > 200 {
-			return o, annotationError(AnnotationStepWeights, "%d characters: too long", len(v))
+			return o, annotationError(AnnotationStepWeights, "%s: too long", Bounded(v))
 		}
 		for i, part := range strings.Split(v, ",") {
 			w, err := strconv.ParseInt(strings.TrimSpace(part), 10, 32)
 			if err != nil {
-				return o, annotationError(AnnotationStepWeights, "item %d (%q) is not a whole number", i, part)
+				return o, annotationError(AnnotationStepWeights, "item %d (%s) is not a whole number", i, Bounded(part))
 			}
 			o.Steps = append(o.Steps, int32(w))
 		}
@@ -80,18 +85,96 @@ func ParseOverrides(annotations map[string]string) (Overrides, error) {
 	if v, ok := annotations[AnnotationMaxWeight]; ok {
 		w, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
 		if err != nil || w < 1 || w > 99 {
-			return o, annotationError(AnnotationMaxWeight, "%q: want a whole number in 1..99", v)
+			return o, annotationError(AnnotationMaxWeight, "%s: want a whole number in 1..99", Bounded(v))
 		}
 		o.MaxWeight = int32(w)
 	}
 	if v, ok := annotations[AnnotationInterval]; ok {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
 		if err != nil || d <= 0 {
-			return o, annotationError(AnnotationInterval, "%q: want a duration such as 90s or 2m", v)
+			return o, annotationError(AnnotationInterval, "%s: want a duration such as 90s or 2m", Bounded(v))
+		}
+		// As every check's PromQL range will carry it.
+		if _, err := analysis.FormatInterval(d); err != nil {
+			return o, annotationError(AnnotationInterval, "%s: %v (a PromQL range such as 90s or 2m)", Bounded(v), err)
 		}
 		o.Interval = d
 	}
 	return o, nil
+}
+
+// AnnotationsOf are the override annotations that carry o's values (an
+// empty value is an annotation not written).
+func AnnotationsOf(o v1alpha1.FlightOverrides) map[string]string {
+	out := map[string]string{}
+	for k, v := range map[string]string{AnnotationStepWeights: o.StepWeights, AnnotationMaxWeight: o.MaxWeight, AnnotationInterval: o.Interval} {
+		if v != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Bounded quotes a value someone wrote, or its first 64 bytes (cut on a
+// character boundary) and its length: a message that echoes a value is
+// read in a condition, an Event and a log line, and must stay short
+// whatever was written.
+func Bounded(v string) string {
+	const most = 64
+	if len(v) <= most {
+		return strconv.Quote(v)
+	}
+	cut := most
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(v[:cut]), len(v))
+}
+
+// knownAnnotations are the fledge.dev/ keys fledge reads on a Deployment.
+var knownAnnotations = []string{AnnotationRollout, AnnotationStepWeights, AnnotationMaxWeight, AnnotationInterval,
+	AnnotationVirtualService, AnnotationAction, AnnotationActionReason}
+
+// UnknownAnnotations reports the fledge.dev/ keys on a Deployment that
+// fledge does not read (a typo such as fledge.dev/step-weight is
+// otherwise silently ignored), each with the known key nearest to it.
+func UnknownAnnotations(annotations map[string]string) error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(annotations)) {
+		if !strings.HasPrefix(k, "fledge.dev/") || slices.Contains(knownAnnotations, k) {
+			continue
+		}
+		best, dist := "", -1
+		for _, known := range knownAnnotations {
+			if d := editDistance(k, known); dist < 0 || d < dist {
+				best, dist = known, d
+			}
+		}
+		// (Keys are short: Kubernetes bounds them.)
+		errs = append(errs, annotationError(k, "not an annotation fledge reads, and ignored (did you mean %s?)", best))
+	}
+	return errors.Join(errs...)
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // Effective returns the policy with the overrides applied, or an error
@@ -143,10 +226,10 @@ var (
 func ParseVirtualService(v string) (name, route string, err error) {
 	name, route, hasRoute := strings.Cut(strings.TrimSpace(v), "/")
 	if !objectName.MatchString(name) {
-		return "", "", annotationError(AnnotationVirtualService, "%q: want a VirtualService name, optionally /route", v)
+		return "", "", annotationError(AnnotationVirtualService, "%s: want a VirtualService name, optionally /route", Bounded(v))
 	}
 	if hasRoute && !routeName.MatchString(route) {
-		return "", "", annotationError(AnnotationVirtualService, "route %q: want letters, digits, '-', '_' or '.'", route)
+		return "", "", annotationError(AnnotationVirtualService, "route %s: want letters, digits, '-', '_' or '.'", Bounded(route))
 	}
 	return name, route, nil
 }
@@ -165,6 +248,6 @@ func ParseAction(annotations map[string]string) (v1alpha1.ActionKind, string, er
 	case v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume, v1alpha1.ActionRetry:
 		return k, reason, nil
 	default:
-		return "", "", annotationError(AnnotationAction, "%q: want promote, promote-full, abort, pause, resume or retry", v)
+		return "", "", annotationError(AnnotationAction, "%s: want promote, promote-full, abort, pause, resume or retry", Bounded(v))
 	}
 }

@@ -37,6 +37,7 @@ var allowedImports = map[string]string{
 	"strconv":       "",
 	"strings":       "",
 	"time":          "durations and instants given in Input (the clock is not: see TestCoreReadsNoClock)",
+	"unicode/utf8":  "cutting echoed values on a character boundary",
 
 	"k8s.io/apimachinery/pkg/api/meta":     "status conditions",
 	"k8s.io/apimachinery/pkg/apis/meta/v1": "the status's times and conditions",

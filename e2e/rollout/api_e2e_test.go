@@ -158,13 +158,18 @@ func TestFledgectlPromoteFullAndAbortActAtOnceAndSayWhoAndWhy(t *testing.T) {
 
 	rev3 := startCanary(t, sb, ns, "example.com/shop:v3")
 	ab := ctl.run("abort", "shop", "--reason", "bad build")
-	if ab.code != 0 || !strings.Contains(ab.stdout, "Aborted") {
-		t.Fatalf("abort: exit %d, want 0 and the Flight Aborted", ab.code)
+	if ab.code != 0 || !strings.Contains(ab.stdout, "RollingBack") && !strings.Contains(ab.stdout, "Aborted") {
+		t.Fatalf("abort: exit %d (%s), want 0 and the Flight rolling back (or aborted)", ab.code, ab.stdout)
 	}
-	// The answer comes once the decision is written.
+	// The answer comes once the decision is written: all traffic is being
+	// sent to stable, and the Flight is Aborted once it reads back so.
 	f = mustFlight(t, sb, ns)
-	if f.Status.Phase != v1alpha1.PhaseAborted || f.Status.RejectedRevision != rev3 {
-		t.Errorf("after abort answered: phase %s, rejected %q; want Aborted, %s", f.Status.Phase, f.Status.RejectedRevision, rev3)
+	if rb := f.Status.RollingBack; f.Status.Phase != v1alpha1.PhaseAborted && (f.Status.Phase != v1alpha1.PhaseRollingBack || rb == nil || rb.Phase != v1alpha1.PhaseAborted || rb.Revision != rev3) {
+		t.Errorf("after abort answered: phase %s, rolling back %+v; want RollingBack towards Aborted (or Aborted), of %s", f.Status.Phase, rb, rev3)
+	}
+	f = waitFlight(t, sb, ns, "shop", 20*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseAborted })
+	if f.Status.RejectedRevision != rev3 {
+		t.Errorf("aborted: rejected %q, want %s", f.Status.RejectedRevision, rev3)
 	}
 	la := f.Status.LastAction
 	if la == nil || la.Kind != v1alpha1.ActionAbort || la.By != apiUser(ns, "pipeline") || la.Reason != "bad build" || !strings.HasPrefix(la.RequestID, "fledgectl-") {

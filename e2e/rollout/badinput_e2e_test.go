@@ -5,6 +5,7 @@ package rollout_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"maps"
 	"os"
@@ -469,4 +470,34 @@ func TestQueryResultsThatAreNotOneNumberHoldTheRolloutAsAnalysisErrors(t *testin
 			t.Errorf("the engine's log mentions a panic; see %s", e.LogPath())
 		}
 	})
+}
+
+// A bad annotation written mid-rollout must not switch judgement off: a
+// faulty canary at its first step, whose Deployment gets an interval
+// PromQL cannot carry (2500ms) and an action fledge does not know, is
+// still rolled back, under the last valid settings, and the Flight says
+// what is wrong.
+func TestABadAnnotationMidRolloutNeverSuspendsJudgement(t *testing.T) {
+	sb, ns := suite.Namespace(t)
+	ctx := context.Background()
+	startEngine(t, sb, ns, engineOptions{})
+	shopApp(t, sb, ns, "fast", 200)
+	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", map[string]string{"sandbox.fledge.dev/error-rate": "0.3"})
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryWeight > 0
+	})
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:"2500ms",%q:"explode"}}}`, rollout.AnnotationInterval, rollout.AnnotationAction)
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseRolledBack && f.Status.RejectedRevision == rev
+	})
+	t.Logf("rolled back %s after the bad annotations were written", time.Since(written).Round(100*time.Millisecond))
+	v := meta.FindStatusCondition(f.Status.Conditions, "Valid")
+	if v == nil || v.Status != metav1.ConditionFalse || !strings.Contains(v.Message, rollout.AnnotationInterval) || !strings.Contains(v.Message, rollout.AnnotationAction) {
+		t.Errorf("condition Valid %+v: want False, naming both annotations", v)
+	}
+	waitWarning(t, sb, ns, "shop", "InvalidSpec", rollout.AnnotationInterval)
 }

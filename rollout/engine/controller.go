@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -393,18 +394,23 @@ func (c *Controller) dropFinalizer(ctx context.Context, f *v1alpha1.Flight) erro
 // fly runs one decision for an opted-in Deployment.
 func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.Flight) (time.Duration, error) {
 	log := c.log.With("flight", d.Namespace+"/"+d.Name)
-	spec, policy, invalid := c.resolve(d)
+	spec, policy, invalid := c.resolve(d, f)
 	if f == nil {
 		var err error
 		if f, err = c.createFlight(ctx, d, spec); err != nil {
 			return 0, err
 		}
 	}
-	if invalid != nil {
-		// Bad input changes nothing but the Flight's condition (and an
-		// Event, once per distinct message): the rollout stays as it was.
+	if policy == nil {
+		// Nothing valid to judge under (a Deployment never taken over, or
+		// its policy gone from the file): bad input changes nothing but
+		// the Flight's condition (and an Event, once per distinct
+		// message).
 		return 0, c.reportInvalid(ctx, d, f, invalid)
 	}
+	// Otherwise a bad field is refused and reported, and the rollout goes
+	// on under the last valid settings: bad input never switches off
+	// judgement (or rollback).
 	if f.Spec != spec {
 		// The annotations changed the routing target or the policy: record
 		// it (spec is fledge's to write, people only read it).
@@ -428,7 +434,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	in.Gates = c.evaluateGates(ctx, d, policy, &f.Status)
 	var fromAPI *pendingAction
 	if kind, reason, err := rollout.ParseAction(d.Annotations); err != nil {
-		return 0, c.reportInvalid(ctx, d, f, err)
+		invalid = errors.Join(invalid, err) // no action taken; the rollout goes on
 	} else if kind != "" {
 		in.Action = &rollout.ActionRequest{Kind: kind, By: "annotation", Reason: reason}
 	} else if fromAPI = c.inbox.peek(d.Namespace + "/" + d.Name); fromAPI != nil {
@@ -453,7 +459,8 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		}
 	}
 	c.metrics.decided(c.clock.Since(began))
-	dec.Status.Conditions = setValid(dec.Status.Conditions, nil, in.Now)
+	c.noteInvalid(d, f, invalid)
+	dec.Status.Conditions = setValid(dec.Status.Conditions, invalid, in.Now)
 	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target,
 		StableDirect: policy.NeedsStableService()}, dec)
 	c.conflicts.record(d.Namespace+"/"+d.Name, dec.Actions, err, in.Now)
@@ -488,26 +495,88 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 }
 
 // resolve reads the Deployment's annotations into the Flight's spec and
-// its effective policy, or the error that names the bad field.
-func (c *Controller) resolve(d *appsv1.Deployment) (v1alpha1.FlightSpec, *rollout.Policy, error) {
+// its effective policy, with the error naming each bad field. A bad field
+// is refused, not the whole: for a Flight fledge has taken over (last),
+// it keeps the value last accepted (recorded in last's spec), so that the
+// rollout goes on being judged. The policy is nil only when there is
+// nothing valid to judge under.
+func (c *Controller) resolve(d *appsv1.Deployment, last *v1alpha1.Flight) (v1alpha1.FlightSpec, *rollout.Policy, error) {
+	if last != nil && last.Status.Phase == "" {
+		last = nil // never taken over: no settings were ever in force
+	}
+	var errs []error
 	spec := v1alpha1.FlightSpec{Deployment: d.Name, Policy: d.Annotations[rollout.AnnotationRollout], Host: d.Name, StableService: d.Name}
 	if v, ok := d.Annotations[rollout.AnnotationVirtualService]; ok {
 		vs, route, err := rollout.ParseVirtualService(v)
-		if err != nil {
+		switch {
+		case err == nil:
+			spec.VirtualService, spec.Route = vs, route
+		case last == nil:
 			return spec, nil, err
+		default:
+			errs = append(errs, err)
+			spec.VirtualService, spec.Route = last.Spec.VirtualService, last.Spec.Route
 		}
-		spec.VirtualService, spec.Route = vs, route
 	}
 	p, err := c.policies.Get(spec.Policy)
 	if err != nil {
-		return spec, nil, &rollout.FieldError{Field: "annotation " + rollout.AnnotationRollout, Err: err}
+		err = &rollout.FieldError{Field: "annotation " + rollout.AnnotationRollout, Err: err}
+		if last == nil || last.Spec.Policy == spec.Policy {
+			return spec, nil, errors.Join(append(errs, err)...)
+		}
+		if p, _ = c.policies.Get(last.Spec.Policy); p == nil {
+			return spec, nil, errors.Join(append(errs, err)...)
+		}
+		errs = append(errs, err)
+		spec.Policy = last.Spec.Policy
 	}
-	o, err := rollout.ParseOverrides(d.Annotations)
-	if err != nil {
-		return spec, nil, err
+	// Each override on its own: a bad one keeps its last accepted value.
+	var accepted v1alpha1.FlightOverrides
+	if last != nil {
+		accepted = last.Spec.Overrides
 	}
-	p, err = p.Effective(o)
-	return spec, p, err
+	for _, f := range []struct {
+		key            string
+		spec, accepted *string
+	}{
+		{rollout.AnnotationStepWeights, &spec.Overrides.StepWeights, &accepted.StepWeights},
+		{rollout.AnnotationMaxWeight, &spec.Overrides.MaxWeight, &accepted.MaxWeight},
+		{rollout.AnnotationInterval, &spec.Overrides.Interval, &accepted.Interval},
+	} {
+		v, ok := d.Annotations[f.key]
+		if !ok {
+			continue
+		}
+		if _, err := rollout.ParseOverrides(map[string]string{f.key: v}); err != nil {
+			if last == nil {
+				return spec, nil, errors.Join(append(errs, err)...)
+			}
+			errs = append(errs, err)
+			*f.spec = *f.accepted
+			continue
+		}
+		*f.spec = v
+	}
+	o, err := rollout.ParseOverrides(rollout.AnnotationsOf(spec.Overrides))
+	if err == nil {
+		var eff *rollout.Policy
+		if eff, err = p.Effective(o); err == nil {
+			return spec, eff, errors.Join(append(errs, rollout.UnknownAnnotations(d.Annotations))...)
+		}
+	}
+	// Valid one by one, not together (a maximum weight below the steps
+	// asked for): the last accepted overrides, whole.
+	if last == nil {
+		return spec, nil, errors.Join(append(errs, err)...)
+	}
+	errs = append(errs, err)
+	spec.Overrides = last.Spec.Overrides
+	o, _ = rollout.ParseOverrides(rollout.AnnotationsOf(spec.Overrides))
+	eff, lastErr := p.Effective(o)
+	if lastErr != nil {
+		return spec, nil, errors.Join(append(errs, lastErr)...)
+	}
+	return spec, eff, errors.Join(append(errs, rollout.UnknownAnnotations(d.Annotations))...)
 }
 
 func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spec v1alpha1.FlightSpec) (*v1alpha1.Flight, error) {
@@ -541,20 +610,43 @@ func (c *Controller) updateSpec(ctx context.Context, f *v1alpha1.Flight, spec v1
 func (c *Controller) reportInvalid(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.Flight, invalid error) error {
 	now := c.clock.Now()
 	cur := meta.FindStatusCondition(f.Status.Conditions, "Valid")
-	if cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalid.Error() {
+	if cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalidMessage(invalid) {
 		return nil
 	}
-	c.exec.Recorder.Event(d, corev1.EventTypeWarning, "InvalidSpec", invalid.Error())
+	c.noteInvalid(d, f, invalid)
 	dec := rollout.Decision{Status: *f.Status.DeepCopy()}
 	dec.Status.Conditions = setValid(dec.Status.Conditions, invalid, now)
 	_, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Target: targetOf(f)}, dec)
 	return err
 }
 
+// noteInvalid records a Warning Event for bad input, once per distinct
+// message (the Flight's Valid condition holds the last one).
+func (c *Controller) noteInvalid(d *appsv1.Deployment, f *v1alpha1.Flight, invalid error) {
+	if invalid == nil {
+		return
+	}
+	if cur := meta.FindStatusCondition(f.Status.Conditions, "Valid"); cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalidMessage(invalid) {
+		return
+	}
+	c.exec.Recorder.Event(d, corev1.EventTypeWarning, "InvalidSpec", invalidMessage(invalid))
+}
+
+// invalidMessage is bad input's report on one line ("; " between its
+// problems), bounded whatever the input.
+func invalidMessage(invalid error) string {
+	msg := strings.ReplaceAll(invalid.Error(), "\n", "; ")
+	const most = 2048
+	if len(msg) > most {
+		msg = strings.ToValidUTF8(msg[:most], "") + "..."
+	}
+	return msg
+}
+
 func setValid(conds []metav1.Condition, invalid error, now time.Time) []metav1.Condition {
 	c := metav1.Condition{Type: "Valid", Status: metav1.ConditionTrue, Reason: "Valid", Message: "policy and annotations are valid", LastTransitionTime: metav1.NewTime(now)}
 	if invalid != nil {
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "InvalidSpec", invalid.Error()
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "InvalidSpec", invalidMessage(invalid)
 	}
 	meta.SetStatusCondition(&conds, c)
 	return conds

@@ -43,7 +43,7 @@ func (p *PolicyFile) Get(name string) (*rollout.Policy, error) {
 	if pol, ok := p.policies[name]; ok {
 		return pol, nil
 	}
-	return nil, fmt.Errorf("no policy %q (known: %s)", name, strings.Join(slices.Sorted(maps.Keys(p.policies)), ", "))
+	return nil, fmt.Errorf("no policy %s (known: %s)", rollout.Bounded(name), strings.Join(slices.Sorted(maps.Keys(p.policies)), ", "))
 }
 
 // Err is the error of the last failed reload, nil if the file in force is

@@ -47,6 +47,17 @@ type FlightSpec struct {
 	// VirtualService and Route name a user-owned VirtualService, if any.
 	VirtualService string `json:"virtualService,omitempty"`
 	Route          string `json:"route,omitempty"`
+	// Overrides are the override annotations' values as last accepted:
+	// while one is invalid, the rollout goes on under these.
+	Overrides FlightOverrides `json:"overrides,omitempty"`
+}
+
+// FlightOverrides are the values of a Deployment's override annotations
+// (fledge.dev/step-weights, max-weight and interval), as written.
+type FlightOverrides struct {
+	StepWeights string `json:"stepWeights,omitempty"`
+	MaxWeight   string `json:"maxWeight,omitempty"`
+	Interval    string `json:"interval,omitempty"`
 }
 
 // FlightList is a list of Flights.
