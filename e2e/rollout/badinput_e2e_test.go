@@ -5,8 +5,8 @@ package rollout_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
