@@ -51,7 +51,7 @@ func annotated(a map[string]string) *appsv1.Deployment {
 func TestABadAnnotationMidRolloutKeepsTheLastValidSettings(t *testing.T) {
 	c := resolving(t)
 	flying := &v1alpha1.Flight{
-		Spec: v1alpha1.FlightSpec{Policy: "strict", Overrides: v1alpha1.FlightOverrides{Interval: "10s", StepWeights: "10,20"}},
+		Spec:   v1alpha1.FlightSpec{Policy: "strict", Overrides: v1alpha1.FlightOverrides{Interval: "10s", StepWeights: "10,20"}},
 		Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing},
 	}
 	for _, tc := range []struct {
