@@ -357,6 +357,9 @@ func (d *decider) comparisonsPending(checks []analysis.Check) []analysis.Check {
 // decision is complete.
 func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) bool {
 	p := d.in.Policy
+	if d.drifted {
+		return false // nothing moves on while the routing is not as decided
+	}
 	if len(d.comparisons()) == 0 || !thresholdsPassed && len(d.comparisons()) != len(p.Metrics) || len(d.comparisonsPending(checks)) > 0 {
 		return false
 	}

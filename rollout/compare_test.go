@@ -405,3 +405,76 @@ func TestChecksOfOtherMetricsAreLeftOutAndMissingOnesAskedFor(t *testing.T) {
 		t.Fatalf("a round given one of its two checks: need checks %v, measure %v; want both asked for", d.NeedChecks, d.Measure)
 	}
 }
+
+// Another writer keeps setting the routing back (a GitOps tool re-applying
+// its manifest): fledge sets it back three times, then stops fighting and
+// holds, naming the writer, and tries again after a pause; the comparisons
+// keep looking meanwhile, so a canary shown worse is still rolled back,
+// and nothing moves on; once the routing stays as set for an interval,
+// the rollout goes on.
+func TestAnotherWriterOfTheRoutingIsFoughtABoundedNumberOfTimes(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	d := look(t, in, reading(0, 0, 0, 0)) // the baseline
+	in.Status = d.Status
+	in.Weights, in.RoutingWriter = traffic.Weights{Stable: 100}, `"argocd-controller" (Apply at 01:00:05 UTC)`
+	var held *v1alpha1.Hold
+	reasserts := 0
+	at := now
+	for i := range 8 {
+		at = at.Add(10 * time.Second)
+		in.Now = at
+		d = Decide(in)
+		if d.NeedChecks {
+			in.Checks = reading(float64(10*(i+1)), 0, float64(90*(i+1)), 0)
+			d = Decide(in)
+			in.Checks = nil
+		}
+		if len(summarize(d).Weights) > 0 {
+			reasserts++
+		}
+		if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Step != 0 {
+			t.Fatalf("look %d: phase %s step %d, want still at the first step", i, d.Status.Phase, d.Status.Step)
+		}
+		in.Status, held = d.Status, d.Status.Hold
+	}
+	// 80 s: three at once, then one after the 30 s pause.
+	if reasserts != 4 {
+		t.Errorf("set back %d times in 80 s, want 3 in a row and then 1 after a 30 s pause", reasserts)
+	}
+	if held == nil || held.Reason != v1alpha1.HoldOtherWriter || !strings.Contains(held.Message, "argocd-controller") || !strings.Contains(held.Message, "stops fighting") {
+		t.Fatalf("hold %+v, want OtherWriter naming argocd-controller", held)
+	}
+	if in.Status.LastLookAt == nil || !in.Status.LastLookAt.Time.After(now.Add(time.Minute)) {
+		t.Errorf("last look %v: the comparisons must keep looking while the routing is fought over", in.Status.LastLookAt)
+	}
+
+	// A canary shown worse meanwhile is rolled back.
+	bad := in
+	bad.Now = at.Add(10 * time.Second)
+	bad.Checks = reading(200, 60, 900, 1)
+	if d := Decide(bad); rejectedTo(d.Status) != v1alpha1.PhaseRolledBack {
+		t.Errorf("a canary shown worse while the routing is not as set: phase %s (%s), want rolled back", d.Status.Phase, d.Status.Message)
+	}
+
+	// The other writer stops: set back once more, and once it stays for
+	// an interval (1m), the hold ends.
+	in.Weights = traffic.Weights{Stable: 90, Canary: 10}
+	for i := range 8 {
+		at = at.Add(10 * time.Second)
+		in.Now = at
+		d = Decide(in)
+		if d.NeedChecks {
+			in.Checks = reading(float64(100+10*i), 0, float64(900+90*i), 0)
+			d = Decide(in)
+			in.Checks = nil
+		}
+		in.Status = d.Status
+		if ws := summarize(d).Weights; len(ws) > 0 {
+			in.Weights = ws[len(ws)-1] // now nobody else writes: fledge's weights stay
+		}
+	}
+	if h := in.Status.Hold; h != nil && h.Reason == v1alpha1.HoldOtherWriter || in.Status.Reasserts != 0 {
+		t.Errorf("after the routing stayed as set for a minute: hold %+v, reasserts %d; want the hold gone", h, in.Status.Reasserts)
+	}
+}

@@ -87,6 +87,9 @@ type Observed struct {
 	// RoutingError is set.
 	Weights      traffic.Weights
 	RoutingError string
+	// RoutingWriter names who else last changed the routing (a field
+	// manager, how and when), when the engine can tell; "" otherwise.
+	RoutingWriter string
 	// NameTaken says which object fledge would make for the canary (its
 	// Deployment or Service) exists without being this Flight's: fledge
 	// neither uses nor changes it, and starts no canary until the name is
@@ -224,6 +227,10 @@ type decider struct {
 	newOutbox  []string
 	// cmp caches the policy's comparisons (non-nil once found).
 	cmp []analysis.Metric
+	// drifted: the routing does not read as decided; the comparisons
+	// still look (their evidence counts the shares as served), but
+	// nothing moves on.
+	drifted bool
 }
 
 func (d *decider) decide() {

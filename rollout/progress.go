@@ -21,16 +21,17 @@ func (d *decider) progress() {
 	}
 	w := d.st.CanaryWeight
 	if want := d.routing(w); d.in.Weights != want {
-		// The routing does not say what we decided: a crash between the
-		// status write and the weight change, or a hand edit. Re-assert;
-		// the step's interval starts over, since its traffic was not at
-		// the weight being judged.
-		d.setWeight(w)
-		t := d.now()
-		d.st.StepStartedAt = &t
-		d.event(true, "WeightsReasserted", fmt.Sprintf("routing was %s, not %s: set back; the step's interval starts over", describeRouting(d.in.Weights), describeRouting(want)))
-		d.after(d.in.Policy.Interval)
+		d.drift(want)
 		return
+	}
+	if d.st.Reasserts > 0 && d.st.StepStartedAt != nil && now.Sub(d.st.StepStartedAt.Time) >= d.in.Policy.Interval {
+		// Set back, and it stayed so for a whole interval: whoever else
+		// wrote it has stopped.
+		d.st.Reasserts = 0
+		if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldOtherWriter {
+			d.st.Hold = nil
+			d.event(false, "RoutingRestored", "the routing has stayed as fledge set it for a whole interval: the rollout goes on")
+		}
 	}
 	if !d.canaryReady() {
 		return
@@ -432,6 +433,74 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 		d.record(v, d.st.Message, checks)
 	}
 	d.after(d.in.Policy.Interval)
+}
+
+// maxReasserts is how many times in a row a step's weights are set back
+// at once after someone else changed them; then fledge stops fighting,
+// holds, and sets them back only after a growing pause (reassertBackoff).
+const maxReasserts = 3
+
+// reassertBackoff is the pause before the n-th setting back (n past
+// maxReasserts): 30 s, doubling, at most 10 minutes.
+func reassertBackoff(n int32) time.Duration {
+	return min(30*time.Second<<min(max(n-maxReasserts, 0), 5), 10*time.Minute)
+}
+
+// drift handles routing that does not read as decided: a crash between
+// the status write and the weight change, a hand edit, or another writer
+// (a GitOps tool re-applying its manifest). The weights are set back and
+// the step's interval starts over, since its traffic was not at the
+// weight judged, so no step is passed on a share it did not serve. After
+// maxReasserts in a row fledge stops fighting: it holds, naming the other
+// writer, and tries again after a growing pause; once the routing stays
+// as set for a whole interval, the rollout goes on by itself. Meanwhile
+// the comparisons keep looking (their evidence counts each side's
+// requests as served, whatever the split), so a canary shown worse is
+// still rolled back; nothing moves on.
+func (d *decider) drift(want traffic.Weights) {
+	now := d.in.Now
+	who, seen := "the other writer", fmt.Sprintf("the routing reads %s, not %s", describeRouting(d.in.Weights), describeRouting(want))
+	if d.in.RoutingWriter != "" {
+		who = d.in.RoutingWriter
+		seen += " (last changed by " + who + ")"
+	}
+	last := d.st.StepStartedAt
+	wait := reassertBackoff(d.st.Reasserts)
+	switch {
+	case d.st.Reasserts < maxReasserts || last == nil || now.Sub(last.Time) >= wait:
+		d.st.Reasserts++
+		d.setWeight(d.st.CanaryWeight)
+		t := d.now()
+		d.st.StepStartedAt = &t
+		d.event(true, "WeightsReasserted", fmt.Sprintf("%s: set back (%d in a row); the step's interval starts over", seen, d.st.Reasserts))
+		d.after(d.driftLook())
+	default:
+		msg := fmt.Sprintf("%s: fledge set it back %d times and stops fighting; it tries again at %s, and goes on once the routing stays as set for %s. Have %s leave fledge's routing alone (see the README on GitOps)",
+			seen, d.st.Reasserts, last.Add(wait).UTC().Format(time.TimeOnly), d.in.Policy.Interval, who)
+		d.hold(v1alpha1.HoldOtherWriter, msg)
+		d.st.Message = msg
+		d.after(min(last.Add(wait).Sub(now), d.driftLook()))
+	}
+	if d.deadline() {
+		return
+	}
+	if look := d.lookDue(); !look.IsZero() && !now.Before(look) && d.in.CanaryReady {
+		d.drifted = true
+		held := d.st.Hold
+		d.look()
+		if d.st.Phase == v1alpha1.PhaseProgressing && held != nil && held.Reason == v1alpha1.HoldOtherWriter {
+			d.st.Message = held.Message + "; " + d.st.Message
+		}
+	}
+}
+
+// driftLook is when to read the routing again while it drifts: at the
+// comparisons' pace, or once an interval without any.
+func (d *decider) driftLook() time.Duration {
+	if len(d.comparisons()) > 0 && d.in.Policy.LookInterval > 0 {
+		return min(d.in.Policy.LookInterval, d.in.Policy.Interval)
+	}
+	return d.in.Policy.Interval
 }
 
 // paused keeps the weight where it is and judges nothing.

@@ -203,6 +203,21 @@ type Router interface {
 	Release(ctx context.Context, t Target) error
 }
 
+// FieldManager is the field manager of fledge's writes of routing (in
+// managedFields), so that another writer (a GitOps tool) can tell fledge's
+// changes apart and leave them alone, and fledge can name whoever else
+// changed them.
+const FieldManager = "fledge"
+
+// WriterNamer is implemented by routers that can tell who last changed a
+// target's routing, other than fledge.
+type WriterNamer interface {
+	// LastWriter names the field manager, other than FieldManager, that
+	// last changed the routing's spec, with how and when ("" if none is
+	// known).
+	LastWriter(ctx context.Context, t Target) (string, error)
+}
+
 // ErrConflict reports routing that fledge must not take over, for example
 // a host already routed by a VirtualService the target does not name, or
 // a named route that was edited into a shape fledge cannot manage. It is

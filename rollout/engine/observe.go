@@ -13,7 +13,7 @@ import (
 )
 
 // observe reads what Decide needs from the caches and the routing.
-func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target) rollout.Observed {
+func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus) rollout.Observed {
 	o := rollout.Observed{
 		DesiredRevision:   TemplateHash(d.Spec.Template),
 		DeploymentPaused:  d.Spec.Paused,
@@ -49,6 +49,14 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		o.RoutingError = err.Error()
 	}
 	o.Weights = w
+	if namer, ok := c.router.(traffic.WriterNamer); ok && err == nil && st.Step >= 0 && w.Canary != st.CanaryWeight &&
+		(st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) {
+		// Not as fledge set it: who else wrote it, for the hold to name.
+		// (One read more, only while the routing drifts.)
+		if who, err := namer.LastWriter(ctx, t); err == nil {
+			o.RoutingWriter = who
+		}
+	}
 	return o
 }
 

@@ -41,7 +41,7 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 			if set != nil {
 				w = *set
 			}
-			_, err = vss.Create(ctx, generated(t, w), metav1.CreateOptions{})
+			_, err = vss.Create(ctx, generated(t, w), metav1.CreateOptions{FieldManager: traffic.FieldManager})
 			if apierrors.IsAlreadyExists(err) {
 				continue // created meanwhile: repair that one instead
 			}
@@ -61,7 +61,7 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 		if !changed {
 			return nil
 		}
-		_, err = vss.Update(ctx, next, metav1.UpdateOptions{})
+		_, err = vss.Update(ctx, next, metav1.UpdateOptions{FieldManager: traffic.FieldManager})
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			continue // changed or deleted since the read: look again
 		}

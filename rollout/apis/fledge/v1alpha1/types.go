@@ -49,7 +49,7 @@ type FlightSpec struct {
 	Route          string `json:"route,omitempty"`
 	// Overrides are the override annotations' values as last accepted:
 	// while one is invalid, the rollout goes on under these.
-	Overrides FlightOverrides `json:"overrides,omitempty"`
+	Overrides FlightOverrides `json:"overrides,omitzero"`
 }
 
 // FlightOverrides are the values of a Deployment's override annotations
@@ -151,6 +151,9 @@ const (
 	// verdict and the policy says hold: people are told, and the
 	// comparisons keep looking.
 	HoldInsufficientEvidence = "InsufficientEvidence"
+	// HoldOtherWriter: someone else keeps changing the routing fledge
+	// manages; fledge stopped setting it back, and tries again now and then.
+	HoldOtherWriter = "OtherWriter"
 )
 
 // CohortStage is a cohort stage as planned for a revision.
@@ -285,6 +288,11 @@ type FlightStatus struct {
 	// revision, one entry per comparison metric.
 	Evidence       []Evidence   `json:"evidence,omitempty"`
 	StageStartedAt *metav1.Time `json:"stageStartedAt,omitempty"`
+
+	// Reasserts counts the times this step's weights were set back after
+	// the routing read otherwise (another writer), until they stay set for
+	// a whole interval.
+	Reasserts int32 `json:"reasserts,omitempty"`
 
 	// RollingBack is the rollback being carried out, while the phase is
 	// RollingBack.
