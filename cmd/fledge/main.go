@@ -59,6 +59,7 @@ type options struct {
 	policyPoll                                                   time.Duration
 	logLevel                                                     string
 	secretsNamespace                                             string
+	releaseAll                                                   bool
 	apiAddr, tlsCert, tlsKey, clientCA                           string
 }
 
@@ -89,6 +90,7 @@ func main() {
 	flag.StringVar(&o.tlsKey, "tls-key-file", "", "the API's TLS key (PEM)")
 	flag.StringVar(&o.clientCA, "client-ca-file", "", "CAs of client certificates the API accepts (mTLS; optional)")
 	flag.StringVar(&o.secretsNamespace, "secrets-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Secrets policies name (webhook signing key, Slack)")
+	flag.BoolVar(&o.releaseAll, "release-all", false, "give every opted-in Deployment back (plain routing, canary deleted, unpaused, Flights gone) and exit: run it before uninstalling fledge (it takes the leader Lease first, so no engine acts meanwhile)")
 	flag.Parse()
 
 	var level slog.Level
@@ -202,9 +204,13 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	act := func(ctx context.Context) error { return ctrl.Run(ctx, o.workers) }
+	if o.releaseAll {
+		act = ctrl.ReleaseAll
+	}
 	if !o.leaderElect {
 		backend.SetLeader(true, o.identity)
-		return ctrl.Run(ctx, o.workers)
+		return act(ctx)
 	}
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leaseNamespace, o.leaseName,
 		kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.identity})
@@ -212,14 +218,21 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	var runErr error
+	released := false
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
 		ReleaseOnCancel: true, WatchDog: health, Name: o.leaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
+			OnStartedLeading: func(leading context.Context) {
 				log.Info("leading", "identity", o.identity)
 				backend.SetLeader(true, o.identity)
-				runErr = ctrl.Run(ctx, o.workers)
+				runErr = act(leading)
+				if o.releaseAll {
+					released = true
+					stop() // done: hand the Lease back and exit
+				}
 			},
 			OnStoppedLeading: func() {
 				log.Info("not leading", "identity", o.identity)
@@ -233,6 +246,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			},
 		},
 	})
+	if released {
+		return runErr
+	}
 	if runErr == nil && ctx.Err() == nil {
 		// Leadership was lost, not handed back on shutdown: exit so that a
 		// fresh process competes again with empty caches.

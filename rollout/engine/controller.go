@@ -371,6 +371,34 @@ func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.
 	return 0, nil
 }
 
+// ReleaseAll gives every Deployment with a Flight back, as opting out
+// does (plain routing, canary deleted, Deployment unpaused, Flight and its
+// finalizer gone): the way out before fledge is uninstalled, so that no
+// Deployment stays paused and no Flight blocks its namespace's deletion.
+// The Deployments keep their opt-in annotation: an engine started again
+// takes them over again. It needs the caches (Start), and should run with
+// no other engine acting (hold the Lease). It returns every Flight it could
+// not release, with why.
+func (c *Controller) ReleaseAll(ctx context.Context) error {
+	flights, err := c.flightLister.List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, cached := range flights {
+		f := cached.DeepCopy()
+		d, err := c.deployments.Deployments(f.Namespace).Get(f.Name)
+		if err != nil {
+			d = nil // gone: nothing to unpause
+		}
+		if _, err := c.release(ctx, f, d); err != nil {
+			errs = append(errs, fmt.Errorf("flight %s/%s: %w", f.Namespace, f.Name, err))
+		}
+	}
+	c.log.Info("released every Flight", "flights", len(flights), "failed", len(errs))
+	return errors.Join(errs...)
+}
+
 // dropFinalizer removes FinalizerRelease, guarded by a test operation so
 // that a concurrent change of the list is not overwritten.
 func (c *Controller) dropFinalizer(ctx context.Context, f *v1alpha1.Flight) error {
