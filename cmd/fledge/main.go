@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -60,6 +61,8 @@ type options struct {
 	logLevel                                                     string
 	secretsNamespace                                             string
 	releaseAll                                                   bool
+	analysisConcurrency                                          int
+	reconcileTimeout                                             time.Duration
 	apiAddr, tlsCert, tlsKey, clientCA                           string
 }
 
@@ -90,6 +93,8 @@ func main() {
 	flag.StringVar(&o.tlsKey, "tls-key-file", "", "the API's TLS key (PEM)")
 	flag.StringVar(&o.clientCA, "client-ca-file", "", "CAs of client certificates the API accepts (mTLS; optional)")
 	flag.StringVar(&o.secretsNamespace, "secrets-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Secrets policies name (webhook signing key, Slack)")
+	flag.IntVar(&o.analysisConcurrency, "analysis-concurrency", 16, "checks measured at once, across every Flight (a look's checks run side by side; each query keeps --query-timeout)")
+	flag.DurationVar(&o.reconcileTimeout, "reconcile-timeout", engine.DefaultReconcileTimeout, "longest one look at a Flight may take, API calls and queries included (then it fails and is retried)")
 	flag.BoolVar(&o.releaseAll, "release-all", false, "give every opted-in Deployment back (plain routing, canary deleted, unpaused, Flights gone) and exit: run it before uninstalling fledge (it takes the leader Lease first, so no engine acts meanwhile)")
 	flag.Parse()
 
@@ -168,13 +173,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Kube: kube, Fledge: fledge, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
 		Recorder: broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
-		Analyze: func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
-			checks := make([]analysis.Check, 0, len(ms))
-			for _, m := range ms {
-				checks = append(checks, analysis.Evaluate(ctx, query, m, vars, at))
-			}
-			return checks
-		},
+		Analyze:          concurrentAnalysis(query, o.analysisConcurrency),
+		ReconcileTimeout: o.reconcileTimeout,
 	})
 	go policies.Watch(ctx, o.policyPoll, func(err error) {
 		if err != nil {
@@ -354,4 +354,31 @@ func eventScheme() *runtime.Scheme {
 	utilruntime.Must(scheme.AddToScheme(s))
 	utilruntime.Must(fledgescheme.AddToScheme(s))
 	return s
+}
+
+// concurrentAnalysis evaluates a look's checks side by side, with at most
+// limit queries in flight across every Flight: one slow check (or one
+// slow Flight) no longer holds the others, and Prometheus sees a bounded
+// load. Each query keeps its own timeout (--query-timeout); the checks
+// come back in the metrics' order.
+func concurrentAnalysis(q analysis.Querier, limit int) engine.Analyze {
+	slots := make(chan struct{}, max(limit, 1))
+	return func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
+		checks := make([]analysis.Check, len(ms))
+		var wg sync.WaitGroup
+		for i, m := range ms {
+			wg.Go(func() {
+				select {
+				case slots <- struct{}{}:
+					defer func() { <-slots }()
+					checks[i] = analysis.Evaluate(ctx, q, m, vars, at)
+				case <-ctx.Done():
+					checks[i] = analysis.Check{Metric: m.Name, At: at, Outcome: analysis.Error,
+						Message: fmt.Sprintf("%s: not measured: %v", m.Name, ctx.Err())}
+				}
+			})
+		}
+		wg.Wait()
+		return checks
+	}
 }

@@ -69,8 +69,10 @@ type Controller struct {
 	services        corelisters.ServiceLister
 	flightLister    fledgelisters.FlightLister
 	synced          []cache.InformerSynced
-	queue           workqueue.TypedRateLimitingInterface[string]
-	onFlight        func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
+	// reconcileTimeout bounds one reconcile (ControllerConfig).
+	reconcileTimeout time.Duration
+	queue            workqueue.TypedRateLimitingInterface[string]
+	onFlight         func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
 
 	gates GateEvaluator
 
@@ -105,12 +107,24 @@ type ControllerConfig struct {
 	// Gates evaluates flag gates; nil: every gate is unreadable (and
 	// holds).
 	Gates GateEvaluator
+	// ReconcileTimeout bounds one look at a Flight, API calls and queries
+	// included: a stuck call fails the look (retried with backoff) instead
+	// of holding a worker. Default DefaultReconcileTimeout.
+	ReconcileTimeout time.Duration
 }
+
+// DefaultReconcileTimeout is ControllerConfig.ReconcileTimeout's default:
+// far more than a look takes (its queries have their own, shorter
+// timeout), far less than a step.
+const DefaultReconcileTimeout = time.Minute
 
 // NewController builds a controller; Run starts it.
 func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
+	}
+	if cfg.ReconcileTimeout <= 0 {
+		cfg.ReconcileTimeout = DefaultReconcileTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -123,7 +137,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	c := &Controller{
 		kube: cfg.Kube, flights: cfg.Fledge.FledgeV1alpha1(), router: cfg.Router,
-		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates,
+		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates, reconcileTimeout: cfg.ReconcileTimeout,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
 	}
@@ -303,7 +317,16 @@ func (c *Controller) safeReconcile(ctx context.Context, key string) (after time.
 			err = fmt.Errorf("panic in reconcile: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return c.reconcile(ctx, key)
+	if c.reconcileTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.reconcileTimeout)
+		defer cancel()
+	}
+	after, err = c.reconcile(ctx, key)
+	if err != nil && ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("look at %s took longer than %s: %w", key, c.reconcileTimeout, err)
+	}
+	return after, err
 }
 
 // reconcile looks at one Flight: reads the world, decides, applies.
