@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -169,8 +170,28 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			backend.OnFlight(event, f, d)
 		}
 	}
+	// Every write first asks whether this replica still surely holds the
+	// Lease: renewed within the renew deadline by its own clock. A leader
+	// stopped (SIGSTOP, a VM pause) or cut off from the API server past
+	// that may have been replaced already: it writes nothing more, and
+	// exits once the elector sees the Lease lost.
+	var elector atomic.Pointer[leaderelection.LeaderElector]
+	fence := func() error {
+		if !o.leaderElect {
+			return nil
+		}
+		le := elector.Load()
+		if le == nil || !le.IsLeader() {
+			return errors.New("not the leader")
+		}
+		if err := le.Check(o.renewDeadline - o.leaseDuration); err != nil {
+			return fmt.Errorf("the Lease was last renewed more than %s ago (renew deadline): it may be another replica's now", o.renewDeadline)
+		}
+		return nil
+	}
 	ctrl := engine.NewController(engine.ControllerConfig{
-		Kube: kube, Fledge: fledge, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
+		Fence: fence,
+		Kube:  kube, Fledge: fledge, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
 		Recorder: broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespace: o.namespace,
 		Analyze:          concurrentAnalysis(query, o.analysisConcurrency),
@@ -221,7 +242,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	released := false
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
 		ReleaseOnCancel: true, WatchDog: health, Name: o.leaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
@@ -246,6 +267,12 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			},
 		},
 	})
+	if err != nil {
+		return err
+	}
+	elector.Store(le)
+	health.SetLeaderElection(le)
+	le.Run(ctx)
 	if released {
 		return runErr
 	}

@@ -107,6 +107,9 @@ type ControllerConfig struct {
 	// Gates evaluates flag gates; nil: every gate is unreadable (and
 	// holds).
 	Gates GateEvaluator
+	// Fence, if set, is asked before every write (see Executor.Fence): a
+	// replica that may have lost the leader Lease writes nothing.
+	Fence func() error
 	// ReconcileTimeout bounds one look at a Flight, API calls and queries
 	// included: a stuck call fails the look (retried with backoff) instead
 	// of holding a worker. Default DefaultReconcileTimeout.
@@ -152,7 +155,7 @@ func NewController(cfg ControllerConfig) *Controller {
 		}
 	}
 	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
-	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite}
+	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite, Fence: cfg.Fence}
 	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace))
 	c.flightInformers = fledgeinformers.NewSharedInformerFactoryWithOptions(cfg.Fledge, cfg.Resync, fledgeinformers.WithNamespace(cfg.Namespace))
 
@@ -334,6 +337,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return 0, nil // not ours to retry
+	}
+	if err := c.exec.fenced(); err != nil {
+		return 0, err // nothing read, decided or written (the Flight, its spec, its finalizer)
 	}
 	d, err := c.deployments.Deployments(ns).Get(name)
 	if apierrors.IsNotFound(err) {

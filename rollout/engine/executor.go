@@ -51,6 +51,9 @@ type Executor struct {
 	// Counter, if set, is told about every API write (for the benchmark
 	// of writes per step).
 	Counter func(kind string)
+	// Fence, if set, is asked before every write: an error (this replica
+	// may no longer hold the leader Lease) stops the decision unwritten.
+	Fence func() error
 }
 
 // Subject is what a decision is applied to.
@@ -74,6 +77,9 @@ type Subject struct {
 // It returns the Flight as written.
 func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v1alpha1.Flight, error) {
 	f := s.Flight
+	if err := x.fenced(); err != nil {
+		return nil, fmt.Errorf("flight %s/%s: %w", f.Namespace, f.Name, err)
+	}
 	if !statusEqual.DeepEqual(f.Status, d.Status) {
 		patch, err := statusPatch(f, d.Status)
 		if err != nil {
@@ -87,11 +93,25 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 		f = out
 	}
 	for _, a := range d.Actions {
+		if err := x.fenced(); err != nil {
+			return f, fmt.Errorf("flight %s/%s: %s: %w", s.Target.Namespace, s.Target.Name, a, err)
+		}
 		if err := x.apply(ctx, s, a); err != nil {
 			return f, fmt.Errorf("flight %s/%s: %s: %w", s.Target.Namespace, s.Target.Name, a, err)
 		}
 	}
 	return f, nil
+}
+
+// fenced is Fence's answer, as an error that says nothing was written.
+func (x *Executor) fenced() error {
+	if x.Fence == nil {
+		return nil
+	}
+	if err := x.Fence(); err != nil {
+		return fmt.Errorf("not written: %w", err)
+	}
+	return nil
 }
 
 // statusPatch is the JSON merge patch from f's status to next, conditioned
