@@ -98,6 +98,12 @@ func FuzzParseTemplate(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// The rule for a comparison's counters is the stricter one.
+		if tmpl.selectsCanary(true) == nil {
+			if err := tmpl.selectsCanary(false); err != nil {
+				t.Errorf("%q reads the canary's series as a comparison's counter, not as a query: %v", text, err)
+			}
+		}
 		if value == "" {
 			value = "v"
 		}

@@ -27,11 +27,26 @@ var metricName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 // reported then and never half-applied: a built-in name, or a custom name
 // with a query; templates that ParseTemplate accepts; at least one of min
 // and max, finite, with min <= max; minSamples >= 0; an interval of at
-// least a second, in whole seconds. It returns every problem found, each a
-// *FieldError, joined.
+// least a second, in whole seconds; and a custom query (or a custom
+// comparison's requests and bad counters) that reads the canary's own
+// series, each of its vector selectors matching {{ .Workload }} (or
+// {{ .Service }}) with =, so that no query judges every canary alike (see
+// selectsCanary for the exact rule). It returns every problem found, each
+// a *FieldError, joined.
+//
+// The last rule is the policy author's: Evaluate and MeasureCounters,
+// which compile the metric each time, do not apply it, so that a caller of
+// this package may still measure what it likes.
 func Validate(m Metric) error {
 	_, err := compile(m)
-	return err
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else if err != nil {
+		errs = []error{err}
+	}
+	errs = append(errs, checkSelectsCanary(m)...)
+	return errors.Join(errs...)
 }
 
 // compiled is a valid metric's parsed templates.

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -78,5 +79,91 @@ func TestRenderQueriesRefusesAnInvalidMetric(t *testing.T) {
 	_, err := RenderQueries(Metric{Name: SuccessRate, Interval: time.Minute}, Vars{Namespace: "a", Workload: "b"})
 	if err == nil || err.Error() != `invalid metric "success-rate": min: one of min and max is required` {
 		t.Fatalf("RenderQueries of a metric without bounds: %v", err)
+	}
+}
+
+// A custom query that does not read the canary's series would judge every
+// canary alike: Validate refuses it, naming the field and the selector.
+// The queries fledge ships and documents all read the canary's.
+func TestValidateRefusesQueriesThatSelectNoSeriesOfTheCanary(t *testing.T) {
+	const nothing = "selects no series of the canary's workload (use {{ .Workload }} in a label matcher, e.g. workload={{ .Workload }})"
+	custom := func(query string) Metric {
+		return Metric{Name: "custom", Query: query, Max: new(1.0), Interval: time.Minute}
+	}
+	comparison := func(requests, bad string) Metric {
+		return Metric{Name: "jobs", Compare: &Comparison{Requests: requests, Bad: bad}, Interval: time.Minute}
+	}
+	for _, tc := range []struct {
+		name string
+		m    Metric
+		want []string // the whole error, one line per field
+	}{
+		{"a constant", custom(`vector(1)`), []string{"query: " + nothing + ": the query reads no series"}},
+		{"a selector of every target", custom(`sum(up)`), []string{"query: " + nothing + ": up (line 1, col 5) has no = matcher on {{ .Workload }} or {{ .Service }}"}},
+		{"a ratio over everything", custom("sum(rate(e{w={{ .Workload }}}[1m]))\n/ sum(rate(r{ns={{ .Namespace }}}[1m]))"),
+			[]string{"query: " + nothing + ": r{ns={{ .Namespace }}} (line 2, col 12) has no = matcher on {{ .Workload }} or {{ .Service }}"}},
+		{"the canary excluded", custom(`sum(x{w!={{ .Workload }}})`), []string{"query: " + nothing + ": x{w!={{ .Workload }}} (line 1, col 5) has no = matcher on {{ .Workload }} or {{ .Service }}"}},
+		{"a literal that looks like the sample", custom(`sum(x{w="sample-app-canary"})`), []string{"query: " + nothing + `: x{w="sample-app-canary"} (line 1, col 5) has no = matcher on {{ .Workload }} or {{ .Service }}`}},
+		{"stable alone", custom(`sum(x{w={{ .StableWorkload }}})`), []string{"query: " + nothing + ": the query reads only stable's series"}},
+		{"counters without the workload", comparison(`sum(jobs_total{svc={{ .Service }}})`, `sum(jobs_failed_total{w={{ .StableWorkload }}})`), []string{
+			"requests: " + nothing + ": jobs_total{svc={{ .Service }}} (line 1, col 5) has no = matcher on {{ .Workload }}, which is the canary's workload on one side and stable's on the other",
+			"bad: " + nothing + ": jobs_failed_total{w={{ .StableWorkload }}} (line 1, col 5) has no = matcher on {{ .Workload }}, which is the canary's workload on one side and stable's on the other",
+		}},
+		{"with the metric's other problems", Metric{Name: "custom", Query: `vector(1)`}, []string{
+			"min: one of min and max is required",
+			"interval: must be at least 1s, got 0s",
+			"query: " + nothing + ": the query reads no series",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Validate(tc.m)
+			var got []string
+			if err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Validate (-want +got):\n%s", diff)
+			}
+			var fe *FieldError
+			if err != nil && !errors.As(err, &fe) {
+				t.Errorf("Validate's error %v holds no *FieldError", err)
+			}
+		})
+	}
+
+	// Evaluate measures what it is given: the rule is the policy's.
+	if _, err := RenderQueries(custom(`vector(1)`), Vars{Namespace: "n", Workload: "w"}); err != nil {
+		t.Errorf("RenderQueries of a query that selects no canary: %v", err)
+	}
+
+	for _, q := range []string{
+		customQuery,
+		// README.md and deploy/policies.yaml
+		`sum(rate(app_log_messages_total{level="error",namespace={{ .Namespace }},workload={{ .Workload }}}[{{ .Interval }}]))`,
+		`(sum(rate(istio_requests_total{reporter="destination",destination_workload={{ .Workload }},flag_variant={{ .OnVariant }},response_code=~"5.."}[{{ .Interval }}])) or vector(0))
+            / sum(rate(istio_requests_total{reporter="destination",destination_workload={{ .Workload }},flag_variant={{ .OnVariant }}}[{{ .Interval }}]))`,
+		// The canary's share of the host's requests (e2e/analysis).
+		`sum(rate(r{w={{ .Workload }}}[{{ .Interval }}])) / (sum(rate(r{w={{ .Workload }}}[{{ .Interval }}])) + sum(rate(r{w={{ .StableWorkload }}}[{{ .Interval }}])))`,
+		`sum(rate(r{destination_service={{ .Service }}}[{{ .Interval }}]))`,
+		`max_over_time(sum(rate(r{w={{ .Workload }}}[1m]))[5m:1m]) or vector(0)`,
+	} {
+		if err := Validate(custom(q)); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+	if err := Validate(comparison(`sum(jobs_total{namespace={{ .Namespace }},workload={{ .Workload }}})`, `sum(jobs_failed_total{workload={{ .Workload }}}) or vector(0)`)); err != nil {
+		t.Errorf("a custom comparison by workload: %v", err)
+	}
+	for name, b := range builtins {
+		for _, tmpl := range []*Template{b.query, b.samples} {
+			if err := tmpl.selectsCanary(false); err != nil {
+				t.Errorf("built-in %s: %s: %v", name, tmpl, err)
+			}
+		}
+	}
+	for _, text := range []string{counterRequests, counterOK, counterTimed, fmt.Sprintf(counterFast, "250")} {
+		if err := mustParse(text).selectsCanary(true); err != nil {
+			t.Errorf("built-in counter %s: %v", text, err)
+		}
 	}
 }

@@ -466,3 +466,67 @@ policies:
 		}
 	}
 }
+
+// A custom check must read the canary's own series: a query that selects
+// nothing by the canary's workload (vector(1), up) would judge every canary
+// with the same value. Every vector selector of the query must match the
+// canary's {{ .Workload }} or {{ .Service }} (or, beside them, stable's
+// workload) with =; a comparison's counters are read once per side with
+// {{ .Workload }} set to that side's workload, so theirs must match
+// {{ .Workload }} itself.
+func TestParseConfigRefusesQueriesThatSelectNoSeriesOfTheCanary(t *testing.T) {
+	const selectsNothing = ": selects no series of the canary's workload (use {{ .Workload }} in a label matcher, e.g. workload={{ .Workload }})"
+	policy := func(metrics string) string {
+		return "policies:\n  p:\n    steps: [10, 50]\n    metrics:\n" + metrics
+	}
+	for _, tc := range []struct {
+		name, metrics string
+		want          []string // the fields refused, each with selectsNothing
+	}{
+		{"a constant", "    - {name: constant, query: 'vector(1)', min: 0}\n", []string{"policies.p.metrics[0].query"}},
+		{"a series of every target", "    - {name: success-rate, min: 0.9}\n    - {name: up, query: 'sum(up)', min: 1}\n", []string{"policies.p.metrics[1].query"}},
+		{"a bare selector", "    - {name: up, query: 'up', min: 1}\n", []string{"policies.p.metrics[0].query"}},
+		{"one selector of two without the canary", "    - {name: share, query: 'sum(rate(x{w={{ .Workload }}}[1m])) / sum(rate(x[1m]))', max: 1}\n", []string{"policies.p.metrics[0].query"}},
+		{"the canary excluded", "    - {name: others, query: 'sum(x{w!={{ .Workload }}})', max: 1}\n", []string{"policies.p.metrics[0].query"}},
+		{"the namespace alone", "    - {name: ns, query: 'sum(x{ns={{ .Namespace }}})', max: 1}\n", []string{"policies.p.metrics[0].query"}},
+		{"stable alone", "    - {name: stable, query: 'sum(x{w={{ .StableWorkload }}})', max: 1}\n", []string{"policies.p.metrics[0].query"}},
+		{"a variable outside a matcher's value", "    - {name: rate, query: 'sum(rate(x{a=\"b\"}[{{ .Interval }}]))', max: 1}\n", []string{"policies.p.metrics[0].query"}},
+		{"a comparison's counters without the workload", "    - {name: jobs, requests: 'sum(jobs_total)', bad: 'vector(0)'}\n",
+			[]string{"policies.p.metrics[0].requests", "policies.p.metrics[0].bad"}},
+		// The same service on both sides: the comparison would compare a
+		// thing with itself.
+		{"a comparison's counters by service", "    - {name: jobs, requests: 'sum(jobs_total{svc={{ .Service }}})', bad: 'sum(jobs_failed_total{w={{ .Workload }}})'}\n",
+			[]string{"policies.p.metrics[0].requests"}},
+		{"a comparison's counter reading stable", "    - {name: jobs, requests: 'sum(jobs_total{w={{ .Workload }}})', bad: 'sum(jobs_failed_total{w={{ .StableWorkload }}})'}\n",
+			[]string{"policies.p.metrics[0].bad"}},
+	} {
+		t.Run("refuses "+tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(policy(tc.metrics)))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, field := range tc.want {
+				if !strings.Contains(err.Error(), field+selectsNothing) {
+					t.Errorf("error does not say %q:\n%v", field+selectsNothing, err)
+				}
+			}
+			if n := strings.Count(err.Error(), selectsNothing); n != len(tc.want) {
+				t.Errorf("%d fields refused for selecting nothing of the canary, want %d (%s):\n%v", n, len(tc.want), tc.want, err)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, metrics string }{
+		{"the canary's workload, with a default of zero", "    - {name: errors, query: 'sum(rate(x{w={{ .Workload }},code=~\"5..\"}[{{ .Interval }}])) or vector(0)', max: 1}\n"},
+		{"the canary's service", "    - {name: errors, query: 'sum(rate(x{destination_service={{ .Service }}}[{{ .Interval }}]))', max: 1}\n"},
+		{"the canary's share against stable", "    - {name: share, query: 'sum(x{w={{ .Workload }}}) / (sum(x{w={{ .Workload }}}) + sum(x{w={{ .StableWorkload }}}))', max: 1}\n"},
+		{"a subquery and a samples query by namespace", "    - {name: peak, query: 'max_over_time(sum(rate(x{ns={{ .Namespace }},w={{ .Workload }}}[1m]))[5m:1m])', samplesQuery: 'sum(y{ns={{ .Namespace }}})', max: 1}\n"},
+		{"a comparison by workload", "    - {name: jobs, requests: 'sum(jobs_total{w={{ .Workload }}})', bad: 'sum(jobs_failed_total{w={{ .Workload }}}) or vector(0)'}\n"},
+		{"built-ins", "    - {name: success-rate, min: 0.9}\n    - {name: latency-p99, max: 100}\n    - {name: request-rate, min: 1}\n    - {name: error-rate}\n    - {name: latency, slowerThan: [100ms, 1s]}\n"},
+	} {
+		t.Run("accepts "+tc.name, func(t *testing.T) {
+			if _, err := ParseConfig([]byte(policy(tc.metrics))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}

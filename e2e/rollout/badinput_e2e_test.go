@@ -378,7 +378,7 @@ policies:
     progressDeadline: 60s
     metrics:
     - name: requests-by-workload
-      query: 'sum by (destination_workload) (rate(istio_requests_total{destination_workload_namespace={{ .Namespace }}}[{{ .Interval }}]))'
+      query: 'sum by (destination_workload) (rate(istio_requests_total{destination_workload={{ .Workload }}}[{{ .Interval }}])) or sum by (destination_workload) (rate(istio_requests_total{destination_workload={{ .StableWorkload }}}[{{ .Interval }}]))'
       max: 1000000
       minSamples: 20
   not-a-number:
