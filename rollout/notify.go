@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,10 +46,40 @@ func (d *decider) notify(n webhooks.Notification) {
 
 // tellHooks queues a payload for every hook of type t (event hooks on
 // every transition, post-rollout hooks after a promotion or rollback).
+//
+// The payload is queued without the hook's metadata: the outbox is in the
+// Flight's status, which anyone who can get Flights reads, and metadata
+// is the policy author's, who may keep a secret there (a token for the
+// load tester). flushOutbox attaches the metadata of the policy in force
+// to the Deliver action that sends it.
 func (d *decider) tellHooks(t webhooks.Type, event, msg string) {
 	for _, h := range d.in.Policy.hooksOf(t) {
 		p := d.payload(h, event, msg)
+		p.Metadata = nil
 		d.enqueue(v1alpha1.Delivery{Channel: hookChannel(h.Name), Event: event, Payload: &p})
+	}
+}
+
+// withMetadata returns a copy of a queued payload with the hook's
+// metadata, as it is sent. The queued payload is shared with the input
+// status (see statusForDecision) and is never written.
+func withMetadata(p *webhooks.Payload, metadata map[string]string) *webhooks.Payload {
+	if p == nil {
+		return nil
+	}
+	out := p.DeepCopy()
+	out.Metadata = maps.Clone(metadata)
+	return out
+}
+
+// dropMetadata removes hook metadata from the outbox, which a status
+// written by an older fledge may hold, replacing (never writing) the
+// payloads that have it.
+func (d *decider) dropMetadata() {
+	for i := range d.st.Outbox {
+		if p := d.st.Outbox[i].Payload; p != nil && p.Metadata != nil {
+			d.st.Outbox[i].Payload = withMetadata(p, nil)
+		}
 	}
 }
 
@@ -68,6 +99,7 @@ func (d *decider) enqueue(e v1alpha1.Delivery) {
 // the oldest pending entry of each channel to be sent. One at a time per
 // channel keeps messages in order.
 func (d *decider) flushOutbox() {
+	d.dropMetadata()
 	for i := range d.st.Outbox {
 		e := &d.st.Outbox[i]
 		if e.State != v1alpha1.DeliveryPending {
@@ -97,6 +129,9 @@ func (d *decider) flushOutbox() {
 			act.Slack = d.in.Policy.Slack
 		case e.Channel != ChannelSlack && d.hookNamed(e.Channel) != nil && d.in.Policy.WebhookSecret != nil:
 			act.Hook, act.Secret = d.hookNamed(e.Channel), *d.in.Policy.WebhookSecret
+			// The status keeps the payload without the metadata; the
+			// delivery carries the policy's, as it is now.
+			act.Delivery.Payload = withMetadata(e.Payload, act.Hook.Metadata)
 		default:
 			// The policy no longer names where it should go.
 			now := d.now()
