@@ -50,6 +50,10 @@ func TemplateHash(t corev1.PodTemplateSpec) string {
 	return rand.SafeEncodeString(strconv.FormatUint(h.Sum64(), 16))[:10]
 }
 
+// deploymentRevision is where Kubernetes' Deployment controller writes a
+// ReplicaSet's revision, and on the Deployment its newest ReplicaSet's.
+const deploymentRevision = "deployment.kubernetes.io/revision"
+
 // NewestReplicaSet returns the ReplicaSet of a Deployment with the highest
 // revision, from its ReplicaSets (any order), or nil.
 func NewestReplicaSet(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
@@ -59,7 +63,7 @@ func NewestReplicaSet(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) *appsv1.R
 		if !metav1.IsControlledBy(rs, d) {
 			continue
 		}
-		rev, err := strconv.ParseInt(rs.Annotations["deployment.kubernetes.io/revision"], 10, 64)
+		rev, err := strconv.ParseInt(rs.Annotations[deploymentRevision], 10, 64)
 		if err != nil {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,6 +75,8 @@ type Subject struct {
 // cache) wrote in between, it fails with a conflict and nothing is
 // applied. Once it succeeds, the actions follow; if one fails the rest
 // are skipped and the next decision re-derives them from the status.
+// A decision that changes no status has no write to fail: its actions
+// are fenced by a read instead (current).
 // It returns the Flight as written.
 func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v1alpha1.Flight, error) {
 	f := s.Flight
@@ -91,6 +94,8 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
 		}
 		f = out
+	} else if err := x.current(ctx, f, d.Actions); err != nil {
+		return nil, fmt.Errorf("flight %s/%s: %w", f.Namespace, f.Name, err)
 	}
 	for _, a := range d.Actions {
 		if err := x.fenced(); err != nil {
@@ -101,6 +106,43 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 		}
 	}
 	return f, nil
+}
+
+// current stands in for the status write's resourceVersion check when a
+// decision changes no status but has actions that change the world: it
+// reads the Flight from the API server and, if it changed since the read
+// the decision was made from, refuses them with a conflict (the next
+// look decides again). Without it a look from a cache that has not seen
+// this fledge's own last status write yet would apply what the older
+// status asked for, with no write to fail: a Flight read at UpdateStable
+// and stored at Finalize would send all traffic back to the canary and
+// unpause stable, which then rolls out un-canaried any template pushed
+// meanwhile (faults_test.go). Hook calls and deliveries (idempotent by
+// id, their answers go through the status), Events and EnsureRouting
+// (which changes no weights) need no such read.
+func (x *Executor) current(ctx context.Context, f *v1alpha1.Flight, actions []rollout.Action) error {
+	if f.ResourceVersion == "" || !slices.ContainsFunc(actions, changesTheWorld) {
+		return nil
+	}
+	cur, err := x.Flights.Flights(f.Namespace).Get(ctx, f.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil // gone: nothing stored to contradict (an opt-out's release goes on)
+	case err != nil:
+		return fmt.Errorf("read before acting: %w", err)
+	case cur.ResourceVersion != f.ResourceVersion:
+		return apierrors.NewConflict(v1alpha1.FlightResource.GroupResource(), f.Name,
+			fmt.Errorf("changed since it was read (resourceVersion %s, now %s): nothing applied, deciding again", f.ResourceVersion, cur.ResourceVersion))
+	}
+	return nil
+}
+
+func changesTheWorld(a rollout.Action) bool {
+	switch a.(type) {
+	case rollout.CallHook, rollout.Deliver, rollout.RecordEvent, rollout.EnsureRouting:
+		return false
+	}
+	return true
 }
 
 // fenced is Fence's answer, as an error that says nothing was written.

@@ -22,9 +22,18 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
 		sets, _ := c.replicaSets.ReplicaSets(d.Namespace).List(sel)
-		if rs := NewestReplicaSet(d, sets); rs != nil {
+		rs := NewestReplicaSet(d, sets)
+		if rs != nil {
 			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
 			o.StableImages = Images(rs.Spec.Template)
+		}
+		if rev := d.Annotations[deploymentRevision]; rev != "" && (rs == nil || rs.Annotations[deploymentRevision] != rev) {
+			// The ReplicaSets' cache (a watch of its own) is behind the
+			// Deployment's: what the Deployment runs is not known yet,
+			// so it is not taken as rolled out (a take-over would record
+			// an older revision as stable, or none, and canary what
+			// stable runs).
+			o.DeploymentSettled = false
 		}
 	}
 	// Only a canary this Flight made is its canary: a Deployment or
