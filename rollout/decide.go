@@ -90,6 +90,10 @@ type Observed struct {
 	// RoutingWriter names who else last changed the routing (a field
 	// manager, how and when), when the engine can tell; "" otherwise.
 	RoutingWriter string
+	// RoutingWriteFailed: fledge's own last write of the weights failed
+	// (a 500, a 429, a timeout), so routing that does not read as decided
+	// is that write unfinished, not another writer's.
+	RoutingWriteFailed bool
 	// NameTaken says which object fledge would make for the canary (its
 	// Deployment or Service) exists without being this Flight's: fledge
 	// neither uses nor changes it, and starts no canary until the name is

@@ -467,6 +467,15 @@ func (d *decider) drift(want traffic.Weights) {
 	last := d.st.StepStartedAt
 	wait := reassertBackoff(d.st.Reasserts)
 	switch {
+	case d.in.RoutingWriteFailed:
+		// fledge's own write did not go through: write again, not counted
+		// as a fight (the failed write is retried with the work queue's
+		// backoff, and said in the log).
+		d.setWeight(d.st.CanaryWeight)
+		t := d.now()
+		d.st.StepStartedAt = &t
+		d.st.Message = fmt.Sprintf("%s: fledge's last write of it failed; writing it again", seen)
+		d.after(d.driftLook())
 	case d.st.Reasserts < maxReasserts || last == nil || now.Sub(last.Time) >= wait:
 		d.st.Reasserts++
 		d.setWeight(d.st.CanaryWeight)

@@ -18,6 +18,17 @@ import (
 type routeConflicts struct {
 	mu sync.Mutex
 	m  map[string]routeConflict
+	// failed: the Flight's last SetWeights failed (any error), so routing
+	// that reads otherwise is fledge's own unfinished write, not another
+	// writer's (Observed.RoutingWriteFailed).
+	failed map[string]bool
+}
+
+// writeFailed reports whether key's last SetWeights failed.
+func (r *routeConflicts) writeFailed(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed[key]
 }
 
 type routeConflict struct {
@@ -44,10 +55,12 @@ func (r *routeConflicts) get(key string, now time.Time) string {
 // is remembered, a decision whose SetWeights or EnsureCanary succeeded
 // forgets it.
 func (r *routeConflicts) record(key string, actions []rollout.Action, err error, now time.Time) {
-	set := false
+	set, weights := false, false
 	for _, a := range actions {
 		switch a.(type) {
-		case rollout.SetWeights, rollout.EnsureCanary:
+		case rollout.SetWeights:
+			set, weights = true, true
+		case rollout.EnsureCanary:
 			set = true
 		}
 	}
@@ -56,6 +69,16 @@ func (r *routeConflicts) record(key string, actions []rollout.Action, err error,
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if weights {
+		if r.failed == nil {
+			r.failed = map[string]bool{}
+		}
+		if err != nil && strings.Contains(err.Error(), "SetWeights") {
+			r.failed[key] = true
+		} else if err == nil {
+			delete(r.failed, key)
+		}
+	}
 	switch {
 	case err != nil && errors.Is(err, traffic.ErrConflict) && (strings.Contains(err.Error(), "SetWeights") || strings.Contains(err.Error(), "EnsureCanary")):
 		if r.m == nil {

@@ -484,6 +484,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		// too, or the decision would re-assert it at every look.
 		in.RoutingError = c.conflicts.get(d.Namespace+"/"+d.Name, in.Now)
 	}
+	in.RoutingWriteFailed = c.conflicts.writeFailed(d.Namespace + "/" + d.Name)
 	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
 	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
 	in.FlagDocs = c.observeFlags(ctx, d.Namespace, policy, &f.Status)
