@@ -106,6 +106,7 @@ func TestALeaderCutOffPastItsRenewDeadlineWritesNothingWhenItIsBack(t *testing.T
 		t.Fatal(err)
 	}
 	proxy := startTCPProxy(t, target.Host)
+	engineBinary(t, sb) // fledge's ServiceAccount, for the proxied kubeconfig
 	// fledge-a reaches the API server through the proxy, and leads: it
 	// starts first.
 	a := startEngine(t, sb, ns, engineOptions{Name: "fledge-a", Policies: resiliencePolicies,
