@@ -156,8 +156,8 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
 	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite, Fence: cfg.Fence}
-	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace))
-	c.flightInformers = fledgeinformers.NewSharedInformerFactoryWithOptions(cfg.Fledge, cfg.Resync, fledgeinformers.WithNamespace(cfg.Namespace))
+	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace), informers.WithTransform(lean))
+	c.flightInformers = fledgeinformers.NewSharedInformerFactoryWithOptions(cfg.Fledge, cfg.Resync, fledgeinformers.WithNamespace(cfg.Namespace), fledgeinformers.WithTransform(lean))
 
 	dep := c.kubeInformers.Apps().V1().Deployments()
 	rs := c.kubeInformers.Apps().V1().ReplicaSets()
@@ -253,6 +253,23 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 	})
 	return c.startErr
+}
+
+// lean drops from what the caches keep what fledge never reads of an
+// object: its managedFields, and kubectl's last-applied-configuration (a
+// copy of the whole object), often most of a Deployment's or Service's
+// size. fledge's writes from a cached object are patches, or an update
+// of a Flight whose managedFields, omitted, the API server keeps.
+func lean(obj any) (any, error) {
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return obj, nil // a tombstone, say: kept as it is
+	}
+	m.SetManagedFields(nil)
+	if a := m.GetAnnotations(); a != nil {
+		delete(a, corev1.LastAppliedConfigAnnotation)
+	}
+	return obj, nil
 }
 
 // HasSynced reports whether every informer cache the controller reads

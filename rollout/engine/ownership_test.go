@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
@@ -155,5 +156,24 @@ func TestTheStatusWriteIsConditionedOnTheFlightRead(t *testing.T) {
 	}
 	if written.Status.Message != "changed" || written.Status.StableRevision != "r1" {
 		t.Errorf("written %+v: want the message changed and the rest kept", written.Status)
+	}
+}
+
+// The caches keep neither managedFields nor kubectl's copy of the whole
+// object, and everything else as it was.
+func TestTheCachesKeepObjectsLean(t *testing.T) {
+	d, _ := theirs()
+	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}}
+	d.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: strings.Repeat("x", 10000), "fledge.dev/rollout": "standard"}
+	out, err := lean(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*appsv1.Deployment)
+	if len(got.ManagedFields) != 0 || len(got.Annotations) != 1 || got.Annotations["fledge.dev/rollout"] != "standard" || *got.Spec.Replicas != 3 {
+		t.Errorf("lean: managedFields %v, annotations %v, replicas %d; want none, only fledge.dev/rollout, 3", got.ManagedFields, got.Annotations, *got.Spec.Replicas)
+	}
+	if _, err := lean(cache.DeletedFinalStateUnknown{Key: "demo/shop"}); err != nil {
+		t.Errorf("a tombstone: %v", err)
 	}
 }
