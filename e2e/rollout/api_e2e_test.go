@@ -391,7 +391,8 @@ func TestFledgectlPauseResumeAndRetry(t *testing.T) {
 	if r := ctl.run("abort", "shop", "--reason", "flaky dependency"); r.code != 0 {
 		t.Fatalf("abort: exit %d: %s", r.code, r.stderr)
 	}
-	if f := mustFlight(t, sb, ns); f.Status.Phase != v1alpha1.PhaseAborted || f.Status.RejectedRevision != rev {
+	// Aborted once the routing reads back at stable (RollingBack until then).
+	if f := waitFlight(t, sb, ns, "shop", 20*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase != v1alpha1.PhaseRollingBack }); f.Status.Phase != v1alpha1.PhaseAborted || f.Status.RejectedRevision != rev {
 		t.Fatalf("after abort: phase %s rejected %q", f.Status.Phase, f.Status.RejectedRevision)
 	}
 	// The Deployment still asks for the aborted revision: retry flies it again.
