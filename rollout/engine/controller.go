@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
@@ -392,79 +390,6 @@ func (c *Controller) getFlight(ns, name string) (*v1alpha1.Flight, error) {
 	return f.DeepCopy(), nil // a copy: the cache is never mutated
 }
 
-// FinalizerRelease holds a Flight until fledge has released what it
-// routes: without it, deleting a Deployment would let the garbage collector
-// remove the Flight and its canary while a team's VirtualService still
-// sent the canary a share of the traffic.
-const FinalizerRelease = "fledge.dev/release"
-
-// release gives an opted-out (or deleted) Deployment its plain routing
-// back, then lets the Flight go.
-func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.Deployment) (time.Duration, error) {
-	in := rollout.Input{Now: c.clock.Now(), Status: f.Status, Observed: rollout.Observed{OptedOut: true}, Policy: &rollout.Policy{}}
-	s := Subject{Flight: f, Deployment: d, Target: targetOf(f)}
-	if d != nil && d.DeletionTimestamp != nil {
-		s.Deployment = nil // being deleted: nothing to unpause
-	}
-	if _, err := c.exec.Apply(ctx, s, rollout.Decide(in)); err != nil {
-		return 0, err
-	}
-	if err := c.dropFinalizer(ctx, f); err != nil {
-		return 0, err
-	}
-	c.metrics.forget(f.Namespace, f.Name)
-	c.log.Info("released", "flight", f.Namespace+"/"+f.Name)
-	return 0, nil
-}
-
-// ReleaseAll gives every Deployment with a Flight back, as opting out
-// does (plain routing, canary deleted, Deployment unpaused, Flight and its
-// finalizer gone): the way out before fledge is uninstalled, so that no
-// Deployment stays paused and no Flight blocks its namespace's deletion.
-// The Deployments keep their opt-in annotation: an engine started again
-// takes them over again. It needs the caches (Start), and should run with
-// no other engine acting (hold the Lease). It returns every Flight it could
-// not release, with why.
-func (c *Controller) ReleaseAll(ctx context.Context) error {
-	flights, err := c.flightLister.List(labels.Everything())
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, cached := range flights {
-		f := cached.DeepCopy()
-		d, err := c.deployments.Deployments(f.Namespace).Get(f.Name)
-		if err != nil {
-			d = nil // gone: nothing to unpause
-		}
-		if _, err := c.release(ctx, f, d); err != nil {
-			errs = append(errs, fmt.Errorf("flight %s/%s: %w", f.Namespace, f.Name, err))
-		}
-	}
-	c.log.Info("released every Flight", "flights", len(flights), "failed", len(errs))
-	return errors.Join(errs...)
-}
-
-// dropFinalizer removes FinalizerRelease, guarded by a test operation so
-// that a concurrent change of the list is not overwritten.
-func (c *Controller) dropFinalizer(ctx context.Context, f *v1alpha1.Flight) error {
-	for i, name := range f.Finalizers {
-		if name != FinalizerRelease {
-			continue
-		}
-		path := fmt.Sprintf("/metadata/finalizers/%d", i)
-		patch := fmt.Sprintf(`[{"op":"test","path":%q,"value":%q},{"op":"remove","path":%q}]`, path, FinalizerRelease, path)
-		_, err := c.flights.Flights(f.Namespace).Patch(ctx, f.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("flight %s/%s: remove finalizer: %w", f.Namespace, f.Name, err)
-		}
-	}
-	return nil
-}
-
 // fly runs one decision for an opted-in Deployment.
 func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.Flight) (time.Duration, error) {
 	log := c.log.With("flight", d.Namespace+"/"+d.Name)
@@ -569,91 +494,6 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	return dec.RequeueAfter, nil
 }
 
-// resolve reads the Deployment's annotations into the Flight's spec and
-// its effective policy, with the error naming each bad field. A bad field
-// is refused, not the whole: for a Flight fledge has taken over (last),
-// it keeps the value last accepted (recorded in last's spec), so that the
-// rollout goes on being judged. The policy is nil only when there is
-// nothing valid to judge under.
-func (c *Controller) resolve(d *appsv1.Deployment, last *v1alpha1.Flight) (v1alpha1.FlightSpec, *rollout.Policy, error) {
-	if last != nil && last.Status.Phase == "" {
-		last = nil // never taken over: no settings were ever in force
-	}
-	var errs []error
-	spec := v1alpha1.FlightSpec{Deployment: d.Name, Policy: d.Annotations[rollout.AnnotationRollout], Host: d.Name, StableService: d.Name}
-	if v, ok := d.Annotations[rollout.AnnotationVirtualService]; ok {
-		vs, route, err := rollout.ParseVirtualService(v)
-		switch {
-		case err == nil:
-			spec.VirtualService, spec.Route = vs, route
-		case last == nil:
-			return spec, nil, err
-		default:
-			errs = append(errs, err)
-			spec.VirtualService, spec.Route = last.Spec.VirtualService, last.Spec.Route
-		}
-	}
-	p, err := c.policies.Get(spec.Policy)
-	if err != nil {
-		err = &rollout.FieldError{Field: "annotation " + rollout.AnnotationRollout, Err: err}
-		if last == nil || last.Spec.Policy == spec.Policy {
-			return spec, nil, errors.Join(append(errs, err)...)
-		}
-		if p, _ = c.policies.Get(last.Spec.Policy); p == nil {
-			return spec, nil, errors.Join(append(errs, err)...)
-		}
-		errs = append(errs, err)
-		spec.Policy = last.Spec.Policy
-	}
-	// Each override on its own: a bad one keeps its last accepted value.
-	var accepted v1alpha1.FlightOverrides
-	if last != nil {
-		accepted = last.Spec.Overrides
-	}
-	for _, f := range []struct {
-		key            string
-		spec, accepted *string
-	}{
-		{rollout.AnnotationStepWeights, &spec.Overrides.StepWeights, &accepted.StepWeights},
-		{rollout.AnnotationMaxWeight, &spec.Overrides.MaxWeight, &accepted.MaxWeight},
-		{rollout.AnnotationInterval, &spec.Overrides.Interval, &accepted.Interval},
-	} {
-		v, ok := d.Annotations[f.key]
-		if !ok {
-			continue
-		}
-		if _, err := rollout.ParseOverrides(map[string]string{f.key: v}); err != nil {
-			if last == nil {
-				return spec, nil, errors.Join(append(errs, err)...)
-			}
-			errs = append(errs, err)
-			*f.spec = *f.accepted
-			continue
-		}
-		*f.spec = v
-	}
-	o, err := rollout.ParseOverrides(rollout.AnnotationsOf(spec.Overrides))
-	if err == nil {
-		var eff *rollout.Policy
-		if eff, err = p.Effective(o); err == nil {
-			return spec, eff, errors.Join(append(errs, rollout.UnknownAnnotations(d.Annotations))...)
-		}
-	}
-	// Valid one by one, not together (a maximum weight below the steps
-	// asked for): the last accepted overrides, whole.
-	if last == nil {
-		return spec, nil, errors.Join(append(errs, err)...)
-	}
-	errs = append(errs, err)
-	spec.Overrides = last.Spec.Overrides
-	o, _ = rollout.ParseOverrides(rollout.AnnotationsOf(spec.Overrides))
-	eff, lastErr := p.Effective(o)
-	if lastErr != nil {
-		return spec, nil, errors.Join(append(errs, lastErr)...)
-	}
-	return spec, eff, errors.Join(append(errs, rollout.UnknownAnnotations(d.Annotations))...)
-}
-
 func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spec v1alpha1.FlightSpec) (*v1alpha1.Flight, error) {
 	f := &v1alpha1.Flight{
 		ObjectMeta: metav1.ObjectMeta{
@@ -679,52 +519,6 @@ func (c *Controller) updateSpec(ctx context.Context, f *v1alpha1.Flight, spec v1
 		return nil, fmt.Errorf("flight %s/%s: update spec: %w", f.Namespace, f.Name, err)
 	}
 	return out, nil
-}
-
-// reportInvalid sets the Valid condition, with an Event when it changes.
-func (c *Controller) reportInvalid(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.Flight, invalid error) error {
-	now := c.clock.Now()
-	cur := meta.FindStatusCondition(f.Status.Conditions, "Valid")
-	if cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalidMessage(invalid) {
-		return nil
-	}
-	c.noteInvalid(d, f, invalid)
-	dec := rollout.Decision{Status: *f.Status.DeepCopy()}
-	dec.Status.Conditions = setValid(dec.Status.Conditions, invalid, now)
-	_, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Target: targetOf(f)}, dec)
-	return err
-}
-
-// noteInvalid records a Warning Event for bad input, once per distinct
-// message (the Flight's Valid condition holds the last one).
-func (c *Controller) noteInvalid(d *appsv1.Deployment, f *v1alpha1.Flight, invalid error) {
-	if invalid == nil {
-		return
-	}
-	if cur := meta.FindStatusCondition(f.Status.Conditions, "Valid"); cur != nil && cur.Status == metav1.ConditionFalse && cur.Message == invalidMessage(invalid) {
-		return
-	}
-	c.exec.Recorder.Event(d, corev1.EventTypeWarning, "InvalidSpec", invalidMessage(invalid))
-}
-
-// invalidMessage is bad input's report on one line ("; " between its
-// problems), bounded whatever the input.
-func invalidMessage(invalid error) string {
-	msg := strings.ReplaceAll(invalid.Error(), "\n", "; ")
-	const most = 2048
-	if len(msg) > most {
-		msg = strings.ToValidUTF8(msg[:most], "") + "..."
-	}
-	return msg
-}
-
-func setValid(conds []metav1.Condition, invalid error, now time.Time) []metav1.Condition {
-	c := metav1.Condition{Type: "Valid", Status: metav1.ConditionTrue, Reason: "Valid", Message: "policy and annotations are valid", LastTransitionTime: metav1.NewTime(now)}
-	if invalid != nil {
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "InvalidSpec", invalidMessage(invalid)
-	}
-	meta.SetStatusCondition(&conds, c)
-	return conds
 }
 
 // EnqueueAll looks at every Flight again, after the policies changed.
