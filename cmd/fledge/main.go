@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -40,6 +42,7 @@ import (
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/analysis/promclient"
 	"github.com/fledgehq/fledge/flags/flagd"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
@@ -55,7 +58,9 @@ type options struct {
 	leaseNamespace, leaseName, identity                          string
 	leaseDuration, renewDeadline, retryPeriod, queryTimeout      time.Duration
 	workers                                                      int
-	namespace                                                    string
+	namespaces                                                   string
+	allNamespaces                                                bool
+	namespaceRetry                                               time.Duration
 	qps                                                          float64
 	burst                                                        int
 	policyPoll                                                   time.Duration
@@ -84,7 +89,9 @@ func main() {
 	flag.DurationVar(&o.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
 	flag.DurationVar(&o.retryPeriod, "retry-period", 2*time.Second, "how often candidates try to acquire or renew")
 	flag.IntVar(&o.workers, "workers", 4, "Flights reconciled in parallel")
-	flag.StringVar(&o.namespace, "namespace", "", "watch only this namespace (default: all)")
+	flag.StringVar(&o.namespaces, "namespaces", "", "the namespaces fledge acts in, comma-separated; each needs the RoleBinding of deploy/rbac-namespace.yaml (one of this and --all-namespaces is required)")
+	flag.DurationVar(&o.namespaceRetry, "namespace-retry", engine.DefaultNamespaceRetry, "how often a namespace of --namespaces that fledge may not read yet (no RoleBinding) is tried again")
+	flag.BoolVar(&o.allNamespaces, "all-namespaces", false, "act in every namespace; needs the ClusterRoleBinding of deploy/rbac-cluster.yaml")
 	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Kubernetes API requests per second (client-side limit)")
 	flag.IntVar(&o.burst, "kube-api-burst", 100, "Kubernetes API request burst (client-side limit)")
 	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
@@ -114,6 +121,10 @@ func main() {
 }
 
 func run(ctx context.Context, o options, log *slog.Logger) error {
+	namespaces, err := namespacesOf(o.namespaces, o.allNamespaces)
+	if err != nil {
+		return err
+	}
 	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
 		return err
@@ -193,7 +204,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		Fence: fence,
 		Kube:  kube, Fledge: fledge, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
 		Recorder: broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "fledge"}),
-		Logger:   log, Metrics: metrics, Namespace: o.namespace,
+		Logger:   log, Metrics: metrics, Namespaces: namespaces, NamespaceRetry: o.namespaceRetry,
 		Analyze:          concurrentAnalysis(query, o.analysisConcurrency),
 		ReconcileTimeout: o.reconcileTimeout,
 	})
@@ -318,6 +329,31 @@ func serveAPI(ctx context.Context, log *slog.Logger, o options, kube kubernetes.
 	return nil
 }
 
+// namespacesOf reads --namespaces and --all-namespaces: exactly one says
+// where fledge acts, so that no install acts cluster-wide by omission.
+func namespacesOf(list string, all bool) ([]string, error) {
+	var out []string
+	for _, ns := range strings.Split(list, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("--namespaces: %s is not a namespace name: %s", rollout.Bounded(ns), strings.Join(errs, "; "))
+		}
+		out = append(out, ns)
+	}
+	switch {
+	case all && len(out) > 0:
+		return nil, errors.New("--namespaces and --all-namespaces: give one of them, not both")
+	case all:
+		return engine.AllNamespaces, nil
+	case len(out) == 0:
+		return nil, errors.New("say where fledge acts: --namespaces=shop,payments (each namespace with the RoleBinding of deploy/rbac-namespace.yaml), or --all-namespaces (with the ClusterRoleBinding of deploy/rbac-cluster.yaml)")
+	}
+	return out, nil
+}
+
 func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig == "" {
 		return rest.InClusterConfig()
@@ -359,7 +395,7 @@ func healthHandler(leader *leaderelection.HealthzAdaptor, synced func() bool) ht
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !synced() {
-			http.Error(w, "informer caches not synced yet", http.StatusServiceUnavailable)
+			http.Error(w, "informer caches not synced yet, or fledge may read none of its namespaces (the log and fledge_namespace_watched say why)", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

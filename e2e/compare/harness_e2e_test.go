@@ -104,9 +104,14 @@ func startEngine(t testing.TB, sb *sandbox.Sandbox, ns, policies string) {
 	if err := os.WriteFile(policyFile, []byte(policies), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// fledge acts in ns as the install lets it: deploy/rbac-namespace.yaml
+	// applied there.
+	if err := sb.ApplyRBAC(context.Background(), repoFile("deploy/rbac-namespace.yaml"), ns); err != nil {
+		t.Fatal(err)
+	}
 	p, err := sb.StartProcess(ns+"-fledge", nil, bin,
 		"--kubeconfig="+serviceAccountKubeconfig(t, sb), "--policies="+policyFile, "--prometheus-url="+sb.PrometheusURL,
-		"--metrics-addr="+freeAddr(t), "--health-addr=0", "--namespace="+ns,
+		"--metrics-addr="+freeAddr(t), "--health-addr=0", "--namespaces="+ns,
 		"--leader-election-namespace="+engineNamespace, "--leader-election-id=fledge-"+ns, "--identity=fledge", "--log-level=debug",
 		"--lease-duration=4s", "--renew-deadline=3s", "--retry-period=500ms")
 	if err != nil {
@@ -251,7 +256,8 @@ func dumpOnFailure(t testing.TB, sb *sandbox.Sandbox, ns string) {
 }
 
 // installRBAC creates fledge's namespace and applies deploy/rbac.yaml: the
-// engines run with exactly its permissions, never as admin.
+// engines run with exactly its permissions (bound in each test's namespace
+// by deploy/rbac-namespace.yaml), never as admin.
 func installRBAC(ctx context.Context, sb *sandbox.Sandbox) error {
 	return sb.InstallRBAC(ctx, engineNamespace, repoFile("deploy/rbac.yaml"))
 }

@@ -272,7 +272,7 @@ func startEngine(ctx context.Context, out io.Writer, sb *sandbox.Sandbox) error 
 	}
 	if _, err := sb.StartProcess("fledge", nil, bin,
 		"--kubeconfig="+sb.Kubeconfig, "--policies="+policies, "--prometheus-url="+sb.PrometheusURL,
-		"--metrics-addr="+metrics, "--health-addr=0", "--leader-election-namespace=default", "--secrets-namespace=default"); err != nil {
+		"--metrics-addr="+metrics, "--health-addr=0", "--namespaces="+ns, "--leader-election-namespace=default", "--secrets-namespace=default"); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "fledge running (log %s, metrics http://%s/metrics)\n", filepath.Join(sb.LogDir, "fledge.log"), metrics)

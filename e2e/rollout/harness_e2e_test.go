@@ -162,10 +162,13 @@ func startEngine(t testing.TB, sb *sandbox.Sandbox, ns string, o engineOptions) 
 	if err := os.WriteFile(policyFile, []byte(o.Policies), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := bindNamespace(sb, ns); err != nil {
+		t.Fatal(err)
+	}
 	e := &engine{t: t, sb: sb, binary: bin, name: ns + "-" + o.Name, MetricsAddr: freeAddr(t)}
 	e.args = append([]string{
 		"--kubeconfig=" + serviceAccountKubeconfig(t, sb), "--policies=" + policyFile, "--prometheus-url=" + sb.PrometheusURL,
-		"--metrics-addr=" + e.MetricsAddr, "--health-addr=0", "--namespace=" + ns,
+		"--metrics-addr=" + e.MetricsAddr, "--health-addr=0", "--namespaces=" + ns,
 		"--leader-election-namespace=" + engineNamespace, "--leader-election-id=" + LeaseName(ns), "--identity=" + o.Name, "--log-level=debug",
 		// Short leases, so that a killed leader is replaced within seconds.
 		"--lease-duration=4s", "--renew-deadline=3s", "--retry-period=500ms",

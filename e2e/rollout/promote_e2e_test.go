@@ -99,7 +99,7 @@ func TestHealthyRevisionIsPromotedAndFaultyOneRolledBack(t *testing.T) {
 
 // scrapeCounters reads an engine's /metrics into a map from the sample's
 // name and labels, as the exposition format writes them, to its value.
-func scrapeCounters(t *testing.T, addr string) map[string]float64 {
+func scrapeCounters(t testing.TB, addr string) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +46,14 @@ func (s *Sandbox) InstallRBAC(ctx context.Context, namespace, path string) error
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
+	return s.ApplyRBAC(ctx, path, "")
+}
+
+// ApplyRBAC applies the RBAC manifest at path, as kubectl -n namespace
+// apply -f would: a namespaced object that names no namespace goes to
+// namespace (deploy/rbac-namespace.yaml's RoleBinding, say). Objects that
+// exist already are left as they are.
+func (s *Sandbox) ApplyRBAC(ctx context.Context, path, namespace string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -69,6 +78,9 @@ func (s *Sandbox) InstallRBAC(ctx context.Context, namespace, path string) error
 		var c interface {
 			Create(context.Context, *unstructured.Unstructured, metav1.CreateOptions, ...string) (*unstructured.Unstructured, error)
 		} = s.Dynamic.Resource(gvr)
+		if obj.GetNamespace() == "" && namespace != "" && !strings.HasPrefix(obj.GetKind(), "Cluster") {
+			obj.SetNamespace(namespace)
+		}
 		if ns := obj.GetNamespace(); ns != "" {
 			c = s.Dynamic.Resource(gvr).Namespace(ns)
 		}

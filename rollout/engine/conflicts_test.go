@@ -7,11 +7,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/listers"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
-	fledgelisters "github.com/fledgehq/fledge/rollout/client/listers/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -103,7 +103,7 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		c := &Controller{flightLister: fledgelisters.NewFlightLister(indexer)}
+		c := &Controller{flightLister: cachedFlights(indexer)}
 		if got := c.flagsInUse(tc.me)[id]; got != tc.want {
 			t.Errorf("%s: in use by %q, want %q", tc.name, got, tc.want)
 		}
@@ -112,3 +112,10 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 
 // t0 is when the tests' clocks start.
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// cachedFlights reads Flights from indexer, as a cluster-wide engine's
+// caches would hold them.
+func cachedFlights(indexer cache.Indexer) cached[*v1alpha1.Flight] {
+	s := &scopes{byNamespace: map[string]*scope{"": {flightList: listers.New[*v1alpha1.Flight](indexer, v1alpha1.FlightResource.GroupResource())}}}
+	return cached[*v1alpha1.Flight]{s, v1alpha1.FlightResource.GroupResource(), func(s *scope) listers.ResourceIndexer[*v1alpha1.Flight] { return s.flightList }}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,10 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	appslisters "k8s.io/client-go/listers/apps/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/listers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -31,8 +30,6 @@ import (
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
 	fledgeclient "github.com/fledgehq/fledge/rollout/client/clientset/versioned/typed/fledge/v1alpha1"
-	fledgeinformers "github.com/fledgehq/fledge/rollout/client/informers/externalversions"
-	fledgelisters "github.com/fledgehq/fledge/rollout/client/listers/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -60,13 +57,15 @@ type Controller struct {
 	exec     *Executor
 	metrics  *Metrics
 
-	kubeInformers   informers.SharedInformerFactory
-	flightInformers fledgeinformers.SharedInformerFactory
-	deployments     appslisters.DeploymentLister
-	replicaSets     appslisters.ReplicaSetLister
-	services        corelisters.ServiceLister
-	flightLister    fledgelisters.FlightLister
-	synced          []cache.InformerSynced
+	// scopes are the informer caches of the namespaces fledge acts in,
+	// read through deployments, replicaSets, services and flightLister.
+	scopes         *scopes
+	namespaces     []string
+	namespaceRetry time.Duration
+	deployments    cached[*appsv1.Deployment]
+	replicaSets    cached[*appsv1.ReplicaSet]
+	services       cached[*corev1.Service]
+	flightLister   cached[*v1alpha1.Flight]
 	// reconcileTimeout bounds one reconcile (ControllerConfig).
 	reconcileTimeout time.Duration
 	queue            workqueue.TypedRateLimitingInterface[string]
@@ -93,8 +92,15 @@ type ControllerConfig struct {
 	Logger   *slog.Logger // default: slog.Default()
 	Metrics  *Metrics     // default: unregistered metrics
 	Resync   time.Duration
-	// Namespace limits the controller to one namespace ("" for all).
-	Namespace string
+	// Namespaces are the namespaces the controller acts in (nil or
+	// AllNamespaces: every namespace). It watches each one it may list
+	// Deployments, ReplicaSets, Services and Flights in, and tries the
+	// others again every 30 seconds, saying why it cannot act there yet
+	// (the log, fledge_namespace_watched, Waiting).
+	Namespaces []string
+	// NamespaceRetry is how often a namespace the controller may not read
+	// yet is tried again; default 30s.
+	NamespaceRetry time.Duration
 	// Runner makes hook calls and deliveries; its Wake is set to look at
 	// the Flight again. Default: one whose calls all fail (no hooks).
 	Runner *Runner
@@ -133,12 +139,15 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
+	if cfg.NamespaceRetry <= 0 {
+		cfg.NamespaceRetry = DefaultNamespaceRetry
+	}
 	if cfg.Resync == 0 {
 		cfg.Resync = 10 * time.Minute
 	}
 	c := &Controller{
 		kube: cfg.Kube, flights: cfg.Fledge.FledgeV1alpha1(), router: cfg.Router,
-		analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates, reconcileTimeout: cfg.ReconcileTimeout,
+		namespaceRetry: cfg.NamespaceRetry, analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates, reconcileTimeout: cfg.ReconcileTimeout,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
 	}
@@ -154,26 +163,28 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
 	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite, Fence: cfg.Fence}
-	c.kubeInformers = informers.NewSharedInformerFactoryWithOptions(cfg.Kube, cfg.Resync, informers.WithNamespace(cfg.Namespace), informers.WithTransform(lean))
-	c.flightInformers = fledgeinformers.NewSharedInformerFactoryWithOptions(cfg.Fledge, cfg.Resync, fledgeinformers.WithNamespace(cfg.Namespace), fledgeinformers.WithTransform(lean))
-
-	dep := c.kubeInformers.Apps().V1().Deployments()
-	rs := c.kubeInformers.Apps().V1().ReplicaSets()
-	svc := c.kubeInformers.Core().V1().Services()
-	fl := c.flightInformers.Fledge().V1alpha1().Flights()
-	c.deployments, c.replicaSets, c.services, c.flightLister = dep.Lister(), rs.Lister(), svc.Lister(), fl.Lister()
-	c.synced = []cache.InformerSynced{dep.Informer().HasSynced, rs.Informer().HasSynced, svc.Informer().HasSynced, fl.Informer().HasSynced}
-
-	_, _ = dep.Informer().AddEventHandler(c.recovering("deployments", cache.ResourceEventHandlerFuncs{
-		AddFunc:    c.onDeployment,
-		UpdateFunc: func(old, cur any) { c.onDeployment(old); c.onDeployment(cur) },
-		DeleteFunc: c.onDeployment,
-	}))
-	_, _ = fl.Informer().AddEventHandler(c.recovering("flights", cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.enqueueObject(obj); c.publish("ADDED", obj) },
-		UpdateFunc: func(_, cur any) { c.enqueueObject(cur); c.publish("MODIFIED", cur) },
-		DeleteFunc: func(obj any) { c.enqueueObject(obj); c.publish("DELETED", obj) },
-	}))
+	c.namespaces = slices.Compact(slices.Sorted(slices.Values(cfg.Namespaces)))
+	if len(c.namespaces) == 0 || slices.Contains(c.namespaces, metav1.NamespaceAll) {
+		c.namespaces = AllNamespaces
+	}
+	c.scopes = &scopes{
+		kube: cfg.Kube, fledge: cfg.Fledge, resync: cfg.Resync,
+		onDeployment: c.recovering("deployments", cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.onDeployment,
+			UpdateFunc: func(old, cur any) { c.onDeployment(old); c.onDeployment(cur) },
+			DeleteFunc: c.onDeployment,
+		}),
+		onFlight: c.recovering("flights", cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { c.enqueueObject(obj); c.publish("ADDED", obj) },
+			UpdateFunc: func(_, cur any) { c.enqueueObject(cur); c.publish("MODIFIED", cur) },
+			DeleteFunc: func(obj any) { c.enqueueObject(obj); c.publish("DELETED", obj) },
+		}),
+		byNamespace: map[string]*scope{}, waiting: map[string]string{},
+	}
+	c.deployments = cached[*appsv1.Deployment]{c.scopes, appsv1.Resource("deployments"), func(s *scope) listers.ResourceIndexer[*appsv1.Deployment] { return s.deployments }}
+	c.replicaSets = cached[*appsv1.ReplicaSet]{c.scopes, appsv1.Resource("replicasets"), func(s *scope) listers.ResourceIndexer[*appsv1.ReplicaSet] { return s.replicaSets }}
+	c.services = cached[*corev1.Service]{c.scopes, corev1.Resource("services"), func(s *scope) listers.ResourceIndexer[*corev1.Service] { return s.services }}
+	c.flightLister = cached[*v1alpha1.Flight]{c.scopes, v1alpha1.FlightResource.GroupResource(), func(s *scope) listers.ResourceIndexer[*v1alpha1.Flight] { return s.flightList }}
 	return c
 }
 
@@ -208,7 +219,7 @@ func (c *Controller) publish(event string, obj any) {
 	if !ok {
 		return
 	}
-	d, _ := c.deployments.Deployments(f.Namespace).Get(f.Name)
+	d, _ := c.deployments.In(f.Namespace).Get(f.Name)
 	c.onFlight(event, f.DeepCopy(), d) // a copy: the cache is never mutated
 }
 
@@ -239,19 +250,73 @@ func (c *Controller) enqueueObject(obj any) {
 	}
 }
 
-// Start starts the informers and waits until their caches are synced.
-// Every replica starts them, so that followers serve reads; only the
-// leader runs workers. The informers stop when ctx is done.
+// Start starts the informers of every namespace fledge may read and waits
+// until their caches are synced; namespaces it may not read yet are tried
+// again every NamespaceRetry in the background. Every replica starts them, so
+// that followers serve reads; only the leader runs workers. The informers
+// stop when ctx is done.
 func (c *Controller) Start(ctx context.Context) error {
 	c.startOnce.Do(func() {
-		c.kubeInformers.Start(ctx.Done())
-		c.flightInformers.Start(ctx.Done())
-		if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
-			c.startErr = errors.New("informer caches did not sync")
+		var pending []string
+		for _, ns := range c.namespaces {
+			ok, err := c.watch(ctx, ns)
+			if err != nil {
+				c.startErr = err
+				return
+			}
+			if !ok {
+				pending = append(pending, ns)
+			}
+		}
+		if len(pending) > 0 {
+			go c.retryNamespaces(ctx, pending)
 		}
 	})
 	return c.startErr
 }
+
+// watch starts the caches of namespace ns if fledge may read there, and
+// then looks at everything in them; it says why not otherwise.
+func (c *Controller) watch(ctx context.Context, ns string) (bool, error) {
+	why, err := c.scopes.add(ctx, ns)
+	if err != nil {
+		return false, err
+	}
+	c.metrics.namespaceWatched(ns, why == "")
+	if why != "" {
+		c.scopes.wait(ns, why)
+		c.log.Error("fledge does not act in this namespace yet; it tries again every "+c.namespaceRetry.String(), "namespace", describeNamespace(ns), "reason", why)
+		return false, nil
+	}
+	c.log.Info("watching", "namespace", describeNamespace(ns))
+	// The caches' first events came before they could be read.
+	c.EnqueueAll()
+	return true, nil
+}
+
+// retryNamespaces tries the namespaces fledge may not read yet every
+// NamespaceRetry, until it may read each or ctx is done.
+func (c *Controller) retryNamespaces(ctx context.Context, pending []string) {
+	defer utilruntime.HandleCrash()
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.clock.After(c.namespaceRetry):
+		}
+		var still []string
+		for _, ns := range pending {
+			if ok, err := c.watch(ctx, ns); err != nil || !ok {
+				still = append(still, ns)
+			}
+		}
+		pending = still
+	}
+}
+
+// Waiting returns the namespaces the controller was told to act in but
+// may not read yet, each with why and what would end the wait.
+func (c *Controller) Waiting() map[string]string { return c.scopes.Waiting() }
 
 // lean drops from what the caches keep what fledge never reads of an
 // object: its managedFields, and kubectl's last-applied-configuration (a
@@ -273,12 +338,15 @@ func lean(obj any) (any, error) {
 // HasSynced reports whether every informer cache the controller reads
 // has synced: until then it cannot decide, nor serve reads.
 func (c *Controller) HasSynced() bool {
-	for _, synced := range c.synced {
-		if !synced() {
-			return false
+	all := c.scopes.all()
+	for _, sc := range all {
+		for _, synced := range sc.synced {
+			if !synced() {
+				return false
+			}
 		}
 	}
-	return len(c.synced) > 0
+	return len(all) > 0
 }
 
 // Run starts the informers (if Start has not) and the workers, and
@@ -294,8 +362,7 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		go wait.UntilWithContext(ctx, c.worker, time.Second)
 	}
 	<-ctx.Done()
-	c.kubeInformers.Shutdown()
-	c.flightInformers.Shutdown()
+	c.scopes.shutdown()
 	return nil
 }
 
@@ -356,7 +423,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if err := c.exec.fenced(); err != nil {
 		return 0, err // nothing read, decided or written (the Flight, its spec, its finalizer)
 	}
-	d, err := c.deployments.Deployments(ns).Get(name)
+	d, err := c.deployments.In(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		d = nil
 	} else if err != nil {
@@ -380,7 +447,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 }
 
 func (c *Controller) getFlight(ns, name string) (*v1alpha1.Flight, error) {
-	f, err := c.flightLister.Flights(ns).Get(name)
+	f, err := c.flightLister.In(ns).Get(name)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}

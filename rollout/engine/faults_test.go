@@ -661,6 +661,8 @@ func newWorld(t testing.TB, seed int64) *world {
 			return out
 		},
 	})
+	// The caches are filled by hand (sync), never started.
+	w.c.scopes.byNamespace[""] = w.c.scopes.newScope("")
 	return w
 }
 
@@ -820,16 +822,16 @@ func (w *world) refresh(key string) (changed, complete bool) {
 		}
 	}
 	if !lags("deployments") {
-		sync(w.c.kubeInformers.Apps().V1().Deployments().Informer().GetIndexer(), w.kubeObjects, deploymentsGVR, name, name+CanarySuffix)
+		sync(w.c.scopes.of("").kube.Apps().V1().Deployments().Informer().GetIndexer(), w.kubeObjects, deploymentsGVR, name, name+CanarySuffix)
 	}
 	if !lags("services") {
-		sync(w.c.kubeInformers.Core().V1().Services().Informer().GetIndexer(), w.kubeObjects, servicesGVR, name, name+CanarySuffix, name+StableSuffix)
+		sync(w.c.scopes.of("").kube.Core().V1().Services().Informer().GetIndexer(), w.kubeObjects, servicesGVR, name, name+CanarySuffix, name+StableSuffix)
 	}
 	if !lags("flights") {
-		sync(w.c.flightInformers.Fledge().V1alpha1().Flights().Informer().GetIndexer(), w.flightObjects, v1alpha1.FlightResource, name)
+		sync(w.c.scopes.of("").flights.Fledge().V1alpha1().Flights().Informer().GetIndexer(), w.flightObjects, v1alpha1.FlightResource, name)
 	}
 	if !lags("replicasets") {
-		sets := w.c.kubeInformers.Apps().V1().ReplicaSets().Informer().GetIndexer()
+		sets := w.c.scopes.of("").kube.Apps().V1().ReplicaSets().Informer().GetIndexer()
 		list, err := w.kubeObjects.List(replicaSetsGVR, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"), ns)
 		if err != nil {
 			w.t.Fatal(err)

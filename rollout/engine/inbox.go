@@ -120,7 +120,7 @@ func (c *Controller) Flight(namespace, name string) (*v1alpha1.Flight, error) {
 // Flights lists the cached Flights of a namespace ("" for all), each with
 // its Deployment (nil if not cached).
 func (c *Controller) Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.Deployment, error) {
-	cached, err := c.flightLister.Flights(namespace).List(labels.Everything())
+	cached, err := c.flightLister.In(namespace).List(labels.Everything())
 	if namespace == "" {
 		cached, err = c.flightLister.List(labels.Everything())
 	}
@@ -130,7 +130,7 @@ func (c *Controller) Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.De
 	var flights []*v1alpha1.Flight
 	var deps []*appsv1.Deployment
 	for _, f := range cached {
-		d, _ := c.deployments.Deployments(f.Namespace).Get(f.Name)
+		d, _ := c.deployments.In(f.Namespace).Get(f.Name)
 		flights = append(flights, f.DeepCopy()) // copies: the cache is never mutated
 		deps = append(deps, d)
 	}
@@ -139,5 +139,5 @@ func (c *Controller) Flights(namespace string) ([]*v1alpha1.Flight, []*appsv1.De
 
 // Deployment returns the cached Deployment (not to be modified).
 func (c *Controller) Deployment(namespace, name string) (*appsv1.Deployment, error) {
-	return c.deployments.Deployments(namespace).Get(name)
+	return c.deployments.In(namespace).Get(name)
 }

@@ -28,6 +28,7 @@ type Metrics struct {
 	queries    *prometheus.CounterVec
 	hooks      *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
+	namespaces *prometheus.GaugeVec
 	comparison comparisonMetrics
 }
 
@@ -106,9 +107,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}, []string{"namespace", "flight", "metric", "side"}),
 			shown: map[string][]string{},
 		},
+		namespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_namespace_watched", Help: "1 for each namespace fledge acts in, 0 for one it was told to act in but may not read yet (the log says why); namespace=\"\" is cluster-wide.",
+		}, []string{"namespace"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries,
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
 	}
 	return m
@@ -146,6 +150,15 @@ func (m *Metrics) checked(ns, name string, metrics []analysis.Metric, checks []a
 			m.checkValue.WithLabelValues(ns, name, c.Metric).Set(*c.Value)
 		}
 	}
+}
+
+// namespaceWatched records whether fledge acts in namespace ns yet.
+func (m *Metrics) namespaceWatched(ns string, watched bool) {
+	v := 0.0
+	if watched {
+		v = 1
+	}
+	m.namespaces.WithLabelValues(ns).Set(v)
 }
 
 func (m *Metrics) decided(d time.Duration) { m.decision.Observe(d.Seconds()) }

@@ -21,7 +21,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DesiredImages:     Images(d.Spec.Template),
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
-		sets, _ := c.replicaSets.ReplicaSets(d.Namespace).List(sel)
+		sets, _ := c.replicaSets.In(d.Namespace).List(sel)
 		rs := NewestReplicaSet(d, sets)
 		if rs != nil {
 			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
@@ -39,7 +39,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 	// Only a canary this Flight made is its canary: a Deployment or
 	// Service of the same name that is not is someone else's, and is
 	// neither read as the canary nor ever changed.
-	if canary, err := c.deployments.Deployments(d.Namespace).Get(d.Name + CanarySuffix); err == nil {
+	if canary, err := c.deployments.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil {
 		if !ownedByRef(canary, t.Owner) {
 			o.NameTaken = notOurs("deployment", canary)
 		} else {
@@ -50,7 +50,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
 		}
 	}
-	if svc, err := c.services.Services(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
+	if svc, err := c.services.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
 		o.NameTaken = notOurs("service", svc)
 	}
 	w, err := c.router.Weights(ctx, t)
@@ -70,7 +70,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 }
 
 func (c *Controller) stableService(ns, name string) *corev1.Service {
-	s, err := c.services.Services(ns).Get(name)
+	s, err := c.services.In(ns).Get(name)
 	if err != nil {
 		return nil
 	}

@@ -72,7 +72,7 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *rollout.Pol
 // linking a flag, the one that has set it keeps it; if neither or both
 // have, the one whose revision started first.
 func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
-	list, err := c.flightLister.Flights(f.Namespace).List(labels.Everything())
+	list, err := c.flightLister.In(f.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil
 	}

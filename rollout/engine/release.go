@@ -60,7 +60,7 @@ func (c *Controller) ReleaseAll(ctx context.Context) error {
 	var errs []error
 	for _, cached := range flights {
 		f := cached.DeepCopy()
-		d, err := c.deployments.Deployments(f.Namespace).Get(f.Name)
+		d, err := c.deployments.In(f.Namespace).Get(f.Name)
 		if err != nil {
 			d = nil // gone: nothing to unpause
 		}

@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/listers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
+	fledgeinformers "github.com/fledgehq/fledge/rollout/client/informers/externalversions"
+)
+
+// The namespaces fledge acts in. Cluster-wide, one set of informers
+// watches every namespace; namespaced (the default install), one set per
+// listed namespace, each started once fledge may read there. fledge's
+// memory then grows with the workloads of those namespaces, not with the
+// cluster, and its RBAC is a RoleBinding per namespace.
+
+// AllNamespaces is ControllerConfig.Namespaces for a cluster-wide engine.
+var AllNamespaces = []string{metav1.NamespaceAll}
+
+// DefaultNamespaceRetry is how often a namespace fledge may not read yet
+// is tried again (ControllerConfig.NamespaceRetry).
+const DefaultNamespaceRetry = 30 * time.Second
+
+// scope is the informer caches of one namespace ("" for all).
+type scope struct {
+	namespace   string
+	kube        informers.SharedInformerFactory
+	flights     fledgeinformers.SharedInformerFactory
+	deployments listers.ResourceIndexer[*appsv1.Deployment]
+	replicaSets listers.ResourceIndexer[*appsv1.ReplicaSet]
+	services    listers.ResourceIndexer[*corev1.Service]
+	flightList  listers.ResourceIndexer[*v1alpha1.Flight]
+	synced      []cache.InformerSynced
+}
+
+// scopes are the caches of every namespace fledge acts in, and what it
+// needs to add one.
+type scopes struct {
+	kube   kubernetes.Interface
+	fledge versioned.Interface
+	resync time.Duration
+	// handlers are added to every scope's Deployment and Flight informers.
+	onDeployment, onFlight cache.ResourceEventHandler
+
+	mu sync.RWMutex
+	// byNamespace holds the scopes whose caches have synced.
+	byNamespace map[string]*scope
+	// waiting are the namespaces fledge may not read yet, with why.
+	waiting map[string]string
+}
+
+func (s *scopes) newScope(ns string) *scope {
+	kube := informers.NewSharedInformerFactoryWithOptions(s.kube, s.resync, informers.WithNamespace(ns), informers.WithTransform(lean))
+	flights := fledgeinformers.NewSharedInformerFactoryWithOptions(s.fledge, s.resync, fledgeinformers.WithNamespace(ns), fledgeinformers.WithTransform(lean))
+	dep := kube.Apps().V1().Deployments().Informer()
+	rs := kube.Apps().V1().ReplicaSets().Informer()
+	svc := kube.Core().V1().Services().Informer()
+	fl := flights.Fledge().V1alpha1().Flights().Informer()
+	_, _ = dep.AddEventHandler(s.onDeployment)
+	_, _ = fl.AddEventHandler(s.onFlight)
+	return &scope{
+		namespace: ns, kube: kube, flights: flights,
+		deployments: listers.New[*appsv1.Deployment](dep.GetIndexer(), appsv1.Resource("deployments")),
+		replicaSets: listers.New[*appsv1.ReplicaSet](rs.GetIndexer(), appsv1.Resource("replicasets")),
+		services:    listers.New[*corev1.Service](svc.GetIndexer(), corev1.Resource("services")),
+		flightList:  listers.New[*v1alpha1.Flight](fl.GetIndexer(), v1alpha1.FlightResource.GroupResource()),
+		synced:      []cache.InformerSynced{dep.HasSynced, rs.HasSynced, svc.HasSynced, fl.HasSynced},
+	}
+}
+
+// readable says why fledge may not list what it caches in namespace ns
+// ("" for all), or "" if it may. A missing RoleBinding is the usual
+// reason; an informer started without it would retry forever in silence
+// and never sync.
+func (s *scopes) readable(ctx context.Context, ns string) string {
+	one := metav1.ListOptions{Limit: 1}
+	probes := []struct {
+		resource string
+		list     func() error
+	}{
+		{"deployments", func() error { _, err := s.kube.AppsV1().Deployments(ns).List(ctx, one); return err }},
+		{"replicasets", func() error { _, err := s.kube.AppsV1().ReplicaSets(ns).List(ctx, one); return err }},
+		{"services", func() error { _, err := s.kube.CoreV1().Services(ns).List(ctx, one); return err }},
+		{"flights", func() error { _, err := s.fledge.FledgeV1alpha1().Flights(ns).List(ctx, one); return err }},
+	}
+	where := "in namespace " + ns
+	if ns == metav1.NamespaceAll {
+		where = "cluster-wide"
+	}
+	for _, p := range probes {
+		err := p.list()
+		switch {
+		case err == nil:
+		case apierrors.IsForbidden(err):
+			if ns == metav1.NamespaceAll {
+				return fmt.Sprintf("fledge may not list %s %s: bind the ClusterRole fledge with a ClusterRoleBinding (deploy/rbac-cluster.yaml), or run with --namespaces", p.resource, where)
+			}
+			return fmt.Sprintf("fledge may not list %s %s: bind the ClusterRole fledge there (kubectl -n %s apply -f deploy/rbac-namespace.yaml)", p.resource, where, ns)
+		default:
+			return fmt.Sprintf("listing %s %s failed: %v", p.resource, where, err)
+		}
+	}
+	return ""
+}
+
+// add starts the caches of namespace ns if fledge may read there, waits
+// until they have synced and makes them visible; it returns why not
+// otherwise. Once visible, every opted-in Deployment and Flight of ns is
+// looked at (their informer events came before the caches could be
+// read).
+func (s *scopes) add(ctx context.Context, ns string) (string, error) {
+	if why := s.readable(ctx, ns); why != "" {
+		return why, nil
+	}
+	sc := s.newScope(ns)
+	sc.kube.Start(ctx.Done())
+	sc.flights.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), sc.synced...) {
+		sc.kube.Shutdown()
+		sc.flights.Shutdown()
+		return "", fmt.Errorf("the caches of %s did not sync", describeNamespace(ns))
+	}
+	s.mu.Lock()
+	s.byNamespace[ns] = sc
+	delete(s.waiting, ns)
+	s.mu.Unlock()
+	return "", nil
+}
+
+func describeNamespace(ns string) string {
+	if ns == metav1.NamespaceAll {
+		return "every namespace"
+	}
+	return "namespace " + ns
+}
+
+// wait records that fledge may not read namespace ns yet, and why.
+func (s *scopes) wait(ns, why string) {
+	s.mu.Lock()
+	s.waiting[ns] = why
+	s.mu.Unlock()
+}
+
+// Waiting returns the namespaces fledge was told to act in but may not
+// read yet, with why (and what would end the wait).
+func (s *scopes) Waiting() map[string]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]string, len(s.waiting))
+	for ns, why := range s.waiting {
+		out[ns] = why
+	}
+	return out
+}
+
+// all returns the synced scopes in namespace order.
+func (s *scopes) all() []*scope {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]*scope, 0, len(s.byNamespace))
+	for _, sc := range s.byNamespace {
+		out = append(out, sc)
+	}
+	slices.SortFunc(out, func(a, b *scope) int {
+		if a.namespace < b.namespace {
+			return -1
+		}
+		if a.namespace > b.namespace {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// of returns the scope that caches namespace ns, or nil.
+func (s *scopes) of(ns string) *scope {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if sc, ok := s.byNamespace[metav1.NamespaceAll]; ok {
+		return sc
+	}
+	return s.byNamespace[ns]
+}
+
+func (s *scopes) shutdown() {
+	for _, sc := range s.all() {
+		sc.kube.Shutdown()
+		sc.flights.Shutdown()
+	}
+}
+
+// cached reads one kind from the caches of every namespace fledge acts in.
+// A namespace it does not act in reads as empty: Get answers NotFound.
+type cached[T runtime.Object] struct {
+	scopes   *scopes
+	resource schema.GroupResource
+	pick     func(*scope) listers.ResourceIndexer[T]
+}
+
+// In returns the reader of namespace ns.
+func (l cached[T]) In(ns string) listers.ResourceIndexer[T] {
+	if sc := l.scopes.of(ns); sc != nil {
+		return listers.NewNamespaced(l.pick(sc), ns)
+	}
+	return listers.NewNamespaced(listers.New[T](emptyIndexer, l.resource), ns)
+}
+
+// List lists across every namespace fledge acts in.
+func (l cached[T]) List(selector labels.Selector) ([]T, error) {
+	var out []T
+	for _, sc := range l.scopes.all() {
+		list, err := l.pick(sc).List(selector)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+	}
+	return out, nil
+}
+
+// emptyIndexer is what a namespace fledge does not act in reads from.
+var emptyIndexer = cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
