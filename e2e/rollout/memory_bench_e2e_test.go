@@ -67,7 +67,7 @@ func BenchmarkEngineMemory(b *testing.B) {
 			b.Fatalf("%s: the engine never became ready (log %s)", mode, e.LogPath())
 		}
 		ready := time.Since(start)
-		sb.WaitFlight(b, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
+		sb.WaitFlight(b, ns, "shop", time.Minute, func(*v1alpha1.Flight) bool { return true })
 		time.Sleep(10 * time.Second) // a few looks, and the garbage of the first lists collected
 		m := scrapeCounters(b, e.MetricsAddr)
 		heap, rss := m["go_memstats_heap_inuse_bytes"]/(1<<20), m["process_resident_memory_bytes"]/(1<<20)
@@ -132,7 +132,16 @@ func fill(b *testing.B, sb *sandbox.Sandbox) {
 	if firstErr != nil {
 		b.Fatal(firstErr)
 	}
-	b.Logf("%d unrelated Deployments in %d namespaces created in %s", unrelatedDeployments, len(namespaces), time.Since(start).Round(time.Second))
+	// Both engines find the same cluster: every Deployment's ReplicaSet
+	// made by the controller manager.
+	err = wait.PollUntilContextTimeout(context.Background(), time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		sets, err := kube.AppsV1().ReplicaSets("").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/part-of=unrelated", ResourceVersion: "0"})
+		return err == nil && len(sets.Items) >= unrelatedDeployments, nil
+	})
+	if err != nil {
+		b.Fatalf("the controller manager did not make the unrelated Deployments' ReplicaSets: %v", err)
+	}
+	b.Logf("%d unrelated Deployments in %d namespaces, with their ReplicaSets, made in %s", unrelatedDeployments, len(namespaces), time.Since(start).Round(time.Second))
 }
 
 // applyUnrelated applies one team's Deployment: a few labels, three
@@ -144,7 +153,7 @@ func applyUnrelated(kube kubernetes.Interface, ns, name string) error {
 	for c := range 3 {
 		ct := corev1apply.Container().WithName(fmt.Sprintf("c%d", c)).WithImage("registry.example.com/team/"+name+":1.2.3").
 			WithArgs("--listen=:8080", "--log-level=info", "--config=/etc/app/config.yaml").
-			WithPorts(corev1apply.ContainerPort().WithName("http").WithContainerPort(int32(8080 + c))).
+			WithPorts(corev1apply.ContainerPort().WithName(fmt.Sprintf("http-%d", c)).WithContainerPort(int32(8080 + c))).
 			WithReadinessProbe(corev1apply.Probe().WithHTTPGet(corev1apply.HTTPGetAction().WithPath("/readyz").WithPort(intstr.FromInt32(int32(8080 + c)))))
 		for e := range 8 {
 			ct = ct.WithEnv(corev1apply.EnvVar().WithName(fmt.Sprintf("SETTING_%d", e)).WithValue(strings.Repeat("v", 24)))
