@@ -3,6 +3,7 @@ package analysis
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -53,3 +54,63 @@ var (
 	// ErrInfinite: the value is +Inf or -Inf.
 	ErrInfinite = errors.New("the value is infinite")
 )
+
+// Once wraps q for one look at one Flight: each distinct query at each
+// time is asked once, and callers asking it again (a comparison's request
+// count that a threshold check also needs, say), at once or later, share
+// its answer. An answer cancelled with its caller's context is not
+// shared: the next caller asks again.
+func Once(q Querier) Querier {
+	return &once{q: q, asked: map[onceKey]*onceAnswer{}}
+}
+
+type onceKey struct {
+	query string
+	at    time.Time
+}
+
+type onceAnswer struct {
+	done  chan struct{}
+	value float64
+	err   error
+}
+
+type once struct {
+	q     Querier
+	mu    sync.Mutex
+	asked map[onceKey]*onceAnswer
+}
+
+func (o *once) Query(ctx context.Context, query string, at time.Time) (float64, error) {
+	key := onceKey{query, at.UTC()}
+	for {
+		o.mu.Lock()
+		a, ok := o.asked[key]
+		if !ok {
+			a = &onceAnswer{done: make(chan struct{})}
+			o.asked[key] = a
+			o.mu.Unlock()
+			a.value, a.err = o.q.Query(ctx, query, at)
+			if a.err != nil && ctx.Err() != nil {
+				o.mu.Lock()
+				delete(o.asked, key) // this caller gave up: not an answer
+				o.mu.Unlock()
+			}
+			close(a.done)
+			return a.value, a.err
+		}
+		o.mu.Unlock()
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		o.mu.Lock()
+		cur := o.asked[key]
+		o.mu.Unlock()
+		if cur != a {
+			continue // its asker gave up before it had an answer: ask again
+		}
+		return a.value, a.err
+	}
+}

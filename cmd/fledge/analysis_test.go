@@ -3,13 +3,19 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout"
 )
 
 // A look's checks run side by side, at most limit at once across every
@@ -63,5 +69,57 @@ func TestChecksRunSideBySideWithinTheLimit(t *testing.T) {
 		if fast[i].Metric != want || fast[i].Outcome != analysis.Pass {
 			t.Errorf("check %d: %s %s (%s), want %s passed, in order", i, fast[i].Metric, fast[i].Outcome, fast[i].Message, want)
 		}
+	}
+}
+
+// A look asks each distinct query once: the shipped policies' checks share
+// queries (a comparison's request count and a threshold check's sample
+// count, say), and Prometheus is asked each of them a single time.
+func TestALookAsksEachQueryOnce(t *testing.T) {
+	raw, err := os.ReadFile("../../deploy/policies.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	policies, err := rollout.ParseConfig([]byte(cm.Data["policies.yaml"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := analysis.Vars{Namespace: "demo", Workload: "shop-canary", StableWorkload: "shop", Service: "shop"}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	shared := 0
+	for _, name := range slices.Sorted(maps.Keys(policies)) {
+		p := policies[name]
+		var mu sync.Mutex
+		asked := map[string]int{}
+		q := analysis.QueryFunc(func(_ context.Context, query string, _ time.Time) (float64, error) {
+			mu.Lock()
+			asked[query]++
+			mu.Unlock()
+			return 1, nil
+		})
+		concurrentAnalysis(q, 4)(context.Background(), p.Metrics, vars, at)
+		for query, n := range asked {
+			if n != 1 {
+				t.Errorf("policy %s: %q asked %d times in one look", name, query, n)
+			}
+		}
+		// The same checks one by one, without sharing: how many queries
+		// the look saved.
+		total := 0
+		counting := analysis.QueryFunc(func(context.Context, string, time.Time) (float64, error) { total++; return 1, nil })
+		for _, m := range p.Metrics {
+			analysis.Evaluate(context.Background(), counting, m, vars, at)
+		}
+		t.Logf("policy %s: %d queries a look, %d without sharing", name, len(asked), total)
+		shared += total - len(asked)
+	}
+	if shared == 0 {
+		t.Error("no shipped policy shares a query between checks: this test shows nothing")
 	}
 }

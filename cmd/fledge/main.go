@@ -423,10 +423,12 @@ func eventScheme() *runtime.Scheme {
 // limit queries in flight across every Flight: one slow check (or one
 // slow Flight) no longer holds the others, and Prometheus sees a bounded
 // load. Each query keeps its own timeout (--query-timeout); the checks
-// come back in the metrics' order.
+// come back in the metrics' order. A query two checks of the look share
+// (the canary's request count, say) is asked once.
 func concurrentAnalysis(q analysis.Querier, limit int) engine.Analyze {
 	slots := make(chan struct{}, max(limit, 1))
 	return func(ctx context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
+		q := analysis.Once(q) // a query two checks share is asked once
 		checks := make([]analysis.Check, len(ms))
 		var wg sync.WaitGroup
 		for i, m := range ms {
