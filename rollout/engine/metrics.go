@@ -24,6 +24,7 @@ type Metrics struct {
 	threshold  *prometheus.GaugeVec
 	decision   prometheus.Histogram
 	reconciles *prometheus.CounterVec
+	reconcile  prometheus.Histogram
 	writes     *prometheus.CounterVec
 	queries    *prometheus.CounterVec
 	hooks      *prometheus.CounterVec
@@ -77,6 +78,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_reconciles_total", Help: "Reconciles by result (ok, error).",
 		}, []string{"result"}),
+		reconcile: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fledge_reconcile_duration_seconds", Help: "Time of one look at a Flight, end to end: cache reads, routing reads, analysis, decision and writes.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_api_writes_total", Help: "Kubernetes API writes by kind of object; routing-call counts router calls, which write only what changed.",
 		}, []string{"kind"}),
@@ -112,7 +117,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"namespace"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces,
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
 	}
 	return m
@@ -163,7 +168,8 @@ func (m *Metrics) namespaceWatched(ns string, watched bool) {
 
 func (m *Metrics) decided(d time.Duration) { m.decision.Observe(d.Seconds()) }
 
-func (m *Metrics) reconciled(_ time.Duration, err error) {
+func (m *Metrics) reconciled(d time.Duration, err error) {
+	m.reconcile.Observe(d.Seconds())
 	result := "ok"
 	if err != nil {
 		result = "error"

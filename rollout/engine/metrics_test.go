@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -33,5 +35,39 @@ fledge_checks_total{flight="cart",metric="success-rate",namespace="shop",outcome
 	m.forget("shop", "cart")
 	if n := testutil.CollectAndCount(m.threshold) + testutil.CollectAndCount(m.checkValue); n != 0 {
 		t.Fatalf("%d series left after the Flight was forgotten", n)
+	}
+}
+
+// Every look's duration is in fledge_reconcile_duration_seconds, whatever
+// its result: reconcile latency is what a scale test reads (p50, p99).
+func TestReconcileDurationsAreObserved(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := NewMetrics(reg)
+	m.reconciled(3*time.Millisecond, nil)
+	m.reconciled(700*time.Millisecond, errors.New("conflict"))
+	want := `
+# HELP fledge_reconcile_duration_seconds Time of one look at a Flight, end to end: cache reads, routing reads, analysis, decision and writes.
+# TYPE fledge_reconcile_duration_seconds histogram
+fledge_reconcile_duration_seconds_bucket{le="0.001"} 0
+fledge_reconcile_duration_seconds_bucket{le="0.002"} 0
+fledge_reconcile_duration_seconds_bucket{le="0.004"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.008"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.016"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.032"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.064"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.128"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.256"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.512"} 1
+fledge_reconcile_duration_seconds_bucket{le="1.024"} 2
+fledge_reconcile_duration_seconds_bucket{le="2.048"} 2
+fledge_reconcile_duration_seconds_bucket{le="4.096"} 2
+fledge_reconcile_duration_seconds_bucket{le="8.192"} 2
+fledge_reconcile_duration_seconds_bucket{le="16.384"} 2
+fledge_reconcile_duration_seconds_bucket{le="+Inf"} 2
+fledge_reconcile_duration_seconds_sum 0.703
+fledge_reconcile_duration_seconds_count 2
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "fledge_reconcile_duration_seconds"); err != nil {
+		t.Error(err)
 	}
 }
