@@ -583,6 +583,9 @@ type world struct {
 	retries bucket
 	// since is when the phase being run began (doneAt counts from it).
 	since time.Time
+	// looks records, if set, what each look of the engine asked the API
+	// server, the router and Prometheus (cost_test.go).
+	looks *lookLog
 }
 
 // flightRun is one key's state in the scheduler, and its figures.
@@ -647,6 +650,7 @@ func newWorld(t testing.TB, seed int64) *world {
 		Recorder: w.events, Clock: w.clock, Logger: slog.New(slog.DiscardHandler),
 		Analyze: func(_ context.Context, ms []analysis.Metric, vars analysis.Vars, at time.Time) []analysis.Check {
 			out := make([]analysis.Check, 0, len(ms))
+			w.looks.analyzed(ms)
 			for _, m := range ms {
 				outcome := analysis.Pass
 				if w.analyze != nil {
@@ -945,7 +949,9 @@ func (w *world) reconcile(k *flightRun, now time.Time, due bool) {
 		k.due = time.Time{}
 	}
 	k.reconciles++
+	w.looks.begin(w, k.key)
 	after, err := w.c.safeReconcile(w.ctx, k.key)
+	w.looks.end(w)
 	if err != nil {
 		k.errors++
 		if len(k.errs) < 8 {
