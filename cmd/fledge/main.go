@@ -202,7 +202,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	ctrl := engine.NewController(engine.ControllerConfig{
 		Fence: fence,
-		Kube:  kube, Fledge: fledge, Router: istio.New(istioClient), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
+		Kube:  kube, Fledge: fledge, Router: istio.New(istioClient, istio.WithCache(ctx.Done())), Policies: policies, Runner: runner, OnFlight: onFlight, Gates: gates,
 		Recorder: broadcaster.NewRecorder(eventScheme(), corev1.EventSource{Component: "fledge"}),
 		Logger:   log, Metrics: metrics, Namespaces: namespaces, NamespaceRetry: o.namespaceRetry,
 		Analyze:          concurrentAnalysis(query, o.analysisConcurrency),

@@ -25,6 +25,14 @@ func TestGeneratedConforms(t *testing.T) {
 	})
 }
 
+func TestGeneratedWithACacheConforms(t *testing.T) {
+	traffictest.Run(t, traffictest.Harness{
+		New: func(t *testing.T) (traffic.Router, traffic.Target) {
+			return istio.New(fake.NewSimpleClientset(), istio.WithCache(t.Context().Done())), generatedTarget()
+		},
+	})
+}
+
 func TestUserOwnedConforms(t *testing.T) {
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {

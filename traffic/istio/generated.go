@@ -138,12 +138,12 @@ func (r *Router) releaseGenerated(ctx context.Context, t traffic.Target) error {
 // applied. Gateway-only VirtualServices and wildcards do not compete for
 // the exact host of sidecar traffic.
 func (r *Router) checkHostUnclaimed(ctx context.Context, t traffic.Target) error {
-	list, err := r.client.NetworkingV1().VirtualServices(t.Namespace).List(ctx, metav1.ListOptions{})
+	list, err := r.virtualServices(ctx, t.Namespace)
 	if err != nil {
-		return fmt.Errorf("virtualservices in %s: list: %w", t.Namespace, err)
+		return err
 	}
 	host := fqdn(t.Host, t.Namespace)
-	for _, vs := range list.Items {
+	for _, vs := range list {
 		if vs.Name == t.Name {
 			continue
 		}
@@ -158,6 +158,19 @@ func (r *Router) checkHostUnclaimed(ctx context.Context, t traffic.Target) error
 		}
 	}
 	return nil
+}
+
+// virtualServices lists the VirtualServices of namespace ns: from the
+// cache if the router has one, else from the API server.
+func (r *Router) virtualServices(ctx context.Context, ns string) ([]*istionetv1.VirtualService, error) {
+	if r.others != nil {
+		return r.others.list(ctx, ns)
+	}
+	list, err := r.client.NetworkingV1().VirtualServices(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("virtualservices in %s: list: %w", ns, err)
+	}
+	return list.Items, nil
 }
 
 // generated is the VirtualService the router owns for t.

@@ -1,7 +1,9 @@
 package istio_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
@@ -216,34 +219,83 @@ func TestGeneratedConflicts(t *testing.T) {
 		name:     "a namespace-qualified short name is another host to Istio",
 		existing: other("web-routes", []string{"web.shop"}),
 	}} {
-		t.Run(c.name, func(t *testing.T) {
-			client := fake.NewSimpleClientset(c.existing)
-			r := istio.New(client)
-			tg := ownedByFlight()
-			for name, call := range map[string]func() error{
-				"Ensure":     func() error { return r.Ensure(t.Context(), tg) },
-				"SetWeights": func() error { return r.SetWeights(t.Context(), tg, traffic.Weights{Stable: 90, Canary: 10}) },
-			} {
-				err := call()
-				switch {
-				case c.wantErr == "" && err != nil:
-					t.Errorf("%s: %v, want no conflict", name, err)
-				case c.wantErr == "":
-				case !errors.Is(err, traffic.ErrConflict):
-					t.Errorf("%s: %v, want a conflict", name, err)
-				case !strings.Contains(err.Error(), c.wantErr):
-					t.Errorf("%s: %q\ndoes not say %q", name, err, c.wantErr)
+		for _, cached := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/cached=%v", c.name, cached), func(t *testing.T) {
+				client := fake.NewSimpleClientset(c.existing)
+				r := istio.New(client)
+				if cached {
+					r = istio.New(client, istio.WithCache(t.Context().Done()))
 				}
-			}
-			if c.wantErr == "" {
-				return
-			}
-			for _, a := range client.Actions() {
-				if v := a.GetVerb(); v != "get" && v != "list" {
-					t.Errorf("unexpected %s despite the conflict", v)
+				tg := ownedByFlight()
+				for name, call := range map[string]func() error{
+					"Ensure":     func() error { return r.Ensure(t.Context(), tg) },
+					"SetWeights": func() error { return r.SetWeights(t.Context(), tg, traffic.Weights{Stable: 90, Canary: 10}) },
+				} {
+					err := call()
+					switch {
+					case c.wantErr == "" && err != nil:
+						t.Errorf("%s: %v, want no conflict", name, err)
+					case c.wantErr == "":
+					case !errors.Is(err, traffic.ErrConflict):
+						t.Errorf("%s: %v, want a conflict", name, err)
+					case !strings.Contains(err.Error(), c.wantErr):
+						t.Errorf("%s: %q\ndoes not say %q", name, err, c.wantErr)
+					}
 				}
-			}
-		})
+				if c.wantErr == "" {
+					return
+				}
+				for _, a := range client.Actions() {
+					if v := a.GetVerb(); v != "get" && v != "list" && v != "watch" {
+						t.Errorf("unexpected %s despite the conflict", v)
+					}
+				}
+			})
+		}
+	}
+}
+
+// With a cache, adopting many apps of a namespace lists its
+// VirtualServices once, not once per app (adoption stays O(N)), and a
+// VirtualService another party creates later is still found in conflict.
+func TestTheCachedConflictCheckListsOncePerNamespace(t *testing.T) {
+	client := fake.NewSimpleClientset()
+	r := istio.New(client, istio.WithCache(t.Context().Done()))
+	target := func(i int) traffic.Target {
+		tg := ownedByFlight()
+		tg.Name, tg.Host, tg.Stable, tg.Canary = fmt.Sprintf("app%d", i), fmt.Sprintf("app%d", i), fmt.Sprintf("app%d", i), fmt.Sprintf("app%d-canary", i)
+		return tg
+	}
+	for i := range 50 {
+		if err := r.Ensure(t.Context(), target(i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetWeights(t.Context(), target(i), traffic.Weights{Stable: 90, Canary: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lists := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "list" {
+			lists++
+		}
+	}
+	if lists != 1 {
+		t.Errorf("%d LISTs of VirtualServices for 50 apps' Ensure and SetWeights, want 1", lists)
+	}
+
+	theirs := &istionetv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-routes", Namespace: "shop"},
+		Spec:       networkingv1.VirtualService{Hosts: []string{"app7"}, Http: []*networkingv1.HTTPRoute{{Route: []*networkingv1.HTTPRouteDestination{dest("app7")}}}},
+	}
+	if _, err := client.NetworkingV1().VirtualServices("shop").Create(t.Context(), theirs, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		return errors.Is(r.SetWeights(ctx, target(7), traffic.Weights{Stable: 80, Canary: 20}), traffic.ErrConflict), nil
+	})
+	if err != nil {
+		t.Errorf("a VirtualService created later for app7's host was never found in conflict: %v", err)
 	}
 }
 

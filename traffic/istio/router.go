@@ -18,17 +18,24 @@ const maxAttempts = 5
 
 // Router is a traffic.Router over Istio VirtualServices. It keeps no state
 // of its own: every call reads the cluster, so several replicas (or a
-// restarted one) agree. It is safe for concurrent use.
+// restarted one) agree; only the conflict check may read a cache
+// (WithCache). It is safe for concurrent use.
 type Router struct {
 	client versioned.Interface
+	// others, if set, caches the VirtualServices the conflict check reads.
+	others *namespaceCaches
 }
 
 var _ traffic.Router = (*Router)(nil)
 
 // New returns a Router that reads and writes VirtualServices through
 // client (networking.istio.io/v1).
-func New(client versioned.Interface) *Router {
-	return &Router{client: client}
+func New(client versioned.Interface, opts ...Option) *Router {
+	r := &Router{client: client}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Ensure creates or repairs the generated VirtualService, or checks that
