@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -29,7 +29,9 @@ type Option func(*Router)
 // LISTs of N objects without it. The weights themselves are always read
 // from the API server. Needs the watch verb on virtualservices.
 func WithCache(stop <-chan struct{}) Option {
-	return func(r *Router) { r.others = &namespaceCaches{client: r.client, stop: stop, byNamespace: map[string]*namespaceCache{}} }
+	return func(r *Router) {
+		r.others = &namespaceCaches{client: r.client, stop: stop, byNamespace: map[string]*namespaceCache{}}
+	}
 }
 
 // namespaceCaches are the VirtualService caches of the namespaces routed
