@@ -209,6 +209,26 @@ type Router interface {
 // changed them.
 const FieldManager = "fledge"
 
+// WithFence returns a context whose routing writes first ask fence: a
+// router asks Fenced before every write it sends, retries after a
+// conflict included, so that a caller that may have lost the right to
+// write (a leader paused past its Lease) writes nothing more, not even on
+// a retry that re-read what its successor wrote.
+func WithFence(ctx context.Context, fence func() error) context.Context {
+	return context.WithValue(ctx, fenceKey{}, fence)
+}
+
+type fenceKey struct{}
+
+// Fenced asks ctx's fence (WithFence), if it has one: a non-nil answer
+// means write nothing.
+func Fenced(ctx context.Context) error {
+	if fence, ok := ctx.Value(fenceKey{}).(func() error); ok && fence != nil {
+		return fence()
+	}
+	return nil
+}
+
 // WriterNamer is implemented by routers that can tell who last changed a
 // target's routing, other than fledge.
 type WriterNamer interface {

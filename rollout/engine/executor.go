@@ -185,6 +185,10 @@ func statusPatch(f *v1alpha1.Flight, next v1alpha1.FlightStatus) ([]byte, error)
 
 func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error {
 	ns, name := s.Target.Namespace, s.Target.Name
+	// The router re-reads and writes again after a conflict: each of its
+	// writes asks the fence too, so that a leader paused mid-call (past
+	// its Lease, replaced) does not write over its successor on the retry.
+	ctx = traffic.WithFence(ctx, x.fenced)
 	switch a := a.(type) {
 	case rollout.EnsureRouting:
 		x.count("routing-call")

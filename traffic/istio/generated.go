@@ -41,6 +41,9 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 			if set != nil {
 				w = *set
 			}
+			if err := traffic.Fenced(ctx); err != nil {
+				return err
+			}
 			_, err = vss.Create(ctx, generated(t, w), metav1.CreateOptions{FieldManager: traffic.FieldManager})
 			if apierrors.IsAlreadyExists(err) {
 				continue // created meanwhile: repair that one instead
@@ -60,6 +63,9 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 		next, changed := repaired(cur, t, w)
 		if !changed {
 			return nil
+		}
+		if err := traffic.Fenced(ctx); err != nil {
+			return err
 		}
 		_, err = vss.Update(ctx, next, metav1.UpdateOptions{FieldManager: traffic.FieldManager})
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
@@ -115,6 +121,9 @@ func (r *Router) releaseGenerated(ctx context.Context, t traffic.Target) error {
 			// Not fledge's: Ensure refused it, so fledge never routed
 			// through it and has nothing to restore.
 			return nil
+		}
+		if err := traffic.Fenced(ctx); err != nil {
+			return err
 		}
 		// The preconditions make sure that what is deleted is what was
 		// just judged to be fledge's, not an object re-created meanwhile.

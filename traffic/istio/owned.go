@@ -303,6 +303,9 @@ func (r *Router) patch(ctx context.Context, l located, ops []jsonPatchOp, what s
 	if err != nil {
 		return fmt.Errorf("virtualservice %s/%s: %s%s: encode patch: %w", l.vs.Namespace, l.vs.Name, l.ref, what, err)
 	}
+	if err := traffic.Fenced(ctx); err != nil {
+		return err
+	}
 	_, err = r.client.NetworkingV1().VirtualServices(l.vs.Namespace).Patch(ctx, l.vs.Name, types.JSONPatchType, body, metav1.PatchOptions{FieldManager: traffic.FieldManager})
 	if err != nil {
 		return fmt.Errorf("virtualservice %s/%s: %s%s: patch: %w", l.vs.Namespace, l.vs.Name, l.ref, what, err)

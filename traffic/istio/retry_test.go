@@ -1,12 +1,14 @@
 package istio_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
+	networkingv1 "istio.io/api/networking/v1"
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"istio.io/client-go/pkg/clientset/versioned/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -128,4 +130,57 @@ func TestAGeneratedVirtualServiceUpdatedMeanwhileIsReReadAndUpdated(t *testing.T
 		t.Errorf("%d updates, want 2", updates)
 	}
 	wantVS(t, generatedVS(50, 50), getVS(t, client, "web"))
+}
+
+// A writer that loses the right to write while its write is refused for a
+// conflict (a leader paused mid-call, past its Lease, whose successor
+// wrote meanwhile) writes nothing on the retry: every write asks the
+// context's fence first, on the generated VirtualService and on a team's
+// own.
+func TestARetryAfterAConflictAsksTheFenceAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		verb   string
+		client func() *fake.Clientset
+		target traffic.Target
+	}{
+		{"generated", "update", func() *fake.Clientset { return fake.NewSimpleClientset(generatedVS(100, 0)) }, ownedByFlight()},
+		{"team's own", "patch", func() *fake.Clientset {
+			return fake.NewSimpleClientset(userOwned(&networkingv1.HTTPRoute{Name: "primary", Route: []*networkingv1.HTTPRouteDestination{dest("web")}}))
+		}, ownedTarget()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := tc.client()
+			lost := errors.New("the Lease was last renewed more than 3s ago")
+			var fenceErr error
+			writes := 0
+			client.PrependReactor(tc.verb, "virtualservices", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				writes++
+				fenceErr = lost // paused past the Lease while this write was refused
+				// ... because the successor wrote: a new resourceVersion.
+				name := "web"
+				if tc.target.VirtualService != "" {
+					name = tc.target.VirtualService
+				}
+				obj, err := client.Tracker().Get(virtualservices, "shop", name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vs := obj.(*istionetv1.VirtualService).DeepCopy()
+				vs.ResourceVersion = fmt.Sprint(200 + writes)
+				if err := client.Tracker().Update(virtualservices, vs, "shop"); err != nil {
+					t.Fatal(err)
+				}
+				return true, nil, apierrors.NewConflict(virtualservices.GroupResource(), "web", fmt.Errorf("the object has been modified"))
+			})
+			ctx := traffic.WithFence(t.Context(), func() error { return fenceErr })
+			err := istio.New(client).SetWeights(ctx, tc.target, traffic.Weights{Stable: 50, Canary: 50})
+			if !errors.Is(err, lost) {
+				t.Errorf("SetWeights: %v, want the fence's answer", err)
+			}
+			if writes != 1 {
+				t.Errorf("%d writes sent, want 1: the retry must ask the fence", writes)
+			}
+		})
+	}
 }
