@@ -222,7 +222,9 @@ func (s *Sandbox) startAPIServer() (*process, error) {
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+s.pki.SAKey,
 		"--service-account-signing-key-file="+s.pki.SAKey,
-		"--service-cluster-ip-range=10.0.0.0/24",
+		// Room for thousands of Services (the scale probe's apps, a canary
+		// Service each): a /24 holds about 250.
+		"--service-cluster-ip-range=10.0.0.0/16",
 		// No ServiceAccount admission: pods need no token volume and no
 		// token controller. No TaintNodesByCondition: without the node
 		// lifecycle controller the not-ready taint it adds is never lifted.
