@@ -97,14 +97,15 @@ func TestFlagsInUseGoToTheFlightThatSetThemFirst(t *testing.T) {
 		{"this one at rest, starting", flight("web", v1alpha1.PhaseSucceeded, 9, "h0"), flight("cart", v1alpha1.PhaseProgressing, 1, ""), "shop/cart"},
 		{"the other at rest", flight("web", v1alpha1.PhaseProgressing, 2, ""), flight("cart", v1alpha1.PhaseSucceeded, 1, "h1"), ""},
 	} {
-		indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
+		indexer := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc, flagDocIndex: flagDocsOf})
 		for _, f := range []*v1alpha1.Flight{tc.me, tc.other} {
 			if err := indexer.Add(f); err != nil {
 				t.Fatal(err)
 			}
 		}
 		c := &Controller{flightLister: cachedFlights(indexer)}
-		if got := c.flagsInUse(tc.me)[id]; got != tc.want {
+		c.scopes = c.flightLister.scopes
+		if got := c.flagsInUse(tc.me, nil)[id]; got != tc.want {
 			t.Errorf("%s: in use by %q, want %q", tc.name, got, tc.want)
 		}
 	}
@@ -116,6 +117,16 @@ var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // cachedFlights reads Flights from indexer, as a cluster-wide engine's
 // caches would hold them.
 func cachedFlights(indexer cache.Indexer) cached[*v1alpha1.Flight] {
-	s := &scopes{byNamespace: map[string]*scope{"": {flightList: listers.New[*v1alpha1.Flight](indexer, v1alpha1.FlightResource.GroupResource())}}}
+	s := &scopes{byNamespace: map[string]*scope{"": {flightList: listers.New[*v1alpha1.Flight](indexer, v1alpha1.FlightResource.GroupResource()), flightIndex: indexer}}}
 	return cached[*v1alpha1.Flight]{s, v1alpha1.FlightResource.GroupResource(), func(s *scope) listers.ResourceIndexer[*v1alpha1.Flight] { return s.flightList }}
+}
+
+// A Flight whose policy links no release flag, and that has none in its
+// status, reads no other Flight: the controller here has no caches at all
+// to read.
+func TestAFlightWithoutReleaseFlagsReadsNoOtherFlight(t *testing.T) {
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
+	if got := (&Controller{}).flagsInUse(f, &rollout.Policy{Name: "standard"}); got != nil {
+		t.Errorf("flags in use: %v, want none", got)
+	}
 }

@@ -497,7 +497,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	in.Namespace, in.Name, in.UID = f.Namespace, f.Name, string(f.UID)
 	in.Calls, in.Delivered = c.exec.Runner.Outcomes(&f.Status)
 	in.FlagDocs = c.observeFlags(ctx, d.Namespace, policy, &f.Status)
-	in.FlagsInUse = c.flagsInUse(f)
+	in.FlagsInUse = c.flagsInUse(f, policy)
 	in.Gates = c.evaluateGates(ctx, d, policy, &f.Status)
 	var fromAPI *pendingAction
 	if kind, reason, err := rollout.ParseAction(d.Annotations); err != nil {

@@ -3,11 +3,12 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/fledgehq/fledge/flags"
 	"github.com/fledgehq/fledge/flags/flagd"
@@ -71,10 +72,40 @@ func (c *Controller) observeFlags(ctx context.Context, ns string, p *rollout.Pol
 // are stepping and this one must leave to them. Of two in-flight Flights
 // linking a flag, the one that has set it keeps it; if neither or both
 // have, the one whose revision started first.
-func (c *Controller) flagsInUse(f *v1alpha1.Flight) map[string]string {
-	list, err := c.flightLister.In(f.Namespace).List(labels.Everything())
-	if err != nil {
+//
+// Only the Flights that link a flag document this one links or would
+// link are read, from an index: a Flight without release flags reads
+// none, and one with them does not scan its namespace.
+func (c *Controller) flagsInUse(f *v1alpha1.Flight, p *rollout.Policy) map[string]string {
+	docs := map[string]bool{}
+	for _, fl := range f.Status.Flags {
+		docs[f.Namespace+"/"+rollout.FlagDocKey(fl.ConfigMap, fl.Key)] = true
+	}
+	if p != nil {
+		for _, rf := range p.ReleaseFlags {
+			docs[f.Namespace+"/"+rollout.FlagDocKey(rf.ConfigMap, rf.Key)] = true
+		}
+	}
+	if len(docs) == 0 {
 		return nil
+	}
+	sc := c.scopes.of(f.Namespace)
+	if sc == nil || sc.flightIndex == nil {
+		return nil
+	}
+	var list []*v1alpha1.Flight
+	seen := map[string]bool{}
+	for _, doc := range slices.Sorted(maps.Keys(docs)) {
+		objs, err := sc.flightIndex.ByIndex(flagDocIndex, doc)
+		if err != nil {
+			return nil
+		}
+		for _, obj := range objs {
+			if other, ok := obj.(*v1alpha1.Flight); ok && !seen[other.Name] {
+				seen[other.Name] = true
+				list = append(list, other)
+			}
+		}
 	}
 	mine := map[string]bool{} // flags this Flight has set in its revision in flight
 	if !f.Status.Phase.Terminal() {

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/listers"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/client/clientset/versioned"
 	fledgeinformers "github.com/fledgehq/fledge/rollout/client/informers/externalversions"
@@ -46,7 +47,28 @@ type scope struct {
 	replicaSets listers.ResourceIndexer[*appsv1.ReplicaSet]
 	services    listers.ResourceIndexer[*corev1.Service]
 	flightList  listers.ResourceIndexer[*v1alpha1.Flight]
+	// flightIndex indexes the Flights by the release flag documents
+	// they link (flagDocIndex).
+	flightIndex cache.Indexer
 	synced      []cache.InformerSynced
+}
+
+// flagDocIndex indexes Flights by "namespace/configmap/key" of every
+// release flag document in their status: a Flight stepping flags finds
+// the others that step flags of the same documents without a scan of the
+// namespace.
+const flagDocIndex = "fledge.dev/flag-docs"
+
+func flagDocsOf(obj any) ([]string, error) {
+	f, ok := obj.(*v1alpha1.Flight)
+	if !ok {
+		return nil, nil
+	}
+	var out []string
+	for _, fl := range f.Status.Flags {
+		out = append(out, f.Namespace+"/"+rollout.FlagDocKey(fl.ConfigMap, fl.Key))
+	}
+	return out, nil
 }
 
 // scopes are the caches of every namespace fledge acts in, and what it
@@ -72,6 +94,7 @@ func (s *scopes) newScope(ns string) *scope {
 	rs := kube.Apps().V1().ReplicaSets().Informer()
 	svc := kube.Core().V1().Services().Informer()
 	fl := flights.Fledge().V1alpha1().Flights().Informer()
+	_ = fl.AddIndexers(cache.Indexers{flagDocIndex: flagDocsOf}) // before Start: cannot fail
 	_, _ = dep.AddEventHandler(s.onDeployment)
 	_, _ = fl.AddEventHandler(s.onFlight)
 	return &scope{
@@ -80,6 +103,7 @@ func (s *scopes) newScope(ns string) *scope {
 		replicaSets: listers.New[*appsv1.ReplicaSet](rs.GetIndexer(), appsv1.Resource("replicasets")),
 		services:    listers.New[*corev1.Service](svc.GetIndexer(), corev1.Resource("services")),
 		flightList:  listers.New[*v1alpha1.Flight](fl.GetIndexer(), v1alpha1.FlightResource.GroupResource()),
+		flightIndex: fl.GetIndexer(),
 		synced:      []cache.InformerSynced{dep.HasSynced, rs.HasSynced, svc.HasSynced, fl.HasSynced},
 	}
 }
