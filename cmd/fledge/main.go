@@ -130,6 +130,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return err
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := engine.NewMetrics(reg)
+	cfg.Wrap(metrics.CountKubeRequests) // fledge_kube_requests_total: what fledge asks of the API server
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -151,13 +155,10 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		return fmt.Errorf("-prometheus-url: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 
-	metrics := engine.NewMetrics(reg)
 	query := analysis.QueryFunc(func(ctx context.Context, q string, at time.Time) (float64, error) {
 		v, err := prom.Query(ctx, q, at)
 		metrics.CountQuery(err)

@@ -1,6 +1,12 @@
 package sandbox
 
-import "time"
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Process is a program a test runs beside the sandbox, fledge's engine for
 // instance, with the same guarantees as the sandbox's own components: its
@@ -47,3 +53,36 @@ func (p *Process) LogPath() string { return p.p.logPath }
 // LiveMembers lists the processes of its group still running (not
 // zombies): empty once it is truly gone.
 func (p *Process) LiveMembers() []int { return liveMembers(p.p.cmd.Process.Pid) }
+
+// ResidentBytes is the resident memory of the sandbox component or
+// process named name (kube-apiserver, prometheus, etcd, or a process
+// StartProcess ran), summed over its process group.
+func (s *Sandbox) ResidentBytes(name string) (int64, error) {
+	s.mu.Lock()
+	var pgid int
+	for _, p := range s.procs {
+		if p.name == name && p.cmd.Process != nil {
+			pgid = p.cmd.Process.Pid
+		}
+	}
+	s.mu.Unlock()
+	if pgid == 0 {
+		return 0, fmt.Errorf("no process %q in the sandbox", name)
+	}
+	var total int64
+	for _, pid := range liveMembers(pgid) {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		for line := range strings.SplitSeq(string(status), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+				if err == nil {
+					total += kb << 10
+				}
+			}
+		}
+	}
+	return total, nil
+}

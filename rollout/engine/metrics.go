@@ -30,7 +30,9 @@ type Metrics struct {
 	hooks      *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	namespaces *prometheus.GaugeVec
-	comparison comparisonMetrics
+	// kubeRequests: see CountKubeRequests.
+	kubeRequests *prometheus.CounterVec
+	comparison   comparisonMetrics
 }
 
 // comparisonMetrics are each Flight's comparisons with stable as its
@@ -112,12 +114,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}, []string{"namespace", "flight", "metric", "side"}),
 			shown: map[string][]string{},
 		},
+		kubeRequests: prometheus.NewCounterVec(kubeRequestsOpts, []string{"verb", "resource"}),
 		namespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_namespace_watched", Help: "1 for each namespace fledge acts in, 0 for one it was told to act in but may not read yet (the log says why); namespace=\"\" is cluster-wide.",
 		}, []string{"namespace"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces,
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
 	}
 	return m

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +71,37 @@ fledge_reconcile_duration_seconds_count 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "fledge_reconcile_duration_seconds"); err != nil {
 		t.Error(err)
+	}
+}
+
+// The engine's API requests are counted by verb and resource, read from
+// the request: a look's LISTs, if any, would show.
+func TestKubeRequestsAreCountedByVerbAndResource(t *testing.T) {
+	m := NewMetrics(nil)
+	rt := m.CountKubeRequests(roundTripperFunc(func(*http.Request) (*http.Response, error) { return &http.Response{StatusCode: 200}, nil }))
+	for _, r := range []struct{ method, url string }{
+		{"GET", "/apis/apps/v1/namespaces/shop/deployments"},
+		{"GET", "/apis/apps/v1/deployments?watch=true&resourceVersion=7"},
+		{"GET", "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/web"},
+		{"PATCH", "/apis/fledge.dev/v1alpha1/namespaces/shop/flights/web/status"},
+		{"POST", "/api/v1/namespaces/shop/events"},
+		{"PUT", "/apis/apps/v1/namespaces/shop/deployments/web-canary"},
+		{"DELETE", "/api/v1/namespaces/shop/services/web-canary"},
+		{"GET", "/version"},
+	} {
+		req := httptest.NewRequest(r.method, r.url, nil)
+		if _, err := rt.RoundTrip(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []struct {
+		verb, resource string
+	}{
+		{"list", "deployments"}, {"watch", "deployments"}, {"get", "virtualservices"}, {"patch", "flights/status"},
+		{"create", "events"}, {"update", "deployments"}, {"delete", "services"}, {"get", "other"},
+	} {
+		if got := testutil.ToFloat64(m.kubeRequests.WithLabelValues(want.verb, want.resource)); got != 1 {
+			t.Errorf("fledge_kube_requests_total{verb=%q,resource=%q} = %v, want 1", want.verb, want.resource, got)
+		}
 	}
 }
