@@ -6,7 +6,7 @@ E2E_FLAGS ?=
 # Packages built for the e2e tag; the sandbox suites live under e2e/.
 E2E_PKGS  ?= ./e2e/...
 
-.PHONY: all build tools test unit e2e lint demo sandbox bench sim clean generate
+.PHONY: all build tools test unit e2e lint demo sandbox bench bench-scale sim clean generate
 
 all: build
 
@@ -58,6 +58,15 @@ bench: tools
 	$(GO) test -tags e2e -run '^$$' -bench ColdStart -benchtime 3x ./e2e/sandbox
 	$(GO) test -tags e2e -run '^$$' -bench FaultyCanary -benchtime 3x ./e2e/compare
 	$(GO) test -tags e2e -run '^$$' -bench EngineMemory -benchtime 1x -timeout 30m ./e2e/rollout
+
+# One engine over N opted-in Deployments (1 replica, 1 request a second
+# each), M of them rolled out at once, in the sandbox: adoption time, time
+# to the first canary weight and to Succeeded, reconcile latency, API calls
+# and PromQL queries per step, engine, API server and Prometheus memory.
+N ?= 200
+M ?= 40
+bench-scale: tools
+	FLEDGE_SCALE_N=$(N) FLEDGE_SCALE_M=$(M) $(GO) test -tags e2e -run '^$$' -bench Scale -benchtime 1x -timeout 90m ./e2e/scale
 
 # The decision simulator: thousands of seeded rollouts through the real
 # decision core (rollout/sim) per policy, scenario and traffic level, with

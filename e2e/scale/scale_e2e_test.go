@@ -1,0 +1,433 @@
+//go:build e2e
+
+package scale_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/fledgehq/fledge/e2e/mesh"
+	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+)
+
+var suite = sandbox.Suite{Options: sandbox.Options{MeshSeed: 11}}
+
+func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
+
+const (
+	engineNamespace = "fledge-system"
+	// appsPerNamespace is how the apps are spread: teams of 50.
+	appsPerNamespace = 50
+)
+
+// scalePolicies: two steps of 10 s, judged by the error-rate comparison
+// (a step moves on after its interval unless the canary is shown worse).
+const scalePolicies = `
+policies:
+  scale:
+    steps: [30, 60]
+    interval: 10s
+    minInterval: 5s
+    lookInterval: 5s
+    scrapeInterval: 5s
+    metrics:
+    - {name: error-rate, maxIncrease: 0.05}
+`
+
+// BenchmarkScale runs one engine over N opted-in Deployments (1 replica,
+// 1 request a second each) and rolls M of them out at once, then reports
+// what make bench-scale prints. N and M come from FLEDGE_SCALE_N and
+// FLEDGE_SCALE_M (default 200 and 40).
+func BenchmarkScale(b *testing.B) {
+	n, m := envInt(b, "FLEDGE_SCALE_N", 200), envInt(b, "FLEDGE_SCALE_M", 40)
+	if m > n {
+		b.Fatalf("M=%d rollouts of N=%d apps", m, n)
+	}
+	sb := suite.Get(b)
+	ctx := context.Background()
+	bin := engineBinary(b, sb)
+
+	var namespaces []string
+	for range (n + appsPerNamespace - 1) / appsPerNamespace {
+		ns := sb.Namespace(b)
+		if err := sb.ApplyRBAC(ctx, repoFile("deploy/rbac-namespace.yaml"), ns); err != nil {
+			b.Fatal(err)
+		}
+		namespaces = append(namespaces, ns)
+	}
+	type app struct{ ns, name string }
+	apps := make([]app, n)
+	for i := range apps {
+		apps[i] = app{namespaces[i/appsPerNamespace], fmt.Sprintf("app-%04d", i)}
+	}
+
+	policyFile := filepath.Join(b.TempDir(), "policies.yaml")
+	if err := os.WriteFile(policyFile, []byte(scalePolicies), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	metricsAddr := freeAddr(b)
+	engine, err := sb.StartProcess("fledge-scale", nil, bin,
+		"--kubeconfig="+sb.ServiceAccountKubeconfig(b, engineNamespace, "fledge"), "--policies="+policyFile,
+		"--prometheus-url="+sb.PrometheusURL, "--metrics-addr="+metricsAddr, "--health-addr=0",
+		"--namespaces="+strings.Join(namespaces, ","), "--leader-election-namespace="+engineNamespace,
+		"--leader-election-id=fledge-scale", "--identity=fledge-scale")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = engine.Stop() })
+	if err := sb.AddScrapeTarget("fledge-scale", metricsAddr); err != nil {
+		b.Fatal(err)
+	}
+
+	// Adoption: every app created at once, opted in; until every Flight
+	// is Idle.
+	began := time.Now()
+	parallel(b, len(apps), func(i int) error {
+		a := apps[i]
+		sb.CreateApp(b, a.ns, sandbox.App{Name: a.name, Annotations: map[string]string{rollout.AnnotationRollout: "scale"}})
+		return sb.Mesh.AddClient(mesh.Client{Name: "client-" + a.name, Namespace: a.ns, Host: a.name, RPS: 1})
+	})
+	created := time.Since(began)
+	waitFlights(b, sb, namespaces, 10*time.Minute, "every Flight Idle", func(fs []v1alpha1.Flight) bool {
+		idle := 0
+		for _, f := range fs {
+			if f.Status.Phase == v1alpha1.PhaseIdle {
+				idle++
+			}
+		}
+		return idle == n
+	})
+	adoption := time.Since(began)
+
+	// M template changes at once.
+	before := scrape(b, metricsAddr)
+	changed := time.Now()
+	parallel(b, m, func(i int) error {
+		a := apps[i]
+		patch := fmt.Appendf(nil, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"example.com/%s:v2"}]}}}}`, a.name)
+		_, err := sb.Kube.AppsV1().Deployments(a.ns).Patch(ctx, a.name, types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+		return err
+	})
+	firstWeight := map[string]time.Duration{}
+	succeeded := map[string]time.Duration{}
+	rolled := map[string]bool{}
+	for _, a := range apps[:m] {
+		rolled[a.ns+"/"+a.name] = true
+	}
+	waitFlights(b, sb, namespaces, 20*time.Minute, "every rollout Succeeded", func(fs []v1alpha1.Flight) bool {
+		now := time.Since(changed)
+		for _, f := range fs {
+			key := f.Namespace + "/" + f.Name
+			if !rolled[key] {
+				continue
+			}
+			if _, ok := firstWeight[key]; !ok && f.Status.CanaryWeight > 0 {
+				firstWeight[key] = now
+			}
+			if _, ok := succeeded[key]; !ok && f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision == f.Status.CanaryRevision && f.Status.StableRevision != "" {
+				if _, ok := firstWeight[key]; !ok {
+					firstWeight[key] = now // stepped through between two polls
+				}
+				succeeded[key] = now
+			}
+		}
+		return len(succeeded) == m
+	})
+	allDone := time.Since(changed)
+	after := scrape(b, metricsAddr)
+
+	apiCalls, lists := 0.0, 0.0
+	for k, v := range after {
+		if strings.HasPrefix(k, "fledge_kube_requests_total{") {
+			d := v - before[k]
+			apiCalls += d
+			if strings.Contains(k, `verb="list"`) {
+				lists += d
+			}
+		}
+	}
+	queries := sumPrefix(after, "fledge_prometheus_queries_total") - sumPrefix(before, "fledge_prometheus_queries_total")
+	var byCall []string
+	for _, k := range slices.Sorted(maps.Keys(after)) {
+		if rest, ok := strings.CutPrefix(k, "fledge_kube_requests_total"); ok {
+			if d := after[k] - before[k]; d > 0 {
+				byCall = append(byCall, fmt.Sprintf("%s %.1f", rest, d/float64(m)))
+			}
+		}
+	}
+	reconcile := histogramDelta(before, after, "fledge_reconcile_duration_seconds")
+	decision := histogramDelta(before, after, "fledge_decision_duration_seconds")
+	cpu := after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
+	apiserver, _ := sb.ResidentBytes("kube-apiserver")
+	prom, _ := sb.ResidentBytes("prometheus")
+	scrapes, _ := sb.QueryVector(ctx, `scrape_duration_seconds`, "job")
+
+	fw := durations(firstWeight)
+	sc := durations(succeeded)
+	// A rollout of the scale policy is 3 judged steps: 30%, 60%, then the
+	// promotion.
+	const steps = 3
+	b.Logf("(N=%d, M=%d) on %d namespaces; apps created in %s", n, m, len(namespaces), created.Round(100*time.Millisecond))
+	b.Logf("adoption (create to every Flight Idle): %s", adoption.Round(100*time.Millisecond))
+	b.Logf("template change to first canary weight: p50 %s, p99 %s, max %s", q(fw, 0.5), q(fw, 0.99), q(fw, 1))
+	b.Logf("template change to Succeeded: p50 %s, p99 %s, all %s", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
+	b.Logf("reconcile p50 %s p99 %s; decision p50 %s p99 %s", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
+	b.Logf("per rollout (%d judged steps): %.1f API calls (%.2f LISTs), %.1f PromQL queries; per judged step: %.1f API calls, %.1f queries",
+		steps, apiCalls/float64(m), lists/float64(m), queries/float64(m), apiCalls/float64(m*steps), queries/float64(m*steps))
+	b.Logf("API calls per rollout by verb and resource: %s", strings.Join(byCall, ", "))
+	b.Logf("engine RSS %.0f MiB, CPU %.0f%% of a core during the rollouts; API server RSS %.0f MiB; Prometheus RSS %.0f MiB",
+		after["process_resident_memory_bytes"]/(1<<20), 100*cpu/allDone.Seconds(), float64(apiserver)/(1<<20), float64(prom)/(1<<20))
+	for _, job := range slices.Sorted(maps.Keys(scrapes)) {
+		b.Logf("scrape of %s: %.3f s", job, scrapes[job])
+	}
+	b.ReportMetric(adoption.Seconds(), "s-adoption")
+	b.ReportMetric(q(fw, 0.99).Seconds(), "s-first-weight-p99")
+	b.ReportMetric(allDone.Seconds(), "s-all-succeeded")
+	b.ReportMetric(reconcile.quantile(0.99)*1000, "ms-reconcile-p99")
+	b.ReportMetric(apiCalls/float64(m*steps), "api-calls/step")
+	b.ReportMetric(queries/float64(m*steps), "queries/step")
+	b.ReportMetric(after["process_resident_memory_bytes"]/(1<<20), "MiB-engine-rss")
+}
+
+func envInt(b *testing.B, key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive number", key, v)
+	}
+	return n
+}
+
+// parallel runs fn for 0..n-1 on 16 workers and fails on the first error.
+func parallel(b *testing.B, n int, fn func(i int) error) {
+	b.Helper()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				if err := fn(i); err != nil {
+					mu.Lock()
+					first = cmpOr(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		b.Fatal(first)
+	}
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// waitFlights polls the Flights of the namespaces every 250 ms until ok
+// accepts them.
+func waitFlights(b *testing.B, sb *sandbox.Sandbox, namespaces []string, timeout time.Duration, what string, ok func([]v1alpha1.Flight) bool) {
+	b.Helper()
+	var last []v1alpha1.Flight
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var all []v1alpha1.Flight
+		for _, ns := range namespaces {
+			list, err := sb.Fledge.FledgeV1alpha1().Flights(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			all = append(all, list.Items...)
+		}
+		last = all
+		return ok(all), nil
+	})
+	if err != nil {
+		phases := map[v1alpha1.Phase]int{}
+		for _, f := range last {
+			phases[f.Status.Phase]++
+		}
+		b.Fatalf("%s: not within %s: %d Flights by phase %v", what, timeout, len(last), phases)
+	}
+}
+
+// scrape reads the engine's /metrics into a map from the sample's name and
+// labels, as written, to its value.
+func scrape(b *testing.B, addr string) map[string]float64 {
+	b.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				out[line[:i]] = v
+			}
+		}
+	}
+	return out
+}
+
+func sumPrefix(m map[string]float64, name string) float64 {
+	total := 0.0
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			total += v
+		}
+	}
+	return total
+}
+
+// histogram is the difference of a histogram's cumulative buckets between
+// two scrapes.
+type histogram struct {
+	bounds []float64
+	counts []float64
+}
+
+func histogramDelta(before, after map[string]float64, name string) histogram {
+	var h histogram
+	for k, v := range after {
+		rest, ok := strings.CutPrefix(k, name+`_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, err := strconv.ParseFloat(strings.TrimSuffix(rest, `"}`), 64)
+		if err != nil {
+			continue
+		}
+		h.bounds = append(h.bounds, le)
+		h.counts = append(h.counts, v-before[k])
+	}
+	idx := make([]int, len(h.bounds))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, c int) int { return cmpFloat(h.bounds[a], h.bounds[c]) })
+	sorted := histogram{}
+	for _, i := range idx {
+		sorted.bounds = append(sorted.bounds, h.bounds[i])
+		sorted.counts = append(sorted.counts, h.counts[i])
+	}
+	return sorted
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// quantile is the upper bound of the bucket holding the q-quantile, as
+// histogram_quantile would bound it (NaN without observations).
+func (h histogram) quantile(q float64) float64 {
+	if len(h.counts) == 0 || h.counts[len(h.counts)-1] == 0 {
+		return math.NaN()
+	}
+	rank := q * h.counts[len(h.counts)-1]
+	for i, c := range h.counts {
+		if c >= rank {
+			return h.bounds[i]
+		}
+	}
+	return math.Inf(1)
+}
+
+func ms(seconds float64) string {
+	if math.IsNaN(seconds) || math.IsInf(seconds, 0) {
+		return fmt.Sprint(seconds)
+	}
+	return fmt.Sprintf("<=%.3g ms", seconds*1000)
+}
+
+func durations(m map[string]time.Duration) []time.Duration {
+	out := make([]time.Duration, 0, len(m))
+	for _, d := range m {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// q is the q-quantile of sorted durations (nearest rank).
+func q(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))].Round(100 * time.Millisecond)
+}
+
+// engineBinary builds cmd/fledge and installs the Flight CRD and fledge's
+// RBAC in the sandbox.
+func engineBinary(b *testing.B, sb *sandbox.Sandbox) string {
+	b.Helper()
+	binary := filepath.Join(b.TempDir(), "fledge")
+	if out, err := exec.Command("go", "build", "-o", binary, "github.com/fledgehq/fledge/cmd/fledge").CombinedOutput(); err != nil {
+		b.Fatalf("build fledge: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	if err := sandbox.ApplyCRDs(ctx, sb.Dynamic, repoFile("deploy/crds/flights.fledge.dev.yaml")); err != nil {
+		b.Fatal(err)
+	}
+	if err := sb.InstallRBAC(ctx, engineNamespace, repoFile("deploy/rbac.yaml")); err != nil {
+		b.Fatal(err)
+	}
+	return binary
+}
+
+func repoFile(rel string) string { return filepath.Join("..", "..", rel) }
+
+func freeAddr(b *testing.B) string {
+	b.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
