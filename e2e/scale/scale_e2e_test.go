@@ -155,6 +155,22 @@ func BenchmarkScale(b *testing.B) {
 	})
 	allDone := time.Since(changed)
 	after := scrape(b, metricsAddr)
+	// The slowest rollout's decision log: where its time went.
+	slowest, slowestAt := "", time.Duration(0)
+	for k, d := range succeeded {
+		if d > slowestAt {
+			slowest, slowestAt = k, d
+		}
+	}
+	if ns, name, ok := strings.Cut(slowest, "/"); ok {
+		if f, err := sb.Fledge.FledgeV1alpha1().Flights(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
+			for _, d := range f.Status.Decisions {
+				if d.At.Time.After(changed) {
+					b.Logf("slowest, %s: +%s %s step %d at %d%%: %s", slowest, d.At.Time.Sub(changed).Round(time.Second), d.Verdict, d.Step, d.Weight, d.Message)
+				}
+			}
+		}
+	}
 
 	apiCalls, lists := 0.0, 0.0
 	for k, v := range after {

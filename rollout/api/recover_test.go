@@ -189,3 +189,36 @@ func TestTheServerRefusesAnOversizedRequest(t *testing.T) {
 		t.Errorf("Get after an oversized request: %v", err)
 	}
 }
+
+// One connection holds at most api.MaxConcurrentStreams calls open: with
+// that many Watch streams open, a further call waits (here until its
+// deadline) until one of them ends.
+func TestOneConnectionHoldsAtMostMaxConcurrentStreams(t *testing.T) {
+	client, _ := servePanicking(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	var watches []context.CancelFunc
+	for range api.MaxConcurrentStreams {
+		wctx, wcancel := context.WithCancel(ctx)
+		watches = append(watches, wcancel)
+		w, err := client.Watch(wctx, &rolloutpb.WatchRequest{Namespace: "prod", Name: "shop"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Recv(); err != nil { // the stream is open: its first event came
+			t.Fatal(err)
+		}
+	}
+	short, shortCancel := context.WithTimeout(ctx, time.Second)
+	defer shortCancel()
+	if _, err := client.Get(short, &rolloutpb.GetRequest{Namespace: "prod", Name: "shop"}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("a call beyond %d open streams: %v, want it to wait (DeadlineExceeded)", api.MaxConcurrentStreams, err)
+	}
+	watches[0]()
+	if _, err := client.Get(ctx, &rolloutpb.GetRequest{Namespace: "prod", Name: "shop"}); err != nil {
+		t.Errorf("a call once a stream ended: %v", err)
+	}
+	for _, c := range watches[1:] {
+		c()
+	}
+}

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
 )
 
 // What a look costs the API server, the router and Prometheus: an idle
@@ -155,4 +158,40 @@ func TestALookCostsAFixedNumberOfCalls(t *testing.T) {
 		t.Errorf("%d steps taken and %d looks judged: the rollout was not followed", steps, judged)
 	}
 	t.Logf("%d looks from the new template to Succeeded, %d of them judged, %d steps", len(log.since(n)), judged, steps)
+}
+
+// stuckRouter's reads hang until their context ends, as a call to an API
+// server that accepted the connection and never answers would.
+type stuckRouter struct{ traffic.Router }
+
+func (stuckRouter) Weights(ctx context.Context, _ traffic.Target) (traffic.Weights, error) {
+	<-ctx.Done()
+	return traffic.Weights{}, ctx.Err()
+}
+
+// A look that hangs (an API call that never answers) ends at the
+// reconcile deadline with an error that says so, and frees its worker:
+// the look is retried with backoff instead of holding one of the few
+// workers forever.
+func TestALookThatHangsEndsAtTheReconcileDeadline(t *testing.T) {
+	w := newWorld(t, 1)
+	w.addApp("ref")
+	key := "ref/web"
+	w.run(100, w.phaseIs(v1alpha1.PhaseIdle, ""))
+	w.refresh(key)
+	w.c.router = stuckRouter{w.c.router}
+	w.c.reconcileTimeout = 50 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.c.safeReconcile(context.Background(), key)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "look at ref/web took longer than 50ms") {
+			t.Errorf("a hung look: %v, want the reconcile deadline's error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a hung look still holds its worker 30 s after the 50 ms reconcile deadline")
+	}
 }
