@@ -204,7 +204,7 @@ func BenchmarkScale(b *testing.B) {
 	// Looks at every Flight (idle ones too) and judged looks (checks
 	// measured) while the M rolled out.
 	looks := after["fledge_reconcile_duration_seconds_count"] - before["fledge_reconcile_duration_seconds_count"]
-	judged := sumPrefix(after, "fledge_checks_total") - sumPrefix(before, "fledge_checks_total")
+	judged := after["fledge_judged_looks_total"] - before["fledge_judged_looks_total"]
 	fmt.Printf("(N=%d, M=%d) on %d namespaces; apps created in %s\n", n, m, len(namespaces), created.Round(100*time.Millisecond))
 	fmt.Printf("adoption (create to every Flight Idle): %s\n", adoption.Round(100*time.Millisecond))
 	fmt.Printf("template change to first canary weight: p50 %s, p99 %s, max %s\n", q(fw, 0.5), q(fw, 0.99), q(fw, 1))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -156,6 +157,15 @@ func TestALookCostsAFixedNumberOfCalls(t *testing.T) {
 	}
 	if steps != 3 || judged == 0 { // 10, 20 and 50%
 		t.Errorf("%d steps taken and %d looks judged: the rollout was not followed", steps, judged)
+	}
+	measured := 0
+	for _, l := range log.since(0) {
+		if l.checks > 0 {
+			measured++
+		}
+	}
+	if got := testutil.ToFloat64(w.c.metrics.judged); got != float64(measured) {
+		t.Errorf("fledge_judged_looks_total = %v, want the %d looks that measured checks", got, measured)
 	}
 	t.Logf("%d looks from the new template to Succeeded, %d of them judged, %d steps", len(log.since(n)), judged, steps)
 }

@@ -32,6 +32,7 @@ type Metrics struct {
 	namespaces *prometheus.GaugeVec
 	// kubeRequests: see CountKubeRequests.
 	kubeRequests *prometheus.CounterVec
+	judged       prometheus.Counter
 	comparison   comparisonMetrics
 }
 
@@ -115,12 +116,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			shown: map[string][]string{},
 		},
 		kubeRequests: prometheus.NewCounterVec(kubeRequestsOpts, []string{"verb", "resource"}),
+		judged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "fledge_judged_looks_total", Help: "Looks that measured their policy's checks (sent PromQL queries); fledge_prometheus_queries_total over it is the queries per judged look.",
+		}),
 		namespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_namespace_watched", Help: "1 for each namespace fledge acts in, 0 for one it was told to act in but may not read yet (the log says why); namespace=\"\" is cluster-wide.",
 		}, []string{"namespace"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests,
+		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
 	}
 	return m
@@ -141,6 +145,7 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 }
 
 func (m *Metrics) checked(ns, name string, metrics []analysis.Metric, checks []analysis.Check) {
+	m.judged.Inc()
 	for _, pm := range metrics {
 		if pm.Min != nil {
 			m.threshold.WithLabelValues(ns, name, pm.Name, "min").Set(*pm.Min)
