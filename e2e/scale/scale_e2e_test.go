@@ -155,6 +155,25 @@ func BenchmarkScale(b *testing.B) {
 	})
 	allDone := time.Since(changed)
 	after := scrape(b, metricsAddr)
+	// The Events fledge recorded about the rolled-out apps, by reason
+	// (count includes repeats the recorder aggregated).
+	byReason := map[string]int32{}
+	for _, ns := range namespaces {
+		events, err := sb.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range events.Items {
+			if rolled[ns+"/"+e.InvolvedObject.Name] && e.Source.Component == "fledge" && e.LastTimestamp.Time.After(changed.Add(-time.Second)) {
+				byReason[e.Reason] += max(e.Count, 1)
+			}
+		}
+	}
+	var reasons []string
+	for _, r := range slices.Sorted(maps.Keys(byReason)) {
+		reasons = append(reasons, fmt.Sprintf("%s %.1f", r, float64(byReason[r])/float64(m)))
+	}
+	fmt.Printf("Events per rollout by reason: %s\n", strings.Join(reasons, ", "))
 	// The slowest rollout's decision log: where its time went.
 	slowest, slowestAt := "", time.Duration(0)
 	for k, d := range succeeded {
