@@ -67,7 +67,10 @@ func (s *Sandbox) createNode(ctx context.Context, name string) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("250"),
+		// Room for make bench-scale's thousands of apps and their
+		// canaries: at 250 a node, 3 nodes held 750 pods and the rest
+		// stayed Pending.
+		corev1.ResourcePods: resource.MustParse("5000"),
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
