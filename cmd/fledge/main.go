@@ -88,12 +88,16 @@ func main() {
 	flag.DurationVar(&o.leaseDuration, "lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
 	flag.DurationVar(&o.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
 	flag.DurationVar(&o.retryPeriod, "retry-period", 2*time.Second, "how often candidates try to acquire or renew")
-	flag.IntVar(&o.workers, "workers", 4, "Flights reconciled in parallel")
+	// Sized by make bench-scale: at (1000, 100) a look takes about two API
+	// calls and most of its time waits on the API server, and 4 workers
+	// behind a 50 QPS limit were both saturated (30 looks a second, 63
+	// calls a second wanted).
+	flag.IntVar(&o.workers, "workers", 16, "Flights reconciled in parallel (a look mostly waits on the API server and Prometheus)")
 	flag.StringVar(&o.namespaces, "namespaces", "", "the namespaces fledge acts in, comma-separated; each needs the RoleBinding of deploy/rbac-namespace.yaml (one of this and --all-namespaces is required)")
 	flag.DurationVar(&o.namespaceRetry, "namespace-retry", engine.DefaultNamespaceRetry, "how often a namespace of --namespaces that fledge may not read yet (no RoleBinding) is tried again")
 	flag.BoolVar(&o.allNamespaces, "all-namespaces", false, "act in every namespace; needs the ClusterRoleBinding of deploy/rbac-cluster.yaml")
-	flag.Float64Var(&o.qps, "kube-api-qps", 50, "Kubernetes API requests per second (client-side limit)")
-	flag.IntVar(&o.burst, "kube-api-burst", 100, "Kubernetes API request burst (client-side limit)")
+	flag.Float64Var(&o.qps, "kube-api-qps", 150, "Kubernetes API requests per second (client-side limit): about 2 per look, and about 5 per adoption")
+	flag.IntVar(&o.burst, "kube-api-burst", 300, "Kubernetes API request burst (client-side limit)")
 	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&o.apiAddr, "api-addr", ":9443", "address of the gRPC API (served when --tls-cert-file is set)")
