@@ -13,7 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -248,105 +247,6 @@ func (c *Controller) enqueueObject(obj any) {
 	if err == nil {
 		c.queue.Add(key)
 	}
-}
-
-// Start starts the informers of every namespace fledge may read and waits
-// until their caches are synced; namespaces it may not read yet are tried
-// again every NamespaceRetry in the background. Every replica starts them, so
-// that followers serve reads; only the leader runs workers. The informers
-// stop when ctx is done.
-func (c *Controller) Start(ctx context.Context) error {
-	c.startOnce.Do(func() {
-		var pending []string
-		for _, ns := range c.namespaces {
-			ok, err := c.watch(ctx, ns)
-			if err != nil {
-				c.startErr = err
-				return
-			}
-			if !ok {
-				pending = append(pending, ns)
-			}
-		}
-		if len(pending) > 0 {
-			go c.retryNamespaces(ctx, pending)
-		}
-	})
-	return c.startErr
-}
-
-// watch starts the caches of namespace ns if fledge may read there, and
-// then looks at everything in them; it says why not otherwise.
-func (c *Controller) watch(ctx context.Context, ns string) (bool, error) {
-	why, err := c.scopes.add(ctx, ns)
-	if err != nil {
-		return false, err
-	}
-	c.metrics.namespaceWatched(ns, why == "")
-	if why != "" {
-		c.scopes.wait(ns, why)
-		c.log.Error("fledge does not act in this namespace yet; it tries again every "+c.namespaceRetry.String(), "namespace", describeNamespace(ns), "reason", why)
-		return false, nil
-	}
-	c.log.Info("watching", "namespace", describeNamespace(ns))
-	// The caches' first events came before they could be read.
-	c.EnqueueAll()
-	return true, nil
-}
-
-// retryNamespaces tries the namespaces fledge may not read yet every
-// NamespaceRetry, until it may read each or ctx is done.
-func (c *Controller) retryNamespaces(ctx context.Context, pending []string) {
-	defer utilruntime.HandleCrash()
-	for len(pending) > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.clock.After(c.namespaceRetry):
-		}
-		var still []string
-		for _, ns := range pending {
-			if ok, err := c.watch(ctx, ns); err != nil || !ok {
-				still = append(still, ns)
-			}
-		}
-		pending = still
-	}
-}
-
-// Waiting returns the namespaces the controller was told to act in but
-// may not read yet, each with why and what would end the wait.
-func (c *Controller) Waiting() map[string]string { return c.scopes.Waiting() }
-
-// lean drops from what the caches keep what fledge never reads of an
-// object: its managedFields, and kubectl's last-applied-configuration (a
-// copy of the whole object), often most of a Deployment's or Service's
-// size. fledge's writes from a cached object are patches, or an update
-// of a Flight whose managedFields, omitted, the API server keeps.
-func lean(obj any) (any, error) {
-	m, err := meta.Accessor(obj)
-	if err != nil {
-		return obj, nil // a tombstone, say: kept as it is
-	}
-	m.SetManagedFields(nil)
-	if a := m.GetAnnotations(); a != nil {
-		delete(a, corev1.LastAppliedConfigAnnotation)
-	}
-	return obj, nil
-}
-
-// HasSynced reports whether every informer cache the controller reads
-// has synced: until then it cannot decide, nor serve reads.
-func (c *Controller) HasSynced() bool {
-	all := c.scopes.all()
-	for _, sc := range all {
-		for _, synced := range sc.synced {
-			if !synced() {
-				return false
-			}
-		}
-	}
-	return len(all) > 0
 }
 
 // Run starts the informers (if Start has not) and the workers, and
