@@ -4,6 +4,7 @@ package scale_test
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -270,7 +271,7 @@ func parallel(b *testing.B, n int, fn func(i int) error) {
 			for i := range work {
 				if err := fn(i); err != nil {
 					mu.Lock()
-					first = cmpOr(first, err)
+					first = cmp.Or(first, err)
 					mu.Unlock()
 				}
 			}
@@ -284,13 +285,6 @@ func parallel(b *testing.B, n int, fn func(i int) error) {
 	if first != nil {
 		b.Fatal(first)
 	}
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // waitFlights polls the Flights of the namespaces every 250 ms until ok
