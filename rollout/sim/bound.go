@@ -72,3 +72,22 @@ func (sc Scenario) fewestRequests(p *rollout.Policy) (float64, string) {
 	}
 	return worst, "to show it no worse than stable plus the margin at 95%"
 }
+
+// Floor is the total traffic below which a threshold policy never judges
+// its first step: there, the canary's share of one interval's requests,
+// rps x weight x interval, is below the largest minSamples of its
+// threshold checks, so every round holds for want of samples and nothing
+// bounds that hold. Zero for a policy whose first step needs no samples.
+func Floor(p *rollout.Policy) float64 {
+	if len(p.Steps) == 0 || p.Interval <= 0 {
+		return 0
+	}
+	share := float64(p.Steps[0]) / 100 * p.Interval.Seconds()
+	floor := 0.0
+	for _, m := range p.Metrics {
+		if !m.IsComparison() && m.MinSamples > 0 {
+			floor = math.Max(floor, float64(m.MinSamples)/share)
+		}
+	}
+	return floor
+}

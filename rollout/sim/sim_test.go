@@ -263,3 +263,35 @@ func TestTheLoadTesterLetsTheComparisonDecideAtLowTraffic(t *testing.T) {
 		t.Errorf("15x worse: %+v: the users' requests and failures must not include the load's", r)
 	}
 }
+
+// A threshold policy's floor is minSamples over the first step's share of
+// one interval: 100 / (5% x 60 s) for the standard policy fledge shipped
+// before comparisons, 50 / (10% x 8 s) for the demo's; a policy of
+// comparisons alone has none.
+func TestFloorIsWhereTheFirstStepCanHoldItsSamples(t *testing.T) {
+	ps, err := rollout.ParseConfig([]byte(`
+policies:
+  standard:
+    steps: [5, 10, 25, 50]
+    interval: 1m
+    metrics:
+    - {name: success-rate, min: 0.99, minSamples: 100}
+    - {name: latency-p95, max: 500, minSamples: 20}
+  demo:
+    steps: [10, 25, 50]
+    interval: 8s
+    minInterval: 1s
+    metrics: [{name: success-rate, min: 0.97, minSamples: 50}]
+  compare:
+    steps: [10, 50]
+    metrics: [{name: error-rate}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{"standard": 100 / (0.05 * 60), "demo": 62.5, "compare": 0} {
+		if got := Floor(ps[name]); math.Abs(got-want) > 1e-9 {
+			t.Errorf("Floor(%s) = %g, want %g", name, got, want)
+		}
+	}
+}

@@ -20,6 +20,9 @@ type Rule struct {
 	// MinRate: the rule is played only at this traffic level and above
 	// (a reference that says nothing at lower ones); 0 is every level.
 	MinRate float64
+	// Why says why a rule with MinRate is not played below it, printed
+	// once above the tables.
+	Why string
 }
 
 // Cell is the outcome of many runs of one rule, scenario and traffic level.
@@ -188,6 +191,11 @@ func summarize(runs []Result, want Outcome) Cell {
 // test needs, on average, to reach that verdict (WaldBound).
 func (s Study) Print(out io.Writer, res Results) {
 	fmt.Fprintf(out, "%d runs a cell, %s horizon, seed %d. Each cell: rolled back %% / promoted %% / held %%, @ median minutes to the verdict the canary deserves; for a worse canary, the median (mean) failed responses it served.\n", s.Runs, s.Horizon, s.Seed)
+	for _, r := range s.Rules {
+		if r.MinRate > 0 && r.Why != "" && slices.ContainsFunc(s.Rates, func(v float64) bool { return v < r.MinRate }) {
+			fmt.Fprintf(out, "\n`%s` is played from %.3g rps: %s.\n", r.Name, r.MinRate, r.Why)
+		}
+	}
 	for _, sc := range s.Scenarios {
 		fmt.Fprintf(out, "\n### %s\n\n| rule |", sc.Name)
 		for _, r := range s.Rates {
