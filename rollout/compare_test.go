@@ -107,8 +107,22 @@ func TestAnEqualCanaryWalksItsStepsAndIsPromotedOnceShownNoWorse(t *testing.T) {
 		!strings.Contains(d.Status.Message, "cannot tell yet") || !strings.Contains(d.Status.Message, "more canary requests to show it no worse") {
 		t.Fatalf("phase %s, hold %+v, message %q; want held inconclusive", d.Status.Phase, d.Status.Hold, d.Status.Message)
 	}
+	held := *d.Status.Hold
+	// The next round is still inconclusive: the same hold goes on, with
+	// its message brought up to date and no second Held Event (one a
+	// round would be dozens a rollout).
+	in.Status, in.Now = d.Status, now.Add(3*time.Minute)
+	d = look(t, in, reading(500, 2, 2900, 14))
+	if h := d.Status.Hold; h == nil || h.Reason != v1alpha1.HoldInconclusive || !h.Since.Equal(&held.Since) || h.Message == held.Message {
+		t.Errorf("hold %+v after a second inconclusive round; want the first one (since %s), its message updated", h, held.Since)
+	}
+	for _, a := range d.Actions {
+		if e, ok := a.(RecordEvent); ok && e.Reason == "Held" {
+			t.Errorf("a Held Event again at the next round: %s", e.Message)
+		}
+	}
 	// Plenty of evidence at equal rates, at the next look: promoted.
-	in.Status, in.Now = d.Status, now.Add(2*time.Minute+10*time.Second)
+	in.Status, in.Now = d.Status, now.Add(3*time.Minute+10*time.Second)
 	d = look(t, in, reading(20800, 104, 25600, 128))
 	if d.Status.Phase != v1alpha1.PhasePromoting {
 		t.Fatalf("phase %s (%s), want promoting", d.Status.Phase, d.Status.Message)

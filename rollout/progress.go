@@ -349,7 +349,11 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		d.st.Message = msg
 		d.record(v1alpha1.VerdictHold, msg, checks)
 	default:
-		if d.st.Hold != nil && !gateHold(d.st.Hold) {
+		if h := d.st.Hold; h != nil && !gateHold(h) && !(h.Reason == v1alpha1.HoldInconclusive && d.lastStep()) {
+			// Judged: no longer unable to judge. At the last step an
+			// Inconclusive hold stays while promotion waits (below), so
+			// that it is not cleared and set again, with an Event, at
+			// every round; promoteEarly or a move clears it.
 			d.st.Hold = nil
 		}
 		why := fmt.Sprintf("%s: all %d checks passed", step, len(checks))
@@ -361,7 +365,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		}
 		if pending := d.comparisonsPending(checks); len(pending) > 0 {
 			why = fmt.Sprintf("%s: the checks passed, and %s", step, describeComparisons(pending))
-			if int(d.st.Step)+1 >= len(d.st.Steps) {
+			if d.lastStep() {
 				// Only a canary shown no worse is promoted.
 				msg := why + "; promotion waits until every comparison shows the canary no worse"
 				d.hold(v1alpha1.HoldInconclusive, msg)
@@ -408,7 +412,7 @@ func (d *decider) moveOn(why string, checks []analysis.Check) bool {
 // advance moves to the next step, or to promotion after the last one.
 func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Check) {
 	d.st.StepPassed = false
-	if gateHold(d.st.Hold) {
+	if h := d.st.Hold; gateHold(h) || h != nil && h.Reason == v1alpha1.HoldInconclusive {
 		d.st.Hold = nil
 	}
 	if int(d.st.Step)+1 >= len(d.st.Steps) {
@@ -434,6 +438,9 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 	}
 	d.after(d.in.Policy.Interval)
 }
+
+// lastStep reports whether the canary is at its last step.
+func (d *decider) lastStep() bool { return int(d.st.Step)+1 >= len(d.st.Steps) }
 
 // maxReasserts is how many times in a row a step's weights are set back
 // at once after someone else changed them; then fledge stops fighting,
