@@ -34,8 +34,8 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 		return err
 	}
 	vss := r.client.NetworkingV1().VirtualServices(t.Namespace)
-	for range maxAttempts {
-		cur, err := vss.Get(ctx, t.Name, metav1.GetOptions{})
+	for attempt := range maxAttempts {
+		cur, err := r.read(ctx, t.Namespace, t.Name, attempt > 0)
 		if apierrors.IsNotFound(err) {
 			w := traffic.Weights{Stable: 100}
 			if set != nil {
@@ -44,9 +44,12 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 			if err := traffic.Fenced(ctx); err != nil {
 				return err
 			}
-			_, err = vss.Create(ctx, generated(t, w), metav1.CreateOptions{FieldManager: traffic.FieldManager})
+			made, err := vss.Create(ctx, generated(t, w), metav1.CreateOptions{FieldManager: traffic.FieldManager})
 			if apierrors.IsAlreadyExists(err) {
 				continue // created meanwhile: repair that one instead
+			}
+			if err == nil {
+				r.noteWrite(made, t.Namespace, t.Name)
 			}
 			return errorIn(t.Namespace, t.Name, "create", err)
 		}
@@ -67,9 +70,12 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 		if err := traffic.Fenced(ctx); err != nil {
 			return err
 		}
-		_, err = vss.Update(ctx, next, metav1.UpdateOptions{FieldManager: traffic.FieldManager})
+		updated, err := vss.Update(ctx, next, metav1.UpdateOptions{FieldManager: traffic.FieldManager})
 		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 			continue // changed or deleted since the read: look again
+		}
+		if err == nil {
+			r.noteWrite(updated, t.Namespace, t.Name)
 		}
 		return errorIn(t.Namespace, t.Name, "update", err)
 	}
@@ -80,7 +86,7 @@ func (r *Router) applyGenerated(ctx context.Context, t traffic.Target, set *traf
 // VirtualService means plain routing: everything goes to the stable
 // Service.
 func (r *Router) generatedWeights(ctx context.Context, t traffic.Target) (traffic.Weights, error) {
-	cur, err := r.client.NetworkingV1().VirtualServices(t.Namespace).Get(ctx, t.Name, metav1.GetOptions{})
+	cur, err := r.read(ctx, t.Namespace, t.Name, false)
 	if apierrors.IsNotFound(err) {
 		return traffic.Weights{Stable: 100}, nil
 	}
@@ -109,8 +115,8 @@ func (r *Router) generatedWeights(ctx context.Context, t traffic.Target) (traffi
 // fledge did not generate.
 func (r *Router) releaseGenerated(ctx context.Context, t traffic.Target) error {
 	vss := r.client.NetworkingV1().VirtualServices(t.Namespace)
-	for range maxAttempts {
-		cur, err := vss.Get(ctx, t.Name, metav1.GetOptions{})
+	for attempt := range maxAttempts {
+		cur, err := r.read(ctx, t.Namespace, t.Name, attempt > 0)
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
@@ -130,7 +136,8 @@ func (r *Router) releaseGenerated(ctx context.Context, t traffic.Target) error {
 		err = vss.Delete(ctx, t.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{
 			UID: &cur.UID, ResourceVersion: &cur.ResourceVersion,
 		}})
-		if apierrors.IsNotFound(err) {
+		if err == nil || apierrors.IsNotFound(err) {
+			r.noteWrite(nil, t.Namespace, t.Name)
 			return nil
 		}
 		if apierrors.IsConflict(err) {

@@ -58,7 +58,7 @@ type change struct {
 // checkOwned is Ensure for a user-owned VirtualService: it writes nothing,
 // since until the first SetWeights the route is already what fledge wants.
 func (r *Router) checkOwned(ctx context.Context, t traffic.Target) error {
-	l, err := r.locate(ctx, t)
+	l, err := r.locate(ctx, t, false)
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func (r *Router) setOwned(ctx context.Context, t traffic.Target, w traffic.Weigh
 }
 
 func (r *Router) ownedWeights(ctx context.Context, t traffic.Target) (traffic.Weights, error) {
-	l, err := r.locate(ctx, t)
+	l, err := r.locate(ctx, t, false)
 	if err != nil {
 		return traffic.Weights{}, err
 	}
@@ -165,8 +165,8 @@ func (r *Router) releaseOwned(ctx context.Context, t traffic.Target) error {
 
 // locate reads the user-owned VirtualService and finds the target's route:
 // the http route named t.Route, or the only one when t.Route is empty.
-func (r *Router) locate(ctx context.Context, t traffic.Target) (located, error) {
-	vs, err := r.client.NetworkingV1().VirtualServices(t.Namespace).Get(ctx, t.VirtualService, metav1.GetOptions{})
+func (r *Router) locate(ctx context.Context, t traffic.Target, fresh bool) (located, error) {
+	vs, err := r.read(ctx, t.Namespace, t.VirtualService, fresh)
 	if apierrors.IsNotFound(err) {
 		return located{}, fmt.Errorf("virtualservice %s/%s: named by the target but not found: %w: %w", t.Namespace, t.VirtualService, errMissing, traffic.ErrConflict)
 	}
@@ -226,8 +226,8 @@ func (r *Router) locate(ctx context.Context, t traffic.Target) (located, error) 
 func (r *Router) patchRoute(ctx context.Context, t traffic.Target, edit func(located) (change, error)) error {
 	var lastErr error
 	var lastVersion string
-	for range maxAttempts {
-		l, err := r.locate(ctx, t)
+	for attempt := range maxAttempts {
+		l, err := r.locate(ctx, t, attempt > 0)
 		if err != nil {
 			return err
 		}
@@ -306,7 +306,10 @@ func (r *Router) patch(ctx context.Context, l located, ops []jsonPatchOp, what s
 	if err := traffic.Fenced(ctx); err != nil {
 		return err
 	}
-	_, err = r.client.NetworkingV1().VirtualServices(l.vs.Namespace).Patch(ctx, l.vs.Name, types.JSONPatchType, body, metav1.PatchOptions{FieldManager: traffic.FieldManager})
+	patched, err := r.client.NetworkingV1().VirtualServices(l.vs.Namespace).Patch(ctx, l.vs.Name, types.JSONPatchType, body, metav1.PatchOptions{FieldManager: traffic.FieldManager})
+	if err == nil {
+		r.noteWrite(patched, l.vs.Namespace, l.vs.Name)
+	}
 	if err != nil {
 		return fmt.Errorf("virtualservice %s/%s: %s%s: patch: %w", l.vs.Namespace, l.vs.Name, l.ref, what, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"istio.io/client-go/pkg/clientset/versioned"
 
@@ -17,13 +18,17 @@ import (
 const maxAttempts = 5
 
 // Router is a traffic.Router over Istio VirtualServices. It keeps no state
-// of its own: every call reads the cluster, so several replicas (or a
-// restarted one) agree; only the conflict check may read a cache
-// (WithCache). It is safe for concurrent use.
+// of its own but caches: every call reads the cluster (or, WithCache, a
+// watch-fed copy of it), so several replicas (or a restarted one) agree.
+// It is safe for concurrent use.
 type Router struct {
 	client versioned.Interface
-	// others, if set, caches the VirtualServices the conflict check reads.
+	// others, if set, caches the VirtualServices of the namespaces routed.
 	others *namespaceCaches
+	// wrote are the router's own writes that the cache may not show yet,
+	// by namespace/name.
+	mu    sync.Mutex
+	wrote map[string]write
 }
 
 var _ traffic.Router = (*Router)(nil)
