@@ -32,6 +32,12 @@ type Options struct {
 	Debounce time.Duration
 	// Tick is the traffic generators' period; default 20ms.
 	Tick time.Duration
+	// Shards splits the metrics into this many scrape targets,
+	// /metrics?shard=0 to Shards-1, by the reporting proxy's namespace
+	// (/metrics serves them all); default 1.
+	Shards int
+	// Telemetry changes the standard metrics as Istio's Telemetry API can.
+	Telemetry Telemetry
 }
 
 func (o Options) withDefaults() Options {
@@ -47,6 +53,7 @@ func (o Options) withDefaults() Options {
 	if o.Tick <= 0 {
 		o.Tick = 20 * time.Millisecond
 	}
+	o.Shards = max(o.Shards, 1)
 	return o
 }
 
@@ -60,10 +67,11 @@ const (
 
 // Emulator stands in for Istio's data plane. See the package documentation.
 type Emulator struct {
-	kube  kubernetes.Interface
-	istio istioclient.Interface
-	opts  Options
-	log   *slog.Logger
+	kube    kubernetes.Interface
+	istio   istioclient.Interface
+	opts    Options
+	optsErr error // what is wrong with opts, said by Start
+	log     *slog.Logger
 
 	// The hot path reads only these, without locks.
 	table     atomic.Pointer[table]
@@ -97,12 +105,14 @@ type Emulator struct {
 // New builds an emulator over the given clients. Nothing runs until Start.
 func New(kube kubernetes.Interface, istio istioclient.Interface, opts Options) *Emulator {
 	opts = opts.withDefaults()
+	metrics, err := newTelemetry(opts.Shards, opts.Telemetry)
 	e := &Emulator{
+		optsErr: err,
 		kube:    kube,
 		istio:   istio,
 		opts:    opts,
 		log:     opts.Logger,
-		metrics: newTelemetry(),
+		metrics: metrics,
 		dirty:   make(chan struct{}, 1),
 		flags:   newFlagClients(opts.Logger),
 		runners: map[string]*runner{},
@@ -123,6 +133,9 @@ func (e *Emulator) Start(ctx context.Context) error {
 	defer e.mu.Unlock()
 	if e.state != stateNew {
 		return errors.New("mesh emulator: Start called more than once")
+	}
+	if e.optsErr != nil {
+		return fmt.Errorf("mesh emulator: %w", e.optsErr)
 	}
 
 	ln, err := net.Listen("tcp", e.opts.MetricsAddr)

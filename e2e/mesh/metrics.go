@@ -1,7 +1,10 @@
 package mesh
 
 import (
+	"fmt"
+	"hash/fnv"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,34 +122,127 @@ func noPodLabels(host string, svc *serviceEntry) destLabels {
 	}
 }
 
-// telemetry holds the emulator's Istio metrics on a private registry, so
-// that several emulators (or tests) in one process do not collide.
+// Telemetry is what Istio's Telemetry API can change of the standard
+// metrics, as a platform team does at scale to keep Prometheus's load in
+// bounds. The zero value is Istio's default.
+type Telemetry struct {
+	// DisableClientMetrics drops the metrics the client's sidecar reports
+	// (reporter="source"), as a Telemetry resource with an override
+	// {match: {metric: ALL_METRICS, mode: CLIENT}, disabled: true} does:
+	// the server's sidecar still reports every request a pod served,
+	// which is what fledge reads.
+	DisableClientMetrics bool
+	// RemoveTags are standard labels removed from both metrics, as
+	// tagOverrides {<label>: {operation: REMOVE}} do.
+	RemoveTags []string
+}
+
+// telemetry holds the emulator's Istio metrics on private registries, so
+// that several emulators (or tests) in one process do not collide. They
+// are split in shards by the namespace of the proxy that reports them, as
+// each sidecar is a scrape target of its own in a real mesh: Prometheus
+// then scrapes several smaller targets, side by side, instead of one that
+// grows with every workload.
 type telemetry struct {
+	shards []*shard
+	// keep are the positions of the labels exported (all but the removed
+	// ones), and noClient drops the source reporter's series.
+	keep     []int
+	noClient bool
+}
+
+type shard struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
-func newTelemetry() *telemetry {
-	m := &telemetry{
-		registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "istio_requests_total",
-			Help: "Requests processed by the emulated Istio proxies.",
-		}, istioLabelNames()),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "istio_request_duration_milliseconds",
-			Help:    "Request duration as seen by the emulated Istio proxies.",
-			Buckets: istioDurationBuckets(),
-		}, istioLabelNames()),
+func newTelemetry(shards int, cfg Telemetry) (*telemetry, error) {
+	m := &telemetry{noClient: cfg.DisableClientMetrics}
+	var names []string
+	for i, name := range istioLabelNames() {
+		if !slices.Contains(cfg.RemoveTags, name) {
+			m.keep = append(m.keep, i)
+			names = append(names, name)
+		}
 	}
-	m.registry.MustRegister(m.requests, m.duration)
-	return m
+	for _, tag := range cfg.RemoveTags {
+		if !slices.Contains(istioLabelNames(), tag) {
+			return nil, fmt.Errorf("telemetry: removeTags: %q is not one of Istio's standard labels", tag)
+		}
+		if slices.Contains(requiredTags, tag) {
+			return nil, fmt.Errorf("telemetry: removeTags: %q is what a canary's requests are told apart by; it cannot be removed", tag)
+		}
+	}
+	for range max(shards, 1) {
+		s := &shard{
+			registry: prometheus.NewRegistry(),
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "istio_requests_total",
+				Help: "Requests processed by the emulated Istio proxies.",
+			}, names),
+			duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+				Name:    "istio_request_duration_milliseconds",
+				Help:    "Request duration as seen by the emulated Istio proxies.",
+				Buckets: istioDurationBuckets(),
+			}, names),
+		}
+		s.registry.MustRegister(s.requests, s.duration)
+		m.shards = append(m.shards, s)
+	}
+	return m, nil
 }
 
-// handler serves the registry in the Prometheus exposition formats.
+// requiredTags are the labels fledge's queries select a canary by.
+var requiredTags = []string{"reporter", "destination_workload", "destination_workload_namespace", "response_code", "grpc_response_status", "flag_variant"}
+
+// handler serves the metrics in the Prometheus exposition formats: every
+// shard's at /metrics, one shard's at /metrics?shard=<i>.
 func (m *telemetry) handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+	all := make(prometheus.Gatherers, 0, len(m.shards))
+	one := make([]http.Handler, 0, len(m.shards))
+	for _, s := range m.shards {
+		all = append(all, s.registry)
+		one = append(one, promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	}
+	whole := promhttp.HandlerFor(all, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query().Get("shard")
+		if q == "" {
+			whole.ServeHTTP(w, r)
+			return
+		}
+		i, err := strconv.Atoi(q)
+		if err != nil || i < 0 || i >= len(one) {
+			http.Error(w, fmt.Sprintf("shard %q: want 0 to %d", q, len(one)-1), http.StatusBadRequest)
+			return
+		}
+		one[i].ServeHTTP(w, r)
+	})
+}
+
+// shardOf is the shard of the series a proxy in namespace ns reports.
+func (m *telemetry) shardOf(ns string) *shard {
+	if len(m.shards) == 1 {
+		return m.shards[0]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(ns))
+	return m.shards[h.Sum32()%uint32(len(m.shards))]
+}
+
+// observe counts one request in the series of labels lv.
+func (m *telemetry) observe(lv *[numLabels]string, ns string, latencyMs float64) {
+	values := lv[:]
+	if len(m.keep) < numLabels {
+		values = make([]string, len(m.keep))
+		for i, at := range m.keep {
+			values[i] = lv[at]
+		}
+	}
+	s := m.shardOf(ns)
+	s.requests.WithLabelValues(values...).Inc()
+	s.duration.WithLabelValues(values...).Observe(latencyMs)
 }
 
 // record counts one request: once as reported by the client's proxy and,
@@ -167,16 +263,15 @@ func (m *telemetry) record(src *sourceLabels, proto Protocol, r *routed) {
 	lv[lResponseFlags] = r.resp.Flags
 	lv[lFlagVariant] = r.resp.Variant
 
-	lv[lReporter] = "source"
-	lv[lConnectionSecurityPolicy] = unknown
-	m.requests.WithLabelValues(lv[:]...).Inc()
-	m.duration.WithLabelValues(lv[:]...).Observe(r.resp.LatencyMs)
-
+	if !m.noClient {
+		lv[lReporter] = "source"
+		lv[lConnectionSecurityPolicy] = unknown
+		m.observe(&lv, lv[lSourceWorkloadNamespace], r.resp.LatencyMs)
+	}
 	if r.ep == nil {
 		return
 	}
 	lv[lReporter] = "destination"
 	lv[lConnectionSecurityPolicy] = "mutual_tls"
-	m.requests.WithLabelValues(lv[:]...).Inc()
-	m.duration.WithLabelValues(lv[:]...).Observe(r.resp.LatencyMs)
+	m.observe(&lv, lv[lDestinationWorkloadNamespace], r.resp.LatencyMs)
 }

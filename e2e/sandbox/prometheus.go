@@ -11,24 +11,34 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
-// The mesh emulator is scraped every second so that a test sees a change
-// of weights in Prometheus within a few seconds, as a canary step would.
+// The mesh emulator is scraped every second by default, so that a test
+// sees a change of weights in Prometheus within a few seconds, as a canary
+// step would; its metrics may be split across several targets, each
+// /metrics?shard=<i>, labelled shard="<i>".
 const prometheusConfig = `global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
+  scrape_interval: %[1]s
+  scrape_timeout: %[1]s
   evaluation_interval: 1s
 scrape_configs:
 - job_name: mesh
   static_configs:
-  - targets: [%q]
-- job_name: sandbox
+%[2]s- job_name: sandbox
   file_sd_configs:
-  - files: [%q]
+  - files: [%[3]q]
     refresh_interval: 1s
 `
+
+func meshTargets(addr string, shards int) string {
+	var b strings.Builder
+	for i := range shards {
+		fmt.Fprintf(&b, "  - targets: [%q]\n    labels: {__param_shard: \"%d\", shard: \"%d\"}\n", addr, i, i)
+	}
+	return b.String()
+}
 
 // launchPrometheus writes Prometheus's configuration and starts it without
 // waiting: its service discovery hands over targets only every 5 s, so it
@@ -39,7 +49,7 @@ func (s *Sandbox) launchPrometheus(meshAddr string) error {
 		return err
 	}
 	cfg := filepath.Join(dir, "prometheus.yml")
-	body := fmt.Sprintf(prometheusConfig, meshAddr, filepath.Join(dir, "targets", "*.json"))
+	body := fmt.Sprintf(prometheusConfig, model.Duration(s.scrape), meshTargets(meshAddr, s.meshShards), filepath.Join(dir, "targets", "*.json"))
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return err
 	}
@@ -74,8 +84,8 @@ func (s *Sandbox) waitPrometheus(ctx context.Context) error {
 		if err := p.errIfExited(); err != nil {
 			return false, err
 		}
-		up, err := s.QueryVector(ctx, `up{job="mesh"} == 1`, "job")
-		return err == nil && len(up) == 1, nil
+		up, err := s.QueryVector(ctx, `up{job="mesh"} == 1`, "shard")
+		return err == nil && len(up) == s.meshShards, nil
 	})
 	if err != nil {
 		return fmt.Errorf("prometheus never scraped the mesh emulator: %w", err)

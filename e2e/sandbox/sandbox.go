@@ -42,6 +42,16 @@ type Options struct {
 	MeshSeed uint64
 	// StartTimeout bounds the whole start (default 2 minutes).
 	StartTimeout time.Duration
+	// ScrapeInterval is Prometheus's, and its scrape timeout (default 1s,
+	// so that a test sees a change of weights in a few seconds; a
+	// production Prometheus scrapes every 15-30s).
+	ScrapeInterval time.Duration
+	// MeshShards splits the mesh's metrics into this many scrape
+	// targets (default 1), and MeshTelemetry changes them as Istio's
+	// Telemetry API can: what a cluster of thousands of workloads does to
+	// keep its metrics scrapeable.
+	MeshShards    int
+	MeshTelemetry mesh.Telemetry
 }
 
 // Sandbox is a running local control plane with Prometheus and the mesh
@@ -72,8 +82,12 @@ type Sandbox struct {
 	// StartupTime is how long Start took, for the cold start figure.
 	StartupTime time.Duration
 
-	log        *slog.Logger
-	tools      *tools
+	log   *slog.Logger
+	tools *tools
+	// scrape is Prometheus's scrape interval; meshShards the mesh's
+	// scrape targets.
+	scrape     time.Duration
+	meshShards int
 	pki        *pki
 	token      string
 	ports      ports
@@ -99,6 +113,10 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 2 * time.Minute
 	}
+	if opts.ScrapeInterval <= 0 {
+		opts.ScrapeInterval = time.Second
+	}
+	opts.MeshShards = max(opts.MeshShards, 1)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -110,7 +128,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{Dir: dir, LogDir: filepath.Join(dir, "logs"), log: opts.Logger, tools: t}
+	s := &Sandbox{Dir: dir, LogDir: filepath.Join(dir, "logs"), log: opts.Logger, tools: t, scrape: opts.ScrapeInterval, meshShards: opts.MeshShards}
 	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -168,7 +186,10 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		if err := ApplyCRDs(ctx, s.Dynamic, s.tools.IstioCRDs); err != nil {
 			return fmt.Errorf("istio CRDs: %w", err)
 		}
-		s.Mesh = mesh.New(s.Kube, s.Istio, mesh.Options{Logger: s.log.With("component", "mesh"), Seed: opts.MeshSeed, MetricsAddr: meshAddr})
+		s.Mesh = mesh.New(s.Kube, s.Istio, mesh.Options{
+			Logger: s.log.With("component", "mesh"), Seed: opts.MeshSeed, MetricsAddr: meshAddr,
+			Shards: opts.MeshShards, Telemetry: opts.MeshTelemetry,
+		})
 		if err := s.Mesh.Start(ctx); err != nil {
 			return fmt.Errorf("mesh emulator: %w", err)
 		}

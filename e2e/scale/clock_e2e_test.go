@@ -1,0 +1,138 @@
+//go:build e2e
+
+package scale_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/client/informers/externalversions"
+)
+
+// clock watches every Flight and notes when each first reached a state,
+// to the watch's latency (milliseconds), without LISTing thousands of
+// Flights in a loop (which at 2,000 takes seconds a round, and would both
+// load the API server and blur the times).
+type clock struct {
+	mu       sync.Mutex
+	idle     map[string]time.Time // first seen Idle
+	weighted map[string]time.Time // first seen with canary weight
+	done     map[string]time.Time // first seen Succeeded with its canary as stable
+	phases   map[string]v1alpha1.Phase
+}
+
+func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
+	c := &clock{idle: map[string]time.Time{}, weighted: map[string]time.Time{}, done: map[string]time.Time{}, phases: map[string]v1alpha1.Phase{}}
+	factory := externalversions.NewSharedInformerFactory(sb.Fledge, 0)
+	informer := factory.Fledge().V1alpha1().Flights().Informer()
+	note := func(obj any) {
+		f, ok := obj.(*v1alpha1.Flight)
+		if !ok {
+			return
+		}
+		now, key := time.Now(), f.Namespace+"/"+f.Name
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.phases[key] = f.Status.Phase
+		first := func(m map[string]time.Time) {
+			if _, ok := m[key]; !ok {
+				m[key] = now
+			}
+		}
+		if f.Status.Phase == v1alpha1.PhaseIdle {
+			first(c.idle)
+		}
+		if f.Status.CanaryWeight > 0 {
+			first(c.weighted)
+		}
+		if f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision != "" && f.Status.StableRevision == f.Status.CanaryRevision {
+			first(c.weighted) // stepped through between two events
+			first(c.done)
+		}
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: note, UpdateFunc: func(_, obj any) { note(obj) }}); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	b.Cleanup(func() { close(stop) })
+	factory.Start(stop)
+	factory.WaitForCacheSync(stop)
+	return c
+}
+
+// wait waits until ok holds of the clock, checking every 100 ms.
+func (c *clock) wait(b *testing.B, timeout time.Duration, what string, ok func(c *clock) bool) {
+	b.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return ok(c), nil
+	})
+	if err != nil {
+		c.mu.Lock()
+		byPhase := map[v1alpha1.Phase]int{}
+		for _, p := range c.phases {
+			byPhase[p]++
+		}
+		c.mu.Unlock()
+		b.Fatalf("%s: not within %s: %d Flights by phase %v", what, timeout, len(c.phases), byPhase)
+	}
+}
+
+// since returns the times in m of the keys, from t.
+func since(m map[string]time.Time, keys []string, t time.Time) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, k := range keys {
+		if at, ok := m[k]; ok {
+			out[k] = at.Sub(t)
+		}
+	}
+	return out
+}
+
+// pauses watches the Deployments labelled late and notes when each was
+// first seen paused.
+func watchPauses(b *testing.B, sb *sandbox.Sandbox, label string) func() map[string]time.Time {
+	var mu sync.Mutex
+	paused := map[string]time.Time{}
+	factory := informers.NewSharedInformerFactoryWithOptions(sb.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = label }))
+	informer := factory.Apps().V1().Deployments().Informer()
+	note := func(obj any) {
+		d, ok := obj.(*appsv1.Deployment)
+		if !ok || !d.Spec.Paused {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		key := d.Namespace + "/" + d.Name
+		if _, ok := paused[key]; !ok {
+			paused[key] = time.Now()
+		}
+	}
+	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: note, UpdateFunc: func(_, obj any) { note(obj) }}); err != nil {
+		b.Fatal(err)
+	}
+	stop := make(chan struct{})
+	b.Cleanup(func() { close(stop) })
+	factory.Start(stop)
+	factory.WaitForCacheSync(stop)
+	return func() map[string]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string]time.Time, len(paused))
+		for k, v := range paused {
+			out[k] = v
+		}
+		return out
+	}
+}
