@@ -253,7 +253,16 @@ func BenchmarkScale(b *testing.B) {
 	cpu := after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
 	apiserver, _ := sb.ResidentBytes("kube-apiserver")
 	prom, _ := sb.ResidentBytes("prometheus")
-	scrapes, _ := sb.QueryVector(ctx, `scrape_duration_seconds`, "job")
+	// The slowest target of each job over the rollouts, and its largest
+	// exposition; a failed scrape (over the timeout) shows as up 0.
+	window := fmt.Sprintf("[%ds]", int(allDone.Seconds())+1)
+	scrapes, err := sb.QueryVector(ctx, `max by (job) (max_over_time(scrape_duration_seconds`+window+`))`, "job")
+	if err != nil {
+		b.Log(err)
+	}
+	samples, _ := sb.QueryVector(ctx, `max by (job) (max_over_time(scrape_samples_scraped`+window+`))`, "job")
+	failed, _ := sb.QueryVector(ctx, `sum by (job) (count_over_time((up == 0)`+window+`))`, "job")
+	targets, _ := sb.QueryVector(ctx, `count by (job) (up)`, "job")
 
 	fw := durations(firstWeight)
 	sc := durations(succeeded)
@@ -275,7 +284,7 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("engine RSS %.0f MiB, CPU %.0f%% of a core during the rollouts; API server RSS %.0f MiB; Prometheus RSS %.0f MiB\n",
 		after["process_resident_memory_bytes"]/(1<<20), 100*cpu/allDone.Seconds(), float64(apiserver)/(1<<20), float64(prom)/(1<<20))
 	for _, job := range slices.Sorted(maps.Keys(scrapes)) {
-		fmt.Printf("scrape of %s: %.3f s\n", job, scrapes[job])
+		fmt.Printf("scrape of %s (%.0f targets): slowest %.3f s, at most %.0f samples a target, %.0f failed scrapes\n", job, targets[job], scrapes[job], samples[job], failed[job])
 	}
 	b.ReportMetric(adoption.Seconds(), "s-adoption")
 	b.ReportMetric(q(fw, 0.99).Seconds(), "s-first-weight-p99")
