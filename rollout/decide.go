@@ -77,6 +77,12 @@ type Observed struct {
 	// and all replicas are updated to DeploymentRevision and available.
 	DeploymentSettled bool
 	DeploymentPaused  bool
+	// DeploymentOneRevision: the Deployment runs one template, its own
+	// (its newest ReplicaSet is of spec.template, and no other ReplicaSet
+	// of it has replicas), though maybe not all of it is up yet, as when
+	// it was just created. Pausing it then stops nothing half-way: its one
+	// ReplicaSet still scales to its replicas.
+	DeploymentOneRevision bool
 	// CanaryRevision is the revision the canary Deployment runs ("" if
 	// none), CanaryReplicas its desired replicas, CanaryReady whether all
 	// of them are updated and available.
@@ -312,6 +318,14 @@ func (d *decider) nameTaken() bool {
 func (d *decider) initialize() {
 	d.st.Phase = v1alpha1.PhaseInitializing
 	d.st.Step = -1
+	if !d.in.DeploymentPaused && (d.in.DeploymentSettled || d.in.DeploymentOneRevision) {
+		// Paused first, before anything else is set up (or found wrong):
+		// from the first look on, a new template waits for fledge instead
+		// of being rolled out by Kubernetes on its own. (A Deployment
+		// rolling between two templates already is left to finish: paused
+		// half-way, it would stay so.)
+		d.do(SetStablePaused{Paused: true})
+	}
 	d.do(EnsureRouting{})
 	if d.in.RoutingError != "" {
 		// Usually the routing does not exist yet and EnsureRouting is about
@@ -328,8 +342,8 @@ func (d *decider) initialize() {
 	if !d.in.DeploymentPaused {
 		// Idle is written only once the pause is observed: whoever waits
 		// for it (a pipeline about to push an image) must never meet a
-		// Deployment that would roll a new template out by itself.
-		d.do(SetStablePaused{Paused: true})
+		// Deployment that would roll a new template out by itself. (The
+		// pause was asked for above.)
 		d.st.Message = "pausing the Deployment to take it over"
 		d.after(time.Second)
 		return

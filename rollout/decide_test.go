@@ -494,3 +494,42 @@ func TestARollbackIsReportedOnlyOnceTheRoutingReadsBackAtStable(t *testing.T) {
 		t.Errorf("actions %#v, outbox %+v: want the canary scaled down and Slack told why", d.Actions, d.Status.Outbox)
 	}
 }
+
+// A Deployment taken over is paused on the first look, before the routing
+// is set up or found wrong, whenever that stops nothing half-way: settled,
+// or running its own template alone while it scales up (just created).
+// One rolling between two templates is left to finish first.
+func TestATakeOverPausesTheDeploymentFirst(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	policy := &Policy{Name: "p", Steps: []int32{10, 50}, Interval: time.Minute, FailureLimit: 2, ProgressDeadline: 5 * time.Minute, MaxWeight: 50}
+	for _, c := range []struct {
+		name      string
+		observed  Observed
+		wantPause bool
+		wantHold  string
+	}{
+		{"settled", Observed{DesiredRevision: "r1", DeploymentRevision: "r1", DeploymentSettled: true}, true, ""},
+		{"just created, its one ReplicaSet scaling up", Observed{DesiredRevision: "r1", DeploymentRevision: "r1", DeploymentOneRevision: true},
+			true, v1alpha1.HoldDeploymentRollout},
+		{"its routing wrong", Observed{DesiredRevision: "r1", DeploymentRevision: "r1", DeploymentSettled: true, RoutingError: "virtualservice shop/other routes web"},
+			true, v1alpha1.HoldRouting},
+		{"rolling between two templates", Observed{DesiredRevision: "r2", DeploymentRevision: "r2"}, false, v1alpha1.HoldDeploymentRollout},
+	} {
+		d := Decide(Input{Now: now, Policy: policy, Observed: c.observed})
+		var names []string
+		for _, a := range d.Actions {
+			names = append(names, a.String())
+		}
+		paused := len(names) > 0 && names[0] == (SetStablePaused{Paused: true}).String()
+		if paused != c.wantPause {
+			t.Errorf("%s: actions %v; want the pause first: %t", c.name, names, c.wantPause)
+		}
+		hold := ""
+		if d.Status.Hold != nil {
+			hold = d.Status.Hold.Reason
+		}
+		if hold != c.wantHold {
+			t.Errorf("%s: hold %q, want %q", c.name, hold, c.wantHold)
+		}
+	}
+}

@@ -27,6 +27,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
 			o.StableImages = Images(rs.Spec.Template)
 		}
+		o.DeploymentOneRevision = oneRevision(d, rs, sets, o.DesiredRevision)
 		if rev := d.Annotations[deploymentRevision]; rev != "" && (rs == nil || rs.Annotations[deploymentRevision] != rev) {
 			// The ReplicaSets' cache (a watch of its own) is behind the
 			// Deployment's: what the Deployment runs is not known yet,
@@ -67,6 +68,23 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		}
 	}
 	return o
+}
+
+// oneRevision reports whether Deployment d runs its own template alone:
+// its newest ReplicaSet newest is of that template and of the Deployment's
+// revision (the ReplicaSets' cache has caught up), and no other of its
+// ReplicaSets has replicas. Without any ReplicaSet it does not: paused
+// before its controller made the first one, it would never make it.
+func oneRevision(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1.ReplicaSet, desired string) bool {
+	if newest == nil || TemplateHash(newest.Spec.Template) != desired || newest.Annotations[deploymentRevision] != d.Annotations[deploymentRevision] {
+		return false
+	}
+	for _, rs := range sets {
+		if rs != newest && metav1.IsControlledBy(rs, d) && (rs.Spec.Replicas == nil || *rs.Spec.Replicas > 0) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Controller) stableService(ns, name string) *corev1.Service {
