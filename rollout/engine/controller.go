@@ -68,7 +68,15 @@ type Controller struct {
 	// reconcileTimeout bounds one reconcile (ControllerConfig).
 	reconcileTimeout time.Duration
 	queue            workqueue.TypedRateLimitingInterface[string]
-	onFlight         func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
+	// adoptions is a lane of its own for opted-in Deployments that have
+	// no Flight yet, with workers of its own: a Deployment opted in is
+	// taken over (and paused) at once, not behind a queue full of looks
+	// at Flights in flight (after a failover, every Flight is queued at
+	// once). A key may sit in both queues; keys serializes its
+	// reconciles.
+	adoptions workqueue.TypedRateLimitingInterface[string]
+	keys      keyLocks
+	onFlight  func(event string, f *v1alpha1.Flight, d *appsv1.Deployment)
 
 	gates GateEvaluator
 
@@ -148,7 +156,9 @@ func NewController(cfg ControllerConfig) *Controller {
 		kube: cfg.Kube, flights: cfg.Fledge.FledgeV1alpha1(), router: cfg.Router,
 		namespaceRetry: cfg.NamespaceRetry, analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates, reconcileTimeout: cfg.ReconcileTimeout,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights"}),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights", MetricsProvider: cfg.Metrics.latency}),
+		adoptions: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: "adoptions", MetricsProvider: cfg.Metrics.latency}),
 	}
 	if cfg.Runner == nil {
 		cfg.Runner = &Runner{
@@ -238,6 +248,17 @@ func (c *Controller) onDeployment(obj any) {
 		return
 	}
 	if _, opted := d.Annotations[rollout.AnnotationRollout]; opted {
+		// Only a synced cache can say there is no Flight: before the
+		// namespace has synced (events come first), the Flights' queue;
+		// joining it queues everything again.
+		if c.scopes.of(d.Namespace) == nil {
+			c.queue.Add(d.Namespace + "/" + d.Name)
+			return
+		}
+		if _, err := c.flightLister.In(d.Namespace).Get(d.Name); apierrors.IsNotFound(err) && d.DeletionTimestamp == nil {
+			c.adoptions.Add(d.Namespace + "/" + d.Name)
+			return
+		}
 		c.queue.Add(d.Namespace + "/" + d.Name)
 	}
 }
@@ -254,43 +275,60 @@ func (c *Controller) enqueueObject(obj any) {
 func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrash()
 	defer c.queue.ShutDown()
+	defer c.adoptions.ShutDown()
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
 	c.log.Info("controller started", "workers", workers)
 	for range workers {
-		go wait.UntilWithContext(ctx, c.worker, time.Second)
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for c.next(ctx, c.queue) {
+			}
+		}, time.Second)
+		go wait.UntilWithContext(ctx, func(ctx context.Context) {
+			for c.next(ctx, c.adoptions) {
+			}
+		}, time.Second)
 	}
 	<-ctx.Done()
 	c.scopes.shutdown()
 	return nil
 }
 
-func (c *Controller) worker(ctx context.Context) {
-	for c.next(ctx) {
-	}
-}
-
-func (c *Controller) next(ctx context.Context) bool {
-	key, quit := c.queue.Get()
+// next reconciles the next key of queue q (the Flights' queue or the
+// adoptions'); a look due later is queued on the Flights' queue.
+func (c *Controller) next(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
+	key, quit := q.Get()
 	if quit {
 		return false
 	}
-	defer c.queue.Done(key)
+	defer q.Done(key)
+	unlock := c.keys.lock(key)
 	began := c.clock.Now()
 	after, err := c.safeReconcile(ctx, key)
 	c.metrics.reconciled(c.clock.Since(began), err)
+	unlock()
 	switch {
 	case err != nil:
 		c.log.Error("reconcile failed", "flight", key, "err", err)
-		c.queue.AddRateLimited(key)
+		q.AddRateLimited(key)
 	case after > 0:
-		c.queue.Forget(key)
+		q.Forget(key)
 		c.queue.AddAfter(key, after)
 	default:
-		c.queue.Forget(key)
+		q.Forget(key)
 	}
 	return true
+}
+
+// keyLocks serializes the reconciles of one key, which two queues may
+// hand to two workers at once.
+type keyLocks struct{ m sync.Map } // key -> *sync.Mutex
+
+func (k *keyLocks) lock(key string) (unlock func()) {
+	mu, _ := k.m.LoadOrStore(key, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
 }
 
 // safeReconcile turns a panic (a bug) into an error, so the Flight is
@@ -472,6 +510,13 @@ func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spe
 		Spec: spec,
 	}
 	out, err := c.flights.Flights(d.Namespace).Create(ctx, f, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		// Created by an earlier look the cache does not show yet: that
+		// one, if it is this Deployment's.
+		if cur, getErr := c.flights.Flights(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{}); getErr == nil && metav1.IsControlledBy(cur, d) {
+			return cur, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("flight %s/%s: create: %w", d.Namespace, d.Name, err)
 	}
