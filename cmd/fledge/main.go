@@ -37,6 +37,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	clientmetrics "k8s.io/client-go/tools/metrics"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -138,6 +139,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := engine.NewMetrics(reg)
 	cfg.Wrap(metrics.CountKubeRequests) // fledge_kube_requests_total: what fledge asks of the API server
+	// fledge_kube_client_throttle_seconds: time waiting for --kube-api-qps.
+	clientmetrics.Register(clientmetrics.RegisterOpts{RateLimiterLatency: metrics.ThrottleLatency()})
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -164,8 +167,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	defer broadcaster.Shutdown()
 
 	query := analysis.QueryFunc(func(ctx context.Context, q string, at time.Time) (float64, error) {
+		began := time.Now()
 		v, err := prom.Query(ctx, q, at)
-		metrics.CountQuery(err)
+		metrics.CountQuery(time.Since(began), err)
 		return v, err
 	})
 	// Hooks never call the API server: neither its in-cluster Service nor

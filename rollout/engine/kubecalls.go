@@ -3,6 +3,7 @@ package engine
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -16,12 +17,18 @@ var kubeRequestsOpts = prometheus.CounterOpts{
 }
 
 // CountKubeRequests wraps a client's transport (rest.Config.Wrap) so that
-// every request it sends is counted in fledge_kube_requests_total.
+// every request it sends is counted in fledge_kube_requests_total, and
+// timed (but watches) in fledge_kube_request_duration_seconds.
 func (m *Metrics) CountKubeRequests(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		verb, resource := kubeVerb(r)
 		m.kubeRequests.WithLabelValues(verb, resource).Inc()
-		return rt.RoundTrip(r)
+		began := time.Now()
+		resp, err := rt.RoundTrip(r)
+		if verb != "watch" {
+			m.latency.kubeRequest.WithLabelValues(verb).Observe(time.Since(began).Seconds())
+		}
+		return resp, err
 	})
 }
 

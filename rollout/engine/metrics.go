@@ -34,6 +34,7 @@ type Metrics struct {
 	kubeRequests *prometheus.CounterVec
 	judged       prometheus.Counter
 	comparison   comparisonMetrics
+	latency      latencyMetrics
 }
 
 // comparisonMetrics are each Flight's comparisons with stable as its
@@ -119,6 +120,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		judged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "fledge_judged_looks_total", Help: "Looks that measured their policy's checks (sent PromQL queries); fledge_prometheus_queries_total over it is the queries per judged look.",
 		}),
+		latency: newLatencyMetrics(),
 		namespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_namespace_watched", Help: "1 for each namespace fledge acts in, 0 for one it was told to act in but may not read yet (the log says why); namespace=\"\" is cluster-wide.",
 		}, []string{"namespace"}),
@@ -126,6 +128,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
+		reg.MustRegister(m.latency.collectors()...)
 	}
 	return m
 }
@@ -187,8 +190,10 @@ func (m *Metrics) reconciled(d time.Duration, err error) {
 
 func (m *Metrics) countWrite(kind string) { m.writes.WithLabelValues(kind).Inc() }
 
-// CountQuery counts one analysis query and whether it failed.
-func (m *Metrics) CountQuery(err error) {
+// CountQuery counts one analysis query, how long it took, and whether it
+// failed.
+func (m *Metrics) CountQuery(took time.Duration, err error) {
+	m.latency.prometheusQuery.Observe(took.Seconds())
 	result := "ok"
 	if err != nil {
 		result = "error"

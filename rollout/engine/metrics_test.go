@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -102,6 +103,16 @@ func TestKubeRequestsAreCountedByVerbAndResource(t *testing.T) {
 	} {
 		if got := testutil.ToFloat64(m.kubeRequests.WithLabelValues(want.verb, want.resource)); got != 1 {
 			t.Errorf("fledge_kube_requests_total{verb=%q,resource=%q} = %v, want 1", want.verb, want.resource, got)
+		}
+	}
+	// Each is timed, but the watch (which lasts as long as it is open).
+	for verb, want := range map[string]uint64{"list": 1, "get": 2, "patch": 1, "create": 1, "update": 1, "delete": 1, "watch": 0} {
+		var out dto.Metric
+		if err := m.latency.kubeRequest.WithLabelValues(verb).(prometheus.Histogram).Write(&out); err != nil {
+			t.Fatal(err)
+		}
+		if got := out.GetHistogram().GetSampleCount(); got != want {
+			t.Errorf("fledge_kube_request_duration_seconds{verb=%q} timed %d requests, want %d", verb, got, want)
 		}
 	}
 }
