@@ -58,22 +58,11 @@ func (p *Process) LiveMembers() []int { return liveMembers(p.p.cmd.Process.Pid) 
 // process named name (kube-apiserver, prometheus, etcd, or a process
 // StartProcess ran), summed over its process group.
 func (s *Sandbox) ResidentBytes(name string) (int64, error) {
-	s.mu.Lock()
-	var pgid int
-	for _, p := range s.procs {
-		if p.name == name && p.cmd.Process != nil {
-			pgid = p.cmd.Process.Pid
-		}
-	}
-	s.mu.Unlock()
-	if pgid == 0 {
-		return 0, fmt.Errorf("no process %q in the sandbox", name)
-	}
 	var total int64
-	for _, pid := range liveMembers(pgid) {
+	err := s.eachMember(name, func(pid int) {
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
-			continue // gone meanwhile
+			return // gone meanwhile
 		}
 		for line := range strings.SplitSeq(string(status), "\n") {
 			if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
@@ -83,6 +72,47 @@ func (s *Sandbox) ResidentBytes(name string) (int64, error) {
 				}
 			}
 		}
+	})
+	return total, err
+}
+
+// CPUSeconds is the CPU time (user and system) the sandbox's process name
+// and its live children have used so far, from /proc/<pid>/stat.
+func (s *Sandbox) CPUSeconds(name string) (float64, error) {
+	var ticks int64
+	err := s.eachMember(name, func(pid int) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		// The command may hold spaces: the fields start after its ")".
+		i := strings.LastIndexByte(string(stat), ')')
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 12 {
+			u, _ := strconv.ParseInt(fields[11], 10, 64) // utime, the 14th field
+			k, _ := strconv.ParseInt(fields[12], 10, 64) // stime
+			ticks += u + k
+		}
+	})
+	return float64(ticks) / 100, err // USER_HZ is 100 on Linux
+}
+
+// eachMember calls fn for every live process of the group of the
+// sandbox's process name.
+func (s *Sandbox) eachMember(name string, fn func(pid int)) error {
+	s.mu.Lock()
+	var pgid int
+	for _, p := range s.procs {
+		if p.name == name && p.cmd.Process != nil {
+			pgid = p.cmd.Process.Pid
+		}
 	}
-	return total, nil
+	s.mu.Unlock()
+	if pgid == 0 {
+		return fmt.Errorf("no process %q in the sandbox", name)
+	}
+	for _, pid := range liveMembers(pgid) {
+		fn(pid)
+	}
+	return nil
 }

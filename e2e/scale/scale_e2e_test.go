@@ -16,8 +16,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,6 +115,7 @@ func BenchmarkScale(b *testing.B) {
 
 	// Adoption: from the engine's start until every Flight is Idle.
 	metricsAddr := freeAddr(b)
+	cpuStart := cpuNow(sb)
 	started := time.Now()
 	engine, err := sb.StartProcess("fledge-scale", nil, bin,
 		"--kubeconfig="+sb.ServiceAccountKubeconfig(b, engineNamespace, "fledge"), "--policies="+policyFile,
@@ -132,6 +135,7 @@ func BenchmarkScale(b *testing.B) {
 	}
 	flights.wait(b, 10*time.Minute, "every Flight Idle", func(c *clock) bool { return len(c.idle) >= n })
 	adoption := time.Since(started)
+	cpuAdopted := cpuNow(sb)
 
 	// M template changes at once; while they roll out, a few teams opt
 	// new Deployments in, which must be paused at once however busy the
@@ -191,6 +195,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 	}
 	allDone := slices.Max(slices.Collect(maps.Values(succeeded)))
+	cpuDone, rolling := cpuNow(sb), time.Since(changed)
 	after := scrape(b, metricsAddr)
 	// The Events fledge recorded about the rolled-out apps, by reason
 	// (count includes repeats the recorder aggregated).
@@ -248,8 +253,8 @@ func BenchmarkScale(b *testing.B) {
 			}
 		}
 	}
-	reconcile := histogramDelta(before, after, "fledge_reconcile_duration_seconds")
-	decision := histogramDelta(before, after, "fledge_decision_duration_seconds")
+	reconcile := histogramDelta(before, after, "fledge_reconcile_duration_seconds", "")
+	decision := histogramDelta(before, after, "fledge_decision_duration_seconds", "")
 	cpu := after["process_cpu_seconds_total"] - before["process_cpu_seconds_total"]
 	apiserver, _ := sb.ResidentBytes("kube-apiserver")
 	prom, _ := sb.ResidentBytes("prometheus")
@@ -278,6 +283,10 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("template change to first canary weight: p50 %s, p99 %s, max %s\n", q(fw, 0.5), q(fw, 0.99), q(fw, 1))
 	fmt.Printf("template change to Succeeded: p50 %s, p99 %s, all %s\n", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
 	fmt.Printf("reconcile p50 %s p99 %s; decision p50 %s p99 %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
+	fmt.Printf("CPU adopting, in cores: %s\n", cpuBetween(cpuStart, cpuAdopted, adoption))
+	fmt.Printf("CPU rolling out, in cores: %s\n", cpuBetween(cpuAdopted, cpuDone, rolling))
+	fmt.Printf("where the time went, adopting: %s\n", timeWent(map[string]float64{}, before))
+	fmt.Printf("where the time went, rolling out: %s\n", timeWent(before, after))
 	fmt.Printf("%.0f looks, %.0f judged: per look %.2f API calls (%.3f LISTs); per judged look %.2f PromQL queries; per rollout %.1f API calls, %.1f queries\n",
 		looks, judged, apiCalls/looks, lists/looks, queries/judged, apiCalls/float64(m), queries/float64(m))
 	fmt.Printf("API calls per rollout by verb and resource: %s\n", strings.Join(byCall, ", "))
@@ -378,10 +387,12 @@ type histogram struct {
 	counts []float64
 }
 
-func histogramDelta(before, after map[string]float64, name string) histogram {
+// histogramDelta reads histogram name's series with the given labels, as
+// written before le (`name="flights",`; "" for none).
+func histogramDelta(before, after map[string]float64, name, labels string) histogram {
 	var h histogram
 	for k, v := range after {
-		rest, ok := strings.CutPrefix(k, name+`_bucket{le="`)
+		rest, ok := strings.CutPrefix(k, name+`_bucket{`+labels+`le="`)
 		if !ok {
 			continue
 		}
@@ -413,6 +424,69 @@ func cmpFloat(a, b float64) int {
 		return 1
 	}
 	return 0
+}
+
+// components are the sandbox's processes whose CPU the bench reports, and
+// "mesh" (the emulator, in this process with the bench).
+var components = []string{"kube-apiserver", "etcd", "prometheus", "kube-controller-manager", "kube-scheduler", "kwok", "fledge-scale", "mesh"}
+
+func cpuNow(sb *sandbox.Sandbox) map[string]float64 {
+	out := map[string]float64{}
+	for _, c := range components {
+		if c == "mesh" {
+			var ru syscall.Rusage
+			if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+				out[c] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+			}
+			continue
+		}
+		if v, err := sb.CPUSeconds(c); err == nil {
+			out[c] = v
+		}
+	}
+	return out
+}
+
+func cpuBetween(before, after map[string]float64, d time.Duration) string {
+	var parts []string
+	total := 0.0
+	for _, c := range components {
+		cores := (after[c] - before[c]) / d.Seconds()
+		total += cores
+		parts = append(parts, fmt.Sprintf("%s %.2f", c, cores))
+	}
+	return fmt.Sprintf("%s (total %.2f of %d cores)", strings.Join(parts, ", "), total, runtime.NumCPU())
+}
+
+// timeWent says where a look's time went between two scrapes: waiting in
+// the queues, for the client's rate limit, for the API server, for
+// Prometheus (p50 and p99, with the number of observations).
+func timeWent(before, after map[string]float64) string {
+	var waits []string
+	for _, w := range []struct{ what, name, labels string }{
+		{"in the flights queue", "fledge_workqueue_queue_duration_seconds", `name="flights",`},
+		{"in the adoptions queue", "fledge_workqueue_queue_duration_seconds", `name="adoptions",`},
+		{"for --kube-api-qps", "fledge_kube_client_throttle_seconds", ""},
+		{"API get", "fledge_kube_request_duration_seconds", `verb="get",`},
+		{"API patch", "fledge_kube_request_duration_seconds", `verb="patch",`},
+		{"API create", "fledge_kube_request_duration_seconds", `verb="create",`},
+		{"API update", "fledge_kube_request_duration_seconds", `verb="update",`},
+		{"PromQL query", "fledge_prometheus_query_duration_seconds", ""},
+	} {
+		h := histogramDelta(before, after, w.name, w.labels)
+		if n := h.total(); n > 0 {
+			waits = append(waits, fmt.Sprintf("%s p50 %s p99 %s (%.0f)", w.what, ms(h.quantile(0.5)), ms(h.quantile(0.99)), n))
+		}
+	}
+	return strings.Join(waits, "; ")
+}
+
+// total is the number of observations.
+func (h histogram) total() float64 {
+	if len(h.counts) == 0 {
+		return 0
+	}
+	return h.counts[len(h.counts)-1]
 }
 
 // quantile is the upper bound of the bucket holding the q-quantile, as
