@@ -518,6 +518,22 @@ func (d *decider) record(v v1alpha1.Verdict, msg string, checks []analysis.Check
 		At: d.now(), Revision: d.st.CanaryRevision, Step: d.st.Step, Weight: d.st.CanaryWeight,
 		Verdict: v, Message: msg, Checks: checks,
 	}
+	if n := len(d.st.Decisions); n > 0 && v == v1alpha1.VerdictHold && sameHold(d.st.Decisions[n-1], rec) {
+		// The same hold as the last record, round after round: that
+		// record brought up to date and counted, not another one.
+		// Thirty identical holds would push the log's history out, and
+		// weigh on every status write (a rollout's status was five times
+		// larger). (A copy: the input's array is shared, never written.)
+		last := d.st.Decisions[n-1]
+		rec.Repeats, rec.Since = last.Repeats+1, last.Since
+		if rec.Since == nil {
+			rec.Since = last.At.DeepCopy()
+		}
+		log := slices.Clone(d.st.Decisions)
+		log[n-1] = rec
+		d.st.Decisions = log
+		return
+	}
 	if n := len(d.st.Decisions); n >= MaxDecisions {
 		// A full log: the newest MaxDecisions-1 and this one, in an array
 		// of its own (the input's is shared, and never written).
@@ -531,6 +547,21 @@ func (d *decider) record(v v1alpha1.Verdict, msg string, checks []analysis.Check
 		// Holds reach event hooks through hold, once per reason.
 		d.tellHooks(webhooks.Event, string(v), msg)
 	}
+}
+
+// sameHold reports whether record next holds as last did: the same
+// revision at the same step and weight, with the same checks reaching the
+// same outcomes.
+func sameHold(last, next v1alpha1.DecisionRecord) bool {
+	if last.Verdict != v1alpha1.VerdictHold || last.Revision != next.Revision || last.Step != next.Step || last.Weight != next.Weight || len(last.Checks) != len(next.Checks) {
+		return false
+	}
+	for i := range last.Checks {
+		if last.Checks[i].Metric != next.Checks[i].Metric || last.Checks[i].Outcome != next.Checks[i].Outcome {
+			return false
+		}
+	}
+	return true
 }
 
 // conditions derives the Flight's conditions from its status.

@@ -533,3 +533,53 @@ func TestATakeOverPausesTheDeploymentFirst(t *testing.T) {
 		}
 	}
 }
+
+// A hold repeated round after round is one record in the decision log,
+// brought up to date, not one a round: thirty of them would push the
+// rollout's history out. A hold whose checks reach other outcomes is a
+// record of its own, and so is anything else.
+func TestARepeatedHoldIsOneRecordBroughtUpToDate(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 0)
+	in.Status.Decisions = []v1alpha1.DecisionRecord{{At: metav1.NewTime(now.Add(-2 * time.Minute)), Revision: "r2", Verdict: v1alpha1.VerdictAdvance, Message: "step 1/2: canary at 10%"}}
+	notEnough := func(samples int64) []analysis.Check {
+		return []analysis.Check{check("success-rate", analysis.Pass, 1), {Metric: "latency-p95", Outcome: analysis.NotEnoughData, Samples: samples}}
+	}
+	round := func(in Input, checks []analysis.Check) Decision {
+		t.Helper()
+		in.Checks = checks
+		d := Decide(in)
+		if d.NeedChecks {
+			t.Fatalf("asked for checks again: %+v", d.Measure)
+		}
+		return d
+	}
+	d := round(in, notEnough(3))
+	if n := len(d.Status.Decisions); n != 2 || d.Status.Decisions[1].Verdict != v1alpha1.VerdictHold {
+		t.Fatalf("after the first hold: %d records, want the advance and the hold", n)
+	}
+	shared := in.Status.Decisions[0]
+	for i, samples := range []int64{7, 12} {
+		in.Status, in.Now = d.Status, now.Add(time.Duration(i+1)*time.Minute)
+		d = round(in, notEnough(samples))
+		if n := len(d.Status.Decisions); n != 2 {
+			t.Fatalf("round %d of the same hold: %d records, want 2", i+2, n)
+		}
+		last := d.Status.Decisions[1]
+		if !last.At.Time.Equal(in.Now) || last.Checks[1].Samples != samples {
+			t.Errorf("round %d: the hold's record at %s with %d samples, want brought up to date (%s, %d)", i+2, last.At, last.Checks[1].Samples, in.Now, samples)
+		}
+		if last.Repeats != int32(i+1) || last.Since == nil || !last.Since.Time.Equal(now) {
+			t.Errorf("round %d: repeats %d since %v, want %d since the first hold at %s", i+2, last.Repeats, last.Since, i+1, now)
+		}
+	}
+	if diff := cmp.Diff(shared, in.Status.Decisions[0]); diff != "" {
+		t.Errorf("the input's log was written (-before +after):\n%s", diff)
+	}
+	// Another outcome is another record.
+	in.Status, in.Now = d.Status, now.Add(4*time.Minute)
+	d = round(in, []analysis.Check{check("success-rate", analysis.Pass, 1), {Metric: "latency-p95", Outcome: analysis.Error, Message: "connection refused"}})
+	if n := len(d.Status.Decisions); n != 3 {
+		t.Errorf("a hold for another reason: %d records, want 3", n)
+	}
+}

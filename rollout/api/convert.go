@@ -105,6 +105,10 @@ func DecisionToProto(d *v1alpha1.DecisionRecord) *rolloutpb.Decision {
 		Verdict:  verdictToProto(d.Verdict),
 		Message:  d.Message,
 		Flags:    append([]string(nil), d.Flags...),
+		Repeats:  d.Repeats,
+	}
+	if d.Since != nil {
+		out.Since = timestamp(d.Since)
 	}
 	for i := range d.Checks {
 		out.Checks = append(out.Checks, checkToProto(&d.Checks[i]))

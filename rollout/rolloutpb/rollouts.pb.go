@@ -1187,7 +1187,12 @@ type Decision struct {
 	// The analysis checks the decision was taken on, if any.
 	Checks []*Check `protobuf:"bytes,7,rep,name=checks,proto3" json:"checks,omitempty"`
 	// The release flags as the decision left them: "new-checkout: off".
-	Flags         []string `protobuf:"bytes,8,rep,name=flags,proto3" json:"flags,omitempty"`
+	Flags []string `protobuf:"bytes,8,rep,name=flags,proto3" json:"flags,omitempty"`
+	// A hold judged again round after round the same way is one decision,
+	// the latest: repeats counts the rounds after the first, since is when
+	// the first was.
+	Repeats       int32                  `protobuf:"varint,9,opt,name=repeats,proto3" json:"repeats,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1274,6 +1279,20 @@ func (x *Decision) GetChecks() []*Check {
 func (x *Decision) GetFlags() []string {
 	if x != nil {
 		return x.Flags
+	}
+	return nil
+}
+
+func (x *Decision) GetRepeats() int32 {
+	if x != nil {
+		return x.Repeats
+	}
+	return 0
+}
+
+func (x *Decision) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
 	}
 	return nil
 }
@@ -3063,7 +3082,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12L\n" +
 	"\x14last_transition_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x12lastTransitionTime\x12/\n" +
-	"\x13observed_generation\x18\x06 \x01(\x03R\x12observedGeneration\"\x86\x02\n" +
+	"\x13observed_generation\x18\x06 \x01(\x03R\x12observedGeneration\"\xd2\x02\n" +
 	"\bDecision\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\tR\brevision\x12\x12\n" +
@@ -3072,7 +3091,10 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\averdict\x18\x05 \x01(\x0e2\x12.fledge.v1.VerdictR\averdict\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12(\n" +
 	"\x06checks\x18\a \x03(\v2\x10.fledge.v1.CheckR\x06checks\x12\x14\n" +
-	"\x05flags\x18\b \x03(\tR\x05flags\"\xb9\x02\n" +
+	"\x05flags\x18\b \x03(\tR\x05flags\x12\x18\n" +
+	"\arepeats\x18\t \x01(\x05R\arepeats\x120\n" +
+	"\x05since\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"\xb9\x02\n" +
 	"\x05Check\x12\x16\n" +
 	"\x06metric\x18\x01 \x01(\tR\x06metric\x12\x14\n" +
 	"\x05query\x18\x02 \x01(\tR\x05query\x12\x19\n" +
@@ -3355,54 +3377,55 @@ var file_rollout_rolloutpb_rollouts_proto_depIdxs = []int32{
 	36, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
 	3,  // 20: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
 	13, // 21: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
-	4,  // 22: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
-	36, // 23: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
-	14, // 24: fledge.v1.Check.compared:type_name -> fledge.v1.Comparison
-	15, // 25: fledge.v1.Comparison.canary:type_name -> fledge.v1.ComparisonSide
-	15, // 26: fledge.v1.Comparison.stable:type_name -> fledge.v1.ComparisonSide
-	6,  // 27: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
-	6,  // 28: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
-	5,  // 29: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
-	6,  // 30: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
-	6,  // 31: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
-	12, // 32: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
-	6,  // 33: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
-	10, // 34: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
-	6,  // 35: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
-	10, // 36: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
-	6,  // 37: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
-	10, // 38: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
-	6,  // 39: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
-	10, // 40: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
-	6,  // 41: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
-	10, // 42: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
-	6,  // 43: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
-	10, // 44: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
-	16, // 45: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
-	18, // 46: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
-	20, // 47: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
-	22, // 48: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
-	24, // 49: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
-	26, // 50: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
-	28, // 51: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
-	30, // 52: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
-	32, // 53: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
-	34, // 54: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
-	17, // 55: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
-	19, // 56: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
-	21, // 57: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
-	23, // 58: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
-	25, // 59: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
-	27, // 60: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
-	29, // 61: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
-	31, // 62: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
-	33, // 63: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
-	35, // 64: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
-	55, // [55:65] is the sub-list for method output_type
-	45, // [45:55] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	36, // 22: fledge.v1.Decision.since:type_name -> google.protobuf.Timestamp
+	4,  // 23: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
+	36, // 24: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
+	14, // 25: fledge.v1.Check.compared:type_name -> fledge.v1.Comparison
+	15, // 26: fledge.v1.Comparison.canary:type_name -> fledge.v1.ComparisonSide
+	15, // 27: fledge.v1.Comparison.stable:type_name -> fledge.v1.ComparisonSide
+	6,  // 28: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
+	6,  // 29: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
+	5,  // 30: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
+	6,  // 31: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
+	6,  // 32: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
+	12, // 33: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
+	6,  // 34: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
+	10, // 35: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
+	6,  // 36: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
+	10, // 37: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
+	6,  // 38: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
+	10, // 39: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
+	6,  // 40: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
+	10, // 41: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
+	6,  // 42: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
+	10, // 43: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
+	6,  // 44: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
+	10, // 45: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
+	16, // 46: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
+	18, // 47: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
+	20, // 48: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
+	22, // 49: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
+	24, // 50: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
+	26, // 51: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
+	28, // 52: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
+	30, // 53: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
+	32, // 54: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
+	34, // 55: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
+	17, // 56: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
+	19, // 57: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
+	21, // 58: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
+	23, // 59: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
+	25, // 60: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
+	27, // 61: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
+	29, // 62: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
+	31, // 63: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
+	33, // 64: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
+	35, // 65: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
+	56, // [56:66] is the sub-list for method output_type
+	46, // [46:56] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_rollout_rolloutpb_rollouts_proto_init() }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/fledgehq/fledge/rollout/api"
@@ -27,7 +28,8 @@ func progressing() v1alpha1.FlightStatus {
 		Phase: v1alpha1.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
 		Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40,
 		Hold:      &v1alpha1.Hold{Reason: v1alpha1.HoldNotEnoughData, Message: "12 requests, want 100"},
-		Decisions: []v1alpha1.DecisionRecord{{Revision: "rev-b", Verdict: v1alpha1.VerdictHold, Step: 1, Weight: 40, Message: "not enough data"}},
+		Decisions: []v1alpha1.DecisionRecord{{Revision: "rev-b", Verdict: v1alpha1.VerdictHold, Step: 1, Weight: 40, Message: "not enough data",
+			Repeats: 4, Since: &metav1.Time{Time: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}}},
 	}
 }
 
@@ -359,7 +361,7 @@ func TestListAndExplain(t *testing.T) {
 		t.Errorf("list -l team=shop -o json: %v\n%s", err, r.stdout)
 	}
 	r = h.run(ctx, "explain", "shop")
-	if !strings.Contains(r.stdout, "rev-b  step 2  40%  hold  not enough data") {
+	if !strings.Contains(r.stdout, "rev-b  step 2  40%  hold  not enough data\n    the same 5 rounds in all, since 2026-03-01T10:00:00Z") {
 		t.Errorf("explain:\n%s", r.stdout)
 	}
 }

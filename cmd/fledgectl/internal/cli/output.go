@@ -279,6 +279,9 @@ func printExplain(w io.Writer, resp *rolloutpb.ExplainResponse) error {
 	}
 	for _, d := range resp.GetDecisions() {
 		fmt.Fprintf(w, "%s  %s  step %d  %d%%  %s  %s\n", when(d.GetAt().AsTime()), orDash(d.GetRevision()), d.GetStep()+1, d.GetWeight(), verdict(d.GetVerdict()), d.GetMessage())
+		if n := d.GetRepeats(); n > 0 {
+			fmt.Fprintf(w, "    the same %d rounds in all, since %s\n", n+1, when(d.GetSince().AsTime()))
+		}
 		for _, fl := range d.GetFlags() {
 			fmt.Fprintf(w, "    flag %s\n", fl)
 		}

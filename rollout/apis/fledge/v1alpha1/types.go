@@ -393,6 +393,12 @@ type DecisionRecord struct {
 	// Flags are the linked release flags as the decision left them:
 	// "new-checkout: on for 20% of users".
 	Flags []string `json:"flags,omitempty"`
+	// Repeats counts the rounds after the first that held the same way
+	// (same step, same checks reaching the same outcomes): the log keeps
+	// one record of such a hold, the latest, and Since is when the first
+	// was.
+	Repeats int32        `json:"repeats,omitempty"`
+	Since   *metav1.Time `json:"since,omitempty"`
 }
 
 // ContainerImage is one container's image in a revision's pod template.

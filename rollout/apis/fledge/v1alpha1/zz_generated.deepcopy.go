@@ -104,6 +104,10 @@ func (in *DecisionRecord) DeepCopyInto(out *DecisionRecord) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.Since != nil {
+		in, out := &in.Since, &out.Since
+		*out = (*in).DeepCopy()
+	}
 	return
 }
 
