@@ -27,7 +27,7 @@ func progressing() v1alpha1.FlightStatus {
 	return v1alpha1.FlightStatus{
 		Phase: v1alpha1.PhaseProgressing, StableRevision: "rev-a", CanaryRevision: "rev-b",
 		Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40,
-		Hold:      &v1alpha1.Hold{Reason: v1alpha1.HoldNotEnoughData, Message: "12 requests, want 100"},
+		Hold: &v1alpha1.Hold{Reason: v1alpha1.HoldNotEnoughData, Message: "12 requests, want 100"},
 		Decisions: []v1alpha1.DecisionRecord{{Revision: "rev-b", Verdict: v1alpha1.VerdictHold, Step: 1, Weight: 40, Message: "not enough data",
 			Repeats: 4, Since: &metav1.Time{Time: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}}},
 	}
