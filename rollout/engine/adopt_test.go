@@ -70,7 +70,8 @@ func TestAnOptInIsPausedWhileEveryFlightWorkerIsBusy(t *testing.T) {
 	}
 	busy := app("busy", "u-busy")
 	flight := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: "busy", Namespace: "shop",
-		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(busy, appsv1.SchemeGroupVersion.WithKind("Deployment"))}}}
+		OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(busy, appsv1.SchemeGroupVersion.WithKind("Deployment"))}},
+		Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseIdle}} // taken over long ago
 	kube := fake.NewClientset(busy, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "busy", Namespace: "shop"}})
 	ps, err := rollout.ParseConfig([]byte(faultPolicies))
 	if err != nil {
@@ -103,6 +104,14 @@ func TestAnOptInIsPausedWhileEveryFlightWorkerIsBusy(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal("the new Deployment was not paused while the Flights' worker was busy")
+	}
+	// And the whole take-over, up to Idle, stays in that lane.
+	err = wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		f, err := c.flights.Flights("shop").Get(ctx, "fresh", metav1.GetOptions{})
+		return err == nil && f.Status.Phase == v1alpha1.PhaseIdle, nil
+	})
+	if err != nil {
+		t.Fatal("the new Deployment was not taken over (Idle) while the Flights' worker was busy")
 	}
 	// The queues' metrics say which lane it went through.
 	if n := testutil.ToFloat64(metrics.latency.adds.WithLabelValues("adoptions")); n < 1 {

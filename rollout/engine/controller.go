@@ -94,10 +94,10 @@ type ControllerConfig struct {
 	Router   traffic.Router
 	Analyze  Analyze
 	Policies Policies
-	Recorder record.EventRecorder
-	Clock    clock.Clock  // default: the real clock
-	Logger   *slog.Logger // default: slog.Default()
-	Metrics  *Metrics     // default: unregistered metrics
+	Recorder record.EventRecorder // default: none (no Events)
+	Clock    clock.Clock          // default: the real clock
+	Logger   *slog.Logger         // default: slog.Default()
+	Metrics  *Metrics             // default: unregistered metrics
 	Resync   time.Duration
 	// Namespaces are the namespaces the controller acts in (nil or
 	// AllNamespaces: every namespace). It watches each one it may list
@@ -145,6 +145,9 @@ func NewController(cfg ControllerConfig) *Controller {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = &record.FakeRecorder{} // no Events
 	}
 	if cfg.NamespaceRetry <= 0 {
 		cfg.NamespaceRetry = DefaultNamespaceRetry
@@ -248,26 +251,39 @@ func (c *Controller) onDeployment(obj any) {
 		return
 	}
 	if _, opted := d.Annotations[rollout.AnnotationRollout]; opted {
-		// Only a synced cache can say there is no Flight: before the
-		// namespace has synced (events come first), the Flights' queue;
-		// joining it queues everything again.
-		if c.scopes.of(d.Namespace) == nil {
-			c.queue.Add(d.Namespace + "/" + d.Name)
-			return
-		}
-		if _, err := c.flightLister.In(d.Namespace).Get(d.Name); apierrors.IsNotFound(err) && d.DeletionTimestamp == nil {
-			c.adoptions.Add(d.Namespace + "/" + d.Name)
-			return
-		}
-		c.queue.Add(d.Namespace + "/" + d.Name)
+		c.laneOf(d.Namespace, d.Name).Add(d.Namespace + "/" + d.Name)
 	}
+}
+
+// laneOf is the queue a Flight's look goes to: the adoptions' while it is
+// being taken over (no Flight yet, or Initializing: until the Deployment
+// is observed paused), else the Flights'. Only a synced cache can say
+// there is no Flight: before its namespace has synced (events come
+// first), the Flights' queue; joining it queues everything again.
+func (c *Controller) laneOf(ns, name string) workqueue.TypedRateLimitingInterface[string] {
+	if c.scopes.of(ns) == nil {
+		return c.queue
+	}
+	f, err := c.flightLister.In(ns).Get(name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return c.adoptions
+	case err == nil && f.DeletionTimestamp == nil && (f.Status.Phase == "" || f.Status.Phase == v1alpha1.PhaseInitializing):
+		return c.adoptions
+	}
+	return c.queue
 }
 
 func (c *Controller) enqueueObject(obj any) {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err == nil {
-		c.queue.Add(key)
+	if err != nil {
+		return
 	}
+	if f, ok := obj.(*v1alpha1.Flight); ok && f.DeletionTimestamp == nil && (f.Status.Phase == "" || f.Status.Phase == v1alpha1.PhaseInitializing) {
+		c.adoptions.Add(key) // being taken over: see laneOf
+		return
+	}
+	c.queue.Add(key)
 }
 
 // Run starts the informers (if Start has not) and the workers, and
@@ -296,7 +312,8 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 }
 
 // next reconciles the next key of queue q (the Flights' queue or the
-// adoptions'); a look due later is queued on the Flights' queue.
+// adoptions'); a look due later is queued in the lane the Flight is in
+// now.
 func (c *Controller) next(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
 	key, quit := q.Get()
 	if quit {
@@ -314,7 +331,9 @@ func (c *Controller) next(ctx context.Context, q workqueue.TypedRateLimitingInte
 		q.AddRateLimited(key)
 	case after > 0:
 		q.Forget(key)
-		c.queue.AddAfter(key, after)
+		if ns, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
+			c.laneOf(ns, name).AddAfter(key, after)
+		}
 	default:
 		q.Forget(key)
 	}
