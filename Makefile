@@ -66,7 +66,7 @@ bench: tools
 N ?= 200
 M ?= 40
 bench-scale: tools
-	FLEDGE_SCALE_N=$(N) FLEDGE_SCALE_M=$(M) $(GO) test -tags e2e -run '^$$' -bench Scale -benchtime 1x -timeout 90m ./e2e/scale
+	FLEDGE_SCALE_N=$(N) FLEDGE_SCALE_M=$(M) FLEDGE_SCALE_ENGINE_FLAGS="$(ENGINE_FLAGS)" $(GO) test -tags e2e -run '^$$' -bench Scale -benchtime 1x -timeout 90m ./e2e/scale
 
 # The decision simulator: thousands of seeded rollouts through the real
 # decision core (rollout/sim) per policy, scenario and traffic level, with

@@ -38,9 +38,15 @@ func (r *runner) stop() {
 // the previous one, carrying the fraction over so that low rates are met
 // on average.
 func (r *runner) run(ctx context.Context, e *Emulator, tick time.Duration) {
+	rps := r.gen.c.RPS
+	// A slow client wakes less often: a quarter of the time between its
+	// requests, at most 250 ms, so that thousands of clients at a request
+	// a second do not cost thousands of wake-ups every tick.
+	if rps > 0 {
+		tick = max(tick, min(time.Duration(float64(time.Second)/(4*rps)), 250*time.Millisecond))
+	}
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	rps := r.gen.c.RPS
 	// A goroutine that was not scheduled for a while (a loaded CI machine,
 	// the race detector) must not catch up with a burst no real client
 	// would send: at most one second's worth is sent at once.

@@ -117,11 +117,15 @@ func BenchmarkScale(b *testing.B) {
 	metricsAddr := freeAddr(b)
 	cpuStart := cpuNow(sb)
 	started := time.Now()
-	engine, err := sb.StartProcess("fledge-scale", nil, bin,
-		"--kubeconfig="+sb.ServiceAccountKubeconfig(b, engineNamespace, "fledge"), "--policies="+policyFile,
-		"--prometheus-url="+sb.PrometheusURL, "--metrics-addr="+metricsAddr, "--health-addr=0",
-		"--namespaces="+strings.Join(namespaces, ","), "--leader-election-namespace="+engineNamespace,
-		"--leader-election-id=fledge-scale", "--identity=fledge-scale")
+	args := []string{
+		"--kubeconfig=" + sb.ServiceAccountKubeconfig(b, engineNamespace, "fledge"), "--policies=" + policyFile,
+		"--prometheus-url=" + sb.PrometheusURL, "--metrics-addr=" + metricsAddr, "--health-addr=0",
+		"--namespaces=" + strings.Join(namespaces, ","), "--leader-election-namespace=" + engineNamespace,
+		"--leader-election-id=fledge-scale", "--identity=fledge-scale",
+	}
+	// make bench-scale ENGINE_FLAGS="--workers=32": the engine's flags to try.
+	args = append(args, strings.Fields(os.Getenv("FLEDGE_SCALE_ENGINE_FLAGS"))...)
+	engine, err := sb.StartProcess("fledge-scale", nil, bin, args...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -276,7 +280,7 @@ func BenchmarkScale(b *testing.B) {
 	looks := after["fledge_reconcile_duration_seconds_count"] - before["fledge_reconcile_duration_seconds_count"]
 	judged := after["fledge_judged_looks_total"] - before["fledge_judged_looks_total"]
 	tp := durations(toPause)
-	fmt.Printf("(N=%d, M=%d) on %d namespaces; apps created in %s (before the engine started)\n", n, m, len(namespaces), created.Round(100*time.Millisecond))
+	fmt.Printf("(N=%d, M=%d) on %d namespaces; apps created in %s (before the engine started); engine flags %q\n", n, m, len(namespaces), created.Round(100*time.Millisecond), os.Getenv("FLEDGE_SCALE_ENGINE_FLAGS"))
 	fmt.Printf("adoption (engine start to every Flight Idle): %s\n", adoption.Round(100*time.Millisecond))
 	fmt.Printf("API calls per adopted app by verb and resource: %s\n", strings.Join(adoptCalls, ", "))
 	fmt.Printf("%d Deployments opted in during the rollouts, opt-in to paused: p50 %s, max %s (%d paused)\n", len(tp), q(tp, 0.5), q(tp, 1), len(pausedAt))
