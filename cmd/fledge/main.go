@@ -93,11 +93,11 @@ func main() {
 	// calls and most of its time waits on the API server, and 4 workers
 	// behind a 50 QPS limit were both saturated (30 looks a second, 63
 	// calls a second wanted).
-	flag.IntVar(&o.workers, "workers", 16, "Flights reconciled in parallel (a look mostly waits on the API server and Prometheus)")
+	flag.IntVar(&o.workers, "workers", 16, "Flights reconciled in parallel (a look mostly waits on the API server and Prometheus), and as many take-overs again in a lane of their own; at 2,000 Flights on 2 shared cores, 64 was slower than 16 (make bench-scale ENGINE_FLAGS=--workers=64)")
 	flag.StringVar(&o.namespaces, "namespaces", "", "the namespaces fledge acts in, comma-separated; each needs the RoleBinding of deploy/rbac-namespace.yaml (one of this and --all-namespaces is required)")
 	flag.DurationVar(&o.namespaceRetry, "namespace-retry", engine.DefaultNamespaceRetry, "how often a namespace of --namespaces that fledge may not read yet (no RoleBinding) is tried again")
 	flag.BoolVar(&o.allNamespaces, "all-namespaces", false, "act in every namespace; needs the ClusterRoleBinding of deploy/rbac-cluster.yaml")
-	flag.Float64Var(&o.qps, "kube-api-qps", 150, "Kubernetes API requests per second (client-side limit): about 2 per look, and about 5 per adoption")
+	flag.Float64Var(&o.qps, "kube-api-qps", 150, "Kubernetes API requests per second (client-side limit): under 1 per look, about 7 per take-over; fledge_kube_client_throttle_seconds shows any wait")
 	flag.IntVar(&o.burst, "kube-api-burst", 300, "Kubernetes API request burst (client-side limit)")
 	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
