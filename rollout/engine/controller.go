@@ -69,10 +69,11 @@ type Controller struct {
 	// reconcileTimeout bounds one reconcile (ControllerConfig).
 	reconcileTimeout time.Duration
 	queue            workqueue.TypedRateLimitingInterface[string]
-	// adoptions is a lane of its own for opted-in Deployments that have
-	// no Flight yet, with workers of its own: a Deployment opted in is
-	// taken over (and paused) at once, not behind a queue full of looks
-	// at Flights in flight (after a failover, every Flight is queued at
+	// adoptions is a lane of its own for take-overs (opted-in
+	// Deployments without a Flight, or with one still Initializing; see
+	// laneOf), with workers of its own: a Deployment opted in is taken
+	// over (and paused) at once, not behind a queue full of looks at
+	// Flights in flight (after a failover, every Flight is queued at
 	// once). A key may sit in both queues; keys serializes its
 	// reconciles.
 	adoptions workqueue.TypedRateLimitingInterface[string]
@@ -266,13 +267,17 @@ func (c *Controller) laneOf(ns, name string) workqueue.TypedRateLimitingInterfac
 		return c.queue
 	}
 	f, err := c.flightLister.In(ns).Get(name)
-	switch {
-	case apierrors.IsNotFound(err):
-		return c.adoptions
-	case err == nil && f.DeletionTimestamp == nil && (f.Status.Phase == "" || f.Status.Phase == v1alpha1.PhaseInitializing):
+	if apierrors.IsNotFound(err) || err == nil && takingOver(f) {
 		return c.adoptions
 	}
 	return c.queue
+}
+
+// takingOver reports whether Flight f is being taken over: not yet
+// Initialized (Idle comes once the Deployment is observed paused), and
+// not being deleted.
+func takingOver(f *v1alpha1.Flight) bool {
+	return f.DeletionTimestamp == nil && (f.Status.Phase == "" || f.Status.Phase == v1alpha1.PhaseInitializing)
 }
 
 func (c *Controller) enqueueObject(obj any) {
@@ -280,7 +285,7 @@ func (c *Controller) enqueueObject(obj any) {
 	if err != nil {
 		return
 	}
-	if f, ok := obj.(*v1alpha1.Flight); ok && f.DeletionTimestamp == nil && (f.Status.Phase == "" || f.Status.Phase == v1alpha1.PhaseInitializing) {
+	if f, ok := obj.(*v1alpha1.Flight); ok && takingOver(f) {
 		c.adoptions.Add(key) // being taken over: see laneOf
 		return
 	}
