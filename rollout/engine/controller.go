@@ -12,7 +12,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -257,41 +256,6 @@ func (c *Controller) onDeployment(obj any) {
 	}
 }
 
-// laneOf is the queue a Flight's look goes to: the adoptions' while it is
-// being taken over (no Flight yet, or Initializing: until the Deployment
-// is observed paused), else the Flights'. Only a synced cache can say
-// there is no Flight: before its namespace has synced (events come
-// first), the Flights' queue; joining it queues everything again.
-func (c *Controller) laneOf(ns, name string) workqueue.TypedRateLimitingInterface[string] {
-	if c.scopes.of(ns) == nil {
-		return c.queue
-	}
-	f, err := c.flightLister.In(ns).Get(name)
-	if apierrors.IsNotFound(err) || err == nil && takingOver(f) {
-		return c.adoptions
-	}
-	return c.queue
-}
-
-// takingOver reports whether Flight f is being taken over: not yet
-// Initialized (Idle comes once the Deployment is observed paused), and
-// not being deleted.
-func takingOver(f *v1alpha1.Flight) bool {
-	return f.DeletionTimestamp == nil && (f.Status.Phase == "" || f.Status.Phase == v1alpha1.PhaseInitializing)
-}
-
-func (c *Controller) enqueueObject(obj any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err != nil {
-		return
-	}
-	if f, ok := obj.(*v1alpha1.Flight); ok && takingOver(f) {
-		c.adoptions.Add(key) // being taken over: see laneOf
-		return
-	}
-	c.queue.Add(key)
-}
-
 // Run starts the informers (if Start has not) and the workers, and
 // blocks until ctx is done.
 func (c *Controller) Run(ctx context.Context, workers int) error {
@@ -315,45 +279,6 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	<-ctx.Done()
 	c.scopes.shutdown()
 	return nil
-}
-
-// next reconciles the next key of queue q (the Flights' queue or the
-// adoptions'); a look due later is queued in the lane the Flight is in
-// now.
-func (c *Controller) next(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
-	key, quit := q.Get()
-	if quit {
-		return false
-	}
-	defer q.Done(key)
-	unlock := c.keys.lock(key)
-	began := c.clock.Now()
-	after, err := c.safeReconcile(ctx, key)
-	c.metrics.reconciled(c.clock.Since(began), err)
-	unlock()
-	switch {
-	case err != nil:
-		c.log.Error("reconcile failed", "flight", key, "err", err)
-		q.AddRateLimited(key)
-	case after > 0:
-		q.Forget(key)
-		if ns, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
-			c.laneOf(ns, name).AddAfter(key, after)
-		}
-	default:
-		q.Forget(key)
-	}
-	return true
-}
-
-// keyLocks serializes the reconciles of one key, which two queues may
-// hand to two workers at once.
-type keyLocks struct{ m sync.Map } // key -> *sync.Mutex
-
-func (k *keyLocks) lock(key string) (unlock func()) {
-	mu, _ := k.m.LoadOrStore(key, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	return mu.(*sync.Mutex).Unlock
 }
 
 // safeReconcile turns a panic (a bug) into an error, so the Flight is
@@ -528,53 +453,6 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		return time.Millisecond, nil
 	}
 	return dec.RequeueAfter, nil
-}
-
-// LookWriteEvery is how often, at most, a look that only added evidence
-// is written (or every third look, if the policy looks more often than
-// every 5 s).
-const LookWriteEvery = 15 * time.Second
-
-// evidenceOnly reports whether decision dec, taken on status was, only
-// added a look to the comparisons' evidence (every one counted it, none
-// is new) and changed nothing else but the look's time and messages, with
-// nothing to do, less than every after the last look written:
-// such a look need not be written. Its counts are not lost: the next look
-// reads the counters again and counts from those last written, the looks
-// in between as one (the evidence stays valid whatever the looks'
-// schedule). Writing every look instead was a status write every few
-// seconds per rollout in flight, most of fledge's load on the API server
-// at scale.
-func evidenceOnly(was *v1alpha1.FlightStatus, dec *rollout.Decision, now time.Time, every time.Duration) bool {
-	st := &dec.Status
-	if len(dec.Actions) > 0 || dec.Action != nil || was.LastLookAt == nil || st.LastLookAt == nil || now.Sub(was.LastLookAt.Time) >= every ||
-		len(was.Evidence) == 0 || len(was.Evidence) != len(st.Evidence) {
-		return false
-	}
-	for i := range st.Evidence {
-		if st.Evidence[i].Metric != was.Evidence[i].Metric || st.Evidence[i].Looks != was.Evidence[i].Looks+1 {
-			return false // a new comparison, or a look that did not count (an error, a counter reset)
-		}
-	}
-	a, b := *was, *st
-	for _, x := range []*v1alpha1.FlightStatus{&a, &b} {
-		x.LastLookAt, x.Evidence, x.Message, x.Conditions = nil, nil, "", conditionStates(x.Conditions)
-		if x.Hold != nil {
-			h := *x.Hold
-			h.Message = ""
-			x.Hold = &h
-		}
-	}
-	return equality.Semantic.DeepEqual(a, b)
-}
-
-// conditionStates are the conditions without their messages and times.
-func conditionStates(cs []metav1.Condition) []metav1.Condition {
-	out := make([]metav1.Condition, len(cs))
-	for i, c := range cs {
-		out[i] = metav1.Condition{Type: c.Type, Status: c.Status, Reason: c.Reason, ObservedGeneration: c.ObservedGeneration}
-	}
-	return out
 }
 
 func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spec v1alpha1.FlightSpec) (*v1alpha1.Flight, error) {
