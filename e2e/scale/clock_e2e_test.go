@@ -60,14 +60,21 @@ func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
 			first(c.done)
 		}
 	}
+	follow(b, informer, factory, note)
+	return c
+}
+
+// follow calls note with every object informer adds or changes, from
+// factory's start until the benchmark ends, and waits for its first sync.
+func follow(b *testing.B, informer cache.SharedIndexInformer, factory interface{ Start(<-chan struct{}) }, note func(any)) {
+	b.Helper()
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: note, UpdateFunc: func(_, obj any) { note(obj) }}); err != nil {
 		b.Fatal(err)
 	}
 	stop := make(chan struct{})
 	b.Cleanup(func() { close(stop) })
 	factory.Start(stop)
-	factory.WaitForCacheSync(stop)
-	return c
+	cache.WaitForCacheSync(stop, informer.HasSynced)
 }
 
 // wait waits until ok holds of the clock, checking every 100 ms.
@@ -119,13 +126,7 @@ func watchPauses(b *testing.B, sb *sandbox.Sandbox, label string) func() map[str
 			paused[key] = time.Now()
 		}
 	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: note, UpdateFunc: func(_, obj any) { note(obj) }}); err != nil {
-		b.Fatal(err)
-	}
-	stop := make(chan struct{})
-	b.Cleanup(func() { close(stop) })
-	factory.Start(stop)
-	factory.WaitForCacheSync(stop)
+	follow(b, informer, factory, note)
 	return func() map[string]time.Time {
 		mu.Lock()
 		defer mu.Unlock()
