@@ -198,6 +198,10 @@ func NewController(cfg ControllerConfig) *Controller {
 	c.replicaSets = cached[*appsv1.ReplicaSet]{c.scopes, appsv1.Resource("replicasets"), func(s *scope) listers.ResourceIndexer[*appsv1.ReplicaSet] { return s.replicaSets }}
 	c.services = cached[*corev1.Service]{c.scopes, corev1.Resource("services"), func(s *scope) listers.ResourceIndexer[*corev1.Service] { return s.services }}
 	c.flightLister = cached[*v1alpha1.Flight]{c.scopes, v1alpha1.FlightResource.GroupResource(), func(s *scope) listers.ResourceIndexer[*v1alpha1.Flight] { return s.flightList }}
+	c.exec.Cached = &CachedReads{
+		Deployment: func(ns, name string) (*appsv1.Deployment, error) { return c.deployments.In(ns).Get(name) },
+		Service:    func(ns, name string) (*corev1.Service, error) { return c.services.In(ns).Get(name) },
+	}
 	return c
 }
 
@@ -324,6 +328,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	optedIn := d != nil && d.DeletionTimestamp == nil && d.Annotations[rollout.AnnotationRollout] != ""
 	if !optedIn && flight == nil {
 		c.metrics.forget(ns, name)
+		c.exec.own.forget(key)
 		return 0, nil
 	}
 	if !optedIn || flight != nil && flight.DeletionTimestamp != nil {
@@ -334,14 +339,18 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	return c.fly(ctx, d, flight)
 }
 
+// getFlight reads Flight ns/name from the cache, or, while the cache does
+// not show it yet, as this replica created it moments ago (so the look
+// after a take-over's first needs no GET to find it).
 func (c *Controller) getFlight(ns, name string) (*v1alpha1.Flight, error) {
 	f, err := c.flightLister.In(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return nil, nil
+		return c.exec.own.created(ns+"/"+name, c.clock.Now(), false), nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	c.exec.own.created(ns+"/"+name, c.clock.Now(), true)
 	return f.DeepCopy(), nil // a copy: the cache is never mutated
 }
 
@@ -416,6 +425,10 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	c.metrics.decided(c.clock.Since(began))
 	c.noteInvalid(d, f, invalid)
 	dec.Status.Conditions = setValid(dec.Status.Conditions, invalid, in.Now)
+	if settingUp(f, &dec, c.exec.own.createdAt(d.Namespace+"/"+d.Name), in.Now) {
+		// Its actions are applied, its status not written: see settingUp.
+		dec.Status = f.Status
+	}
 	if fromAPI == nil && evidenceOnly(&f.Status, &dec, in.Now, min(LookWriteEvery, 3*policy.LookInterval)) {
 		// Nothing to write yet: see evidenceOnly. The next look counts
 		// from the counters last written, so nothing is lost.
@@ -466,6 +479,9 @@ func (c *Controller) createFlight(ctx context.Context, d *appsv1.Deployment, spe
 		Spec: spec,
 	}
 	out, err := c.flights.Flights(d.Namespace).Create(ctx, f, metav1.CreateOptions{})
+	if err == nil {
+		c.exec.own.wrote(out, c.clock.Now())
+	}
 	if apierrors.IsAlreadyExists(err) {
 		// Created by an earlier look the cache does not show yet: that
 		// one, if it is this Deployment's.
@@ -486,6 +502,7 @@ func (c *Controller) updateSpec(ctx context.Context, f *v1alpha1.Flight, spec v1
 	if err != nil {
 		return nil, fmt.Errorf("flight %s/%s: update spec: %w", f.Namespace, f.Name, err)
 	}
+	c.exec.own.wrote(out, time.Time{})
 	return out, nil
 }
 

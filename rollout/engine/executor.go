@@ -19,8 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
-	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/rollout"
@@ -55,6 +53,12 @@ type Executor struct {
 	// Fence, if set, is asked before every write: an error (this replica
 	// may no longer hold the leader Lease) stops the decision unwritten.
 	Fence func() error
+	// Cached, if set, is where the canary's objects are read first (see
+	// CachedReads); without it every read is live.
+	Cached *CachedReads
+
+	// own are this replica's last writes of each Flight.
+	own ownWrites
 }
 
 // Subject is what a decision is applied to.
@@ -91,8 +95,12 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 		x.count("flight-status")
 		out, err := x.Flights.Flights(f.Namespace).Patch(ctx, f.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
 		if err != nil {
+			if apierrors.IsNotFound(err) {
+				x.own.forget(f.Namespace + "/" + f.Name)
+			}
 			return nil, fmt.Errorf("flight %s/%s: write status: %w", f.Namespace, f.Name, err)
 		}
+		x.own.wrote(out, time.Time{})
 		f = out
 	} else if err := x.current(ctx, f, d.Actions); err != nil {
 		return nil, fmt.Errorf("flight %s/%s: %w", f.Namespace, f.Name, err)
@@ -121,7 +129,9 @@ func (x *Executor) Apply(ctx context.Context, s Subject, d rollout.Decision) (*v
 // id, their answers go through the status), Events and EnsureRouting
 // (which changes no weights) need no such read.
 func (x *Executor) current(ctx context.Context, f *v1alpha1.Flight, actions []rollout.Action) error {
-	if f.ResourceVersion == "" || !slices.ContainsFunc(actions, changesTheWorld) {
+	if f.ResourceVersion == "" || !slices.ContainsFunc(actions, changesTheWorld) || x.own.isLast(f) {
+		// (The Flight as this replica last wrote it: nothing wrote it
+		// since, or its resourceVersion would differ.)
 		return nil
 	}
 	cur, err := x.Flights.Flights(f.Namespace).Get(ctx, f.Name, metav1.GetOptions{})
@@ -202,25 +212,7 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 	case rollout.EnsureCanary:
 		return x.ensureCanary(ctx, s, a.Revision)
 	case rollout.ScaleCanaryDown:
-		deployments := x.Kube.AppsV1().Deployments(ns)
-		cur, err := deployments.Get(ctx, name+CanarySuffix, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil
-		case err != nil:
-			return err
-		case !ownedBy(cur, s.Flight):
-			return nil // someone else's: never fledge's to scale
-		}
-		x.count("canary")
-		// Conditioned on the UID read: an object made under the name in
-		// between is not touched either.
-		patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":0}}`, cur.UID)
-		_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			return nil
-		}
-		return err
+		return x.scaleCanaryDown(ctx, s)
 	case rollout.DeleteCanary:
 		if err := x.deleteOwned(ctx, s, "deployment", name+CanarySuffix); err != nil {
 			return err
@@ -278,195 +270,6 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 	default:
 		return fmt.Errorf("unknown action %T", a)
 	}
-}
-
-// ensureCanary creates or updates the canary Deployment and Service. It
-// refuses to run a revision other than the one decided: if the template
-// changed since, the next decision will see it.
-func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string) error {
-	d := s.Deployment
-	if d == nil {
-		return nil
-	}
-	if got := TemplateHash(d.Spec.Template); got != revision {
-		return fmt.Errorf("the Deployment's template is now %s, not %s: deciding again", got, revision)
-	}
-	if s.Stable == nil {
-		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
-	}
-	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
-	if s.StableDirect {
-		// First, so that a name taken by someone else stops the canary
-		// before anything is created for it.
-		if err := x.ensureStableService(ctx, s, owner); err != nil {
-			return err
-		}
-	}
-	services := x.Kube.CoreV1().Services(d.Namespace)
-	curSvc, err := services.Get(ctx, d.Name+CanarySuffix, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		curSvc = nil
-	case err != nil:
-		return err
-	case !ownedBy(curSvc, s.Flight):
-		// Checked first, so that nothing is created for a canary whose
-		// Service name is taken.
-		return fmt.Errorf("%s: %w", notOurs("service", curSvc), traffic.ErrConflict)
-	}
-	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
-	deployments := x.Kube.AppsV1().Deployments(d.Namespace)
-	// The Deployment controller writes the canary's status all the time:
-	// an update that loses to it is read again and retried.
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := deployments.Get(ctx, want.Name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			x.count("canary")
-			_, err = deployments.Create(ctx, want, metav1.CreateOptions{})
-			return err
-		case err != nil:
-			return err
-		case !ownedBy(cur, s.Flight):
-			return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
-		case !equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector):
-			// A selector cannot change: replace the Deployment.
-			x.count("canary")
-			if err := deployments.Delete(ctx, cur.Name, metav1.DeleteOptions{}); err != nil {
-				return err
-			}
-			return fmt.Errorf("deployment %s/%s: selector changed, recreating", cur.Namespace, cur.Name)
-		}
-		if cur.Annotations[AnnotationRevision] == revision {
-			// The template follows from the revision: only the size can
-			// differ. (Comparing whole specs would see the API server's
-			// defaults as changes and update on every look.)
-			if ptr.Deref(cur.Spec.Replicas, 1) == ptr.Deref(want.Spec.Replicas, 1) {
-				return nil
-			}
-			x.count("canary")
-			patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, ptr.Deref(want.Spec.Replicas, 1))
-			_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-			return err
-		}
-		next := cur.DeepCopy()
-		next.Annotations = want.Annotations
-		next.Spec = want.Spec
-		x.count("canary")
-		_, err = deployments.Update(ctx, next, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	svc := CanaryService(s.Stable, want, owner)
-	switch {
-	case curSvc == nil:
-		x.count("canary")
-		_, err = services.Create(ctx, svc, metav1.CreateOptions{})
-		return err
-	case !equality.Semantic.DeepEqual(curSvc.Spec.Selector, svc.Spec.Selector) || !equality.Semantic.DeepEqual(curSvc.Spec.Ports, mergePorts(curSvc.Spec.Ports, svc.Spec.Ports)):
-		next := curSvc.DeepCopy()
-		next.Spec.Selector = svc.Spec.Selector
-		next.Spec.Ports = mergePorts(curSvc.Spec.Ports, svc.Spec.Ports)
-		x.count("canary")
-		_, err = services.Update(ctx, next, metav1.UpdateOptions{})
-		return err
-	}
-	return nil
-}
-
-// ensureStableService creates or corrects "<name>-stable". A Service of
-// that name that fledge does not own (no controller reference to this
-// Flight) is someone else's: it is left as it is, and the error, a
-// conflict, holds the rollout with a reason until the name is free or the
-// policy no longer asks for it.
-func (x *Executor) ensureStableService(ctx context.Context, s Subject, owner metav1.OwnerReference) error {
-	want := StableService(s.Stable, s.Flight.Name, owner)
-	services := x.Kube.CoreV1().Services(want.Namespace)
-	cur, err := services.Get(ctx, want.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		x.count("canary")
-		_, err = services.Create(ctx, want, metav1.CreateOptions{})
-		return err
-	case err != nil:
-		return err
-	case !ownedBy(cur, s.Flight):
-		return fmt.Errorf("service %s/%s exists and is not fledge's (no %s=%s label and controller reference to Flight %s), so fledge will not change it; "+
-			"it is needed because the policy's load test names a stableUrl: rename that Service, or drop stableUrl: %w",
-			cur.Namespace, cur.Name, LabelManagedBy, managedBy, s.Flight.Name, traffic.ErrConflict)
-	case equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector) && equality.Semantic.DeepEqual(cur.Spec.Ports, mergePorts(cur.Spec.Ports, want.Spec.Ports)):
-		return nil
-	}
-	// The user's Service changed since (a new port, a selector edited):
-	// follow it.
-	next := cur.DeepCopy()
-	next.Spec.Selector = want.Spec.Selector
-	next.Spec.Ports = mergePorts(cur.Spec.Ports, want.Spec.Ports)
-	x.count("canary")
-	_, err = services.Update(ctx, next, metav1.UpdateOptions{})
-	return err
-}
-
-// deleteOwned deletes the Deployment or Service name if it is this
-// Flight's, conditioned on the UID read; anything else of that name is
-// left alone.
-func (x *Executor) deleteOwned(ctx context.Context, s Subject, kind, name string) error {
-	ns := s.Target.Namespace
-	var (
-		obj metav1.Object
-		err error
-		del func(metav1.DeleteOptions) error
-	)
-	switch kind {
-	case "deployment":
-		var cur *appsv1.Deployment
-		cur, err = x.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.AppsV1().Deployments(ns).Delete(ctx, name, o) }
-	default:
-		var cur *corev1.Service
-		cur, err = x.Kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
-		obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.CoreV1().Services(ns).Delete(ctx, name, o) }
-	}
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil
-	case err != nil:
-		return err
-	case !ownedBy(obj, s.Flight):
-		return nil
-	}
-	x.count("canary")
-	uid := obj.GetUID()
-	err = del(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
-}
-
-// deleteStableService removes "<name>-stable" if it is fledge's: a
-// Service of that name someone else created is never deleted. The
-// delete is conditioned on the UID read, so that an object created under
-// the name in between is not removed either.
-func (x *Executor) deleteStableService(ctx context.Context, s Subject) error {
-	ns, name := s.Target.Namespace, s.Target.Name+StableSuffix
-	services := x.Kube.CoreV1().Services(ns)
-	cur, err := services.Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil
-	case err != nil:
-		return err
-	case s.Flight == nil || !ownedBy(cur, s.Flight):
-		return nil
-	}
-	err = services.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID}})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
 }
 
 // ownedBy reports whether fledge made obj for Flight f: its label, and a

@@ -1,0 +1,285 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// CachedReads reads Deployments and Services from the informers' caches
+// (a lister's NotFound when the cache has no such object).
+//
+// With it, the executor reads fledge's own objects (the canary Deployment
+// and Service, "<name>-stable") from the cache, and asks the API server
+// only when the cache may be behind: a write that answers a conflict or
+// AlreadyExists is read again live and retried, and a miss before a
+// scale-down or a delete (which, skipped, would leave a canary running) is
+// confirmed live. A rollout's start so makes its creates and no GET: under
+// 200 rollouts starting at once, those GETs were a third of its calls.
+// Ownership is checked on whatever was read, and every write that
+// follows is conditioned on what was read (its resourceVersion or UID),
+// so a stale read can cost a retry, never a write to someone else's
+// object.
+type CachedReads struct {
+	Deployment func(ns, name string) (*appsv1.Deployment, error)
+	Service    func(ns, name string) (*corev1.Service, error)
+}
+
+// Read modes: from the cache (a miss is NotFound), from the cache with a
+// miss confirmed live, or live.
+type readMode int
+
+const (
+	cachedRead readMode = iota
+	cachedOrLive
+	liveRead
+)
+
+// read reads ns/name: from the cache the mode allows (when there is one),
+// else with get.
+func read[T any](ctx context.Context, cached func(ns, name string) (T, error), get func(context.Context, string, metav1.GetOptions) (T, error), ns, name string, mode readMode) (T, error) {
+	if mode != liveRead && cached != nil {
+		obj, err := cached(ns, name)
+		if err == nil || mode == cachedRead || !apierrors.IsNotFound(err) {
+			return obj, err
+		}
+	}
+	return get(ctx, name, metav1.GetOptions{})
+}
+
+func (x *Executor) readDeployment(ctx context.Context, ns, name string, mode readMode) (*appsv1.Deployment, error) {
+	var cached func(ns, name string) (*appsv1.Deployment, error)
+	if x.Cached != nil {
+		cached = x.Cached.Deployment
+	}
+	return read(ctx, cached, x.Kube.AppsV1().Deployments(ns).Get, ns, name, mode)
+}
+
+func (x *Executor) readService(ctx context.Context, ns, name string, mode readMode) (*corev1.Service, error) {
+	var cached func(ns, name string) (*corev1.Service, error)
+	if x.Cached != nil {
+		cached = x.Cached.Service
+	}
+	return read(ctx, cached, x.Kube.CoreV1().Services(ns).Get, ns, name, mode)
+}
+
+// ensureCanary creates or updates the canary Deployment and Service. It
+// refuses to run a revision other than the one decided: if the template
+// changed since, the next decision will see it.
+func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string) error {
+	d := s.Deployment
+	if d == nil {
+		return nil
+	}
+	if got := TemplateHash(d.Spec.Template); got != revision {
+		return fmt.Errorf("the Deployment's template is now %s, not %s: deciding again", got, revision)
+	}
+	if s.Stable == nil {
+		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
+	}
+	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	if s.StableDirect {
+		// First, so that a name taken by someone else stops the canary
+		// before anything is created for it.
+		want := StableService(s.Stable, s.Flight.Name, owner)
+		if err := x.ensureService(ctx, s, want, func(cur *corev1.Service) error {
+			return fmt.Errorf("service %s/%s exists and is not fledge's (no %s=%s label and controller reference to Flight %s), so fledge will not change it; "+
+				"it is needed because the policy's load test names a stableUrl: rename that Service, or drop stableUrl: %w",
+				cur.Namespace, cur.Name, LabelManagedBy, managedBy, s.Flight.Name, traffic.ErrConflict)
+		}); err != nil {
+			return err
+		}
+	}
+	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
+	// The Service before the Deployment: a Service name taken by someone
+	// else stops the canary before any of its pods run.
+	if err := x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
+		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
+	}); err != nil {
+		return err
+	}
+	return x.ensureCanaryDeployment(ctx, s, want, revision)
+}
+
+// ensureCanaryDeployment creates or corrects the canary Deployment want.
+func (x *Executor) ensureCanaryDeployment(ctx context.Context, s Subject, want *appsv1.Deployment, revision string) error {
+	deployments := x.Kube.AppsV1().Deployments(want.Namespace)
+	// The Deployment controller writes the canary's status all the time:
+	// an update that loses to it (or to a cache behind) is read again,
+	// live, and retried.
+	mode := cachedRead
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := x.readDeployment(ctx, want.Namespace, want.Name, mode)
+		mode = liveRead
+		switch {
+		case apierrors.IsNotFound(err):
+			x.count("canary")
+			_, err = deployments.Create(ctx, want, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				// Made since the cache was filled: read it and decide again.
+				return apierrors.NewConflict(appsv1.Resource("deployments"), want.Name, err)
+			}
+			return err
+		case err != nil:
+			return err
+		case !ownedBy(cur, s.Flight):
+			return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
+		case !equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector):
+			// A selector cannot change: replace the Deployment (the one
+			// read, by its UID).
+			x.count("canary")
+			if err := deployments.Delete(ctx, cur.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &cur.UID}}); err != nil {
+				return err
+			}
+			return fmt.Errorf("deployment %s/%s: selector changed, recreating", cur.Namespace, cur.Name)
+		}
+		if cur.Annotations[AnnotationRevision] == revision {
+			// The template follows from the revision: only the size can
+			// differ. (Comparing whole specs would see the API server's
+			// defaults as changes and update on every look.)
+			if ptr.Deref(cur.Spec.Replicas, 1) == ptr.Deref(want.Spec.Replicas, 1) {
+				return nil
+			}
+			x.count("canary")
+			// Conditioned on the UID read (not its resourceVersion, which
+			// the Deployment controller's status writes keep changing).
+			patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":%d}}`, cur.UID, ptr.Deref(want.Spec.Replicas, 1))
+			_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+			return err
+		}
+		next := cur.DeepCopy()
+		next.Annotations = want.Annotations
+		next.Spec = want.Spec
+		x.count("canary")
+		_, err = deployments.Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// ensureService creates want, or corrects the selector and ports of the
+// Service of its name if it is this Flight's; one that is not is left as
+// it is, and theirs says why (a conflict, which holds the rollout with a
+// reason until the name is free).
+func (x *Executor) ensureService(ctx context.Context, s Subject, want *corev1.Service, theirs func(*corev1.Service) error) error {
+	services := x.Kube.CoreV1().Services(want.Namespace)
+	mode := cachedRead
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := x.readService(ctx, want.Namespace, want.Name, mode)
+		mode = liveRead
+		switch {
+		case apierrors.IsNotFound(err):
+			x.count("canary")
+			_, err = services.Create(ctx, want, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(corev1.Resource("services"), want.Name, err)
+			}
+			return err
+		case err != nil:
+			return err
+		case !ownedBy(cur, s.Flight):
+			return theirs(cur)
+		case equality.Semantic.DeepEqual(cur.Spec.Selector, want.Spec.Selector) && equality.Semantic.DeepEqual(cur.Spec.Ports, mergePorts(cur.Spec.Ports, want.Spec.Ports)):
+			return nil
+		}
+		// The stable Service changed since (a new port, a selector
+		// edited): follow it.
+		next := cur.DeepCopy()
+		next.Spec.Selector = want.Spec.Selector
+		next.Spec.Ports = mergePorts(cur.Spec.Ports, want.Spec.Ports)
+		x.count("canary")
+		_, err = services.Update(ctx, next, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// scaleCanaryDown scales the canary Deployment to zero if it is this
+// Flight's, conditioned on the UID read: an object made under the name in
+// between is not touched either.
+func (x *Executor) scaleCanaryDown(ctx context.Context, s Subject) error {
+	ns, name := s.Target.Namespace, s.Target.Name+CanarySuffix
+	deployments := x.Kube.AppsV1().Deployments(ns)
+	for _, mode := range []readMode{cachedOrLive, liveRead} {
+		cur, err := x.readDeployment(ctx, ns, name, mode)
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		case !ownedBy(cur, s.Flight):
+			return nil // someone else's: never fledge's to scale
+		}
+		x.count("canary")
+		patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":0}}`, cur.UID)
+		_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		switch {
+		case apierrors.IsConflict(err) && mode != liveRead:
+			continue // the cache was behind a replacement: read it live
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// deleteOwned deletes the Deployment or Service name if it is this
+// Flight's, conditioned on the UID read; anything else of that name is
+// left alone.
+func (x *Executor) deleteOwned(ctx context.Context, s Subject, kind, name string) error {
+	ns := s.Target.Namespace
+	for _, mode := range []readMode{cachedOrLive, liveRead} {
+		var (
+			obj metav1.Object
+			err error
+			del func(metav1.DeleteOptions) error
+		)
+		switch kind {
+		case "deployment":
+			var cur *appsv1.Deployment
+			cur, err = x.readDeployment(ctx, ns, name, mode)
+			obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.AppsV1().Deployments(ns).Delete(ctx, name, o) }
+		default:
+			var cur *corev1.Service
+			cur, err = x.readService(ctx, ns, name, mode)
+			obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.CoreV1().Services(ns).Delete(ctx, name, o) }
+		}
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		case !ownedBy(obj, s.Flight):
+			return nil
+		}
+		x.count("canary")
+		uid := obj.GetUID()
+		err = del(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		switch {
+		case apierrors.IsConflict(err) && mode != liveRead:
+			continue // the cache was behind a replacement: read it live
+		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// deleteStableService removes "<name>-stable" if it is fledge's: a
+// Service of that name someone else created is never deleted. The
+// delete is conditioned on the UID read, so that an object created under
+// the name in between is not removed either.
+func (x *Executor) deleteStableService(ctx context.Context, s Subject) error {
+	return x.deleteOwned(ctx, s, "service", s.Target.Name+StableSuffix)
+}
