@@ -76,6 +76,26 @@ func (e Promotion) Shown(alpha float64) bool { return e.LogE >= math.Log(1/alpha
 // false when, at those rates, the evidence would not grow: the canary
 // looks worse than its margin so far.
 func (e Promotion) Needed(total Look, alpha float64) (float64, bool) {
+	k := keyOf(e.LogE, e.Margin, e.Ratio, total.CanaryRequests, total.CanaryBad, total.StableRequests, total.StableBad, alpha)
+	if r, ok := neededMemo.get(&k); ok {
+		return r.n, r.ok
+	}
+	n, ok := e.needed(total, alpha)
+	neededMemo.put(&k, neededResult{n, ok})
+	return n, ok
+}
+
+// neededMemo remembers Needed recently computed: it depends on the
+// evidence only through LogE, Margin and Ratio.
+var neededMemo memo[neededResult]
+
+type neededResult struct {
+	n  float64
+	ok bool
+}
+
+// needed is Needed, computed.
+func (e Promotion) needed(total Look, alpha float64) (float64, bool) {
 	missing := math.Log(1/alpha) - e.LogE
 	if missing <= 0 {
 		return 0, true

@@ -77,6 +77,20 @@ func Bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {
 	if c.Requests <= 0 {
 		return 0, 1
 	}
+	k := keyOf(c.Requests, c.Bad, alpha, p.A, p.B)
+	if b, ok := boundsMemo.get(&k); ok {
+		return b[0], b[1]
+	}
+	lo, hi = bounds(c, alpha, p)
+	boundsMemo.put(&k, [2]float64{lo, hi})
+	return lo, hi
+}
+
+// boundsMemo remembers Bounds recently computed.
+var boundsMemo memo[[2]float64]
+
+// bounds is Bounds, computed.
+func bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {
 	level := math.Log(1 / alpha)
 	est := c.Rate()
 	// The mixture is at most 1 at the estimate (the likelihood peaks
