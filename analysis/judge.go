@@ -109,18 +109,32 @@ func formatValue(v, bound float64) string {
 // messages and Slack show rates; below a thousandth of a percent,
 // "<0.001%".
 func FormatPercent(r float64) string {
-	p := 100 * r
-	switch {
+	switch p := 100 * r; {
 	case p == 0:
 		return "0%"
-	case p >= 10:
-		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
-	case p >= 1:
-		return strconv.FormatFloat(p, 'f', 1, 64) + "%"
 	case p < 0.001:
 		return "<0.001%"
 	}
-	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+	var buf [24]byte
+	return string(AppendPercent(buf[:0], r))
+}
+
+// AppendPercent appends FormatPercent(r) to b.
+func AppendPercent(b []byte, r float64) []byte {
+	p := 100 * r
+	switch {
+	case p == 0:
+		return append(b, "0%"...)
+	case p >= 10:
+		b = strconv.AppendFloat(b, p, 'f', 0, 64)
+	case p >= 1:
+		b = strconv.AppendFloat(b, p, 'f', 1, 64)
+	case p < 0.001:
+		return append(b, "<0.001%"...)
+	default:
+		b = strconv.AppendFloat(b, p, 'g', 2, 64)
+	}
+	return append(b, '%')
 }
 
 // FormatMargin writes a comparison's margin: "+1 pt" (absolute), or

@@ -2,6 +2,8 @@ package analysis
 
 import (
 	"math"
+	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -69,6 +71,39 @@ func TestThreshold(t *testing.T) {
 	} {
 		if got := threshold(Metric{Min: tc.min, Max: tc.max}); got != tc.want {
 			t.Errorf("threshold(%v, %v) = %q, want %q", tc.min, tc.max, got, tc.want)
+		}
+	}
+}
+
+// AppendPercent, which comparisons' messages are written with at every
+// look, writes what FormatPercent always did.
+func TestAppendPercentWritesWhatFormatPercentDid(t *testing.T) {
+	was := func(r float64) string {
+		p := 100 * r
+		switch {
+		case p == 0:
+			return "0%"
+		case p >= 10:
+			return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+		case p >= 1:
+			return strconv.FormatFloat(p, 'f', 1, 64) + "%"
+		case p < 0.001:
+			return "<0.001%"
+		}
+		return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+	}
+	rates := []float64{0, math.Copysign(0, -1), 1, -1, 0.074, 0.0052, 0.000028, 8.8e-8, 1e-5, 0.09995, 0.0999, 0.1, 0.01, 0.00995, math.Inf(1), math.Inf(-1), math.NaN(), 1e300}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		rates = append(rates, math.Exp(rng.NormFloat64()*6), rng.Float64(), math.Round(rng.Float64()*1e5)/1e5)
+	}
+	for _, r := range rates {
+		want := was(r)
+		if got := FormatPercent(r); got != want {
+			t.Fatalf("FormatPercent(%g) = %q, want %q", r, got, want)
+		}
+		if got := string(AppendPercent([]byte("x"), r)); got != "x"+want {
+			t.Fatalf("AppendPercent(x, %g) = %q, want %q", r, got, "x"+want)
 		}
 	}
 }

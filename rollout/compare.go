@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,13 +275,22 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 		c.Outcome, c.Message = analysis.NotEnoughData, fmt.Sprintf("%s: the canary has served no request since the first look", m.Name)
 	case ev.Worse.Shown(alpha):
 		c.Outcome = analysis.Fail
-		c.Message = fmt.Sprintf("%s worse: %s", m.Name, explain(known))
+		b := append(make([]byte, 0, 256), m.Name...)
+		b = append(b, " worse: "...)
+		c.Message = string(appendExplain(b, known))
 	case noWorse():
 		c.Outcome = analysis.Pass
-		c.Message = fmt.Sprintf("%s no worse than stable %s: %s", m.Name, analysis.FormatMargin(margin, ratio), explain(known))
+		b := append(make([]byte, 0, 256), m.Name...)
+		b = append(b, " no worse than stable "...)
+		b = append(b, analysis.FormatMargin(margin, ratio)...)
+		b = append(b, ": "...)
+		c.Message = string(appendExplain(b, known))
 	default:
 		c.Outcome = analysis.Inconclusive
-		c.Message = fmt.Sprintf("%s: cannot tell yet: %s; %s", m.Name, explain(known), needed(ev))
+		b := append(make([]byte, 0, 384), m.Name...)
+		b = append(b, ": cannot tell yet: "...)
+		b = append(appendExplain(b, known), "; "...)
+		c.Message = string(appendNeeded(b, ev))
 	}
 	return c
 }
@@ -304,22 +314,53 @@ func compared(ev *v1alpha1.Evidence, margin, alpha float64) *analysis.Compared {
 // 10.3%] vs stable 0.5% [0.4%, 0.6%], 540 canary requests, margin +1 pt,
 // evidence 312 (rolled back at 100, alpha 0.01), no worse 0.02 (promoted
 // at 20)".
-func explain(c *analysis.Compared) string {
-	return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin %s, evidence %.3g (rolled back at %.3g, alpha %.2g), no worse %.3g (promoted at %.3g)",
-		pct(c.Canary.Rate), pct(c.Canary.Low), pct(c.Canary.High), pct(c.Stable.Rate), pct(c.Stable.Low), pct(c.Stable.High),
-		c.Canary.Requests, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio), c.Evidence, c.RollbackAt, 1-c.Confidence, c.NoWorse, c.PromoteAt)
+func explain(c *analysis.Compared) string { return string(appendExplain(nil, c)) }
+
+// appendExplain appends explain(c) to b. It is written out with strconv
+// rather than fmt (the same text: %.0f is AppendFloat's 'f' at 0, %.3g its
+// 'g' at 3) because it is written at every look of every comparison.
+func appendExplain(b []byte, c *analysis.Compared) []byte {
+	b = append(b, "canary "...)
+	b = analysis.AppendPercent(b, c.Canary.Rate)
+	b = append(b, " ["...)
+	b = analysis.AppendPercent(b, c.Canary.Low)
+	b = append(b, ", "...)
+	b = analysis.AppendPercent(b, c.Canary.High)
+	b = append(b, "] vs stable "...)
+	b = analysis.AppendPercent(b, c.Stable.Rate)
+	b = append(b, " ["...)
+	b = analysis.AppendPercent(b, c.Stable.Low)
+	b = append(b, ", "...)
+	b = analysis.AppendPercent(b, c.Stable.High)
+	b = append(b, "], "...)
+	b = strconv.AppendFloat(b, c.Canary.Requests, 'f', 0, 64)
+	b = append(b, " canary requests, margin "...)
+	b = append(b, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio)...)
+	b = append(b, ", evidence "...)
+	b = strconv.AppendFloat(b, c.Evidence, 'g', 3, 64)
+	b = append(b, " (rolled back at "...)
+	b = strconv.AppendFloat(b, c.RollbackAt, 'g', 3, 64)
+	b = append(b, ", alpha "...)
+	b = strconv.AppendFloat(b, 1-c.Confidence, 'g', 2, 64)
+	b = append(b, "), no worse "...)
+	b = strconv.AppendFloat(b, c.NoWorse, 'g', 3, 64)
+	b = append(b, " (promoted at "...)
+	b = strconv.AppendFloat(b, c.PromoteAt, 'g', 3, 64)
+	return append(b, ')')
 }
 
-// needed says how far a comparison is from showing the canary no worse:
-// "about 300 more canary requests to show it no worse, at the rates so
-// far", or that at those rates it would not be.
-func needed(ev *v1alpha1.Evidence) string {
+// appendNeeded appends how far a comparison is from showing the canary no
+// worse: "about 300 more canary requests to show it no worse, at the rates
+// so far", or that at those rates it would not be.
+func appendNeeded(b []byte, ev *v1alpha1.Evidence) []byte {
 	total := sequential.Look{CanaryRequests: ev.Canary.Requests, CanaryBad: ev.Canary.Bad, StableRequests: ev.Stable.Requests, StableBad: ev.Stable.Bad}
 	n, ok := ev.NoWorse.Needed(total, PromotionLevel)
 	if !ok {
-		return "at the rates so far it would not be shown no worse: it may be worse than its margin, or stable has too little to compare with"
+		return append(b, "at the rates so far it would not be shown no worse: it may be worse than its margin, or stable has too little to compare with"...)
 	}
-	return fmt.Sprintf("about %.0f more canary requests to show it no worse, at the rates so far", n)
+	b = append(b, "about "...)
+	b = strconv.AppendFloat(b, n, 'f', 0, 64)
+	return append(b, " more canary requests to show it no worse, at the rates so far"...)
 }
 
 // pct writes a rate as a percentage: "7.4%", "0.52%", "100%".

@@ -1,6 +1,9 @@
 package rollout
 
 import (
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -490,5 +493,41 @@ func TestAnotherWriterOfTheRoutingIsFoughtABoundedNumberOfTimes(t *testing.T) {
 	}
 	if h := in.Status.Hold; h != nil && h.Reason == v1alpha1.HoldOtherWriter || in.Status.Reasserts != 0 {
 		t.Errorf("after the routing stayed as set for a minute: hold %+v, reasserts %d; want the hold gone", h, in.Status.Reasserts)
+	}
+}
+
+// explain is written with strconv, at every look; it says what
+// fmt.Sprintf with this format said.
+func TestExplainWritesWhatItsFormatDid(t *testing.T) {
+	format := func(c *analysis.Compared) string {
+		return fmt.Sprintf("canary %s [%s, %s] vs stable %s [%s, %s], %.0f canary requests, margin %s, evidence %.3g (rolled back at %.3g, alpha %.2g), no worse %.3g (promoted at %.3g)",
+			pct(c.Canary.Rate), pct(c.Canary.Low), pct(c.Canary.High), pct(c.Stable.Rate), pct(c.Stable.Low), pct(c.Stable.High),
+			c.Canary.Requests, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio), c.Evidence, c.RollbackAt, 1-c.Confidence, c.NoWorse, c.PromoteAt)
+	}
+	special := []float64{0, math.Copysign(0, -1), 1, -1, 0.5, 1.5, 2.5, 999.5, 1e21, 1e-7, 8.8e-8, 0.0052, 0.074, 99.95, 1e308, math.Inf(1), math.Inf(-1), math.NaN(), math.SmallestNonzeroFloat64}
+	rng := rand.New(rand.NewPCG(1, 2))
+	v := func() float64 {
+		switch rng.IntN(4) {
+		case 0:
+			return special[rng.IntN(len(special))]
+		case 1:
+			return rng.Float64()
+		case 2:
+			return math.Round(rng.Float64() * 1e4)
+		}
+		return math.Exp(rng.NormFloat64() * 20)
+	}
+	for range 20000 {
+		c := &analysis.Compared{
+			Canary:      analysis.Side{Requests: v(), Bad: v(), Rate: v(), Low: v(), High: v()},
+			Stable:      analysis.Side{Requests: v(), Bad: v(), Rate: v(), Low: v(), High: v()},
+			MaxIncrease: v(), Evidence: v(), RollbackAt: v(), Confidence: v(), NoWorse: v(), PromoteAt: v(),
+		}
+		if rng.IntN(2) == 0 {
+			c.MaxRatio = v()
+		}
+		if got, want := explain(c), format(c); got != want {
+			t.Fatalf("%+v:\n got %s\nwant %s", c, got, want)
+		}
 	}
 }
