@@ -146,6 +146,15 @@ func FormatMargin(maxIncrease, maxRatio float64) string {
 	return "+" + FormatPoints(maxIncrease)
 }
 
+// AppendMargin appends FormatMargin(maxIncrease, maxRatio) to b.
+func AppendMargin(b []byte, maxIncrease, maxRatio float64) []byte {
+	if maxRatio > 0 {
+		return strconv.AppendFloat(append(b, 'x'), maxRatio, 'g', 3, 64)
+	}
+	b = strconv.AppendFloat(append(b, '+'), 100*maxIncrease, 'g', 3, 64)
+	return append(b, " pt"...)
+}
+
 // FormatPoints writes a rate difference in percentage points: "1 pt",
 // "0.5 pt".
 func FormatPoints(d float64) string {

@@ -76,7 +76,8 @@ func TestThreshold(t *testing.T) {
 }
 
 // AppendPercent, which comparisons' messages are written with at every
-// look, writes what FormatPercent always did.
+// look, writes what FormatPercent always did; AppendMargin writes what
+// FormatMargin does.
 func TestAppendPercentWritesWhatFormatPercentDid(t *testing.T) {
 	was := func(r float64) string {
 		p := 100 * r
@@ -104,6 +105,11 @@ func TestAppendPercentWritesWhatFormatPercentDid(t *testing.T) {
 		}
 		if got := string(AppendPercent([]byte("x"), r)); got != "x"+want {
 			t.Fatalf("AppendPercent(x, %g) = %q, want %q", r, got, "x"+want)
+		}
+		for _, ratio := range []float64{0, r, -r} {
+			if got, want := string(AppendMargin([]byte("m"), r, ratio)), "m"+FormatMargin(r, ratio); got != want {
+				t.Fatalf("AppendMargin(m, %g, %g) = %q, want %q", r, ratio, got, want)
+			}
 		}
 	}
 }

@@ -49,9 +49,20 @@ import (
 const PromotionLevel = 0.05
 
 // comparisons are the policy's comparison metrics, found once a decision.
+// When every metric is one, as in most policies, they are the policy's own
+// slice (clipped: the decision only reads them).
 func (d *decider) comparisons() []analysis.Metric {
 	if d.cmp == nil {
-		d.cmp = d.in.Policy.Comparisons()
+		ms := d.in.Policy.Metrics
+		all := true
+		for i := range ms {
+			all = all && ms[i].IsComparison()
+		}
+		if all {
+			d.cmp = slices.Clip(ms)
+		} else {
+			d.cmp = d.in.Policy.Comparisons()
+		}
 		if d.cmp == nil {
 			d.cmp = []analysis.Metric{}
 		}
@@ -127,7 +138,7 @@ func (d *decider) look() {
 	if d.promoteEarly(checks, false) {
 		return
 	}
-	d.st.Message = fmt.Sprintf("%s: %s", d.where(), describeComparisons(checks))
+	d.st.Message = describeComparisonsAt(d.where(), checks)
 	d.after(d.in.Policy.LookInterval)
 }
 
@@ -154,13 +165,15 @@ func (d *decider) checksFor(ms []analysis.Metric) ([]analysis.Check, bool) {
 			return out, true
 		}
 	}
-	d.needChecks, d.measure = true, ms
+	// A copy: ms may be the policy's own (see comparisons).
+	d.needChecks, d.measure = true, slices.Clone(ms)
 	return nil, false
 }
 
 // observeAll takes a look's comparison checks into evidence and judges
-// them; other checks pass through unchanged. It returns every check, and
-// the comparisons that showed the canary worse.
+// them, in place (checks are checksFor's, the decision's own); other
+// checks pass through unchanged. It returns every check, and the
+// comparisons that showed the canary worse.
 func (d *decider) observeAll(checks []analysis.Check) (out, failed []analysis.Check) {
 	comparisons := d.comparisons()
 	if len(comparisons) == 0 {
@@ -168,17 +181,25 @@ func (d *decider) observeAll(checks []analysis.Check) (out, failed []analysis.Ch
 	}
 	t := d.now()
 	d.st.LastLookAt = &t
-	out = make([]analysis.Check, 0, len(checks))
-	for _, c := range checks {
-		if m, ok := metricNamed(comparisons, c.Metric); ok {
-			c = d.observe(c, m)
-			if c.Outcome == analysis.Fail {
-				failed = append(failed, c)
+	for i := range checks {
+		if m := metricIndex(comparisons, checks[i].Metric); m >= 0 {
+			checks[i] = d.observe(checks[i], &comparisons[m])
+			if checks[i].Outcome == analysis.Fail {
+				failed = append(failed, checks[i])
 			}
 		}
-		out = append(out, c)
 	}
-	return out, failed
+	return checks, failed
+}
+
+// metricIndex is the index of the metric named name in ms, -1 if none.
+func metricIndex(ms []analysis.Metric, name string) int {
+	for i := range ms {
+		if ms[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func metricNamed(ms []analysis.Metric, name string) (analysis.Metric, bool) {
@@ -213,7 +234,7 @@ func (p *Policy) ComparisonAlpha() float64 {
 }
 
 // observe takes one comparison's reading into its evidence and judges it.
-func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
+func (d *decider) observe(c analysis.Check, m *analysis.Metric) analysis.Check {
 	alpha := d.in.Policy.Alpha / float64(len(d.comparisons())) // ComparisonAlpha
 	if c.Outcome == analysis.Error || c.Reading == nil {
 		if c.Outcome == "" {
@@ -264,48 +285,53 @@ func (d *decider) observe(c analysis.Check, m analysis.Metric) analysis.Check {
 	rate := ev.Canary.Rate()
 	c.Value, c.Samples = &rate, int64(ev.Canary.Requests)
 	margin, ratio := m.Compare.MaxIncrease, m.Compare.MaxRatio
-	known := compared(ev, margin, alpha)
+	worse := ev.Worse.LogE() // once: Shown and E are both of it
+	known := compared(ev, margin, alpha, math.Exp(worse))
 	known.MaxRatio = ratio
 	noWorse := func() bool { return ev.NoWorse.Shown(PromotionLevel) }
 	c.Compared = known
+	// The message is written into a buffer on the stack, and copied once.
+	var buf [512]byte
+	b := append(buf[:0], m.Name...)
 	switch {
 	case ev.Canary.Requests == 0:
 		// Nothing is known of a canary that has served nothing: no step
 		// moves on for it.
 		c.Outcome, c.Message = analysis.NotEnoughData, fmt.Sprintf("%s: the canary has served no request since the first look", m.Name)
-	case ev.Worse.Shown(alpha):
+		return c
+	case worse >= math.Log(1/alpha): // ev.Worse.Shown(alpha)
 		c.Outcome = analysis.Fail
-		b := append(make([]byte, 0, 256), m.Name...)
 		b = append(b, " worse: "...)
-		c.Message = string(appendExplain(b, known))
+		b = appendExplain(b, known)
 	case noWorse():
 		c.Outcome = analysis.Pass
-		b := append(make([]byte, 0, 256), m.Name...)
 		b = append(b, " no worse than stable "...)
-		b = append(b, analysis.FormatMargin(margin, ratio)...)
+		b = analysis.AppendMargin(b, margin, ratio)
 		b = append(b, ": "...)
-		c.Message = string(appendExplain(b, known))
+		b = appendExplain(b, known)
 	default:
 		c.Outcome = analysis.Inconclusive
-		b := append(make([]byte, 0, 384), m.Name...)
 		b = append(b, ": cannot tell yet: "...)
 		b = append(appendExplain(b, known), "; "...)
-		c.Message = string(appendNeeded(b, ev))
+		b = appendNeeded(b, ev)
 	}
+	c.Message = string(b)
 	return c
 }
 
 // compared is what a comparison knows: each side's rate with its bounds
 // at the level that rolls back, the margin, and the evidence that the
 // canary is worse against that level.
-func compared(ev *v1alpha1.Evidence, margin, alpha float64) *analysis.Compared {
+//
+// evidence is ev.Worse.E(), which its caller has already computed.
+func compared(ev *v1alpha1.Evidence, margin, alpha, evidence float64) *analysis.Compared {
 	side := func(c sequential.Counts) analysis.Side {
 		lo, hi := sequential.Bounds(c, alpha, sequential.DefaultPrior)
 		return analysis.Side{Requests: c.Requests, Bad: c.Bad, Rate: c.Rate(), Low: lo, High: hi}
 	}
 	return &analysis.Compared{
 		Canary: side(ev.Canary), Stable: side(ev.Stable), MaxIncrease: margin,
-		Evidence: ev.Worse.E(), RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
+		Evidence: evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
 		NoWorse: math.Exp(ev.NoWorse.LogE), PromoteAt: 1 / PromotionLevel,
 	}
 }
@@ -335,7 +361,7 @@ func appendExplain(b []byte, c *analysis.Compared) []byte {
 	b = append(b, "], "...)
 	b = strconv.AppendFloat(b, c.Canary.Requests, 'f', 0, 64)
 	b = append(b, " canary requests, margin "...)
-	b = append(b, analysis.FormatMargin(c.MaxIncrease, c.MaxRatio)...)
+	b = analysis.AppendMargin(b, c.MaxIncrease, c.MaxRatio)
 	b = append(b, ", evidence "...)
 	b = strconv.AppendFloat(b, c.Evidence, 'g', 3, 64)
 	b = append(b, " (rolled back at "...)
@@ -368,13 +394,51 @@ func pct(r float64) string { return analysis.FormatPercent(r) }
 
 // describeComparisons joins comparison checks' messages.
 func describeComparisons(checks []analysis.Check) string {
-	var parts []string
-	for _, c := range checks {
-		if c.Message != "" {
-			parts = append(parts, c.Message)
+	return joinComparisons(nil, checks)
+}
+
+// describeComparisonsAt is where + ": " + describeComparisons(checks),
+// written at once: it is every look's message.
+func describeComparisonsAt(where string, checks []analysis.Check) string {
+	return joinComparisons([]string{where, ": "}, checks)
+}
+
+// joinComparisons writes head, then checks' messages joined.
+func joinComparisons(head []string, checks []analysis.Check) string {
+	n := 0
+	for _, h := range head {
+		n += len(h)
+	}
+	for i := range checks {
+		n += len(checks[i].Message) + len("; ")
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, h := range head {
+		b.WriteString(h)
+	}
+	first := true
+	for i := range checks {
+		if m := checks[i].Message; m != "" {
+			if !first {
+				b.WriteString("; ")
+			}
+			b.WriteString(m)
+			first = false
 		}
 	}
-	return strings.Join(parts, "; ")
+	return b.String()
+}
+
+// anyPending reports whether a comparison has not shown the canary no
+// worse (comparisonsPending is not empty).
+func (d *decider) anyPending(checks []analysis.Check) bool {
+	for i := range checks {
+		if checks[i].Outcome != analysis.Pass && metricIndex(d.comparisons(), checks[i].Metric) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // comparisonsPending are the comparisons that have not shown the canary no
@@ -401,7 +465,7 @@ func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) b
 	if d.drifted {
 		return false // nothing moves on while the routing is not as decided
 	}
-	if len(d.comparisons()) == 0 || !thresholdsPassed && len(d.comparisons()) != len(p.Metrics) || len(d.comparisonsPending(checks)) > 0 {
+	if len(d.comparisons()) == 0 || !thresholdsPassed && len(d.comparisons()) != len(p.Metrics) || d.anyPending(checks) {
 		return false
 	}
 	last := int(d.st.Step)+1 >= len(d.st.Steps)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -311,7 +312,8 @@ func (d *decider) where() string {
 	if c := CohortOf(&d.st); c != nil {
 		return fmt.Sprintf("step %d/%d (cohort %s)", d.st.Step+1, len(d.st.Steps), c.Name)
 	}
-	return fmt.Sprintf("step %d/%d at %d%%", d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
+	// "step %d/%d at %d%%", written out: it heads every look's message.
+	return "step " + strconv.Itoa(int(d.st.Step+1)) + "/" + strconv.Itoa(len(d.st.Steps)) + " at " + strconv.Itoa(int(d.st.CanaryWeight)) + "%"
 }
 
 // payload builds the body of a call to h.
