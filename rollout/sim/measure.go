@@ -17,10 +17,15 @@ import (
 type history struct {
 	at    []int
 	sides []side
+	// buckets holds the recorded sides' buckets, one after another: each
+	// side's are a slice of it, never written again.
+	buckets []float64
 }
 
 func (h *history) record(t int, s side) {
-	s.buckets = append([]float64(nil), s.buckets...)
+	n := len(h.buckets)
+	h.buckets = append(h.buckets, s.buckets...)
+	s.buckets = h.buckets[n:len(h.buckets):len(h.buckets)]
 	h.at = append(h.at, t)
 	h.sides = append(h.sides, s)
 }

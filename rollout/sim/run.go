@@ -84,6 +84,9 @@ type world struct {
 	// compare the two).
 	measured []analysis.Metric
 	twoCalls bool
+	// checks holds a decision's checks, for the next one to reuse: Decide
+	// copies what it keeps of them.
+	checks []analysis.Check
 }
 
 // Run plays one rollout of a new revision under policy p at rps requests
@@ -213,7 +216,7 @@ func (w *world) serve(from, to int) {
 // returns in how many seconds to decide again.
 func (w *world) decide(t int) int {
 	now := epoch.Add(time.Duration(t) * time.Second)
-	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed, Calls: w.answers, Delivered: w.delivered}
+	in := rollout.Input{Now: now, Policy: w.policy, Status: w.status, Observed: w.observed, Calls: w.answers, Delivered: w.delivered, Checks: w.checks[:0]}
 	// Measure ahead what the last decision that measured asked for: a
 	// decision that judges those metrics decides at once, one that judges
 	// others asks for them, and one that judges none leaves them out.
@@ -232,6 +235,7 @@ func (w *world) decide(t int) int {
 		w.measured = d.Measure
 		d = rollout.Decide(in)
 	}
+	w.checks = in.Checks[:0]
 	w.status = d.Status
 	for _, a := range d.Actions {
 		w.apply(a, t)
