@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Bounds and Needed remember what they computed: a hit answers what the
+// Bounds, Needed and LogE remember what they computed: a hit answers what the
 // computation does, bit for bit, whichever goroutines ask at once.
 func TestMemoAnswersWhatTheComputationDoes(t *testing.T) {
 	var wg sync.WaitGroup
@@ -31,6 +31,11 @@ func TestMemoAnswersWhatTheComputationDoes(t *testing.T) {
 					t.Errorf("Bounds(%+v, %g) = [%g, %g], computed [%g, %g]", c, alpha, lo, hi, wlo, whi)
 					return
 				}
+				w := Worse{LogLR: []float64{float64(rng.IntN(3)), -1, float64(rng.IntN(2))}[:1+rng.IntN(3)]}
+				if got, want := w.LogE(), w.logE(); math.Float64bits(got) != math.Float64bits(want) {
+					t.Errorf("%+v: LogE %g, computed %g", w, got, want)
+					return
+				}
 				e := Promotion{LogE: float64(rng.IntN(3)), Margin: 0.01}
 				total := Look{CanaryRequests: n, CanaryBad: c.Bad, StableRequests: 9 * n, StableBad: float64(rng.IntN(3))}
 				got, ok := e.Needed(total, PromotionLevelForTest)
@@ -50,10 +55,10 @@ const PromotionLevelForTest = 0.05
 
 // A key is the arguments' bits: 0 and -0, equal as floats, are two keys.
 func TestMemoKeysAreBits(t *testing.T) {
-	if keyOf(0) == keyOf(math.Copysign(0, -1)) {
+	if bits[[5]uint64](0) == bits[[5]uint64](math.Copysign(0, -1)) {
 		t.Error("0 and -0 share a key")
 	}
-	if keyOf(1, 2) == keyOf(2, 1) {
+	if bits[[5]uint64](1, 2) == bits[[5]uint64](2, 1) {
 		t.Error("the arguments' order is not in the key")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/fledgehq/fledge/internal/memo"
 )
 
 // Promotion is the evidence that the canary's rate is at most stable's
@@ -76,22 +78,18 @@ func (e Promotion) Shown(alpha float64) bool { return e.LogE >= math.Log(1/alpha
 // false when, at those rates, the evidence would not grow: the canary
 // looks worse than its margin so far.
 func (e Promotion) Needed(total Look, alpha float64) (float64, bool) {
-	k := keyOf(e.LogE, e.Margin, e.Ratio, total.CanaryRequests, total.CanaryBad, total.StableRequests, total.StableBad, alpha)
-	if r, ok := neededMemo.get(&k); ok {
-		return r.n, r.ok
+	// Of the evidence, it reads LogE, Margin and Ratio.
+	k := bits[[8]uint64](e.LogE, e.Margin, e.Ratio, total.CanaryRequests, total.CanaryBad, total.StableRequests, total.StableBad, alpha)
+	if r, ok := neededMemo.Get(k); ok {
+		return memo.Float(r[0]), r[1] != 0
 	}
 	n, ok := e.needed(total, alpha)
-	neededMemo.put(&k, neededResult{n, ok})
+	r := [2]uint64{memo.Bits(n), 0}
+	if ok {
+		r[1] = 1
+	}
+	neededMemo.Put(k, r)
 	return n, ok
-}
-
-// neededMemo remembers Needed recently computed: it depends on the
-// evidence only through LogE, Margin and Ratio.
-var neededMemo memo[neededResult]
-
-type neededResult struct {
-	n  float64
-	ok bool
 }
 
 // needed is Needed, computed.
@@ -114,12 +112,17 @@ func (e Promotion) needed(total Look, alpha float64) (float64, bool) {
 	}
 	pc := (total.CanaryBad + PromotionPrior.A) / (n + PromotionPrior.A + PromotionPrior.B)
 	ps := (total.StableBad + PromotionPrior.A) / (m + PromotionPrior.A + PromotionPrior.B)
-	lambda := betSize(pc, ps, a, b, r, d)
+	if pc-r*ps-d >= 0 {
+		return 0, false // betSize's no bet
+	}
+	var buf [16]atom
+	atoms := outcomes(buf[:0], pc, ps, a, b, r, d)
+	lambda := bestBet(atoms, d) // betSize's, from the same atoms
 	if lambda <= 0 {
 		return 0, false
 	}
 	growth := 0.0
-	for _, at := range outcomes(pc, ps, a, b, r, d) {
+	for _, at := range atoms {
 		growth += at.p * math.Log1p(-lambda*at.z)
 	}
 	if growth <= 0 {
@@ -208,7 +211,12 @@ func betSize(pc, ps, a, b, r, d float64) float64 {
 		return 0
 	}
 	// Z's distribution, over the few bad-event counts that matter.
-	atoms := outcomes(pc, ps, a, b, r, d)
+	var buf [16]atom
+	return bestBet(outcomes(buf[:0], pc, ps, a, b, r, d), d)
+}
+
+// bestBet is betSize's lambda for Z's distribution, atoms.
+func bestBet(atoms []atom, d float64) float64 {
 	hi := 0.95 / (1 - d) // 1 - lambda*Z stays above 0.05 at Z's highest
 	// The growth, E[log(1 - lambda*Z)], is concave in lambda: its slope,
 	// E[-Z / (1 - lambda*Z)], falls from -E[Z] > 0 at 0. The best lambda is
@@ -240,34 +248,38 @@ type atom struct{ z, p float64 }
 
 // outcomes is Z's distribution over the few bad-event counts that matter,
 // when a group of a canary requests failing at pc and b stable ones
-// failing at ps is judged against ratio r and margin d.
-func outcomes(pc, ps, a, b, r, d float64) []atom {
+// failing at ps is judged against ratio r and margin d. They are appended
+// to atoms (a buffer of the caller's).
+func outcomes(atoms []atom, pc, ps, a, b, r, d float64) []atom {
 	// A side with many requests to a group is taken at its mean: the bet
-	// need only be near the best one; any bet is valid.
-	var atoms []atom
-	shares := func(n, p float64) (vals, probs []float64) {
+	// need only be near the best one; any bet is valid. share is the value
+	// of a side's k-th term, probs are their probabilities.
+	share := func(n, p float64, k int) float64 {
 		if n > 64 {
-			return []float64{p}, []float64{1}
+			return p
 		}
-		for k, pk := range binomialTerms(n, p) {
-			vals, probs = append(vals, float64(k)/n), append(probs, pk)
-		}
-		return vals, probs
+		return float64(k) / n
 	}
-	xs, xp := shares(a, pc)
-	ys, yp := shares(b, ps)
-	for i := range xs {
-		for j := range ys {
-			atoms = append(atoms, atom{xs[i] - r*ys[j] - d, xp[i] * yp[j]})
+	probs := func(buf []float64, n, p float64) []float64 {
+		if n > 64 {
+			return append(buf, 1)
+		}
+		return binomialTerms(buf, n, p)
+	}
+	var xb, yb [65]float64 // n+1 terms at most, n <= 64
+	xp := probs(xb[:0], a, pc)
+	yp := probs(yb[:0], b, ps)
+	for i := range xp {
+		for j := range yp {
+			atoms = append(atoms, atom{share(a, pc, i) - r*share(b, ps, j) - d, xp[i] * yp[j]})
 		}
 	}
 	return atoms
 }
 
 // binomialTerms are P(K = k) for K ~ Bin(n, p), from k = 0 until the rest
-// is below 1e-9 of the whole.
-func binomialTerms(n, p float64) []float64 {
-	var out []float64
+// is below 1e-9 of the whole, appended to out.
+func binomialTerms(out []float64, n, p float64) []float64 {
 	term := math.Pow(1-p, n)
 	sum := 0.0
 	for k := 0.0; k <= n; k++ {

@@ -2,6 +2,8 @@ package sequential
 
 import (
 	"math"
+
+	"github.com/fledgehq/fledge/internal/memo"
 )
 
 // Prior is the beta mixing distribution of a rate's confidence sequence.
@@ -77,17 +79,14 @@ func Bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {
 	if c.Requests <= 0 {
 		return 0, 1
 	}
-	k := keyOf(c.Requests, c.Bad, alpha, p.A, p.B)
-	if b, ok := boundsMemo.get(&k); ok {
-		return b[0], b[1]
+	k := bits[[5]uint64](c.Requests, c.Bad, alpha, p.A, p.B)
+	if b, ok := boundsMemo.Get(k); ok {
+		return memo.Float(b[0]), memo.Float(b[1])
 	}
 	lo, hi = bounds(c, alpha, p)
-	boundsMemo.put(&k, [2]float64{lo, hi})
+	boundsMemo.Put(k, [2]uint64{memo.Bits(lo), memo.Bits(hi)})
 	return lo, hi
 }
-
-// boundsMemo remembers Bounds recently computed.
-var boundsMemo memo[[2]float64]
 
 // bounds is Bounds, computed.
 func bounds(c Counts, alpha float64, p Prior) (lo, hi float64) {

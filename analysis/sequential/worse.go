@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/fledgehq/fledge/internal/memo"
 )
 
 // Ratios are the alternatives the Worse e-process mixes, equally weighted:
@@ -141,6 +143,26 @@ func (w Worse) LogE() float64 {
 	if len(w.LogLR) == 0 {
 		return 0
 	}
+	// Remembered by the ratios' evidence (and how many there are), which
+	// changes only when a stratum with bad events closes.
+	var k [12]uint64
+	if len(w.LogLR) >= len(k) {
+		return w.logE()
+	}
+	k[0] = uint64(len(w.LogLR))
+	for i, v := range w.LogLR {
+		k[i+1] = memo.Bits(v)
+	}
+	if v, ok := logEMemo.Get(k); ok {
+		return memo.Float(v[0])
+	}
+	v := w.logE()
+	logEMemo.Put(k, [1]uint64{memo.Bits(v)})
+	return v
+}
+
+// logE is LogE, computed.
+func (w Worse) logE() float64 {
 	hi := math.Inf(-1)
 	for _, v := range w.LogLR {
 		hi = math.Max(hi, v)
