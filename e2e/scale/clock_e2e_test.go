@@ -4,6 +4,7 @@ package scale_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/rollout/engine"
 	"github.com/fledgehq/fledge/rollout/client/informers/externalversions"
 )
 
@@ -26,13 +28,17 @@ import (
 type clock struct {
 	mu       sync.Mutex
 	idle     map[string]time.Time // first seen Idle
+	started  map[string]time.Time // first seen Progressing (the canary's start written)
 	weighted map[string]time.Time // first seen with canary weight
 	done     map[string]time.Time // first seen Succeeded with its canary as stable
 	phases   map[string]v1alpha1.Phase
+	// trail is, by key, each version of the Flight the watch showed
+	// until it was first Idle: "phase: message", the take-over's writes.
+	trail map[string][]string
 }
 
 func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
-	c := &clock{idle: map[string]time.Time{}, weighted: map[string]time.Time{}, done: map[string]time.Time{}, phases: map[string]v1alpha1.Phase{}}
+	c := &clock{idle: map[string]time.Time{}, started: map[string]time.Time{}, weighted: map[string]time.Time{}, done: map[string]time.Time{}, phases: map[string]v1alpha1.Phase{}, trail: map[string][]string{}}
 	factory := externalversions.NewSharedInformerFactory(sb.Fledge, 0)
 	informer := factory.Fledge().V1alpha1().Flights().Informer()
 	note := func(obj any) {
@@ -44,6 +50,13 @@ func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.phases[key] = f.Status.Phase
+		if _, idle := c.idle[key]; !idle {
+			v := fmt.Sprintf("%q: %s", f.Status.Phase, f.Status.Message)
+			if h := f.Status.Hold; h != nil {
+				v += fmt.Sprintf(" (held, %s: %s)", h.Reason, h.Message)
+			}
+			c.trail[key] = append(c.trail[key], v)
+		}
 		first := func(m map[string]time.Time) {
 			if _, ok := m[key]; !ok {
 				m[key] = now
@@ -52,11 +65,16 @@ func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
 		if f.Status.Phase == v1alpha1.PhaseIdle {
 			first(c.idle)
 		}
+		if f.Status.Phase == v1alpha1.PhaseProgressing {
+			first(c.started)
+		}
 		if f.Status.CanaryWeight > 0 {
+			first(c.started)
 			first(c.weighted)
 		}
 		if f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision != "" && f.Status.StableRevision == f.Status.CanaryRevision {
-			first(c.weighted) // stepped through between two events
+			first(c.started) // stepped through between two events
+			first(c.weighted)
 			first(c.done)
 		}
 	}
@@ -107,21 +125,40 @@ func since(m map[string]time.Time, keys []string, t time.Time) map[string]time.D
 	return out
 }
 
-// pauses watches the Deployments labelled late and notes when each was
-// first seen paused.
+// watchPauses watches the Deployments labelled label and notes when each
+// was first seen paused.
 func watchPauses(b *testing.B, sb *sandbox.Sandbox, label string) func() map[string]time.Time {
+	return watchDeployments(b, sb, label, func(d *appsv1.Deployment) (string, bool) {
+		return d.Namespace + "/" + d.Name, d.Spec.Paused
+	})
+}
+
+// watchCanaries notes when each Flight's canary Deployment (labelled with
+// its Flight) first had a ready pod, by the Flight's key.
+func watchCanaries(b *testing.B, sb *sandbox.Sandbox) func() map[string]time.Time {
+	return watchDeployments(b, sb, engine.LabelFlight, func(d *appsv1.Deployment) (string, bool) {
+		return d.Namespace + "/" + d.Labels[engine.LabelFlight], d.Status.ReadyReplicas > 0
+	})
+}
+
+// watchDeployments watches the Deployments labelled label and notes when
+// each key (keyOf's) was first seen with keyOf's condition.
+func watchDeployments(b *testing.B, sb *sandbox.Sandbox, label string, keyOf func(*appsv1.Deployment) (string, bool)) func() map[string]time.Time {
 	var mu sync.Mutex
 	paused := map[string]time.Time{}
 	factory := informers.NewSharedInformerFactoryWithOptions(sb.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = label }))
 	informer := factory.Apps().V1().Deployments().Informer()
 	note := func(obj any) {
 		d, ok := obj.(*appsv1.Deployment)
-		if !ok || !d.Spec.Paused {
+		if !ok {
+			return
+		}
+		key, yes := keyOf(d)
+		if !yes {
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		key := d.Namespace + "/" + d.Name
 		if _, ok := paused[key]; !ok {
 			paused[key] = time.Now()
 		}

@@ -112,6 +112,7 @@ func BenchmarkScale(b *testing.B) {
 	flights := watchFlights(b, sb)
 	const lateLabel = "scale.fledge.dev/late=true"
 	pauses := watchPauses(b, sb, lateLabel)
+	canaries := watchCanaries(b, sb)
 
 	// Adoption: from the engine's start until every Flight is Idle.
 	metricsAddr := freeAddr(b)
@@ -140,6 +141,19 @@ func BenchmarkScale(b *testing.B) {
 	flights.wait(b, 10*time.Minute, "every Flight Idle", func(c *clock) bool { return len(c.idle) >= n })
 	adoption := time.Since(started)
 	cpuAdopted := cpuNow(sb)
+	// The Flight versions a take-over wrote (the create, then each status
+	// write up to Idle), and the longest such trail.
+	flights.mu.Lock()
+	versions, longest := 0, ""
+	for _, k := range keys {
+		versions += len(flights.trail[k])
+		if len(flights.trail[k]) > len(flights.trail[longest]) {
+			longest = k
+		}
+	}
+	fmt.Printf("Flight versions per take-over (its create and status writes, up to Idle): %.2f; the most, %s: %s\n",
+		float64(versions)/float64(len(keys)), longest, strings.Join(flights.trail[longest], " | "))
+	flights.mu.Unlock()
 
 	// M template changes at once; while they roll out, a few teams opt
 	// new Deployments in, which must be paused at once however busy the
@@ -183,6 +197,8 @@ func BenchmarkScale(b *testing.B) {
 	})
 	flights.mu.Lock()
 	firstWeight := since(flights.weighted, rolledKeys, changed)
+	toStart := since(flights.started, rolledKeys, changed)
+	toReady := since(canaries(), rolledKeys, changed)
 	succeeded := since(flights.done, rolledKeys, changed)
 	flights.mu.Unlock()
 	rolled := map[string]bool{}
@@ -285,6 +301,8 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("API calls per adopted app by verb and resource: %s\n", strings.Join(adoptCalls, ", "))
 	fmt.Printf("%d Deployments opted in during the rollouts, opt-in to paused: p50 %s, max %s (%d paused)\n", len(tp), q(tp, 0.5), q(tp, 1), len(pausedAt))
 	fmt.Printf("template change to first canary weight: p50 %s, p99 %s, max %s\n", q(fw, 0.5), q(fw, 0.99), q(fw, 1))
+	ts, tr := durations(toStart), durations(toReady)
+	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod p50 %s, p99 %s\n", q(ts, 0.5), q(ts, 0.99), q(tr, 0.5), q(tr, 0.99))
 	fmt.Printf("template change to Succeeded: p50 %s, p99 %s, all %s\n", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
 	fmt.Printf("reconcile p50 %s p99 %s; decision p50 %s p99 %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
 	fmt.Printf("CPU adopting, in cores: %s\n", cpuBetween(cpuStart, cpuAdopted, adoption))

@@ -77,12 +77,18 @@ func NewestReplicaSet(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) *appsv1.R
 // DeploymentSettled reports whether the Deployment's controller has seen
 // its spec and all replicas run its newest template and are available.
 func DeploymentSettled(d *appsv1.Deployment) bool {
+	return d.Status.ObservedGeneration >= d.Generation && replicasSettled(d)
+}
+
+// replicasSettled reports whether the Deployment's status counts all its
+// replicas updated and available, and no more.
+func replicasSettled(d *appsv1.Deployment) bool {
 	want := int32(1)
 	if d.Spec.Replicas != nil {
 		want = *d.Spec.Replicas
 	}
 	s := d.Status
-	return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
+	return s.UpdatedReplicas == want && s.AvailableReplicas == want && s.Replicas == want
 }
 
 // canaryLabels are the canary pods' labels: the template's, with every key

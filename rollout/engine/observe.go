@@ -28,6 +28,15 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.StableImages = Images(rs.Spec.Template)
 		}
 		o.DeploymentOneRevision = oneRevision(d, rs, sets, o.DesiredRevision)
+		if d.Spec.Paused && o.DeploymentOneRevision && replicasSettled(d) {
+			// Paused, with all its replicas on its template's ReplicaSet,
+			// the only one running: settled, even while the Deployment
+			// controller has not yet observed the generation the pause
+			// made (its observedGeneration lags for a moment). Waiting
+			// for that was a Held warning and a status write more on
+			// every take-over.
+			o.DeploymentSettled = true
+		}
 		if rev := d.Annotations[deploymentRevision]; rev != "" && (rs == nil || rs.Annotations[deploymentRevision] != rev) {
 			// The ReplicaSets' cache (a watch of its own) is behind the
 			// Deployment's: what the Deployment runs is not known yet,

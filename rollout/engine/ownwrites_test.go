@@ -13,12 +13,35 @@ import (
 // first look, right after the Flight is created, and the looks on the way
 // to Idle (routing being made, the pause not observed yet) are not
 // written. At 2,000 opt-ins, each status write saved is 2,000 writes.
+//
+// The same when Kubernetes' Deployment controller has not observed the
+// pause yet (its observedGeneration behind the generation the pause made):
+// a Deployment paused on its one revision, all replicas available, is
+// settled for a take-over, not a Deployment "still rolling out".
 func TestATakeOverWritesItsStatusOnce(t *testing.T) {
+	for _, lagging := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pause observed", true: "pause not yet observed"}[lagging], func(t *testing.T) {
+			takeOverOnce(t, lagging)
+		})
+	}
+}
+
+func takeOverOnce(t *testing.T, lagging bool) {
 	w := newWorld(t, 1)
 	var log lookLog
 	log.record(w)
 	w.addApp("ref")
+	if lagging {
+		w.runRounds(1)
+		w.frozen["kube-controllers"] = true
+		if d := w.deployment("ref/web"); !d.Spec.Paused || d.Status.ObservedGeneration >= d.Generation {
+			t.Fatalf("after the first look: paused %t, generation %d observed %d; want paused, not yet observed", d.Spec.Paused, d.Generation, d.Status.ObservedGeneration)
+		}
+	}
 	w.run(100, w.phaseIs(v1alpha1.PhaseIdle, ""))
+	if held := w.events.count("ref/web", "Held"); held > 0 {
+		t.Errorf("%d Held Events on the way to Idle, want none", held)
+	}
 	var calls []string
 	for _, l := range log.since(0) {
 		calls = append(calls, l.api...)
