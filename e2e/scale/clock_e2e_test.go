@@ -17,8 +17,8 @@ import (
 
 	"github.com/fledgehq/fledge/e2e/sandbox"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
-	"github.com/fledgehq/fledge/rollout/engine"
 	"github.com/fledgehq/fledge/rollout/client/informers/externalversions"
+	"github.com/fledgehq/fledge/rollout/engine"
 )
 
 // clock watches every Flight and notes when each first reached a state,
