@@ -284,12 +284,63 @@ func (d *decider) observe(c analysis.Check, m *analysis.Metric) analysis.Check {
 	}
 	rate := ev.Canary.Rate()
 	c.Value, c.Samples = &rate, int64(ev.Canary.Requests)
+	j := d.judgeEvidence(ev, m)
+	c.Compared = &analysis.Compared{
+		Canary: j.canary, Stable: j.stable, MaxIncrease: m.Compare.MaxIncrease, MaxRatio: m.Compare.MaxRatio,
+		Evidence: j.evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
+		NoWorse: j.noWorse, PromoteAt: 1 / PromotionLevel,
+	}
+	c.Outcome, c.Message = j.outcome, j.message
+	return c
+}
+
+// judgement is what a comparison's evidence says: its outcome and message,
+// and what is known of each side at the level that rolls back.
+type judgement struct {
+	outcome analysis.Outcome
+	message string
+	// name is the comparison's, which heads the message.
+	name           string
+	canary, stable analysis.Side
+	// evidence is the Worse e-value, noWorse the Promotion one.
+	evidence, noWorse float64
+}
+
+// judgementKey is everything a judgement reads but the comparison's name,
+// as bits: the margin, the level, the prior, both sides' counts, and the
+// evidence either way.
+type judgementKey [13]uint64
+
+// judgeEvidence judges a comparison's evidence, once observed. A decision's
+// comparisons often read the same (a canary's latency comparisons count
+// the same requests, none slow): a judgement that reads what the one
+// before it in the decision read is that one's, renamed.
+func (d *decider) judgeEvidence(ev *v1alpha1.Evidence, m *analysis.Metric) judgement {
+	alpha := d.in.Policy.Alpha / float64(len(d.comparisons())) // ComparisonAlpha
 	margin, ratio := m.Compare.MaxIncrease, m.Compare.MaxRatio
 	worse := ev.Worse.LogE() // once: Shown and E are both of it
-	known := compared(ev, margin, alpha, math.Exp(worse))
-	known.MaxRatio = ratio
-	noWorse := func() bool { return ev.NoWorse.Shown(PromotionLevel) }
-	c.Compared = known
+	prior := sequential.DefaultPrior
+	k := judgementKey{}
+	for i, v := range [...]float64{margin, ratio, alpha, prior.A, prior.B, ev.Canary.Requests, ev.Canary.Bad, ev.Stable.Requests, ev.Stable.Bad,
+		worse, ev.NoWorse.LogE, ev.NoWorse.Margin, ev.NoWorse.Ratio} {
+		k[i] = math.Float64bits(v)
+	}
+	if d.judged.message != "" && d.judgedKey == k {
+		j := d.judged
+		if j.name != m.Name {
+			j.name, j.message = m.Name, m.Name+j.message[len(j.name):]
+		}
+		return j
+	}
+	side := func(c sequential.Counts) analysis.Side {
+		lo, hi := sequential.Bounds(c, alpha, prior)
+		return analysis.Side{Requests: c.Requests, Bad: c.Bad, Rate: c.Rate(), Low: lo, High: hi}
+	}
+	j := judgement{name: m.Name, canary: side(ev.Canary), stable: side(ev.Stable), evidence: math.Exp(worse), noWorse: math.Exp(ev.NoWorse.LogE)}
+	known := analysis.Compared{
+		Canary: j.canary, Stable: j.stable, MaxIncrease: margin, MaxRatio: ratio,
+		Evidence: j.evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, NoWorse: j.noWorse, PromoteAt: 1 / PromotionLevel,
+	}
 	// The message is written into a buffer on the stack, and copied once.
 	var buf [512]byte
 	b := append(buf[:0], m.Name...)
@@ -297,43 +348,27 @@ func (d *decider) observe(c analysis.Check, m *analysis.Metric) analysis.Check {
 	case ev.Canary.Requests == 0:
 		// Nothing is known of a canary that has served nothing: no step
 		// moves on for it.
-		c.Outcome, c.Message = analysis.NotEnoughData, fmt.Sprintf("%s: the canary has served no request since the first look", m.Name)
-		return c
+		j.outcome = analysis.NotEnoughData
+		b = append(b, ": the canary has served no request since the first look"...)
 	case worse >= math.Log(1/alpha): // ev.Worse.Shown(alpha)
-		c.Outcome = analysis.Fail
+		j.outcome = analysis.Fail
 		b = append(b, " worse: "...)
-		b = appendExplain(b, known)
-	case noWorse():
-		c.Outcome = analysis.Pass
+		b = appendExplain(b, &known)
+	case ev.NoWorse.Shown(PromotionLevel):
+		j.outcome = analysis.Pass
 		b = append(b, " no worse than stable "...)
 		b = analysis.AppendMargin(b, margin, ratio)
 		b = append(b, ": "...)
-		b = appendExplain(b, known)
+		b = appendExplain(b, &known)
 	default:
-		c.Outcome = analysis.Inconclusive
+		j.outcome = analysis.Inconclusive
 		b = append(b, ": cannot tell yet: "...)
-		b = append(appendExplain(b, known), "; "...)
-		b = appendNeeded(b, ev)
+		b = append(appendExplain(b, &known), "; "...)
+		b = appendNeeded(b, ev) // of ev, Needed reads the counts and NoWorse's LogE, Margin and Ratio
 	}
-	c.Message = string(b)
-	return c
-}
-
-// compared is what a comparison knows: each side's rate with its bounds
-// at the level that rolls back, the margin, and the evidence that the
-// canary is worse against that level.
-//
-// evidence is ev.Worse.E(), which its caller has already computed.
-func compared(ev *v1alpha1.Evidence, margin, alpha, evidence float64) *analysis.Compared {
-	side := func(c sequential.Counts) analysis.Side {
-		lo, hi := sequential.Bounds(c, alpha, sequential.DefaultPrior)
-		return analysis.Side{Requests: c.Requests, Bad: c.Bad, Rate: c.Rate(), Low: lo, High: hi}
-	}
-	return &analysis.Compared{
-		Canary: side(ev.Canary), Stable: side(ev.Stable), MaxIncrease: margin,
-		Evidence: evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
-		NoWorse: math.Exp(ev.NoWorse.LogE), PromoteAt: 1 / PromotionLevel,
-	}
+	j.message = string(b)
+	d.judged, d.judgedKey = j, k
+	return j
 }
 
 // explain writes a comparison's knowledge for people: "canary 7.4% [5.1%,

@@ -531,3 +531,53 @@ func TestExplainWritesWhatItsFormatDid(t *testing.T) {
 		}
 	}
 }
+
+// Two comparisons that read the same counts (a canary's latency bounds,
+// with no request slower than either) are judged the same, each under its
+// own name; one that reads other counts is judged on its own.
+func TestComparisonsReadingTheSameAreJudgedTheSame(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := comparing(now)
+	ps, err := ParseConfig([]byte(`
+policies:
+  tail:
+    steps: [10, 50]
+    metrics:
+    - {name: latency, slowerThan: [100ms, 250ms, 1s]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Policy.Metrics = ps["tail"].Metrics
+	at := func(v ...[4]float64) []analysis.Check {
+		var out []analysis.Check
+		for i, name := range []string{"latency-100ms", "latency-250ms", "latency-1s"} {
+			out = append(out, analysis.Check{Metric: name, Reading: &analysis.Reading{
+				Canary: sequential.Counts{Requests: v[i][0], Bad: v[i][1]}, Stable: sequential.Counts{Requests: v[i][2], Bad: v[i][3]}}})
+		}
+		return out
+	}
+	in.Checks = at([4]float64{}, [4]float64{}, [4]float64{})
+	d := Decide(in)
+	in.Status, in.Now = d.Status, now.Add(10*time.Second)
+	if len(d.Status.Evidence) != 3 {
+		t.Fatalf("evidence %+v, want a baseline for each bound", d.Status.Evidence)
+	}
+	in.Checks = at([4]float64{300, 0, 2700, 0}, [4]float64{300, 0, 2700, 0}, [4]float64{300, 3, 2700, 1})
+	look := &decider{in: in, st: statusForDecision(&in.Status), requeue: resync}
+	checks, _ := look.observeAll(slices.Clone(in.Checks))
+	d = Decide(in)
+	tail := func(c analysis.Check) string { return strings.TrimPrefix(c.Message, c.Metric) }
+	if !strings.HasPrefix(checks[0].Message, "latency-100ms: ") || !strings.HasPrefix(checks[1].Message, "latency-250ms: ") {
+		t.Errorf("messages %q, %q: each under its own name", checks[0].Message, checks[1].Message)
+	}
+	if tail(checks[0]) != tail(checks[1]) || *checks[0].Compared != *checks[1].Compared || checks[0].Outcome != checks[1].Outcome {
+		t.Errorf("the same counts judged differently:\n%+v\n%+v", checks[0], checks[1])
+	}
+	if tail(checks[2]) == tail(checks[1]) || checks[2].Compared.Canary.Bad != 3 {
+		t.Errorf("latency-1s judged as the others: %+v", checks[2])
+	}
+	if d.Status.Message != "" && !strings.Contains(d.Status.Message, checks[0].Message) {
+		t.Errorf("status message %q", d.Status.Message)
+	}
+}

@@ -314,6 +314,10 @@ type decider struct {
 	// still look (their evidence counts the shares as served), but
 	// nothing moves on.
 	drifted bool
+	// judged is the last comparison judged (none while its message is
+	// empty), and judgedKey what it read (see judgeEvidence).
+	judged    judgement
+	judgedKey judgementKey
 }
 
 func (d *decider) decide() {
