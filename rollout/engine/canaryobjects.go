@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -102,14 +104,28 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		}
 	}
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
-	// The Service before the Deployment: a Service name taken by someone
-	// else stops the canary before any of its pods run.
-	if err := x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
+	svc := CanaryService(s.Stable, want, owner)
+	// Both names are checked first, so that nothing is created for a
+	// canary whose Service or Deployment name is taken (as far as the
+	// cache shows; a name taken since fails its create, and is read live).
+	if cur, err := x.readService(ctx, svc.Namespace, svc.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
 		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
-	}); err != nil {
-		return err
 	}
-	return x.ensureCanaryDeployment(ctx, s, want, revision)
+	if cur, err := x.readDeployment(ctx, want.Namespace, want.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
+		return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
+	}
+	// Then both at once: a rollout's start is one round trip shorter,
+	// which is what 200 rollouts starting together wait on.
+	var wg sync.WaitGroup
+	var svcErr error
+	wg.Go(func() {
+		svcErr = x.ensureService(ctx, s, svc, func(cur *corev1.Service) error {
+			return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
+		})
+	})
+	err := x.ensureCanaryDeployment(ctx, s, want, revision)
+	wg.Wait()
+	return errors.Join(svcErr, err)
 }
 
 // ensureCanaryDeployment creates or corrects the canary Deployment want.
