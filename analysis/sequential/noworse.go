@@ -1,7 +1,7 @@
 package sequential
 
 import (
-	"maps"
+	"cmp"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -112,17 +112,13 @@ func (e Promotion) needed(total Look, alpha float64) (float64, bool) {
 	}
 	pc := (total.CanaryBad + PromotionPrior.A) / (n + PromotionPrior.A + PromotionPrior.B)
 	ps := (total.StableBad + PromotionPrior.A) / (m + PromotionPrior.A + PromotionPrior.B)
-	if pc-r*ps-d >= 0 {
-		return 0, false // betSize's no bet
-	}
-	var buf [16]atom
-	atoms := outcomes(buf[:0], pc, ps, a, b, r, d)
-	lambda := bestBet(atoms, d) // betSize's, from the same atoms
+	lambda := betSize(pc, ps, a, b, r, d)
 	if lambda <= 0 {
 		return 0, false
 	}
+	var buf [16]atom
 	growth := 0.0
-	for _, at := range atoms {
+	for _, at := range outcomes(buf[:0], pc, ps, a, b, r, d) {
 		growth += at.p * math.Log1p(-lambda*at.z)
 	}
 	if growth <= 0 {
@@ -157,28 +153,113 @@ func (e *Promotion) close() {
 		return
 	}
 	rng := rand.New(rand.NewPCG(e.Seed, uint64(n)<<20^uint64(m)))
-	canaryBad := place(rng, x, n, a*groups, a)
-	stableBad := place(rng, y, m, b*groups, b)
-	touched := map[float64]bool{}
-	for g := range canaryBad {
-		touched[g] = true
+	var cb, sb [smallPlace]groupCount
+	canaryBad := place(cb[:0], rng, x, n, a*groups, a)
+	stableBad := place(sb[:0], rng, y, m, b*groups, b)
+	// The groups either side's bad events fell in, in the groups' order: a
+	// sum in any other order is not reproducible to the last bit, and a
+	// seeded run must be.
+	slices.SortFunc(canaryBad, groupCount.cmp)
+	slices.SortFunc(stableBad, groupCount.cmp)
+	touched := 0
+	for i, j := 0, 0; i < len(canaryBad) || j < len(stableBad); touched++ {
+		switch {
+		case j == len(stableBad) || i < len(canaryBad) && canaryBad[i].group < stableBad[j].group:
+			i++
+		case i == len(canaryBad) || stableBad[j].group < canaryBad[i].group:
+			j++
+		default:
+			i, j = i+1, j+1
+		}
 	}
-	for g := range stableBad {
-		touched[g] = true
-	}
-	logE := (groups - float64(len(touched))) * math.Log1p(lambda*d)
-	// In the groups' order: a sum in map order is not reproducible to the
-	// last bit, and a seeded run must be.
-	for _, g := range slices.Sorted(maps.Keys(touched)) {
-		z := canaryBad[g]/a - r*stableBad[g]/b - d
+	logE := (groups - float64(touched)) * math.Log1p(lambda*d)
+	for i, j := 0, 0; i < len(canaryBad) || j < len(stableBad); {
+		var xg, yg float64 // the group's bad events on each side
+		switch {
+		case j == len(stableBad) || i < len(canaryBad) && canaryBad[i].group < stableBad[j].group:
+			xg = canaryBad[i].count
+			i++
+		case i == len(canaryBad) || stableBad[j].group < canaryBad[i].group:
+			yg = stableBad[j].count
+			j++
+		default:
+			xg, yg = canaryBad[i].count, stableBad[j].count
+			i, j = i+1, j+1
+		}
+		z := xg/a - r*yg/b - d
 		logE += math.Log1p(-lambda * z)
 	}
 	e.LogE += logE
 }
 
+// groupCount is how many bad events fell in a group.
+type groupCount struct{ group, count float64 }
+
+func (g groupCount) cmp(o groupCount) int { return cmp.Compare(g.group, o.group) }
+
+// smallPlace is how many bad events place keeps track of in arrays (on
+// the stack), searched through; beyond, in maps.
+const smallPlace = 16
+
 // place puts k bad events at random among n requests, of which the first
-// used are grouped size at a time, and counts them by group.
-func place(rng *rand.Rand, k, n, used, size float64) map[float64]float64 {
+// used are grouped size at a time, and counts them by group: appended to
+// out, in no order.
+func place(out []groupCount, rng *rand.Rand, k, n, used, size float64) []groupCount {
+	if k <= 0 {
+		return out
+	}
+	if k > smallPlace {
+		for g, c := range placeMany(rng, k, n, used, size) {
+			out = append(out, groupCount{g, c})
+		}
+		return out
+	}
+	// A partial Fisher-Yates shuffle over a sparse array: k draws, each
+	// swapping two positions (placeMany's, in a short list).
+	var swapped [2 * smallPlace]struct{ i, v float64 }
+	entries := swapped[:0]
+	at := func(i float64) float64 {
+		for _, e := range entries {
+			if e.i == i {
+				return e.v
+			}
+		}
+		return i
+	}
+	set := func(i, v float64) {
+		for x := range entries {
+			if entries[x].i == i {
+				entries[x].v = v
+				return
+			}
+		}
+		entries = append(entries, struct{ i, v float64 }{i, v})
+	}
+	for i := 0.0; i < k; i++ {
+		j := i + math.Floor(rng.Float64()*(n-i))
+		vi, vj := at(i), at(j)
+		set(i, vj)
+		set(j, vi)
+		if pos := vj; pos < used {
+			g := math.Floor(pos / size)
+			found := false
+			for x := range out {
+				if out[x].group == g {
+					out[x].count++
+					found = true
+					break
+				}
+			}
+			if !found {
+				out = append(out, groupCount{g, 1})
+			}
+		}
+	}
+	return out
+}
+
+// placeMany is place for many bad events, in maps.
+func placeMany(rng *rand.Rand, k, n, used, size float64) map[float64]float64 {
 	out := map[float64]float64{}
 	if k <= 0 {
 		return out
@@ -210,9 +291,17 @@ func betSize(pc, ps, a, b, r, d float64) float64 {
 	if pc-r*ps-d >= 0 {
 		return 0
 	}
+	// Remembered: a stratum's bet is sized from the totals before it, which
+	// Needed sized a bet from at the look before.
+	k := bits[[6]uint64](pc, ps, a, b, r, d)
+	if v, ok := betMemo.Get(k); ok {
+		return memo.Float(v[0])
+	}
 	// Z's distribution, over the few bad-event counts that matter.
 	var buf [16]atom
-	return bestBet(outcomes(buf[:0], pc, ps, a, b, r, d), d)
+	lambda := bestBet(outcomes(buf[:0], pc, ps, a, b, r, d), d)
+	betMemo.Put(k, [1]uint64{memo.Bits(lambda)})
+	return lambda
 }
 
 // bestBet is betSize's lambda for Z's distribution, atoms.

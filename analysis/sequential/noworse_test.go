@@ -2,8 +2,10 @@ package sequential
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -227,5 +229,85 @@ func TestNeededEstimatesWhatIsLeft(t *testing.T) {
 	bad := Promotion{Margin: 0.01}
 	if n, ok := bad.Needed(Look{CanaryRequests: 1000, CanaryBad: 30, StableRequests: 9000, StableBad: 45}, 0.05); ok {
 		t.Errorf("a canary at 3%% against stable's 0.5%% and a 1-point margin: needed %g, want none", n)
+	}
+}
+
+// closeWas is close as it was first written, with maps: close, which
+// keeps few bad events in arrays, must say exactly what it did.
+func (e *Promotion) closeWas() {
+	l, before := *e.Pending, *e.Before
+	e.Pending, e.Before = nil, nil
+	e.Seed++
+	n, m := math.Round(l.CanaryRequests), math.Round(l.StableRequests)
+	x, y := math.Min(math.Round(l.CanaryBad), n), math.Min(math.Round(l.StableBad), m)
+	if n < 1 || m < 1 {
+		return
+	}
+	r, d := 1.0, e.Margin
+	if e.Ratio > 0 {
+		r, d = e.Ratio, 0
+	}
+	a, b := 1.0, math.Floor(m/n)
+	groups := n
+	if m < n {
+		a, b, groups = math.Floor(n/m), 1, m
+	}
+	pc := (before.CanaryBad + PromotionPrior.A) / (before.CanaryRequests + PromotionPrior.A + PromotionPrior.B)
+	ps := (before.StableBad + PromotionPrior.A) / (before.StableRequests + PromotionPrior.A + PromotionPrior.B)
+	lambda := betSize(pc, ps, a, b, r, d)
+	if lambda <= 0 {
+		return
+	}
+	rng := rand.New(rand.NewPCG(e.Seed, uint64(n)<<20^uint64(m)))
+	canaryBad := placeMany(rng, x, n, a*groups, a)
+	stableBad := placeMany(rng, y, m, b*groups, b)
+	touched := map[float64]bool{}
+	for g := range canaryBad {
+		touched[g] = true
+	}
+	for g := range stableBad {
+		touched[g] = true
+	}
+	logE := (groups - float64(len(touched))) * math.Log1p(lambda*d)
+	for _, g := range slices.Sorted(maps.Keys(touched)) {
+		z := canaryBad[g]/a - r*stableBad[g]/b - d
+		logE += math.Log1p(-lambda * z)
+	}
+	e.LogE += logE
+}
+
+func TestCloseSaysWhatItAlwaysDid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var bets [2]int // strata bet on with few bad events, and with many
+	for i := range 20000 {
+		n := math.Floor(math.Exp(rng.Float64() * 7)) // 1 to 1,100 requests
+		m := math.Floor(math.Exp(rng.Float64() * 7))
+		pending := Look{CanaryRequests: n, StableRequests: m,
+			CanaryBad: math.Floor(rng.Float64() * rng.Float64() * (n + 1) / 2), StableBad: math.Floor(rng.Float64() * rng.Float64() * (m + 1) / 8)}
+		before := Look{CanaryRequests: 10 * n, StableRequests: 10 * m, CanaryBad: float64(rng.IntN(3)), StableBad: float64(rng.IntN(20))}
+		margin := []float64{0.01, 0.002, 0.05}[i%3]
+		e := Promotion{LogE: rng.NormFloat64(), Margin: margin, Seed: uint64(i), Pending: &pending, Before: &before}
+		if i%7 == 0 {
+			e.Ratio = 2
+		}
+		was := e
+		was.Pending, was.Before = &Look{}, &Look{}
+		*was.Pending, *was.Before = pending, before
+		e0 := e.LogE
+		e.close()
+		was.closeWas()
+		if e.LogE != e0 {
+			if pending.CanaryBad > smallPlace || pending.StableBad > smallPlace {
+				bets[1]++
+			} else if pending.CanaryBad+pending.StableBad > 0 {
+				bets[0]++
+			}
+		}
+		if math.Float64bits(e.LogE) != math.Float64bits(was.LogE) || e.Seed != was.Seed {
+			t.Fatalf("pending %+v before %+v: LogE %v, was %v", pending, before, e.LogE, was.LogE)
+		}
+	}
+	if bets[0] < 1000 || bets[1] < 1000 {
+		t.Errorf("%d strata with few bad events bet on, %d with many: too few to tell", bets[0], bets[1])
 	}
 }
