@@ -282,14 +282,17 @@ func (d *decider) observe(c analysis.Check, m *analysis.Metric) analysis.Check {
 		ev.Last = r
 		ev.Looks++
 	}
-	rate := ev.Canary.Rate()
-	c.Value, c.Samples = &rate, int64(ev.Canary.Requests)
 	j := d.judgeEvidence(ev, m)
-	c.Compared = &analysis.Compared{
+	// The check's value and what it compared, in one allocation.
+	known := &struct {
+		rate     float64
+		compared analysis.Compared
+	}{rate: ev.Canary.Rate(), compared: analysis.Compared{
 		Canary: j.canary, Stable: j.stable, MaxIncrease: m.Compare.MaxIncrease, MaxRatio: m.Compare.MaxRatio,
 		Evidence: j.evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
 		NoWorse: j.noWorse, PromoteAt: 1 / PromotionLevel,
-	}
+	}}
+	c.Value, c.Samples, c.Compared = &known.rate, int64(ev.Canary.Requests), &known.compared
 	c.Outcome, c.Message = j.outcome, j.message
 	return c
 }
@@ -429,18 +432,18 @@ func pct(r float64) string { return analysis.FormatPercent(r) }
 
 // describeComparisons joins comparison checks' messages.
 func describeComparisons(checks []analysis.Check) string {
-	return joinComparisons(nil, checks)
+	return joinComparisons(nil, checks, "")
 }
 
 // describeComparisonsAt is where + ": " + describeComparisons(checks),
 // written at once: it is every look's message.
 func describeComparisonsAt(where string, checks []analysis.Check) string {
-	return joinComparisons([]string{where, ": "}, checks)
+	return joinComparisons([]string{where, ": "}, checks, "")
 }
 
-// joinComparisons writes head, then checks' messages joined.
-func joinComparisons(head []string, checks []analysis.Check) string {
-	n := 0
+// joinComparisons writes head, then checks' messages joined, then tail.
+func joinComparisons(head []string, checks []analysis.Check, tail string) string {
+	n := len(tail)
 	for _, h := range head {
 		n += len(h)
 	}
@@ -462,6 +465,7 @@ func joinComparisons(head []string, checks []analysis.Check) string {
 			first = false
 		}
 	}
+	b.WriteString(tail)
 	return b.String()
 }
 
@@ -479,7 +483,7 @@ func (d *decider) anyPending(checks []analysis.Check) bool {
 // comparisonsPending are the comparisons that have not shown the canary no
 // worse: a promotion waits for them.
 func (d *decider) comparisonsPending(checks []analysis.Check) []analysis.Check {
-	var out []analysis.Check
+	out := make([]analysis.Check, 0, len(checks))
 	for _, c := range checks {
 		if _, ok := metricNamed(d.comparisons(), c.Metric); ok && c.Outcome != analysis.Pass {
 			out = append(out, c)

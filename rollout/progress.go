@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -244,7 +245,8 @@ func (d *decider) analysisDue() time.Time {
 // measured (or is inconclusive) holds: it is neither a pass nor a failure.
 // Only a round in which every check passed moves on.
 func (d *decider) judge(checks []analysis.Check) {
-	var failed, unmeasured []analysis.Check
+	var failed []analysis.Check
+	unmeasured := make([]analysis.Check, 0, len(checks)) // usually most of them
 	notEnough := false
 	comparisons := d.comparisons()
 	for _, c := range checks {
@@ -356,7 +358,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 			// every round; promoteEarly or a move clears it.
 			d.st.Hold = nil
 		}
-		why := fmt.Sprintf("%s: all %d checks passed", step, len(checks))
+		why := step + ": all " + strconv.Itoa(len(checks)) + " checks passed"
 		if d.st.Step < 0 {
 			why = fmt.Sprintf("before traffic: all %d pre-rollout hooks passed", len(checks))
 		}
@@ -364,10 +366,13 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 			return
 		}
 		if pending := d.comparisonsPending(checks); len(pending) > 0 {
-			why = fmt.Sprintf("%s: the checks passed, and %s", step, describeComparisons(pending))
+			// why, and the message of a hold at the last step (why, and
+			// more), written at once.
+			const waits = "; promotion waits until every comparison shows the canary no worse"
+			msg := joinComparisons([]string{step, ": the checks passed, and "}, pending, waits)
+			why = msg[:len(msg)-len(waits)]
 			if d.lastStep() {
 				// Only a canary shown no worse is promoted.
-				msg := why + "; promotion waits until every comparison shows the canary no worse"
 				d.hold(v1alpha1.HoldInconclusive, msg)
 				d.st.Message = msg
 				d.record(v1alpha1.VerdictHold, msg, checks)

@@ -60,7 +60,8 @@ func (e *Promotion) Observe(l Look, before Look, stratum int32, margin, ratio fl
 		e.close()
 	}
 	if e.Pending == nil {
-		e.Pending, e.Before = &Look{}, &before
+		looks := &[2]Look{{}, before} // in one allocation
+		e.Pending, e.Before = &looks[0], &looks[1]
 	}
 	*e.Pending, e.Stratum = e.Pending.add(l), stratum
 	if e.Pending.CanaryRequests >= StratumRequests && e.Pending.StableRequests >= StratumRequests {
