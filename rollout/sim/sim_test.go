@@ -3,6 +3,7 @@ package sim
 import (
 	"maps"
 	"math"
+	"math/rand/v2"
 	"os"
 	"testing"
 	"time"
@@ -292,6 +293,59 @@ policies:
 	for name, want := range map[string]float64{"standard": 100 / (0.05 * 60), "demo": 62.5, "compare": 0} {
 		if got := Floor(ps[name]); math.Abs(got-want) > 1e-9 {
 			t.Errorf("Floor(%s) = %g, want %g", name, got, want)
+		}
+	}
+}
+
+// binomialWas is binomial as first written: a log for every gap.
+func binomialWas(rng *rand.Rand, n, p float64) float64 {
+	switch {
+	case n <= 0 || p <= 0:
+		return 0
+	case p >= 1:
+		return n
+	case n*p > 200 && n*(1-p) > 200:
+		return math.Min(n, math.Max(0, math.Round(n*p+math.Sqrt(n*p*(1-p))*rng.NormFloat64())))
+	}
+	logq := math.Log1p(-p)
+	var k float64
+	for i := 0.0; ; k++ {
+		i += math.Floor(math.Log(1-rng.Float64())/logq) + 1
+		if i > n {
+			return k
+		}
+	}
+}
+
+// binomial knows most gaps without a log: it draws the same, and returns
+// the same, as it did with one for every gap, leaving the generator where
+// it did.
+func TestBinomialDrawsWhatItAlwaysDid(t *testing.T) {
+	pick := rand.New(rand.NewPCG(3, 4))
+	for i := range 20000 {
+		n := math.Floor(math.Exp(pick.Float64() * 7))
+		p := []float64{pick.Float64(), 0.2, 0.5, 0.999, 1 - 1e-9, 0.19, pick.Float64() * 0.3, 0.986, 0.553}[i%9]
+		a, b := rand.New(rand.NewPCG(uint64(i), 9)), rand.New(rand.NewPCG(uint64(i), 9))
+		if got, want := binomial(a, n, p), binomialWas(b, n, p); got != want || a.Uint64() != b.Uint64() {
+			t.Fatalf("Bin(%g, %g): %g, was %g (or the generator moved differently)", n, p, got, want)
+		}
+	}
+	// Right at the bounds (v = q, q^2), about them, and anywhere.
+	for i := range 200000 {
+		p := 0.2 + 0.8*pick.Float64()
+		if i%3 == 0 {
+			p = []float64{0.2, 0.3, 0.5, 0.75, 0.9, 0.99, 1 - 1e-12}[i%7]
+		}
+		g := newGaps(p)
+		q := math.Exp(g.logq)
+		for _, v := range []float64{q, q * q, math.Exp(2 * g.logq), math.Nextafter(q, 0), math.Nextafter(q, 1), q * (1 + 2e-9), q * (1 - 2e-9),
+			q * (1 + 3e-9), q * (1 - 3e-9), q * q * (1 + 2e-9), q * q * (1 - 3e-9), 1, pick.Float64(), q + (1-q)*pick.Float64(), q*q + (q-q*q)*pick.Float64()} {
+			if v <= 0 || v > 1 {
+				continue
+			}
+			if got, want := g.step(v), math.Floor(math.Log(v)/g.logq)+1; got != want {
+				t.Fatalf("p %v, v %v: gap %g, want %g", p, v, got, want)
+			}
 		}
 	}
 }

@@ -122,12 +122,50 @@ func binomial(rng *rand.Rand, n, p float64) float64 {
 	case n*p > 200 && n*(1-p) > 200:
 		return math.Min(n, math.Max(0, math.Round(n*p+math.Sqrt(n*p*(1-p))*rng.NormFloat64())))
 	}
-	logq := math.Log1p(-p)
+	g := newGaps(p)
 	var k float64
 	for i := 0.0; ; k++ {
-		i += math.Floor(math.Log(1-rng.Float64())/logq) + 1
+		i += g.step(1 - rng.Float64())
 		if i > n {
 			return k
 		}
 	}
 }
+
+// gaps are a binomial's geometric gaps between successes, at p < 1: the
+// gap drawn from v = 1-u (u uniform) is floor(log(v) / log(1-p)).
+//
+// It is 0 when v > q = 1-p, and 1 when q > v > q^2. Away from those bounds
+// (by far more than log's and exp's errors, under an ulp) it is known
+// without the log: most draws when p is large, as a latency bucket's
+// often is. Near them, and beyond, it is computed. The gap is the same
+// either way.
+type gaps struct {
+	logq           float64
+	zero, one, two float64 // v >= zero: gap 0; one > v >= two: gap 1
+}
+
+func newGaps(p float64) gaps {
+	g := gaps{logq: math.Log1p(-p), zero: 2, one: 2, two: 2}
+	if p >= 0.2 {
+		q := math.Exp(g.logq)
+		g.zero, g.one, g.two = q*(1+2e-9), q*(1-2e-9), math.Exp(2*g.logq)*(1+2e-9)
+	}
+	return g
+}
+
+// step is 1 + the gap drawn from v.
+func (g *gaps) step(v float64) float64 {
+	if v >= g.zero {
+		return 1
+	}
+	if v < g.one && v >= g.two {
+		return 2
+	}
+	return g.computed(v)
+}
+
+// computed is a step through the log. (Not inlined, so that step is.)
+//
+//go:noinline
+func (g *gaps) computed(v float64) float64 { return math.Floor(math.Log(v)/g.logq) + 1 }
