@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Bounds, Needed, LogE and betSize remember what they computed: a hit answers what the
+// Bounds, Needed and LogE remember what they computed: a hit answers what the
 // computation does, bit for bit, whichever goroutines ask at once.
 func TestMemoAnswersWhatTheComputationDoes(t *testing.T) {
 	var wg sync.WaitGroup
@@ -36,11 +36,6 @@ func TestMemoAnswersWhatTheComputationDoes(t *testing.T) {
 					t.Errorf("%+v: LogE %g, computed %g", w, got, want)
 					return
 				}
-				pc, ps := (c.Bad+1)/(n+201), float64(rng.IntN(4)+1)/(9*n+201)
-				if got, want := betSize(pc, ps, 1, 9, 1, 0.01), betSizeWas(pc, ps, 1, 9, 1, 0.01); math.Float64bits(got) != math.Float64bits(want) {
-					t.Errorf("betSize(%g, %g) = %g, computed %g", pc, ps, got, want)
-					return
-				}
 				e := Promotion{LogE: float64(rng.IntN(3)), Margin: 0.01}
 				total := Look{CanaryRequests: n, CanaryBad: c.Bad, StableRequests: 9 * n, StableBad: float64(rng.IntN(3))}
 				got, ok := e.Needed(total, PromotionLevelForTest)
@@ -66,12 +61,4 @@ func TestMemoKeysAreBits(t *testing.T) {
 	if bits[[5]uint64](1, 2) == bits[[5]uint64](2, 1) {
 		t.Error("the arguments' order is not in the key")
 	}
-}
-
-// betSizeWas is betSize, computed.
-func betSizeWas(pc, ps, a, b, r, d float64) float64 {
-	if pc-r*ps-d >= 0 {
-		return 0
-	}
-	return bestBet(outcomes(nil, pc, ps, a, b, r, d), d)
 }

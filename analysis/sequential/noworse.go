@@ -292,17 +292,9 @@ func betSize(pc, ps, a, b, r, d float64) float64 {
 	if pc-r*ps-d >= 0 {
 		return 0
 	}
-	// Remembered: a stratum's bet is sized from the totals before it, which
-	// Needed sized a bet from at the look before.
-	k := bits[[6]uint64](pc, ps, a, b, r, d)
-	if v, ok := betMemo.Get(k); ok {
-		return memo.Float(v[0])
-	}
 	// Z's distribution, over the few bad-event counts that matter.
 	var buf [16]atom
-	lambda := bestBet(outcomes(buf[:0], pc, ps, a, b, r, d), d)
-	betMemo.Put(k, [1]uint64{memo.Bits(lambda)})
-	return lambda
+	return bestBet(outcomes(buf[:0], pc, ps, a, b, r, d), d)
 }
 
 // bestBet is betSize's lambda for Z's distribution, atoms.

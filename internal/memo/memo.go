@@ -24,7 +24,7 @@ import (
 // Words are a function's arguments or results, as words (floats by their
 // bits: see Bits).
 type Words interface {
-	~[1]uint64 | ~[2]uint64 | ~[4]uint64 | ~[5]uint64 | ~[6]uint64 | ~[8]uint64 | ~[12]uint64
+	~[1]uint64 | ~[2]uint64 | ~[4]uint64 | ~[5]uint64 | ~[8]uint64 | ~[12]uint64
 }
 
 // Table remembers results V of one function by its arguments K.
