@@ -14,6 +14,8 @@ import (
 // routing changed): a check's window starts at an earlier decision, since
 // the core judges a step an interval after it began or after its last
 // judgement, so the counters at the window's start are known exactly.
+// Counters that did not change since the last record are not recorded
+// again: that record answers for them.
 type history struct {
 	at    []int
 	sides []side
@@ -23,11 +25,20 @@ type history struct {
 }
 
 func (h *history) record(t int, s side) {
+	if n := len(h.sides); n > 0 && h.sides[n-1].same(s) {
+		// Nothing served since: get answers the last record for t too.
+		return
+	}
 	n := len(h.buckets)
 	h.buckets = append(h.buckets, s.buckets...)
 	s.buckets = h.buckets[n:len(h.buckets):len(h.buckets)]
 	h.at = append(h.at, t)
 	h.sides = append(h.sides, s)
+}
+
+// same reports whether s holds the same counters as o.
+func (s side) same(o side) bool {
+	return s.requests == o.requests && s.errors == o.errors && slices.Equal(s.buckets, o.buckets)
 }
 
 // get returns the counters as they were at second t: those recorded last
