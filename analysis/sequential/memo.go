@@ -1,8 +1,8 @@
 package sequential
 
-import "github.com/fledgehq/fledge/internal/memo"
+import "github.com/fledgehq/fledge/analysis/internal/memo"
 
-// Bounds, Needed and LogE remember their recent results (internal/memo):
+// Bounds, Needed and LogE remember their recent results (analysis/internal/memo):
 // a comparison's counts stay the same look after look at low traffic, and
 // are often the same for two latency bounds, or for two canaries' sides
 // (Bounds, whose table is the largest); each result costs a search.

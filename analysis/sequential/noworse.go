@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/fledgehq/fledge/internal/memo"
+	"github.com/fledgehq/fledge/analysis/internal/memo"
 )
 
 // Promotion is the evidence that the canary's rate is at most stable's

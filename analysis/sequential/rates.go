@@ -3,7 +3,7 @@ package sequential
 import (
 	"math"
 
-	"github.com/fledgehq/fledge/internal/memo"
+	"github.com/fledgehq/fledge/analysis/internal/memo"
 )
 
 // Prior is the beta mixing distribution of a rate's confidence sequence.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/fledgehq/fledge/internal/memo"
+	"github.com/fledgehq/fledge/analysis/internal/memo"
 )
 
 // Ratios are the alternatives the Worse e-process mixes, equally weighted:
