@@ -52,20 +52,23 @@ func TestReconcileDurationsAreObserved(t *testing.T) {
 # HELP fledge_reconcile_duration_seconds Time of one look at a Flight, end to end: cache reads, routing reads, analysis, decision and writes.
 # TYPE fledge_reconcile_duration_seconds histogram
 fledge_reconcile_duration_seconds_bucket{le="0.001"} 0
-fledge_reconcile_duration_seconds_bucket{le="0.002"} 0
-fledge_reconcile_duration_seconds_bucket{le="0.004"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.008"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.016"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.032"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.064"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.128"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.256"} 1
-fledge_reconcile_duration_seconds_bucket{le="0.512"} 1
-fledge_reconcile_duration_seconds_bucket{le="1.024"} 2
-fledge_reconcile_duration_seconds_bucket{le="2.048"} 2
-fledge_reconcile_duration_seconds_bucket{le="4.096"} 2
-fledge_reconcile_duration_seconds_bucket{le="8.192"} 2
-fledge_reconcile_duration_seconds_bucket{le="16.384"} 2
+fledge_reconcile_duration_seconds_bucket{le="0.0025"} 0
+fledge_reconcile_duration_seconds_bucket{le="0.005"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.01"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.025"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.05"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.1"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.25"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.5"} 1
+fledge_reconcile_duration_seconds_bucket{le="0.75"} 2
+fledge_reconcile_duration_seconds_bucket{le="1"} 2
+fledge_reconcile_duration_seconds_bucket{le="1.5"} 2
+fledge_reconcile_duration_seconds_bucket{le="2"} 2
+fledge_reconcile_duration_seconds_bucket{le="3"} 2
+fledge_reconcile_duration_seconds_bucket{le="5"} 2
+fledge_reconcile_duration_seconds_bucket{le="10"} 2
+fledge_reconcile_duration_seconds_bucket{le="30"} 2
+fledge_reconcile_duration_seconds_bucket{le="60"} 2
 fledge_reconcile_duration_seconds_bucket{le="+Inf"} 2
 fledge_reconcile_duration_seconds_sum 0.703
 fledge_reconcile_duration_seconds_count 2
