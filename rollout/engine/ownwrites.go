@@ -41,8 +41,13 @@ func (o *ownWrites) wrote(f *v1alpha1.Flight, created time.Time) {
 	key := f.Namespace + "/" + f.Name
 	w := o.byKey[key]
 	w.version = f.ResourceVersion
+	if !created.IsZero() || w.flight != nil {
+		// Created here, or written again before the cache showed it:
+		// what a read that misses the cache gets is the latest.
+		w.flight = f.DeepCopy()
+	}
 	if !created.IsZero() {
-		w.created, w.flight = created, f.DeepCopy()
+		w.created = created
 	}
 	o.byKey[key] = w
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
@@ -87,5 +88,35 @@ func TestASlowSetUpIsWrittenAfterSetupQuiet(t *testing.T) {
 	f := w.flight("ref/web")
 	if f.Status.Phase != v1alpha1.PhaseInitializing || !strings.Contains(f.Status.Message, "pausing the Deployment") {
 		t.Errorf("at +%s: phase %q, message %q; want Initializing, saying it waits for the pause", w.clock.Since(start), f.Status.Phase, f.Status.Message)
+	}
+}
+
+// A Flight created here and written again before the cache shows it is
+// read, on a miss, as last written: a look never decides from the empty
+// status it was created with after its Idle was written.
+func TestAMissReadsTheFlightAsLastWritten(t *testing.T) {
+	var o ownWrites
+	now := start
+	f := &v1alpha1.Flight{}
+	f.Namespace, f.Name, f.ResourceVersion = "ref", "web", "1"
+	o.wrote(f, now)
+	idle := f.DeepCopy()
+	idle.ResourceVersion, idle.Status.Phase = "2", v1alpha1.PhaseIdle
+	o.wrote(idle, time.Time{})
+	got := o.created("ref/web", now.Add(time.Second), false)
+	if got == nil || got.ResourceVersion != "2" || got.Status.Phase != v1alpha1.PhaseIdle {
+		t.Fatalf("read on a miss: %+v, want the Flight as last written (Idle, resourceVersion 2)", got)
+	}
+	if !o.isLast(idle) || o.isLast(f) {
+		t.Error("isLast: want the last write only")
+	}
+	if got := o.created("ref/web", now.Add(time.Second), true); got != nil {
+		t.Error("once the cache shows it, a miss reads nothing of this replica's")
+	}
+	if got := o.created("ref/web", now.Add(2*time.Second), false); got != nil {
+		t.Error("the copy is dropped once the cache showed it")
+	}
+	if at := o.createdAt("ref/web"); !at.Equal(now) {
+		t.Errorf("createdAt = %v, want %v", at, now)
 	}
 }
