@@ -223,30 +223,12 @@ func (x *Executor) ensureService(ctx context.Context, s Subject, want *corev1.Se
 // Flight's, conditioned on the UID read: an object made under the name in
 // between is not touched either.
 func (x *Executor) scaleCanaryDown(ctx context.Context, s Subject) error {
-	ns, name := s.Target.Namespace, s.Target.Name+CanarySuffix
-	deployments := x.Kube.AppsV1().Deployments(ns)
-	for _, mode := range []readMode{cachedOrLive, liveRead} {
-		cur, err := x.readDeployment(ctx, ns, name, mode)
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil
-		case err != nil:
-			return err
-		case !ownedBy(cur, s.Flight):
-			return nil // someone else's: never fledge's to scale
-		}
-		x.count("canary")
-		patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":0}}`, cur.UID)
-		_, err = deployments.Patch(ctx, cur.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-		switch {
-		case apierrors.IsConflict(err) && mode != liveRead:
-			continue // the cache was behind a replacement: read it live
-		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
-			return nil
-		}
+	name := s.Target.Name + CanarySuffix
+	return x.actOnOwned(ctx, s, "deployment", name, func(uid types.UID) error {
+		patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":0}}`, uid)
+		_, err := x.Kube.AppsV1().Deployments(s.Target.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		return err
-	}
-	return nil
+	})
 }
 
 // deleteOwned deletes the Deployment or Service name if it is this
@@ -254,21 +236,32 @@ func (x *Executor) scaleCanaryDown(ctx context.Context, s Subject) error {
 // left alone.
 func (x *Executor) deleteOwned(ctx context.Context, s Subject, kind, name string) error {
 	ns := s.Target.Namespace
+	return x.actOnOwned(ctx, s, kind, name, func(uid types.UID) error {
+		o := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}
+		if kind == "deployment" {
+			return x.Kube.AppsV1().Deployments(ns).Delete(ctx, name, o)
+		}
+		return x.Kube.CoreV1().Services(ns).Delete(ctx, name, o)
+	})
+}
+
+// actOnOwned reads the Deployment or Service name (from the cache, a miss
+// confirmed live) and, if it is this Flight's, calls act with its UID, on
+// which act conditions its write. A conflict after a cached read (the cache
+// behind a replacement under the name) is read again live and tried once
+// more; otherwise a conflict or NotFound means the object read is gone, and
+// nothing is done. Anything else of that name, or none, is left alone.
+func (x *Executor) actOnOwned(ctx context.Context, s Subject, kind, name string, act func(types.UID) error) error {
+	ns := s.Target.Namespace
 	for _, mode := range []readMode{cachedOrLive, liveRead} {
 		var (
 			obj metav1.Object
 			err error
-			del func(metav1.DeleteOptions) error
 		)
-		switch kind {
-		case "deployment":
-			var cur *appsv1.Deployment
-			cur, err = x.readDeployment(ctx, ns, name, mode)
-			obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.AppsV1().Deployments(ns).Delete(ctx, name, o) }
-		default:
-			var cur *corev1.Service
-			cur, err = x.readService(ctx, ns, name, mode)
-			obj, del = cur, func(o metav1.DeleteOptions) error { return x.Kube.CoreV1().Services(ns).Delete(ctx, name, o) }
+		if kind == "deployment" {
+			obj, err = x.readDeployment(ctx, ns, name, mode)
+		} else {
+			obj, err = x.readService(ctx, ns, name, mode)
 		}
 		switch {
 		case apierrors.IsNotFound(err):
@@ -276,14 +269,13 @@ func (x *Executor) deleteOwned(ctx context.Context, s Subject, kind, name string
 		case err != nil:
 			return err
 		case !ownedBy(obj, s.Flight):
-			return nil
+			return nil // someone else's: never fledge's to scale or delete
 		}
 		x.count("canary")
-		uid := obj.GetUID()
-		err = del(metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		err = act(obj.GetUID())
 		switch {
 		case apierrors.IsConflict(err) && mode != liveRead:
-			continue // the cache was behind a replacement: read it live
+			continue
 		case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 			return nil
 		}

@@ -82,7 +82,7 @@ func TestASlowSetUpIsWrittenAfterSetupQuiet(t *testing.T) {
 			t.Fatalf("at +%s: Flight %v, want it created with its status unwritten", w.clock.Since(start), f)
 		}
 	}
-	for w.clock.Since(start) < SetupQuiet+2e9 {
+	for w.clock.Since(start) < SetupQuiet+2*time.Second {
 		w.runRounds(1)
 	}
 	f := w.flight("ref/web")
