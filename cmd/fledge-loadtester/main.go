@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fledgehq/fledge/cmd/internal/buildinfo"
 	"github.com/fledgehq/fledge/webhooks/loadtest"
 )
 
@@ -46,7 +47,12 @@ func main() {
 	flag.DurationVar(&o.requestTimeout, "request-timeout", 10*time.Second, "timeout of one request of a run")
 	flag.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 25*time.Second, "on SIGTERM, how long runs in progress may go on before they are cut short")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	showVersion := flag.Bool("version", false, "print the load tester's version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(buildinfo.Line("fledge-loadtester"))
+		return
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {

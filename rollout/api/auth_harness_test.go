@@ -184,6 +184,14 @@ func (s *testService) Promote(ctx context.Context, req *rolloutpb.PromoteRequest
 	return &rolloutpb.PromoteResponse{Action: &rolloutpb.Action{Kind: rolloutpb.ActionKind_ACTION_KIND_PROMOTE, By: "api:" + user, RequestId: req.GetRequestId()}}, nil
 }
 
+func (s *testService) Version(ctx context.Context, _ *rolloutpb.VersionRequest) (*rolloutpb.VersionResponse, error) {
+	user, err := s.caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &rolloutpb.VersionResponse{Version: "read by " + user}, nil
+}
+
 func (s *testService) Watch(req *rolloutpb.WatchRequest, stream grpc.ServerStreamingServer[rolloutpb.WatchEvent]) error {
 	user, err := s.caller(stream.Context())
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -53,6 +54,9 @@ type ServiceOptions struct {
 	Clock clock.WithTicker
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Version is the build the Version call reports; default: version
+	// "devel", nothing else known.
+	Version *rolloutpb.VersionResponse
 }
 
 // Service implements fledge.v1.Rollouts over a Backend. It expects the
@@ -66,13 +70,17 @@ type Service struct {
 	queue    int
 	clock    clock.WithTicker
 	log      *slog.Logger
+	version  *rolloutpb.VersionResponse
 }
 
 var _ rolloutpb.RolloutsServer = (*Service)(nil)
 
 // NewService returns a Service over b.
 func NewService(b Backend, opts ServiceOptions) *Service {
-	s := &Service{backend: b, bookmark: opts.BookmarkInterval, queue: opts.WatchQueue, clock: opts.Clock, log: opts.Logger}
+	s := &Service{backend: b, bookmark: opts.BookmarkInterval, queue: opts.WatchQueue, clock: opts.Clock, log: opts.Logger, version: opts.Version}
+	if s.version == nil {
+		s.version = &rolloutpb.VersionResponse{Version: "devel"}
+	}
 	if s.bookmark <= 0 {
 		s.bookmark = DefaultBookmarkInterval
 	}
@@ -86,6 +94,11 @@ func NewService(b Backend, opts ServiceOptions) *Service {
 		s.log = slog.Default()
 	}
 	return s
+}
+
+// Version answers which build of fledge serves the call.
+func (s *Service) Version(context.Context, *rolloutpb.VersionRequest) (*rolloutpb.VersionResponse, error) {
+	return proto.CloneOf(s.version), nil
 }
 
 // List returns the Flights of a namespace, sorted by name, a page at a

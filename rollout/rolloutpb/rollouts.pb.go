@@ -3010,6 +3010,126 @@ func (x *SetImageResponse) GetPreviousImage() string {
 	return ""
 }
 
+type VersionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionRequest) Reset() {
+	*x = VersionRequest{}
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionRequest) ProtoMessage() {}
+
+func (x *VersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
+func (*VersionRequest) Descriptor() ([]byte, []int) {
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{30}
+}
+
+// VersionResponse is the build of the fledge replica that answered.
+type VersionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The release (a git tag, as `git describe` names the commit), or
+	// "devel" for a build outside a release.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The commit it was built from, "-modified" appended when the tree had
+	// uncommitted changes; "unknown" when the build did not record it.
+	Revision string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The Go version it was built with, as runtime.Version() says.
+	GoVersion string `protobuf:"bytes,3,opt,name=go_version,json=goVersion,proto3" json:"go_version,omitempty"`
+	// The platform it runs on, as GOOS/GOARCH.
+	Platform string `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	// The commit's date (RFC 3339), when the build recorded it.
+	BuildDate     string `protobuf:"bytes,5,opt,name=build_date,json=buildDate,proto3" json:"build_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionResponse) Reset() {
+	*x = VersionResponse{}
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionResponse) ProtoMessage() {}
+
+func (x *VersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
+func (*VersionResponse) Descriptor() ([]byte, []int) {
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *VersionResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *VersionResponse) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *VersionResponse) GetGoVersion() string {
+	if x != nil {
+		return x.GoVersion
+	}
+	return ""
+}
+
+func (x *VersionResponse) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *VersionResponse) GetBuildDate() string {
+	if x != nil {
+		return x.BuildDate
+	}
+	return ""
+}
+
 var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
@@ -3240,7 +3360,16 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\v2\x11.fledge.v1.ActionR\x06action\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\tR\brevision\x12\x18\n" +
 	"\achanged\x18\x05 \x01(\bR\achanged\x12%\n" +
-	"\x0eprevious_image\x18\x06 \x01(\tR\rpreviousImage*\xdb\x01\n" +
+	"\x0eprevious_image\x18\x06 \x01(\tR\rpreviousImage\"\x10\n" +
+	"\x0eVersionRequest\"\xa1\x01\n" +
+	"\x0fVersionResponse\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision\x12\x1d\n" +
+	"\n" +
+	"go_version\x18\x03 \x01(\tR\tgoVersion\x12\x1a\n" +
+	"\bplatform\x18\x04 \x01(\tR\bplatform\x12\x1d\n" +
+	"\n" +
+	"build_date\x18\x05 \x01(\tR\tbuildDate*\xdb\x01\n" +
 	"\x05Phase\x12\x15\n" +
 	"\x11PHASE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PHASE_INITIALIZING\x10\x01\x12\x0e\n" +
@@ -3287,7 +3416,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\fOUTCOME_FAIL\x10\x02\x12\x18\n" +
 	"\x14OUTCOME_INCONCLUSIVE\x10\x03\x12\x1b\n" +
 	"\x17OUTCOME_NOT_ENOUGH_DATA\x10\x04\x12\x11\n" +
-	"\rOUTCOME_ERROR\x10\x052\xf0\x04\n" +
+	"\rOUTCOME_ERROR\x10\x052\xb2\x05\n" +
 	"\bRollouts\x127\n" +
 	"\x04List\x12\x16.fledge.v1.ListRequest\x1a\x17.fledge.v1.ListResponse\x124\n" +
 	"\x03Get\x12\x15.fledge.v1.GetRequest\x1a\x16.fledge.v1.GetResponse\x129\n" +
@@ -3298,7 +3427,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x05Pause\x12\x17.fledge.v1.PauseRequest\x1a\x18.fledge.v1.PauseResponse\x12=\n" +
 	"\x06Resume\x12\x18.fledge.v1.ResumeRequest\x1a\x19.fledge.v1.ResumeResponse\x12:\n" +
 	"\x05Retry\x12\x17.fledge.v1.RetryRequest\x1a\x18.fledge.v1.RetryResponse\x12C\n" +
-	"\bSetImage\x12\x1a.fledge.v1.SetImageRequest\x1a\x1b.fledge.v1.SetImageResponseB.Z,github.com/fledgehq/fledge/rollout/rolloutpbb\x06proto3"
+	"\bSetImage\x12\x1a.fledge.v1.SetImageRequest\x1a\x1b.fledge.v1.SetImageResponse\x12@\n" +
+	"\aVersion\x12\x19.fledge.v1.VersionRequest\x1a\x1a.fledge.v1.VersionResponseB.Z,github.com/fledgehq/fledge/rollout/rolloutpbb\x06proto3"
 
 var (
 	file_rollout_rolloutpb_rollouts_proto_rawDescOnce sync.Once
@@ -3313,7 +3443,7 @@ func file_rollout_rolloutpb_rollouts_proto_rawDescGZIP() []byte {
 }
 
 var file_rollout_rolloutpb_rollouts_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(Phase)(0),                    // 0: fledge.v1.Phase
 	(PromotionStage)(0),           // 1: fledge.v1.PromotionStage
@@ -3351,35 +3481,37 @@ var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(*RetryResponse)(nil),         // 33: fledge.v1.RetryResponse
 	(*SetImageRequest)(nil),       // 34: fledge.v1.SetImageRequest
 	(*SetImageResponse)(nil),      // 35: fledge.v1.SetImageResponse
-	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 37: google.protobuf.Duration
+	(*VersionRequest)(nil),        // 36: fledge.v1.VersionRequest
+	(*VersionResponse)(nil),       // 37: fledge.v1.VersionResponse
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
 }
 var file_rollout_rolloutpb_rollouts_proto_depIdxs = []int32{
-	36, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
+	38, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
 	8,  // 1: fledge.v1.Flight.stable_images:type_name -> fledge.v1.ContainerImage
 	8,  // 2: fledge.v1.Flight.canary_images:type_name -> fledge.v1.ContainerImage
-	36, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
+	38, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: fledge.v1.Flight.phase:type_name -> fledge.v1.Phase
 	1,  // 5: fledge.v1.Flight.promotion_stage:type_name -> fledge.v1.PromotionStage
-	36, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
-	36, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
-	36, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
-	37, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
+	38, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
+	38, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
+	38, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
+	39, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
 	9,  // 10: fledge.v1.Flight.hold:type_name -> fledge.v1.Hold
 	10, // 11: fledge.v1.Flight.last_action:type_name -> fledge.v1.Action
 	11, // 12: fledge.v1.Flight.conditions:type_name -> fledge.v1.Condition
 	12, // 13: fledge.v1.Flight.last_decision:type_name -> fledge.v1.Decision
 	7,  // 14: fledge.v1.Flight.flags:type_name -> fledge.v1.ReleaseFlag
-	36, // 15: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
+	38, // 15: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
 	2,  // 16: fledge.v1.Action.kind:type_name -> fledge.v1.ActionKind
-	36, // 17: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
-	36, // 18: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
-	36, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	38, // 17: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
+	38, // 18: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	38, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
 	3,  // 20: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
 	13, // 21: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
-	36, // 22: fledge.v1.Decision.since:type_name -> google.protobuf.Timestamp
+	38, // 22: fledge.v1.Decision.since:type_name -> google.protobuf.Timestamp
 	4,  // 23: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
-	36, // 24: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
+	38, // 24: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
 	14, // 25: fledge.v1.Check.compared:type_name -> fledge.v1.Comparison
 	15, // 26: fledge.v1.Comparison.canary:type_name -> fledge.v1.ComparisonSide
 	15, // 27: fledge.v1.Comparison.stable:type_name -> fledge.v1.ComparisonSide
@@ -3411,18 +3543,20 @@ var file_rollout_rolloutpb_rollouts_proto_depIdxs = []int32{
 	30, // 53: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
 	32, // 54: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
 	34, // 55: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
-	17, // 56: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
-	19, // 57: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
-	21, // 58: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
-	23, // 59: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
-	25, // 60: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
-	27, // 61: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
-	29, // 62: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
-	31, // 63: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
-	33, // 64: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
-	35, // 65: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
-	56, // [56:66] is the sub-list for method output_type
-	46, // [46:56] is the sub-list for method input_type
+	36, // 56: fledge.v1.Rollouts.Version:input_type -> fledge.v1.VersionRequest
+	17, // 57: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
+	19, // 58: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
+	21, // 59: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
+	23, // 60: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
+	25, // 61: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
+	27, // 62: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
+	29, // 63: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
+	31, // 64: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
+	33, // 65: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
+	35, // 66: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
+	37, // 67: fledge.v1.Rollouts.Version:output_type -> fledge.v1.VersionResponse
+	57, // [57:68] is the sub-list for method output_type
+	46, // [46:57] is the sub-list for method input_type
 	46, // [46:46] is the sub-list for extension type_name
 	46, // [46:46] is the sub-list for extension extendee
 	0,  // [0:46] is the sub-list for field type_name
@@ -3440,7 +3574,7 @@ func file_rollout_rolloutpb_rollouts_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rollout_rolloutpb_rollouts_proto_rawDesc), len(file_rollout_rolloutpb_rollouts_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Rollouts_Resume_FullMethodName   = "/fledge.v1.Rollouts/Resume"
 	Rollouts_Retry_FullMethodName    = "/fledge.v1.Rollouts/Retry"
 	Rollouts_SetImage_FullMethodName = "/fledge.v1.Rollouts/SetImage"
+	Rollouts_Version_FullMethodName  = "/fledge.v1.Rollouts/Version"
 )
 
 // RolloutsClient is the client API for Rollouts service.
@@ -94,6 +95,9 @@ type RolloutsClient interface {
 	// how a pipeline starts a rollout without kubectl. The new template is a
 	// pending revision, which fledge then canaries as any other.
 	SetImage(ctx context.Context, in *SetImageRequest, opts ...grpc.CallOption) (*SetImageResponse, error)
+	// Version says which build of fledge answers (as `fledgectl version`
+	// prints it). Any authenticated caller may ask.
+	Version(ctx context.Context, in *VersionRequest, opts ...grpc.CallOption) (*VersionResponse, error)
 }
 
 type rolloutsClient struct {
@@ -213,6 +217,16 @@ func (c *rolloutsClient) SetImage(ctx context.Context, in *SetImageRequest, opts
 	return out, nil
 }
 
+func (c *rolloutsClient) Version(ctx context.Context, in *VersionRequest, opts ...grpc.CallOption) (*VersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VersionResponse)
+	err := c.cc.Invoke(ctx, Rollouts_Version_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RolloutsServer is the server API for Rollouts service.
 // All implementations must embed UnimplementedRolloutsServer
 // for forward compatibility.
@@ -271,6 +285,9 @@ type RolloutsServer interface {
 	// how a pipeline starts a rollout without kubectl. The new template is a
 	// pending revision, which fledge then canaries as any other.
 	SetImage(context.Context, *SetImageRequest) (*SetImageResponse, error)
+	// Version says which build of fledge answers (as `fledgectl version`
+	// prints it). Any authenticated caller may ask.
+	Version(context.Context, *VersionRequest) (*VersionResponse, error)
 	mustEmbedUnimplementedRolloutsServer()
 }
 
@@ -310,6 +327,9 @@ func (UnimplementedRolloutsServer) Retry(context.Context, *RetryRequest) (*Retry
 }
 func (UnimplementedRolloutsServer) SetImage(context.Context, *SetImageRequest) (*SetImageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetImage not implemented")
+}
+func (UnimplementedRolloutsServer) Version(context.Context, *VersionRequest) (*VersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Version not implemented")
 }
 func (UnimplementedRolloutsServer) mustEmbedUnimplementedRolloutsServer() {}
 func (UnimplementedRolloutsServer) testEmbeddedByValue()                  {}
@@ -505,6 +525,24 @@ func _Rollouts_SetImage_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Rollouts_Version_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RolloutsServer).Version(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Rollouts_Version_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RolloutsServer).Version(ctx, req.(*VersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Rollouts_ServiceDesc is the grpc.ServiceDesc for Rollouts service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -547,6 +585,10 @@ var Rollouts_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetImage",
 			Handler:    _Rollouts_SetImage_Handler,
+		},
+		{
+			MethodName: "Version",
+			Handler:    _Rollouts_Version_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
