@@ -22,6 +22,7 @@ import (
 	promapi "github.com/prometheus/client_golang/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	appsv1 "k8s.io/api/apps/v1"
@@ -42,6 +43,7 @@ import (
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/analysis/promclient"
+	"github.com/fledgehq/fledge/cmd/internal/buildinfo"
 	"github.com/fledgehq/fledge/flags/flagd"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/api"
@@ -109,7 +111,12 @@ func main() {
 	flag.IntVar(&o.analysisConcurrency, "analysis-concurrency", 16, "checks measured at once, across every Flight (a look's checks run side by side; each query keeps --query-timeout)")
 	flag.DurationVar(&o.reconcileTimeout, "reconcile-timeout", engine.DefaultReconcileTimeout, "longest one look at a Flight may take, API calls and queries included (then it fails and is retried)")
 	flag.BoolVar(&o.releaseAll, "release-all", false, "give every opted-in Deployment back (plain routing, canary deleted, unpaused, Flights gone) and exit: run it before uninstalling fledge (it takes the leader Lease first, so no engine acts meanwhile)")
+	showVersion := flag.Bool("version", false, "print fledge's version and exit")
 	flag.Parse()
+	if *showVersion {
+		fmt.Println(buildinfo.Line("fledge"))
+		return
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -136,7 +143,8 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// fledge_build_info: which build runs, as Prometheus's own binaries say.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), versioncollector.NewCollector("fledge"))
 	metrics := engine.NewMetrics(reg)
 	cfg.Wrap(metrics.CountKubeRequests) // fledge_kube_requests_total: what fledge asks of the API server
 	// fledge_kube_client_throttle_seconds: time waiting for --kube-api-qps.
@@ -218,6 +226,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		ReconcileTimeout: o.reconcileTimeout,
 	})
 	go policies.Watch(ctx, o.policyPoll, func(err error) {
+		metrics.PolicyReloaded(err) // fledge_policy_last_reload_successful: alert FledgePolicyReloadRejected
 		if err != nil {
 			log.Error("policy file rejected", "err", err)
 			return
@@ -251,6 +260,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	if !o.leaderElect {
 		backend.SetLeader(true, o.identity)
+		metrics.Leading(true)
 		return act(ctx)
 	}
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leaseNamespace, o.leaseName,
@@ -269,6 +279,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			OnStartedLeading: func(leading context.Context) {
 				log.Info("leading", "identity", o.identity)
 				backend.SetLeader(true, o.identity)
+				metrics.Leading(true) // fledge_leader: alert FledgeNoLeader
 				runErr = act(leading)
 				if o.releaseAll {
 					released = true
@@ -278,6 +289,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			OnStoppedLeading: func() {
 				log.Info("not leading", "identity", o.identity)
 				backend.SetLeader(false, "")
+				metrics.Leading(false)
 			},
 			OnNewLeader: func(id string) {
 				log.Info("leader", "identity", id)
@@ -310,6 +322,7 @@ func serveAPI(ctx context.Context, log *slog.Logger, o options, kube kubernetes.
 	srv, err := api.NewServer(api.ServerConfig{
 		Backend: backend, Auth: api.Config{Kube: kube, ClientCertificates: o.clientCA != "", Logger: log},
 		CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, Registerer: reg,
+		Service: api.ServiceOptions{Logger: log, Version: buildinfo.Response()},
 	})
 	if err != nil {
 		return fmt.Errorf("grpc api: %w", err)

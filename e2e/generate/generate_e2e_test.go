@@ -15,8 +15,9 @@ import (
 
 // TestGeneratedFilesAreCurrent regenerates everything in a copy of the
 // tree as it stands (committed or not, ignored files left out) and
-// compares: a type, marker or .proto edited without `make generate`
-// fails here, with the files to regenerate.
+// compares: a type, marker, .proto or dashboard program
+// (e2e/tools/dashboards) edited without `make generate` fails here, with
+// the files to regenerate.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {

@@ -6,7 +6,9 @@
 #     rollout/client (client-gen, lister-gen, informer-gen);
 #   - the Flight CRD manifest deploy/crds/flights.fledge.dev.yaml, from the
 #     Go types and their markers (controller-tools' controller-gen);
-#   - the gRPC API's Go code rollout/rolloutpb (protoc with the Go plugins).
+#   - the gRPC API's Go code rollout/rolloutpb (protoc with the Go plugins);
+#   - the Grafana dashboard deploy/dashboards/fledge.json (e2e/tools/dashboards,
+#     built with the Grafana Foundation SDK).
 #
 # The generators are built from the pinned tools modules e2e/tools/codegen
 # and e2e/tools/proto into bin/ (seconds once Go's build cache is warm), and
@@ -77,6 +79,12 @@ protoc -I . -I /usr/include \
 	--plugin=protoc-gen-go="$bin/protoc-gen-go" --go_out=. --go_opt=paths=source_relative \
 	--plugin=protoc-gen-go-grpc="$bin/protoc-gen-go-grpc" --go-grpc_out=. --go-grpc_opt=paths=source_relative \
 	rollout/rolloutpb/rollouts.proto
+
+# The Grafana dashboard, as code: its tools module pins the Grafana
+# Foundation SDK, which stays out of fledge's own go.mod.
+log "dashboards"
+(cd e2e/tools/dashboards && go build -o "$bin/dashboards" .)
+"$bin/dashboards" deploy/dashboards/fledge.json
 
 # Generated Go code is formatted as gofmt wants it, so `make lint` passes.
 gofmt -w rollout/client $(find rollout/apis analysis webhooks -name 'zz_generated.*.go')

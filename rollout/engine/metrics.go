@@ -35,6 +35,11 @@ type Metrics struct {
 	judged       prometheus.Counter
 	comparison   comparisonMetrics
 	latency      latencyMetrics
+	flights      flightMetrics
+	// leader and policies: see Leading and PolicyReloaded.
+	leader        prometheus.Gauge
+	policyReloads *prometheus.CounterVec
+	policyLoaded  prometheus.Gauge
 }
 
 // comparisonMetrics are each Flight's comparisons with stable as its
@@ -124,19 +129,63 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		namespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_namespace_watched", Help: "1 for each namespace fledge acts in, 0 for one it was told to act in but may not read yet (the log says why); namespace=\"\" is cluster-wide.",
 		}, []string{"namespace"}),
+		flights: newFlightMetrics(),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fledge_leader", Help: "1 while this replica holds the leader Lease and acts, 0 while it follows; the sum over replicas should be 1.",
+		}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_policy_reloads_total", Help: "Reloads of the policy file after it changed, by result (ok, rejected: the previous policies stay in force).",
+		}, []string{"result"}),
+		policyLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "fledge_policy_last_reload_successful", Help: "1 if the policy file as it is now is in force, 0 if its last change was rejected (the log says why).",
+		}),
 	}
+	// Both results exist from the start, so that increase() sees a
+	// process's first rejection (a counter born at 1 shows no increase).
+	m.policyReloads.WithLabelValues("ok")
+	m.policyReloads.WithLabelValues("rejected")
+	// The engine does not start without a valid policy file
+	// (LoadPolicyFile), so whatever is scraped began with one in force.
+	m.policyLoaded.Set(1)
 	if reg != nil {
 		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
-			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests)
+			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests,
+			m.flights.decisions, m.flights.holdSince, m.leader, m.policyReloads, m.policyLoaded)
 		reg.MustRegister(m.latency.collectors()...)
 	}
 	return m
+}
+
+// Leading records whether this replica leads (holds the Lease and acts).
+// Decisions taken before it began leading were counted by the replica
+// that led then: see flightMetrics.
+func (m *Metrics) Leading(leading bool) {
+	v := 0.0
+	if leading {
+		v = 1
+	}
+	m.leader.Set(v)
+	m.flights.leading(leading, time.Now())
+}
+
+// PolicyReloaded records the outcome of reloading the policy file after
+// it changed: err is why it was rejected (the previous policies stay in
+// force), nil if the new file is in force.
+func (m *Metrics) PolicyReloaded(err error) {
+	if err != nil {
+		m.policyReloads.WithLabelValues("rejected").Inc()
+		m.policyLoaded.Set(0)
+		return
+	}
+	m.policyReloads.WithLabelValues("ok").Inc()
+	m.policyLoaded.Set(1)
 }
 
 // observe exports a Flight's state as written, with its comparisons'
 // evidence judged at the policy's level.
 func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 	m.comparison.observe(f, p)
+	m.flights.observe(f)
 	for _, p := range phases {
 		v := 0.0
 		if f.Status.Phase == p {
@@ -210,6 +259,7 @@ func (m *Metrics) forget(ns, name string) {
 	m.checkValue.DeletePartialMatch(labels)
 	m.threshold.DeletePartialMatch(labels)
 	m.comparison.forget(ns, name)
+	m.flights.forget(ns, name)
 }
 
 func (c *comparisonMetrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
@@ -287,3 +337,113 @@ func (m *Metrics) DeliveryAttempted(a rollout.Deliver, result string) {
 // deadline, with the bounds an SLO is written against (250 ms, 500 ms, 1 s)
 // among them, so that "99% of looks within 1 s" reads off a bucket.
 var ReconcileBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60}
+
+// flightMetrics are each Flight's decisions, counted as their records
+// appear in its decision log (status.decisions), and its hold, if it is
+// held. The log is what the decision core wrote, so the count needs no
+// hook in the decision path; what it must not do is count a record twice
+// (the log is observed at every look) or count another replica's: a
+// replica that takes the Lease over sees records its predecessor decided,
+// and counted, before.
+type flightMetrics struct {
+	decisions *prometheus.CounterVec
+	holdSince *prometheus.GaugeVec
+
+	mu sync.Mutex
+	// since is when this replica began leading (zero: count every record
+	// of a Flight seen for the first time).
+	since time.Time
+	seen  map[string]*flightSeen // by "namespace/name"
+}
+
+// flightSeen is how far a Flight's log has been counted: up to last,
+// and of the records at last (a status keeps times to the second, so
+// several may share it), those in at. A hold repeated round after round
+// is one record rewritten with a later time and a higher Repeats: each
+// round counts once.
+type flightSeen struct {
+	last time.Time
+	at   []recordKey
+	hold string // the hold reason exported, "" if none
+}
+
+type recordKey struct {
+	verdict               v1alpha1.Verdict
+	revision              string
+	step, weight, repeats int32
+}
+
+func keyOf(r *v1alpha1.DecisionRecord) recordKey {
+	return recordKey{verdict: r.Verdict, revision: r.Revision, step: r.Step, weight: r.Weight, repeats: r.Repeats}
+}
+
+func newFlightMetrics() flightMetrics {
+	return flightMetrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fledge_decisions_total", Help: "Decisions recorded in each Flight's log, by verdict (start, advance, hold, fail, promote, promoted, rollback, abort, ...); a hold repeated round after round counts each round. Counted by the replica that decided them.",
+		}, []string{"namespace", "flight", "verdict"}),
+		holdSince: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_flight_hold_since_timestamp_seconds", Help: "When each held Flight's hold began (Unix seconds), by reason; reason InsufficientEvidence is a rollout past its analysis deadline without a verdict. No series while a Flight moves.",
+		}, []string{"namespace", "flight", "reason"}),
+		seen: map[string]*flightSeen{},
+	}
+}
+
+func (fm *flightMetrics) leading(leading bool, now time.Time) {
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	if leading {
+		// Truncated as the status's times are: a record of this very
+		// second is counted rather than lost.
+		fm.since = now.Truncate(time.Second)
+	}
+}
+
+func (fm *flightMetrics) observe(f *v1alpha1.Flight) {
+	key := f.Namespace + "/" + f.Name
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	s := fm.seen[key]
+	if s == nil {
+		s = &flightSeen{last: fm.since}
+		fm.seen[key] = s
+		// At 0 from the first look, so that increase() sees the first
+		// rollback (a counter born at 1 shows none).
+		fm.decisions.WithLabelValues(f.Namespace, f.Name, string(v1alpha1.VerdictRollback))
+	}
+	last, at := s.last, s.at
+	for i := range f.Status.Decisions {
+		r := &f.Status.Decisions[i]
+		t, k := r.At.Time, keyOf(r)
+		if t.Before(s.last) || t.Equal(s.last) && slices.Contains(s.at, k) {
+			continue
+		}
+		fm.decisions.WithLabelValues(f.Namespace, f.Name, string(r.Verdict)).Inc()
+		if t.After(last) {
+			last, at = t, nil
+		}
+		if t.Equal(last) {
+			at = append(at, k)
+		}
+	}
+	s.last, s.at = last, at
+
+	reason := ""
+	if h := f.Status.Hold; h != nil {
+		reason = h.Reason
+		fm.holdSince.WithLabelValues(f.Namespace, f.Name, reason).Set(float64(h.Since.Unix()))
+	}
+	if s.hold != "" && s.hold != reason {
+		fm.holdSince.DeleteLabelValues(f.Namespace, f.Name, s.hold)
+	}
+	s.hold = reason
+}
+
+func (fm *flightMetrics) forget(ns, name string) {
+	fm.mu.Lock()
+	defer fm.mu.Unlock()
+	labels := prometheus.Labels{"namespace": ns, "flight": name}
+	fm.decisions.DeletePartialMatch(labels)
+	fm.holdSince.DeletePartialMatch(labels)
+	delete(fm.seen, ns+"/"+name)
+}
