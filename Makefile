@@ -6,7 +6,7 @@ E2E_FLAGS ?=
 # Packages built for the e2e tag; the sandbox suites live under e2e/.
 E2E_PKGS  ?= ./e2e/...
 
-.PHONY: all build tools test unit e2e lint demo sandbox bench bench-scale sim clean generate
+.PHONY: all build tools test unit e2e lint demo sandbox bench bench-scale sim clean generate images
 
 all: build
 
@@ -33,6 +33,7 @@ lint:
 
 unit:
 	$(GO) test -race -count=1 ./...
+	cd e2e/tools/images && $(GO) test -count=1 ./...
 
 e2e: tools
 	$(GO) test -tags e2e -count=1 -timeout 20m $(E2E_FLAGS) $(E2E_PKGS)
@@ -74,6 +75,14 @@ bench-scale: tools
 SIM_FLAGS ?=
 sim:
 	$(GO) run ./e2e/cmd/sim $(SIM_FLAGS)
+
+# OCI images of fledge, fledge-loadtester and fledgectl for linux/amd64 and
+# linux/arm64, built without Docker (e2e/tools/images.sh): OCI layouts under
+# bin/images/<name>. PUSH=<registry/prefix> pushes them as
+# <prefix>/<name>:<version>, with the credentials of ~/.docker/config.json.
+PUSH ?=
+images:
+	@PUSH="$(PUSH)" bash e2e/tools/images.sh
 
 clean:
 	rm -rf bin
