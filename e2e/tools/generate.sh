@@ -7,6 +7,9 @@
 #   - the Flight CRD manifest deploy/crds/flights.fledge.dev.yaml, from the
 #     Go types and their markers (controller-tools' controller-gen);
 #   - the gRPC API's Go code rollout/rolloutpb (protoc with the Go plugins);
+#   - the plain manifests of deploy/ (rbac*.yaml, fledge.yaml, policies.yaml,
+#     loadtester.yaml), rendered from the Helm chart deploy/chart/fledge, and
+#     the chart's copy of the CRD;
 #   - the Grafana dashboard deploy/dashboards/fledge.json (e2e/tools/dashboards,
 #     built with the Grafana Foundation SDK).
 #
@@ -72,6 +75,47 @@ trap 'rm -rf "$crds"' EXIT
 	echo "# edit the Go types and their markers, not this file."
 	cat "$crds/fledge.dev_flights.yaml"
 } >deploy/crds/flights.fledge.dev.yaml
+# The chart installs the same CRD (templates/crds.yaml reads it from its
+# files: Helm reads nothing outside the chart).
+cp deploy/crds/flights.fledge.dev.yaml deploy/chart/fledge/files/flights.fledge.dev.yaml
+
+# The plain manifests of deploy/, rendered from the chart (the one source
+# of fledge's install: RBAC, the engine, its policies) with
+# deploy/chart/plain-values.yaml.
+log "helm template"
+chart=deploy/chart/fledge
+render() { # render OUT HEADER TEMPLATE... [-- HELM-ARGS]
+	local out=$1 header=$2
+	shift 2
+	local shows=() args=()
+	while (($#)); do
+		if [[ $1 == -- ]]; then
+			shift
+			args=("$@")
+			break
+		fi
+		shows+=(--show-only "templates/$1")
+		shift
+	done
+	{
+		printf '%s\n' "$header"
+		echo "# Rendered from the Helm chart deploy/chart/fledge by make generate: edit the"
+		echo "# chart (or deploy/chart/plain-values.yaml), not this file."
+		"$bin/helm" template fledge "$chart" --namespace fledge-system -f deploy/chart/plain-values.yaml \
+			"${shows[@]}" "${args[@]}" | sed -e '/^# Source: /d'
+	} >"$out"
+}
+render deploy/rbac.yaml "# fledge's permissions. Apply after deploy/namespace.yaml and deploy/crds/." \
+	serviceaccount.yaml rbac.yaml rbac-aggregate.yaml
+render deploy/rbac-namespace.yaml "# Lets fledge act in one namespace: kubectl -n shop apply -f deploy/rbac-namespace.yaml, and list it in the engine's --namespaces (deploy/fledge.yaml)." \
+	rbac-bindings.yaml -- --set 'namespaces[0]='
+render deploy/rbac-cluster.yaml "# Cluster-wide mode: apply this instead of deploy/rbac-namespace.yaml, and run the engine with --all-namespaces." \
+	rbac-bindings.yaml -- --set allNamespaces=true --set namespaces=null
+render deploy/policies.yaml "# fledge's shipped policies (the chart's files/policies.yaml)." policies.yaml
+render deploy/fledge.yaml "# The fledge engine: two replicas, one leading. Apply deploy/namespace.yaml, deploy/crds/, deploy/rbac.yaml, deploy/policies.yaml, the Secret fledge-api-tls (or see deploy/README.md to serve no API), then this file." \
+	deployment.yaml services.yaml pdb.yaml
+render deploy/loadtester.yaml "# fledge-loadtester: optional; apply it when a policy's hook names it." \
+	loadtester.yaml -- --set loadtester.enabled=true
 
 # The gRPC API.
 log "protoc"

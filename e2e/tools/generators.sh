@@ -2,7 +2,9 @@
 # Makes the generators behind `make generate` ready in BIN (the first
 # argument): the code generators from the pinned tools modules
 # e2e/tools/codegen and e2e/tools/proto (a link step once Go's build cache
-# holds them), and Debian's protoc with the well-known types, installed
+# holds them), Helm from e2e/tools/helm (it renders deploy/'s plain
+# manifests from the chart, and the chart's tests lint and template it),
+# and Debian's protoc with the well-known types, installed
 # when missing (as root). Used by make tools and by generate.sh.
 set -euo pipefail
 
@@ -27,3 +29,4 @@ fi
 	sigs.k8s.io/controller-tools/cmd/controller-gen)
 (cd "$tools/proto" && go build -o "$bin/" \
 	google.golang.org/protobuf/cmd/protoc-gen-go google.golang.org/grpc/cmd/protoc-gen-go-grpc)
+(cd "$tools/helm" && go build -o "$bin/" helm.sh/helm/v4/cmd/helm)
