@@ -222,8 +222,8 @@ func TestAPIRefusesCallersWithoutThePermissionOrCredentials(t *testing.T) {
 	wantStatus(t, "Get with a garbage token", err, codes.Unauthenticated)
 	_, err = c.Abort(garbage, &rolloutpb.AbortRequest{Namespace: ns, Name: "shop", RequestId: "garbage", Reason: "x"})
 	wantStatus(t, "Abort with a garbage token", err, codes.Unauthenticated)
-	if r := a.fledgectl(t, "garbage.not-a-token").run("status", "shop"); r.code != 1 || !strings.Contains(r.stderr, "Unauthenticated") {
-		t.Errorf("fledgectl status with a garbage token: exit %d, want 1 (unauthenticated)", r.code)
+	if r := a.fledgectl(t, "garbage.not-a-token").run("status", "shop"); r.code != 1 || !strings.Contains(r.stderr, "refused the token from $FLEDGE_TOKEN") {
+		t.Errorf("fledgectl status with a garbage token: exit %d, want 1 saying the token from $FLEDGE_TOKEN was refused", r.code)
 	}
 
 	after := mustFlight(t, sb, ns)

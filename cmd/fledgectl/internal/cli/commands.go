@@ -159,6 +159,9 @@ func (a *app) mutate(ctx context.Context, what string, fn func(context.Context, 
 		if status.Code(err) != codes.Unavailable || attempt >= a.backoff.attempts {
 			return nil, "", err
 		}
+		if refusal := a.tlsRefusal(err); refusal != nil {
+			return nil, "", exitWith(ExitError, refusal) // no retry mends a certificate
+		}
 		if leader, ok := notLeader(err); ok {
 			a.verbosef("%s: this fledge replica is not the leader (the leader is %q); retrying in %s", what, leader, delay)
 		} else {
@@ -320,8 +323,8 @@ the details on stderr), so that a pipeline can wait for it:
 			case r.GetReplayed():
 				fmt.Fprintf(a.streams.Err, "%s/%s: request id %s had been taken before: nothing was done again; revision %s\n", ns, args[0], a.requestID(), r.GetRevision())
 			case r.GetChanged():
-				fmt.Fprintf(a.streams.Err, "%s/%s: container %s: %s (was %s); pending revision %s: fledgectl wait %s --revision %s\n",
-					ns, args[0], container, image, r.GetPreviousImage(), r.GetRevision(), args[0], r.GetRevision())
+				fmt.Fprintf(a.streams.Err, "%s/%s: container %s: %s (was %s); pending revision %s: %s wait %s --revision %s\n",
+					ns, args[0], container, image, r.GetPreviousImage(), r.GetRevision(), a.naming.display, args[0], r.GetRevision())
 			default:
 				fmt.Fprintf(a.streams.Err, "%s/%s: container %s already runs %s: nothing changed; revision %s\n", ns, args[0], container, image, r.GetRevision())
 			}

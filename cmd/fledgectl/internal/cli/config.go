@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,15 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // Environment variables fledgectl reads, after its flags.
@@ -35,6 +31,7 @@ type globalFlags struct {
 	token      string
 	tokenFile  string
 	caFile     string
+	serverName string
 	insecure   bool
 	certFile   string
 	keyFile    string
@@ -50,84 +47,10 @@ type globalFlags struct {
 // namespace).
 type settings struct {
 	server string
-	token  string
-	tls    *tls.Config
-}
-
-// kubeconfig is the parts of the kubeconfig's context fledgectl uses.
-type kubeconfig struct {
-	namespace string
-	token     string
-	// why the token could not be used, for -v.
-	note string
-}
-
-// loadKubeconfig reads the kubeconfig (--kubeconfig, else $KUBECONFIG,
-// else ~/.kube/config) and its context (--context, else the current
-// one). A missing default kubeconfig is no error: CI runners often have
-// none.
-func (a *app) loadKubeconfig() (kubeconfig, error) {
-	a.kubeOnce.Do(func() { a.kube, a.kubeErr = a.readKubeconfig() })
-	return a.kube, a.kubeErr
-}
-
-func (a *app) readKubeconfig() (kubeconfig, error) {
-	rules := &clientcmd.ClientConfigLoadingRules{}
-	switch {
-	case a.flags.kubeconfig != "":
-		rules.ExplicitPath = a.flags.kubeconfig
-	case a.getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
-		rules.Precedence = filepath.SplitList(a.getenv(clientcmd.RecommendedConfigPathEnvVar))
-	default:
-		if home := a.getenv("HOME"); home != "" {
-			rules.Precedence = []string{filepath.Join(home, clientcmd.RecommendedHomeDir, clientcmd.RecommendedFileName)}
-		}
-	}
-	raw, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).RawConfig()
-	if err != nil {
-		return kubeconfig{}, fmt.Errorf("kubeconfig: %w", err)
-	}
-	name := raw.CurrentContext
-	if a.flags.context != "" {
-		name = a.flags.context
-	}
-	if name == "" {
-		return kubeconfig{note: "the kubeconfig has no current context"}, nil
-	}
-	kctx, ok := raw.Contexts[name]
-	if !ok {
-		if a.flags.context != "" {
-			return kubeconfig{}, fmt.Errorf("kubeconfig: no context %q", name)
-		}
-		return kubeconfig{note: fmt.Sprintf("the kubeconfig's current context %q does not exist", name)}, nil
-	}
-	k := kubeconfig{namespace: kctx.Namespace}
-	user := raw.AuthInfos[kctx.AuthInfo]
-	switch {
-	case user == nil:
-		k.note = fmt.Sprintf("context %q has no user", name)
-	case user.Token != "":
-		k.token = user.Token
-	case user.TokenFile != "":
-		b, err := os.ReadFile(user.TokenFile)
-		if err != nil {
-			return kubeconfig{}, fmt.Errorf("kubeconfig: user %q: token file: %w", kctx.AuthInfo, err)
-		}
-		k.token = strings.TrimSpace(string(b))
-	default:
-		k.note = userNote(kctx.AuthInfo, user)
-	}
-	return k, nil
-}
-
-func userNote(name string, u *clientcmdapi.AuthInfo) string {
-	switch {
-	case u.Exec != nil, u.AuthProvider != nil:
-		return fmt.Sprintf("kubeconfig user %q gets its token from a plugin, which fledgectl does not run: pass --token or set %s", name, EnvToken)
-	case u.ClientCertificate != "" || len(u.ClientCertificateData) > 0:
-		return fmt.Sprintf("kubeconfig user %q has a client certificate for the API server, not for fledge: pass --token, or --cert-file and --key-file", name)
-	}
-	return fmt.Sprintf("kubeconfig user %q has no token", name)
+	// creds sends the caller's token; nil: none (note says why).
+	creds *bearerCredentials
+	note  string
+	tls   *tls.Config
 }
 
 // resolve works out the server, token, namespace and TLS configuration.
@@ -144,26 +67,34 @@ func (a *app) resolveOnce() (*settings, error) {
 	var err error
 	switch {
 	case a.flags.token != "":
-		s.token = a.flags.token
+		s.creds = staticToken("--token", a.flags.token)
 	case a.flags.tokenFile != "":
 		b, err := os.ReadFile(a.flags.tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--token-file: %w", err)
 		}
-		s.token = strings.TrimSpace(string(b))
-		if s.token == "" {
+		token := strings.TrimSpace(string(b))
+		if token == "" {
 			return nil, fmt.Errorf("--token-file %s is empty", a.flags.tokenFile)
 		}
+		s.creds = staticToken("--token-file "+a.flags.tokenFile, token)
 	case a.getenv(EnvToken) != "":
-		s.token = a.getenv(EnvToken)
+		s.creds = staticToken("$"+EnvToken, a.getenv(EnvToken))
 	case a.flags.certFile == "":
 		k, err := a.loadKubeconfig()
 		if err != nil {
 			return nil, err
 		}
-		s.token = k.token
-		if s.token == "" {
-			a.verbosef("no token: %s", k.note)
+		s.creds, s.note = k.creds, k.note
+		if s.creds != nil {
+			// A plugin that fails says so now, rather than as a refused
+			// call.
+			if err := s.creds.check(); err != nil {
+				return nil, err
+			}
+			a.verbosef("token: from %s", s.creds.source)
+		} else {
+			a.verbosef("no token: %s", s.note)
 		}
 	}
 	if s.tls, err = a.tlsConfig(); err != nil {
@@ -186,10 +117,11 @@ func (a *app) namespace() (string, error) {
 }
 
 func (a *app) tlsConfig() (*tls.Config, error) {
-	// The server name to verify is the host of --server (grpc sets it).
+	// The server name to verify is the host of --server (grpc sets it),
+	// unless --tls-server-name says otherwise (as through a port-forward).
 	// InsecureSkipVerify only if asked for: then the token goes to
 	// whoever answers.
-	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.flags.insecure}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: a.flags.insecure, ServerName: a.flags.serverName}
 	if a.flags.caFile != "" {
 		pem, err := os.ReadFile(a.flags.caFile)
 		if err != nil {
@@ -221,11 +153,11 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(credentials.NewTLS(s.tls.Clone())),
+		grpc.WithTransportCredentials(recordingTLS{TransportCredentials: credentials.NewTLS(s.tls.Clone()), h: &a.handshakes}),
 		grpc.WithUserAgent("fledgectl"),
 	}
-	if s.token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer(s.token)))
+	if s.creds != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(s.creds))
 	}
 	conn, err := grpc.NewClient(s.server, opts...)
 	if err != nil {
@@ -233,15 +165,6 @@ func (a *app) dial() (*grpc.ClientConn, error) {
 	}
 	return conn, nil
 }
-
-// bearer sends a token with every call, over TLS only.
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-
-func (bearer) RequireTransportSecurity() bool { return true }
 
 // requestID is --request-id, or one made up for this invocation (and
 // reused by its retries).

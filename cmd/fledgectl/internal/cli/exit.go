@@ -10,13 +10,18 @@ import (
 
 // Exit codes. Every command may exit with ExitOK, ExitError, ExitTimeout
 // and ExitUnavailable; wait also with ExitRolledBack and ExitAborted.
+// ExitTimeout and ExitUnavailable say that retrying may help; ExitError
+// that it will not until something changes (the call, the certificate,
+// the token, the permission), so that a pipeline knows whether to retry.
 const (
 	// ExitOK: done; for wait, the revision was promoted (the Flight
 	// succeeded), or nothing was in flight.
 	ExitOK = 0
 	// ExitError: anything else: bad usage, refused (unauthenticated, not
-	// allowed, invalid, not found, precondition failed), or, for wait, a
-	// revision replaced or reverted before it finished.
+	// allowed, invalid, not found, precondition failed), fledge's
+	// certificate refused (not for the name dialled, not signed by a
+	// trusted CA, expired), or, for wait, a revision replaced or reverted
+	// before it finished; for lint, errors in the files.
 	ExitError = 1
 	// ExitRolledBack: wait saw the revision rolled back (by analysis or
 	// the progress deadline).
@@ -31,11 +36,12 @@ const (
 	ExitUnavailable = 5
 )
 
-const exitCodesHelp = `Exit codes:
+const exitCodesHelp = `Exit codes (4 and 5: retrying may help; 1: not until something changes):
   0  done; for wait: promoted (succeeded), or nothing in flight
-  1  any other error: usage, not authenticated, not allowed, not found,
-     invalid, precondition failed; for wait: the revision was replaced or
-     reverted before it finished
+  1  any other error: usage, not authenticated (token refused), not allowed,
+     not found, invalid, precondition failed; fledge's certificate refused
+     (not for that name, or not signed by a trusted CA); for wait: the
+     revision was replaced or reverted before it finished; for lint: errors
   2  wait: the revision was rolled back
   3  wait: the revision was aborted
   4  timed out (--timeout)

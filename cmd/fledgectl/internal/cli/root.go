@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/fledgehq/fledge/cmd/internal/buildinfo"
 )
 
 // Streams are a command's standard streams.
@@ -31,6 +33,12 @@ type app struct {
 	// unreachable): how long to wait between them. Tests shorten it.
 	backoff backoff
 	now     func() time.Time
+	// naming is how fledgectl calls itself: "kubectl fledge" when run as
+	// the kubectl plugin kubectl-fledge.
+	naming naming
+	// handshakes tells a certificate fledgectl will not accept from a
+	// connection that broke.
+	handshakes handshakes
 }
 
 // backoff is a doubling delay between attempts.
@@ -46,7 +54,13 @@ var defaultBackoff = backoff{initial: 500 * time.Millisecond, max: 5 * time.Seco
 // Run runs fledgectl with args and returns its exit code. getenv reads
 // the environment (os.Getenv).
 func Run(ctx context.Context, args []string, streams Streams, getenv func(string) string) int {
-	a := &app{streams: streams, getenv: getenv, backoff: defaultBackoff, now: time.Now}
+	return RunAs(ctx, programName, args, streams, getenv)
+}
+
+// RunAs is Run for a program invoked as argv0 (os.Args[0]): run as
+// kubectl-fledge, a kubectl plugin, it calls itself "kubectl fledge".
+func RunAs(ctx context.Context, argv0 string, args []string, streams Streams, getenv func(string) string) int {
+	a := &app{streams: streams, getenv: getenv, backoff: defaultBackoff, now: time.Now, naming: namingOf(argv0)}
 	return a.run(ctx, args)
 }
 
@@ -56,16 +70,19 @@ func (a *app) run(ctx context.Context, args []string) int {
 	cmd.SetIn(a.streams.In)
 	cmd.SetOut(a.streams.Out)
 	cmd.SetErr(a.streams.Err)
-	err := cmd.ExecuteContext(ctx)
+	err := a.explain(cmd.ExecuteContext(ctx))
 	if err != nil {
-		fmt.Fprintf(a.streams.Err, "fledgectl: %v\n", err)
+		fmt.Fprintf(a.streams.Err, "%s: %v\n", a.naming.display, err)
 	}
 	return exitCode(err)
 }
 
 func (a *app) command() *cobra.Command {
+	if a.naming == (naming{}) {
+		a.naming = namingOf(programName)
+	}
 	root := &cobra.Command{
-		Use:   "fledgectl",
+		Use:   programName,
 		Short: "Drive and watch fledge's rollouts",
 		Long: `fledgectl drives and watches the rollouts of Deployments opted in to fledge
 (annotation fledge.dev/rollout), through fledge's gRPC API.
@@ -73,9 +90,10 @@ func (a *app) command() *cobra.Command {
 Where it connects and as whom, first found wins:
   server:     --server, then $` + EnvServer + `. Required: fledge's gRPC address
               (host:port), which a kubeconfig cannot give.
-  token:      --token, --token-file, then $` + EnvToken + `, then the token (or token
-              file) of the kubeconfig context's user. Or a client certificate
-              (--cert-file, --key-file) where fledge trusts them.
+  token:      --token, --token-file, then $` + EnvToken + `, then the kubeconfig
+              context's user's, as kubectl gets it: a token, a token file, an
+              exec plugin (EKS, GKE, OIDC) or an auth provider. Or a client
+              certificate (--cert-file, --key-file) where fledge trusts them.
   namespace:  -n, then $` + EnvNamespace + `, then the kubeconfig context's, then "default".
 The kubeconfig is --kubeconfig, then $KUBECONFIG, then ~/.kube/config; its
 context --context, then the current one.
@@ -84,6 +102,10 @@ Mutating commands (promote, abort, pause, resume, retry, set-image) send a
 request id, --request-id or one made up per invocation: a call retried with
 the same id is not applied twice. fledgectl retries them by itself, with the
 same id, while fledge is unavailable (not the leader, restarting).
+
+lint checks policy files and Deployments' fledge.dev/ annotations offline.
+Shell completion: see completion --help. As a kubectl plugin: install (copy
+or link) this binary as kubectl-fledge on PATH, then run kubectl fledge.
 
 ` + exitCodesHelp,
 		SilenceUsage:  true,
@@ -99,6 +121,7 @@ same id, while fledge is unavailable (not the leader, restarting).
 	f.StringVar(&a.flags.token, "token", "", "bearer token (default: $"+EnvToken+", or the kubeconfig user's)")
 	f.StringVar(&a.flags.tokenFile, "token-file", "", "file holding the bearer token")
 	f.StringVar(&a.flags.caFile, "ca-file", "", "PEM file of the CAs that sign fledge's certificate (default: the system's)")
+	f.StringVar(&a.flags.serverName, "tls-server-name", "", "name to verify fledge's certificate against (default: the host of --server)")
 	f.BoolVar(&a.flags.insecure, "insecure-skip-tls-verify", false, "do not verify fledge's certificate: the token then goes to whoever answers")
 	f.StringVar(&a.flags.certFile, "cert-file", "", "client certificate for mutual TLS (PEM)")
 	f.StringVar(&a.flags.keyFile, "key-file", "", "key of --cert-file (PEM)")
@@ -108,11 +131,17 @@ same id, while fledge is unavailable (not the leader, restarting).
 	f.DurationVar(&a.flags.timeout, "timeout", 0, "how long the command may take (default 30s; wait 30m; watch until interrupted)")
 	f.BoolVarP(&a.flags.verbose, "verbose", "v", false, "say more on stderr (request ids, reconnections)")
 
+	// --version prints the build on one line, as fledge --version does;
+	// `version` also asks the server.
+	root.Version = buildinfo.Line("fledgectl")
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(
 		a.statusCommand(), a.listCommand(), a.watchCommand(), a.waitCommand(), a.explainCommand(),
 		a.promoteCommand(), a.abortCommand(), a.pauseCommand(), a.resumeCommand(), a.retryCommand(),
-		a.setImageCommand(),
+		a.setImageCommand(), a.versionCommand(), a.lintCommand(),
 	)
+	a.addCompletions(root)
+	a.naming.apply(root)
 	return root
 }
 

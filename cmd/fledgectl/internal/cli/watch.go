@@ -102,6 +102,9 @@ func (a *app) follow(ctx context.Context, req *rolloutpb.WatchRequest, handle fu
 		case !retriable(err), !everDelivered && attempt >= a.backoff.attempts:
 			return err
 		}
+		if refusal := a.tlsRefusal(err); refusal != nil {
+			return exitWith(ExitError, refusal) // no retry mends a certificate
+		}
 		failure = err
 		a.verbosef("watch: %v; resuming from version %q in %s", err, req.GetResourceVersion(), delay)
 		if sleep(ctx, delay) != nil {
@@ -114,7 +117,7 @@ func (a *app) follow(ctx context.Context, req *rolloutpb.WatchRequest, handle fu
 // ended is the error of a watch whose context ended.
 func (a *app) ended(ctx context.Context, failure error) error {
 	if failure != nil && status.Code(failure) == codes.Unavailable {
-		return exitWith(ExitUnavailable, fmt.Errorf("fledge was unavailable when time ran out: %w", failure))
+		return exitWith(ExitUnavailable, fmt.Errorf("time ran out: %w", a.explain(failure)))
 	}
 	if err := ctx.Err(); err != nil {
 		return err
