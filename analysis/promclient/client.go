@@ -2,6 +2,7 @@ package promclient
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,18 @@ func New(cfg promapi.Config, timeout time.Duration, opts ...Option) (*Client, er
 	return &Client{api: promv1.NewAPI(client), timeout: timeout}, nil
 }
 
+// Ping asks Prometheus the cheapest query there is, vector(1), through
+// the same address, TLS settings, credentials and headers as the checks'
+// queries: nil means the checks can be measured, an error says why not
+// (as Query's do). It answers whether the whole path works, which
+// Prometheus's /-/ready cannot (a Thanos or Mimir query frontend has no
+// such endpoint, and a proxy before it may let /-/ready through but not
+// queries).
+func (p *Client) Ping(ctx context.Context) error {
+	_, err := p.Query(ctx, "vector(1)", time.Now())
+	return err
+}
+
 // Query runs an instant query evaluated at at, and returns its single
 // finite value. Errors name the query and wrap one of the Err* values.
 func (p *Client) Query(ctx context.Context, query string, at time.Time) (float64, error) {
@@ -113,6 +126,12 @@ func classify(err error) error {
 		if body != "" {
 			detail += ": " + truncate(body, 200)
 		}
+		if typ == promv1.ErrClient && (strings.HasSuffix(msg, " 401") || strings.HasSuffix(msg, " 403")) {
+			// Prometheus has no authentication of its own: a 401 or 403
+			// comes from what guards it (an auth proxy, Mimir's or
+			// Thanos's gateway), and the fix is in the credentials.
+			detail += " (Prometheus, or a proxy before it, refused the credentials sent, or their absence)"
+		}
 		switch typ {
 		case promv1.ErrTimeout:
 			return fmt.Errorf("%w: %s", analysis.ErrTimeout, detail)
@@ -129,7 +148,38 @@ func classify(err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return fmt.Errorf("%w: %w", analysis.ErrTimeout, err)
 	}
+	if hint := tlsHint(err); hint != "" {
+		return fmt.Errorf("%w: %s: %w", analysis.ErrUnreachable, hint, err)
+	}
 	return fmt.Errorf("%w: %w", analysis.ErrUnreachable, err)
+}
+
+// tlsHint says in plain words why a TLS handshake with Prometheus failed,
+// or "" if err is no such failure. The transport's own words (x509:
+// certificate signed by unknown authority) name the symptom; the hint
+// names the setting to look at.
+func tlsHint(err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		remote    *net.OpError
+	)
+	switch {
+	case errors.As(err, &unknownCA):
+		return "TLS: Prometheus's certificate is not signed by a CA this client trusts (is the CA bundle the one that issued it?)"
+	case errors.As(err, &hostname):
+		return "TLS: Prometheus's certificate does not name the host asked for (give the name it does hold as the TLS server name, or use that name in the URL)"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "TLS: Prometheus's certificate has expired or is not valid yet"
+	case errors.As(err, &remote) && remote.Op == "remote error" && strings.Contains(remote.Err.Error(), "certificate"):
+		// An alert Prometheus sent: bad_certificate, unknown_ca or
+		// certificate_required (crypto/tls keeps the alert's type
+		// unexported, so its text is all there is to go on). With TLS
+		// 1.3 it arrives after the handshake, on the first read.
+		return "TLS: Prometheus refused this client's certificate (mTLS: is a client certificate configured, and signed by a CA Prometheus trusts?)"
+	}
+	return ""
 }
 
 // single returns the one finite float of an instant query's result.

@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,21 +11,40 @@ import (
 	"k8s.io/client-go/tools/leaderelection"
 )
 
-// /readyz says ready only once the caches have synced: before, a replica
-// would be sent API reads it answers from empty caches.
-func TestReadyzWaitsForTheCaches(t *testing.T) {
+// /readyz says ready only once fledge has started (its preconditions held)
+// and its caches have synced, and says why not until then; /healthz stays
+// ok all along, so that a replica waiting for Istio or Prometheus is not
+// restarted.
+func TestReadyzSaysWhatFledgeWaitsFor(t *testing.T) {
+	const noIstio = "fledge has not started: it waits for its preconditions, checked every 30s:\nistio-crds: Istio's CRDs are not installed"
 	var synced atomic.Bool
-	h := healthHandler(leaderelection.NewLeaderHealthzAdaptor(20*time.Second), synced.Load)
-	get := func() int {
+	var waiting atomic.Value
+	h := healthHandler(leaderelection.NewLeaderHealthzAdaptor(20*time.Second), func() string { return waiting.Load().(string) }, synced.Load)
+	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-		return rec.Code
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
 	}
-	if code := get(); code != http.StatusServiceUnavailable {
-		t.Errorf("caches not synced: %d, want 503", code)
-	}
-	synced.Store(true)
-	if code := get(); code != http.StatusOK {
-		t.Errorf("caches synced: %d, want 200", code)
+	for _, step := range []struct {
+		name     string
+		waiting  string
+		synced   bool
+		wantCode int
+		wantBody string
+	}{
+		{"not ready while a precondition fails, saying which", noIstio, false, http.StatusServiceUnavailable, "istio-crds: Istio's CRDs are not installed"},
+		{"the precondition's reason comes first, even with synced caches", noIstio, true, http.StatusServiceUnavailable, "istio-crds: Istio's CRDs are not installed"},
+		{"not ready once started until the caches have synced", "", false, http.StatusServiceUnavailable, "informer caches not synced yet"},
+		{"ready once started and synced", "", true, http.StatusOK, "ok"},
+	} {
+		waiting.Store(step.waiting)
+		synced.Store(step.synced)
+		code, body := get("/readyz")
+		if code != step.wantCode || !strings.Contains(body, step.wantBody) {
+			t.Errorf("%s: /readyz %d %q, want %d with %q", step.name, code, body, step.wantCode, step.wantBody)
+		}
+		if code, body := get("/healthz"); code != http.StatusOK {
+			t.Errorf("%s: /healthz %d %q, want 200: a waiting replica is alive", step.name, code, body)
+		}
 	}
 }

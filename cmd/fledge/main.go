@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	promapi "github.com/prometheus/client_golang/api"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -55,62 +54,9 @@ import (
 	"github.com/fledgehq/fledge/webhooks/hookclient"
 )
 
-type options struct {
-	kubeconfig, policies, prometheusURL, metricsAddr, healthAddr string
-	leaderElect                                                  bool
-	leaseNamespace, leaseName, identity                          string
-	leaseDuration, renewDeadline, retryPeriod, queryTimeout      time.Duration
-	workers                                                      int
-	namespaces                                                   string
-	allNamespaces                                                bool
-	namespaceRetry                                               time.Duration
-	qps                                                          float64
-	burst                                                        int
-	policyPoll                                                   time.Duration
-	logLevel                                                     string
-	secretsNamespace                                             string
-	releaseAll                                                   bool
-	analysisConcurrency                                          int
-	reconcileTimeout                                             time.Duration
-	apiAddr, tlsCert, tlsKey, clientCA                           string
-}
-
 func main() {
 	var o options
-	host, _ := os.Hostname()
-	flag.StringVar(&o.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty: in-cluster configuration")
-	flag.StringVar(&o.policies, "policies", "/etc/fledge/policies.yaml", "rollout policy file (reloaded when it changes)")
-	flag.StringVar(&o.prometheusURL, "prometheus-url", "http://prometheus.istio-system:9090", "Prometheus base URL for analysis")
-	flag.DurationVar(&o.queryTimeout, "query-timeout", 10*time.Second, "timeout of one Prometheus query")
-	flag.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of fledge's own /metrics")
-	flag.StringVar(&o.healthAddr, "health-addr", ":8081", "address of /healthz and /readyz")
-	flag.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader with a Lease so several replicas can run, one acting")
-	flag.StringVar(&o.leaseNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Lease")
-	flag.StringVar(&o.leaseName, "leader-election-id", "fledge", "name of the Lease")
-	flag.StringVar(&o.identity, "identity", envOr("POD_NAME", host), "this replica's name in the Lease")
-	flag.DurationVar(&o.leaseDuration, "lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
-	flag.DurationVar(&o.renewDeadline, "renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up")
-	flag.DurationVar(&o.retryPeriod, "retry-period", 2*time.Second, "how often candidates try to acquire or renew")
-	// Sized by make bench-scale: at (1000, 100) a look takes about two API
-	// calls and most of its time waits on the API server, and 4 workers
-	// behind a 50 QPS limit were both saturated (30 looks a second, 63
-	// calls a second wanted).
-	flag.IntVar(&o.workers, "workers", 16, "Flights reconciled in parallel (a look mostly waits on the API server and Prometheus), and as many take-overs again in a lane of their own; at 2,000 Flights on 2 shared cores, 64 was slower than 16 (make bench-scale ENGINE_FLAGS=--workers=64)")
-	flag.StringVar(&o.namespaces, "namespaces", "", "the namespaces fledge acts in, comma-separated; each needs the RoleBinding of deploy/rbac-namespace.yaml (one of this and --all-namespaces is required)")
-	flag.DurationVar(&o.namespaceRetry, "namespace-retry", engine.DefaultNamespaceRetry, "how often a namespace of --namespaces that fledge may not read yet (no RoleBinding) is tried again")
-	flag.BoolVar(&o.allNamespaces, "all-namespaces", false, "act in every namespace; needs the ClusterRoleBinding of deploy/rbac-cluster.yaml")
-	flag.Float64Var(&o.qps, "kube-api-qps", 150, "Kubernetes API requests per second (client-side limit): under 1 per look, about 7 per take-over; fledge_kube_client_throttle_seconds shows any wait")
-	flag.IntVar(&o.burst, "kube-api-burst", 300, "Kubernetes API request burst (client-side limit)")
-	flag.DurationVar(&o.policyPoll, "policy-poll", 2*time.Second, "how often the policy file is checked for changes")
-	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	flag.StringVar(&o.apiAddr, "api-addr", ":9443", "address of the gRPC API (served when --tls-cert-file is set)")
-	flag.StringVar(&o.tlsCert, "tls-cert-file", "", "the API's TLS certificate (PEM); empty: no API")
-	flag.StringVar(&o.tlsKey, "tls-key-file", "", "the API's TLS key (PEM)")
-	flag.StringVar(&o.clientCA, "client-ca-file", "", "CAs of client certificates the API accepts (mTLS; optional)")
-	flag.StringVar(&o.secretsNamespace, "secrets-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Secrets policies name (webhook signing key, Slack)")
-	flag.IntVar(&o.analysisConcurrency, "analysis-concurrency", 16, "checks measured at once, across every Flight (a look's checks run side by side; each query keeps --query-timeout)")
-	flag.DurationVar(&o.reconcileTimeout, "reconcile-timeout", engine.DefaultReconcileTimeout, "longest one look at a Flight may take, API calls and queries included (then it fails and is retried)")
-	flag.BoolVar(&o.releaseAll, "release-all", false, "give every opted-in Deployment back (plain routing, canary deleted, unpaused, Flights gone) and exit: run it before uninstalling fledge (it takes the leader Lease first, so no engine acts meanwhile)")
+	o.register(flag.CommandLine)
 	showVersion := flag.Bool("version", false, "print fledge's version and exit")
 	flag.Parse()
 	if *showVersion {
@@ -124,15 +70,29 @@ func main() {
 		os.Exit(2)
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Flags that are wrong will not fix themselves: exit with 2, as for a
+	// flag that does not parse, before contacting anything, naming the flag.
+	prom, err := newPrometheus(o.prometheus, o.queryTimeout)
+	if err == nil {
+		_, err = namespacesOf(o.namespaces, o.allNamespaces)
+	}
+	if err != nil {
+		log.Error("fledge cannot start: fix its flags", "err", err)
+		os.Exit(2)
+	}
+	log.Info("prometheus", o.prometheus.logAttrs()...)
+	if o.prometheus.insecureSkipVerify {
+		log.Warn("Prometheus's certificate is not verified (--prometheus-insecure-skip-verify): anyone on the path can change the answers rollouts are judged on")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o, log); err != nil {
+	if err := run(ctx, o, prom, log); err != nil {
 		log.Error("fledge stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, o options, log *slog.Logger) error {
+func run(ctx context.Context, o options, prom *promclient.Client, log *slog.Logger) error {
 	namespaces, err := namespacesOf(o.namespaces, o.allNamespaces)
 	if err != nil {
 		return err
@@ -164,10 +124,6 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	policies, err := engine.LoadPolicyFile(o.policies)
 	if err != nil {
 		return err
-	}
-	prom, err := promclient.New(promapi.Config{Address: o.prometheusURL}, o.queryTimeout)
-	if err != nil {
-		return fmt.Errorf("-prometheus-url: %w", err)
 	}
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
@@ -241,9 +197,26 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}
 
+	// --release-all only gives Deployments back: it neither routes new
+	// canaries nor analyses, and its result is its exit code.
+	var checks []precondition
+	if !o.releaseAll {
+		served, err := discoveryFor(cfg)
+		if err != nil {
+			return err
+		}
+		checks = []precondition{istioServed(served), prometheusAnswers(prom.Ping)}
+	}
+	pre := newPreconditions(reg, log, o.preconditionRetry, checks...)
+	go pre.run(ctx)
 	health := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	serve(ctx, log, o.healthAddr, "/", healthHandler(health, ctrl.HasSynced))
+	serve(ctx, log, o.healthAddr, "/", healthHandler(health, pre.notReady, ctrl.HasSynced))
+	// Nothing acts (no informers of Deployments, no Lease taken, no API)
+	// until Istio's API is served; Prometheus only holds readiness back.
+	if !pre.wait(ctx) {
+		return nil // stopped while waiting
+	}
 
 	backend = api.NewEngine(ctrl, kube)
 	if err := ctrl.Start(ctx); err != nil {
@@ -399,30 +372,6 @@ func serve(ctx context.Context, log *slog.Logger, addr, pattern string, h http.H
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-}
-
-// healthHandler serves /healthz (alive: a leader that stopped renewing
-// its lease is not) and /readyz (this replica can serve: its caches have
-// synced). Readiness does not ask for the lease: followers serve the API's
-// reads, and a new replica in a rolling update cannot hold the lease
-// before the old one lets it go.
-func healthHandler(leader *leaderelection.HealthzAdaptor, synced func() bool) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := leader.Check(r); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !synced() {
-			http.Error(w, "informer caches not synced yet, or fledge may read none of its namespaces (the log and fledge_namespace_watched say why)", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	return mux
 }
 
 func envOr(key, def string) string {
