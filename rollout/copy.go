@@ -71,8 +71,8 @@ func statusForDecision(in *v1alpha1.FlightStatus) v1alpha1.FlightStatus {
 
 // instants are the status's own instants (those of its parts, such as
 // Hold.Since, are copied with them).
-func instants(st *v1alpha1.FlightStatus) [6]**metav1.Time {
-	return [...]**metav1.Time{&st.RevisionStartedAt, &st.StepStartedAt, &st.LastAnalysisAt, &st.CanaryTrafficEndedAt, &st.LastLookAt, &st.StageStartedAt}
+func instants(st *v1alpha1.FlightStatus) [7]**metav1.Time {
+	return [...]**metav1.Time{&st.RevisionStartedAt, &st.StepStartedAt, &st.LastAnalysisAt, &st.CanaryTrafficEndedAt, &st.LastLookAt, &st.StageStartedAt, &st.LastTransitionTime}
 }
 
 // copyEvidence copies the comparisons' evidence deeply, as DeepCopy does,

@@ -47,7 +47,7 @@ func TestStatusCopyKnowsEveryReference(t *testing.T) {
 			times = append(times, st.Field(i).Name)
 		}
 	}
-	if want := []string{"RevisionStartedAt", "StepStartedAt", "LastAnalysisAt", "CanaryTrafficEndedAt", "LastLookAt", "StageStartedAt"}; !slices.Equal(times, want) {
+	if want := []string{"RevisionStartedAt", "StepStartedAt", "LastAnalysisAt", "CanaryTrafficEndedAt", "LastLookAt", "StageStartedAt", "LastTransitionTime"}; !slices.Equal(times, want) {
 		t.Errorf("the status's instants are %v; instants has %v", times, want)
 	}
 }

@@ -195,6 +195,7 @@ func Decide(in Input) Decision {
 		d.flushOutbox()
 		d.flagWritesLast()
 	}
+	d.summarize()
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}
 }
@@ -549,6 +550,21 @@ func sameHold(last, next v1alpha1.DecisionRecord) bool {
 }
 
 // conditions derives the Flight's conditions from its status.
+// summarize keeps the status's summary for people: the step as "2/4", and
+// when the phase or the step last changed.
+func (d *decider) summarize() {
+	if n := int32(len(d.st.Steps)); n > 0 {
+		d.st.Progress = fmt.Sprintf("%d/%d", min(max(d.st.Step+1, 0), n), n)
+	} else {
+		d.st.Progress = ""
+	}
+	old := d.in.Status
+	if d.st.LastTransitionTime == nil || d.st.Phase != old.Phase || d.st.Step != old.Step || d.st.CanaryRevision != old.CanaryRevision {
+		now := d.now()
+		d.st.LastTransitionTime = &now
+	}
+}
+
 func (d *decider) conditions() {
 	now := d.now()
 	inFlight := metav1.Condition{Type: "Progressing", Status: metav1.ConditionFalse, Reason: string(d.st.Phase), Message: d.st.Message, LastTransitionTime: now}

@@ -135,6 +135,7 @@ func TestDashboardAndAlertMetricsAreExportedByARunningEngine(t *testing.T) {
 	sb.WaitFlight(t, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldPaused
 	})
+	checkFlightColumns(t, sb, ns, "shop")
 
 	var missing []string
 	_ = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {

@@ -17,9 +17,12 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=fledge
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.progress`,description="the step of the rollout in flight (or last), as 2/4"
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`,description="the canary's share of traffic, in percent"
-// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.step`,description="index of the current step (-1 before traffic)"
-// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.canaryRevision`,description="the revision being (or last) canaried"
+// +kubebuilder:printcolumn:name="Canary",type=string,JSONPath=`.status.canaryImages[0].image`,description="the canary's (first container's) image"
+// +kubebuilder:printcolumn:name="Verdict",type=string,JSONPath=`.status.decisions[-1:].verdict`,description="the latest decision"
+// +kubebuilder:printcolumn:name="Since",type=date,JSONPath=`.status.lastTransitionTime`,description="time since the phase or step last changed"
+// +kubebuilder:printcolumn:name="Revision",type=string,JSONPath=`.status.canaryRevision`,description="the revision being (or last) canaried",priority=1
 // +kubebuilder:printcolumn:name="Held",type=string,JSONPath=`.status.hold.reason`,priority=1
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -308,6 +311,12 @@ type FlightStatus struct {
 	// MaxRequests: a request retried with the same id gets the first
 	// answer instead of acting twice.
 	Requests []RequestRecord `json:"requests,omitempty"`
+	// Progress is the step for people (kubectl get flights): "2/4" is the
+	// second of four steps, "0/4" before the canary's traffic; "" when no
+	// revision was ever canaried.
+	Progress string `json:"progress,omitempty"`
+	// LastTransitionTime is when the phase or the step last changed.
+	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
 	// Decisions is the decision log, oldest first, at most MaxDecisions.
 	Decisions  []DecisionRecord   `json:"decisions,omitempty"`
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
