@@ -236,6 +236,14 @@ func run(ctx context.Context, o options, prom *promclient.Client, log *slog.Logg
 		metrics.Leading(true)
 		return act(ctx)
 	}
+	// This replica's pod says whether it leads (fledge.dev/leader), for the
+	// API's Service; a "true" left by the pod's previous container goes
+	// first. --release-all runs beside the engine and labels nothing.
+	pod := podLabel{kube: kube, ns: os.Getenv("POD_NAMESPACE"), name: os.Getenv("POD_NAME"), log: log}
+	if o.releaseAll {
+		pod = podLabel{}
+	}
+	_ = pod.set(ctx, false)
 	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.leaseNamespace, o.leaseName,
 		kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: o.identity})
 	if err != nil {
@@ -253,6 +261,7 @@ func run(ctx context.Context, o options, prom *promclient.Client, log *slog.Logg
 				log.Info("leading", "identity", o.identity)
 				backend.SetLeader(true, o.identity)
 				metrics.Leading(true) // fledge_leader: alert FledgeNoLeader
+				go func() { _ = pod.set(leading, true) }()
 				runErr = act(leading)
 				if o.releaseAll {
 					released = true
@@ -263,6 +272,10 @@ func run(ctx context.Context, o options, prom *promclient.Client, log *slog.Logg
 				log.Info("not leading", "identity", o.identity)
 				backend.SetLeader(false, "")
 				metrics.Leading(false)
+				// Best effort, and bounded: the process exits after this.
+				unlabel, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = pod.set(unlabel, false)
+				cancel()
 			},
 			OnNewLeader: func(id string) {
 				log.Info("leader", "identity", id)

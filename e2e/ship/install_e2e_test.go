@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -92,6 +93,8 @@ func TestHelmInstallPromoteUpgradeUninstall(t *testing.T) {
 	sb.SendTraffic(t, mesh.Client{Name: "shopper-" + ns, Namespace: ns, Host: "shop", RPS: 200, Users: 300})
 
 	engine := runRendered(t, sb, relNS, ports[1], nil)
+	// The leader labels its pod, and the API's Service reaches it alone.
+	leaderServed(t, sb, relNS)
 	sb.WaitFlight(t, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	patchDeployment(t, sb, ns, map[string]any{"spec": map[string]any{"template": map[string]any{
 		"spec": map[string]any{"containers": []map[string]any{{"name": "shop", "image": "example.com/shop:v2"}}},
@@ -237,6 +240,52 @@ func createTLSSecret(t *testing.T, sb *sandbox.Sandbox, ns, name, certFile, keyF
 	}
 }
 
+// enginePod is a pod of the installed Deployment (kwok runs it, as far as
+// the API server can tell): the process stands in for its container.
+func enginePod(t *testing.T, sb *sandbox.Sandbox, relNS string) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := sb.Kube.CoreV1().Pods(relNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=engine"})
+		if err != nil || len(pods.Items) == 0 {
+			return false, nil
+		}
+		pod = &pods.Items[0]
+		return pod.Status.PodIP != "", nil
+	})
+	if err != nil {
+		t.Fatalf("no pod of the engine's Deployment with an IP in %s", relNS)
+	}
+	return pod
+}
+
+// leaderServed waits until the engine's pod is labelled leader and is the
+// one pod the API's Service selects (the sandbox runs no endpoint
+// controllers: the Service's selector is evaluated as they would).
+func leaderServed(t *testing.T, sb *sandbox.Sandbox, relNS string) {
+	t.Helper()
+	var got []string
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pod := enginePod(t, sb, relNS)
+		svc, err := sb.Kube.CoreV1().Services(relNS).Get(ctx, release+"-api", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		pods, err := sb.Kube.CoreV1().Pods(relNS).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(svc.Spec.Selector).String()})
+		if err != nil {
+			return false, nil
+		}
+		got = nil
+		for _, p := range pods.Items {
+			got = append(got, p.Name)
+		}
+		return len(got) == 1 && got[0] == pod.Name && pod.Labels["fledge.dev/leader"] == "true", nil
+	})
+	if err != nil {
+		t.Fatalf("the API Service never selected the leader's pod alone: it selects %v", got)
+	}
+}
+
 func renderedDeployment(t *testing.T, sb *sandbox.Sandbox, relNS string) *appsv1.Deployment {
 	t.Helper()
 	d, err := sb.Kube.AppsV1().Deployments(relNS).Get(context.Background(), release, metav1.GetOptions{})
@@ -303,7 +352,7 @@ func runRendered(t *testing.T, sb *sandbox.Sandbox, relNS, healthPort string, ex
 		}
 		args = append(args, a)
 	}
-	pod := release + "-7d9f8c6b5-x2x4z"
+	pod := enginePod(t, sb, relNS).Name
 	var env []string
 	for _, e := range c.Env {
 		v := e.Value
