@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -95,6 +96,10 @@ func TestHelmInstallPromoteUpgradeUninstall(t *testing.T) {
 	engine := runRendered(t, sb, relNS, ports[1], nil)
 	// The leader labels its pod, and the API's Service reaches it alone.
 	leaderServed(t, sb, relNS)
+	// Which build runs, for dashboards and upgrades.
+	if _, metrics := probe(t, "http://127.0.0.1:"+ports[0]+"/metrics"); !regexp.MustCompile(`(?m)^fledge_build_info\{.*version="[^"]+".*\} 1$`).MatchString(metrics) {
+		t.Errorf("the engine's /metrics has no fledge_build_info with its version")
+	}
 	sb.WaitFlight(t, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
 	patchDeployment(t, sb, ns, map[string]any{"spec": map[string]any{"template": map[string]any{
 		"spec": map[string]any{"containers": []map[string]any{{"name": "shop", "image": "example.com/shop:v2"}}},
