@@ -242,6 +242,7 @@ func TestChartRefusesBadValuesNamingTheField(t *testing.T) {
 		{"namespaces: [shop]\napi: {tls: {certManager: {enabled: true}}}\n", "issuerRef.name"},
 		{"namespaces: [shop]\npodAntiAffinity: always\n", "podAntiAffinity"},
 		{"namespaces: [shop]\nextraArgs: [verbose]\n", "extraArgs"},
+		{"namespaces: [shop]\nleaderElection: {enabled: false}\n", "replicas"}, // two replicas would both act
 	} {
 		f := filepath.Join(t.TempDir(), "values.yaml")
 		if err := os.WriteFile(f, []byte(tc.values), 0o644); err != nil {
