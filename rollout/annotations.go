@@ -181,6 +181,16 @@ func editDistance(a, b string) int {
 // naming the annotation whose value is out of the policy's bounds.
 func (p *Policy) Effective(o Overrides) (*Policy, error) {
 	e := *p
+	if bg := p.BlueGreen; bg != nil {
+		switch {
+		case o.Steps != nil:
+			return nil, annotationError(AnnotationStepWeights, "policy %s is blue/green: it switches all traffic at once, with no steps to set", p.Name)
+		case o.MaxWeight != 0:
+			return nil, annotationError(AnnotationMaxWeight, "policy %s is blue/green: it switches all traffic at once, with no steps to cap", p.Name)
+		case o.Interval > bg.PostPromotion:
+			return nil, annotationError(AnnotationInterval, "%s is longer than policy %s's post-promotion analysis (%s): no round would judge the new revision after the switch", o.Interval, p.Name, bg.PostPromotion)
+		}
+	}
 	e.Steps = append([]int32(nil), p.Steps...)
 	if o.Steps != nil {
 		if last := o.Steps[len(o.Steps)-1]; last > p.MaxWeight {

@@ -52,6 +52,11 @@ const PromotionLevel = 0.05
 // When every metric is one, as in most policies, they are the policy's own
 // slice (clipped: the decision only reads them).
 func (d *decider) comparisons() []analysis.Metric {
+	if d.switched() {
+		// After a blue/green switch stable serves nothing to compare with:
+		// the comparisons judged the preview.
+		return nil
+	}
 	if d.cmp == nil {
 		ms := d.in.Policy.Metrics
 		all := true
@@ -512,6 +517,9 @@ func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) b
 	if p.EarlyPromotion {
 		least = p.MinStepDuration
 	}
+	if c := CohortOf(&d.st); d.previewing() && c != nil {
+		least = max(least, c.MinDuration.Duration) // the preview's pre-promotion analysis
+	}
 	if !last && !p.EarlyPromotion || d.st.StepStartedAt == nil || d.in.Now.Sub(d.st.StepStartedAt.Time) < least {
 		return false
 	}
@@ -523,6 +531,11 @@ func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) b
 		return decided
 	}
 	why := fmt.Sprintf("%s: every comparison shows the canary no worse: %s", d.where(), describeComparisons(checks))
+	if d.previewing() {
+		// Blue/green: the switch, never past the analysis after it.
+		d.advance(why, v1alpha1.VerdictAdvance, checks)
+		return true
+	}
 	if !last {
 		why += "; promoting early"
 	}
@@ -536,7 +549,7 @@ func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) b
 // complete.
 func (d *decider) deadline() bool {
 	p := d.in.Policy
-	if p.AnalysisDeadline <= 0 || d.st.RevisionStartedAt == nil || d.st.StepPassed || d.in.Now.Before(d.st.RevisionStartedAt.Add(p.AnalysisDeadline)) {
+	if p.AnalysisDeadline <= 0 || d.st.RevisionStartedAt == nil || d.st.StepPassed || d.switched() || d.in.Now.Before(d.st.RevisionStartedAt.Add(p.AnalysisDeadline)) {
 		return false
 	}
 	why := fmt.Sprintf("no verdict within the analysis deadline (%s)", p.AnalysisDeadline)

@@ -59,9 +59,15 @@ var plainStable = traffic.Weights{Stable: 100}
 // release flags; inFlight says whether it replaces a revision in flight.
 func (d *decider) planCohorts(inFlight bool) {
 	p := d.in.Policy
-	d.st.Cohorts = nil
-	steps := make([]int32, 0, len(p.Cohorts)+len(p.Steps))
-	for _, c := range p.Cohorts {
+	d.st.Cohorts, d.st.BlueGreen = nil, nil
+	cohorts, planned := p.Cohorts, p.Steps
+	if bg := p.BlueGreen; bg != nil {
+		// The preview is a cohort stage; the switch, a step at 100%.
+		cohorts, planned = []Cohort{bg.Preview}, []int32{100}
+		d.st.BlueGreen = &v1alpha1.BlueGreenPlan{PostPromotion: metav1Duration(bg.PostPromotion), ScaleDownDelay: metav1Duration(bg.ScaleDownDelay)}
+	}
+	steps := make([]int32, 0, len(cohorts)+len(planned))
+	for _, c := range cohorts {
 		d.st.Cohorts = append(d.st.Cohorts, v1alpha1.CohortStage{
 			Name: c.Name, Header: c.Route.Header, Exact: c.Route.Exact, Regex: c.Route.Regex,
 			Attribute: c.Attribute, Value: c.Value,
@@ -69,7 +75,7 @@ func (d *decider) planCohorts(inFlight bool) {
 		})
 		steps = append(steps, 0)
 	}
-	d.st.Steps = append(steps, p.Steps...)
+	d.st.Steps = append(steps, planned...)
 	d.st.Sticky = nil
 	if p.Sticky != nil {
 		d.st.Sticky = &v1alpha1.StickyCookie{Cookie: p.Sticky.Cookie, MaxAge: p.Sticky.MaxAge}
@@ -349,6 +355,10 @@ func (d *decider) gateResult(flag string) (flags.GateResult, bool) {
 func (d *decider) nextMove() string {
 	next := int(d.st.Step) + 1
 	switch {
+	case d.st.BlueGreen != nil && next == 0:
+		return "the preview"
+	case d.previewing():
+		return "the switch of all traffic to the new revision"
 	case next >= len(d.st.Steps):
 		return "promotion"
 	case next < len(d.st.Cohorts):

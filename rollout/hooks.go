@@ -310,7 +310,13 @@ func (d *decider) where() string {
 		return "before traffic"
 	}
 	if c := CohortOf(&d.st); c != nil {
+		if d.previewing() {
+			return "preview (" + describeCohort(c) + ")"
+		}
 		return fmt.Sprintf("step %d/%d (cohort %s)", d.st.Step+1, len(d.st.Steps), c.Name)
+	}
+	if d.switched() {
+		return "after the switch"
 	}
 	// "step %d/%d at %d%%", written out: it heads every look's message.
 	return "step " + strconv.Itoa(int(d.st.Step+1)) + "/" + strconv.Itoa(len(d.st.Steps)) + " at " + strconv.Itoa(int(d.st.CanaryWeight)) + "%"

@@ -102,6 +102,12 @@ type PolicySpec struct {
 	// promote.
 	AnalysisDeadline       metav1.Duration `json:"analysisDeadline,omitempty"`
 	OnInsufficientEvidence string          `json:"onInsufficientEvidence,omitempty"`
+	// Strategy is how a new revision reaches users: canary (the default:
+	// cohorts, then the weighted steps) or blueGreen (a preview route, then
+	// all traffic at once: see BlueGreen).
+	Strategy  string         `json:"strategy,omitempty"`
+	BlueGreen *BlueGreenSpec `json:"blueGreen,omitempty"`
+
 	// ScrapeInterval is how often Prometheus scrapes the mesh's metrics
 	// (default 15s, Istio's advice). The canary workload's counters are
 	// shared by its revisions: a new revision's first traffic waits until
@@ -194,6 +200,11 @@ type Policy struct {
 	AnalysisDeadline       time.Duration
 	OnInsufficientEvidence string
 	ScrapeInterval         time.Duration
+
+	// Strategy is StrategyCanary or StrategyBlueGreen; BlueGreen is set
+	// with the latter (and Steps is then empty).
+	Strategy  string
+	BlueGreen *BlueGreen
 }
 
 // What a rollout does at its analysis deadline without a verdict.
@@ -317,7 +328,10 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	if p.FailureLimit == 0 {
 		p.FailureLimit = 1
 	}
+	p.Strategy = StrategyCanary
 	switch {
+	case buildStrategy(s, p, field):
+		// No steps: a preview, then the switch.
 	case len(s.Steps) > 0 && (s.StepWeight != 0 || s.MaxWeight != 0):
 		field("steps", "give either steps or stepWeight and maxWeight, not both")
 	case len(s.Steps) > 0:
@@ -536,9 +550,15 @@ func buildJudgement(s PolicySpec, p *Policy, field func(string, string, ...any))
 	// deadline is for rollouts that cannot reach a verdict, so it must
 	// leave room for that schedule (twice over, by default).
 	schedule := time.Duration(max(len(p.Steps), 1)) * p.Interval
+	what := fmt.Sprintf("%d steps x %s", max(len(p.Steps), 1), p.Interval)
+	if bg := p.BlueGreen; bg != nil {
+		// The deadline bounds the wait for a verdict on the preview: the
+		// switch is one.
+		schedule, what = bg.Preview.MinDuration, "blueGreen.prePromotion.duration"
+	}
 	p.AnalysisDeadline = orDefault(s.AnalysisDeadline.Duration, max(defaultAnalysisDeadline, 2*schedule))
 	if p.AnalysisDeadline < schedule {
-		field("analysisDeadline", "%s is shorter than the policy's schedule (%d steps x %s)", p.AnalysisDeadline, max(len(p.Steps), 1), p.Interval)
+		field("analysisDeadline", "%s is shorter than the policy's schedule (%s)", p.AnalysisDeadline, what)
 	}
 	p.ScrapeInterval = orDefault(s.ScrapeInterval.Duration, defaultScrapeInterval)
 	if p.ScrapeInterval < time.Second || p.ScrapeInterval > 5*time.Minute {

@@ -147,42 +147,13 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 	seen := map[string]bool{}
 	for i, cs := range s.Cohorts {
 		at := fmt.Sprintf("cohorts[%d]", i)
-		c := Cohort{Name: cs.Name, MinDuration: cs.MinDuration.Duration, MinSamples: cs.MinSamples}
 		if !validName(cs.Name) {
 			field(at+".name", "%q: lower-case letters, digits and dashes", cs.Name)
 		} else if seen[cs.Name] {
 			field(at+".name", "%q appears twice", cs.Name)
 		}
 		seen[cs.Name] = true
-		switch {
-		case (cs.Header == "") == (cs.Cookie == ""):
-			field(at, "give exactly one of header and cookie")
-		case cs.Header != "":
-			h := strings.ToLower(cs.Header)
-			if !headerPattern.MatchString(h) || h == "cookie" {
-				field(at+".header", "%q is not a header name fledge can match (use cookie: for cookies)", cs.Header)
-			}
-			c.Route = traffic.Cohort{Name: cs.Name, Header: h, Exact: cs.Value, Regex: cs.Regex}
-			c.Attribute, c.Value = h, cs.Value
-			if (cs.Value == "") == (cs.Regex == "") {
-				field(at, "give exactly one of value and regex")
-			}
-		default:
-			if !cookiePattern.MatchString(cs.Cookie) {
-				field(at+".cookie", "%q is not a cookie name", cs.Cookie)
-			}
-			if cs.Regex != "" {
-				field(at+".regex", "only a header can be matched by regex; give the cookie's value")
-			}
-			if !cookiePattern.MatchString(cs.Value) {
-				field(at+".value", "%q: a cookie value of letters, digits, '.', '_' and '-' is required", cs.Value)
-			}
-			c.Route = traffic.CookieCohort(cs.Name, cs.Cookie, cs.Value)
-			c.Attribute, c.Value = cs.Cookie, cs.Value
-		}
-		if cs.Attribute != "" {
-			c.Attribute = cs.Attribute
-		}
+		c := buildCohort(cs, at, field)
 		if c.MinDuration == 0 {
 			c.MinDuration = p.Interval
 		}
@@ -191,16 +162,6 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 		}
 		if c.MinSamples < 0 {
 			field(at+".minSamples", "%d is negative", c.MinSamples)
-		}
-		if cs.Regex != "" {
-			if _, err := regexp.Compile(cs.Regex); err != nil {
-				field(at+".regex", "%v", err)
-			}
-		}
-		if validName(cs.Name) && cs.Header != "" && (cs.Value == "") != (cs.Regex == "") {
-			if err := c.Route.Validate(); err != nil {
-				field(at, "%v", err)
-			}
 		}
 		p.Cohorts = append(p.Cohorts, c)
 	}
@@ -289,6 +250,52 @@ func buildFlags(s PolicySpec, hasSource bool, p *Policy, field func(f, format st
 	}
 }
 
+// buildCohort validates a cohort's route (one header, matched by value or
+// regex, or one cookie's value), reporting problems under the field path at.
+func buildCohort(cs CohortSpec, at string, field func(f, format string, args ...any)) Cohort {
+	c := Cohort{Name: cs.Name, MinDuration: cs.MinDuration.Duration, MinSamples: cs.MinSamples}
+	switch {
+	case (cs.Header == "") == (cs.Cookie == ""):
+		field(at, "give exactly one of header and cookie")
+	case cs.Header != "":
+		h := strings.ToLower(cs.Header)
+		if !headerPattern.MatchString(h) || h == "cookie" {
+			field(at+".header", "%q is not a header name fledge can match (use cookie: for cookies)", cs.Header)
+		}
+		c.Route = traffic.Cohort{Name: cs.Name, Header: h, Exact: cs.Value, Regex: cs.Regex}
+		c.Attribute, c.Value = h, cs.Value
+		if (cs.Value == "") == (cs.Regex == "") {
+			field(at, "give exactly one of value and regex")
+		}
+	default:
+		if !cookiePattern.MatchString(cs.Cookie) {
+			field(at+".cookie", "%q is not a cookie name", cs.Cookie)
+		}
+		if cs.Regex != "" {
+			field(at+".regex", "only a header can be matched by regex; give the cookie's value")
+		}
+		if !cookiePattern.MatchString(cs.Value) {
+			field(at+".value", "%q: a cookie value of letters, digits, '.', '_' and '-' is required", cs.Value)
+		}
+		c.Route = traffic.CookieCohort(cs.Name, cs.Cookie, cs.Value)
+		c.Attribute, c.Value = cs.Cookie, cs.Value
+	}
+	if cs.Attribute != "" {
+		c.Attribute = cs.Attribute
+	}
+	if cs.Regex != "" {
+		if _, err := regexp.Compile(cs.Regex); err != nil {
+			field(at+".regex", "%v", err)
+		}
+	}
+	if validName(cs.Name) && cs.Header != "" && (cs.Value == "") != (cs.Regex == "") {
+		if err := c.Route.Validate(); err != nil {
+			field(at, "%v", err)
+		}
+	}
+	return c
+}
+
 // CohortOf returns the cohort stage of a status's current step, if it is
 // one.
 func CohortOf(st *v1alpha1.FlightStatus) *v1alpha1.CohortStage {
@@ -301,6 +308,16 @@ func CohortOf(st *v1alpha1.FlightStatus) *v1alpha1.CohortStage {
 // StageMetrics are the checks of the Flight's current stage: during a
 // cohort stage, every check needs at least the cohort's sample.
 func StageMetrics(p *Policy, st *v1alpha1.FlightStatus) []analysis.Metric {
+	if st.BlueGreen != nil && st.Step == 1 {
+		// After the switch: the threshold checks (see decider.comparisons).
+		var out []analysis.Metric
+		for _, m := range p.Metrics {
+			if !m.IsComparison() {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
 	c := CohortOf(st)
 	if c == nil || c.MinSamples == 0 {
 		return p.Metrics

@@ -33,7 +33,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		"standard": {
 			Name: "standard", Steps: []int32{5, 20, 50}, Interval: 2 * time.Minute, FailureLimit: 2,
 			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
-			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: 2 * time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second,
+			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: 2 * time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second, Strategy: StrategyCanary,
 			Metrics: []analysis.Metric{
 				{Name: "success-rate", Min: ptr.To(0.99), MinSamples: 100, Interval: 2 * time.Minute},
 				{Name: "latency-p95", Max: ptr.To(500.0), Interval: time.Minute},
@@ -42,7 +42,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		"linear": {
 			Name: "linear", Steps: []int32{20, 40, 50}, Interval: time.Minute, FailureLimit: 1,
 			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
-			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second,
+			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second, Strategy: StrategyCanary,
 			Metrics: []analysis.Metric{{Name: "success-rate", Min: ptr.To(0.95), Interval: time.Minute}},
 		},
 	}
@@ -333,10 +333,10 @@ func TestExamplePoliciesInDeployAreValid(t *testing.T) {
 	if len(policies) < 2 {
 		t.Fatalf("deploy/policies.yaml holds %d policies, want the documented ones", len(policies))
 	}
-	// Only the quiet policy loads stable directly, so only its apps get
-	// a Service <name>-stable.
+	// Only the quiet and blue-green policies load stable directly, so
+	// only their apps get a Service <name>-stable.
 	for name, p := range policies {
-		if got, want := p.NeedsStableService(), name == "quiet"; got != want {
+		if got, want := p.NeedsStableService(), name == "quiet" || name == "blue-green"; got != want {
 			t.Errorf("policy %s: NeedsStableService() = %t, want %t", name, got, want)
 		}
 	}

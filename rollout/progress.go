@@ -351,7 +351,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		d.st.Message = msg
 		d.record(v1alpha1.VerdictHold, msg, checks)
 	default:
-		if h := d.st.Hold; h != nil && !gateHold(h) && !(h.Reason == v1alpha1.HoldInconclusive && d.lastStep()) {
+		if h := d.st.Hold; h != nil && !gateHold(h) && !(h.Reason == v1alpha1.HoldInconclusive && d.beforePromotion()) {
 			// Judged: no longer unable to judge. At the last step an
 			// Inconclusive hold stays while promotion waits (below), so
 			// that it is not cleared and set again, with an Event, at
@@ -368,11 +368,15 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 		if pending := d.comparisonsPending(checks); len(pending) > 0 {
 			// why, and the message of a hold at the last step (why, and
 			// more), written at once.
-			const waits = "; promotion waits until every comparison shows the canary no worse"
+			waits := "; promotion waits until every comparison shows the canary no worse"
+			if d.previewing() {
+				waits = "; the switch waits until every comparison shows the new revision no worse"
+			}
 			msg := joinComparisons([]string{step, ": the checks passed, and "}, pending, waits)
 			why = msg[:len(msg)-len(waits)]
-			if d.lastStep() {
-				// Only a canary shown no worse is promoted.
+			if d.beforePromotion() {
+				// Only a canary shown no worse is promoted (or, blue/green,
+				// switched to).
 				d.hold(v1alpha1.HoldInconclusive, msg)
 				d.st.Message = msg
 				d.record(v1alpha1.VerdictHold, msg, checks)
@@ -394,12 +398,16 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 // It reports whether the decision is complete (advanced, or rolled back at
 // a gate's deadline).
 func (d *decider) moveOn(why string, checks []analysis.Check) bool {
+	if d.switched() {
+		// Confirmed at the switch already.
+		return d.afterTheSwitch(why, checks)
+	}
 	if !d.flagsAllowMove() {
 		d.st.StepPassed = true
 		return false
 	}
 	t := webhooks.ConfirmTrafficIncrease
-	if int(d.st.Step)+1 >= len(d.st.Steps) {
+	if d.beforePromotion() {
 		t = webhooks.ConfirmPromotion
 	}
 	open, decided := d.gate(t)
@@ -432,10 +440,16 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 	t := d.now()
 	d.st.StepStartedAt = &t
 	d.st.Message = fmt.Sprintf("%s; step %d/%d: canary at %d%%", why, d.st.Step+1, len(d.st.Steps), d.st.CanaryWeight)
-	if c := CohortOf(&d.st); c != nil {
+	reason := "StepStarted"
+	switch c := CohortOf(&d.st); {
+	case d.previewing():
+		d.st.Message = fmt.Sprintf("%s; preview: requests with %s reach revision %s, and no others", why, describeCohort(c), d.st.CanaryRevision)
+	case c != nil:
 		d.st.Message = fmt.Sprintf("%s; step %d/%d: cohort %q (%s) on the canary", why, d.st.Step+1, len(d.st.Steps), c.Name, describeCohort(c))
+	case d.switched():
+		d.st.Message, reason = d.switchMessage(why), "Switched"
 	}
-	d.event(false, "StepStarted", d.st.Message)
+	d.event(false, reason, d.st.Message)
 	if d.st.Step > 0 || len(checks) > 0 || v != v1alpha1.VerdictAdvance || CohortOf(&d.st) != nil {
 		// The first step follows from the start (already in the log)
 		// unless pre-rollout hooks judged it, or it is a cohort's.

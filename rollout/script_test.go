@@ -159,6 +159,19 @@ func runScript(t *testing.T, path string) string {
 			}
 			p.Cohorts = append(append([]Cohort(nil), p.Cohorts...), c)
 			w.policy = &p
+		case "bluegreen":
+			// bluegreen header value [pre-promotion] [post-promotion] [scale-down-delay]
+			p := *w.policy
+			bg := &BlueGreen{Preview: Cohort{Name: PreviewName, Route: traffic.Cohort{Name: PreviewName, Header: args[0], Exact: args[1]}, Attribute: args[0], Value: args[1], MinDuration: p.Interval},
+				PostPromotion: p.Interval}
+			for i, d := range []*time.Duration{&bg.Preview.MinDuration, &bg.PostPromotion, &bg.ScaleDownDelay} {
+				if len(args) > 2+i {
+					*d, _ = time.ParseDuration(args[2+i])
+				}
+			}
+			bg.ScaleDownDelay = max(bg.ScaleDownDelay, bg.PostPromotion)
+			p.Strategy, p.BlueGreen, p.Steps, p.MaxWeight = StrategyBlueGreen, bg, nil, 0
+			w.policy = &p
 		case "sticky":
 			p := *w.policy
 			p.Sticky = &traffic.Sticky{Cookie: DefaultStickyCookie, MaxAge: 3600}

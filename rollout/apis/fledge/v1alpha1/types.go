@@ -172,6 +172,17 @@ type CohortStage struct {
 	MinSamples  int64           `json:"minSamples,omitempty"`
 }
 
+// BlueGreenPlan is what a blue/green revision does after the switch.
+type BlueGreenPlan struct {
+	// PostPromotion is how long the new revision serves everyone, judged,
+	// before the Deployment is rolled to it; a failure meanwhile switches
+	// every request back to the previous revision at once.
+	PostPromotion metav1.Duration `json:"postPromotion"`
+	// ScaleDownDelay is how long after the switch the previous revision is
+	// kept at full size, at least (never less than PostPromotion).
+	ScaleDownDelay metav1.Duration `json:"scaleDownDelay"`
+}
+
 // StickyCookie is a revision's sticky cookie (its value is the revision).
 type StickyCookie struct {
 	Cookie string `json:"cookie"`
@@ -241,6 +252,12 @@ type FlightStatus struct {
 	// Sticky is the revision's sticky cookie, if its policy keeps users on
 	// the canary during the weighted steps.
 	Sticky *StickyCookie `json:"sticky,omitempty"`
+	// BlueGreen is set when this revision is rolled out blue/green, fixed
+	// when it started: its steps are the preview (step 0, weight 0: its
+	// one cohort, the preview route, reaches the new revision) and the
+	// switch (step 1, weight 100: everyone on the new revision while the
+	// previous one is kept at full size).
+	BlueGreen *BlueGreenPlan `json:"blueGreen,omitempty"`
 	// Step indexes Steps; -1 while the canary starts (no traffic yet).
 	Step int32 `json:"step"`
 	// CanaryWeight is the canary's intended share of traffic, in percent.

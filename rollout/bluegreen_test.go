@@ -1,0 +1,235 @@
+package rollout
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+const blueGreenPolicy = `
+policies:
+  bg:
+    strategy: blueGreen
+    interval: 30s
+    blueGreen:
+      preview: {header: X-Preview, value: "yes"}
+      prePromotion: {duration: 2m, minSamples: 50}
+      postPromotion: {duration: 5m}
+    metrics:
+    - {name: error-rate}
+    - {name: success-rate, min: 0.99}
+`
+
+func TestABlueGreenPolicyParsesWithItsDefaults(t *testing.T) {
+	ps, err := ParseConfig([]byte(blueGreenPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps["bg"]
+	want := &BlueGreen{
+		Preview: Cohort{Name: PreviewName, Route: traffic.Cohort{Name: PreviewName, Header: "x-preview", Exact: "yes"}, Attribute: "x-preview", Value: "yes",
+			MinDuration: 2 * time.Minute, MinSamples: 50},
+		PostPromotion: 5 * time.Minute, ScaleDownDelay: 5 * time.Minute, // the delay defaults to the analysis
+	}
+	if p.Strategy != StrategyBlueGreen || len(p.Steps) != 0 || len(p.Cohorts) != 0 {
+		t.Errorf("strategy %q, steps %v, cohorts %v; want blue/green, with neither", p.Strategy, p.Steps, p.Cohorts)
+	}
+	if diff := cmp.Diff(want, p.BlueGreen); diff != "" {
+		t.Errorf("blueGreen (-want +got):\n%s", diff)
+	}
+	// The default deadline bounds the wait for the preview's verdict.
+	if p.AnalysisDeadline != defaultAnalysisDeadline {
+		t.Errorf("analysisDeadline %s, want the default %s", p.AnalysisDeadline, defaultAnalysisDeadline)
+	}
+	// Without a strategy, a policy is a canary.
+	std, err := ParseConfig([]byte("policies:\n  c:\n    steps: [10]\n    metrics: [{name: error-rate}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := std["c"]; c.Strategy != StrategyCanary || c.BlueGreen != nil {
+		t.Errorf("strategy %q, blueGreen %+v; want canary", c.Strategy, c.BlueGreen)
+	}
+}
+
+func TestBadBlueGreenPoliciesAreRefusedNamingTheField(t *testing.T) {
+	base := func(extra string) string {
+		return "policies:\n  bg:\n    interval: 1m\n    metrics: [{name: error-rate}, {name: success-rate, min: 0.99}]\n" + extra
+	}
+	bg := "    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-preview, value: \"1\"}\n"
+	for _, tc := range []struct{ name, policy, want string }{
+		{"unknown strategy", base("    strategy: redBlack\n"), `policies.bg.strategy: "redBlack": want canary (the default) or blueGreen`},
+		{"settings without the strategy", base("    steps: [10]\n    blueGreen:\n      preview: {header: x-preview, value: \"1\"}\n"), "policies.bg.blueGreen: set only with strategy: blueGreen"},
+		{"the strategy without settings", base("    strategy: blueGreen\n"), "policies.bg.blueGreen: required with strategy: blueGreen"},
+		{"steps", base(bg + "    steps: [10, 50]\n"), "policies.bg.steps: a blue/green rollout switches all traffic at once"},
+		{"stepWeight", base(bg + "    stepWeight: 10\n    maxWeight: 50\n"), "policies.bg.steps: a blue/green rollout switches all traffic at once"},
+		{"cohorts", base(bg + "    cohorts: [{name: beta, header: x-tier, value: beta}]\n"), "policies.bg.cohorts: a blue/green rollout's one audience before the switch is its preview"},
+		{"sticky", base(bg + "    sticky: {}\n"), "policies.bg.sticky: a blue/green rollout has no weighted steps"},
+		{"release flags", base(bg + "    releaseFlags: [{configMap: flags, flag: f}]\n"), "policies.bg.releaseFlags: release flags are stepped with a canary's weight"},
+		{"no preview route", base("    strategy: blueGreen\n    blueGreen: {postPromotion: {duration: 2m}}\n"), "policies.bg.blueGreen.preview: give exactly one of header and cookie"},
+		{"header and cookie", base("    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-p, cookie: p, value: \"1\"}\n"), "policies.bg.blueGreen.preview: give exactly one of header and cookie"},
+		{"no value", base("    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-preview}\n"), "policies.bg.blueGreen.preview: give exactly one of value and regex"},
+		{"the cookie header", base("    strategy: blueGreen\n    blueGreen:\n      preview: {header: Cookie, value: \"1\"}\n"), `policies.bg.blueGreen.preview.header: "Cookie" is not a header name`},
+		{"a bad regex", base("    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-preview, regex: \"(\"}\n"), "policies.bg.blueGreen.preview.regex:"},
+		{"post-promotion shorter than the interval", base(bg + "      postPromotion: {duration: 30s}\n"), "policies.bg.blueGreen.postPromotion.duration: 30s is shorter than the interval (1m0s)"},
+		{"post-promotion minSamples", base(bg + "      postPromotion: {duration: 2m, minSamples: 10}\n"), "policies.bg.blueGreen.postPromotion.minSamples:"},
+		{"negative pre-promotion minSamples", base(bg + "      prePromotion: {minSamples: -1}\n"), "policies.bg.blueGreen.prePromotion.minSamples: -1 is negative"},
+		{"a short pre-promotion", base(bg + "      prePromotion: {duration: 100ms}\n"), "policies.bg.blueGreen.prePromotion.duration: 100ms is shorter than 1s"},
+		{"a delay shorter than the analysis", base(bg + "      postPromotion: {duration: 5m}\n      scaleDownDelay: 2m\n"), "policies.bg.blueGreen.scaleDownDelay: 2m0s must be between postPromotion's duration (5m0s) and 24h0m0s"},
+		{"a delay of days", base(bg + "      scaleDownDelay: 72h\n"), "policies.bg.blueGreen.scaleDownDelay: 72h0m0s must be between"},
+		{"nothing judges after the switch", "policies:\n  bg:\n    metrics: [{name: error-rate}]\n" + bg, "policies.bg.metrics: a blue/green rollout needs a threshold check (min or max) or a rollout or rollback hook"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.policy))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestABlueGreenPolicyRefusesStepOverrides(t *testing.T) {
+	ps, err := ParseConfig([]byte(blueGreenPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps["bg"]
+	for _, tc := range []struct {
+		o    Overrides
+		want string
+	}{
+		{Overrides{Steps: []int32{10, 20}}, AnnotationStepWeights + ": policy bg is blue/green"},
+		{Overrides{MaxWeight: 30}, AnnotationMaxWeight + ": policy bg is blue/green"},
+		{Overrides{Interval: 10 * time.Minute}, AnnotationInterval + ": 10m0s is longer than policy bg's post-promotion analysis (5m0s)"},
+	} {
+		if _, err := p.Effective(tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.o, err, tc.want)
+		}
+	}
+	e, err := p.Effective(Overrides{Interval: time.Minute})
+	if err != nil || e.Interval != time.Minute || e.BlueGreen != p.BlueGreen {
+		t.Errorf("a slower interval: %+v, %v; want it taken", e, err)
+	}
+}
+
+// previewing is a blue/green Flight at its preview, comparisons looking
+// every 10 s, the preview route set as decided.
+func previewing(t *testing.T, now time.Time, early bool) Input {
+	t.Helper()
+	in := comparing(now)
+	p := *in.Policy
+	p.Steps, p.MaxWeight, p.EarlyPromotion, p.MinStepDuration = nil, 0, early, 30*time.Second
+	p.Metrics = append(p.Metrics, analysis.Metric{Name: "success-rate", Interval: time.Minute, Min: new(0.99)})
+	p.Strategy, p.BlueGreen = StrategyBlueGreen, &BlueGreen{
+		Preview:       Cohort{Name: PreviewName, Route: traffic.Cohort{Name: PreviewName, Header: "x-preview", Exact: "1"}, MinDuration: time.Minute},
+		PostPromotion: 2 * time.Minute, ScaleDownDelay: 2 * time.Minute,
+	}
+	in.Policy = &p
+	in.Status.Steps, in.Status.CanaryWeight = []int32{0, 100}, 0
+	in.Status.Cohorts = []v1alpha1.CohortStage{{Name: PreviewName, Header: "x-preview", Exact: "1", MinDuration: metav1.Duration{Duration: time.Minute}}}
+	in.Status.BlueGreen = &v1alpha1.BlueGreenPlan{PostPromotion: metav1.Duration{Duration: 2 * time.Minute}, ScaleDownDelay: metav1.Duration{Duration: 2 * time.Minute}}
+	in.Weights = traffic.Weights{Stable: 100, Cohort: traffic.Cohort{Name: PreviewName, Header: "x-preview", Exact: "1"}}
+	return in
+}
+
+// measured answers a decision's request for checks: the error-rate
+// comparison's counters, and the success rate at 0.999.
+func measured(t *testing.T, in Input, r []analysis.Check) Decision {
+	t.Helper()
+	d := Decide(in)
+	if !d.NeedChecks {
+		return d
+	}
+	in.Checks = nil
+	for _, m := range d.Measure {
+		switch m.Name {
+		case analysis.ErrorRate:
+			in.Checks = append(in.Checks, r...)
+		default:
+			in.Checks = append(in.Checks, check(m.Name, analysis.Pass, 0.999))
+		}
+	}
+	return Decide(in)
+}
+
+func TestEarlyPromotionOfABlueGreenPreviewSwitchesAndIsJudgedAfterTheSwitch(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := previewing(t, now, true)
+	d := measured(t, in, reading(0, 0, 0, 0)) // the baseline
+	// The preview's requests show the new revision no worse; it has
+	// lasted its pre-promotion duration: the switch, not the promotion.
+	in.Status, in.Now = d.Status, now.Add(time.Minute)
+	d = measured(t, in, reading(3000, 2, 3000, 15))
+	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Step != 1 || d.Status.CanaryWeight != 100 {
+		t.Fatalf("phase %s step %d at %d%% (%s); want switched: step 2 at 100%%", d.Status.Phase, d.Status.Step, d.Status.CanaryWeight, d.Status.Message)
+	}
+	if !strings.Contains(d.Status.Message, "switched: all traffic on revision r2") {
+		t.Errorf("message %q does not say it switched", d.Status.Message)
+	}
+	if got := summarize(d).Weights; !cmp.Equal(got, []traffic.Weights{{Canary: 100}}) {
+		t.Errorf("weights set %+v, want all traffic on the new revision, no preview route", got)
+	}
+	// After the switch only the threshold checks are measured: stable
+	// serves nothing to compare with.
+	in.Status, in.Now, in.Weights = d.Status, now.Add(2*time.Minute), traffic.Weights{Canary: 100}
+	in.Checks = nil
+	ask := Decide(in)
+	if !ask.NeedChecks || len(ask.Measure) != 1 || ask.Measure[0].Name != "success-rate" {
+		t.Fatalf("after the switch asked for %+v (need %t), want the success rate alone", ask.Measure, ask.NeedChecks)
+	}
+	d = measured(t, in, nil)
+	if d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Step != 1 || !strings.Contains(d.Status.Message, "kept at full size for 1m0s more") {
+		t.Fatalf("a minute after the switch: phase %s step %d (%s); want still judged, the previous revision kept", d.Status.Phase, d.Status.Step, d.Status.Message)
+	}
+	// The post-promotion analysis is over: the promotion proper.
+	in.Status, in.Now = d.Status, now.Add(3*time.Minute)
+	d = measured(t, in, nil)
+	if d.Status.Phase != v1alpha1.PhasePromoting {
+		t.Fatalf("after the post-promotion analysis: phase %s (%s), want promoting", d.Status.Phase, d.Status.Message)
+	}
+}
+
+func TestABlueGreenPreviewWaitsForItsComparisonsBeforeTheSwitch(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := previewing(t, now, false)
+	d := measured(t, in, reading(0, 0, 0, 0))
+	// The round after the pre-promotion duration: the success rate
+	// passed, the comparison cannot tell yet. A canary would move on to
+	// its next step; the preview holds, as a canary's last step does.
+	in.Status, in.Now = d.Status, now.Add(time.Minute)
+	d = measured(t, in, reading(40, 0, 400, 2))
+	if d.Status.Step != 0 || d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldInconclusive ||
+		!strings.Contains(d.Status.Message, "the switch waits until every comparison shows the new revision no worse") {
+		t.Fatalf("step %d, hold %+v (%s); want the preview held, inconclusive", d.Status.Step, d.Status.Hold, d.Status.Message)
+	}
+	if got := summarize(d).Weights; len(got) != 0 {
+		t.Errorf("weights set %+v while held, want none", got)
+	}
+	// A preview shown worse is rolled back: all traffic was on stable.
+	in.Status, in.Now = d.Status, now.Add(time.Minute+10*time.Second)
+	d = measured(t, in, reading(140, 30, 500, 3))
+	if rejectedTo(d.Status) != v1alpha1.PhaseRolledBack || !strings.HasPrefix(d.Status.Message, "rolling back: preview (x-preview: 1): error-rate worse") {
+		t.Fatalf("phase %s (%s), want rolled back from the preview", d.Status.Phase, d.Status.Message)
+	}
+}
+
+func TestAManualPromotionOfAPreviewSwitchesAndAFullOnePromotes(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := previewing(t, now, false)
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionPromote, By: "api:ci"}
+	d := Decide(in)
+	if d.Status.Step != 1 || d.Status.CanaryWeight != 100 || d.Status.Phase != v1alpha1.PhaseProgressing {
+		t.Errorf("promote at the preview: phase %s step %d at %d%% (%s); want switched", d.Status.Phase, d.Status.Step, d.Status.CanaryWeight, d.Status.Message)
+	}
+	in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:ci"}
+	d = Decide(in)
+	if d.Status.Phase != v1alpha1.PhasePromoting {
+		t.Errorf("promote-full at the preview: phase %s (%s); want promoting", d.Status.Phase, d.Status.Message)
+	}
+}

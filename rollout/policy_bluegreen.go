@@ -1,0 +1,143 @@
+package rollout
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/webhooks"
+)
+
+// Strategies: how a new revision reaches users.
+const (
+	// StrategyCanary (the default): cohort stages, then weighted steps.
+	StrategyCanary = "canary"
+	// StrategyBlueGreen: the new revision comes up at full size beside the
+	// previous one and is reached only through its preview route while it
+	// is judged; then all traffic switches to it at once, and it is judged
+	// again with the previous revision kept at full size, ready to take
+	// the traffic back.
+	StrategyBlueGreen = "blueGreen"
+)
+
+// BlueGreenSpec is the blueGreen strategy as written in the policy file.
+type BlueGreenSpec struct {
+	// Preview is the route that reaches the new revision before the
+	// switch, and nothing else does: one header (value, or regex) or one
+	// cookie's value, as a cohort's.
+	Preview PreviewSpec `json:"preview"`
+	// PrePromotion is the analysis of the preview: it is first judged
+	// after Duration (default: the interval), by the policy's checks and
+	// hooks, with the preview's own traffic or a load test's. Every check
+	// needs at least MinSamples requests in it.
+	PrePromotion PhaseSpec `json:"prePromotion,omitempty"`
+	// PostPromotion is the analysis after the switch: for Duration
+	// (default: the interval, and at least that) the new revision serves
+	// everyone and is judged every interval by the policy's threshold
+	// checks and hooks; a failure switches back at once. (Comparisons
+	// with stable judge the preview: after the switch stable serves
+	// nothing to compare with.)
+	PostPromotion PhaseSpec `json:"postPromotion,omitempty"`
+	// ScaleDownDelay is how long after the switch the previous revision is
+	// kept at full size, at least (default, and at least: PostPromotion's
+	// duration). Then the Deployment is rolled to the new revision.
+	ScaleDownDelay metav1.Duration `json:"scaleDownDelay,omitempty"`
+}
+
+// PreviewSpec is a blue/green preview route.
+type PreviewSpec struct {
+	Header string `json:"header,omitempty"`
+	Cookie string `json:"cookie,omitempty"`
+	Value  string `json:"value,omitempty"`
+	Regex  string `json:"regex,omitempty"`
+}
+
+// PhaseSpec is one analysis phase of a blue/green rollout.
+type PhaseSpec struct {
+	Duration   metav1.Duration `json:"duration,omitempty"`
+	MinSamples int64           `json:"minSamples,omitempty"`
+}
+
+// BlueGreen is a validated blue/green strategy.
+type BlueGreen struct {
+	// Preview is the preview stage, as a cohort named "preview" whose
+	// MinDuration and MinSamples are the pre-promotion analysis's.
+	Preview                       Cohort
+	PostPromotion, ScaleDownDelay time.Duration
+}
+
+// PreviewName names the preview stage (its cohort).
+const PreviewName = "preview"
+
+// maxScaleDownDelay bounds how long two full-size revisions run side by
+// side.
+const maxScaleDownDelay = 24 * time.Hour
+
+// buildStrategy validates the policy's strategy, and a blue/green one's
+// settings, which leave no room for steps, cohorts or sticky users. It
+// reports whether the policy is blue/green.
+func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ...any)) bool {
+	switch s.Strategy {
+	case "", StrategyCanary:
+		if s.BlueGreen != nil {
+			field("blueGreen", "set only with strategy: %s", StrategyBlueGreen)
+		}
+		return false
+	case StrategyBlueGreen:
+	default:
+		field("strategy", "%q: want %s (the default) or %s", s.Strategy, StrategyCanary, StrategyBlueGreen)
+		return false
+	}
+	if s.BlueGreen == nil {
+		field("blueGreen", "required with strategy: %s (its preview route at least)", StrategyBlueGreen)
+		return true
+	}
+	if len(s.Steps) > 0 || s.StepWeight != 0 || s.MaxWeight != 0 {
+		field("steps", "a blue/green rollout switches all traffic at once: it has no steps (strategy: %s has them)", StrategyCanary)
+	}
+	if len(s.Cohorts) > 0 {
+		field("cohorts", "a blue/green rollout's one audience before the switch is its preview: give it as blueGreen.preview")
+	}
+	if s.Sticky != nil {
+		field("sticky", "a blue/green rollout has no weighted steps to keep users on the new revision during")
+	}
+	if len(s.ReleaseFlags) > 0 {
+		field("releaseFlags", "release flags are stepped with a canary's weight; a blue/green rollout has none")
+	}
+	bg := s.BlueGreen
+	pre, post := bg.PrePromotion, bg.PostPromotion
+	preview := buildCohort(CohortSpec{Name: PreviewName, Header: bg.Preview.Header, Cookie: bg.Preview.Cookie, Value: bg.Preview.Value, Regex: bg.Preview.Regex},
+		"blueGreen.preview", field)
+	preview.MinDuration = orDefault(pre.Duration.Duration, p.Interval)
+	preview.MinSamples = pre.MinSamples
+	if preview.MinDuration < time.Second {
+		field("blueGreen.prePromotion.duration", "%s is shorter than 1s", preview.MinDuration)
+	}
+	if pre.MinSamples < 0 {
+		field("blueGreen.prePromotion.minSamples", "%d is negative", pre.MinSamples)
+	}
+	if post.MinSamples != 0 {
+		field("blueGreen.postPromotion.minSamples", "after the switch the new revision serves everyone: give the checks' own minSamples")
+	}
+	out := &BlueGreen{Preview: preview, PostPromotion: orDefault(post.Duration.Duration, p.Interval)}
+	if out.PostPromotion < p.Interval {
+		field("blueGreen.postPromotion.duration", "%s is shorter than the interval (%s): no analysis round would judge the new revision after the switch", out.PostPromotion, p.Interval)
+	}
+	out.ScaleDownDelay = orDefault(bg.ScaleDownDelay.Duration, out.PostPromotion)
+	if out.ScaleDownDelay < out.PostPromotion || out.ScaleDownDelay > maxScaleDownDelay {
+		field("blueGreen.scaleDownDelay", "%s must be between postPromotion's duration (%s) and %s: the previous revision stays at full size while the new one may be switched back", out.ScaleDownDelay, out.PostPromotion, maxScaleDownDelay)
+	}
+	// Something must judge the new revision after the switch.
+	judged := false
+	for _, m := range s.Metrics {
+		judged = judged || !m.isComparison()
+	}
+	for _, h := range s.Webhooks {
+		judged = judged || h.Type == string(webhooks.Rollout) && h.When != "notEnoughData" || h.Type == string(webhooks.Rollback)
+	}
+	if !judged && len(s.Metrics) > 0 {
+		field("metrics", "a blue/green rollout needs a threshold check (min or max) or a rollout or rollback hook to judge it after the switch: comparisons with stable judge the preview, and after the switch stable serves nothing to compare with")
+	}
+	p.Strategy, p.BlueGreen = StrategyBlueGreen, out
+	return true
+}
