@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/rollout/rolloutpb"
 )
@@ -86,6 +87,10 @@ func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 	}
 	for _, c := range st.Cohorts {
 		out.Cohorts = append(out.Cohorts, c.Name)
+	}
+	out.Strategy = rollout.StrategyCanary
+	if st.BlueGreen != nil {
+		out.Strategy = rollout.StrategyBlueGreen
 	}
 	for _, fl := range st.Flags {
 		out.Flags = append(out.Flags, &rolloutpb.ReleaseFlag{

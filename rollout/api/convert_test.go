@@ -61,7 +61,7 @@ func TestFlightToProto(t *testing.T) {
 		CanaryImages:      []*rolloutpb.ContainerImage{{Container: "shop", Image: "registry.example/shop:2"}, {Container: "migrate", Image: "registry.example/migrate:1", Init: true}},
 		RevisionStartedAt: ts(1),
 		Phase:             rolloutpb.Phase_PHASE_PROMOTING,
-		Steps:             []int32{10, 40, 70}, Step: 2, CanaryWeight: 100,
+		Steps:             []int32{10, 40, 70}, Step: 2, CanaryWeight: 100, Strategy: "canary",
 		PromotionStage: rolloutpb.PromotionStage_PROMOTION_STAGE_FINALIZE,
 		FailedChecks:   1,
 		StepStartedAt:  ts(2), LastAnalysisAt: ts(3), StageStartedAt: ts(4),
@@ -80,6 +80,10 @@ func TestFlightToProto(t *testing.T) {
 	got := FlightToProto(f)
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("FlightToProto (-want +got):\n%s", diff)
+	}
+	f.Status.BlueGreen = &v1alpha1.BlueGreenPlan{}
+	if got := FlightToProto(f).GetStrategy(); got != "blueGreen" {
+		t.Errorf("a blue/green revision's strategy: %q, want blueGreen", got)
 	}
 	// The conversion shares nothing that a later change of the Flight
 	// would show through.

@@ -528,7 +528,12 @@ type Flight struct {
 	// len(cohorts) entries of steps (at weight 0) are theirs.
 	Cohorts []string `protobuf:"bytes,41,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
 	// The release flags linked to this revision, and where each stands.
-	Flags         []*ReleaseFlag `protobuf:"bytes,42,rep,name=flags,proto3" json:"flags,omitempty"`
+	Flags []*ReleaseFlag `protobuf:"bytes,42,rep,name=flags,proto3" json:"flags,omitempty"`
+	// How this revision reaches users: "canary" (weighted steps, after any
+	// cohorts) or "blueGreen" (steps has two entries: the preview, at 0%,
+	// whose cohort is the preview route, then the switch, at 100%, with the
+	// previous revision kept at full size).
+	Strategy      string `protobuf:"bytes,43,opt,name=strategy,proto3" json:"strategy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -771,6 +776,13 @@ func (x *Flight) GetFlags() []*ReleaseFlag {
 		return x.Flags
 	}
 	return nil
+}
+
+func (x *Flight) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
 }
 
 // ReleaseFlag is a flag fledge rewrites in lockstep with the traffic.
@@ -3134,7 +3146,7 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\n" +
 	"\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -3171,7 +3183,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"conditions\x128\n" +
 	"\rlast_decision\x18( \x01(\v2\x13.fledge.v1.DecisionR\flastDecision\x12\x18\n" +
 	"\acohorts\x18) \x03(\tR\acohorts\x12,\n" +
-	"\x05flags\x18* \x03(\v2\x16.fledge.v1.ReleaseFlagR\x05flags\"\x9c\x01\n" +
+	"\x05flags\x18* \x03(\v2\x16.fledge.v1.ReleaseFlagR\x05flags\x12\x1a\n" +
+	"\bstrategy\x18+ \x01(\tR\bstrategy\"\x9c\x01\n" +
 	"\vReleaseFlag\x12\x12\n" +
 	"\x04flag\x18\x01 \x01(\tR\x04flag\x12\x1d\n" +
 	"\n" +

@@ -106,6 +106,14 @@ func step(f *rolloutpb.Flight) string {
 // progress is "step 2/4 [####------] 40%", or "step 1/4 cohort beta"
 // during a cohort stage.
 func progress(f *rolloutpb.Flight) string {
+	if f.GetStrategy() == "blueGreen" {
+		switch {
+		case cohort(f) != "":
+			return fmt.Sprintf("step %s blue/green preview", step(f))
+		case f.GetStep() == 1 && (f.GetPhase() == rolloutpb.Phase_PHASE_PROGRESSING || f.GetPhase() == rolloutpb.Phase_PHASE_PAUSED):
+			return fmt.Sprintf("step %s blue/green switched, previous revision kept", step(f))
+		}
+	}
 	if c := cohort(f); c != "" {
 		return fmt.Sprintf("step %s cohort %s", step(f), c)
 	}
