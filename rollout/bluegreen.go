@@ -2,10 +2,12 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/webhooks"
 )
 
 // A blue/green revision walks the canary's state machine with two steps
@@ -68,6 +70,16 @@ func (d *decider) afterTheSwitch(why string, checks []analysis.Check) bool {
 	}
 	d.advance(why, v1alpha1.VerdictAdvance, checks)
 	return true
+}
+
+// notifySwitched tells people that every request now reaches the new
+// revision, with the checks that judged its preview. (Event hooks hear of
+// the switch as of every move, through the decision's record.)
+func (d *decider) notifySwitched(checks []analysis.Check) {
+	d.notify(webhooks.Notification{
+		Event: EventSwitched, FromImages: ImageRefs(d.st.StableImages), ToImages: ImageRefs(d.st.CanaryImages),
+		Plan: slices.Clone(d.st.Steps), Step: d.st.Step, Weight: d.st.CanaryWeight, Reason: d.st.Message, Checks: copyChecks(checks),
+	})
 }
 
 // switchMessage says what the switch did.

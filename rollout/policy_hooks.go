@@ -117,9 +117,12 @@ const (
 	EventRolledBack = "RolledBack"
 	EventAborted    = "Aborted"
 	EventHeld       = "Held"
+	// EventSwitched: a blue/green revision took all traffic; the previous
+	// one is kept at full size while it is judged.
+	EventSwitched = "Switched"
 )
 
-var notificationEvents = []string{EventStarted, EventPromoted, EventRolledBack, EventAborted, EventHeld}
+var notificationEvents = []string{EventStarted, EventPromoted, EventRolledBack, EventAborted, EventHeld, EventSwitched}
 
 const (
 	defaultHookTimeout  = 10 * time.Second

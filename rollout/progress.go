@@ -450,6 +450,9 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 		d.st.Message, reason = d.switchMessage(why), "Switched"
 	}
 	d.event(false, reason, d.st.Message)
+	if d.switched() {
+		d.notifySwitched(checks)
+	}
 	if d.st.Step > 0 || len(checks) > 0 || v != v1alpha1.VerdictAdvance || CohortOf(&d.st) != nil {
 		// The first step follows from the start (already in the log)
 		// unless pre-rollout hooks judged it, or it is a cohort's.

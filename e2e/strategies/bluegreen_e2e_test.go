@@ -15,6 +15,7 @@ import (
 
 	"github.com/fledgehq/fledge/e2e/mesh"
 	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/e2e/slackd"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	fledgeengine "github.com/fledgehq/fledge/rollout/engine"
@@ -30,6 +31,7 @@ const previewHeader = "x-fledge-preview"
 // at full size for 12 s; manual is the same with a preview that can never
 // bring enough requests to judge, so only a person switches.
 const blueGreenPolicies = `
+slack: {secret: fledge-slack}
 policies:
   bg:
     strategy: blueGreen
@@ -203,6 +205,17 @@ func TestABlueGreenRolloutIsPreviewedSwitchedJudgedAndPromoted(t *testing.T) {
 	}
 	watch.mu.Unlock()
 	assertSettled(t, sb, ns)
+	// Slack heard of the switch, with what was kept, and of the promotion.
+	app := ns + "/shop"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg, err := sb.Slack.WaitFor(ctx, func(m slackd.Message) bool { return strings.HasPrefix(m.Text, "Switched "+app+" to example.com/shop:v2") })
+	if err != nil || !strings.Contains(msg.Text, "kept at full size") {
+		t.Errorf("Slack's switch message %q (%v), want one saying what is kept at full size", msg.Text, err)
+	}
+	if _, err := sb.Slack.WaitFor(ctx, func(m slackd.Message) bool { return strings.HasPrefix(m.Text, "Promoted "+app) }); err != nil {
+		t.Errorf("no promotion in Slack: %v", err)
+	}
 }
 
 // TestABlueGreenRevisionFailingAfterTheSwitchIsSwitchedBackAtOnce: a person

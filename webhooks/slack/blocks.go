@@ -17,6 +17,7 @@ const (
 	eventRolledBack = "RolledBack"
 	eventAborted    = "Aborted"
 	eventHeld       = "Held"
+	eventSwitched   = "Switched"
 )
 
 // Blocks lays a notification out as Slack shows it: a fallback text line
@@ -38,6 +39,8 @@ func Blocks(n webhooks.Notification) (text string, blocks []slack.Block) {
 		l = rejected(n)
 	case eventHeld:
 		l = held(n)
+	case eventSwitched:
+		l = switched(n)
 	default:
 		l = other(n)
 	}
@@ -88,6 +91,25 @@ func promoted(n webhooks.Notification) layout {
 		l.fallback += " in " + took
 	}
 	l.fallback += " (" + steps + " steps)"
+	return l
+}
+
+// switched lays out a blue/green switch: every request now reaches the new
+// revision, and the previous one is kept at full size while it is judged.
+func switched(n webhooks.Notification) layout {
+	l := layout{
+		emoji: ":twisted_rightwards_arrows:", title: "Switched",
+		fields: append(where(n),
+			imagesField("Now serving", n.ToImages),
+			imagesField("Kept at full size", n.FromImages),
+		),
+		checksTitle: "Preview checks",
+		checks:      n.Checks,
+		fallback:    fmt.Sprintf("Switched %s to %s; %s kept at full size", app(n), plainImages(n.ToImages), plainImages(n.FromImages)),
+	}
+	if n.Reason != "" {
+		l.summary = esc(n.Reason, maxSection)
+	}
 	return l
 }
 

@@ -88,6 +88,17 @@ func TestBlocksTellEachEvent(t *testing.T) {
 			absent: []string{"pass", "0.99874"},
 		},
 		{
+			name: "a blue/green switch says what now serves, what is kept, and the preview's checks",
+			n: with(base("Switched"), func(n *webhooks.Notification) {
+				n.Plan, n.Step, n.Weight = []int32{0, 100}, 1, 100
+				n.Reason = "preview (x-fledge-preview: true): all 2 checks passed; switched: all traffic on revision 7f9c4d"
+				n.Checks = []analysis.Check{passingRate}
+			}),
+			want: []string{"Switched: checkout", "*Now serving*\n`registry.example/shop/checkout:v2`", "*Kept at full size*\n`registry.example/shop/checkout:v1`",
+				"Preview checks", "success-rate* 0.9987", "switched: all traffic on revision 7f9c4d"},
+			inText: []string{"Switched shop/checkout to registry.example/shop/checkout:v2; registry.example/shop/checkout:v1 kept at full size"},
+		},
+		{
 			name: "a promotion made early by a person shows the steps it skipped",
 			n: with(base("Promoted"), func(n *webhooks.Notification) {
 				n.Step, n.DurationSeconds = 0, 3725
@@ -250,7 +261,7 @@ func TestBlocksKeepWithinBlockKitLimits(t *testing.T) {
 			Reason: long, HoldReason: long, By: long, Checks: checks, DurationSeconds: 1 << 40,
 		}
 	}
-	for _, event := range []string{"Started", "Promoted", "RolledBack", "Aborted", "Held", "Other"} {
+	for _, event := range []string{"Started", "Promoted", "RolledBack", "Aborted", "Held", "Switched", "Other"} {
 		t.Run(event+" with oversized facts", func(t *testing.T) {
 			n := huge(event)
 			if event != "Other" {
