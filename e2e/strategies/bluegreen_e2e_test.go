@@ -209,7 +209,9 @@ func TestABlueGreenRolloutIsPreviewedSwitchedJudgedAndPromoted(t *testing.T) {
 	app := ns + "/shop"
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	msg, err := sb.Slack.WaitFor(ctx, func(m slackd.Message) bool { return strings.HasPrefix(m.Text, "Switched "+app+" to example.com/shop:v2") })
+	msg, err := sb.Slack.WaitFor(ctx, func(m slackd.Message) bool {
+		return strings.HasPrefix(m.Text, "Switched "+app+" to example.com/shop:v2")
+	})
 	if err != nil || !strings.Contains(msg.Text, "kept at full size") {
 		t.Errorf("Slack's switch message %q (%v), want one saying what is kept at full size", msg.Text, err)
 	}
