@@ -233,3 +233,38 @@ func TestAManualPromotionOfAPreviewSwitchesAndAFullOnePromotes(t *testing.T) {
 		t.Errorf("promote-full at the preview: phase %s (%s); want promoting", d.Status.Phase, d.Status.Message)
 	}
 }
+
+func TestACanaryWhosePodsAreRefusedHoldsSayingWhyAndIsRolledBackAtItsDeadline(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := atStep(now, 0)
+	started := metav1.NewTime(now)
+	in.Status.Step, in.Status.CanaryWeight, in.Status.StepStartedAt, in.Status.RevisionStartedAt = -1, 0, nil, &started
+	in.Weights = traffic.Weights{Stable: 100}
+	in.CanaryReady = false
+	in.CanaryTrouble = `FailedCreate: pods "shop-canary-7f9c4d-x2" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=3, limited: pods=3`
+	d := Decide(in)
+	if h := d.Status.Hold; h == nil || h.Reason != v1alpha1.HoldCanaryNotReady || !strings.Contains(h.Message, "exceeded quota") || !strings.Contains(h.Message, "rolled back at 01:05:00") {
+		t.Fatalf("hold %+v, want the canary held, naming the quota and the deadline", h)
+	}
+	if w := summarize(d).Weights; len(w) != 0 {
+		t.Errorf("weights set %+v, want none: nothing reaches a canary that cannot come up", w)
+	}
+	// The trouble of an older revision's canary is not this one's.
+	in.CanaryRevision = "r1"
+	if h := Decide(in).Status.Hold; h != nil && strings.Contains(h.Message, "quota") {
+		t.Errorf("hold %+v names another revision's trouble", h)
+	}
+	in.CanaryRevision = "r2"
+	held := d.Status
+	// At the progress deadline: rolled back, the reason kept.
+	in.Status, in.Now = held, now.Add(5*time.Minute)
+	d = Decide(in)
+	if d.Status.Phase != v1alpha1.PhaseRolledBack && d.Status.Phase != v1alpha1.PhaseRollingBack || !strings.Contains(d.Status.Message, "exceeded quota") {
+		t.Errorf("at the deadline: phase %s (%s), want rolled back naming the quota", d.Status.Phase, d.Status.Message)
+	}
+	// Pods that come up after all clear the hold.
+	in.Status, in.Now, in.CanaryReady, in.CanaryTrouble = held, now.Add(time.Minute), true, ""
+	if d := Decide(in); d.Status.Hold != nil || d.Status.Step != 0 {
+		t.Errorf("ready: step %d, hold %+v; want the first step, the hold cleared", d.Status.Step, d.Status.Hold)
+	}
+}

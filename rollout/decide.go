@@ -89,6 +89,10 @@ type Observed struct {
 	CanaryRevision string
 	CanaryReplicas int32
 	CanaryReady    bool
+	// CanaryTrouble is why the canary's Deployment says it cannot bring
+	// its pods up (a ReplicaFailure condition, such as a quota exceeded,
+	// or its progress deadline exceeded), empty when it says nothing.
+	CanaryTrouble string
 	// Weights are the split read back from the routing, valid unless
 	// RoutingError is set.
 	Weights      traffic.Weights

@@ -170,12 +170,21 @@ func (d *decider) startTraffic() {
 		}
 		deadline := started.Add(d.in.Policy.ProgressDeadline)
 		if !d.in.Now.Before(deadline) {
-			d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready within the progress deadline (%s)", d.st.CanaryRevision, d.in.Policy.ProgressDeadline), nil)
+			d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready within the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
 			return
+		}
+		if d.in.CanaryTrouble != "" && d.in.CanaryRevision == d.st.CanaryRevision {
+			// Said at once, rather than at the deadline: people can act
+			// (raise the quota) while the rollout waits.
+			d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s cannot bring its pods up%s; no traffic reaches it, and it is rolled back at %s unless they come up",
+				d.st.CanaryRevision, d.canaryTrouble(), deadline.UTC().Format(time.TimeOnly)))
 		}
 		d.do(EnsureCanary{Revision: d.st.CanaryRevision})
 		d.after(min(2*time.Second, deadline.Sub(d.in.Now)))
 		return
+	}
+	if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryNotReady {
+		d.st.Hold = nil // its pods came up after all
 	}
 	ready := fmt.Sprintf("canary %s ready", d.st.CanaryRevision)
 	if d.st.StepPassed {
@@ -211,14 +220,23 @@ func (d *decider) canaryReady() bool {
 		}
 		return true
 	}
-	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s is not ready", d.st.CanaryRevision))
+	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s is not ready%s", d.st.CanaryRevision, d.canaryTrouble()))
 	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
-		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)", d.st.CanaryRevision, d.in.Policy.ProgressDeadline), nil)
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
 		return false
 	}
 	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
 	d.after(2 * time.Second)
 	return false
+}
+
+// canaryTrouble is ": " and what the canary's Deployment says keeps its
+// pods from coming up, or nothing.
+func (d *decider) canaryTrouble() string {
+	if d.in.CanaryTrouble == "" || d.in.CanaryRevision != d.st.CanaryRevision {
+		return ""
+	}
+	return ": " + d.in.CanaryTrouble
 }
 
 // analysisDue is when the current step is next judged: a full interval

@@ -272,7 +272,7 @@ func (s *Sandbox) startKubeComponents(ctx context.Context) error {
 		"--kube-api-burst=200",
 	}
 	kcm, err := s.launch("kube-controller-manager", s.tools.ControllerManager, append(common,
-		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller",
+		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,resourcequota-controller",
 		fmt.Sprintf("--secure-port=%d", s.ports.kcm),
 		"--cert-dir="+filepath.Join(s.Dir, "kube-controller-manager"),
 	)...)

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/e2e/mesh"
@@ -46,6 +49,15 @@ policies:
       scaleDownDelay: 12s
     metrics:
     - {name: error-rate, maxIncrease: 0.05}
+    - {name: success-rate, min: 0.95, minSamples: 10, interval: 4s}
+  tight:
+    strategy: blueGreen
+    interval: 4s
+    minInterval: 1s
+    progressDeadline: 20s
+    blueGreen:
+      preview: {header: ` + previewHeader + `, value: "true"}
+    metrics:
     - {name: success-rate, min: 0.95, minSamples: 10, interval: 4s}
   manual:
     strategy: blueGreen
@@ -296,4 +308,57 @@ func getOrFail(t *testing.T, sb *sandbox.Sandbox, ns string) *v1alpha1.Flight {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// TestABlueGreenRevisionWithoutQuotaHoldsSayingWhyAndIsRolledBack: the
+// namespace's quota leaves room for one more pod, not for the new
+// revision's two. The Flight holds at once naming the quota, no request
+// ever reaches the half-started revision, and at the progress deadline it
+// is rolled back with the reason, its one pod removed.
+func TestABlueGreenRevisionWithoutQuotaHoldsSayingWhyAndIsRolledBack(t *testing.T) {
+	sb, ns := suite.Namespace(t)
+	startEngine(t, sb, ns, blueGreenPolicies)
+	stable := shopApp(t, sb, ns, "tight", 20)
+	ctx := context.Background()
+	_, err := sb.Kube.CoreV1().ResourceQuotas(ns).Create(ctx, &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Name: "pods"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("3")}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The quota controller fills in what it allows before it is enforced.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		q, err := sb.Kube.CoreV1().ResourceQuotas(ns).Get(ctx, "pods", metav1.GetOptions{})
+		return err == nil && len(q.Status.Hard) > 0, nil
+	}); err != nil {
+		t.Fatalf("the quota's status was never filled in: %v", err)
+	}
+	rec := record(t, sb, ns, previewHeader)
+
+	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldCanaryNotReady || f.Status.Phase.Terminal())
+	})
+	if h := f.Status.Hold; h == nil || !strings.Contains(h.Message, "exceeded quota") {
+		t.Fatalf("hold %+v (phase %s), want one naming the quota", h, f.Status.Phase)
+	}
+	t.Logf("held: %s", f.Status.Hold.Message)
+	if w := routingOf(t, sb, ns); w != (traffic.Weights{Stable: 100}) {
+		t.Errorf("routing %+v while the new revision cannot come up, want all on stable and no preview route", w)
+	}
+	reached := 0
+	for _, r := range rec.window(time.Second) {
+		if r.canary {
+			reached++
+		}
+	}
+	if reached != 0 {
+		t.Errorf("%d requests reached the half-started revision, want none", reached)
+	}
+	f = waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase.Terminal() })
+	if f.Status.Phase != v1alpha1.PhaseRolledBack || f.Status.StableRevision != stable || !strings.Contains(f.Status.Message, "exceeded quota") {
+		t.Fatalf("phase %s, stable %s (%s); want RolledBack naming the quota", f.Status.Phase, f.Status.StableRevision, f.Status.Message)
+	}
+	assertSettled(t, sb, ns)
 }

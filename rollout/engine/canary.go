@@ -80,6 +80,34 @@ func DeploymentSettled(d *appsv1.Deployment) bool {
 	return d.Status.ObservedGeneration >= d.Generation && replicasSettled(d)
 }
 
+// deploymentTrouble is what a Deployment's conditions say keeps its pods
+// from coming up: a ReplicaFailure (pods refused: a quota exceeded, a
+// policy's admission), or its progress deadline exceeded. Empty when they
+// say nothing of the kind, or describe an older generation.
+func deploymentTrouble(d *appsv1.Deployment) string {
+	if d.Status.ObservedGeneration < d.Generation {
+		return ""
+	}
+	for _, c := range d.Status.Conditions {
+		switch {
+		case c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue:
+			return fmt.Sprintf("%s: %s", c.Reason, bounded(c.Message))
+		case c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded":
+			return fmt.Sprintf("%s: %s", c.Reason, bounded(c.Message))
+		}
+	}
+	return ""
+}
+
+// bounded cuts a message from the cluster to a length fit for a status.
+func bounded(s string) string {
+	const most = 300
+	if r := []rune(s); len(r) > most {
+		return string(r[:most]) + "…"
+	}
+	return s
+}
+
 // replicasSettled reports whether the Deployment's status counts all its
 // replicas updated and available, and no more.
 func replicasSettled(d *appsv1.Deployment) bool {

@@ -58,6 +58,9 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
 			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
+			if !o.CanaryReady && o.CanaryRevision == TemplateHash(d.Spec.Template) {
+				o.CanaryTrouble = deploymentTrouble(canary)
+			}
 		}
 	}
 	if svc, err := c.services.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
