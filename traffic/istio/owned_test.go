@@ -82,6 +82,12 @@ func TestUserOwnedKeepsEverythingButTheRouteDestinations(t *testing.T) {
 		return d
 	}
 	fqdnOnly := userOwned(&networkingv1.HTTPRoute{Route: []*networkingv1.HTTPRouteDestination{dest("web.shop.svc.cluster.local")}})
+	// A team that mirrors its traffic to a shadow deployment of its own:
+	// the mirror stays as written through the rollout and after it.
+	mirroring := teamRoutes()
+	mirroring.Spec.Http[1].Mirror = &networkingv1.Destination{Host: "web-shadow", Port: &networkingv1.PortSelector{Number: 8080}}
+	mirroring.Spec.Http[1].MirrorPercentage = &networkingv1.Percent{Value: 12.5}
+	mirroring.Spec.Http[1].Mirrors = []*networkingv1.HTTPMirrorPolicy{{Destination: &networkingv1.Destination{Host: "web-audit"}, Percentage: &networkingv1.Percent{Value: 1}}}
 
 	for _, c := range []struct {
 		name        string
@@ -101,6 +107,11 @@ func TestUserOwnedKeepsEverythingButTheRouteDestinations(t *testing.T) {
 		vs:   teamRoutes(), route: "primary", index: 1,
 		set:      traffic.Weights{Canary: 100},
 		afterSet: []*networkingv1.HTTPRouteDestination{stableAt(0), canaryAt(100)},
+	}, {
+		name: "a route that mirrors to the team's shadow keeps its mirrors",
+		vs:   mirroring, route: "primary", index: 1,
+		set:      traffic.Weights{Stable: 70, Canary: 30},
+		afterSet: []*networkingv1.HTTPRouteDestination{stableAt(70), canaryAt(30)},
 	}, {
 		name: "the only route, unnamed, with the stable host written in full",
 		vs:   fqdnOnly, index: 0,
