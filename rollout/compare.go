@@ -561,6 +561,11 @@ func (d *decider) deadline() bool {
 		d.rollback(v1alpha1.VerdictRollback, why+"; the policy rolls back", nil)
 		return true
 	case OnInsufficientPromote:
+		if d.previewing() {
+			// Blue/green: the switch, judged after it as any switch is.
+			d.advance(why+"; the policy promotes: switching", v1alpha1.VerdictAdvance, nil)
+			return true
+		}
 		d.startPromotion(why+"; the policy promotes", nil)
 		return true
 	}

@@ -18,6 +18,7 @@ import (
 // Metrics are fledge's own metrics, on /metrics.
 type Metrics struct {
 	phase      *prometheus.GaugeVec
+	stage      *prometheus.GaugeVec
 	weight     *prometheus.GaugeVec
 	checks     *prometheus.CounterVec
 	checkValue *prometheus.GaugeVec
@@ -68,6 +69,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_flight_phase", Help: "1 for the phase each Flight is in, 0 for the others; count by phase for rollouts by phase.",
 		}, []string{"namespace", "flight", "phase"}),
+		stage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_flight_stage", Help: "1 for the stage of its strategy each Flight is in (none, starting, cohort, weighted, preview, switched, promoting, rolling-back), 0 for the others.",
+		}, []string{"namespace", "flight", "stage"}),
 		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic.",
 		}, []string{"namespace", "flight"}),
@@ -148,7 +152,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// (LoadPolicyFile), so whatever is scraped began with one in force.
 	m.policyLoaded.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.phase, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
+		reg.MustRegister(m.phase, m.stage, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests,
 			m.flights.decisions, m.flights.holdSince, m.leader, m.policyReloads, m.policyLoaded)
 		reg.MustRegister(m.latency.collectors()...)
@@ -193,7 +197,45 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 		}
 		m.phase.WithLabelValues(f.Namespace, f.Name, string(p)).Set(v)
 	}
+	now := stageOf(&f.Status)
+	for _, s := range stages {
+		v := 0.0
+		if s == now {
+			v = 1
+		}
+		m.stage.WithLabelValues(f.Namespace, f.Name, s).Set(v)
+	}
 	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
+}
+
+// stages are the values of fledge_flight_stage's stage label.
+var stages = []string{"none", "starting", "cohort", "weighted", "preview", "switched", "promoting", "rolling-back"}
+
+// stageOf is where a Flight stands in its strategy: no revision in flight
+// (none), its canary starting (before traffic), a cohort stage, the
+// weighted steps, a blue/green preview or switch, promoting, or rolling
+// back.
+func stageOf(st *v1alpha1.FlightStatus) string {
+	switch st.Phase {
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
+	case v1alpha1.PhasePromoting:
+		return "promoting"
+	case v1alpha1.PhaseRollingBack:
+		return "rolling-back"
+	default:
+		return "none"
+	}
+	switch {
+	case st.Step < 0:
+		return "starting"
+	case st.BlueGreen != nil && st.Step == 0:
+		return "preview"
+	case st.BlueGreen != nil:
+		return "switched"
+	case rollout.CohortOf(st) != nil:
+		return "cohort"
+	}
+	return "weighted"
 }
 
 func (m *Metrics) checked(ns, name string, metrics []analysis.Metric, checks []analysis.Check) {
@@ -254,6 +296,7 @@ func (m *Metrics) CountQuery(took time.Duration, err error) {
 func (m *Metrics) forget(ns, name string) {
 	labels := map[string]string{"namespace": ns, "flight": name}
 	m.phase.DeletePartialMatch(labels)
+	m.stage.DeletePartialMatch(labels)
 	m.weight.DeletePartialMatch(labels)
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)

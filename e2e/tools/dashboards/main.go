@@ -79,6 +79,15 @@ func build() ([]byte, error) {
 		Orientation(common.VizOrientationAuto).
 		ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"})).
 		WithTarget(query("A", `sum by (phase) (fledge_flight_phase{`+sel+`})`, "{{phase}}").Instant()))
+	d.WithPanel(stat.NewPanelBuilder().Id(next()).
+		Title("Rollouts by stage").
+		Description("Flights in each stage of their strategy now (fledge_flight_stage): starting, cohort, weighted; a blue/green preview, or switched with the previous revision kept at full size; promoting, rolling back.").
+		Datasource(ds).Height(5).Span(24).
+		ColorMode(common.BigValueColorModeNone).
+		GraphMode(common.BigValueGraphModeNone).
+		Orientation(common.VizOrientationAuto).
+		ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"})).
+		WithTarget(query("A", `sum by (stage) (fledge_flight_stage{`+sel+`, stage!="none"})`, "{{stage}}").Instant()))
 	d.WithPanel(series().Id(next()).
 		Title("Canary weight").
 		Description("The canary's intended share of traffic, per Flight (fledge_canary_weight_percent).").

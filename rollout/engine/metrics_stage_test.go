@@ -1,0 +1,47 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+)
+
+func TestTheStageMetricSaysWhereAFlightStandsInItsStrategy(t *testing.T) {
+	bg := &v1alpha1.BlueGreenPlan{}
+	preview := []v1alpha1.CohortStage{{Name: "preview"}}
+	for _, tc := range []struct {
+		st   v1alpha1.FlightStatus
+		want string
+	}{
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseIdle}, "none"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: -1}, "starting"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Cohorts: []v1alpha1.CohortStage{{Name: "beta"}}}, "cohort"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhasePaused, Step: 1, Cohorts: []v1alpha1.CohortStage{{Name: "beta"}}}, "weighted"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Cohorts: preview, BlueGreen: bg}, "preview"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 1, Cohorts: preview, BlueGreen: bg}, "switched"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhasePromoting, Step: 1, BlueGreen: bg}, "promoting"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseRollingBack, Step: -1}, "rolling-back"},
+	} {
+		reg := prometheus.NewPedanticRegistry()
+		m := NewMetrics(reg)
+		f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"}, Status: tc.st}
+		m.observe(f, nil)
+		for _, s := range stages {
+			want := 0.0
+			if s == tc.want {
+				want = 1
+			}
+			if got := testutil.ToFloat64(m.stage.WithLabelValues("shop", "cart", s)); got != want {
+				t.Errorf("%s at step %d: stage %q = %g, want %g", tc.st.Phase, tc.st.Step, s, got, want)
+			}
+		}
+		m.forget("shop", "cart")
+		if n := testutil.CollectAndCount(m.stage); n != 0 {
+			t.Errorf("%d stage series left after the Flight was forgotten", n)
+		}
+	}
+}
