@@ -36,7 +36,7 @@ unit:
 	cd e2e/tools/images && $(GO) test -count=1 ./...
 
 e2e: tools
-	$(GO) test -tags e2e -count=1 -timeout 20m $(E2E_FLAGS) $(E2E_PKGS)
+	$(GO) test -tags e2e -count=1 -timeout 30m $(E2E_FLAGS) $(E2E_PKGS)
 
 test: lint unit e2e
 
