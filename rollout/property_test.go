@@ -22,10 +22,14 @@ import (
 //   - every weight set is two shares in 0..100 adding up to 100;
 //   - outside a promotion, the canary never gets more than the largest step;
 //   - a round of checks with a failure never advances nor promotes;
+//   - a blue/green revision (every third history) is only ever routed
+//     100/0 or 0/100, and leaves its preview for the promotion proper only
+//     by a person's promote --full;
 //   - Decide is deterministic and never mutates its input.
 func TestDecideInvariants(t *testing.T) {
 	const histories, events = 300, 60
 	visited := map[v1alpha1.Phase]int{}
+	switched := 0
 	outcomes := []analysis.Outcome{analysis.Pass, analysis.Pass, analysis.Pass, analysis.Fail, analysis.NotEnoughData, analysis.Error, analysis.Inconclusive}
 	actions := []v1alpha1.ActionKind{v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume}
 	for seed := range uint64(histories) {
@@ -33,6 +37,14 @@ func TestDecideInvariants(t *testing.T) {
 		w := &world{now: epoch}
 		w.policy = &Policy{Name: "p", Steps: randomSteps(rng), Interval: time.Minute, FailureLimit: 1 + rng.IntN(3), ProgressDeadline: 3 * time.Minute}
 		w.policy.MaxWeight = w.policy.Steps[len(w.policy.Steps)-1]
+		if seed%3 == 0 {
+			p := *w.policy
+			p.Steps, p.MaxWeight, p.Strategy = nil, 0, StrategyBlueGreen
+			p.BlueGreen = &BlueGreen{Preview: Cohort{Name: PreviewName, Route: traffic.Cohort{Name: PreviewName, Header: "x-preview", Exact: "1"}, MinDuration: time.Duration(1+rng.IntN(3)) * time.Minute},
+				PostPromotion: time.Duration(1+rng.IntN(3)) * time.Minute}
+			p.BlueGreen.ScaleDownDelay = p.BlueGreen.PostPromotion + time.Duration(rng.IntN(3))*time.Minute
+			w.policy = &p
+		}
 		w.Weights = traffic.Weights{Stable: 100}
 		w.DesiredRevision, w.DeploymentRevision, w.DeploymentSettled = "r0", "r0", true
 		revisions := 0
@@ -73,6 +85,9 @@ func TestDecideInvariants(t *testing.T) {
 				t.Fatalf("%s: Decide is not deterministic:\n%s", where, cmp.Diff(d, again))
 			}
 			visited[d.Status.Phase]++
+			if d.Status.BlueGreen != nil && d.Status.Step == 1 && d.Status.Phase == v1alpha1.PhaseProgressing {
+				switched++
+			}
 			checkInvariants(t, where, in, d)
 			w.status = d.Status
 			for _, a := range d.Actions {
@@ -87,7 +102,10 @@ func TestDecideInvariants(t *testing.T) {
 			t.Errorf("no history reached phase %s: %v", p, visited)
 		}
 	}
-	t.Logf("decisions by phase: %v", visited)
+	if switched == 0 {
+		t.Error("no blue/green history reached the switch")
+	}
+	t.Logf("decisions by phase: %v; %d after a blue/green switch", visited, switched)
 }
 
 func checkInvariants(t *testing.T, where string, in Input, d Decision) {
@@ -103,12 +121,16 @@ func checkInvariants(t *testing.T, where string, in Input, d Decision) {
 		if sw.Weights.Canary > in.Policy.MaxWeight && sw.Weights.Canary != 100 {
 			t.Fatalf("%s: canary weight %d is above the largest step %d", where, sw.Weights.Canary, in.Policy.MaxWeight)
 		}
-		if sw.Weights.Canary == 100 && d.Status.Phase != v1alpha1.PhasePromoting {
+		if sw.Weights.Canary == 100 && d.Status.Phase != v1alpha1.PhasePromoting && !switchedBlueGreen(d.Status) {
 			t.Fatalf("%s: all traffic to the canary outside a promotion (phase %s)", where, d.Status.Phase)
 		}
 	}
-	if d.Status.Phase != v1alpha1.PhasePromoting && d.Status.CanaryWeight > in.Policy.MaxWeight {
+	if d.Status.Phase != v1alpha1.PhasePromoting && d.Status.CanaryWeight > in.Policy.MaxWeight && !switchedBlueGreen(d.Status) {
 		t.Fatalf("%s: status says canary at %d%%, above the largest step", where, d.Status.CanaryWeight)
+	}
+	full := in.Action != nil && in.Action.Kind == v1alpha1.ActionPromoteFull
+	if in.Status.BlueGreen != nil && in.Status.Step == 0 && in.Status.Phase == v1alpha1.PhaseProgressing && d.Status.Phase == v1alpha1.PhasePromoting && !full {
+		t.Fatalf("%s: promoted from the blue/green preview, skipping the analysis after the switch (%s)", where, d.Status.Message)
 	}
 	failed := slices.ContainsFunc(in.Checks, func(c analysis.Check) bool { return c.Outcome == analysis.Fail })
 	if failed && in.Action == nil {
@@ -119,6 +141,12 @@ func checkInvariants(t *testing.T, where string, in Input, d Decision) {
 			t.Fatalf("%s: advanced from step %d to %d on a failed check", where, in.Status.Step, d.Status.Step)
 		}
 	}
+}
+
+// switchedBlueGreen reports whether a status is a blue/green revision
+// after its switch, before its promotion proper: all traffic on it.
+func switchedBlueGreen(st v1alpha1.FlightStatus) bool {
+	return st.BlueGreen != nil && st.Step == 1 && (st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused)
 }
 
 func randomSteps(rng *rand.Rand) []int32 {
