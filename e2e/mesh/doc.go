@@ -125,7 +125,7 @@
 // # What is ignored
 //
 // These do not change which pod answers and are ignored without a Problem:
-// retries, timeout, rewrite, mirror and mirrors, fault injection (so a fault
+// retries, timeout, rewrite, fault injection (so a fault
 // abort does not produce errors here), corsPolicy, request header
 // operations, response headers other than set-cookie, a redirect's target,
 // destination ports (all ports of a Service lead to the same pods),

@@ -287,9 +287,28 @@ func (e *Emulator) serve(req *Request, rng *rand.Rand, src *sourceLabels, client
 		}
 	}
 	e.metrics.record(src, req.Protocol, &out)
-	if obs := e.observers.Load(); obs != nil {
+	obs := e.observers.Load()
+	if obs != nil {
 		for _, o := range *obs {
 			o.fn(*req, out.resp)
+		}
+	}
+	for i := range out.shadows {
+		// A mirrored copy: the pod that answered it counts it (its proxy
+		// reports it), the client neither waits for it nor sees it.
+		s := &out.shadows[i]
+		if s.ep != nil {
+			isError := s.resp.isError(req.Protocol)
+			e.servedCounter(s.ep.pod.rev).add(isError)
+			if s.resp.Variant != "" {
+				e.variantCounter(VariantKey{Revision: s.ep.pod.rev, Variant: s.resp.Variant}).add(isError)
+			}
+		}
+		e.metrics.recordMirrored(src, req.Protocol, s)
+		if obs != nil {
+			for _, o := range *obs {
+				o.fn(*s.mirrored, s.resp)
+			}
 		}
 	}
 	return out

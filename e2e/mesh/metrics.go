@@ -245,6 +245,27 @@ func (m *telemetry) observe(lv *[numLabels]string, ns string, latencyMs float64)
 	s.duration.WithLabelValues(values...).Observe(latencyMs)
 }
 
+// recordMirrored counts a mirrored copy as Istio does: the proxy of the pod
+// that served it reports it (inbound, from the client's identity); the
+// client's proxy makes the copy outside its filter chain, and reports
+// nothing for it.
+func (m *telemetry) recordMirrored(src *sourceLabels, proto Protocol, r *routed) {
+	if r.ep == nil {
+		return
+	}
+	var lv [numLabels]string
+	copy(lv[firstSourceLabel:], src[:])
+	copy(lv[firstDestinationLabel:], r.dst[:])
+	lv[lRequestProtocol] = string(proto)
+	lv[lResponseCode] = strconv.Itoa(r.resp.Code)
+	lv[lGRPCResponseStatus] = r.resp.GRPCStatus
+	lv[lResponseFlags] = r.resp.Flags
+	lv[lFlagVariant] = r.resp.Variant
+	lv[lReporter] = "destination"
+	lv[lConnectionSecurityPolicy] = "mutual_tls"
+	m.observe(&lv, lv[lDestinationWorkloadNamespace], r.resp.LatencyMs)
+}
+
 // record counts one request: once as reported by the client's proxy and,
 // when a pod served it, once more as reported by the server's proxy, as a
 // mesh with sidecars on both ends does.

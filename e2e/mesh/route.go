@@ -3,6 +3,7 @@ package mesh
 import (
 	"maps"
 	"math/rand/v2"
+	"strings"
 )
 
 // Envoy response flags the emulator produces.
@@ -24,6 +25,11 @@ type routed struct {
 	host string      // the resolved destination host
 	ep   *endpoint   // the endpoint that served it, nil if none
 	dst  *destLabels // destination metric labels, nil to derive from host
+	// shadows are the copies of the request the route mirrored, each with
+	// its own outcome (which the client never sees); mirrored is the copy
+	// itself, for a shadow.
+	shadows  []routed
+	mirrored *Request
 }
 
 // route routes req through the table as a client-side Envoy would and
@@ -60,12 +66,45 @@ func (t *table) route(req *Request, rng *rand.Rand) routed {
 		for i := range r.dests {
 			d := &r.dests[i]
 			if pick < d.weight {
-				return forward(req, d.target, d.cookies, rng)
+				out := forward(req, d.target, d.cookies, rng)
+				if len(r.mirrors) > 0 {
+					out.shadows = mirror(req, r.mirrors, rng)
+				}
+				return out
 			}
 			pick -= d.weight
 		}
 	}
 	return localReply(req, "", host, nil, statusNoRoute, flagNoRoute, nil)
+}
+
+// mirror sends each mirror its share of copies of req, as Envoy's request
+// mirror policies do: fire and forget, with "-shadow" appended to the
+// authority's host, and the answer dropped (the caller never sees it).
+func mirror(req *Request, mirrors []mirrorDest, rng *rand.Rand) []routed {
+	var out []routed
+	for _, m := range mirrors {
+		if m.percent < 100 && rng.Float64()*100 >= m.percent {
+			continue
+		}
+		shadow := *req
+		shadow.Host = ShadowHost(req.Host)
+		r := forward(&shadow, m.target, nil, rng)
+		r.resp.Mirrored, r.resp.SetCookies = true, nil
+		r.mirrored = &shadow
+		out = append(out, r)
+	}
+	return out
+}
+
+// ShadowHost is the authority Envoy gives a mirrored request: the host with
+// "-shadow" appended, before any port ("shop:8080" is "shop-shadow:8080").
+func ShadowHost(authority string) string {
+	host, port := authority, ""
+	if i := strings.LastIndexByte(authority, ':'); i >= 0 && !strings.Contains(authority[i+1:], "]") {
+		host, port = authority[:i], authority[i:]
+	}
+	return host + "-shadow" + port
 }
 
 func (r *httpRoute) accepts(v *requestView) bool {

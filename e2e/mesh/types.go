@@ -96,6 +96,10 @@ type Response struct {
 	// was routed to, "" when no route was found.
 	Service   string
 	LatencyMs float64
+	// Mirrored is true for a copy of a request that a route mirrored (its
+	// Host carries "-shadow"): its answer went nowhere, and no client saw
+	// it. Observers see both the request and its copies.
+	Mirrored bool
 	// SetCookies holds the cookies the route asked to set, name to value.
 	SetCookies map[string]string
 	// Variant is the variant of its flag the serving pod evaluated for

@@ -97,6 +97,16 @@ type httpRoute struct {
 	dests       []weightedDest
 	totalWeight uint64
 	cookies     map[string]string // route-level set-cookie
+	// mirrors are the destinations a share of the route's requests is
+	// copied to (Istio's mirror and mirrorPercentage, or mirrors).
+	mirrors []mirrorDest
+}
+
+// mirrorDest is one mirror of a route: target gets a copy of percent% of
+// its requests.
+type mirrorDest struct {
+	target  *target
+	percent float64
 }
 
 type weightedDest struct {
@@ -223,6 +233,9 @@ func (b *builder) compileRoute(vs *networkingv1.VirtualService, field string, hr
 		if err := b.compileDestinations(vs, field, hr.GetRoute(), r); err != nil {
 			return nil, err
 		}
+		if err := b.compileMirrors(vs, field, hr, r); err != nil {
+			return nil, err
+		}
 	default:
 		return nil, &uninterpretable{field, "has no route, redirect or directResponse"}
 	}
@@ -265,6 +278,57 @@ func (b *builder) compileDestinations(vs *networkingv1.VirtualService, field str
 	if len(dests) > 1 && sum != 100 {
 		b.problem(kindVirtualService, &vs.ObjectMeta, field+".route",
 			"weights add up to %d, not 100; traffic is split in proportion to them, as Envoy does", sum)
+	}
+	return nil
+}
+
+// compileMirrors reads a forwarding route's mirrors as Istio does: mirror
+// with mirrorPercentage (or the older mirrorPercent), 100% when neither is
+// set, or the list mirrors, each 100% unless its percentage says less; the
+// two forms exclude each other.
+func (b *builder) compileMirrors(vs *networkingv1.VirtualService, field string, hr *networking.HTTPRoute, r *httpRoute) *uninterpretable {
+	percent := func(f string, p *networking.Percent) (float64, *uninterpretable) {
+		if p == nil {
+			return 100, nil
+		}
+		if v := p.GetValue(); v >= 0 && v <= 100 {
+			return v, nil
+		}
+		return 0, &uninterpretable{f, fmt.Sprintf("%g is outside 0..100", p.GetValue())}
+	}
+	add := func(f string, d *networking.Destination, pct float64) *uninterpretable {
+		if d.GetHost() == "" {
+			return &uninterpretable{f + ".host", "empty"}
+		}
+		t := b.target(qualifyHost(d.GetHost(), vs.Namespace), d.GetSubset())
+		b.checkTarget(vs, f, t)
+		if pct > 0 {
+			r.mirrors = append(r.mirrors, mirrorDest{target: t, percent: pct})
+		}
+		return nil
+	}
+	if m := hr.GetMirror(); m != nil {
+		if len(hr.GetMirrors()) > 0 {
+			return &uninterpretable{field + ".mirrors", "set together with mirror: Istio accepts one or the other"}
+		}
+		pct, err := percent(field+".mirrorPercentage.value", hr.GetMirrorPercentage())
+		if err != nil {
+			return err
+		}
+		if hr.GetMirrorPercentage() == nil && hr.GetMirrorPercent() != nil { //nolint:staticcheck // the deprecated form, still served
+			pct = float64(min(hr.GetMirrorPercent().GetValue(), 100)) //nolint:staticcheck
+		}
+		return add(field+".mirror", m, pct)
+	}
+	for i, mp := range hr.GetMirrors() {
+		f := fmt.Sprintf("%s.mirrors[%d]", field, i)
+		pct, err := percent(f+".percentage.value", mp.GetPercentage())
+		if err != nil {
+			return err
+		}
+		if err := add(f+".destination", mp.GetDestination(), pct); err != nil {
+			return err
+		}
 	}
 	return nil
 }
