@@ -112,6 +112,9 @@ func (a SetWeights) String() string {
 	if !a.Weights.Sticky.IsZero() {
 		s += ", sticky=" + a.Weights.Sticky.Cookie
 	}
+	if a.Weights.Mirror > 0 {
+		s += fmt.Sprintf(", mirror=%d%%", a.Weights.Mirror)
+	}
 	return s + ")"
 }
 func (a WriteFlags) String() string {

@@ -54,6 +54,11 @@ type Weights struct {
 	// reached it: the canary's responses set the cookie, and a route
 	// ahead of the split sends requests that carry it to the canary.
 	Sticky Sticky
+	// Mirror, when above 0, copies that percentage of the split's
+	// requests to the canary, fire and forget: users get stable's answers
+	// only (Istio's mirror and mirrorPercentage). Only with no traffic on
+	// the canary: a mirror stage comes before the canary serves anyone.
+	Mirror int32
 }
 
 // Cohort is an audience that requests carry visibly to the mesh: one
@@ -106,6 +111,12 @@ func CookieCohort(cohort, name, value string) Cohort {
 func (w Weights) Validate() error {
 	if w.Stable < 0 || w.Canary < 0 || w.Stable+w.Canary != 100 {
 		return fmt.Errorf("weights stable=%d canary=%d: want two shares in 0..100 that add up to 100", w.Stable, w.Canary)
+	}
+	switch {
+	case w.Mirror < 0 || w.Mirror > 100:
+		return fmt.Errorf("mirror %d%%: want a percentage in 0..100", w.Mirror)
+	case w.Mirror > 0 && w.Canary > 0:
+		return fmt.Errorf("mirror %d%% with the canary at %d%%: a mirror copies stable's requests to a canary that serves nobody yet", w.Mirror, w.Canary)
 	}
 	if !w.Cohort.IsZero() {
 		if err := w.Cohort.Validate(); err != nil {

@@ -25,13 +25,15 @@ import (
 // what the weights written do to traffic.
 
 func TestGeneratedVirtualServiceConforms(t *testing.T) {
-	conformance(t, func(_ *testing.T, _ *sandbox.Sandbox, ns string) traffic.Target {
+	conformance(t, false, func(_ *testing.T, _ *sandbox.Sandbox, ns string) traffic.Target {
 		return traffic.Target{Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary"}
 	})
 }
 
 func TestUserOwnedVirtualServiceConforms(t *testing.T) {
-	conformance(t, func(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Target {
+	// fledge changes only the route's destinations in a team's
+	// VirtualService: it refuses to mirror through one.
+	conformance(t, true, func(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Target {
 		vs := &istionetv1.VirtualService{
 			ObjectMeta: metav1.ObjectMeta{Name: "web-routes", Namespace: ns},
 			Spec: networkingv1.VirtualService{
@@ -92,7 +94,7 @@ func TestAVirtualServiceCreatedLaterForTheHostIsAConflict(t *testing.T) {
 // conformance runs traffictest's suite on targets in a namespace of their
 // own each, where the apps "web" and "web-canary" run: target makes
 // whatever else a target routes through, and returns it.
-func conformance(t *testing.T, target func(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Target) {
+func conformance(t *testing.T, cannotMirror bool, target func(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Target) {
 	sb := suite.Get(t)
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {
@@ -105,5 +107,7 @@ func conformance(t *testing.T, target func(t *testing.T, sb *sandbox.Sandbox, ns
 		RequestShare: func(t *testing.T, tg traffic.Target, headers map[string]string) float64 {
 			return requestShare(t, sb, tg, headers)
 		},
+		MirrorShare:  func(t *testing.T, tg traffic.Target) float64 { return mirrorShare(t, sb, tg) },
+		CannotMirror: cannotMirror,
 	})
 }

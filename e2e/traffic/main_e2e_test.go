@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -74,4 +75,35 @@ func requestShare(t *testing.T, sb *sandbox.Sandbox, tg traffic.Target, headers 
 		t.Fatalf("requests for %s reached %v, want only %s and %s", tg.Host, got, tg.Stable, tg.Canary)
 	}
 	return float64(got[tg.Canary]) / n
+}
+
+// mirrorShare measures, once the mesh applies the target's routing as
+// stored, the share of 2000 requests for the host that the mesh copies to
+// the canary (each copy answered by a canary pod, with "-shadow" in its
+// host, and seen by no client).
+func mirrorShare(t *testing.T, sb *sandbox.Sandbox, tg traffic.Target) float64 {
+	t.Helper()
+	waitApplied(t, sb, tg)
+	const n = 2000
+	var mu sync.Mutex
+	mirrored, wrong := 0, ""
+	cancel := sb.Mesh.Observe(func(req mesh.Request, resp mesh.Response) {
+		if !resp.Mirrored || req.Client != "probe" || req.SourceNamespace != tg.Namespace {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		mirrored++
+		if resp.Workload != tg.Canary || req.Host != mesh.ShadowHost(tg.Host) {
+			wrong = fmt.Sprintf("a copy for %s answered by %q", req.Host, resp.Workload)
+		}
+	})
+	defer cancel()
+	route(t, sb, tg.Namespace, n, mesh.Request{Host: tg.Host})
+	mu.Lock()
+	defer mu.Unlock()
+	if wrong != "" {
+		t.Fatal(wrong)
+	}
+	return float64(mirrored) / n
 }

@@ -39,6 +39,7 @@ func TestUserOwnedConforms(t *testing.T) {
 			vs := userOwned(&networkingv1.HTTPRoute{Name: "primary", Route: []*networkingv1.HTTPRouteDestination{dest("web")}})
 			return istio.New(fake.NewSimpleClientset(vs)), ownedTarget()
 		},
+		CannotMirror: true,
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -211,7 +212,7 @@ func generated(t traffic.Target, w traffic.Weights) *istionetv1.VirtualService {
 func generatedSpec(t traffic.Target, w traffic.Weights) *networkingv1.VirtualService {
 	split, stable := generatedSplitRoute(t, w)
 	// A generated split route has no match, so no header can collide.
-	matches, _ := matchRoutes(split, "", canaryDestination(stable, t.Canary), w)
+	matches, _ := matchRoutes(withoutMirror(split), "", canaryDestination(stable, t.Canary), w)
 	return &networkingv1.VirtualService{
 		Hosts: []string{t.Host},
 		Http:  append(matches, split),
@@ -222,7 +223,45 @@ func generatedSpec(t traffic.Target, w traffic.Weights) *networkingv1.VirtualSer
 // and the stable destination it copies for the canary.
 func generatedSplitRoute(t traffic.Target, w traffic.Weights) (*networkingv1.HTTPRoute, *networkingv1.HTTPRouteDestination) {
 	stable := &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: t.Stable}}
-	return &networkingv1.HTTPRoute{Name: RouteName, Route: splitDestinations(stable, t.Canary, w)}, stable
+	route := &networkingv1.HTTPRoute{Name: RouteName, Route: splitDestinations(stable, t.Canary, w)}
+	if w.Mirror > 0 {
+		route.Mirror = &networkingv1.Destination{Host: t.Canary}
+		route.MirrorPercentage = &networkingv1.Percent{Value: float64(w.Mirror)}
+	}
+	return route, stable
+}
+
+// withoutMirror is a copy of a generated split route without its mirror:
+// what its match routes copy (a cohort's requests go to the canary, and
+// are not copied to it as well).
+func withoutMirror(r *networkingv1.HTTPRoute) *networkingv1.HTTPRoute {
+	out := proto.Clone(r).(*networkingv1.HTTPRoute)
+	out.Mirror, out.MirrorPercentage = nil, nil
+	return out
+}
+
+// readMirror reads the mirror of a split route: fledge's own mirror to the
+// canary, as generatedSplitRoute writes it, or none. Any other mirror is
+// not fledge's to read.
+func readMirror(route *networkingv1.HTTPRoute, s services) (int32, *problem) {
+	if len(route.GetMirrors()) > 0 {
+		return 0, &problem{".mirrors", "is set: fledge mirrors with mirror and mirrorPercentage only"}
+	}
+	m := route.GetMirror()
+	if m == nil {
+		return 0, nil
+	}
+	if s.kind(m.GetHost()) != canaryHost || m.GetSubset() != "" {
+		return 0, &problem{".mirror.host", fmt.Sprintf("%q is not the canary Service %s", m.GetHost(), s.t.Canary)}
+	}
+	pct := 100.0
+	if p := route.GetMirrorPercentage(); p != nil {
+		pct = p.GetValue()
+	}
+	if pct != math.Trunc(pct) || pct < 0 || pct > 100 {
+		return 0, &problem{".mirrorPercentage.value", fmt.Sprintf("%g is not a whole percentage in 0..100", pct)}
+	}
+	return int32(pct), nil
 }
 
 // readGenerated reads the routing a generated VirtualService holds: the
@@ -239,7 +278,14 @@ func readGenerated(spec *networkingv1.VirtualService, t traffic.Target) (w traff
 		return traffic.Weights{}, fmt.Errorf("spec.http: no route named %q", RouteName), nil
 	}
 	w, p := readSplit(http[split].GetRoute(), servicesOf(t))
+	if p == nil {
+		w.Mirror, p = readMirror(http[split], servicesOf(t))
+		if p == nil && w.Validate() != nil {
+			p = &problem{".mirror", fmt.Sprintf("mirrors %d%% while the canary serves %d%%", w.Mirror, w.Canary)}
+		}
+	}
 	if p != nil {
+		w = traffic.Weights{}
 		splitErr = fmt.Errorf("%s%s: %s", routeRef{split, RouteName}, p.field, p.message)
 	}
 	var refs []routeRef
@@ -251,7 +297,7 @@ func readGenerated(spec *networkingv1.VirtualService, t traffic.Target) (w traff
 		}
 	}
 	pristine, _ := generatedSplitRoute(t, w)
-	cohort, sticky, i, p := readMatchRoutes(matches, pristine, "")
+	cohort, sticky, i, p := readMatchRoutes(matches, withoutMirror(pristine), "")
 	if p != nil {
 		return w, splitErr, fmt.Errorf("%s%s: %s", refs[i], p.field, p.message)
 	}

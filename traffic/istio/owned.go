@@ -69,6 +69,13 @@ func (r *Router) checkOwned(ctx context.Context, t traffic.Target) error {
 }
 
 func (r *Router) setOwned(ctx context.Context, t traffic.Target, w traffic.Weights) error {
+	if w.Mirror > 0 {
+		// fledge changes only the route's destinations in a team's
+		// VirtualService (and its match routes before it), never the
+		// route's own fields, where Istio keeps a mirror.
+		return fmt.Errorf("target %s: cannot mirror through the team's VirtualService %s: fledge changes only its route's destinations there, and Istio keeps a route's mirror in the route itself; "+
+			"let fledge generate the app's VirtualService to mirror it: %w", t, t.VirtualService, traffic.ErrConflict)
+	}
 	return r.patchRoute(ctx, t, func(l located) (change, error) {
 		s := servicesOf(t)
 		stable, hasCanary, p := stableDestination(l.route.GetRoute(), s)

@@ -1,6 +1,7 @@
 package traffictest
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -26,6 +27,14 @@ type Harness struct {
 	// headers (lower-case names; cookies in "cookie"): how the suite
 	// checks that a cohort, or a sticky cookie, reaches the canary.
 	RequestShare func(t *testing.T, target traffic.Target, headers map[string]string) float64
+	// MirrorShare, if set, measures the share of the target's requests,
+	// 0..1, that the mesh copies to the canary (mirrors) as it applies the
+	// routing now stored.
+	MirrorShare func(t *testing.T, target traffic.Target) float64
+	// CannotMirror says the router refuses mirrors (traffic.ErrConflict,
+	// changing nothing), as a router that may not change the route's own
+	// fields does.
+	CannotMirror bool
 	// Tolerance is how far a measured share may be from the weight set,
 	// for splits other than 0 and 100, which must be exact; default 0.05.
 	Tolerance float64
@@ -54,6 +63,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("an invalid cohort or sticky cookie is rejected and changes nothing", s.invalidMatches)
 	t.Run("Ensure after SetWeights keeps the cohort and the sticky cookie", s.ensureKeepsMatches)
 	t.Run("Release after a cohort and a sticky cookie restores plain routing", s.releaseMatches)
+	t.Run("a mirror round-trips at 100/0 and copies its share to the canary, then goes", s.mirrorRoundTrip)
+	t.Run("an invalid mirror is rejected and changes nothing", s.invalidMirrors)
 }
 
 type suite struct{ h Harness }
@@ -115,6 +126,68 @@ func (s suite) invalidWeights(t *testing.T) {
 	}
 	s.wantWeights(t, r, tg, valid)
 	s.wantApplied(t, tg, valid)
+}
+
+func (s suite) mirrorRoundTrip(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	w := traffic.Weights{Stable: 100, Mirror: 40}
+	if s.h.CannotMirror {
+		err := r.SetWeights(t.Context(), tg, w)
+		if !errors.Is(err, traffic.ErrConflict) {
+			t.Fatalf("SetWeights(%+v) = %v, want a conflict", w, err)
+		}
+		s.wantWeights(t, r, tg, allStable)
+		return
+	}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantApplied(t, tg, allStable)
+	s.wantMirrored(t, tg, 0.4)
+	ensure(t, r, tg)
+	s.wantWeights(t, r, tg, w)
+	// With a cohort: the cohort reaches the canary, the rest is mirrored.
+	w = traffic.Weights{Stable: 100, Mirror: 100, Cohort: beta}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, betaHeaders, allCanary)
+	// Traffic on the canary: the mirror goes.
+	setWeights(t, r, tg, traffic.Weights{Stable: 90, Canary: 10})
+	s.wantWeights(t, r, tg, traffic.Weights{Stable: 90, Canary: 10})
+	s.wantMirrored(t, tg, 0)
+	setWeights(t, r, tg, w)
+	release(t, r, tg)
+	s.wantWeights(t, r, tg, allStable)
+	s.wantMirrored(t, tg, 0)
+}
+
+func (s suite) invalidMirrors(t *testing.T) {
+	r, tg := s.h.New(t)
+	ensure(t, r, tg)
+	for _, w := range []traffic.Weights{
+		{Stable: 100, Mirror: 101},
+		{Stable: 100, Mirror: -1},
+		{Stable: 80, Canary: 20, Mirror: 10},
+	} {
+		if err := r.SetWeights(t.Context(), tg, w); err == nil || errors.Is(err, traffic.ErrConflict) {
+			t.Errorf("SetWeights(%+v) = %v, want it rejected as invalid", w, err)
+		}
+	}
+	s.wantWeights(t, r, tg, allStable)
+}
+
+// wantMirrored checks the share of requests the mesh copies to the canary,
+// when the harness can measure it.
+func (s suite) wantMirrored(t *testing.T, tg traffic.Target, want float64) {
+	t.Helper()
+	if s.h.MirrorShare == nil {
+		return
+	}
+	got := s.h.MirrorShare(t, tg)
+	exact := want == 0 || want == 1
+	if exact && got != want || !exact && math.Abs(got-want) > s.h.Tolerance {
+		t.Errorf("mesh mirrors %.3f of requests to the canary, want %.2f", got, want)
+	}
 }
 
 func (s suite) ensureKeepsWeights(t *testing.T) {
