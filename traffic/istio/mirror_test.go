@@ -43,9 +43,11 @@ func TestAGeneratedMirrorIsOnTheSplitRouteAlone(t *testing.T) {
 // fledge knows without any mirror (the safe side: all on stable).
 func TestAnEditedMirrorIsNotReadAsFledgesAndEnsureRemovesIt(t *testing.T) {
 	for name, edit := range map[string]func(*networkingv1.HTTPRoute){
-		"another host":   func(r *networkingv1.HTTPRoute) { r.Mirror = &networkingv1.Destination{Host: "audit"} },
-		"a mirrors list": func(r *networkingv1.HTTPRoute) { r.Mirrors = []*networkingv1.HTTPMirrorPolicy{{Destination: &networkingv1.Destination{Host: "web-canary"}}} },
-		"a fraction":     func(r *networkingv1.HTTPRoute) { r.MirrorPercentage = &networkingv1.Percent{Value: 12.5} },
+		"another host": func(r *networkingv1.HTTPRoute) { r.Mirror = &networkingv1.Destination{Host: "audit"} },
+		"a mirrors list": func(r *networkingv1.HTTPRoute) {
+			r.Mirrors = []*networkingv1.HTTPMirrorPolicy{{Destination: &networkingv1.Destination{Host: "web-canary"}}}
+		},
+		"a fraction": func(r *networkingv1.HTTPRoute) { r.MirrorPercentage = &networkingv1.Percent{Value: 12.5} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			vs := generatedVS(100, 0)
