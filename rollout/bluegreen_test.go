@@ -268,3 +268,37 @@ func TestACanaryWhosePodsAreRefusedHoldsSayingWhyAndIsRolledBackAtItsDeadline(t 
 		t.Errorf("ready: step %d, hold %+v; want the first step, the hold cleared", d.Status.Step, d.Status.Hold)
 	}
 }
+
+func TestAMirrorStageParsesAndBadOnesAreRefusedNamingTheField(t *testing.T) {
+	ps, err := ParseConfig([]byte("policies:\n  m:\n    steps: [10, 50]\n    interval: 1m\n    mirror: {percent: 30, minSamples: 50}\n    cohorts: [{name: beta, header: x-tier, value: beta}]\n    metrics: [{name: error-rate}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Cohort{Name: MirrorName, Mirror: 30, MinDuration: time.Minute, MinSamples: 50}
+	if diff := cmp.Diff(want, ps["m"].Mirror); diff != "" {
+		t.Errorf("mirror (-want +got):\n%s", diff)
+	}
+	// Planned first, before the cohorts: copies before any user.
+	in := Input{Now: epoch, Policy: ps["m"], Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseIdle, StableRevision: "r1"},
+		Observed: Observed{DesiredRevision: "r2", DeploymentRevision: "r1", DeploymentSettled: true, DeploymentPaused: true, Weights: traffic.Weights{Stable: 100}}}
+	st := Decide(in).Status
+	if len(st.Cohorts) != 2 || st.Cohorts[0].Mirror != 30 || st.Cohorts[1].Name != "beta" || !cmp.Equal(st.Steps, []int32{0, 0, 10, 50}) {
+		t.Errorf("planned cohorts %+v, steps %v; want the mirror stage, then beta, then 10 and 50", st.Cohorts, st.Steps)
+	}
+	base := "policies:\n  m:\n    steps: [10]\n    metrics: [{name: error-rate}]\n"
+	for _, tc := range []struct{ extra, want string }{
+		{"    mirror: {percent: 0}\n", "policies.m.mirror.percent: 0: want the percentage of requests copied to the canary, 1..100"},
+		{"    mirror: {percent: 101}\n", "policies.m.mirror.percent: 101"},
+		{"    mirror: {percent: 10, duration: 10ms}\n", "policies.m.mirror.duration: 10ms is shorter than 1s"},
+		{"    mirror: {percent: 10, minSamples: -5}\n", "policies.m.mirror.minSamples: -5 is negative"},
+		{"    mirror: {percent: 10}\n    cohorts: [{name: mirror, header: x-a, value: b}]\n", `policies.m.cohorts[0].name: "mirror" names the mirror stage`},
+	} {
+		if _, err := ParseConfig([]byte(base + tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.extra, err, tc.want)
+		}
+	}
+	bg := "policies:\n  m:\n    strategy: blueGreen\n    blueGreen: {preview: {header: x-p, value: \"1\"}}\n    mirror: {percent: 10}\n    metrics: [{name: success-rate, min: 0.9}]\n"
+	if _, err := ParseConfig([]byte(bg)); err == nil || !strings.Contains(err.Error(), "policies.m.mirror: a blue/green rollout is judged on its preview") {
+		t.Errorf("mirror with blue/green: %v", err)
+	}
+}

@@ -43,6 +43,10 @@ func (d *decider) routing(canary int32) traffic.Weights {
 		return w
 	}
 	if c := CohortOf(&d.st); c != nil {
+		if c.Mirror > 0 {
+			w.Mirror = c.Mirror // copies only: nobody reaches the canary
+			return w
+		}
 		w.Cohort = traffic.Cohort{Name: c.Name, Header: c.Header, Exact: c.Exact, Regex: c.Regex}
 		return w
 	}
@@ -61,6 +65,11 @@ func (d *decider) planCohorts(inFlight bool) {
 	p := d.in.Policy
 	d.st.Cohorts, d.st.BlueGreen = nil, nil
 	cohorts, planned := p.Cohorts, p.Steps
+	if p.Mirror != nil {
+		// The mirror stage comes first: copies of the requests before
+		// any user reaches the canary.
+		cohorts = append([]Cohort{*p.Mirror}, cohorts...)
+	}
 	if bg := p.BlueGreen; bg != nil {
 		// The preview is a cohort stage; the switch, a step at 100%.
 		cohorts, planned = []Cohort{bg.Preview}, []int32{100}
@@ -71,7 +80,7 @@ func (d *decider) planCohorts(inFlight bool) {
 		d.st.Cohorts = append(d.st.Cohorts, v1alpha1.CohortStage{
 			Name: c.Name, Header: c.Route.Header, Exact: c.Route.Exact, Regex: c.Route.Regex,
 			Attribute: c.Attribute, Value: c.Value,
-			MinDuration: metav1Duration(c.MinDuration), MinSamples: c.MinSamples,
+			MinDuration: metav1Duration(c.MinDuration), MinSamples: c.MinSamples, Mirror: c.Mirror,
 		})
 		steps = append(steps, 0)
 	}
@@ -114,7 +123,7 @@ func linkOf(f *v1alpha1.FlagStatus) flags.Link {
 func (d *decider) flagStage(f *v1alpha1.FlagStatus) flags.Stage {
 	switch d.st.Phase {
 	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
-		if c := CohortOf(&d.st); c != nil {
+		if c := CohortOf(&d.st); c != nil && c.Mirror == 0 {
 			return flags.Stage{Kind: flags.StageCohort, Attribute: c.Attribute, Value: c.Value}
 		}
 		if d.st.Step >= 0 && d.st.CanaryWeight > 0 {
@@ -361,6 +370,8 @@ func (d *decider) nextMove() string {
 		return "the switch of all traffic to the new revision"
 	case next >= len(d.st.Steps):
 		return "promotion"
+	case next < len(d.st.Cohorts) && d.st.Cohorts[next].Mirror > 0:
+		return "the mirror stage"
 	case next < len(d.st.Cohorts):
 		return fmt.Sprintf("cohort stage %q", d.st.Cohorts[next].Name)
 	default:

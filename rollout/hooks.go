@@ -313,6 +313,9 @@ func (d *decider) where() string {
 		if d.previewing() {
 			return "preview (" + describeCohort(c) + ")"
 		}
+		if c.Mirror > 0 {
+			return fmt.Sprintf("step %d/%d (mirror %d%%)", d.st.Step+1, len(d.st.Steps), c.Mirror)
+		}
 		return fmt.Sprintf("step %d/%d (cohort %s)", d.st.Step+1, len(d.st.Steps), c.Name)
 	}
 	if d.switched() {

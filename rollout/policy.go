@@ -107,6 +107,12 @@ type PolicySpec struct {
 	// all traffic at once: see BlueGreen).
 	Strategy  string         `json:"strategy,omitempty"`
 	BlueGreen *BlueGreenSpec `json:"blueGreen,omitempty"`
+	// Mirror is a stage before any other: Percent of the live requests
+	// are copied to the canary (Istio's traffic mirroring), users get
+	// stable's answers only, and the canary's answers to the copies are
+	// judged, first after Duration (default: the interval), each check
+	// needing MinSamples of them.
+	Mirror *MirrorSpec `json:"mirror,omitempty"`
 
 	// ScrapeInterval is how often Prometheus scrapes the mesh's metrics
 	// (default 15s, Istio's advice). The canary workload's counters are
@@ -205,6 +211,9 @@ type Policy struct {
 	// with the latter (and Steps is then empty).
 	Strategy  string
 	BlueGreen *BlueGreen
+	// Mirror is the mirror stage, if any: a stage before the cohorts,
+	// with Mirror set and no route.
+	Mirror *Cohort
 }
 
 // What a rollout does at its analysis deadline without a verdict.
@@ -438,6 +447,7 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	}
 	p.Slack = buildSlack(s.Slack, field)
 	buildFlags(s, hasFlagSource, p, field)
+	buildMirror(s, p, field)
 	if len(p.ReleaseFlags) == 0 {
 		for i, ms := range s.Metrics {
 			for _, q := range []struct{ field, text string }{{"query", ms.Query}, {"samplesQuery", ms.SamplesQuery}} {

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -140,4 +141,41 @@ func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ..
 	}
 	p.Strategy, p.BlueGreen = StrategyBlueGreen, out
 	return true
+}
+
+// MirrorSpec is the mirror stage as written in the policy file.
+type MirrorSpec struct {
+	Percent    int32           `json:"percent"`
+	Duration   metav1.Duration `json:"duration,omitempty"`
+	MinSamples int64           `json:"minSamples,omitempty"`
+}
+
+// MirrorName names the mirror stage.
+const MirrorName = "mirror"
+
+// buildMirror validates the mirror stage.
+func buildMirror(s PolicySpec, p *Policy, field func(f, format string, args ...any)) {
+	m := s.Mirror
+	if m == nil {
+		return
+	}
+	if p.BlueGreen != nil {
+		field("mirror", "a blue/green rollout is judged on its preview: a mirror stage is for canaries")
+	}
+	if m.Percent < 1 || m.Percent > 100 {
+		field("mirror.percent", "%d: want the percentage of requests copied to the canary, 1..100", m.Percent)
+	}
+	c := Cohort{Name: MirrorName, Mirror: m.Percent, MinDuration: orDefault(m.Duration.Duration, p.Interval), MinSamples: m.MinSamples}
+	if c.MinDuration < time.Second {
+		field("mirror.duration", "%s is shorter than 1s", c.MinDuration)
+	}
+	if m.MinSamples < 0 {
+		field("mirror.minSamples", "%d is negative", m.MinSamples)
+	}
+	for i, co := range p.Cohorts {
+		if co.Name == MirrorName {
+			field(fmt.Sprintf("cohorts[%d].name", i), "%q names the mirror stage: give the cohort another name", co.Name)
+		}
+	}
+	p.Mirror = &c
 }

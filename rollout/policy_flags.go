@@ -104,10 +104,12 @@ func (s *FlagSourceSpec) withDefaults() *FlagSourceSpec {
 	return &out
 }
 
-// Cohort is a validated cohort stage.
+// Cohort is a validated cohort stage (or the mirror stage: Mirror set, no
+// route).
 type Cohort struct {
-	Name  string
-	Route traffic.Cohort
+	Name   string
+	Route  traffic.Cohort
+	Mirror int32
 	// Attribute and Value select the cohort in release flags; Value is
 	// empty for a regex cohort (which release flags cannot mirror).
 	Attribute, Value string

@@ -25,11 +25,13 @@ import (
 //   - a blue/green revision (every third history) is only ever routed
 //     100/0 or 0/100, and leaves its preview for the promotion proper only
 //     by a person's promote --full;
+//   - a mirror (every third history has a mirror stage) is only ever set
+//     with no traffic on the canary (Validate);
 //   - Decide is deterministic and never mutates its input.
 func TestDecideInvariants(t *testing.T) {
 	const histories, events = 300, 60
 	visited := map[v1alpha1.Phase]int{}
-	switched := 0
+	switched, mirrored := 0, 0
 	outcomes := []analysis.Outcome{analysis.Pass, analysis.Pass, analysis.Pass, analysis.Fail, analysis.NotEnoughData, analysis.Error, analysis.Inconclusive}
 	actions := []v1alpha1.ActionKind{v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume}
 	for seed := range uint64(histories) {
@@ -43,6 +45,11 @@ func TestDecideInvariants(t *testing.T) {
 			p.BlueGreen = &BlueGreen{Preview: Cohort{Name: PreviewName, Route: traffic.Cohort{Name: PreviewName, Header: "x-preview", Exact: "1"}, MinDuration: time.Duration(1+rng.IntN(3)) * time.Minute},
 				PostPromotion: time.Duration(1+rng.IntN(3)) * time.Minute}
 			p.BlueGreen.ScaleDownDelay = p.BlueGreen.PostPromotion + time.Duration(rng.IntN(3))*time.Minute
+			w.policy = &p
+		}
+		if seed%3 == 1 {
+			p := *w.policy
+			p.Mirror = &Cohort{Name: MirrorName, Mirror: int32(1 + rng.IntN(100)), MinDuration: time.Minute}
 			w.policy = &p
 		}
 		w.Weights = traffic.Weights{Stable: 100}
@@ -88,6 +95,11 @@ func TestDecideInvariants(t *testing.T) {
 			if d.Status.BlueGreen != nil && d.Status.Step == 1 && d.Status.Phase == v1alpha1.PhaseProgressing {
 				switched++
 			}
+			for _, a := range d.Actions {
+				if sw, ok := a.(SetWeights); ok && sw.Weights.Mirror > 0 {
+					mirrored++
+				}
+			}
 			checkInvariants(t, where, in, d)
 			w.status = d.Status
 			for _, a := range d.Actions {
@@ -104,6 +116,9 @@ func TestDecideInvariants(t *testing.T) {
 	}
 	if switched == 0 {
 		t.Error("no blue/green history reached the switch")
+	}
+	if mirrored == 0 {
+		t.Error("no history reached a mirror stage")
 	}
 	t.Logf("decisions by phase: %v; %d after a blue/green switch", visited, switched)
 }

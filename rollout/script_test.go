@@ -159,6 +159,16 @@ func runScript(t *testing.T, path string) string {
 			}
 			p.Cohorts = append(append([]Cohort(nil), p.Cohorts...), c)
 			w.policy = &p
+		case "mirror":
+			// mirror percent [duration]
+			p := *w.policy
+			pct, _ := strconv.Atoi(args[0])
+			c := Cohort{Name: MirrorName, Mirror: int32(pct), MinDuration: p.Interval}
+			if len(args) > 1 {
+				c.MinDuration, _ = time.ParseDuration(args[1])
+			}
+			p.Mirror = &c
+			w.policy = &p
 		case "bluegreen":
 			// bluegreen header value [pre-promotion] [post-promotion] [scale-down-delay]
 			p := *w.policy

@@ -274,9 +274,10 @@ func repoFile(rel string) string { return filepath.Join("..", "..", rel) }
 
 // seen is one request as the mesh routed it.
 type seen struct {
-	preview bool // it carried the preview header
-	canary  bool // shop-canary's pods answered it
-	failed  bool
+	preview  bool // it carried the preview header
+	canary   bool // shop-canary's pods answered it
+	failed   bool
+	mirrored bool // a copy the mesh mirrored, whose answer went nowhere
 }
 
 // recorder keeps what the mesh routes to ns's pods from ns's clients,
@@ -296,7 +297,7 @@ func record(t *testing.T, sb *sandbox.Sandbox, ns, previewHeader string) *record
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.on {
-			r.reqs = append(r.reqs, seen{preview: req.Headers[previewHeader] != "", canary: resp.Workload == "shop-canary", failed: resp.Code >= 500})
+			r.reqs = append(r.reqs, seen{preview: req.Headers[previewHeader] != "", canary: resp.Workload == "shop-canary", failed: resp.Code >= 500, mirrored: resp.Mirrored})
 		}
 	})
 	t.Cleanup(cancel)

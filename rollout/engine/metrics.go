@@ -70,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fledge_flight_phase", Help: "1 for the phase each Flight is in, 0 for the others; count by phase for rollouts by phase.",
 		}, []string{"namespace", "flight", "phase"}),
 		stage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fledge_flight_stage", Help: "1 for the stage of its strategy each Flight is in (none, starting, cohort, weighted, preview, switched, promoting, rolling-back), 0 for the others.",
+			Name: "fledge_flight_stage", Help: "1 for the stage of its strategy each Flight is in (none, starting, mirror, cohort, weighted, preview, switched, promoting, rolling-back), 0 for the others.",
 		}, []string{"namespace", "flight", "stage"}),
 		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic.",
@@ -209,7 +209,7 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 }
 
 // stages are the values of fledge_flight_stage's stage label.
-var stages = []string{"none", "starting", "cohort", "weighted", "preview", "switched", "promoting", "rolling-back"}
+var stages = []string{"none", "starting", "mirror", "cohort", "weighted", "preview", "switched", "promoting", "rolling-back"}
 
 // stageOf is where a Flight stands in its strategy: no revision in flight
 // (none), its canary starting (before traffic), a cohort stage, the
@@ -232,6 +232,8 @@ func stageOf(st *v1alpha1.FlightStatus) string {
 		return "preview"
 	case st.BlueGreen != nil:
 		return "switched"
+	case rollout.CohortOf(st) != nil && rollout.CohortOf(st).Mirror > 0:
+		return "mirror"
 	case rollout.CohortOf(st) != nil:
 		return "cohort"
 	}

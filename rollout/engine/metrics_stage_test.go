@@ -20,6 +20,8 @@ func TestTheStageMetricSaysWhereAFlightStandsInItsStrategy(t *testing.T) {
 		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseIdle}, "none"},
 		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: -1}, "starting"},
 		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Cohorts: []v1alpha1.CohortStage{{Name: "beta"}}}, "cohort"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Cohorts: []v1alpha1.CohortStage{{Name: "mirror", Mirror: 20}, {Name: "beta"}}}, "mirror"},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 1, Cohorts: []v1alpha1.CohortStage{{Name: "mirror", Mirror: 20}, {Name: "beta"}}}, "cohort"},
 		{v1alpha1.FlightStatus{Phase: v1alpha1.PhasePaused, Step: 1, Cohorts: []v1alpha1.CohortStage{{Name: "beta"}}}, "weighted"},
 		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Cohorts: preview, BlueGreen: bg}, "preview"},
 		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 1, Cohorts: preview, BlueGreen: bg}, "switched"},

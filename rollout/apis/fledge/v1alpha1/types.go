@@ -170,6 +170,11 @@ type CohortStage struct {
 	Value       string          `json:"value,omitempty"`
 	MinDuration metav1.Duration `json:"minDuration,omitempty"`
 	MinSamples  int64           `json:"minSamples,omitempty"`
+	// Mirror, when set, makes this the mirror stage: no audience reaches
+	// the canary; this percentage of the requests is copied to it instead,
+	// and users get stable's answers only. (Header and the values are
+	// then empty.)
+	Mirror int32 `json:"mirror,omitempty"`
 }
 
 // BlueGreenPlan is what a blue/green revision does after the switch.
