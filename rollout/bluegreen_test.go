@@ -64,14 +64,14 @@ func TestBadBlueGreenPoliciesAreRefusedNamingTheField(t *testing.T) {
 	}
 	bg := "    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-preview, value: \"1\"}\n"
 	for _, tc := range []struct{ name, policy, want string }{
-		{"unknown strategy", base("    strategy: redBlack\n"), `policies.bg.strategy: "redBlack": want canary (the default) or blueGreen`},
+		{"unknown strategy", base("    strategy: redBlack\n"), `policies.bg.strategy: "redBlack": want canary (the default), blueGreen or mirror`},
 		{"settings without the strategy", base("    steps: [10]\n    blueGreen:\n      preview: {header: x-preview, value: \"1\"}\n"), "policies.bg.blueGreen: set only with strategy: blueGreen"},
 		{"the strategy without settings", base("    strategy: blueGreen\n"), "policies.bg.blueGreen: required with strategy: blueGreen"},
 		{"steps", base(bg + "    steps: [10, 50]\n"), "policies.bg.steps: a blue/green rollout switches all traffic at once"},
 		{"stepWeight", base(bg + "    stepWeight: 10\n    maxWeight: 50\n"), "policies.bg.steps: a blue/green rollout switches all traffic at once"},
-		{"cohorts", base(bg + "    cohorts: [{name: beta, header: x-tier, value: beta}]\n"), "policies.bg.cohorts: a blue/green rollout's one audience before the switch is its preview"},
-		{"sticky", base(bg + "    sticky: {}\n"), "policies.bg.sticky: a blue/green rollout has no weighted steps"},
-		{"release flags", base(bg + "    releaseFlags: [{configMap: flags, flag: f}]\n"), "policies.bg.releaseFlags: release flags are stepped with a canary's weight"},
+		{"cohorts", base(bg + "    cohorts: [{name: beta, header: x-tier, value: beta}]\n"), "policies.bg.cohorts: a blue/green rollout switches all traffic at once: it has no cohort stages"},
+		{"sticky", base(bg + "    sticky: {}\n"), "policies.bg.sticky: a blue/green rollout switches all traffic at once: it has no weighted steps"},
+		{"release flags", base(bg + "    releaseFlags: [{configMap: flags, flag: f}]\n"), "policies.bg.releaseFlags: a blue/green rollout switches all traffic at once: release flags are stepped"},
 		{"no preview route", base("    strategy: blueGreen\n    blueGreen: {postPromotion: {duration: 2m}}\n"), "policies.bg.blueGreen.preview: give exactly one of header and cookie"},
 		{"header and cookie", base("    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-p, cookie: p, value: \"1\"}\n"), "policies.bg.blueGreen.preview: give exactly one of header and cookie"},
 		{"no value", base("    strategy: blueGreen\n    blueGreen:\n      preview: {header: x-preview}\n"), "policies.bg.blueGreen.preview: give exactly one of value and regex"},
@@ -300,5 +300,26 @@ func TestAMirrorStageParsesAndBadOnesAreRefusedNamingTheField(t *testing.T) {
 	bg := "policies:\n  m:\n    strategy: blueGreen\n    blueGreen: {preview: {header: x-p, value: \"1\"}}\n    mirror: {percent: 10}\n    metrics: [{name: success-rate, min: 0.9}]\n"
 	if _, err := ParseConfig([]byte(bg)); err == nil || !strings.Contains(err.Error(), "policies.m.mirror: a blue/green rollout is judged on its preview") {
 		t.Errorf("mirror with blue/green: %v", err)
+	}
+}
+
+func TestAMirrorStrategyIsAMirrorStageThenThePromotion(t *testing.T) {
+	ps, err := ParseConfig([]byte("policies:\n  ro:\n    strategy: mirror\n    mirror: {percent: 50, duration: 5m}\n    metrics: [{name: error-rate}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps["ro"]
+	if p.Strategy != StrategyMirror || len(p.Steps) != 0 || p.Mirror == nil || p.Mirror.Mirror != 50 || p.AnalysisDeadline != defaultAnalysisDeadline {
+		t.Errorf("strategy %q, steps %v, mirror %+v, deadline %s; want a mirror stage alone", p.Strategy, p.Steps, p.Mirror, p.AnalysisDeadline)
+	}
+	for _, tc := range []struct{ policy, want string }{
+		{"policies:\n  ro:\n    strategy: mirror\n    metrics: [{name: error-rate}]\n", "policies.ro.mirror: required with strategy: mirror"},
+		{"policies:\n  ro:\n    strategy: mirror\n    mirror: {percent: 5}\n    steps: [10]\n    metrics: [{name: error-rate}]\n", "policies.ro.steps: a mirror rollout gives users no traffic before its promotion: it has no steps"},
+		{"policies:\n  ro:\n    strategy: mirror\n    mirror: {percent: 5}\n    cohorts: [{name: b, header: x-b, value: \"1\"}]\n    metrics: [{name: error-rate}]\n", "policies.ro.cohorts: a mirror rollout gives users no traffic"},
+		{"policies:\n  ro:\n    strategy: mirror\n    mirror: {percent: 5}\n    blueGreen: {preview: {header: x-p, value: \"1\"}}\n    metrics: [{name: error-rate}]\n", "policies.ro.blueGreen: set only with strategy: blueGreen"},
+	} {
+		if _, err := ParseConfig([]byte(tc.policy)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
 	}
 }

@@ -566,6 +566,9 @@ func buildJudgement(s PolicySpec, p *Policy, field func(string, string, ...any))
 		// switch is one.
 		schedule, what = bg.Preview.MinDuration, "blueGreen.prePromotion.duration"
 	}
+	if p.Strategy == StrategyMirror && s.Mirror != nil {
+		schedule, what = orDefault(s.Mirror.Duration.Duration, p.Interval), "mirror.duration"
+	}
 	p.AnalysisDeadline = orDefault(s.AnalysisDeadline.Duration, max(defaultAnalysisDeadline, 2*schedule))
 	if p.AnalysisDeadline < schedule {
 		field("analysisDeadline", "%s is shorter than the policy's schedule (%s)", p.AnalysisDeadline, what)

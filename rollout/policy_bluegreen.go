@@ -19,6 +19,10 @@ const (
 	// again with the previous revision kept at full size, ready to take
 	// the traffic back.
 	StrategyBlueGreen = "blueGreen"
+	// StrategyMirror: for read-only services, the new revision is judged on
+	// copies of the live requests alone (its mirror stage), and then
+	// promoted: no user reaches it before its promotion.
+	StrategyMirror = "mirror"
 )
 
 // BlueGreenSpec is the blueGreen strategy as written in the policy file.
@@ -76,7 +80,7 @@ const maxScaleDownDelay = 24 * time.Hour
 
 // buildStrategy validates the policy's strategy, and a blue/green one's
 // settings, which leave no room for steps, cohorts or sticky users. It
-// reports whether the policy is blue/green.
+// reports whether the policy has no steps (blue/green, mirror).
 func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ...any)) bool {
 	switch s.Strategy {
 	case "", StrategyCanary:
@@ -85,26 +89,25 @@ func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ..
 		}
 		return false
 	case StrategyBlueGreen:
+	case StrategyMirror:
+		if s.BlueGreen != nil {
+			field("blueGreen", "set only with strategy: %s", StrategyBlueGreen)
+		}
+		if s.Mirror == nil {
+			field("mirror", "required with strategy: %s (its percent at least)", StrategyMirror)
+		}
+		noSteps(s, "a mirror rollout gives users no traffic before its promotion", field)
+		p.Strategy = StrategyMirror
+		return true
 	default:
-		field("strategy", "%q: want %s (the default) or %s", s.Strategy, StrategyCanary, StrategyBlueGreen)
+		field("strategy", "%q: want %s (the default), %s or %s", s.Strategy, StrategyCanary, StrategyBlueGreen, StrategyMirror)
 		return false
 	}
 	if s.BlueGreen == nil {
 		field("blueGreen", "required with strategy: %s (its preview route at least)", StrategyBlueGreen)
 		return true
 	}
-	if len(s.Steps) > 0 || s.StepWeight != 0 || s.MaxWeight != 0 {
-		field("steps", "a blue/green rollout switches all traffic at once: it has no steps (strategy: %s has them)", StrategyCanary)
-	}
-	if len(s.Cohorts) > 0 {
-		field("cohorts", "a blue/green rollout's one audience before the switch is its preview: give it as blueGreen.preview")
-	}
-	if s.Sticky != nil {
-		field("sticky", "a blue/green rollout has no weighted steps to keep users on the new revision during")
-	}
-	if len(s.ReleaseFlags) > 0 {
-		field("releaseFlags", "release flags are stepped with a canary's weight; a blue/green rollout has none")
-	}
+	noSteps(s, "a blue/green rollout switches all traffic at once", field)
 	bg := s.BlueGreen
 	pre, post := bg.PrePromotion, bg.PostPromotion
 	preview := buildCohort(CohortSpec{Name: PreviewName, Header: bg.Preview.Header, Cookie: bg.Preview.Cookie, Value: bg.Preview.Value, Regex: bg.Preview.Regex},
@@ -141,6 +144,23 @@ func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ..
 	}
 	p.Strategy, p.BlueGreen = StrategyBlueGreen, out
 	return true
+}
+
+// noSteps refuses what only a canary's weighted steps give meaning to, for
+// a strategy without them (why says why).
+func noSteps(s PolicySpec, why string, field func(f, format string, args ...any)) {
+	if len(s.Steps) > 0 || s.StepWeight != 0 || s.MaxWeight != 0 {
+		field("steps", "%s: it has no steps (strategy: %s has them)", why, StrategyCanary)
+	}
+	if len(s.Cohorts) > 0 {
+		field("cohorts", "%s: it has no cohort stages (a blue/green rollout's one audience before the switch is its preview: blueGreen.preview)", why)
+	}
+	if s.Sticky != nil {
+		field("sticky", "%s: it has no weighted steps to keep users on the new revision during", why)
+	}
+	if len(s.ReleaseFlags) > 0 {
+		field("releaseFlags", "%s: release flags are stepped with a canary's weight, and it has none", why)
+	}
 }
 
 // MirrorSpec is the mirror stage as written in the policy file.

@@ -160,12 +160,15 @@ func runScript(t *testing.T, path string) string {
 			p.Cohorts = append(append([]Cohort(nil), p.Cohorts...), c)
 			w.policy = &p
 		case "mirror":
-			// mirror percent [duration]
+			// mirror percent [duration] [only]: only is strategy: mirror
 			p := *w.policy
 			pct, _ := strconv.Atoi(args[0])
 			c := Cohort{Name: MirrorName, Mirror: int32(pct), MinDuration: p.Interval}
 			if len(args) > 1 {
 				c.MinDuration, _ = time.ParseDuration(args[1])
+			}
+			if len(args) > 2 && args[2] == "only" {
+				p.Strategy, p.Steps, p.MaxWeight = StrategyMirror, nil, 0
 			}
 			p.Mirror = &c
 			w.policy = &p

@@ -23,6 +23,14 @@ policies:
     mirror: {percent: 50, duration: 6s, minSamples: 20}
     metrics:
     - {name: success-rate, min: 0.95, minSamples: 10, interval: 4s}
+  read-only:
+    strategy: mirror
+    interval: 4s
+    minInterval: 1s
+    progressDeadline: 1m
+    mirror: {percent: 100, duration: 6s, minSamples: 20}
+    metrics:
+    - {name: success-rate, min: 0.95, minSamples: 10, interval: 4s}
 `
 
 // TestAMirroredCanaryFailingItsCopiesIsRolledBackBeforeAnyUserSawIt: during
@@ -74,6 +82,44 @@ func TestAMirroredCanaryFailingItsCopiesIsRolledBackBeforeAnyUserSawIt(t *testin
 	t.Logf("users: %d requests, %d errors during the rollout", after.Requests-before.Requests, after.Errors-before.Errors)
 	if after.Requests == before.Requests || after.Errors != before.Errors {
 		t.Errorf("users got %d errors in %d requests during the rollout, want none", after.Errors-before.Errors, after.Requests-before.Requests)
+	}
+	assertSettled(t, sb, ns)
+}
+
+// TestAReadOnlyServiceIsJudgedOnCopiesAloneThenPromoted: strategy mirror.
+// Until the promotion no user request reaches the new revision (the
+// emulator's ground truth), its answers to the copies of every request
+// pass, and it is promoted.
+func TestAReadOnlyServiceIsJudgedOnCopiesAloneThenPromoted(t *testing.T) {
+	sb, ns := suite.Namespace(t)
+	startEngine(t, sb, ns, mirrorPolicies)
+	shopApp(t, sb, ns, "read-only", 20)
+	rec := record(t, sb, ns, previewHeader)
+
+	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && f.Status.Step == 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	var users, usersOnNew, copies int
+	for _, r := range rec.window(2 * time.Second) {
+		switch {
+		case r.mirrored:
+			copies++
+		case r.canary:
+			usersOnNew++
+			users++
+		default:
+			users++
+		}
+	}
+	t.Logf("judged on copies: %d user requests (%d on the new revision), %d copies", users, usersOnNew, copies)
+	if users == 0 || usersOnNew != 0 || copies < users*9/10 {
+		t.Errorf("%d of %d user requests reached the new revision and %d were copied to it; want none, and every one copied", usersOnNew, users, copies)
+	}
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase.Terminal() })
+	if f.Status.Phase != v1alpha1.PhaseSucceeded || f.Status.StableRevision != rev {
+		t.Fatalf("phase %s, stable %s (%s); want promoted", f.Status.Phase, f.Status.StableRevision, f.Status.Message)
 	}
 	assertSettled(t, sb, ns)
 }

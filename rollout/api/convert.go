@@ -89,8 +89,14 @@ func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 		out.Cohorts = append(out.Cohorts, c.Name)
 	}
 	out.Strategy = rollout.StrategyCanary
-	if st.BlueGreen != nil {
+	switch {
+	case st.BlueGreen != nil:
 		out.Strategy = rollout.StrategyBlueGreen
+	case len(st.Steps) == 1 && len(st.Cohorts) == 1 && st.Cohorts[0].Mirror > 0:
+		out.Strategy = rollout.StrategyMirror
+	}
+	if c := rollout.CohortOf(st); c != nil && (st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) {
+		out.MirrorPercent = c.Mirror
 	}
 	for _, fl := range st.Flags {
 		out.Flags = append(out.Flags, &rolloutpb.ReleaseFlag{

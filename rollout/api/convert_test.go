@@ -81,6 +81,12 @@ func TestFlightToProto(t *testing.T) {
 	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 		t.Errorf("FlightToProto (-want +got):\n%s", diff)
 	}
+	mirrored := f.DeepCopy()
+	mirrored.Status.Phase, mirrored.Status.Step, mirrored.Status.Steps = v1alpha1.PhaseProgressing, 0, []int32{0}
+	mirrored.Status.Cohorts = []v1alpha1.CohortStage{{Name: "mirror", Mirror: 30}}
+	if got := FlightToProto(mirrored); got.GetStrategy() != "mirror" || got.GetMirrorPercent() != 30 {
+		t.Errorf("a mirror revision: strategy %q, mirror %d%%; want mirror at 30%%", got.GetStrategy(), got.GetMirrorPercent())
+	}
 	f.Status.BlueGreen = &v1alpha1.BlueGreenPlan{}
 	if got := FlightToProto(f).GetStrategy(); got != "blueGreen" {
 		t.Errorf("a blue/green revision's strategy: %q, want blueGreen", got)

@@ -530,10 +530,15 @@ type Flight struct {
 	// The release flags linked to this revision, and where each stands.
 	Flags []*ReleaseFlag `protobuf:"bytes,42,rep,name=flags,proto3" json:"flags,omitempty"`
 	// How this revision reaches users: "canary" (weighted steps, after any
-	// cohorts) or "blueGreen" (steps has two entries: the preview, at 0%,
-	// whose cohort is the preview route, then the switch, at 100%, with the
-	// previous revision kept at full size).
-	Strategy      string `protobuf:"bytes,43,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// mirror stage and cohorts), "blueGreen" (steps has two entries: the
+	// preview, at 0%, whose cohort is the preview route, then the switch, at
+	// 100%, with the previous revision kept at full size) or "mirror" (one
+	// mirror stage, then the promotion).
+	Strategy string `protobuf:"bytes,43,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// During a mirror stage, the percentage of requests copied to the
+	// canary (whose answers go nowhere); 0 otherwise. "mirror" strategy
+	// rollouts are judged on such copies alone before their promotion.
+	MirrorPercent int32 `protobuf:"varint,44,opt,name=mirror_percent,json=mirrorPercent,proto3" json:"mirror_percent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,6 +788,13 @@ func (x *Flight) GetStrategy() string {
 		return x.Strategy
 	}
 	return ""
+}
+
+func (x *Flight) GetMirrorPercent() int32 {
+	if x != nil {
+		return x.MirrorPercent
+	}
+	return 0
 }
 
 // ReleaseFlag is a flag fledge rewrites in lockstep with the traffic.
@@ -3146,7 +3158,7 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\n" +
 	"\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -3184,7 +3196,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\rlast_decision\x18( \x01(\v2\x13.fledge.v1.DecisionR\flastDecision\x12\x18\n" +
 	"\acohorts\x18) \x03(\tR\acohorts\x12,\n" +
 	"\x05flags\x18* \x03(\v2\x16.fledge.v1.ReleaseFlagR\x05flags\x12\x1a\n" +
-	"\bstrategy\x18+ \x01(\tR\bstrategy\"\x9c\x01\n" +
+	"\bstrategy\x18+ \x01(\tR\bstrategy\x12%\n" +
+	"\x0emirror_percent\x18, \x01(\x05R\rmirrorPercent\"\x9c\x01\n" +
 	"\vReleaseFlag\x12\x12\n" +
 	"\x04flag\x18\x01 \x01(\tR\x04flag\x12\x1d\n" +
 	"\n" +

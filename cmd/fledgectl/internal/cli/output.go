@@ -106,6 +106,9 @@ func step(f *rolloutpb.Flight) string {
 // progress is "step 2/4 [####------] 40%", or "step 1/4 cohort beta"
 // during a cohort stage.
 func progress(f *rolloutpb.Flight) string {
+	if p := f.GetMirrorPercent(); p > 0 && cohort(f) != "" {
+		return fmt.Sprintf("step %s mirror %d%% (users on stable)", step(f), p)
+	}
 	if f.GetStrategy() == "blueGreen" {
 		switch {
 		case cohort(f) != "":
