@@ -132,7 +132,7 @@ func (w *stableWatch) see(d *appsv1.Deployment, revision string) {
 func TestABlueGreenRolloutIsPreviewedSwitchedJudgedAndPromoted(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, blueGreenPolicies)
-	stable := shopApp(t, sb, ns, "bg", 20, mesh.Segment{Share: 0.3, Headers: map[string]string{previewHeader: "true"}})
+	stable := shopApp(t, sb, ns, "bg", 20, nil, mesh.Segment{Share: 0.3, Headers: map[string]string{previewHeader: "true"}})
 	rec := record(t, sb, ns, previewHeader)
 	watch := watchStable(t, sb, ns, stable)
 
@@ -240,7 +240,7 @@ func TestABlueGreenRolloutIsPreviewedSwitchedJudgedAndPromoted(t *testing.T) {
 func TestABlueGreenRevisionFailingAfterTheSwitchIsSwitchedBackAtOnce(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, blueGreenPolicies)
-	stable := shopApp(t, sb, ns, "manual", 20)
+	stable := shopApp(t, sb, ns, "manual", 20, nil)
 	rec := record(t, sb, ns, previewHeader)
 	watch := watchStable(t, sb, ns, stable)
 
@@ -318,7 +318,7 @@ func getOrFail(t *testing.T, sb *sandbox.Sandbox, ns string) *v1alpha1.Flight {
 func TestABlueGreenRevisionWithoutQuotaHoldsSayingWhyAndIsRolledBack(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, blueGreenPolicies)
-	stable := shopApp(t, sb, ns, "tight", 20)
+	stable := shopApp(t, sb, ns, "tight", 20, nil)
 	ctx := context.Background()
 	_, err := sb.Kube.CoreV1().ResourceQuotas(ns).Create(ctx, &corev1.ResourceQuota{
 		ObjectMeta: metav1.ObjectMeta{Name: "pods"},

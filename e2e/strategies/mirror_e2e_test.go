@@ -41,7 +41,7 @@ policies:
 func TestAMirroredCanaryFailingItsCopiesIsRolledBackBeforeAnyUserSawIt(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, mirrorPolicies)
-	stable := shopApp(t, sb, ns, "mirror", 20)
+	stable := shopApp(t, sb, ns, "mirror", 20, nil)
 	rec := record(t, sb, ns, previewHeader)
 	client := "shopper-" + ns
 	before := sb.Mesh.ClientCounts(client)
@@ -93,7 +93,7 @@ func TestAMirroredCanaryFailingItsCopiesIsRolledBackBeforeAnyUserSawIt(t *testin
 func TestAReadOnlyServiceIsJudgedOnCopiesAloneThenPromoted(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, mirrorPolicies)
-	shopApp(t, sb, ns, "read-only", 20)
+	shopApp(t, sb, ns, "read-only", 20, nil)
 	rec := record(t, sb, ns, previewHeader)
 
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
