@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	networkingv1 "istio.io/api/networking/v1"
+	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -361,4 +364,59 @@ func TestABlueGreenRevisionWithoutQuotaHoldsSayingWhyAndIsRolledBack(t *testing.
 		t.Fatalf("phase %s, stable %s (%s); want RolledBack naming the quota", f.Status.Phase, f.Status.StableRevision, f.Status.Message)
 	}
 	assertSettled(t, sb, ns)
+}
+
+// TestAPreviewRouteCollidingWithATeamsRouteHoldsAndChangesNothing: the
+// team's VirtualService already routes on the preview header in the route
+// fledge splits. The new revision's preview cannot be ANDed in: the Flight
+// holds naming the header, no request reaches the new revision, and the
+// team's VirtualService stays as they wrote it.
+func TestAPreviewRouteCollidingWithATeamsRouteHoldsAndChangesNothing(t *testing.T) {
+	sb, ns := suite.Namespace(t)
+	ctx := context.Background()
+	startEngine(t, sb, ns, blueGreenPolicies)
+	t.Cleanup(func() { dumpOnFailure(t, sb, ns) })
+	written := &istionetv1.VirtualService{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-routes", Namespace: ns},
+		Spec: networkingv1.VirtualService{
+			Hosts: []string{"shop"},
+			Http: []*networkingv1.HTTPRoute{{
+				Name: "primary",
+				Match: []*networkingv1.HTTPMatchRequest{{Headers: map[string]*networkingv1.StringMatch{
+					previewHeader: {MatchType: &networkingv1.StringMatch_Prefix{Prefix: ""}},
+				}}, {}},
+				Route: []*networkingv1.HTTPRouteDestination{{Destination: &networkingv1.Destination{Host: "shop"}}},
+			}},
+		},
+	}
+	if _, err := sb.Istio.NetworkingV1().VirtualServices(ns).Create(ctx, written, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stored := sb.StoredVirtualService(t, ns, "shop-routes")
+	sb.CreateApp(t, ns, appOf("shop", map[string]string{rollout.AnnotationRollout: "manual", rollout.AnnotationVirtualService: "shop-routes/primary"}, nil))
+	sb.SendTraffic(t, mesh.Client{Name: "shopper-" + ns, Namespace: ns, Host: "shop", RPS: 20, Users: 300,
+		Segments: []mesh.Segment{{Share: 0.3, Headers: map[string]string{previewHeader: "true"}}}})
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
+	rec := record(t, sb, ns, previewHeader)
+
+	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && f.Status.Hold != nil && strings.Contains(f.Status.Hold.Message, previewHeader)
+	})
+	t.Logf("held: %s: %s", f.Status.Hold.Reason, f.Status.Hold.Message)
+	if f.Status.CanaryWeight != 0 || f.Status.Phase.Terminal() {
+		t.Errorf("phase %s at %d%%, want held before any traffic", f.Status.Phase, f.Status.CanaryWeight)
+	}
+	reached := 0
+	for _, r := range rec.window(2 * time.Second) {
+		if r.canary {
+			reached++
+		}
+	}
+	if reached != 0 {
+		t.Errorf("%d requests reached the new revision, want none", reached)
+	}
+	if diff := cmp.Diff(stored, sb.StoredVirtualService(t, ns, "shop-routes")); diff != "" {
+		t.Errorf("the team's VirtualService changed (-as written +now):\n%s", diff)
+	}
 }
