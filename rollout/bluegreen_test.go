@@ -323,3 +323,44 @@ func TestAMirrorStrategyIsAMirrorStageThenThePromotion(t *testing.T) {
 		}
 	}
 }
+
+// After the switch, a revision that cannot be judged (no requests) does
+// not wait forever: the analysis deadline counts again from the switch,
+// and onInsufficientEvidence says what happens then.
+func TestASwitchedRevisionThatCannotBeJudgedMeetsTheDeadlineCountedFromTheSwitch(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	for _, tc := range []struct {
+		on   string
+		want v1alpha1.Phase
+	}{{OnInsufficientHold, v1alpha1.PhaseProgressing}, {OnInsufficientRollback, v1alpha1.PhaseRollingBack}, {OnInsufficientPromote, v1alpha1.PhasePromoting}} {
+		in := previewing(t, now, false)
+		p := *in.Policy
+		p.Metrics = []analysis.Metric{{Name: "success-rate", Interval: time.Minute, Min: new(0.99)}}
+		p.AnalysisDeadline, p.OnInsufficientEvidence = 30*time.Minute, tc.on
+		in.Policy = &p
+		started := metav1.NewTime(now.Add(-3 * time.Hour)) // long before: the preview took its time
+		switchedAt := metav1.NewTime(now)
+		in.Status.RevisionStartedAt, in.Status.StepStartedAt, in.Status.Step, in.Status.CanaryWeight = &started, &switchedAt, 1, 100
+		in.Weights = traffic.Weights{Canary: 100}
+		noData := []analysis.Check{{Metric: "success-rate", Outcome: analysis.NotEnoughData, Samples: 0}}
+		// Minutes after the switch: held for want of data, not at the
+		// deadline, though the revision started hours ago.
+		in.Now, in.Checks = now.Add(5*time.Minute), noData
+		if d := Decide(in); d.Status.Phase != v1alpha1.PhaseProgressing || d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldNotEnoughData {
+			t.Fatalf("%s, 5m after the switch: phase %s, hold %+v; want held for data", tc.on, d.Status.Phase, d.Status.Hold)
+		}
+		in.Now = now.Add(31 * time.Minute)
+		d := Decide(in)
+		said := d.Status.Message
+		if tc.on == OnInsufficientHold {
+			if d.Status.Hold == nil || d.Status.Hold.Reason != v1alpha1.HoldInsufficientEvidence {
+				t.Errorf("hold %+v, want InsufficientEvidence (people told)", d.Status.Hold)
+				continue
+			}
+			said = d.Status.Hold.Message
+		}
+		if d.Status.Phase != tc.want || !strings.Contains(said, "no verdict within the analysis deadline") {
+			t.Errorf("%s, past the deadline from the switch: phase %s (%s), want %s", tc.on, d.Status.Phase, said, tc.want)
+		}
+	}
+}

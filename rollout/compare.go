@@ -549,7 +549,13 @@ func (d *decider) promoteEarly(checks []analysis.Check, thresholdsPassed bool) b
 // complete.
 func (d *decider) deadline() bool {
 	p := d.in.Policy
-	if p.AnalysisDeadline <= 0 || d.st.RevisionStartedAt == nil || d.st.StepPassed || d.switched() || d.in.Now.Before(d.st.RevisionStartedAt.Add(p.AnalysisDeadline)) {
+	from := d.st.RevisionStartedAt
+	if d.switched() {
+		// The switch was a verdict on the preview: after it, the wait for
+		// one on the new revision serving everyone counts from the switch.
+		from = d.st.StepStartedAt
+	}
+	if p.AnalysisDeadline <= 0 || from == nil || d.st.StepPassed || d.in.Now.Before(from.Add(p.AnalysisDeadline)) {
 		return false
 	}
 	why := fmt.Sprintf("no verdict within the analysis deadline (%s)", p.AnalysisDeadline)
