@@ -1,0 +1,103 @@
+package rollout
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/webhooks"
+)
+
+// startTraffic brings a new canary up to its first step: the
+// confirm-rollout gate, then the canary Deployment until it is ready, then
+// the pre-rollout hooks, then the first weight (through the
+// confirm-traffic-increase gate). A canary that never becomes ready within
+// the progress deadline is rolled back.
+func (d *decider) startTraffic() {
+	if open, decided := d.gate(webhooks.ConfirmRollout); decided || !open {
+		return
+	}
+	if d.st.StepStartedAt == nil && len(d.in.Policy.hooksOf(webhooks.ConfirmRollout)) > 0 {
+		// The canary starts now: the progress deadline counts from here.
+		t := d.now()
+		d.st.StepStartedAt = &t
+		d.st.Message = fmt.Sprintf("the confirm-rollout gate opened: canary %s starting", d.st.CanaryRevision)
+	}
+	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady {
+		started := d.in.Now
+		switch {
+		case d.st.StepStartedAt != nil:
+			started = d.st.StepStartedAt.Time
+		case d.st.RevisionStartedAt != nil:
+			started = d.st.RevisionStartedAt.Time
+		}
+		deadline := started.Add(d.in.Policy.ProgressDeadline)
+		if !d.in.Now.Before(deadline) {
+			d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready within the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
+			return
+		}
+		if d.in.CanaryTrouble != "" && d.in.CanaryRevision == d.st.CanaryRevision {
+			// Said at once, rather than at the deadline: people can act
+			// (raise the quota) while the rollout waits.
+			d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s cannot bring its pods up%s; no traffic reaches it, and it is rolled back at %s unless they come up",
+				d.st.CanaryRevision, d.canaryTrouble(), deadline.UTC().Format(time.TimeOnly)))
+		}
+		d.do(EnsureCanary{Revision: d.st.CanaryRevision})
+		d.after(min(2*time.Second, deadline.Sub(d.in.Now)))
+		return
+	}
+	if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryNotReady {
+		d.st.Hold = nil // its pods came up after all
+	}
+	ready := fmt.Sprintf("canary %s ready", d.st.CanaryRevision)
+	if d.st.StepPassed {
+		d.moveOn(ready, nil)
+		return
+	}
+	pre := d.in.Policy.hooksOf(webhooks.PreRollout)
+	if len(pre) == 0 {
+		d.moveOn(ready, nil)
+		return
+	}
+	if d.st.LastAnalysisAt != nil {
+		// A pre-rollout hook failed: ask again an interval later.
+		if next := d.st.LastAnalysisAt.Add(d.in.Policy.Interval); d.in.Now.Before(next) {
+			d.after(next.Sub(d.in.Now))
+			return
+		}
+	}
+	recs, done := d.runHooks(pre, -1, d.st.Round)
+	if !done {
+		d.waitForHooks(recs)
+		return
+	}
+	d.judge(hookChecks(pre, recs))
+}
+
+// canaryReady holds while the canary is not ready, and rolls it back when
+// that lasts longer than the progress deadline.
+func (d *decider) canaryReady() bool {
+	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision {
+		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
+			d.st.Hold = nil
+		}
+		return true
+	}
+	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s is not ready%s", d.st.CanaryRevision, d.canaryTrouble()))
+	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
+		return false
+	}
+	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
+	d.after(2 * time.Second)
+	return false
+}
+
+// canaryTrouble is ": " and what the canary's Deployment says keeps its
+// pods from coming up, or nothing.
+func (d *decider) canaryTrouble() string {
+	if d.in.CanaryTrouble == "" || d.in.CanaryRevision != d.st.CanaryRevision {
+		return ""
+	}
+	return ": " + d.in.CanaryTrouble
+}
