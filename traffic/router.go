@@ -25,6 +25,11 @@ type Target struct {
 	// Stable and Canary are the Services traffic is split between: the
 	// user's own Service and fledge's "<name>-canary".
 	Stable, Canary string
+	// Baseline, when set, is a third Service the split may send a share
+	// to (Weights.Baseline): fledge's "<name>-baseline", a fresh copy of
+	// stable started with the canary so that the two are compared on
+	// equal terms (same age, same share). Empty: no baseline route.
+	Baseline string
 	// VirtualService, when set, is a VirtualService the team owns: only the
 	// destinations and weights of its route named Route are changed, and
 	// everything else in it is left exactly as the owner wrote it. Route may
@@ -59,6 +64,10 @@ type Weights struct {
 	// only (Istio's mirror and mirrorPercentage). Only with no traffic on
 	// the canary: a mirror stage comes before the canary serves anyone.
 	Mirror int32
+	// Baseline is the share of the split on the target's Baseline
+	// Service, beside Stable and Canary (the three add up to 100). Only
+	// on a target that names a Baseline Service, and never with Mirror.
+	Baseline int32
 }
 
 // Cohort is an audience that requests carry visibly to the mesh: one
@@ -109,10 +118,16 @@ func CookieCohort(cohort, name, value string) Cohort {
 // Validate rejects a split that is not two shares in 0..100 adding to
 // 100, and a cohort or sticky cookie that is not well formed.
 func (w Weights) Validate() error {
-	if w.Stable < 0 || w.Canary < 0 || w.Stable+w.Canary != 100 {
+	if w.Baseline != 0 {
+		if w.Stable < 0 || w.Canary < 0 || w.Baseline < 0 || w.Stable+w.Canary+w.Baseline != 100 {
+			return fmt.Errorf("weights stable=%d canary=%d baseline=%d: want three shares in 0..100 that add up to 100", w.Stable, w.Canary, w.Baseline)
+		}
+	} else if w.Stable < 0 || w.Canary < 0 || w.Stable+w.Canary != 100 {
 		return fmt.Errorf("weights stable=%d canary=%d: want two shares in 0..100 that add up to 100", w.Stable, w.Canary)
 	}
 	switch {
+	case w.Baseline > 0 && w.Mirror > 0:
+		return fmt.Errorf("mirror %d%% with a baseline at %d%%: a baseline shares a split the canary serves", w.Mirror, w.Baseline)
 	case w.Mirror < 0 || w.Mirror > 100:
 		return fmt.Errorf("mirror %d%%: want a percentage in 0..100", w.Mirror)
 	case w.Mirror > 0 && w.Canary > 0:
