@@ -5,7 +5,8 @@
 //
 // Generated: when the target names no VirtualService, the router owns one,
 // named after the app, for the app's host: one http route, "fledge", with
-// the stable and the canary Service as weighted destinations, after the
+// the stable and the canary Service as weighted destinations (and the
+// baseline Service, third, while the weights give it a share), after the
 // match routes of a cohort ("fledge-cohort-<name>") and of a sticky cookie
 // ("fledge-sticky") when the weights have them (see match.go). It carries
 // the label app.kubernetes.io/managed-by=fledge, which is how the router
@@ -30,8 +31,11 @@
 // than this client would be missing there. The canary destination is a
 // copy of the stable one (port, header rules, but not a subset, which the
 // canary host has no DestinationRule for) pointed at the canary Service;
-// Release removes the match routes and puts back the stable destination
-// alone, without a weight, as the team wrote it.
+// the baseline destination, present only while it has a share, is the
+// same copy pointed at the baseline Service. Match routes go to the
+// canary alone, never to the baseline. Release removes the match routes
+// and puts back the stable destination alone, without a weight, as the
+// team wrote it.
 //
 // A match route ANDs its header condition into each of R's match blocks,
 // so a block of R that already matches that header is a conflict; so is a

@@ -212,7 +212,7 @@ func generated(t traffic.Target, w traffic.Weights) *istionetv1.VirtualService {
 func generatedSpec(t traffic.Target, w traffic.Weights) *networkingv1.VirtualService {
 	split, stable := generatedSplitRoute(t, w)
 	// A generated split route has no match, so no header can collide.
-	matches, _ := matchRoutes(withoutMirror(split), "", canaryDestination(stable, t.Canary), w)
+	matches, _ := matchRoutes(withoutMirror(split), "", copyDestination(stable, t.Canary), w)
 	return &networkingv1.VirtualService{
 		Hosts: []string{t.Host},
 		Http:  append(matches, split),
@@ -220,10 +220,10 @@ func generatedSpec(t traffic.Target, w traffic.Weights) *networkingv1.VirtualSer
 }
 
 // generatedSplitRoute is the split route of the generated VirtualService,
-// and the stable destination it copies for the canary.
+// and the stable destination it copies for the canary and the baseline.
 func generatedSplitRoute(t traffic.Target, w traffic.Weights) (*networkingv1.HTTPRoute, *networkingv1.HTTPRouteDestination) {
 	stable := &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: t.Stable}}
-	route := &networkingv1.HTTPRoute{Name: RouteName, Route: splitDestinations(stable, t.Canary, w)}
+	route := &networkingv1.HTTPRoute{Name: RouteName, Route: splitDestinations(stable, t, w)}
 	if w.Mirror > 0 {
 		route.Mirror = &networkingv1.Destination{Host: t.Canary}
 		route.MirrorPercentage = &networkingv1.Percent{Value: float64(w.Mirror)}
@@ -281,7 +281,9 @@ func readGenerated(spec *networkingv1.VirtualService, t traffic.Target) (w traff
 	if p == nil {
 		w.Mirror, p = readMirror(http[split], servicesOf(t))
 		if p == nil && w.Validate() != nil {
-			p = &problem{".mirror", fmt.Sprintf("mirrors %d%% while the canary serves %d%%", w.Mirror, w.Canary)}
+			// The split alone was valid: the mirror is what does not fit
+			// it (the canary, or a baseline, serves a share).
+			p = &problem{".mirror", fmt.Sprintf("mirrors %d%% while the canary serves %d%% and the baseline %d%%", w.Mirror, w.Canary, w.Baseline)}
 		}
 	}
 	if p != nil {

@@ -22,7 +22,9 @@ import (
 // its name; its match, which is each of the split route's match blocks with
 // one more header condition ANDed in (a block with that condition alone when
 // the split route matches everything); and its route, the canary
-// destination alone.
+// destination alone. Never the baseline's: a baseline is compared with
+// the canary on an equal share of the split, and an audience sent to the
+// canary is no part of that comparison.
 const (
 	// cohortRoutePrefix, then the cohort's name, names the cohort's route.
 	cohortRoutePrefix = "fledge-cohort-"
@@ -52,7 +54,7 @@ func isMatchRoute(name, prefix string) bool {
 
 // matchRoutes returns the match routes of split route r for w, in order:
 // the cohort's, then the sticky cookie's. canary is the canary destination
-// to copy (see canaryDestination). A problem is about r: one of its match
+// to copy (see copyDestination). A problem is about r: one of its match
 // blocks already matches the header that would be ANDed in, and a block
 // cannot match one header twice.
 func matchRoutes(r *networkingv1.HTTPRoute, prefix string, canary *networkingv1.HTTPRouteDestination, w traffic.Weights) ([]*networkingv1.HTTPRoute, *problem) {

@@ -78,25 +78,25 @@ func (r *Router) setOwned(ctx context.Context, t traffic.Target, w traffic.Weigh
 	}
 	return r.patchRoute(ctx, t, func(l located) (change, error) {
 		s := servicesOf(t)
-		stable, hasCanary, p := stableDestination(l.route.GetRoute(), s)
+		stable, split, p := stableDestination(l.route.GetRoute(), s)
 		if p == nil && !w.Sticky.IsZero() {
 			p = setCookieProblem(l.route.GetRoute(), s)
 		}
 		if p != nil {
 			return change{}, l.conflict(p)
 		}
-		matches, p := matchRoutes(l.route, l.prefix(), canaryDestination(stable, t.Canary), w)
+		matches, p := matchRoutes(l.route, l.prefix(), copyDestination(stable, t.Canary), w)
 		if p != nil {
 			return change{}, l.conflict(p)
 		}
 		c := change{matches: matches}
 		switch {
-		case w.Canary > 0:
-			c.route = splitDestinations(stable, t.Canary, w)
-		case hasCanary:
+		case w.Canary > 0 || w.Baseline > 0:
+			c.route = splitDestinations(stable, t, w)
+		case split:
 			// All on stable is the route as its owner wrote it: a leftover
-			// zero-weight canary destination would be drift in their
-			// GitOps repository after every rollout.
+			// zero-weight canary (or baseline) destination would be drift
+			// in their GitOps repository after every rollout.
 			c.route = plainDestinations(stable)
 		}
 		return c, nil
@@ -126,7 +126,7 @@ func (r *Router) ownedWeights(ctx context.Context, t traffic.Target) (traffic.We
 			l.vs.Namespace, l.vs.Name, l.matchRef(i), p.field, p.message)
 	}
 	w.Cohort, w.Sticky = cohort, sticky
-	want, p := matchRoutes(l.route, l.prefix(), canaryDestination(stable, t.Canary), w)
+	want, p := matchRoutes(l.route, l.prefix(), copyDestination(stable, t.Canary), w)
 	if p != nil {
 		// The route was edited to match the header itself since.
 		return traffic.Weights{}, l.conflict(p)
@@ -149,17 +149,17 @@ func (r *Router) ownedWeights(ctx context.Context, t traffic.Target) (traffic.We
 }
 
 // releaseOwned removes the match routes and puts the stable destination
-// back alone. A route without a canary destination is left exactly as it
-// is, so that releasing a target fledge never split does not even reformat
-// the owner's weight.
+// back alone. A route without a canary or baseline destination is left
+// exactly as it is, so that releasing a target fledge never split does
+// not even reformat the owner's weight.
 func (r *Router) releaseOwned(ctx context.Context, t traffic.Target) error {
 	err := r.patchRoute(ctx, t, func(l located) (change, error) {
-		stable, hasCanary, p := stableDestination(l.route.GetRoute(), servicesOf(t))
+		stable, split, p := stableDestination(l.route.GetRoute(), servicesOf(t))
 		if p != nil {
 			return change{}, l.conflict(p)
 		}
 		var c change
-		if hasCanary {
+		if split {
 			c.route = plainDestinations(stable)
 		}
 		return c, nil

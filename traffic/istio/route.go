@@ -26,33 +26,51 @@ func fqdn(host, namespace string) string {
 	return host + "." + namespace + clusterDomainSuffix
 }
 
-// hostKind says which side of the split a destination host is.
+// hostKind says which share of the split a destination host is.
 type hostKind uint8
 
 const (
 	otherHost hostKind = iota
 	stableHost
 	canaryHost
+	baselineHost
 )
 
-// services resolves destination hosts against a target's two Services.
+// services resolves destination hosts against a target's Services.
 type services struct {
-	stable, canary string // fully qualified
-	t              traffic.Target
+	// stable, canary and baseline are fully qualified; baseline is ""
+	// when the target names none, so that no host is taken for it.
+	stable, canary, baseline string
+	t                        traffic.Target
 }
 
 func servicesOf(t traffic.Target) services {
-	return services{stable: fqdn(t.Stable, t.Namespace), canary: fqdn(t.Canary, t.Namespace), t: t}
+	s := services{stable: fqdn(t.Stable, t.Namespace), canary: fqdn(t.Canary, t.Namespace), t: t}
+	if t.Baseline != "" {
+		s.baseline = fqdn(t.Baseline, t.Namespace)
+	}
+	return s
 }
 
 func (s services) kind(host string) hostKind {
-	switch fqdn(host, s.t.Namespace) {
-	case s.stable:
+	switch h := fqdn(host, s.t.Namespace); {
+	case h == s.stable:
 		return stableHost
-	case s.canary:
+	case h == s.canary:
 		return canaryHost
+	case s.baseline != "" && h == s.baseline:
+		return baselineHost
 	}
 	return otherHost
+}
+
+// names lists the target's Services for errors: "the stable Service web
+// nor the canary Service web-canary", and the baseline when there is one.
+func (s services) names() string {
+	if s.t.Baseline == "" {
+		return fmt.Sprintf("the stable Service %s nor the canary Service %s", s.t.Stable, s.t.Canary)
+	}
+	return fmt.Sprintf("the stable Service %s, the canary Service %s nor the baseline Service %s", s.t.Stable, s.t.Canary, s.t.Baseline)
 }
 
 // problem is what is wrong with a route and where, relative to the
@@ -71,10 +89,11 @@ type routeRef struct {
 func (r routeRef) String() string { return fmt.Sprintf("spec.http[%d] (%q)", r.index, r.name) }
 
 // readSplit returns the split that a route's destinations give the target,
-// as the mesh applies it: weights of the stable and the canary host are
-// summed, and a lone destination takes all traffic whatever its weight, as
-// in Istio. Any other host, or weights that are not a valid split, is a
-// problem: the router cannot say what share the canary gets.
+// as the mesh applies it: weights of the stable, the canary and the
+// baseline host are summed, and a lone destination takes all traffic
+// whatever its weight, as in Istio. Any other host (the baseline's too,
+// when the target names none), or weights that are not a valid split, is
+// a problem: the router cannot say what share the canary gets.
 func readSplit(dests []*networkingv1.HTTPRouteDestination, s services) (traffic.Weights, *problem) {
 	if len(dests) == 0 {
 		return traffic.Weights{}, noDestinations
@@ -90,6 +109,8 @@ func readSplit(dests []*networkingv1.HTTPRouteDestination, s services) (traffic.
 			w.Stable += weight
 		case canaryHost:
 			w.Canary += weight
+		case baselineHost:
+			w.Baseline += weight
 		default:
 			return traffic.Weights{}, otherHostProblem(i, d, s)
 		}
@@ -105,22 +126,23 @@ var noDestinations = &problem{".route", "has no destinations (a redirect, a dire
 func otherHostProblem(i int, d *networkingv1.HTTPRouteDestination, s services) *problem {
 	return &problem{
 		fmt.Sprintf(".route[%d].destination.host", i),
-		fmt.Sprintf("%q is neither the stable Service %s nor the canary Service %s", d.GetDestination().GetHost(), s.t.Stable, s.t.Canary),
+		fmt.Sprintf("%q is neither %s", d.GetDestination().GetHost(), s.names()),
 	}
 }
 
 // stableDestination checks that the router can rewrite a route's
 // destinations without losing anything the owner wrote: exactly one
-// destination for the stable host (it is kept, and copied for the canary),
-// at most one for the canary host (fledge's own, from an earlier call),
-// and no other host. It returns the stable destination and whether a
-// canary destination is present.
+// destination for the stable host (it is kept, and copied for the canary
+// and the baseline), at most one for the canary host and one for the
+// baseline host (fledge's own, from an earlier call), and no other host.
+// It returns the stable destination and whether a destination of
+// fledge's (the canary's or the baseline's) is present.
 func stableDestination(dests []*networkingv1.HTTPRouteDestination, s services) (*networkingv1.HTTPRouteDestination, bool, *problem) {
 	if len(dests) == 0 {
 		return nil, false, noDestinations
 	}
 	var stable *networkingv1.HTTPRouteDestination
-	canaries := 0
+	canaries, baselines := 0, 0
 	for i, d := range dests {
 		switch s.kind(d.GetDestination().GetHost()) {
 		case stableHost:
@@ -134,6 +156,11 @@ func stableDestination(dests []*networkingv1.HTTPRouteDestination, s services) (
 				return nil, false, &problem{fmt.Sprintf(".route[%d].destination.host", i),
 					fmt.Sprintf("a second destination for the canary Service %s", s.t.Canary)}
 			}
+		case baselineHost:
+			if baselines++; baselines > 1 {
+				return nil, false, &problem{fmt.Sprintf(".route[%d].destination.host", i),
+					fmt.Sprintf("a second destination for the baseline Service %s", s.t.Baseline)}
+			}
 		default:
 			return nil, false, otherHostProblem(i, d, s)
 		}
@@ -141,35 +168,46 @@ func stableDestination(dests []*networkingv1.HTTPRouteDestination, s services) (
 	if stable == nil {
 		return nil, false, &problem{".route", fmt.Sprintf("no destination has the stable Service %s as host", s.t.Stable)}
 	}
-	return stable, canaries == 1, nil
+	return stable, canaries+baselines > 0, nil
 }
 
 // splitDestinations is the destination list that gives w: the stable
-// destination as the owner wrote it, with a weight, and its canary copy
-// (see canaryDestination), which sets the sticky cookie if w has one.
+// destination as the owner wrote it, with a weight; its canary copy (see
+// copyDestination), which sets the sticky cookie if w has one; and, when
+// w has a baseline share, its baseline copy, last. The baseline's
+// responses never set the sticky cookie: it pins users to the canary.
+// With no baseline share there is no baseline destination: one left at
+// weight zero would be drift in a team's VirtualService, and a generated
+// one would differ from what fledge generates for the same split.
 //
 // A zero weight is left out of the JSON, as proto3 does; Istio reads it as
 // zero and sends that destination nothing.
-func splitDestinations(stable *networkingv1.HTTPRouteDestination, canaryHost string, w traffic.Weights) []*networkingv1.HTTPRouteDestination {
+func splitDestinations(stable *networkingv1.HTTPRouteDestination, t traffic.Target, w traffic.Weights) []*networkingv1.HTTPRouteDestination {
 	s := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
 	s.Weight = w.Stable
-	c := withSetCookie(canaryDestination(stable, canaryHost), w.Sticky)
+	c := withSetCookie(copyDestination(stable, t.Canary), w.Sticky)
 	c.Weight = w.Canary
-	return []*networkingv1.HTTPRouteDestination{s, c}
+	out := []*networkingv1.HTTPRouteDestination{s, c}
+	if w.Baseline > 0 {
+		b := copyDestination(stable, t.Baseline)
+		b.Weight = w.Baseline
+		out = append(out, b)
+	}
+	return out
 }
 
-// canaryDestination is a copy of the stable destination for the canary
-// host, without a weight. The copy keeps the port (the canary Service
-// mirrors the stable one's ports) and the header rules, but not the
-// subset: subsets come from the stable host's DestinationRule and do not
-// exist for the canary host, where Envoy would answer 503 NC. The canary
-// Service already selects only the canary's pods.
-func canaryDestination(stable *networkingv1.HTTPRouteDestination, canaryHost string) *networkingv1.HTTPRouteDestination {
+// copyDestination is a copy of the stable destination for another host of
+// fledge's (the canary's or the baseline's), without a weight. The copy
+// keeps the port (fledge's Services mirror the stable one's ports) and the
+// header rules, but not the subset: subsets come from the stable host's
+// DestinationRule and do not exist for the other host, where Envoy would
+// answer 503 NC. fledge's Services already select only their own pods.
+func copyDestination(stable *networkingv1.HTTPRouteDestination, host string) *networkingv1.HTTPRouteDestination {
 	c := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
 	if c.Destination == nil {
 		c.Destination = &networkingv1.Destination{}
 	}
-	c.Destination.Host = canaryHost
+	c.Destination.Host = host
 	c.Destination.Subset = ""
 	c.Weight = 0
 	return c

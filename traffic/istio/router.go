@@ -64,6 +64,9 @@ func (r *Router) SetWeights(ctx context.Context, t traffic.Target, w traffic.Wei
 	if err := w.Validate(); err != nil {
 		return fmt.Errorf("target %s: %w", t, err)
 	}
+	if w.Baseline > 0 && t.Baseline == "" {
+		return fmt.Errorf("target %s: baseline %d%%: the target names no baseline Service to send it to", t, w.Baseline)
+	}
 	if t.VirtualService != "" {
 		return r.setOwned(ctx, t, w)
 	}
@@ -111,6 +114,15 @@ func validateTarget(t traffic.Target) error {
 	}
 	if t.Stable != "" && fqdn(t.Stable, t.Namespace) == fqdn(t.Canary, t.Namespace) {
 		wrong = append(wrong, fmt.Sprintf("stable and canary are the same Service %q", t.Stable))
+	}
+	// A baseline that is one of the other two would have its share read
+	// back as theirs.
+	if b := fqdn(t.Baseline, t.Namespace); t.Baseline != "" {
+		for _, other := range []struct{ name, host string }{{"stable", t.Stable}, {"canary", t.Canary}} {
+			if other.host != "" && fqdn(other.host, t.Namespace) == b {
+				wrong = append(wrong, fmt.Sprintf("baseline and %s are the same Service %q", other.name, t.Baseline))
+			}
+		}
 	}
 	if len(wrong) > 0 {
 		return fmt.Errorf("target %s: %s", t, strings.Join(wrong, "; "))
