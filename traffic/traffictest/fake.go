@@ -87,6 +87,9 @@ func (r *Router) SetWeights(ctx context.Context, t traffic.Target, w traffic.Wei
 		if err := w.Validate(); err != nil {
 			return w, fmt.Errorf("target %s: %w", t, err)
 		}
+		if w.Baseline > 0 && t.Baseline == "" {
+			return w, fmt.Errorf("target %s: baseline %d%%: the target names no baseline Service to send it to", t, w.Baseline)
+		}
 		r.routed[k] = w
 		r.history[k] = append(r.history[k], w)
 		return w, nil
@@ -155,6 +158,12 @@ func validateTarget(t traffic.Target) error {
 	}
 	if t.Stable != "" && t.Stable == t.Canary {
 		wrong = append(wrong, fmt.Sprintf("stable and canary are the same Service %q", t.Stable))
+	}
+	if t.Baseline != "" && t.Baseline == t.Stable {
+		wrong = append(wrong, fmt.Sprintf("baseline and stable are the same Service %q", t.Baseline))
+	}
+	if t.Baseline != "" && t.Baseline == t.Canary {
+		wrong = append(wrong, fmt.Sprintf("baseline and canary are the same Service %q", t.Baseline))
 	}
 	if len(wrong) > 0 {
 		return fmt.Errorf("target %s: %s", t, strings.Join(wrong, "; "))
