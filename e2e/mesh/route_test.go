@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -375,5 +376,74 @@ func TestRoundRobinSpreadsOverEndpoints(t *testing.T) {
 	want := []string{v1Pod0, "app-v1-aaa111-00001", v1Pod0, "app-v1-aaa111-00001"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("pods mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// threeServices is a world of three Services in namespace demo, each
+// selecting its own Deployment's one pod: app, app-canary and
+// app-baseline, as fledge runs a canary beside a fresh baseline.
+func threeServices() snapshot {
+	var s snapshot
+	for i, name := range []string{"app", "app-canary", "app-baseline"} {
+		l := map[string]string{"app": name}
+		s.services = append(s.services, service("demo", name, l))
+		s.pods = append(s.pods, deploymentPod("demo", name, fmt.Sprintf("h%d", i), 0, l))
+	}
+	return s
+}
+
+func TestAThreeWaySplitSendsEachServiceItsWeight(t *testing.T) {
+	rev := func(workload string, i int) Revision {
+		return Revision{Namespace: "demo", Workload: workload, TemplateHash: fmt.Sprintf("h%d", i)}
+	}
+	stable, canary, baseline := rev("app", 0), rev("app-canary", 1), rev("app-baseline", 2)
+	tests := []struct {
+		name    string
+		weights [3]int32
+		want    map[Revision]float64
+	}{
+		{"80/10/10 sends a tenth to each of canary and baseline", [3]int32{80, 10, 10}, map[Revision]float64{stable: 0.8, canary: 0.1, baseline: 0.1}},
+		{"50/25/25 splits in proportion", [3]int32{50, 25, 25}, map[Revision]float64{stable: 0.5, canary: 0.25, baseline: 0.25}},
+		{"a stable destination at 0 gets nothing", [3]int32{0, 50, 50}, map[Revision]float64{canary: 0.5, baseline: 0.5}},
+		{"a baseline destination at 0 gets nothing", [3]int32{90, 10, 0}, map[Revision]float64{stable: 0.9, canary: 0.1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := threeServices()
+			s.virtualServices = []*networkingv1.VirtualService{virtualService("demo", "app", 0, []string{"app"},
+				httpRule(nil, to("app", "", tt.weights[0]), to("app-canary", "", tt.weights[1]), to("app-baseline", "", tt.weights[2])))}
+			tbl, problems := buildTable(s)
+			if len(problems) > 0 {
+				t.Fatalf("problems: %v", problems)
+			}
+			got := shares(t, tbl, 20000, request("app", nil))
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateApprox(0, 0.015)); diff != "" {
+				t.Errorf("shares mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A destination's response headers are its own: in a three-way split, the
+// canary destination's Set-Cookie reaches the canary's users alone.
+func TestAThreeWaySplitSetsADestinationsCookieOnItsOwnResponses(t *testing.T) {
+	s := threeServices()
+	canary := to("app-canary", "", 10)
+	canary.Headers = &networking.Headers{Response: &networking.Headers_HeaderOperations{Add: map[string]string{"set-cookie": "pin=1; Max-Age=60; Path=/"}}}
+	s.virtualServices = []*networkingv1.VirtualService{virtualService("demo", "app", 0, []string{"app"},
+		httpRule(nil, to("app", "", 80), canary, to("app-baseline", "", 10)))}
+	tbl, _ := buildTable(s)
+	rng := rand.New(rand.NewPCG(7, 7))
+	served := map[string]int{}
+	for range 2000 {
+		req := request("app", nil)
+		resp := tbl.route(&req, rng).resp
+		served[resp.Workload]++
+		if pinned := resp.SetCookies["pin"] == "1"; pinned != (resp.Workload == "app-canary") {
+			t.Fatalf("a response of %s sets cookies %v; want the pin set by app-canary's alone", resp.Workload, resp.SetCookies)
+		}
+	}
+	if served["app"] == 0 || served["app-canary"] == 0 || served["app-baseline"] == 0 {
+		t.Errorf("served %v, want all three Services to serve some", served)
 	}
 }
