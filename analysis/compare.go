@@ -111,6 +111,19 @@ type Compared struct {
 	Confidence float64 `json:"confidence"`
 	// Looks counts the looks the evidence rests on.
 	Looks int32 `json:"looks"`
+	// Against names what the canary was compared with, its Stable side:
+	// "baseline" for a fresh baseline (a copy of stable started with the
+	// canary, given the same share), empty for stable.
+	Against string `json:"against,omitempty"`
+}
+
+// AgainstName is what the canary was compared with: "stable" or
+// "baseline".
+func (c *Compared) AgainstName() string {
+	if c.Against == "" {
+		return "stable"
+	}
+	return c.Against
 }
 
 // Side is one side's share of bad requests since the canary's first look,

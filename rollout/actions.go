@@ -39,6 +39,14 @@ type WriteFlags struct {
 // Service with the Deployment's template of Revision, scaled up.
 type EnsureCanary struct{ Revision string }
 
+// EnsureBaseline creates or updates the fresh baseline: the
+// "<name>-baseline" Deployment, with the template of the Deployment's
+// ReplicaSet of Revision (stable's) at the canary's size, and its Service.
+type EnsureBaseline struct{ Revision string }
+
+// DeleteBaseline removes the fresh baseline's Deployment and Service.
+type DeleteBaseline struct{}
+
 // ScaleCanaryDown scales the canary Deployment to zero (it is kept, so the
 // next revision starts faster and its history stays readable).
 type ScaleCanaryDown struct{}
@@ -96,6 +104,8 @@ func (EnsureRouting) isAction()   {}
 func (SetWeights) isAction()      {}
 func (EnsureCanary) isAction()    {}
 func (ScaleCanaryDown) isAction() {}
+func (EnsureBaseline) isAction()  {}
+func (DeleteBaseline) isAction()  {}
 func (SetStablePaused) isAction() {}
 func (ReleaseRouting) isAction()  {}
 func (DeleteCanary) isAction()    {}
@@ -115,6 +125,9 @@ func (a SetWeights) String() string {
 	if a.Weights.Mirror > 0 {
 		s += fmt.Sprintf(", mirror=%d%%", a.Weights.Mirror)
 	}
+	if a.Weights.Baseline > 0 {
+		s += fmt.Sprintf(", baseline=%d", a.Weights.Baseline)
+	}
 	return s + ")"
 }
 func (a WriteFlags) String() string {
@@ -122,6 +135,8 @@ func (a WriteFlags) String() string {
 }
 func (a EnsureCanary) String() string    { return "EnsureCanary(" + a.Revision + ")" }
 func (ScaleCanaryDown) String() string   { return "ScaleCanaryDown" }
+func (a EnsureBaseline) String() string  { return "EnsureBaseline(" + a.Revision + ")" }
+func (DeleteBaseline) String() string    { return "DeleteBaseline" }
 func (a SetStablePaused) String() string { return fmt.Sprintf("SetStablePaused(%t)", a.Paused) }
 func (ReleaseRouting) String() string    { return "ReleaseRouting" }
 func (DeleteCanary) String() string      { return "DeleteCanary" }

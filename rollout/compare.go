@@ -295,7 +295,7 @@ func (d *decider) observe(c analysis.Check, m *analysis.Metric) analysis.Check {
 	}{rate: ev.Canary.Rate(), compared: analysis.Compared{
 		Canary: j.canary, Stable: j.stable, MaxIncrease: m.Compare.MaxIncrease, MaxRatio: m.Compare.MaxRatio,
 		Evidence: j.evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, Looks: ev.Looks,
-		NoWorse: j.noWorse, PromoteAt: 1 / PromotionLevel,
+		NoWorse: j.noWorse, PromoteAt: 1 / PromotionLevel, Against: d.against(),
 	}}
 	c.Value, c.Samples, c.Compared = &known.rate, int64(ev.Canary.Requests), &known.compared
 	c.Outcome, c.Message = j.outcome, j.message
@@ -348,6 +348,7 @@ func (d *decider) judgeEvidence(ev *v1alpha1.Evidence, m *analysis.Metric) judge
 	known := analysis.Compared{
 		Canary: j.canary, Stable: j.stable, MaxIncrease: margin, MaxRatio: ratio,
 		Evidence: j.evidence, RollbackAt: 1 / alpha, Confidence: 1 - alpha, NoWorse: j.noWorse, PromoteAt: 1 / PromotionLevel,
+		Against: d.against(),
 	}
 	// The message is written into a buffer on the stack, and copied once.
 	var buf [512]byte
@@ -364,7 +365,9 @@ func (d *decider) judgeEvidence(ev *v1alpha1.Evidence, m *analysis.Metric) judge
 		b = appendExplain(b, &known)
 	case ev.NoWorse.Shown(PromotionLevel):
 		j.outcome = analysis.Pass
-		b = append(b, " no worse than stable "...)
+		b = append(b, " no worse than "...)
+		b = append(b, known.AgainstName()...)
+		b = append(b, ' ')
 		b = analysis.AppendMargin(b, margin, ratio)
 		b = append(b, ": "...)
 		b = appendExplain(b, &known)
@@ -395,7 +398,9 @@ func appendExplain(b []byte, c *analysis.Compared) []byte {
 	b = analysis.AppendPercent(b, c.Canary.Low)
 	b = append(b, ", "...)
 	b = analysis.AppendPercent(b, c.Canary.High)
-	b = append(b, "] vs stable "...)
+	b = append(b, "] vs "...)
+	b = append(b, c.AgainstName()...)
+	b = append(b, ' ')
 	b = analysis.AppendPercent(b, c.Stable.Rate)
 	b = append(b, " ["...)
 	b = analysis.AppendPercent(b, c.Stable.Low)
@@ -579,4 +584,14 @@ func (d *decider) deadline() bool {
 		d.hold(v1alpha1.HoldInsufficientEvidence, why+"; holding until a person decides or the evidence does")
 	}
 	return false
+}
+
+// against names what the comparisons compare the canary with, as
+// analysis.Compared.Against: "baseline" for a fresh baseline, "" for
+// stable.
+func (d *decider) against() string {
+	if d.st.Baseline == BaselineFresh {
+		return "baseline"
+	}
+	return ""
 }

@@ -93,6 +93,15 @@ type Observed struct {
 	// its pods up (a ReplicaFailure condition, such as a quota exceeded,
 	// or its progress deadline exceeded), empty when it says nothing.
 	CanaryTrouble string
+	// BaselineRevision, BaselineReplicas, BaselineReady and
+	// BaselineTrouble are the same of the fresh baseline's Deployment
+	// ("<name>-baseline", this Flight's), and BaselineExists whether
+	// there is one.
+	BaselineRevision string
+	BaselineReplicas int32
+	BaselineReady    bool
+	BaselineTrouble  string
+	BaselineExists   bool
 	// Weights are the split read back from the routing, valid unless
 	// RoutingError is set.
 	Weights      traffic.Weights
@@ -199,6 +208,7 @@ func Decide(in Input) Decision {
 		d.flushOutbox()
 		d.flagWritesLast()
 	}
+	d.retireBaseline()
 	d.summarize()
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}
@@ -415,7 +425,7 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	}
 	if len(d.in.Policy.hooksOf(webhooks.ConfirmRollout)) == 0 {
 		// Otherwise the canary starts once the confirm-rollout gate opens.
-		d.do(EnsureCanary{Revision: rev})
+		d.ensurePods()
 	}
 	d.event(false, "CanaryStarted", msg)
 	d.record(v, msg, nil)
@@ -447,7 +457,7 @@ func (d *decider) settle() {
 // optOut gives the Deployment back: plain routing, no canary, unpaused.
 func (d *decider) optOut() {
 	d.do(ReleaseRouting{})
-	d.do(DeleteCanary{})
+	d.do(DeleteCanary{}) // and a fresh baseline with it
 	d.do(SetStablePaused{Paused: false})
 	msg := "opted out: routing restored, canary removed, Deployment unpaused"
 	if notes := d.flagNotes(); len(notes) > 0 && !d.st.Phase.Terminal() {

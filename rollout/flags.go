@@ -53,6 +53,11 @@ func (d *decider) routing(canary int32) traffic.Weights {
 	if s := d.st.Sticky; s != nil && d.st.Step >= 0 && canary > 0 && canary < 100 {
 		w.Sticky = traffic.Sticky{Cookie: s.Cookie, Value: d.st.CanaryRevision, MaxAge: s.MaxAge}
 	}
+	if d.st.Baseline == BaselineFresh && d.st.Step >= 0 && canary > 0 && 2*canary <= 100 {
+		// The baseline serves as large a share as the canary, from
+		// stable's.
+		w.Baseline, w.Stable = canary, 100-2*canary
+	}
 	return w
 }
 
@@ -64,6 +69,7 @@ var plainStable = traffic.Weights{Stable: 100}
 func (d *decider) planCohorts(inFlight bool) {
 	p := d.in.Policy
 	d.st.Cohorts, d.st.BlueGreen = nil, nil
+	d.st.Baseline = p.Baseline
 	cohorts, planned := p.Cohorts, p.Steps
 	if p.Mirror != nil {
 		// The mirror stage comes first: copies of the requests before

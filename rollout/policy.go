@@ -113,6 +113,11 @@ type PolicySpec struct {
 	// judged, first after Duration (default: the interval), each check
 	// needing MinSamples of them.
 	Mirror *MirrorSpec `json:"mirror,omitempty"`
+	// Baseline is what the canary's comparisons compare it with: stable
+	// (the default: the pods serving everyone else) or fresh (a copy of
+	// stable started with the canary, at its size, given the same share:
+	// see BaselineFresh).
+	Baseline string `json:"baseline,omitempty"`
 
 	// ScrapeInterval is how often Prometheus scrapes the mesh's metrics
 	// (default 15s, Istio's advice). The canary workload's counters are
@@ -214,6 +219,9 @@ type Policy struct {
 	// Mirror is the mirror stage, if any: a stage before the cohorts,
 	// with Mirror set and no route.
 	Mirror *Cohort
+	// Baseline is BaselineFresh when the comparisons judge the canary
+	// against a fresh baseline, empty when against stable.
+	Baseline string
 }
 
 // What a rollout does at its analysis deadline without a verdict.
@@ -448,6 +456,7 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	p.Slack = buildSlack(s.Slack, field)
 	buildFlags(s, hasFlagSource, p, field)
 	buildMirror(s, p, field)
+	buildBaseline(s, p, field)
 	if len(p.ReleaseFlags) == 0 {
 		for i, ms := range s.Metrics {
 			for _, q := range []struct{ field, text string }{{"query", ms.Query}, {"samplesQuery", ms.SamplesQuery}} {

@@ -199,3 +199,55 @@ func buildMirror(s PolicySpec, p *Policy, field func(f, format string, args ...a
 	}
 	p.Mirror = &c
 }
+
+// Baselines: what the comparisons compare the canary with.
+const (
+	// BaselineStable (the default): stable's pods, which serve everyone
+	// the canary does not.
+	BaselineStable = "stable"
+	// BaselineFresh: a baseline Deployment ("<name>-baseline") started
+	// with the canary from stable's template, at the canary's size, and
+	// given the same share of traffic, so that the two differ in their
+	// revision only: not in age, warm caches, or load per pod (Kayenta's
+	// advice). It is removed when the revision is promoted, rolled back,
+	// or the Deployment opts out.
+	BaselineFresh = "fresh"
+)
+
+// MaxBaselineStep is the largest step with a fresh baseline: the baseline
+// takes as large a share as the canary.
+const MaxBaselineStep = 50
+
+// buildBaseline validates the policy's baseline: a fresh one takes a share
+// of a weighted split beside the canary, so it needs weighted steps of at
+// most MaxBaselineStep and no stage in which an audience reaches the
+// canary alone, and a comparison to use it.
+func buildBaseline(s PolicySpec, p *Policy, field func(f, format string, args ...any)) {
+	switch s.Baseline {
+	case "", BaselineStable:
+		return
+	case BaselineFresh:
+	default:
+		field("baseline", "%q: want %s (the default) or %s", s.Baseline, BaselineStable, BaselineFresh)
+		return
+	}
+	p.Baseline = BaselineFresh
+	if p.Strategy != StrategyCanary {
+		field("baseline", "%s: strategy %s has no weighted split for a baseline to share (it is for canaries)", BaselineFresh, p.Strategy)
+	}
+	if len(p.Comparisons()) == 0 {
+		field("baseline", "%s: only comparisons (error-rate, latency, or requests and bad) use a baseline, and the policy has none", BaselineFresh)
+	}
+	for i, w := range p.Steps {
+		if w > MaxBaselineStep {
+			field("steps", "%d (step %d): with baseline: %s the baseline takes as large a share as the canary, so a step is at most %d", w, i, BaselineFresh, MaxBaselineStep)
+			break
+		}
+	}
+	if len(p.Cohorts) > 0 {
+		field("cohorts", "with baseline: %s the canary is compared with a baseline serving the same share; a cohort stage sends an audience to the canary alone, with nothing to compare it with", BaselineFresh)
+	}
+	if p.Mirror != nil {
+		field("mirror", "with baseline: %s the canary is compared with a baseline serving the same share; a mirror stage's copies reach the canary alone", BaselineFresh)
+	}
+}

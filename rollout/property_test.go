@@ -27,11 +27,14 @@ import (
 //     by a person's promote --full;
 //   - a mirror (every third history has a mirror stage) is only ever set
 //     with no traffic on the canary (Validate);
+//   - a fresh baseline (every sixth history) is only ever routed the
+//     canary's share, while its revision is in flight, and deleted only
+//     when no route reaches it any more;
 //   - Decide is deterministic and never mutates its input.
 func TestDecideInvariants(t *testing.T) {
 	const histories, events = 300, 60
 	visited := map[v1alpha1.Phase]int{}
-	switched, mirrored := 0, 0
+	switched, mirrored, baselined := 0, 0, 0
 	outcomes := []analysis.Outcome{analysis.Pass, analysis.Pass, analysis.Pass, analysis.Fail, analysis.NotEnoughData, analysis.Error, analysis.Inconclusive}
 	actions := []v1alpha1.ActionKind{v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume}
 	for seed := range uint64(histories) {
@@ -52,6 +55,15 @@ func TestDecideInvariants(t *testing.T) {
 			p.Mirror = &Cohort{Name: MirrorName, Mirror: int32(1 + rng.IntN(100)), MinDuration: time.Minute}
 			w.policy = &p
 		}
+		if seed%6 == 2 {
+			p := *w.policy
+			p.Baseline, p.Steps = BaselineFresh, slices.DeleteFunc(slices.Clone(p.Steps), func(s int32) bool { return s > MaxBaselineStep })
+			if len(p.Steps) == 0 {
+				p.Steps = []int32{MaxBaselineStep}
+			}
+			p.MaxWeight = p.Steps[len(p.Steps)-1]
+			w.policy = &p
+		}
 		w.Weights = traffic.Weights{Stable: 100}
 		w.DesiredRevision, w.DeploymentRevision, w.DeploymentSettled = "r0", "r0", true
 		revisions := 0
@@ -62,11 +74,12 @@ func TestDecideInvariants(t *testing.T) {
 				w.DesiredRevision = fmt.Sprintf("r%d", revisions)
 			case 1:
 				w.CanaryReady = !w.CanaryReady
+				w.BaselineReady = w.BaselineExists && rng.IntN(3) > 0
 			case 2:
 				w.action = &ActionRequest{Kind: actions[rng.IntN(len(actions))], By: "test"}
 			case 3:
 				w.Weights.Canary = int32(rng.IntN(101))
-				w.Weights.Stable = 100 - w.Weights.Canary
+				w.Weights.Stable, w.Weights.Baseline = 100-w.Weights.Canary, 0
 			case 4:
 				// Kubernetes finishes rolling an unpaused Deployment.
 				if !w.DeploymentPaused {
@@ -74,6 +87,7 @@ func TestDecideInvariants(t *testing.T) {
 				}
 			default:
 				w.CanaryReady = w.CanaryReady || rng.IntN(2) == 0
+				w.BaselineReady = w.BaselineExists && (w.BaselineReady || rng.IntN(2) == 0)
 			}
 			w.now = w.now.Add(time.Duration(rng.IntN(90)) * time.Second)
 			in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action}
@@ -99,6 +113,9 @@ func TestDecideInvariants(t *testing.T) {
 				if sw, ok := a.(SetWeights); ok && sw.Weights.Mirror > 0 {
 					mirrored++
 				}
+				if sw, ok := a.(SetWeights); ok && sw.Weights.Baseline > 0 {
+					baselined++
+				}
 			}
 			checkInvariants(t, where, in, d)
 			w.status = d.Status
@@ -120,6 +137,9 @@ func TestDecideInvariants(t *testing.T) {
 	if mirrored == 0 {
 		t.Error("no history reached a mirror stage")
 	}
+	if baselined == 0 {
+		t.Error("no history routed a share to a fresh baseline")
+	}
 	t.Logf("decisions by phase: %v; %d after a blue/green switch", visited, switched)
 }
 
@@ -138,6 +158,25 @@ func checkInvariants(t *testing.T, where string, in Input, d Decision) {
 		}
 		if sw.Weights.Canary == 100 && d.Status.Phase != v1alpha1.PhasePromoting && !switchedBlueGreen(d.Status) {
 			t.Fatalf("%s: all traffic to the canary outside a promotion (phase %s)", where, d.Status.Phase)
+		}
+		inFlight := d.Status.Phase == v1alpha1.PhaseProgressing || d.Status.Phase == v1alpha1.PhasePaused
+		if b := sw.Weights.Baseline; b > 0 && (b != sw.Weights.Canary || !inFlight || d.Status.Baseline != BaselineFresh) {
+			t.Fatalf("%s: %v: a baseline share other than the canary's, or outside a fresh baseline's rollout (phase %s)", where, sw, d.Status.Phase)
+		}
+		if d.Status.Baseline == BaselineFresh && inFlight && d.Status.Step >= 0 && sw.Weights.Canary > 0 && sw.Weights.Baseline != sw.Weights.Canary {
+			t.Fatalf("%s: %v: the canary serves without its fresh baseline beside it", where, sw)
+		}
+	}
+	routed := in.Weights.Baseline > 0 || in.RoutingError != ""
+	for _, a := range d.Actions {
+		switch a := a.(type) {
+		case SetWeights:
+			routed = a.Weights.Baseline > 0
+		case DeleteBaseline:
+			inFlight := d.Status.Phase == v1alpha1.PhaseProgressing || d.Status.Phase == v1alpha1.PhasePaused
+			if routed || inFlight && d.Status.Baseline == BaselineFresh {
+				t.Fatalf("%s: the baseline deleted while a route reaches it or its revision is in flight (%v)", where, d.Actions)
+			}
 		}
 	}
 	if d.Status.Phase != v1alpha1.PhasePromoting && d.Status.CanaryWeight > in.Policy.MaxWeight && !switchedBlueGreen(d.Status) {

@@ -463,10 +463,17 @@ func (w *world) apply(a Action) {
 		}
 	case ScaleCanaryDown:
 		w.CanaryReplicas, w.CanaryReady = 0, false
+	case EnsureBaseline:
+		if w.BaselineRevision != a.Revision || !w.BaselineExists {
+			w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = true, a.Revision, 1, false
+		}
+	case DeleteBaseline:
+		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false
 	case ClearAction:
 		w.action = nil
 	case DeleteCanary:
 		w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = "", 0, false
+		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false // it goes with the canary
 	case ReleaseRouting:
 		w.Weights = traffic.Weights{Stable: 100}
 	case WriteFlags:
@@ -497,6 +504,10 @@ func (w *world) set(args []string) error {
 			w.DeploymentSettled = b
 		case "canary-ready":
 			w.CanaryReady = b
+		case "baseline-ready":
+			w.BaselineReady = b && w.BaselineExists
+		case "baseline-trouble":
+			w.BaselineTrouble = strings.ReplaceAll(v, "_", " ")
 		case "routing-error":
 			w.RoutingError = strings.ReplaceAll(v, "_", " ")
 		case "opted-out":
@@ -570,6 +581,8 @@ func scriptPolicy(t *testing.T, args []string) *Policy {
 			p.FailureLimit, err = strconv.Atoi(v)
 		case "deadline":
 			p.ProgressDeadline, err = time.ParseDuration(v)
+		case "baseline":
+			p.Baseline = v
 		default:
 			err = fmt.Errorf("unknown policy key %q", k)
 		}

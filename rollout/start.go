@@ -23,7 +23,7 @@ func (d *decider) startTraffic() {
 		d.st.StepStartedAt = &t
 		d.st.Message = fmt.Sprintf("the confirm-rollout gate opened: canary %s starting", d.st.CanaryRevision)
 	}
-	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady {
+	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady || !d.baselineReady() {
 		started := d.in.Now
 		switch {
 		case d.st.StepStartedAt != nil:
@@ -36,13 +36,13 @@ func (d *decider) startTraffic() {
 			d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready within the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
 			return
 		}
-		if d.in.CanaryTrouble != "" && d.in.CanaryRevision == d.st.CanaryRevision {
+		if trouble := d.canaryTrouble(); trouble != "" {
 			// Said at once, rather than at the deadline: people can act
 			// (raise the quota) while the rollout waits.
 			d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s cannot bring its pods up%s; no traffic reaches it, and it is rolled back at %s unless they come up",
-				d.st.CanaryRevision, d.canaryTrouble(), deadline.UTC().Format(time.TimeOnly)))
+				d.st.CanaryRevision, trouble, deadline.UTC().Format(time.TimeOnly)))
 		}
-		d.do(EnsureCanary{Revision: d.st.CanaryRevision})
+		d.ensurePods()
 		d.after(min(2*time.Second, deadline.Sub(d.in.Now)))
 		return
 	}
@@ -77,18 +77,22 @@ func (d *decider) startTraffic() {
 // canaryReady holds while the canary is not ready, and rolls it back when
 // that lasts longer than the progress deadline.
 func (d *decider) canaryReady() bool {
-	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision {
+	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision && d.baselineReady() {
 		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
 			d.st.Hold = nil
 		}
 		return true
 	}
-	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("canary %s is not ready%s", d.st.CanaryRevision, d.canaryTrouble()))
+	what := "canary " + d.st.CanaryRevision
+	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision {
+		what = "the baseline of canary " + d.st.CanaryRevision
+	}
+	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("%s is not ready%s", what, d.canaryTrouble()))
 	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
 		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
 		return false
 	}
-	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
+	d.ensurePods()
 	d.after(2 * time.Second)
 	return false
 }
@@ -96,8 +100,55 @@ func (d *decider) canaryReady() bool {
 // canaryTrouble is ": " and what the canary's Deployment says keeps its
 // pods from coming up, or nothing.
 func (d *decider) canaryTrouble() string {
-	if d.in.CanaryTrouble == "" || d.in.CanaryRevision != d.st.CanaryRevision {
-		return ""
+	var out string
+	if d.in.CanaryTrouble != "" && d.in.CanaryRevision == d.st.CanaryRevision {
+		out = ": " + d.in.CanaryTrouble
 	}
-	return ": " + d.in.CanaryTrouble
+	if d.st.Baseline == BaselineFresh && d.in.BaselineTrouble != "" {
+		sep := "; "
+		if out == "" {
+			sep = ": "
+		}
+		out += sep + "its baseline (stable's revision " + d.st.StableRevision + " at the canary's size): " + d.in.BaselineTrouble
+	}
+	return out
+}
+
+// baselineReady reports whether the revision's fresh baseline, if it has
+// one, runs stable's revision with all its pods ready.
+func (d *decider) baselineReady() bool {
+	return d.st.Baseline != BaselineFresh || d.in.BaselineReady && d.in.BaselineRevision == d.st.StableRevision
+}
+
+// ensurePods asks for the canary, and for its fresh baseline if the
+// revision has one.
+func (d *decider) ensurePods() {
+	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
+	if d.st.Baseline == BaselineFresh {
+		d.do(EnsureBaseline{Revision: d.st.StableRevision})
+	}
+}
+
+// retireBaseline removes a fresh baseline that is no longer wanted (the
+// revision promoted, rolled back or replaced by one without), once no
+// route sends it traffic: after the decision's last change of the
+// weights, or with none, after what was read.
+func (d *decider) retireBaseline() {
+	if !d.in.BaselineExists || d.in.OptedOut {
+		return // (opting out removes it with the canary: DeleteCanary)
+	}
+	inFlight := d.st.Phase == v1alpha1.PhaseProgressing || d.st.Phase == v1alpha1.PhasePaused
+	if inFlight && d.st.Baseline == BaselineFresh {
+		return
+	}
+	routed := d.in.Weights.Baseline > 0 || d.in.RoutingError != ""
+	for _, a := range d.actions {
+		if w, ok := a.(SetWeights); ok {
+			routed = w.Weights.Baseline > 0
+		}
+	}
+	if routed {
+		return // the next look, once the routing is set without it
+	}
+	d.do(DeleteBaseline{})
 }

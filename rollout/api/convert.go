@@ -159,7 +159,7 @@ func ComparedToProto(c *analysis.Compared) *rolloutpb.Comparison {
 	return &rolloutpb.Comparison{
 		Canary: side(c.Canary), Stable: side(c.Stable), MaxIncrease: c.MaxIncrease, MaxRatio: c.MaxRatio,
 		Evidence: c.Evidence, RollbackAt: c.RollbackAt, Confidence: c.Confidence, Looks: c.Looks,
-		NoWorse: c.NoWorse, PromoteAt: c.PromoteAt,
+		NoWorse: c.NoWorse, PromoteAt: c.PromoteAt, Against: c.Against,
 	}
 }
 

@@ -1464,8 +1464,12 @@ type Comparison struct {
 	MaxRatio float64 `protobuf:"fixed64,8,opt,name=max_ratio,json=maxRatio,proto3" json:"max_ratio,omitempty"`
 	// The e-value that the canary is no worse than stable plus the margin:
 	// it is shown so once no_worse >= promote_at (1/0.05).
-	NoWorse       float64 `protobuf:"fixed64,9,opt,name=no_worse,json=noWorse,proto3" json:"no_worse,omitempty"`
-	PromoteAt     float64 `protobuf:"fixed64,10,opt,name=promote_at,json=promoteAt,proto3" json:"promote_at,omitempty"`
+	NoWorse   float64 `protobuf:"fixed64,9,opt,name=no_worse,json=noWorse,proto3" json:"no_worse,omitempty"`
+	PromoteAt float64 `protobuf:"fixed64,10,opt,name=promote_at,json=promoteAt,proto3" json:"promote_at,omitempty"`
+	// What the canary was compared with, the stable side: "baseline" for a
+	// fresh baseline (a copy of stable started with the canary and given
+	// the same share, policy baseline: fresh), empty for stable.
+	Against       string `protobuf:"bytes,11,opt,name=against,proto3" json:"against,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1568,6 +1572,13 @@ func (x *Comparison) GetPromoteAt() float64 {
 		return x.PromoteAt
 	}
 	return 0
+}
+
+func (x *Comparison) GetAgainst() string {
+	if x != nil {
+		return x.Against
+	}
+	return ""
 }
 
 // ComparisonSide is one side (canary or stable) of a comparison.
@@ -3251,7 +3262,7 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\amessage\x18\a \x01(\tR\amessage\x12*\n" +
 	"\x02at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x121\n" +
 	"\bcompared\x18\t \x01(\v2\x15.fledge.v1.ComparisonR\bcomparedB\b\n" +
-	"\x06_value\"\xdf\x02\n" +
+	"\x06_value\"\xf9\x02\n" +
 	"\n" +
 	"Comparison\x121\n" +
 	"\x06canary\x18\x01 \x01(\v2\x19.fledge.v1.ComparisonSideR\x06canary\x121\n" +
@@ -3268,7 +3279,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\bno_worse\x18\t \x01(\x01R\anoWorse\x12\x1d\n" +
 	"\n" +
 	"promote_at\x18\n" +
-	" \x01(\x01R\tpromoteAt\"x\n" +
+	" \x01(\x01R\tpromoteAt\x12\x18\n" +
+	"\aagainst\x18\v \x01(\tR\aagainst\"x\n" +
 	"\x0eComparisonSide\x12\x1a\n" +
 	"\brequests\x18\x01 \x01(\x01R\brequests\x12\x10\n" +
 	"\x03bad\x18\x02 \x01(\x01R\x03bad\x12\x12\n" +

@@ -3,6 +3,7 @@ package slack
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/slack-go/slack"
 
@@ -34,11 +35,12 @@ func comparisonBlocks(checks []analysis.Check) []slack.Block {
 	var blocks []slack.Block
 	for _, c := range checks[:min(len(checks), maxComparisons)] {
 		k := c.Compared
-		head := "*" + esc(orNone(c.Metric), 64) + "*: " + comparisonVerdict(c.Outcome)
+		against := k.AgainstName()
+		head := "*" + esc(orNone(c.Metric), 64) + "*: " + comparisonVerdict(c.Outcome, against)
 		// Numbers only, yet escaped all the same: "<" has a meaning in mrkdwn.
 		fields := []*slack.TextBlockObject{
 			mrkdwn(field("Canary", formatSide(k.Canary))),
-			mrkdwn(field("Stable", formatSide(k.Stable))),
+			mrkdwn(field(strings.ToUpper(against[:1])+against[1:], formatSide(k.Stable))),
 			mrkdwn(field("Evidence", formatEvidence(k))),
 			mrkdwn(field("Margin", fmt.Sprintf("%s, %s%% bounds, %d looks", analysis.FormatMargin(k.MaxIncrease, k.MaxRatio),
 				strconv.FormatFloat(100*k.Confidence, 'g', 4, 64), k.Looks))),
@@ -52,12 +54,12 @@ func comparisonBlocks(checks []analysis.Check) []slack.Block {
 }
 
 // comparisonVerdict says what a comparison's outcome means against stable.
-func comparisonVerdict(o analysis.Outcome) string {
+func comparisonVerdict(o analysis.Outcome, against string) string {
 	switch o {
 	case analysis.Fail:
-		return "worse than stable"
+		return "worse than " + against
 	case analysis.Pass:
-		return "no worse than stable"
+		return "no worse than " + against
 	case analysis.Inconclusive:
 		return "cannot tell yet"
 	}
@@ -96,6 +98,6 @@ func formatEvidence(k *analysis.Compared) string {
 // requests, margin +1 pt, evidence 312 ≥ 100 (alpha 0.01)".
 func formatComparison(c analysis.Check) string {
 	k := c.Compared
-	return fmt.Sprintf("%s: canary %s vs stable %s, margin %s, evidence %s", comparisonVerdict(c.Outcome),
-		formatSide(k.Canary), formatSide(k.Stable), analysis.FormatMargin(k.MaxIncrease, k.MaxRatio), formatEvidence(k))
+	return fmt.Sprintf("%s: canary %s vs %s %s, margin %s, evidence %s", comparisonVerdict(c.Outcome, k.AgainstName()),
+		formatSide(k.Canary), k.AgainstName(), formatSide(k.Stable), analysis.FormatMargin(k.MaxIncrease, k.MaxRatio), formatEvidence(k))
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 
@@ -13,6 +14,8 @@ import (
 // of no worse against the level that promotes (when known):
 //
 //	error-rate  worse  canary 7.4% [5.1%, 10.3%] vs stable 0.5% [0.4%, 0.6%]  540 canary req  margin +1 pt  evidence 312 >= 100  no worse 0.01 < 20
+//
+// ("vs baseline" when the canary is compared with a fresh baseline).
 //
 // ">=" says the evidence reached its level, "<" that it has not.
 func comparisonText(c *rolloutpb.Check) string {
@@ -27,8 +30,9 @@ func comparisonText(c *rolloutpb.Check) string {
 		return "<"
 	}
 	margin := analysis.FormatMargin(k.GetMaxIncrease(), k.GetMaxRatio())
-	line := fmt.Sprintf("%s  %s  canary %s vs stable %s  %.0f canary req  margin %s  evidence %s %s %s",
-		c.GetMetric(), comparisonVerdict(c.GetOutcome()), side(k.GetCanary()), side(k.GetStable()), k.GetCanary().GetRequests(),
+	against := cmp.Or(k.GetAgainst(), "stable")
+	line := fmt.Sprintf("%s  %s  canary %s vs %s %s  %.0f canary req  margin %s  evidence %s %s %s",
+		c.GetMetric(), comparisonVerdict(c.GetOutcome()), side(k.GetCanary()), against, side(k.GetStable()), k.GetCanary().GetRequests(),
 		margin, sig3(k.GetEvidence()), rel(k.GetEvidence(), k.GetRollbackAt()), sig3(k.GetRollbackAt()))
 	if at := k.GetPromoteAt(); at > 0 {
 		line += fmt.Sprintf("  no worse %s %s %s", sig3(k.GetNoWorse()), rel(k.GetNoWorse(), at), sig3(at))

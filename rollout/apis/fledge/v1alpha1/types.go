@@ -263,6 +263,11 @@ type FlightStatus struct {
 	// switch (step 1, weight 100: everyone on the new revision while the
 	// previous one is kept at full size).
 	BlueGreen *BlueGreenPlan `json:"blueGreen,omitempty"`
+	// Baseline is "fresh" when this revision's comparisons judge it
+	// against a fresh baseline ("<name>-baseline": stable's template at
+	// the canary's size, given the same share of traffic), fixed when it
+	// started; empty when against stable.
+	Baseline string `json:"baseline,omitempty"`
 	// Step indexes Steps; -1 while the canary starts (no traffic yet).
 	Step int32 `json:"step"`
 	// CanaryWeight is the canary's intended share of traffic, in percent.
