@@ -26,6 +26,9 @@ const (
 	AnnotationRevision = "fledge.dev/revision"
 	// CanarySuffix names the canary Deployment and Service.
 	CanarySuffix = "-canary"
+	// BaselineSuffix names the fresh baseline's Deployment and Service
+	// (policy baseline: fresh).
+	BaselineSuffix = "-baseline"
 	// StableSuffix names the Service that reaches stable's pods alone,
 	// for load tests that load stable directly (see StableService).
 	StableSuffix = "-stable"
@@ -123,13 +126,20 @@ func replicasSettled(d *appsv1.Deployment) bool {
 // a stable Service selects on given the value "<value>-canary", so that
 // the user's Services never send traffic to the canary behind fledge's back.
 func canaryLabels(template map[string]string, stableSelector map[string]string, flight string) map[string]string {
+	return relabel(template, stableSelector, flight, CanarySuffix)
+}
+
+// relabel gives every key of the template's labels a stable Service
+// selects on the value "<value><suffix>", and ties the pods to their
+// Flight.
+func relabel(template map[string]string, stableSelector map[string]string, flight, suffix string) map[string]string {
 	out := make(map[string]string, len(template)+1)
 	for k, v := range template {
 		out[k] = v
 	}
 	for k := range stableSelector {
 		if v, ok := out[k]; ok {
-			out[k] = canaryValue(v)
+			out[k] = suffixed(v, suffix)
 		}
 	}
 	delete(out, appsv1.DefaultDeploymentUniqueLabelKey)
@@ -137,11 +147,14 @@ func canaryLabels(template map[string]string, stableSelector map[string]string, 
 	return out
 }
 
-func canaryValue(v string) string {
+func canaryValue(v string) string { return suffixed(v, CanarySuffix) }
+
+// suffixed is v with suffix, within a label value's 63 characters.
+func suffixed(v, suffix string) string {
 	const max = 63
-	s := v + CanarySuffix
+	s := v + suffix
 	if len(s) > max {
-		s = v[:max-len(CanarySuffix)] + CanarySuffix
+		s = v[:max-len(suffix)] + suffix
 	}
 	return s
 }
@@ -182,6 +195,44 @@ func CanaryDeployment(d *appsv1.Deployment, stableSelector map[string]string, re
 			ProgressDeadlineSeconds: d.Spec.ProgressDeadlineSeconds,
 		},
 	}
+}
+
+// BaselineDeployment builds the fresh baseline, "<name>-baseline": stable's
+// pod template (that of the Deployment's ReplicaSet of the stable
+// revision), relabelled away from the stable Service and from the canary,
+// at the canary's size. It reports an error, and builds nothing, when no
+// label the stable Service selects on is in the template: the baseline's
+// pods could not then be told from the canary's.
+func BaselineDeployment(d *appsv1.Deployment, stable corev1.PodTemplateSpec, stableSelector map[string]string, revision string, owner metav1.OwnerReference) (*appsv1.Deployment, error) {
+	tmpl := *stable.DeepCopy()
+	tmpl.Labels = relabel(tmpl.Labels, stableSelector, d.Name, BaselineSuffix)
+	selector := map[string]string{LabelFlight: d.Name}
+	for k := range stableSelector {
+		if v, ok := tmpl.Labels[k]; ok {
+			selector[k] = v
+		}
+	}
+	if len(selector) == 1 {
+		return nil, fmt.Errorf("deployment %s/%s: no label of stable's pod template is one its Service selects on, so a baseline's pods could not be told from the canary's: no baseline is started", d.Namespace, d.Name)
+	}
+	canary := CanaryDeployment(d, stableSelector, revision, owner)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            d.Name + BaselineSuffix,
+			Namespace:       d.Namespace,
+			Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: d.Name},
+			Annotations:     map[string]string{AnnotationRevision: revision},
+			OwnerReferences: []metav1.OwnerReference{owner},
+		},
+		Spec: appsv1.DeploymentSpec{
+			Replicas:                canary.Spec.Replicas,
+			Selector:                &metav1.LabelSelector{MatchLabels: selector},
+			Template:                tmpl,
+			Strategy:                d.Spec.Strategy,
+			MinReadySeconds:         d.Spec.MinReadySeconds,
+			ProgressDeadlineSeconds: d.Spec.ProgressDeadlineSeconds,
+		},
+	}, nil
 }
 
 // CanaryService builds the "<name>-canary" Service, with the stable

@@ -128,6 +128,80 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 	return errors.Join(svcErr, err)
 }
 
+// ensureBaseline creates or updates the fresh baseline's Deployment and
+// Service: stable's template, read from the Deployment's ReplicaSet of
+// revision (stable's), at the canary's size. A name taken by someone else
+// is a conflict, and nothing of the baseline is created.
+func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision string) error {
+	d := s.Deployment
+	if d == nil {
+		return nil
+	}
+	if s.Stable == nil {
+		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
+	}
+	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	name := d.Name + BaselineSuffix
+	if cur, err := x.readService(ctx, d.Namespace, name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
+		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
+	}
+	cur, err := x.readDeployment(ctx, d.Namespace, name, cachedRead)
+	switch {
+	case err == nil && !ownedBy(cur, s.Flight):
+		return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
+	case err == nil && cur.Annotations[AnnotationRevision] == revision:
+		// Running stable's revision already: its size may need
+		// correcting, its template not (no ReplicaSet read).
+		want := cur.DeepCopy()
+		want.Spec.Replicas = CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner).Spec.Replicas
+		return x.ensureCanaryDeployment(ctx, s, want, revision)
+	}
+	tmpl, err := x.stableTemplate(ctx, d, revision)
+	if err != nil {
+		return err
+	}
+	want, err := BaselineDeployment(d, tmpl, s.Stable.Spec.Selector, revision, owner)
+	if err != nil {
+		return err
+	}
+	if err := x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
+		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
+	}); err != nil {
+		return err
+	}
+	return x.ensureCanaryDeployment(ctx, s, want, revision)
+}
+
+// stableTemplate is the pod template of Deployment d's ReplicaSet of
+// revision (a TemplateHash), read live: a baseline starts once a rollout.
+func (x *Executor) stableTemplate(ctx context.Context, d *appsv1.Deployment, revision string) (corev1.PodTemplateSpec, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return corev1.PodTemplateSpec{}, fmt.Errorf("deployment %s/%s: selector: %w", d.Namespace, d.Name, err)
+	}
+	sets, err := x.Kube.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return corev1.PodTemplateSpec{}, err
+	}
+	for i := range sets.Items {
+		rs := &sets.Items[i]
+		if metav1.IsControlledBy(rs, d) && TemplateHash(rs.Spec.Template) == revision {
+			return rs.Spec.Template, nil
+		}
+	}
+	return corev1.PodTemplateSpec{}, fmt.Errorf("deployment %s/%s has no ReplicaSet of the stable revision %s to start a baseline from", d.Namespace, d.Name, revision)
+}
+
+// deleteBaseline removes the fresh baseline's Deployment and Service if
+// they are this Flight's.
+func (x *Executor) deleteBaseline(ctx context.Context, s Subject) error {
+	name := s.Target.Name + BaselineSuffix
+	if err := x.deleteOwned(ctx, s, "deployment", name); err != nil {
+		return err
+	}
+	return x.deleteOwned(ctx, s, "service", name)
+}
+
 // ensureCanaryDeployment creates or corrects the canary Deployment want.
 func (x *Executor) ensureCanaryDeployment(ctx context.Context, s Subject, want *appsv1.Deployment, revision string) error {
 	deployments := x.Kube.AppsV1().Deployments(want.Namespace)

@@ -383,7 +383,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		}
 	}
 	target := targetOf(f)
-	in := rollout.Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target, &f.Status)}
+	in := rollout.Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target, &f.Status, policy.Baseline == rollout.BaselineFresh)}
 	if in.RoutingError == "" {
 		// Routing that reads back fine but that fledge cannot write (a
 		// team's route it may not change that way) is a routing error
@@ -410,6 +410,10 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	if dec.NeedChecks {
 		metrics := dec.Measure
 		vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host}
+		if dec.Status.Baseline == rollout.BaselineFresh {
+			// The canary is compared with its fresh baseline.
+			vars.StableWorkload = d.Name + BaselineSuffix
+		}
 		if len(f.Status.Flags) > 0 {
 			fl := f.Status.Flags[0]
 			vars.Flag, vars.OnVariant, vars.OffVariant = fl.Flag, fl.On, fl.Off

@@ -213,11 +213,20 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		return x.ensureCanary(ctx, s, a.Revision)
 	case rollout.ScaleCanaryDown:
 		return x.scaleCanaryDown(ctx, s)
+	case rollout.EnsureBaseline:
+		return x.ensureBaseline(ctx, s, a.Revision)
+	case rollout.DeleteBaseline:
+		return x.deleteBaseline(ctx, s)
 	case rollout.DeleteCanary:
 		if err := x.deleteOwned(ctx, s, "deployment", name+CanarySuffix); err != nil {
 			return err
 		}
 		if err := x.deleteOwned(ctx, s, "service", name+CanarySuffix); err != nil {
+			return err
+		}
+		// A fresh baseline goes with the canary, whether or not the
+		// policy still asks for one.
+		if err := x.deleteBaseline(ctx, s); err != nil {
 			return err
 		}
 		// Whether or not the policy still needs it: it goes with the

@@ -13,7 +13,8 @@ import (
 )
 
 // observe reads what Decide needs from the caches and the routing.
-func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus) rollout.Observed {
+// fresh says whether the policy asks for a fresh baseline.
+func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, fresh bool) rollout.Observed {
 	o := rollout.Observed{
 		DesiredRevision:   TemplateHash(d.Spec.Template),
 		DeploymentPaused:  d.Spec.Paused,
@@ -66,6 +67,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 	if svc, err := c.services.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
 		o.NameTaken = notOurs("service", svc)
 	}
+	c.observeBaseline(d, t, st, fresh, &o)
 	w, err := c.router.Weights(ctx, t)
 	if err != nil {
 		o.RoutingError = err.Error()
@@ -80,6 +82,34 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		}
 	}
 	return o
+}
+
+// observeBaseline reads the fresh baseline's Deployment, if this Flight's.
+// Its names are checked when the revision or the policy asks for one: a
+// Deployment or Service of those names that is not this Flight's is a
+// name taken, as the canary's would be.
+func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, fresh bool, o *rollout.Observed) {
+	wanted := fresh || st.Baseline == rollout.BaselineFresh
+	name := d.Name + BaselineSuffix
+	if b, err := c.deployments.In(d.Namespace).Get(name); err == nil {
+		switch {
+		case ownedByRef(b, t.Owner):
+			o.BaselineExists = true
+			o.BaselineRevision = b.Annotations[AnnotationRevision]
+			if b.Spec.Replicas != nil {
+				o.BaselineReplicas = *b.Spec.Replicas
+			}
+			o.BaselineReady = o.BaselineReplicas > 0 && DeploymentSettled(b)
+			if !o.BaselineReady {
+				o.BaselineTrouble = deploymentTrouble(b)
+			}
+		case wanted && o.NameTaken == "":
+			o.NameTaken = notOurs("deployment", b)
+		}
+	}
+	if svc, err := c.services.In(d.Namespace).Get(name); err == nil && wanted && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
+		o.NameTaken = notOurs("service", svc)
+	}
 }
 
 // oneRevision reports whether Deployment d runs its own template alone:
@@ -110,7 +140,7 @@ func (c *Controller) stableService(ns, name string) *corev1.Service {
 func targetOf(f *v1alpha1.Flight) traffic.Target {
 	t := traffic.Target{
 		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
-		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
+		Canary: f.Name + CanarySuffix, Baseline: f.Name + BaselineSuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
 	}
 	if f.UID != "" {
 		t.Owner = metav1.NewControllerRef(f, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
