@@ -26,7 +26,7 @@ import (
 
 func TestGeneratedVirtualServiceConforms(t *testing.T) {
 	conformance(t, false, func(_ *testing.T, _ *sandbox.Sandbox, ns string) traffic.Target {
-		return traffic.Target{Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary"}
+		return traffic.Target{Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary", Baseline: "web-baseline"}
 	})
 }
 
@@ -48,7 +48,7 @@ func TestUserOwnedVirtualServiceConforms(t *testing.T) {
 			t.Fatal(err)
 		}
 		return traffic.Target{
-			Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary",
+			Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary", Baseline: "web-baseline",
 			VirtualService: "web-routes", Route: "primary",
 		}
 	})
@@ -92,20 +92,19 @@ func TestAVirtualServiceCreatedLaterForTheHostIsAConflict(t *testing.T) {
 }
 
 // conformance runs traffictest's suite on targets in a namespace of their
-// own each, where the apps "web" and "web-canary" run: target makes
-// whatever else a target routes through, and returns it.
+// own each, where the apps "web", "web-canary" and "web-baseline" run:
+// target makes whatever else a target routes through, and returns it.
 func conformance(t *testing.T, cannotMirror bool, target func(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Target) {
 	sb := suite.Get(t)
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {
 			ns := sb.Namespace(t)
-			sb.DeployApps(t, ns, sandbox.App{Name: "web"}, sandbox.App{Name: "web-canary"})
+			sb.DeployApps(t, ns, sandbox.App{Name: "web"}, sandbox.App{Name: "web-canary"}, sandbox.App{Name: "web-baseline"})
 			// As the engine runs it: the conflict check reads a cache.
 			return istio.New(sb.Istio, istio.WithCache(t.Context().Done())), target(t, sb, ns)
 		},
-		CanaryShare: func(t *testing.T, tg traffic.Target) float64 { return canaryShare(t, sb, tg) },
-		RequestShare: func(t *testing.T, tg traffic.Target, headers map[string]string) float64 {
-			return requestShare(t, sb, tg, headers)
+		Shares: func(t *testing.T, tg traffic.Target, headers map[string]string) map[string]float64 {
+			return shares(t, sb, tg, headers)
 		},
 		MirrorShare:  func(t *testing.T, tg traffic.Target) float64 { return mirrorShare(t, sb, tg) },
 		CannotMirror: cannotMirror,

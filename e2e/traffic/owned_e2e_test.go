@@ -70,13 +70,13 @@ const primary = 2 // index of the route fledge splits
 func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	ctx := t.Context()
-	sb.DeployApps(t, ns, sandbox.App{Name: "web", Replicas: 2}, sandbox.App{Name: "web-canary"}, sandbox.App{Name: "web-beta"})
+	sb.DeployApps(t, ns, sandbox.App{Name: "web", Replicas: 2}, sandbox.App{Name: "web-canary"}, sandbox.App{Name: "web-baseline"}, sandbox.App{Name: "web-beta"})
 	written := teamVirtualService(ns)
 	if _, err := sb.Istio.NetworkingV1().VirtualServices(ns).Create(ctx, written, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	tg := traffic.Target{
-		Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary",
+		Namespace: ns, Name: "web", Host: "web", Stable: "web", Canary: "web-canary", Baseline: "web-baseline",
 		VirtualService: "web-routes", Route: "primary",
 	}
 	r := istio.New(sb.Istio)
@@ -121,6 +121,37 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 		wantOtherRoutes(t, sb, ns)
 	})
 
+	t.Run("a baseline gets one more copy of the stable destination, and the mesh splits the main route three ways", func(t *testing.T) {
+		if err := r.SetWeights(ctx, tg, traffic.Weights{Stable: 80, Canary: 10, Baseline: 10}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(sandbox.WithoutHTTPRoute(t, stored, primary), sandbox.WithoutHTTPRoute(t, sb.StoredVirtualService(t, ns, "web-routes"), primary)); diff != "" {
+			t.Errorf("outside spec.http[%d].route (-before +after):\n%s", primary, diff)
+		}
+		stable := proto.Clone(written.Spec.Http[primary].Route[0]).(*networkingv1.HTTPRouteDestination)
+		stable.Weight = 80
+		canary := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
+		canary.Destination.Host, canary.Weight = "web-canary", 10
+		baseline := proto.Clone(stable).(*networkingv1.HTTPRouteDestination)
+		baseline.Destination.Host, baseline.Weight = "web-baseline", 10
+		want := written.DeepCopy()
+		want.Spec.Http[primary].Route = []*networkingv1.HTTPRouteDestination{stable, canary, baseline}
+		wantSpec(t, sb, want)
+
+		waitApplied(t, sb, tg)
+		const n = 2000
+		got := route(t, sb, ns, n, mesh.Request{Host: "web"})
+		if got["web"]+got["web-canary"]+got["web-baseline"] != n {
+			t.Fatalf("main route reached %v, want only web, web-canary and web-baseline", got)
+		}
+		for svc, want := range map[string]float64{"web": 0.8, "web-canary": 0.1, "web-baseline": 0.1} {
+			if share := float64(got[svc]) / n; math.Abs(share-want) > 0.04 {
+				t.Errorf("%s's share of the main route = %.3f, want %.2f ± 0.04", svc, share, want)
+			}
+		}
+		wantOtherRoutes(t, sb, ns)
+	})
+
 	t.Run("a cohort and a sticky cookie get copies of the main route before it", func(t *testing.T) {
 		cohort := traffic.Cohort{Name: "staff", Header: "x-staff", Exact: "1"}
 		sticky := traffic.Sticky{Cookie: "fledge-canary", Value: "web-2", MaxAge: 60}
@@ -149,6 +180,7 @@ func TestOnlyTheNamedRouteOfATeamsVirtualServiceChanges(t *testing.T) {
 		stable := proto.Clone(main.Route[0]).(*networkingv1.HTTPRouteDestination)
 		stable.Weight = 80
 		want := written.DeepCopy()
+		// No baseline share: the baseline's destination is gone.
 		want.Spec.Http[primary].Route = []*networkingv1.HTTPRouteDestination{stable, canary(20, true)}
 		want.Spec.Http = slices.Insert(want.Spec.Http, primary,
 			matchRoute("primary-fledge-cohort-staff", "x-staff", &networkingv1.StringMatch{MatchType: &networkingv1.StringMatch_Exact{Exact: "1"}}, canary(0, false)),

@@ -20,7 +20,7 @@ import (
 func TestGeneratedConforms(t *testing.T) {
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {
-			return istio.New(fake.NewSimpleClientset()), generatedTarget()
+			return istio.New(fake.NewSimpleClientset()), withBaseline(generatedTarget())
 		},
 	})
 }
@@ -28,7 +28,7 @@ func TestGeneratedConforms(t *testing.T) {
 func TestGeneratedWithACacheConforms(t *testing.T) {
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {
-			return istio.New(fake.NewSimpleClientset(), istio.WithCache(t.Context().Done())), generatedTarget()
+			return istio.New(fake.NewSimpleClientset(), istio.WithCache(t.Context().Done())), withBaseline(generatedTarget())
 		},
 	})
 }
@@ -37,7 +37,7 @@ func TestUserOwnedConforms(t *testing.T) {
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {
 			vs := userOwned(&networkingv1.HTTPRoute{Name: "primary", Route: []*networkingv1.HTTPRouteDestination{dest("web")}})
-			return istio.New(fake.NewSimpleClientset(vs)), ownedTarget()
+			return istio.New(fake.NewSimpleClientset(vs)), withBaseline(ownedTarget())
 		},
 		CannotMirror: true,
 	})

@@ -20,7 +20,9 @@ func target(name string) traffic.Target {
 func TestFakeConforms(t *testing.T) {
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) (traffic.Router, traffic.Target) {
-			return traffictest.NewRouter(), target("web")
+			tg := target("web")
+			tg.Baseline = "web-baseline"
+			return traffictest.NewRouter(), tg
 		},
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -16,17 +17,20 @@ type Harness struct {
 	// New returns a Router and a Target it has never routed, fresh for
 	// one subtest: whatever the target needs in the cluster (Services, a
 	// user-owned VirtualService) is set up, and cleaned up with
-	// t.Cleanup.
+	// t.Cleanup. The target names a Baseline Service too, which the
+	// suite gives a share of the split in some subtests, and clears in
+	// others to check a target without one.
 	New func(t *testing.T) (traffic.Router, traffic.Target)
-	// CanaryShare, if set, measures the share of the target's requests,
-	// 0..1, that the mesh sends to the canary Service once it applies the
-	// routing as now stored. It is how the suite checks that the weights
-	// written are the weights applied, not only the weights read back.
-	CanaryShare func(t *testing.T, target traffic.Target) float64
-	// RequestShare, if set, is CanaryShare for requests that all carry
-	// headers (lower-case names; cookies in "cookie"): how the suite
-	// checks that a cohort, or a sticky cookie, reaches the canary.
-	RequestShare func(t *testing.T, target traffic.Target, headers map[string]string) float64
+	// Shares, if set, measures where the mesh sends the target's
+	// requests that all carry headers (lower-case names; cookies in
+	// "cookie"; nil for none) once it applies the routing as now stored:
+	// the share, 0..1, of the requests that each Service answered, by
+	// the Service's name as the target spells it (a request no Service
+	// answered fails the test). It is how the suite checks that the
+	// weights written are the weights applied, not only the weights read
+	// back, baseline included, and that a cohort, or a sticky cookie,
+	// reaches the canary.
+	Shares func(t *testing.T, target traffic.Target, headers map[string]string) map[string]float64
 	// MirrorShare, if set, measures the share of the target's requests,
 	// 0..1, that the mesh copies to the canary (mirrors) as it applies the
 	// routing now stored.
@@ -36,7 +40,7 @@ type Harness struct {
 	// fields does.
 	CannotMirror bool
 	// Tolerance is how far a measured share may be from the weight set,
-	// for splits other than 0 and 100, which must be exact; default 0.05.
+	// for shares other than 0 and 100, which must be exact; default 0.05.
 	Tolerance float64
 }
 
@@ -65,6 +69,8 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Release after a cohort and a sticky cookie restores plain routing", s.releaseMatches)
 	t.Run("a mirror round-trips at 100/0 and copies its share to the canary, then goes", s.mirrorRoundTrip)
 	t.Run("an invalid mirror is rejected and changes nothing", s.invalidMirrors)
+	t.Run("a baseline share round-trips beside the canary's, and its destination goes with it", s.baselineRoundTrip)
+	t.Run("an invalid baseline share is rejected and changes nothing", s.invalidBaselines)
 }
 
 type suite struct{ h Harness }
@@ -176,6 +182,95 @@ func (s suite) invalidMirrors(t *testing.T) {
 	s.wantWeights(t, r, tg, allStable)
 }
 
+func (s suite) baselineRoundTrip(t *testing.T) {
+	r, tg := s.h.New(t)
+	wantBaselineService(t, tg)
+	ensure(t, r, tg)
+	// A baseline beside a canary at an equal share, as a comparison
+	// starts, up to everything on the two, and back down.
+	steps := []traffic.Weights{
+		{Stable: 80, Canary: 10, Baseline: 10},
+		{Stable: 50, Canary: 25, Baseline: 25},
+		{Canary: 50, Baseline: 50},
+		{Stable: 60, Canary: 20, Baseline: 20},
+	}
+	for _, w := range steps {
+		t.Run(split(w), func(t *testing.T) {
+			setWeights(t, r, tg, w)
+			s.wantWeights(t, r, tg, w)
+			s.wantApplied(t, tg, w)
+		})
+	}
+	ensure(t, r, tg)
+	s.wantWeights(t, r, tg, steps[len(steps)-1])
+
+	// A cohort and a sticky cookie reach the canary alone, never the
+	// baseline; everyone else is split three ways.
+	w := traffic.Weights{Stable: 80, Canary: 10, Baseline: 10, Cohort: beta, Sticky: pinned}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantRequestsApplied(t, tg, betaHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, pinnedHeaders, allCanary)
+	s.wantRequestsApplied(t, tg, earlierPin, w)
+
+	// No baseline share: its destination goes, not left at zero.
+	w = traffic.Weights{Stable: 90, Canary: 10}
+	setWeights(t, r, tg, w)
+	s.wantWeights(t, r, tg, w)
+	s.wantApplied(t, tg, w)
+
+	setWeights(t, r, tg, traffic.Weights{Stable: 80, Canary: 10, Baseline: 10})
+	release(t, r, tg)
+	s.wantWeights(t, r, tg, allStable)
+	s.wantApplied(t, tg, allStable)
+}
+
+func (s suite) invalidBaselines(t *testing.T) {
+	r, tg := s.h.New(t)
+	wantBaselineService(t, tg)
+	ensure(t, r, tg)
+	valid := traffic.Weights{Stable: 80, Canary: 10, Baseline: 10}
+	setWeights(t, r, tg, valid)
+	for _, c := range []struct {
+		name string
+		w    traffic.Weights
+	}{
+		{"three shares adding up to 110", traffic.Weights{Stable: 80, Canary: 10, Baseline: 20}},
+		{"three shares adding up to 95", traffic.Weights{Stable: 80, Canary: 10, Baseline: 5}},
+		{"two shares adding up to 100 with a baseline beside them", traffic.Weights{Stable: 90, Canary: 10, Baseline: 10}},
+		{"a negative baseline share", traffic.Weights{Stable: 100, Canary: 10, Baseline: -10}},
+		{"a negative stable share beside a baseline", traffic.Weights{Stable: -10, Canary: 100, Baseline: 10}},
+		{"a baseline share with a mirror", traffic.Weights{Stable: 90, Baseline: 10, Mirror: 10}},
+	} {
+		if err := r.SetWeights(t.Context(), tg, c.w); err == nil || errors.Is(err, traffic.ErrConflict) {
+			t.Errorf("SetWeights with %s (%+v) = %v, want it rejected as invalid", c.name, c.w, err)
+		}
+	}
+	// A target that names no baseline Service has nowhere to send a
+	// baseline share: the caller is told which target, and why.
+	none := tg
+	none.Baseline = ""
+	w := traffic.Weights{Stable: 70, Canary: 15, Baseline: 15}
+	err := r.SetWeights(t.Context(), none, w)
+	switch {
+	case err == nil || errors.Is(err, traffic.ErrConflict):
+		t.Errorf("SetWeights(%+v) on a target without a baseline Service = %v, want it rejected as invalid", w, err)
+	case !strings.Contains(err.Error(), tg.String()) || !strings.Contains(err.Error(), "baseline"):
+		t.Errorf("SetWeights(%+v) on a target without a baseline Service: %q does not name the target %s and its baseline", w, err, tg)
+	}
+	s.wantWeights(t, r, tg, valid)
+	s.wantApplied(t, tg, valid)
+}
+
+// wantBaselineService stops a subtest whose harness gave a target no
+// Baseline Service to route to.
+func wantBaselineService(t *testing.T, tg traffic.Target) {
+	t.Helper()
+	if tg.Baseline == "" {
+		t.Fatalf("the harness's target %s names no Baseline Service", tg)
+	}
+}
+
 // wantMirrored checks the share of requests the mesh copies to the canary,
 // when the harness can measure it.
 func (s suite) wantMirrored(t *testing.T, tg traffic.Target, want float64) {
@@ -273,6 +368,8 @@ func (s suite) incompleteTarget(t *testing.T) {
 		{"no canary Service", func(tg *traffic.Target) { tg.Canary = "" }},
 		{"the canary is the stable Service", func(tg *traffic.Target) { tg.Canary = tg.Stable }},
 		{"a route without a VirtualService", func(tg *traffic.Target) { tg.VirtualService, tg.Route = "", "primary" }},
+		{"the baseline is the stable Service", func(tg *traffic.Target) { tg.Baseline = tg.Stable }},
+		{"the baseline is the canary Service", func(tg *traffic.Target) { tg.Baseline = tg.Canary }},
 	} {
 		tg := valid
 		c.edit(&tg)
@@ -420,36 +517,57 @@ func (s suite) wantWeights(t *testing.T, r traffic.Router, tg traffic.Target, wa
 }
 
 // wantApplied checks the split the mesh applies, when the harness can
-// measure it: all-or-nothing splits exactly, others within the tolerance.
+// measure it.
 func (s suite) wantApplied(t *testing.T, tg traffic.Target, want traffic.Weights) {
 	t.Helper()
-	if s.h.CanaryShare == nil {
-		return
-	}
-	got := s.h.CanaryShare(t, tg)
-	wantShare := float64(want.Canary) / 100
-	exact := want.Canary == 0 || want.Stable == 0
-	if exact && got != wantShare || !exact && math.Abs(got-wantShare) > s.h.Tolerance {
-		t.Errorf("mesh sends %.3f of requests to the canary after weights %d/%d, want %.2f (±%.2f between the ends)",
-			got, want.Stable, want.Canary, wantShare, s.h.Tolerance)
-		return
-	}
-	t.Logf("mesh sends %.3f of requests to the canary after weights %d/%d", got, want.Stable, want.Canary)
+	s.wantRequestsApplied(t, tg, nil, want)
 }
 
-// wantRequestsApplied is wantApplied for requests carrying headers, when
-// the harness can measure them.
+// wantRequestsApplied checks the split the mesh applies to requests
+// carrying headers, when the harness can measure it: each of the target's
+// Services gets its share, exactly at 0 and 100 and within the tolerance
+// between, and no other Service gets any.
 func (s suite) wantRequestsApplied(t *testing.T, tg traffic.Target, headers map[string]string, want traffic.Weights) {
 	t.Helper()
-	if s.h.RequestShare == nil {
+	if s.h.Shares == nil {
 		return
 	}
-	got := s.h.RequestShare(t, tg, headers)
-	wantShare := float64(want.Canary) / 100
-	exact := want.Canary == 0 || want.Stable == 0
-	if exact && got != wantShare || !exact && math.Abs(got-wantShare) > s.h.Tolerance {
-		t.Errorf("mesh sends %.3f of requests with %v to the canary, want %.2f (±%.2f between the ends)", got, headers, wantShare, s.h.Tolerance)
+	got := s.h.Shares(t, tg, headers)
+	wantShares := map[string]int32{tg.Stable: want.Stable, tg.Canary: want.Canary}
+	if tg.Baseline != "" {
+		wantShares[tg.Baseline] = want.Baseline
 	}
+	requests := "requests"
+	if headers != nil {
+		requests = fmt.Sprintf("requests with %v", headers)
+	}
+	for svc, share := range got {
+		if _, ok := wantShares[svc]; !ok && share > 0 {
+			t.Errorf("mesh sends %.3f of %s to %s, which is none of the target's Services", share, requests, svc)
+		}
+	}
+	for _, svc := range []string{tg.Stable, tg.Canary, tg.Baseline} {
+		weight, ok := wantShares[svc]
+		if !ok {
+			continue
+		}
+		wantShare := float64(weight) / 100
+		exact := weight == 0 || weight == 100
+		if exact && got[svc] != wantShare || !exact && math.Abs(got[svc]-wantShare) > s.h.Tolerance {
+			t.Errorf("mesh sends %.3f of %s to %s after weights %s, want %.2f (±%.2f between the ends)",
+				got[svc], requests, svc, split(want), wantShare, s.h.Tolerance)
+		}
+	}
+	t.Logf("mesh sends %s after weights %s: %v", requests, split(want), got)
+}
+
+// split spells a split for messages: stable/canary, and /baseline when
+// it has a share.
+func split(w traffic.Weights) string {
+	if w.Baseline != 0 {
+		return fmt.Sprintf("%d/%d/%d", w.Stable, w.Canary, w.Baseline)
+	}
+	return fmt.Sprintf("%d/%d", w.Stable, w.Canary)
 }
 
 func ensure(t *testing.T, r traffic.Router, tg traffic.Target) {
