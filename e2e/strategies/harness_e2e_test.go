@@ -53,6 +53,7 @@ var (
 type seen struct {
 	preview  bool // it carried the preview header
 	canary   bool // shop-canary's pods answered it
+	baseline bool // shop-baseline's pods answered it
 	failed   bool
 	mirrored bool // a copy the mesh mirrored, whose answer went nowhere
 }
@@ -74,7 +75,7 @@ func record(t *testing.T, sb *sandbox.Sandbox, ns, previewHeader string) *record
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.on {
-			r.reqs = append(r.reqs, seen{preview: req.Headers[previewHeader] != "", canary: resp.Workload == "shop-canary", failed: resp.Code >= 500, mirrored: resp.Mirrored})
+			r.reqs = append(r.reqs, seen{preview: req.Headers[previewHeader] != "", canary: resp.Workload == "shop-canary", baseline: resp.Workload == "shop-baseline", failed: resp.Code >= 500, mirrored: resp.Mirrored})
 		}
 	})
 	t.Cleanup(cancel)
