@@ -103,8 +103,14 @@ func TestAFreshBaselineRunsStablesTemplateApartFromStableAndCanary(t *testing.T)
 		t.Fatal(err)
 	}
 	for _, err := range []error{
-		func() error { _, err := kube.AppsV1().Deployments("demo").Get(ctx, "shop-baseline", metav1.GetOptions{}); return err }(),
-		func() error { _, err := kube.CoreV1().Services("demo").Get(ctx, "shop-baseline", metav1.GetOptions{}); return err }(),
+		func() error {
+			_, err := kube.AppsV1().Deployments("demo").Get(ctx, "shop-baseline", metav1.GetOptions{})
+			return err
+		}(),
+		func() error {
+			_, err := kube.CoreV1().Services("demo").Get(ctx, "shop-baseline", metav1.GetOptions{})
+			return err
+		}(),
 	} {
 		if !apierrors.IsNotFound(err) {
 			t.Errorf("the baseline after DeleteCanary: %v, want gone", err)
