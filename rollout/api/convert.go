@@ -98,6 +98,7 @@ func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 	if c := rollout.CohortOf(st); c != nil && (st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) {
 		out.MirrorPercent = c.Mirror
 	}
+	out.Baseline = st.Baseline
 	for _, fl := range st.Flags {
 		out.Flags = append(out.Flags, &rolloutpb.ReleaseFlag{
 			Flag: fl.Flag, ConfigMap: fl.ConfigMap, Key: fl.Key, Serving: fl.Serving, State: string(fl.State), Message: fl.Message,

@@ -84,6 +84,10 @@ func TestFlightToProto(t *testing.T) {
 	mirrored := f.DeepCopy()
 	mirrored.Status.Phase, mirrored.Status.Step, mirrored.Status.Steps = v1alpha1.PhaseProgressing, 0, []int32{0}
 	mirrored.Status.Cohorts = []v1alpha1.CohortStage{{Name: "mirror", Mirror: 30}}
+	fresh := &v1alpha1.Flight{Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Steps: []int32{20, 50}, Step: 0, CanaryWeight: 20, Baseline: "fresh"}}
+	if got := FlightToProto(fresh); got.GetStrategy() != "canary" || got.GetBaseline() != "fresh" {
+		t.Errorf("a canary with a fresh baseline: strategy %q, baseline %q; want canary, fresh", got.GetStrategy(), got.GetBaseline())
+	}
 	if got := FlightToProto(mirrored); got.GetStrategy() != "mirror" || got.GetMirrorPercent() != 30 {
 		t.Errorf("a mirror revision: strategy %q, mirror %d%%; want mirror at 30%%", got.GetStrategy(), got.GetMirrorPercent())
 	}

@@ -539,6 +539,11 @@ type Flight struct {
 	// canary (whose answers go nowhere); 0 otherwise. "mirror" strategy
 	// rollouts are judged on such copies alone before their promotion.
 	MirrorPercent int32 `protobuf:"varint,44,opt,name=mirror_percent,json=mirrorPercent,proto3" json:"mirror_percent,omitempty"`
+	// "fresh" when this revision is compared with a fresh baseline: a copy
+	// of stable started with the canary, serving the same share of traffic
+	// as the canary (canary_weight) beside it; empty when compared with
+	// stable.
+	Baseline      string `protobuf:"bytes,45,opt,name=baseline,proto3" json:"baseline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -795,6 +800,13 @@ func (x *Flight) GetMirrorPercent() int32 {
 		return x.MirrorPercent
 	}
 	return 0
+}
+
+func (x *Flight) GetBaseline() string {
+	if x != nil {
+		return x.Baseline
+	}
+	return ""
 }
 
 // ReleaseFlag is a flag fledge rewrites in lockstep with the traffic.
@@ -3169,8 +3181,7 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\n" +
-	"\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\v\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3208,7 +3219,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\acohorts\x18) \x03(\tR\acohorts\x12,\n" +
 	"\x05flags\x18* \x03(\v2\x16.fledge.v1.ReleaseFlagR\x05flags\x12\x1a\n" +
 	"\bstrategy\x18+ \x01(\tR\bstrategy\x12%\n" +
-	"\x0emirror_percent\x18, \x01(\x05R\rmirrorPercent\"\x9c\x01\n" +
+	"\x0emirror_percent\x18, \x01(\x05R\rmirrorPercent\x12\x1a\n" +
+	"\bbaseline\x18- \x01(\tR\bbaseline\"\x9c\x01\n" +
 	"\vReleaseFlag\x12\x12\n" +
 	"\x04flag\x18\x01 \x01(\tR\x04flag\x12\x1d\n" +
 	"\n" +

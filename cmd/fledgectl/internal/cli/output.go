@@ -103,8 +103,9 @@ func step(f *rolloutpb.Flight) string {
 	return fmt.Sprintf("%d/%d", min(int(f.GetStep())+1, n), n)
 }
 
-// progress is "step 2/4 [####------] 40%", or "step 1/4 cohort beta"
-// during a cohort stage.
+// progress is "step 2/4 [####------] 40%" ("+ baseline 40%" when a fresh
+// baseline serves as much beside it), or "step 1/4 cohort beta" during a
+// cohort stage.
 func progress(f *rolloutpb.Flight) string {
 	if p := f.GetMirrorPercent(); p > 0 && cohort(f) != "" {
 		return fmt.Sprintf("step %s mirror %d%% (users on stable)", step(f), p)
@@ -120,7 +121,11 @@ func progress(f *rolloutpb.Flight) string {
 	if c := cohort(f); c != "" {
 		return fmt.Sprintf("step %s cohort %s", step(f), c)
 	}
-	return fmt.Sprintf("step %s %s %d%%", step(f), bar(f.GetCanaryWeight()), f.GetCanaryWeight())
+	out := fmt.Sprintf("step %s %s %d%%", step(f), bar(f.GetCanaryWeight()), f.GetCanaryWeight())
+	if w := f.GetCanaryWeight(); f.GetBaseline() == "fresh" && w > 0 && 2*w <= 100 && step(f) != "-" && f.GetPhase() != rolloutpb.Phase_PHASE_PROMOTING {
+		out += fmt.Sprintf(" + baseline %d%%", w)
+	}
+	return out
 }
 
 // cohort names the cohort stage a Flight is in, if it is in one.
