@@ -364,3 +364,59 @@ func TestASwitchedRevisionThatCannotBeJudgedMeetsTheDeadlineCountedFromTheSwitch
 		}
 	}
 }
+
+func TestABlueGreenPreviewByHostParsesAndBadHostsAreRefused(t *testing.T) {
+	ps, err := ParseConfig([]byte("policies:\n  bg:\n    strategy: blueGreen\n    interval: 30s\n    blueGreen:\n      preview: {host: \"{name}-preview\"}\n    metrics: [{name: success-rate, min: 0.99}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ps["bg"].BlueGreen.Preview; got.Host != "{name}-preview" || !got.Route.IsZero() {
+		t.Errorf("preview %+v, want host {name}-preview and no match route", got)
+	}
+	base := "policies:\n  bg:\n    strategy: blueGreen\n    metrics: [{name: success-rate, min: 0.99}]\n    blueGreen:\n      preview: "
+	for _, tc := range []struct{ name, preview, want string }{
+		{"host and header", `{host: shop-preview, header: x-p, value: "1"}`, "policies.bg.blueGreen.preview: give either host or a header or cookie route, not both"},
+		{"not a Service name", `{host: Shop_Preview}`, `policies.bg.blueGreen.preview.host: "Shop_Preview": the name of the Service fledge creates`},
+		{"too long", `{host: "{name}-` + strings.Repeat("x", 60) + `"}`, "policies.bg.blueGreen.preview.host:"},
+		{"the canary's Service", `{host: "{name}-canary"}`, `policies.bg.blueGreen.preview.host: "{name}-canary" names the app's own Service or one fledge makes for it`},
+		{"the app's Service", `{host: "{name}"}`, `names the app's own Service`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(base + tc.preview + "\n"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A preview reached by its own host has no match route: the split stays
+// all on stable, the host (the Deployment's name in place of {name}) is
+// in the status for the engine to make, and the messages name it.
+func TestABlueGreenPreviewByHostRoutesNothingAndNamesItsHost(t *testing.T) {
+	w := &world{now: epoch}
+	w.policy = scriptPolicy(t, nil)
+	p := *w.policy
+	p.Strategy, p.Steps, p.MaxWeight = StrategyBlueGreen, nil, 0
+	p.BlueGreen = &BlueGreen{Preview: Cohort{Name: PreviewName, Host: "{name}-preview", MinDuration: time.Minute}, PostPromotion: time.Minute, ScaleDownDelay: time.Minute}
+	w.policy = &p
+	if err := w.set([]string{"desired=r1", "deployment=r1", "settled"}); err != nil {
+		t.Fatal(err)
+	}
+	w.decide()
+	w.decide()
+	_ = w.set([]string{"desired=r2"})
+	w.decide()
+	_ = w.set([]string{"canary-ready"})
+	out := w.decide()
+	st := w.status
+	if st.Step != 0 || len(st.Cohorts) != 1 || st.Cohorts[0].Host != "web-preview" {
+		t.Fatalf("step %d, cohorts %+v; want the preview, its host web-preview (%s)", st.Step, st.Cohorts, out)
+	}
+	if w.Weights != (traffic.Weights{Stable: 100}) {
+		t.Errorf("routing %+v in a preview by host, want all on stable and no match route", w.Weights)
+	}
+	if !strings.Contains(st.Message, "preview: requests with host web-preview reach revision r2") {
+		t.Errorf("message %q does not name the preview's host", st.Message)
+	}
+}

@@ -47,6 +47,9 @@ func (d *decider) routing(canary int32) traffic.Weights {
 			w.Mirror = c.Mirror // copies only: nobody reaches the canary
 			return w
 		}
+		if c.Host != "" {
+			return w // the preview's own host reaches it: no match route
+		}
 		w.Cohort = traffic.Cohort{Name: c.Name, Header: c.Header, Exact: c.Exact, Regex: c.Regex}
 		return w
 	}
@@ -84,7 +87,7 @@ func (d *decider) planCohorts(inFlight bool) {
 	steps := make([]int32, 0, len(cohorts)+len(planned))
 	for _, c := range cohorts {
 		d.st.Cohorts = append(d.st.Cohorts, v1alpha1.CohortStage{
-			Name: c.Name, Header: c.Route.Header, Exact: c.Route.Exact, Regex: c.Route.Regex,
+			Name: c.Name, Header: c.Route.Header, Exact: c.Route.Exact, Regex: c.Route.Regex, Host: PreviewHost(c.Host, d.in.Name),
 			Attribute: c.Attribute, Value: c.Value,
 			MinDuration: metav1Duration(c.MinDuration), MinSamples: c.MinSamples, Mirror: c.Mirror,
 		})
@@ -129,7 +132,7 @@ func linkOf(f *v1alpha1.FlagStatus) flags.Link {
 func (d *decider) flagStage(f *v1alpha1.FlagStatus) flags.Stage {
 	switch d.st.Phase {
 	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
-		if c := CohortOf(&d.st); c != nil && c.Mirror == 0 {
+		if c := CohortOf(&d.st); c != nil && c.Mirror == 0 && c.Host == "" {
 			return flags.Stage{Kind: flags.StageCohort, Attribute: c.Attribute, Value: c.Value}
 		}
 		if d.st.Step >= 0 && d.st.CanaryWeight > 0 {

@@ -110,6 +110,9 @@ type Cohort struct {
 	Name   string
 	Route  traffic.Cohort
 	Mirror int32
+	// Host is a blue/green preview's host (a Service fledge creates), when
+	// the preview is reached by host rather than by a route.
+	Host string
 	// Attribute and Value select the cohort in release flags; Value is
 	// empty for a regex cohort (which release flags cannot mirror).
 	Attribute, Value string

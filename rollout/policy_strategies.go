@@ -2,6 +2,9 @@ package rollout
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +54,13 @@ type BlueGreenSpec struct {
 
 // PreviewSpec is a blue/green preview route.
 type PreviewSpec struct {
+	// Host is a host of the preview's own: fledge creates a Service of
+	// that name in the app's namespace, reaching the new revision alone
+	// (as "<name>-canary" does), and removes it with the canary. "{name}"
+	// in it is the Deployment's name ("{name}-preview"), so that apps
+	// sharing the policy in a namespace get a host each. Exclusive with a
+	// header or cookie route.
+	Host   string `json:"host,omitempty"`
 	Header string `json:"header,omitempty"`
 	Cookie string `json:"cookie,omitempty"`
 	Value  string `json:"value,omitempty"`
@@ -110,8 +120,24 @@ func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ..
 	noSteps(s, "a blue/green rollout switches all traffic at once", field)
 	bg := s.BlueGreen
 	pre, post := bg.PrePromotion, bg.PostPromotion
-	preview := buildCohort(CohortSpec{Name: PreviewName, Header: bg.Preview.Header, Cookie: bg.Preview.Cookie, Value: bg.Preview.Value, Regex: bg.Preview.Regex},
-		"blueGreen.preview", field)
+	var preview Cohort
+	if h := bg.Preview.Host; h != "" {
+		pv := bg.Preview
+		if pv.Header != "" || pv.Cookie != "" || pv.Value != "" || pv.Regex != "" {
+			field("blueGreen.preview", "give either host or a header or cookie route, not both")
+		}
+		sample := strings.ReplaceAll(h, NamePlaceholder, "app")
+		switch {
+		case !serviceName.MatchString(sample):
+			field("blueGreen.preview.host", "%q: the name of the Service fledge creates for the preview, in the app's namespace (%s is the Deployment's name): want lower-case letters, digits and dashes, starting with a letter, at most 63", h, NamePlaceholder)
+		case slices.Contains([]string{"app", "app-canary", "app-stable", "app-baseline"}, sample):
+			field("blueGreen.preview.host", "%q names the app's own Service or one fledge makes for it: give the preview a host of its own, such as %s-preview", h, NamePlaceholder)
+		}
+		preview = Cohort{Name: PreviewName, Host: h}
+	} else {
+		preview = buildCohort(CohortSpec{Name: PreviewName, Header: bg.Preview.Header, Cookie: bg.Preview.Cookie, Value: bg.Preview.Value, Regex: bg.Preview.Regex},
+			"blueGreen.preview", field)
+	}
 	preview.MinDuration = orDefault(pre.Duration.Duration, p.Interval)
 	preview.MinSamples = pre.MinSamples
 	if preview.MinDuration < time.Second {
@@ -145,6 +171,16 @@ func buildStrategy(s PolicySpec, p *Policy, field func(f, format string, args ..
 	p.Strategy, p.BlueGreen = StrategyBlueGreen, out
 	return true
 }
+
+// NamePlaceholder in a preview host is the Deployment's name.
+const NamePlaceholder = "{name}"
+
+// PreviewHost is a preview host for Deployment name: host with
+// NamePlaceholder replaced.
+func PreviewHost(host, name string) string { return strings.ReplaceAll(host, NamePlaceholder, name) }
+
+// serviceName is a Service's name (an RFC 1035 label).
+var serviceName = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // noSteps refuses what only a canary's weighted steps give meaning to, for
 // a strategy without them (why says why).

@@ -506,6 +506,9 @@ func describeRouting(w traffic.Weights) string {
 
 // describeCohort says what a cohort matches: "x-user-tier: beta".
 func describeCohort(c *v1alpha1.CohortStage) string {
+	if c.Host != "" {
+		return "host " + c.Host
+	}
 	if c.Exact != "" {
 		return c.Header + ": " + c.Exact
 	}

@@ -114,14 +114,26 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 	if cur, err := x.readDeployment(ctx, want.Namespace, want.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
 		return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
 	}
+	var preview *corev1.Service
+	if s.PreviewHost != "" {
+		preview = svc.DeepCopy()
+		preview.Name = s.PreviewHost
+		if cur, err := x.readService(ctx, preview.Namespace, preview.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
+			return fmt.Errorf("%s (the blue/green preview's host): %w", notOurs("service", cur), traffic.ErrConflict)
+		}
+	}
 	// Then both at once: a rollout's start is one round trip shorter,
 	// which is what 200 rollouts starting together wait on.
 	var wg sync.WaitGroup
 	var svcErr error
 	wg.Go(func() {
-		svcErr = x.ensureService(ctx, s, svc, func(cur *corev1.Service) error {
+		theirs := func(cur *corev1.Service) error {
 			return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
-		})
+		}
+		svcErr = x.ensureService(ctx, s, svc, theirs)
+		if svcErr == nil && preview != nil {
+			svcErr = x.ensureService(ctx, s, preview, theirs)
+		}
 	})
 	err := x.ensureCanaryDeployment(ctx, s, want, revision)
 	wg.Wait()
@@ -298,6 +310,12 @@ func (x *Executor) ensureService(ctx context.Context, s Subject, want *corev1.Se
 // between is not touched either.
 func (x *Executor) scaleCanaryDown(ctx context.Context, s Subject) error {
 	name := s.Target.Name + CanarySuffix
+	if s.PreviewHost != "" {
+		// Its preview's host would reach no pod: it goes.
+		if err := x.deleteOwned(ctx, s, "service", s.PreviewHost); err != nil {
+			return err
+		}
+	}
 	return x.actOnOwned(ctx, s, "deployment", name, func(uid types.UID) error {
 		patch := fmt.Sprintf(`{"metadata":{"uid":%q},"spec":{"replicas":0}}`, uid)
 		_, err := x.Kube.AppsV1().Deployments(s.Target.Namespace).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})

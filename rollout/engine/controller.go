@@ -440,7 +440,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		return dec.RequeueAfter, nil
 	}
 	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target,
-		StableDirect: policy.NeedsStableService()}, dec)
+		StableDirect: policy.NeedsStableService(), PreviewHost: previewHost(&dec.Status)}, dec)
 	c.conflicts.record(d.Namespace+"/"+d.Name, dec.Actions, err, in.Now)
 	if written != nil {
 		c.metrics.observe(written, policy)

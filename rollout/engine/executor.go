@@ -70,6 +70,9 @@ type Subject struct {
 	// StableDirect: the policy's load tests load stable directly, so a
 	// canary comes with the Service "<name>-stable" (StableService).
 	StableDirect bool
+	// PreviewHost is the Service that reaches a blue/green preview by a
+	// host of its own, made with the canary's ("" if none).
+	PreviewHost string
 }
 
 // Apply writes the decision's status, then applies its actions in order.
@@ -225,9 +228,14 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 			return err
 		}
 		// A fresh baseline goes with the canary, whether or not the
-		// policy still asks for one.
+		// policy still asks for one, and so does a preview's host.
 		if err := x.deleteBaseline(ctx, s); err != nil {
 			return err
+		}
+		if s.PreviewHost != "" {
+			if err := x.deleteOwned(ctx, s, "service", s.PreviewHost); err != nil {
+				return err
+			}
 		}
 		// Whether or not the policy still needs it: it goes with the
 		// canary, and a policy changed meanwhile must not leave it behind.

@@ -137,6 +137,15 @@ func (c *Controller) stableService(ns, name string) *corev1.Service {
 	return s
 }
 
+// previewHost is a blue/green revision's preview host, if it has one: a
+// Service fledge makes with the canary.
+func previewHost(st *v1alpha1.FlightStatus) string {
+	if st.BlueGreen != nil && len(st.Cohorts) > 0 {
+		return st.Cohorts[0].Host
+	}
+	return ""
+}
+
 func targetOf(f *v1alpha1.Flight) traffic.Target {
 	t := traffic.Target{
 		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,

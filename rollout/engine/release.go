@@ -29,7 +29,7 @@ const FinalizerRelease = "fledge.dev/release"
 // back, then lets the Flight go.
 func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.Deployment) (time.Duration, error) {
 	in := rollout.Input{Now: c.clock.Now(), Status: f.Status, Observed: rollout.Observed{OptedOut: true}, Policy: &rollout.Policy{}}
-	s := Subject{Flight: f, Deployment: d, Target: targetOf(f)}
+	s := Subject{Flight: f, Deployment: d, Target: targetOf(f), PreviewHost: previewHost(&f.Status)}
 	if d != nil && d.DeletionTimestamp != nil {
 		s.Deployment = nil // being deleted: nothing to unpause
 	}

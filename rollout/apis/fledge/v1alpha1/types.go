@@ -175,6 +175,11 @@ type CohortStage struct {
 	// and users get stable's answers only. (Header and the values are
 	// then empty.)
 	Mirror int32 `json:"mirror,omitempty"`
+	// Host, when set, makes this a blue/green preview reached by a host of
+	// its own rather than a match route: the Service of that name, which
+	// fledge creates beside the canary's, reaches the new revision alone.
+	// (Header and the values are then empty.)
+	Host string `json:"host,omitempty"`
 }
 
 // BlueGreenPlan is what a blue/green revision does after the switch.
