@@ -30,6 +30,11 @@ type Target struct {
 	// stable started with the canary so that the two are compared on
 	// equal terms (same age, same share). Empty: no baseline route.
 	Baseline string
+	// Comparator, when set, is a Service copies may be mirrored to
+	// instead of the canary (Weights.MirrorCompared): fledge's
+	// "<name>-mirror", whose pods pass each copy on to the canary and to
+	// stable and compare the two answers.
+	Comparator string
 	// VirtualService, when set, is a VirtualService the team owns: only the
 	// destinations and weights of its route named Route are changed, and
 	// everything else in it is left exactly as the owner wrote it. Route may
@@ -68,6 +73,10 @@ type Weights struct {
 	// Service, beside Stable and Canary (the three add up to 100). Only
 	// on a target that names a Baseline Service, and never with Mirror.
 	Baseline int32
+	// MirrorCompared sends the Mirror copies to the target's Comparator
+	// Service rather than to the canary: it passes each on to the canary
+	// and to stable, and compares their answers. Only with Mirror.
+	MirrorCompared bool
 }
 
 // Cohort is an audience that requests carry visibly to the mesh: one
@@ -126,6 +135,8 @@ func (w Weights) Validate() error {
 		return fmt.Errorf("weights stable=%d canary=%d: want two shares in 0..100 that add up to 100", w.Stable, w.Canary)
 	}
 	switch {
+	case w.MirrorCompared && w.Mirror == 0:
+		return fmt.Errorf("mirror compared with no mirror: copies go to the comparator only while a percentage of the requests is mirrored")
 	case w.Baseline > 0 && w.Mirror > 0:
 		return fmt.Errorf("mirror %d%% with a baseline at %d%%: a baseline shares a split the canary serves", w.Mirror, w.Baseline)
 	case w.Mirror < 0 || w.Mirror > 100:

@@ -225,7 +225,11 @@ func generatedSplitRoute(t traffic.Target, w traffic.Weights) (*networkingv1.HTT
 	stable := &networkingv1.HTTPRouteDestination{Destination: &networkingv1.Destination{Host: t.Stable}}
 	route := &networkingv1.HTTPRoute{Name: RouteName, Route: splitDestinations(stable, t, w)}
 	if w.Mirror > 0 {
-		route.Mirror = &networkingv1.Destination{Host: t.Canary}
+		to := t.Canary
+		if w.MirrorCompared {
+			to = t.Comparator
+		}
+		route.Mirror = &networkingv1.Destination{Host: to}
 		route.MirrorPercentage = &networkingv1.Percent{Value: float64(w.Mirror)}
 	}
 	return route, stable
@@ -241,27 +245,35 @@ func withoutMirror(r *networkingv1.HTTPRoute) *networkingv1.HTTPRoute {
 }
 
 // readMirror reads the mirror of a split route: fledge's own mirror to the
-// canary, as generatedSplitRoute writes it, or none. Any other mirror is
-// not fledge's to read.
-func readMirror(route *networkingv1.HTTPRoute, s services) (int32, *problem) {
+// canary or to the comparator, as generatedSplitRoute writes it, or none;
+// compared says it goes to the comparator. Any other mirror is not
+// fledge's to read.
+func readMirror(route *networkingv1.HTTPRoute, s services) (pct32 int32, compared bool, _ *problem) {
 	if len(route.GetMirrors()) > 0 {
-		return 0, &problem{".mirrors", "is set: fledge mirrors with mirror and mirrorPercentage only"}
+		return 0, false, &problem{".mirrors", "is set: fledge mirrors with mirror and mirrorPercentage only"}
 	}
 	m := route.GetMirror()
 	if m == nil {
-		return 0, nil
+		return 0, false, nil
 	}
-	if s.kind(m.GetHost()) != canaryHost || m.GetSubset() != "" {
-		return 0, &problem{".mirror.host", fmt.Sprintf("%q is not the canary Service %s", m.GetHost(), s.t.Canary)}
+	switch k := s.kind(m.GetHost()); {
+	case m.GetSubset() != "" || k != canaryHost && k != comparatorHost:
+		what := "the canary Service " + s.t.Canary
+		if s.t.Comparator != "" {
+			what += " nor the comparator Service " + s.t.Comparator
+		}
+		return 0, false, &problem{".mirror.host", fmt.Sprintf("%q is not %s", m.GetHost(), what)}
+	case k == comparatorHost:
+		compared = true
 	}
 	pct := 100.0
 	if p := route.GetMirrorPercentage(); p != nil {
 		pct = p.GetValue()
 	}
 	if pct != math.Trunc(pct) || pct < 0 || pct > 100 {
-		return 0, &problem{".mirrorPercentage.value", fmt.Sprintf("%g is not a whole percentage in 0..100", pct)}
+		return 0, false, &problem{".mirrorPercentage.value", fmt.Sprintf("%g is not a whole percentage in 0..100", pct)}
 	}
-	return int32(pct), nil
+	return int32(pct), compared, nil
 }
 
 // readGenerated reads the routing a generated VirtualService holds: the
@@ -279,7 +291,7 @@ func readGenerated(spec *networkingv1.VirtualService, t traffic.Target) (w traff
 	}
 	w, p := readSplit(http[split].GetRoute(), servicesOf(t))
 	if p == nil {
-		w.Mirror, p = readMirror(http[split], servicesOf(t))
+		w.Mirror, w.MirrorCompared, p = readMirror(http[split], servicesOf(t))
 		if p == nil && w.Validate() != nil {
 			// The split alone was valid: the mirror is what does not fit
 			// it (the canary, or a baseline, serves a share).

@@ -34,20 +34,27 @@ const (
 	stableHost
 	canaryHost
 	baselineHost
+	// comparatorHost is never a share of the split: only a mirror goes
+	// there.
+	comparatorHost
 )
 
 // services resolves destination hosts against a target's Services.
 type services struct {
-	// stable, canary and baseline are fully qualified; baseline is ""
-	// when the target names none, so that no host is taken for it.
-	stable, canary, baseline string
-	t                        traffic.Target
+	// stable, canary, baseline and comparator are fully qualified;
+	// baseline and comparator are "" when the target names none, so that
+	// no host is taken for them.
+	stable, canary, baseline, comparator string
+	t                                    traffic.Target
 }
 
 func servicesOf(t traffic.Target) services {
 	s := services{stable: fqdn(t.Stable, t.Namespace), canary: fqdn(t.Canary, t.Namespace), t: t}
 	if t.Baseline != "" {
 		s.baseline = fqdn(t.Baseline, t.Namespace)
+	}
+	if t.Comparator != "" {
+		s.comparator = fqdn(t.Comparator, t.Namespace)
 	}
 	return s
 }
@@ -60,6 +67,8 @@ func (s services) kind(host string) hostKind {
 		return canaryHost
 	case s.baseline != "" && h == s.baseline:
 		return baselineHost
+	case s.comparator != "" && h == s.comparator:
+		return comparatorHost
 	}
 	return otherHost
 }

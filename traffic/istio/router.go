@@ -67,6 +67,9 @@ func (r *Router) SetWeights(ctx context.Context, t traffic.Target, w traffic.Wei
 	if w.Baseline > 0 && t.Baseline == "" {
 		return fmt.Errorf("target %s: baseline %d%%: the target names no baseline Service to send it to", t, w.Baseline)
 	}
+	if w.MirrorCompared && t.Comparator == "" {
+		return fmt.Errorf("target %s: mirror %d%% compared: the target names no comparator Service to send the copies to", t, w.Mirror)
+	}
 	if t.VirtualService != "" {
 		return r.setOwned(ctx, t, w)
 	}
