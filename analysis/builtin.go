@@ -16,6 +16,14 @@ const (
 	LatencyP99 = "latency-p99"
 	// RequestRate is the canary's requests per second.
 	RequestRate = "request-rate"
+	// ResponseDiff is the share, 0..1, of the mirrored copies whose
+	// canary answer differed from stable's (status class, or a 2xx
+	// body), among those compared, as fledge's mirror comparator counts
+	// them (fledge_mirror_comparisons_total, labelled with the canary's
+	// workload, as traffic/mirrorcmp's comparator reports it). Its samples
+	// are the copies compared. A mirror stage's compareResponses judges
+	// it; policies do not list it.
+	ResponseDiff = "response-diff"
 )
 
 // canary selects the canary's requests as its own sidecar reported them:
@@ -46,6 +54,15 @@ const (
 	// served nothing, so no series means zero requests here, and the count
 	// says so explicitly: NotEnoughData, not an error.
 	canaryRequests = `sum(increase(` + requests + `)) or vector(0)`
+
+	// The comparator's counts of the copies it compared: answered by both
+	// sides, and of those, differing. Copies it could not compare
+	// (unanswered, skipped, dropped, unsafe) are in neither: cannot
+	// measure is never a difference, nor a match.
+	comparisons  = `fledge_mirror_comparisons_total{destination_workload_namespace={{ .Namespace }},destination_workload={{ .Workload }},result=~"same|status_differs|body_differs"}[{{ .Interval }}]`
+	differing    = `fledge_mirror_comparisons_total{destination_workload_namespace={{ .Namespace }},destination_workload={{ .Workload }},result=~"status_differs|body_differs"}[{{ .Interval }}]`
+	responseDiff = `(sum(increase(` + differing + `)) or vector(0)) / sum(increase(` + comparisons + `))`
+	compared     = `sum(increase(` + comparisons + `)) or vector(0)`
 )
 
 // builtin is a built-in metric's value and samples queries.
@@ -54,10 +71,11 @@ type builtin struct {
 }
 
 var builtins = map[string]builtin{
-	SuccessRate: {mustParse(successRate), mustParse(canaryRequests)},
-	LatencyP95:  {mustParse(fmt.Sprintf(latency, "0.95")), mustParse(canaryRequests)},
-	LatencyP99:  {mustParse(fmt.Sprintf(latency, "0.99")), mustParse(canaryRequests)},
-	RequestRate: {mustParse(requestRate), mustParse(canaryRequests)},
+	SuccessRate:  {mustParse(successRate), mustParse(canaryRequests)},
+	LatencyP95:   {mustParse(fmt.Sprintf(latency, "0.95")), mustParse(canaryRequests)},
+	LatencyP99:   {mustParse(fmt.Sprintf(latency, "0.99")), mustParse(canaryRequests)},
+	RequestRate:  {mustParse(requestRate), mustParse(canaryRequests)},
+	ResponseDiff: {mustParse(responseDiff), mustParse(compared)},
 }
 
 // defaultSamples counts the canary's requests: the sample count of every
@@ -72,11 +90,14 @@ func mustParse(text string) *Template {
 	return t
 }
 
-// Builtins returns the names of the built-in metrics, sorted.
+// Builtins returns the names of the built-in metrics a policy may list,
+// sorted (ResponseDiff is judged by a mirror stage, not listed).
 func Builtins() []string {
 	names := make([]string, 0, len(builtins))
 	for name := range builtins {
-		names = append(names, name)
+		if name != ResponseDiff {
+			names = append(names, name)
+		}
 	}
 	slices.Sort(names)
 	return names

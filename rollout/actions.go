@@ -47,6 +47,14 @@ type EnsureBaseline struct{ Revision string }
 // DeleteBaseline removes the fresh baseline's Deployment and Service.
 type DeleteBaseline struct{}
 
+// EnsureComparator creates or updates the mirror stage's comparator: the
+// "<name>-mirror" Deployment and Service, which pass each copy on to the
+// canary and to stable and compare their answers.
+type EnsureComparator struct{}
+
+// DeleteComparator removes the comparator's Deployment and Service.
+type DeleteComparator struct{}
+
 // ScaleCanaryDown scales the canary Deployment to zero (it is kept, so the
 // next revision starts faster and its history stays readable).
 type ScaleCanaryDown struct{}
@@ -99,19 +107,21 @@ func (a Deliver) String() string {
 	return fmt.Sprintf("Deliver(%s %s)", a.Delivery.Channel, a.Delivery.Event)
 }
 
-func (WriteFlags) isAction()      {}
-func (EnsureRouting) isAction()   {}
-func (SetWeights) isAction()      {}
-func (EnsureCanary) isAction()    {}
-func (ScaleCanaryDown) isAction() {}
-func (EnsureBaseline) isAction()  {}
-func (DeleteBaseline) isAction()  {}
-func (SetStablePaused) isAction() {}
-func (ReleaseRouting) isAction()  {}
-func (DeleteCanary) isAction()    {}
-func (RecordEvent) isAction()     {}
-func (ClearAction) isAction()     {}
-func (ForgetFlight) isAction()    {}
+func (WriteFlags) isAction()       {}
+func (EnsureRouting) isAction()    {}
+func (SetWeights) isAction()       {}
+func (EnsureCanary) isAction()     {}
+func (ScaleCanaryDown) isAction()  {}
+func (EnsureBaseline) isAction()   {}
+func (DeleteBaseline) isAction()   {}
+func (EnsureComparator) isAction() {}
+func (DeleteComparator) isAction() {}
+func (SetStablePaused) isAction()  {}
+func (ReleaseRouting) isAction()   {}
+func (DeleteCanary) isAction()     {}
+func (RecordEvent) isAction()      {}
+func (ClearAction) isAction()      {}
+func (ForgetFlight) isAction()     {}
 
 func (EnsureRouting) String() string { return "EnsureRouting" }
 func (a SetWeights) String() string {
@@ -124,6 +134,9 @@ func (a SetWeights) String() string {
 	}
 	if a.Weights.Mirror > 0 {
 		s += fmt.Sprintf(", mirror=%d%%", a.Weights.Mirror)
+		if a.Weights.MirrorCompared {
+			s += " compared"
+		}
 	}
 	if a.Weights.Baseline > 0 {
 		s += fmt.Sprintf(", baseline=%d", a.Weights.Baseline)
@@ -137,6 +150,8 @@ func (a EnsureCanary) String() string    { return "EnsureCanary(" + a.Revision +
 func (ScaleCanaryDown) String() string   { return "ScaleCanaryDown" }
 func (a EnsureBaseline) String() string  { return "EnsureBaseline(" + a.Revision + ")" }
 func (DeleteBaseline) String() string    { return "DeleteBaseline" }
+func (EnsureComparator) String() string  { return "EnsureComparator" }
+func (DeleteComparator) String() string  { return "DeleteComparator" }
 func (a SetStablePaused) String() string { return fmt.Sprintf("SetStablePaused(%t)", a.Paused) }
 func (ReleaseRouting) String() string    { return "ReleaseRouting" }
 func (DeleteCanary) String() string      { return "DeleteCanary" }

@@ -420,3 +420,47 @@ func TestABlueGreenPreviewByHostRoutesNothingAndNamesItsHost(t *testing.T) {
 		t.Errorf("message %q does not name the preview's host", st.Message)
 	}
 }
+
+func TestAComparedMirrorStageParsesAndBadOnesAreRefusedNamingTheField(t *testing.T) {
+	ps, err := ParseConfig([]byte("policies:\n  m:\n    steps: [50]\n    interval: 30s\n    mirror: {percent: 20, compareResponses: {maxDifferent: 0.02}}\n    metrics: [{name: success-rate, min: 0.99}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ps["m"]
+	want := &analysis.Metric{Name: analysis.ResponseDiff, Max: new(0.02), MinSamples: 100, Interval: 30 * time.Second}
+	if !p.Mirror.Compared || !cmp.Equal(p.Mirror.Check, want) {
+		t.Errorf("mirror %+v, check %+v; want compared, judged by %+v", p.Mirror, p.Mirror.Check, want)
+	}
+	if !p.NeedsStableService() {
+		t.Error("a compared mirror does not ask for stable's own Service: the comparator cannot reach stable alone")
+	}
+	// The check judges the mirror stage, and no other.
+	st := &v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Steps: []int32{0, 50}, Cohorts: []v1alpha1.CohortStage{{Name: MirrorName, Mirror: 20, Compared: true}}}
+	names := func() (out []string) {
+		for _, m := range StageMetrics(p, st) {
+			out = append(out, m.Name)
+		}
+		return out
+	}
+	if got := names(); !cmp.Equal(got, []string{"success-rate", "response-diff"}) {
+		t.Errorf("mirror stage metrics %v, want the policy's and the response comparison", got)
+	}
+	st.Step = 1
+	if got := names(); !cmp.Equal(got, []string{"success-rate"}) {
+		t.Errorf("weighted step metrics %v, want the policy's alone", got)
+	}
+	base := "policies:\n  m:\n    steps: [50]\n    metrics: [{name: success-rate, min: 0.99}]\n"
+	for _, tc := range []struct{ name, policy, want string }{
+		{"a share of 1", base + "    mirror: {percent: 20, compareResponses: {maxDifferent: 1}}\n", "policies.m.mirror.compareResponses.maxDifferent: 1: want the largest share"},
+		{"a negative share", base + "    mirror: {percent: 20, compareResponses: {maxDifferent: -0.1}}\n", "policies.m.mirror.compareResponses.maxDifferent: -0.1"},
+		{"negative samples", base + "    mirror: {percent: 20, compareResponses: {minSamples: -5}}\n", "policies.m.mirror.compareResponses.minSamples: -5: want at least 1"},
+		{"listed as a metric", "policies:\n  m:\n    steps: [50]\n    metrics: [{name: response-diff, max: 0.01}]\n", "policies.m.metrics[0].name: response-diff is the mirror stage's response comparison: set mirror.compareResponses instead"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.policy))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -102,6 +102,11 @@ type Observed struct {
 	BaselineReady    bool
 	BaselineTrouble  string
 	BaselineExists   bool
+	// ComparatorReady, ComparatorTrouble and ComparatorExists are the same
+	// of the mirror stage's comparator ("<name>-mirror", this Flight's).
+	ComparatorReady   bool
+	ComparatorTrouble string
+	ComparatorExists  bool
 	// Weights are the split read back from the routing, valid unless
 	// RoutingError is set.
 	Weights      traffic.Weights
@@ -209,6 +214,7 @@ func Decide(in Input) Decision {
 		d.flagWritesLast()
 	}
 	d.retireBaseline()
+	d.retireComparator()
 	d.summarize()
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}

@@ -45,6 +45,7 @@ func (d *decider) routing(canary int32) traffic.Weights {
 	if c := CohortOf(&d.st); c != nil {
 		if c.Mirror > 0 {
 			w.Mirror = c.Mirror // copies only: nobody reaches the canary
+			w.MirrorCompared = c.Compared
 			return w
 		}
 		if c.Host != "" {
@@ -89,7 +90,7 @@ func (d *decider) planCohorts(inFlight bool) {
 		d.st.Cohorts = append(d.st.Cohorts, v1alpha1.CohortStage{
 			Name: c.Name, Header: c.Route.Header, Exact: c.Route.Exact, Regex: c.Route.Regex, Host: PreviewHost(c.Host, d.in.Name),
 			Attribute: c.Attribute, Value: c.Value,
-			MinDuration: metav1Duration(c.MinDuration), MinSamples: c.MinSamples, Mirror: c.Mirror,
+			MinDuration: metav1Duration(c.MinDuration), MinSamples: c.MinSamples, Mirror: c.Mirror, Compared: c.Compared,
 		})
 		steps = append(steps, 0)
 	}

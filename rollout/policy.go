@@ -385,6 +385,9 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	}
 	seen := map[string]bool{}
 	for i, ms := range s.Metrics {
+		if ms.Name == analysis.ResponseDiff {
+			field(fmt.Sprintf("metrics[%d].name", i), "%s is the mirror stage's response comparison: set mirror.compareResponses instead", ms.Name)
+		}
 		m := analysis.Metric{
 			Name: ms.Name, Query: ms.Query, SamplesQuery: ms.SamplesQuery,
 			Min: ms.Min, Max: ms.Max, MinSamples: ms.MinSamples,

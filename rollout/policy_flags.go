@@ -113,6 +113,11 @@ type Cohort struct {
 	// Host is a blue/green preview's host (a Service fledge creates), when
 	// the preview is reached by host rather than by a route.
 	Host string
+	// Compared: a mirror stage whose copies go through the comparator,
+	// whose response comparison Check (analysis.ResponseDiff) judges it
+	// beside the policy's checks.
+	Compared bool
+	Check    *analysis.Metric
 	// Attribute and Value select the cohort in release flags; Value is
 	// empty for a regex cohort (which release flags cannot mirror).
 	Attribute, Value string
@@ -324,7 +329,7 @@ func StageMetrics(p *Policy, st *v1alpha1.FlightStatus) []analysis.Metric {
 		return out
 	}
 	c := CohortOf(st)
-	if c == nil || c.MinSamples == 0 {
+	if c == nil || c.MinSamples == 0 && !c.Compared {
 		return p.Metrics
 	}
 	out := append([]analysis.Metric(nil), p.Metrics...)
@@ -332,6 +337,10 @@ func StageMetrics(p *Policy, st *v1alpha1.FlightStatus) []analysis.Metric {
 		if !out[i].IsComparison() { // comparisons are judged from the first request
 			out[i].MinSamples = max(out[i].MinSamples, c.MinSamples)
 		}
+	}
+	if c.Compared && p.Mirror != nil && p.Mirror.Check != nil {
+		// The response comparison judges the compared mirror stage.
+		out = append(out, *p.Mirror.Check)
 	}
 	return out
 }

@@ -145,6 +145,9 @@ const MetadataStableURL = "stableUrl"
 // pods a Service of their own while a canary runs. Apps whose policy has
 // none cost no extra ClusterIP.
 func (p *Policy) NeedsStableService() bool {
+	if p.Mirror != nil && p.Mirror.Compared {
+		return true // the comparator asks stable too
+	}
 	for _, h := range p.Hooks {
 		if _, ok := h.Metadata[MetadataStableURL]; ok && (h.Type == webhooks.Rollout || h.Type == webhooks.PreRollout) {
 			return true

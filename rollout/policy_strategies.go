@@ -9,6 +9,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/fledgehq/fledge/analysis"
+
 	"github.com/fledgehq/fledge/webhooks"
 )
 
@@ -204,7 +206,34 @@ type MirrorSpec struct {
 	Percent    int32           `json:"percent"`
 	Duration   metav1.Duration `json:"duration,omitempty"`
 	MinSamples int64           `json:"minSamples,omitempty"`
+	// CompareResponses, when set, compares the canary's answer to each
+	// copy with stable's: see CompareResponsesSpec.
+	CompareResponses *CompareResponsesSpec `json:"compareResponses,omitempty"`
 }
+
+// CompareResponsesSpec is a mirror stage's response comparison. The
+// copies go to a comparator ("<name>-mirror", fledge's, started for the
+// stage) instead of the canary: it sends each to the canary and to
+// stable, and counts whether the answers' status classes, and for 2xx
+// answers their bodies (a SHA-256 of the first MiB, and the length),
+// differ. The stage fails when more than MaxDifferent of the copies
+// compared in an interval differ (at least MinSamples of them). For
+// read-only traffic: copies of other methods than GET, HEAD and OPTIONS
+// are neither forwarded nor compared.
+type CompareResponsesSpec struct {
+	// MaxDifferent is the largest share of differing answers that passes
+	// (default 0.01).
+	MaxDifferent *float64 `json:"maxDifferent,omitempty"`
+	// MinSamples is the fewest copies compared an interval needs to be
+	// judged (default 100).
+	MinSamples int64 `json:"minSamples,omitempty"`
+}
+
+// Response comparison defaults.
+const (
+	defaultMaxDifferent     = 0.01
+	defaultCompareMinSample = 100
+)
 
 // MirrorName names the mirror stage.
 const MirrorName = "mirror"
@@ -232,6 +261,23 @@ func buildMirror(s PolicySpec, p *Policy, field func(f, format string, args ...a
 		if co.Name == MirrorName {
 			field(fmt.Sprintf("cohorts[%d].name", i), "%q names the mirror stage: give the cohort another name", co.Name)
 		}
+	}
+	if cr := m.CompareResponses; cr != nil {
+		c.Compared = true
+		check := analysis.Metric{Name: analysis.ResponseDiff, Max: new(defaultMaxDifferent), MinSamples: defaultCompareMinSample, Interval: p.Interval}
+		if cr.MaxDifferent != nil {
+			check.Max = new(*cr.MaxDifferent)
+			if v := *cr.MaxDifferent; !(v >= 0 && v < 1) { // NaN fails both
+				field("mirror.compareResponses.maxDifferent", "%v: want the largest share of differing answers that passes, at least 0 and below 1", v)
+			}
+		}
+		if cr.MinSamples != 0 {
+			check.MinSamples = cr.MinSamples
+			if cr.MinSamples < 1 {
+				field("mirror.compareResponses.minSamples", "%d: want at least 1 copy compared", cr.MinSamples)
+			}
+		}
+		c.Check = &check
 	}
 	p.Mirror = &c
 }

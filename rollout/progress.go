@@ -369,7 +369,11 @@ func (d *decider) advance(why string, v v1alpha1.Verdict, checks []analysis.Chec
 	case d.previewing():
 		d.st.Message = fmt.Sprintf("%s; preview: requests with %s reach revision %s, and no others", why, describeCohort(c), d.st.CanaryRevision)
 	case c != nil && c.Mirror > 0:
-		d.st.Message = fmt.Sprintf("%s; step %d/%d: %d%% of requests copied to the canary (users get stable's answers only)", why, d.st.Step+1, len(d.st.Steps), c.Mirror)
+		compared := ""
+		if c.Compared {
+			compared = ", its answers compared with stable's"
+		}
+		d.st.Message = fmt.Sprintf("%s; step %d/%d: %d%% of requests copied to the canary%s (users get stable's answers only)", why, d.st.Step+1, len(d.st.Steps), c.Mirror, compared)
 	case c != nil:
 		d.st.Message = fmt.Sprintf("%s; step %d/%d: cohort %q (%s) on the canary", why, d.st.Step+1, len(d.st.Steps), c.Name, describeCohort(c))
 	case d.switched():

@@ -34,7 +34,7 @@ import (
 func TestDecideInvariants(t *testing.T) {
 	const histories, events = 300, 60
 	visited := map[v1alpha1.Phase]int{}
-	switched, mirrored, baselined := 0, 0, 0
+	switched, mirrored, baselined, compared := 0, 0, 0, 0
 	outcomes := []analysis.Outcome{analysis.Pass, analysis.Pass, analysis.Pass, analysis.Fail, analysis.NotEnoughData, analysis.Error, analysis.Inconclusive}
 	actions := []v1alpha1.ActionKind{v1alpha1.ActionPromote, v1alpha1.ActionPromoteFull, v1alpha1.ActionAbort, v1alpha1.ActionPause, v1alpha1.ActionResume}
 	for seed := range uint64(histories) {
@@ -53,6 +53,10 @@ func TestDecideInvariants(t *testing.T) {
 		if seed%3 == 1 {
 			p := *w.policy
 			p.Mirror = &Cohort{Name: MirrorName, Mirror: int32(1 + rng.IntN(100)), MinDuration: time.Minute}
+			if seed%2 == 0 {
+				p.Mirror.Compared = true
+				p.Mirror.Check = &analysis.Metric{Name: analysis.ResponseDiff, Max: new(0.01), MinSamples: 100, Interval: time.Minute}
+			}
 			w.policy = &p
 		}
 		if seed%6 == 2 {
@@ -75,6 +79,7 @@ func TestDecideInvariants(t *testing.T) {
 			case 1:
 				w.CanaryReady = !w.CanaryReady
 				w.BaselineReady = w.BaselineExists && rng.IntN(3) > 0
+				w.ComparatorReady = w.ComparatorExists && rng.IntN(3) > 0
 			case 2:
 				w.action = &ActionRequest{Kind: actions[rng.IntN(len(actions))], By: "test"}
 			case 3:
@@ -88,6 +93,7 @@ func TestDecideInvariants(t *testing.T) {
 			default:
 				w.CanaryReady = w.CanaryReady || rng.IntN(2) == 0
 				w.BaselineReady = w.BaselineExists && (w.BaselineReady || rng.IntN(2) == 0)
+				w.ComparatorReady = w.ComparatorExists && (w.ComparatorReady || rng.IntN(2) == 0)
 			}
 			w.now = w.now.Add(time.Duration(rng.IntN(90)) * time.Second)
 			in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action}
@@ -116,6 +122,9 @@ func TestDecideInvariants(t *testing.T) {
 				if sw, ok := a.(SetWeights); ok && sw.Weights.Baseline > 0 {
 					baselined++
 				}
+				if sw, ok := a.(SetWeights); ok && sw.Weights.MirrorCompared {
+					compared++
+				}
 			}
 			checkInvariants(t, where, in, d)
 			w.status = d.Status
@@ -139,6 +148,9 @@ func TestDecideInvariants(t *testing.T) {
 	}
 	if baselined == 0 {
 		t.Error("no history routed a share to a fresh baseline")
+	}
+	if compared == 0 {
+		t.Error("no history mirrored through the response comparator")
 	}
 	t.Logf("decisions by phase: %v; %d after a blue/green switch", visited, switched)
 }
@@ -176,6 +188,24 @@ func checkInvariants(t *testing.T, where string, in Input, d Decision) {
 			inFlight := d.Status.Phase == v1alpha1.PhaseProgressing || d.Status.Phase == v1alpha1.PhasePaused
 			if routed || inFlight && d.Status.Baseline == BaselineFresh {
 				t.Fatalf("%s: the baseline deleted while a route reaches it or its revision is in flight (%v)", where, d.Actions)
+			}
+		}
+	}
+	// The comparator is deleted only once no mirror sends it copies, and
+	// copies go to it only once it is ready (unless a person moved the
+	// rollout on: copies to a comparator not up yet are lost, harmlessly,
+	// as a mirror's are).
+	compared := in.Weights.MirrorCompared || in.RoutingError != ""
+	for _, a := range d.Actions {
+		switch a := a.(type) {
+		case SetWeights:
+			if a.Weights.MirrorCompared && !in.Weights.MirrorCompared && !in.ComparatorReady && in.Action == nil {
+				t.Fatalf("%s: copies sent to a comparator that is not ready (%v)", where, d.Actions)
+			}
+			compared = a.Weights.MirrorCompared
+		case DeleteComparator:
+			if compared {
+				t.Fatalf("%s: the comparator deleted while a mirror sends it copies (%v)", where, d.Actions)
 			}
 		}
 	}

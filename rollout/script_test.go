@@ -160,15 +160,23 @@ func runScript(t *testing.T, path string) string {
 			p.Cohorts = append(append([]Cohort(nil), p.Cohorts...), c)
 			w.policy = &p
 		case "mirror":
-			// mirror percent [duration] [only]: only is strategy: mirror
+			// mirror percent [duration] [only] [compare=max]: only is
+			// strategy: mirror; compare compares responses, at most max
+			// differing
 			p := *w.policy
 			pct, _ := strconv.Atoi(args[0])
 			c := Cohort{Name: MirrorName, Mirror: int32(pct), MinDuration: p.Interval}
 			if len(args) > 1 {
 				c.MinDuration, _ = time.ParseDuration(args[1])
 			}
-			if len(args) > 2 && args[2] == "only" {
-				p.Strategy, p.Steps, p.MaxWeight = StrategyMirror, nil, 0
+			for _, a := range args[2:] {
+				switch k, v, _ := strings.Cut(a, "="); k {
+				case "only":
+					p.Strategy, p.Steps, p.MaxWeight = StrategyMirror, nil, 0
+				case "compare":
+					most, _ := strconv.ParseFloat(v, 64)
+					c.Compared, c.Check = true, &analysis.Metric{Name: analysis.ResponseDiff, Max: &most, MinSamples: 100, Interval: p.Interval}
+				}
 			}
 			p.Mirror = &c
 			w.policy = &p
@@ -469,11 +477,16 @@ func (w *world) apply(a Action) {
 		}
 	case DeleteBaseline:
 		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false
+	case EnsureComparator:
+		w.ComparatorExists = true
+	case DeleteComparator:
+		w.ComparatorExists, w.ComparatorReady = false, false
 	case ClearAction:
 		w.action = nil
 	case DeleteCanary:
 		w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = "", 0, false
 		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false // it goes with the canary
+		w.ComparatorExists, w.ComparatorReady = false, false // and so does the comparator
 	case ReleaseRouting:
 		w.Weights = traffic.Weights{Stable: 100}
 	case WriteFlags:
@@ -506,6 +519,8 @@ func (w *world) set(args []string) error {
 			w.CanaryReady = b
 		case "baseline-ready":
 			w.BaselineReady = b && w.BaselineExists
+		case "comparator-ready":
+			w.ComparatorReady = b && w.ComparatorExists
 		case "baseline-trouble":
 			w.BaselineTrouble = strings.ReplaceAll(v, "_", " ")
 		case "routing-error":
@@ -558,7 +573,7 @@ func parseChecks(args []string, now time.Time) ([]analysis.Check, error) {
 	return checks, nil
 }
 
-var thresholds = map[string]string{"success-rate": ">= 0.99", "latency-p95": "<= 500"}
+var thresholds = map[string]string{"success-rate": ">= 0.99", "latency-p95": "<= 500", "response-diff": "<= 0.01"}
 
 func scriptPolicy(t *testing.T, args []string) *Policy {
 	p := &Policy{

@@ -23,7 +23,7 @@ func (d *decider) startTraffic() {
 		d.st.StepStartedAt = &t
 		d.st.Message = fmt.Sprintf("the confirm-rollout gate opened: canary %s starting", d.st.CanaryRevision)
 	}
-	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady || !d.baselineReady() {
+	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady || !d.baselineReady() || !d.comparatorReady() {
 		started := d.in.Now
 		switch {
 		case d.st.StepStartedAt != nil:
@@ -77,15 +77,19 @@ func (d *decider) startTraffic() {
 // canaryReady holds while the canary is not ready, and rolls it back when
 // that lasts longer than the progress deadline.
 func (d *decider) canaryReady() bool {
-	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision && d.baselineReady() {
+	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision && d.baselineReady() && d.comparatorReady() {
 		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
 			d.st.Hold = nil
 		}
 		return true
 	}
 	what := "canary " + d.st.CanaryRevision
-	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision {
+	switch {
+	case !d.in.CanaryReady || d.in.CanaryRevision != d.st.CanaryRevision:
+	case !d.baselineReady():
 		what = "the baseline of canary " + d.st.CanaryRevision
+	default:
+		what = "the response comparator of canary " + d.st.CanaryRevision
 	}
 	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("%s is not ready%s", what, d.canaryTrouble()))
 	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
@@ -111,6 +115,13 @@ func (d *decider) canaryTrouble() string {
 		}
 		out += sep + "its baseline (stable's revision " + d.st.StableRevision + " at the canary's size): " + d.in.BaselineTrouble
 	}
+	if d.comparing() && d.in.ComparatorTrouble != "" {
+		sep := "; "
+		if out == "" {
+			sep = ": "
+		}
+		out += sep + "its response comparator: " + d.in.ComparatorTrouble
+	}
 	return out
 }
 
@@ -126,6 +137,40 @@ func (d *decider) ensurePods() {
 	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
 	if d.st.Baseline == BaselineFresh {
 		d.do(EnsureBaseline{Revision: d.st.StableRevision})
+	}
+	if d.comparing() {
+		d.do(EnsureComparator{})
+	}
+}
+
+// comparing reports whether the revision's mirror stage compares
+// responses and is ahead or under way: its comparator is wanted.
+func (d *decider) comparing() bool {
+	if len(d.st.Cohorts) == 0 || d.st.Cohorts[0].Mirror == 0 || !d.st.Cohorts[0].Compared {
+		return false
+	}
+	inFlight := d.st.Phase == v1alpha1.PhaseProgressing || d.st.Phase == v1alpha1.PhasePaused
+	return inFlight && d.st.Step <= 0
+}
+
+// comparatorReady reports whether the comparator the revision's mirror
+// stage needs, if any, is ready.
+func (d *decider) comparatorReady() bool { return !d.comparing() || d.in.ComparatorReady }
+
+// retireComparator removes the mirror stage's comparator once it is not
+// wanted and no mirror sends it copies (as retireBaseline).
+func (d *decider) retireComparator() {
+	if !d.in.ComparatorExists || d.in.OptedOut || d.comparing() {
+		return
+	}
+	routed := d.in.Weights.MirrorCompared || d.in.RoutingError != ""
+	for _, a := range d.actions {
+		if w, ok := a.(SetWeights); ok {
+			routed = w.Weights.MirrorCompared
+		}
+	}
+	if !routed {
+		d.do(DeleteComparator{})
 	}
 }
 

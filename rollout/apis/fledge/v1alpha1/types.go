@@ -175,6 +175,10 @@ type CohortStage struct {
 	// and users get stable's answers only. (Header and the values are
 	// then empty.)
 	Mirror int32 `json:"mirror,omitempty"`
+	// Compared, on the mirror stage, sends the copies through fledge's
+	// comparator ("<name>-mirror"), which compares the canary's answer to
+	// each with stable's; the share that differ is judged.
+	Compared bool `json:"compared,omitempty"`
 	// Host, when set, makes this a blue/green preview reached by a host of
 	// its own rather than a match route: the Service of that name, which
 	// fledge creates beside the canary's, reaches the new revision alone.
