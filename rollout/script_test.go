@@ -486,7 +486,7 @@ func (w *world) apply(a Action) {
 	case DeleteCanary:
 		w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = "", 0, false
 		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false // it goes with the canary
-		w.ComparatorExists, w.ComparatorReady = false, false // and so does the comparator
+		w.ComparatorExists, w.ComparatorReady = false, false                                            // and so does the comparator
 	case ReleaseRouting:
 		w.Weights = traffic.Weights{Stable: 100}
 	case WriteFlags:
