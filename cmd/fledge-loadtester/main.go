@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,10 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == compareMode {
+		mainCompare(os.Args[2:])
+		return
+	}
 	var o options
 	flag.StringVar(&o.listen, "listen", ":8080", "address to serve hook calls and /healthz on")
 	flag.Func("allow", "host pattern load may go to: an exact host or *.suffix (repeatable, or comma-separated), e.g. *.svc.cluster.local", func(v string) error {
@@ -125,4 +130,28 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// mainCompare runs the mirror-compare mode (compare.go).
+func mainCompare(args []string) {
+	o, err := parseCompare(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fledge-loadtester "+compareMode+":", err)
+		os.Exit(2)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "fledge-loadtester "+compareMode+": -log-level:", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runCompare(ctx, o, log); err != nil {
+		log.Error("fledge-loadtester "+compareMode+" stopped", "err", err)
+		os.Exit(1)
+	}
 }

@@ -5,6 +5,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/common/version"
+
+	"github.com/fledgehq/fledge/cmd/internal/buildinfo"
 	"github.com/fledgehq/fledge/rollout/engine"
 )
 
@@ -27,6 +30,7 @@ type options struct {
 	logLevel                                                string
 	secretsNamespace                                        string
 	releaseAll                                              bool
+	comparatorImage                                         string
 	analysisConcurrency                                     int
 	reconcileTimeout                                        time.Duration
 	apiAddr, tlsCert, tlsKey, clientCA                      string
@@ -69,5 +73,16 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.secretsNamespace, "secrets-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Secrets policies name (webhook signing key, Slack)")
 	fs.IntVar(&o.analysisConcurrency, "analysis-concurrency", 16, "checks measured at once, across every Flight (a look's checks run side by side; each query keeps --query-timeout)")
 	fs.DurationVar(&o.reconcileTimeout, "reconcile-timeout", engine.DefaultReconcileTimeout, "longest one look at a Flight may take, API calls and queries included (then it fails and is retried)")
+	fs.StringVar(&o.comparatorImage, "mirror-compare-image", "ghcr.io/fledgehq/fledge-loadtester:"+imageTag(),
+		"image of the response comparator fledge starts for a mirror stage that compares responses (policy mirror.compareResponses): fledge-loadtester, run in its mirror-compare mode")
 	fs.BoolVar(&o.releaseAll, "release-all", false, "give every opted-in Deployment back (plain routing, canary deleted, unpaused, Flights gone) and exit: run it before uninstalling fledge (it takes the leader Lease first, so no engine acts meanwhile)")
+}
+
+// imageTag is the tag of this release's images: its version, or "latest"
+// for a build outside a release.
+func imageTag() string {
+	if v := version.Version; v != "" && v != buildinfo.Devel {
+		return v
+	}
+	return "latest"
 }

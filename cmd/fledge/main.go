@@ -180,6 +180,7 @@ func run(ctx context.Context, o options, prom *promclient.Client, log *slog.Logg
 		Logger:   log, Metrics: metrics, Namespaces: namespaces, NamespaceRetry: o.namespaceRetry,
 		Analyze:          concurrentAnalysis(query, o.analysisConcurrency),
 		ReconcileTimeout: o.reconcileTimeout,
+		ComparatorImage:  o.comparatorImage,
 	})
 	go policies.Watch(ctx, o.policyPoll, func(err error) {
 		metrics.PolicyReloaded(err) // fledge_policy_last_reload_successful: alert FledgePolicyReloadRejected

@@ -126,6 +126,10 @@ type ControllerConfig struct {
 	// included: a stuck call fails the look (retried with backoff) instead
 	// of holding a worker. Default DefaultReconcileTimeout.
 	ReconcileTimeout time.Duration
+	// ComparatorImage is the image of mirror stages' response comparators
+	// (fledge-loadtester's mirror-compare mode); empty: a policy that
+	// compares responses holds, saying so.
+	ComparatorImage string
 }
 
 // DefaultReconcileTimeout is ControllerConfig.ReconcileTimeout's default:
@@ -175,7 +179,7 @@ func NewController(cfg ControllerConfig) *Controller {
 		}
 	}
 	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
-	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite, Fence: cfg.Fence}
+	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite, Fence: cfg.Fence, ComparatorImage: cfg.ComparatorImage}
 	c.namespaces = slices.Compact(slices.Sorted(slices.Values(cfg.Namespaces)))
 	if len(c.namespaces) == 0 || slices.Contains(c.namespaces, metav1.NamespaceAll) {
 		c.namespaces = AllNamespaces

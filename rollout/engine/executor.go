@@ -56,6 +56,9 @@ type Executor struct {
 	// Cached, if set, is where the canary's objects are read first (see
 	// CachedReads); without it every read is live.
 	Cached *CachedReads
+	// ComparatorImage runs the response comparator of mirror stages that
+	// compare responses (fledge-loadtester's mirror-compare mode).
+	ComparatorImage string
 
 	// own are this replica's last writes of each Flight.
 	own ownWrites
@@ -220,6 +223,10 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		return x.ensureBaseline(ctx, s, a.Revision)
 	case rollout.DeleteBaseline:
 		return x.deleteBaseline(ctx, s)
+	case rollout.EnsureComparator:
+		return x.ensureComparator(ctx, s)
+	case rollout.DeleteComparator:
+		return x.deleteComparator(ctx, s)
 	case rollout.DeleteCanary:
 		if err := x.deleteOwned(ctx, s, "deployment", name+CanarySuffix); err != nil {
 			return err
@@ -230,6 +237,9 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		// A fresh baseline goes with the canary, whether or not the
 		// policy still asks for one, and so does a preview's host.
 		if err := x.deleteBaseline(ctx, s); err != nil {
+			return err
+		}
+		if err := x.deleteComparator(ctx, s); err != nil {
 			return err
 		}
 		if s.PreviewHost != "" {

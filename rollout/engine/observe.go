@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
@@ -68,6 +69,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		o.NameTaken = notOurs("service", svc)
 	}
 	c.observeBaseline(d, t, st, fresh, &o)
+	c.observeComparator(d, t, &o)
 	w, err := c.router.Weights(ctx, t)
 	if err != nil {
 		o.RoutingError = err.Error()
@@ -112,6 +114,21 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 	}
 }
 
+// observeComparator reads the mirror stage's comparator, if this
+// Flight's. (A Deployment or Service of its name that is not fledge's
+// fails its creation as a conflict, which holds the rollout naming it.)
+func (c *Controller) observeComparator(d *appsv1.Deployment, t traffic.Target, o *rollout.Observed) {
+	cmp, err := c.deployments.In(d.Namespace).Get(d.Name + ComparatorSuffix)
+	if err != nil || !ownedByRef(cmp, t.Owner) {
+		return
+	}
+	o.ComparatorExists = true
+	o.ComparatorReady = ptr.Deref(cmp.Spec.Replicas, 1) > 0 && DeploymentSettled(cmp)
+	if !o.ComparatorReady {
+		o.ComparatorTrouble = deploymentTrouble(cmp)
+	}
+}
+
 // oneRevision reports whether Deployment d runs its own template alone:
 // its newest ReplicaSet newest is of that template and of the Deployment's
 // revision (the ReplicaSets' cache has caught up), and no other of its
@@ -149,7 +166,7 @@ func previewHost(st *v1alpha1.FlightStatus) string {
 func targetOf(f *v1alpha1.Flight) traffic.Target {
 	t := traffic.Target{
 		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
-		Canary: f.Name + CanarySuffix, Baseline: f.Name + BaselineSuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
+		Canary: f.Name + CanarySuffix, Baseline: f.Name + BaselineSuffix, Comparator: f.Name + ComparatorSuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
 	}
 	if f.UID != "" {
 		t.Owner = metav1.NewControllerRef(f, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
