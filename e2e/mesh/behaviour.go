@@ -20,6 +20,7 @@ const (
 	annotationErrorCode     = annotationPrefix + aspectErrorCode
 	annotationGRPCErrorRate = annotationPrefix + aspectGRPCErrorRate
 	annotationLatency       = annotationPrefix + aspectLatency
+	annotationBodyDiffRate  = annotationPrefix + aspectBodyDiffRate
 
 	// A pod that evaluates a release flag: the flag document is data key
 	// <key> of ConfigMap <name> in the pod's namespace ("<name>/<key>"),
@@ -37,10 +38,11 @@ const (
 	aspectErrorCode     = "error-code"
 	aspectGRPCErrorRate = "grpc-error-rate"
 	aspectLatency       = "latency-ms"
+	aspectBodyDiffRate  = "body-diff-rate"
 )
 
 // aspects lists them in the order problems name them.
-var aspects = []string{aspectErrorRate, aspectErrorCode, aspectGRPCErrorRate, aspectLatency}
+var aspects = []string{aspectErrorRate, aspectErrorCode, aspectGRPCErrorRate, aspectLatency, aspectBodyDiffRate}
 
 // Defaults for a pod that says nothing: a healthy service that answers in a
 // few milliseconds with a modest tail, so that latency metrics are not flat.
@@ -77,6 +79,11 @@ type behaviour struct {
 	// Latency is log-normal: exp(N(ln(median), sigma)).
 	latencyMu    float64 // ln(median ms)
 	latencySigma float64 // >= 0
+	// bodyDiffRate is the share of successful answers whose body is not
+	// the one every other revision answers the same request with (see
+	// body.go): what a response comparison of a canary reports as
+	// body_differs.
+	bodyDiffRate float64
 	// flag is the release flag the pod evaluates per request, nil if none.
 	flag *flagSpec
 }
@@ -112,6 +119,7 @@ var baseFallback = map[string]string{
 	aspectErrorCode:     fmt.Sprintf("errors are answered with %d", defaultErrorCode),
 	aspectGRPCErrorRate: "the pod answers gRPC requests with OK",
 	aspectLatency:       fmt.Sprintf("the pod answers with the default latency p50=%g,p95=%g", defaultP50, defaultP95),
+	aspectBodyDiffRate:  "the pod answers every request with the body any revision answers it with",
 }
 
 // parseBehaviour reads the behaviour annotations of a pod. A malformed value
@@ -152,8 +160,8 @@ func parseBehaviour(annotations map[string]string) (behaviour, []annotationProbl
 				report(key, "%v; ignored, %s", err, baseFallback[aspect])
 			}
 		default:
-			report(key, "unknown behaviour annotation (known: %s, %s, %s, %s, %s, %s, %s<variant>.<aspect>); ignored",
-				annotationErrorRate, annotationErrorCode, annotationGRPCErrorRate, annotationLatency,
+			report(key, "unknown behaviour annotation (known: %s, %s, %s, %s, %s, %s, %s, %s<variant>.<aspect>); ignored",
+				annotationErrorRate, annotationErrorCode, annotationGRPCErrorRate, annotationLatency, annotationBodyDiffRate,
 				annotationFlagSource, annotationFlag, annotationVariantPrefix)
 		}
 	}
@@ -252,15 +260,18 @@ func cutVariantKey(key string) (variant, aspect string, ok bool) {
 // is unchanged.
 func setAspect(b *behaviour, aspect, value string) error {
 	switch aspect {
-	case aspectErrorRate, aspectGRPCErrorRate:
+	case aspectErrorRate, aspectGRPCErrorRate, aspectBodyDiffRate:
 		rate, ok := parseRate(value)
 		if !ok {
 			return fmt.Errorf("%q is not a number in [0,1]", value)
 		}
-		if aspect == aspectErrorRate {
+		switch aspect {
+		case aspectErrorRate:
 			b.errorRate = rate
-		} else {
+		case aspectGRPCErrorRate:
 			b.grpcErrorRate = rate
+		default:
+			b.bodyDiffRate = rate
 		}
 	case aspectErrorCode:
 		code, err := strconv.Atoi(strings.TrimSpace(value))

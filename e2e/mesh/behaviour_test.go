@@ -171,7 +171,7 @@ func TestBehaviourShapesResponses(t *testing.T) {
 			got := tbl.route(&req, rand.New(rand.NewPCG(1, 1))).resp
 			want := servedBy(v2Pod0, v2Rev)
 			want.Code, want.GRPCStatus = tt.want.Code, tt.want.GRPCStatus
-			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Response{}, "LatencyMs")); diff != "" {
+			if diff := cmp.Diff(want, got, ignoreLatencyAndBody); diff != "" {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -184,7 +184,7 @@ func TestBehaviourShapesResponses(t *testing.T) {
 		got := tbl.route(&req, rand.New(rand.NewPCG(1, 1))).resp
 		want := servedBy(v2Pod0, v2Rev)
 		want.GRPCStatus = "14"
-		if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(Response{}, "LatencyMs")); diff != "" {
+		if diff := cmp.Diff(want, got, ignoreLatencyAndBody); diff != "" {
 			t.Errorf("mismatch (-want +got):\n%s", diff)
 		}
 	})
@@ -198,17 +198,19 @@ func FuzzParseBehaviour(f *testing.F) {
 	f.Add("", "", "", "p50=,p95=", "=")
 	f.Fuzz(func(t *testing.T, errorRate, errorCode, grpcRate, latency, extraKey string) {
 		b, _ := parseBehaviour(map[string]string{
-			annotationErrorRate:         errorRate,
-			annotationErrorCode:         errorCode,
-			annotationGRPCErrorRate:     grpcRate,
-			annotationLatency:           latency,
-			annotationPrefix + extraKey: latency,
-			"unrelated/" + extraKey:     errorRate,
-			annotationFlagSource:        "flags/" + extraKey,
-			annotationFlag:              extraKey,
+			annotationErrorRate:                                errorRate,
+			annotationErrorCode:                                errorCode,
+			annotationGRPCErrorRate:                            grpcRate,
+			annotationLatency:                                  latency,
+			annotationBodyDiffRate:                             grpcRate,
+			annotationPrefix + extraKey:                        latency,
+			"unrelated/" + extraKey:                            errorRate,
+			annotationFlagSource:                               "flags/" + extraKey,
+			annotationFlag:                                     extraKey,
 			annotationVariantPrefix + extraKey + ".error-rate": errorRate,
 			annotationVariantPrefix + "on.latency-ms":          latency,
 			annotationVariantPrefix + "on.error-code":          errorCode,
+			annotationVariantPrefix + "on.body-diff-rate":      errorRate,
 		})
 		checkBehaviour(t, "pod", b)
 		if b.flag != nil {
@@ -226,7 +228,7 @@ func FuzzParseBehaviour(f *testing.F) {
 func checkBehaviour(t *testing.T, what string, b behaviour) {
 	t.Helper()
 	for name, v := range map[string]float64{
-		"errorRate": b.errorRate, "grpcErrorRate": b.grpcErrorRate,
+		"errorRate": b.errorRate, "grpcErrorRate": b.grpcErrorRate, "bodyDiffRate": b.bodyDiffRate,
 	} {
 		if math.IsNaN(v) || v < 0 || v > 1 {
 			t.Fatalf("%s: %s = %v, want a share in [0,1]", what, name, v)

@@ -85,6 +85,14 @@
 //	sandbox.fledge.dev/grpc-error-rate: "0.1"      share of gRPC requests answered 200 + UNAVAILABLE
 //	sandbox.fledge.dev/latency-ms: "p50=20,p95=80" log-normal latency; p90, p95 or p99 for the tail,
 //	                                               a bare "20" for no spread; default p50=5,p95=20
+//	sandbox.fledge.dev/body-diff-rate: "0.05"      share of successful answers whose body differs from
+//	                                               the one every other revision answers the request with
+//
+// Every answer has a body as a response comparison sees one
+// (Response.BodyHash and BodyLen): a pod's successful answer is a function
+// of the request (method, host without "-shadow", path, user), so stable
+// and a healthy canary answer a request alike; an error answer is an error
+// page naming the pod.
 //
 // A malformed value or an unknown key under the prefix is a Problem naming
 // the pod and annotation; that annotation is ignored and the pod stays
@@ -100,8 +108,8 @@
 //	sandbox.fledge.dev/flag-source: "flags/flags.json"     ConfigMap flags, data key flags.json, in the pod's namespace
 //	sandbox.fledge.dev/flag: "new-checkout"                the flag to evaluate
 //	sandbox.fledge.dev/variant.on.error-rate: "0.08"       the behaviour of requests served with variant "on";
-//	sandbox.fledge.dev/variant.on.latency-ms: "p50=40"     error-rate, error-code, grpc-error-rate and latency-ms
-//	                                                       as above, each falling back to the pod's own
+//	sandbox.fledge.dev/variant.on.latency-ms: "p50=40"     error-rate, error-code, grpc-error-rate, latency-ms and
+//	                                                       body-diff-rate as above, each falling back to the pod's own
 //
 // The evaluation context is what an app would build from the request: the
 // targeting key is the x-user-id header (Request.User when it is absent),

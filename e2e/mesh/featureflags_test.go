@@ -77,14 +77,14 @@ func TestParseFlagAnnotations(t *testing.T) {
 			annotations: with(map[string]string{annotationVariantPrefix + "on.error-ratio": "1"}),
 			wantFlag:    spec(map[string]*behaviour{}),
 			wantProblems: []annotationProblem{{annotationVariantPrefix + "on.error-ratio",
-				"not sandbox.fledge.dev/variant.<variant>.<aspect> with an aspect among error-rate, error-code, grpc-error-rate, latency-ms; ignored"}},
+				"not sandbox.fledge.dev/variant.<variant>.<aspect> with an aspect among error-rate, error-code, grpc-error-rate, latency-ms, body-diff-rate; ignored"}},
 		},
 		{
 			name:        "a variant annotation without a variant is a problem",
 			annotations: with(map[string]string{annotationVariantPrefix + "error-rate": "1"}),
 			wantFlag:    spec(map[string]*behaviour{}),
 			wantProblems: []annotationProblem{{annotationVariantPrefix + "error-rate",
-				"not sandbox.fledge.dev/variant.<variant>.<aspect> with an aspect among error-rate, error-code, grpc-error-rate, latency-ms; ignored"}},
+				"not sandbox.fledge.dev/variant.<variant>.<aspect> with an aspect among error-rate, error-code, grpc-error-rate, latency-ms, body-diff-rate; ignored"}},
 		},
 		{
 			name:        "variant annotations on a pod without a flag are problems",

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/google/go-cmp/cmp/cmpopts"
 	networking "istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -168,3 +169,7 @@ func request(host string, headers map[string]string) Request {
 	normalizeRequest(&r)
 	return r
 }
+
+// ignoreLatencyAndBody compares responses by who answered and how, leaving
+// out what is sampled or made up per request (tested on their own).
+var ignoreLatencyAndBody = cmpopts.IgnoreFields(Response{}, "LatencyMs", "BodyHash", "BodyLen")

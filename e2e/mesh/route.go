@@ -104,8 +104,11 @@ func ShadowHost(authority string) string {
 	if i := strings.LastIndexByte(authority, ':'); i >= 0 && !strings.Contains(authority[i+1:], "]") {
 		host, port = authority[:i], authority[i:]
 	}
-	return host + "-shadow" + port
+	return host + shadowSuffix + port
 }
+
+// shadowSuffix is what Envoy appends to a mirrored copy's host.
+const shadowSuffix = "-shadow"
 
 func (r *httpRoute) accepts(v *requestView) bool {
 	if len(r.matches) == 0 {
@@ -170,6 +173,15 @@ func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand)
 	case grpc && b.grpcErrorRate > 0 && rng.Float64() < b.grpcErrorRate:
 		resp.GRPCStatus = grpcUnavailable
 	}
+	switch {
+	case resp.Code/100 != 2:
+		resp.BodyHash, resp.BodyLen = errorPage(req, req.Host, pod.name, resp.Code)
+	case grpc && resp.GRPCStatus != grpcOK:
+		resp.BodyHash = emptyBody // trailers only
+	default:
+		differs := b.bodyDiffRate > 0 && rng.Float64() < b.bodyDiffRate
+		resp.BodyHash, resp.BodyLen = requestBody(req, req.Host, differs)
+	}
 	resp.LatencyMs = b.sampleLatency(rng)
 	return routed{resp: resp, host: t.host, ep: ep, dst: &ep.labels}
 }
@@ -185,6 +197,9 @@ func localReply(req *Request, service, host string, dst *destLabels, code int, f
 	if req.Protocol == GRPC {
 		resp.GRPCStatus = grpcStatusForHTTP(code)
 		resp.Code = 200
+		resp.BodyHash = emptyBody // trailers only
+	} else {
+		resp.BodyHash, resp.BodyLen = localReplyBody(code, flags)
 	}
 	return routed{resp: resp, host: host, dst: dst}
 }

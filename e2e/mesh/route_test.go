@@ -316,7 +316,7 @@ func TestRoute(t *testing.T) {
 			tbl, _ := buildTable(tt.in)
 			req := tt.req
 			got := tbl.route(&req, rand.New(rand.NewPCG(1, 2))).resp
-			if diff := cmp.Diff(tt.want, got, cmpopts.IgnoreFields(Response{}, "LatencyMs")); diff != "" {
+			if diff := cmp.Diff(tt.want, got, ignoreLatencyAndBody); diff != "" {
 				t.Errorf("route(%s %s %v) mismatch (-want +got):\n%s", req.Host, req.Path, req.Headers, diff)
 			}
 		})

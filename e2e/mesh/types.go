@@ -107,6 +107,15 @@ type Response struct {
 	// pod served it or the pod evaluates no flag, "error" when the
 	// evaluation failed and the pod answered with its base behaviour.
 	Variant string
+	// BodyHash and BodyLen are the answer's body as a response comparison
+	// (fledge's mirrorcmp) sees it: the SHA-256 of its bytes and their
+	// number. No bytes are made. A pod's successful answer is a function
+	// of the request (method, host without "-shadow", path, user), the
+	// same from every revision unless the pod's body-diff-rate makes it
+	// differ; an error answer is an error page naming the pod; an answer
+	// to HEAD has no body. See body.go.
+	BodyHash [32]byte
+	BodyLen  int64
 }
 
 // Revision returns the revision that served the response, and false when no
