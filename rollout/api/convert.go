@@ -97,6 +97,7 @@ func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 	}
 	if c := rollout.CohortOf(st); c != nil && (st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) {
 		out.MirrorPercent = c.Mirror
+		out.MirrorCompared = c.Mirror > 0 && c.Compared
 	}
 	out.Baseline = st.Baseline
 	for _, fl := range st.Flags {

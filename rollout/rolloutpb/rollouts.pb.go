@@ -543,9 +543,13 @@ type Flight struct {
 	// of stable started with the canary, serving the same share of traffic
 	// as the canary (canary_weight) beside it; empty when compared with
 	// stable.
-	Baseline      string `protobuf:"bytes,45,opt,name=baseline,proto3" json:"baseline,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Baseline string `protobuf:"bytes,45,opt,name=baseline,proto3" json:"baseline,omitempty"`
+	// During a mirror stage that compares responses: the copies go through
+	// fledge's comparator, which compares the canary's answer to each with
+	// stable's (check response-diff).
+	MirrorCompared bool `protobuf:"varint,46,opt,name=mirror_compared,json=mirrorCompared,proto3" json:"mirror_compared,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Flight) Reset() {
@@ -807,6 +811,13 @@ func (x *Flight) GetBaseline() string {
 		return x.Baseline
 	}
 	return ""
+}
+
+func (x *Flight) GetMirrorCompared() bool {
+	if x != nil {
+		return x.MirrorCompared
+	}
+	return false
 }
 
 // ReleaseFlag is a flag fledge rewrites in lockstep with the traffic.
@@ -3181,7 +3192,7 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\v\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\v\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3220,7 +3231,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x05flags\x18* \x03(\v2\x16.fledge.v1.ReleaseFlagR\x05flags\x12\x1a\n" +
 	"\bstrategy\x18+ \x01(\tR\bstrategy\x12%\n" +
 	"\x0emirror_percent\x18, \x01(\x05R\rmirrorPercent\x12\x1a\n" +
-	"\bbaseline\x18- \x01(\tR\bbaseline\"\x9c\x01\n" +
+	"\bbaseline\x18- \x01(\tR\bbaseline\x12'\n" +
+	"\x0fmirror_compared\x18. \x01(\bR\x0emirrorCompared\"\x9c\x01\n" +
 	"\vReleaseFlag\x12\x12\n" +
 	"\x04flag\x18\x01 \x01(\tR\x04flag\x12\x1d\n" +
 	"\n" +

@@ -108,6 +108,9 @@ func step(f *rolloutpb.Flight) string {
 // cohort stage.
 func progress(f *rolloutpb.Flight) string {
 	if p := f.GetMirrorPercent(); p > 0 && cohort(f) != "" {
+		if f.GetMirrorCompared() {
+			return fmt.Sprintf("step %s mirror %d%%, answers compared with stable's (users on stable)", step(f), p)
+		}
 		return fmt.Sprintf("step %s mirror %d%% (users on stable)", step(f), p)
 	}
 	if f.GetStrategy() == "blueGreen" {

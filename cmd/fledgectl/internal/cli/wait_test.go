@@ -92,6 +92,7 @@ func TestProgressText(t *testing.T) {
 		{&rolloutpb.Flight{Phase: progressing, Strategy: "blueGreen", Cohorts: []string{"preview"}, Steps: []int32{0, 100}, Step: 0}, "step 1/2 blue/green preview"},
 		{&rolloutpb.Flight{Phase: progressing, Cohorts: []string{"mirror", "beta"}, Steps: []int32{0, 0, 50}, Step: 0, MirrorPercent: 20}, "step 1/3 mirror 20% (users on stable)"},
 		{&rolloutpb.Flight{Phase: progressing, Cohorts: []string{"mirror", "beta"}, Steps: []int32{0, 0, 50}, Step: 1}, "step 2/3 cohort beta"},
+		{&rolloutpb.Flight{Phase: progressing, Cohorts: []string{"mirror"}, Steps: []int32{0, 50}, Step: 0, MirrorPercent: 20, MirrorCompared: true}, "step 1/2 mirror 20%, answers compared with stable's (users on stable)"},
 		{&rolloutpb.Flight{Phase: progressing, Strategy: "blueGreen", Cohorts: []string{"preview"}, Steps: []int32{0, 100}, Step: 1, CanaryWeight: 100}, "step 2/2 blue/green switched, previous revision kept"},
 		{&rolloutpb.Flight{Phase: rolloutpb.Phase_PHASE_PROMOTING, Strategy: "blueGreen", Cohorts: []string{"preview"}, Steps: []int32{0, 100}, Step: 1, CanaryWeight: 100}, "step 2/2 [##########] 100%"},
 	} {
