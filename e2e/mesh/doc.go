@@ -98,6 +98,34 @@
 // the pod and annotation; that annotation is ignored and the pod stays
 // healthy in that respect.
 //
+// # Response comparison
+//
+// A pod whose first container's args are those of fledge's comparator
+// mode plays fledge's response comparator (traffic/mirrorcmp), which
+// fledge makes the destination of a canary's mirror:
+//
+//	args: ["mirror-compare", "--canary=http://shop-canary.demo:80", "--stable=http://shop-stable.demo:80",
+//	       "--workload=shop-canary", "--namespace=demo"]
+//
+// For each request it receives (a mirrored copy, typically) of a safe
+// method (GET, HEAD, OPTIONS, TRACE) it routes the same request (method,
+// path, user, headers, plus mirrorcmp's LoopHeader) through the mesh to
+// the canary's URL and to stable's, as requests of its own workload,
+// which the app sees with the copy's host without "-shadow"; compares the
+// answers with mirrorcmp.Compare (an answer no pod gave, for want of a
+// route, a Service or a ready endpoint, is unanswered); and answers the
+// copy 204 once both have answered, plus its own latency. Another method
+// is counted unsafe and asked of neither. The comparator's requests are
+// never mirrored, and a comparator they reach counts them dropped (202)
+// and asks nothing further, so comparisons cannot recurse. Each request is
+// counted in fledge_mirror_comparisons_total{destination_workload,
+// destination_workload_namespace, result}, served beside Istio's metrics,
+// and in MirrorComparisons. Any other arg, a missing or repeated flag, or
+// an upstream that is not an http(s) base URL is a Problem naming the pod
+// and arg, and the pod answers every request 503. Of a comparator pod's
+// annotations only latency-ms applies: it evaluates no flag and answers no
+// error of its own.
+//
 // # Feature flags
 //
 // A pod may play an app that evaluates a release flag on every request,

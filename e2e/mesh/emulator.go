@@ -80,7 +80,9 @@ type Emulator struct {
 	served    sync.Map // Revision -> *counter
 	variants  sync.Map // VariantKey -> *counter
 	clients   sync.Map // client name -> *counter
-	routeSeq  atomic.Uint64
+	// comparisons are the comparator pods' counts, by comparisonKey.
+	comparisons sync.Map
+	routeSeq    atomic.Uint64
 
 	// dirty is signalled by informer events; the rebuild loop drains it.
 	dirty chan struct{}
@@ -276,6 +278,15 @@ func (e *Emulator) Route(req Request) Response {
 // serve is the hot path shared by Route and the traffic generators.
 func (e *Emulator) serve(req *Request, rng *rand.Rand, src *sourceLabels, client *counter) routed {
 	out := e.table.Load().route(req, rng)
+	e.account(req, src, &out, client, e.observers.Load())
+	return out
+}
+
+// account counts a routed request from src in the counters, the metrics
+// and for observers, then what it led to: a comparator's requests, and its
+// mirrored copies. client is nil for a copy: the client neither waits for
+// it nor sees it.
+func (e *Emulator) account(req *Request, src *sourceLabels, out *routed, client *counter, obs *[]observer) {
 	isError := out.resp.isError(req.Protocol)
 	if client != nil {
 		client.add(isError)
@@ -286,32 +297,22 @@ func (e *Emulator) serve(req *Request, rng *rand.Rand, src *sourceLabels, client
 			e.variantCounter(VariantKey{Revision: out.ep.pod.rev, Variant: out.resp.Variant}).add(isError)
 		}
 	}
-	e.metrics.record(src, req.Protocol, &out)
-	obs := e.observers.Load()
+	if out.resp.Mirrored {
+		// The pod that answered a copy counts it (its proxy reports it).
+		e.metrics.recordMirrored(src, req.Protocol, out)
+	} else {
+		e.metrics.record(src, req.Protocol, out)
+	}
 	if obs != nil {
 		for _, o := range *obs {
 			o.fn(*req, out.resp)
 		}
 	}
+	e.accountComparison(out.compared, obs)
 	for i := range out.shadows {
-		// A mirrored copy: the pod that answered it counts it (its proxy
-		// reports it), the client neither waits for it nor sees it.
 		s := &out.shadows[i]
-		if s.ep != nil {
-			isError := s.resp.isError(req.Protocol)
-			e.servedCounter(s.ep.pod.rev).add(isError)
-			if s.resp.Variant != "" {
-				e.variantCounter(VariantKey{Revision: s.ep.pod.rev, Variant: s.resp.Variant}).add(isError)
-			}
-		}
-		e.metrics.recordMirrored(src, req.Protocol, s)
-		if obs != nil {
-			for _, o := range *obs {
-				o.fn(*s.mirrored, s.resp)
-			}
-		}
+		e.account(s.mirrored, src, s, nil, obs)
 	}
-	return out
 }
 
 func normalizeRequest(req *Request) {

@@ -155,6 +155,10 @@ type shard struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// comparisons are what the comparator pods of the shard's namespaces
+	// report of themselves (see comparisons.go); Istio's Telemetry
+	// settings do not apply to them.
+	comparisons *prometheus.CounterVec
 }
 
 func newTelemetry(shards int, cfg Telemetry) (*telemetry, error) {
@@ -186,8 +190,9 @@ func newTelemetry(shards int, cfg Telemetry) (*telemetry, error) {
 				Help:    "Request duration as seen by the emulated Istio proxies.",
 				Buckets: istioDurationBuckets(),
 			}, names),
+			comparisons: newComparisonsCounter(),
 		}
-		s.registry.MustRegister(s.requests, s.duration)
+		s.registry.MustRegister(s.requests, s.duration, s.comparisons)
 		m.shards = append(m.shards, s)
 	}
 	return m, nil

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"cmp"
 	"maps"
 	"math/rand/v2"
 	"strings"
@@ -30,12 +31,34 @@ type routed struct {
 	// itself, for a shadow.
 	shadows  []routed
 	mirrored *Request
+	// compared is what a comparator pod did with the request, nil when no
+	// comparator served it.
+	compared *comparison
+}
+
+// hop is what routing knows of a request beyond the Request itself.
+type hop struct {
+	// authority is the host the app is called by, when it is not the one
+	// the request is routed by: a comparator routes its requests to the
+	// canary's and stable's URLs with the copy's authority, as mirrorcmp
+	// does. "" means Request.Host.
+	authority string
+	// fromComparator marks a comparator's own requests: no route mirrors
+	// them, and a comparator they reach compares nothing (it counts them
+	// dropped, as mirrorcmp does a request carrying its LoopHeader), so
+	// that a comparator whose upstreams mirror back to it cannot loop.
+	fromComparator bool
 }
 
 // route routes req through the table as a client-side Envoy would and
 // applies the serving pod's behaviour. rng supplies every random choice:
 // weighted splits, errors and latency. req must be normalized.
 func (t *table) route(req *Request, rng *rand.Rand) routed {
+	return t.routeHop(req, hop{}, rng)
+}
+
+// routeHop is route for a request that h says more about.
+func (t *table) routeHop(req *Request, h hop, rng *rand.Rand) routed {
 	host := t.resolveAuthority(req.Host, req.SourceNamespace)
 	vh := t.virtualHostFor(host)
 	if vh == nil {
@@ -43,7 +66,7 @@ func (t *table) route(req *Request, rng *rand.Rand) routed {
 		if svc == nil {
 			return localReply(req, host, host, nil, statusUnavailable, flagNoCluster, nil)
 		}
-		return forward(req, svc.direct, nil, rng)
+		return t.forward(req, h, svc.direct, nil, rng)
 	}
 
 	view := newRequestView(req)
@@ -66,9 +89,9 @@ func (t *table) route(req *Request, rng *rand.Rand) routed {
 		for i := range r.dests {
 			d := &r.dests[i]
 			if pick < d.weight {
-				out := forward(req, d.target, d.cookies, rng)
-				if len(r.mirrors) > 0 {
-					out.shadows = mirror(req, r.mirrors, rng)
+				out := t.forward(req, h, d.target, d.cookies, rng)
+				if len(r.mirrors) > 0 && !h.fromComparator {
+					out.shadows = t.mirror(req, r.mirrors, rng)
 				}
 				return out
 			}
@@ -81,7 +104,7 @@ func (t *table) route(req *Request, rng *rand.Rand) routed {
 // mirror sends each mirror its share of copies of req, as Envoy's request
 // mirror policies do: fire and forget, with "-shadow" appended to the
 // authority's host, and the answer dropped (the caller never sees it).
-func mirror(req *Request, mirrors []mirrorDest, rng *rand.Rand) []routed {
+func (t *table) mirror(req *Request, mirrors []mirrorDest, rng *rand.Rand) []routed {
 	var out []routed
 	for _, m := range mirrors {
 		if m.percent < 100 && rng.Float64()*100 >= m.percent {
@@ -89,7 +112,7 @@ func mirror(req *Request, mirrors []mirrorDest, rng *rand.Rand) []routed {
 		}
 		shadow := *req
 		shadow.Host = ShadowHost(req.Host)
-		r := forward(&shadow, m.target, nil, rng)
+		r := t.forward(&shadow, hop{}, m.target, nil, rng)
 		r.resp.Mirrored, r.resp.SetCookies = true, nil
 		r.mirrored = &shadow
 		out = append(out, r)
@@ -123,8 +146,9 @@ func (r *httpRoute) accepts(v *requestView) bool {
 }
 
 // forward sends the request to one endpoint of target, round-robin, and
-// lets the pod's behaviour decide the answer.
-func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand) routed {
+// lets the pod's behaviour decide the answer (or, for a comparator pod, the
+// comparison: see comparator.go).
+func (tb *table) forward(req *Request, h hop, t *target, cookies map[string]string, rng *rand.Rand) routed {
 	if t.flags != "" {
 		return localReply(req, t.host, t.host, &t.noPod, statusUnavailable, t.flags, cookies)
 	}
@@ -133,6 +157,10 @@ func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand)
 	}
 	ep := &t.endpoints[(t.next.Add(1)-1)%uint64(len(t.endpoints))]
 	pod := ep.pod
+	if pod.comparator != nil {
+		return tb.compare(req, h, t, ep, cookies, rng)
+	}
+	authority := cmp.Or(h.authority, req.Host)
 	b := &pod.behaviour
 	var variant string
 	if f := pod.flag; f != nil {
@@ -175,12 +203,12 @@ func forward(req *Request, t *target, cookies map[string]string, rng *rand.Rand)
 	}
 	switch {
 	case resp.Code/100 != 2:
-		resp.BodyHash, resp.BodyLen = errorPage(req, req.Host, pod.name, resp.Code)
+		resp.BodyHash, resp.BodyLen = errorPage(req, authority, pod.name, resp.Code)
 	case grpc && resp.GRPCStatus != grpcOK:
 		resp.BodyHash = emptyBody // trailers only
 	default:
 		differs := b.bodyDiffRate > 0 && rng.Float64() < b.bodyDiffRate
-		resp.BodyHash, resp.BodyLen = requestBody(req, req.Host, differs)
+		resp.BodyHash, resp.BodyLen = requestBody(req, authority, differs)
 	}
 	resp.LatencyMs = b.sampleLatency(rng)
 	return routed{resp: resp, host: t.host, ep: ep, dst: &ep.labels}

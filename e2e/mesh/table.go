@@ -43,6 +43,9 @@ type table struct {
 	// attached by the emulator before it publishes the table; a table
 	// built alone answers every evaluation with the "error" variant.
 	flags []*podFlag
+	// comparators are the ready pods that run a working comparator, whose
+	// series the emulator creates when it publishes the table.
+	comparators []*podInfo
 }
 
 // objectRef names an input object. kind is lower case so that
@@ -170,11 +173,22 @@ func (b *builder) addPods(pods []*corev1.Pod) {
 		for _, p := range problems {
 			b.problem(kindPod, &pod.ObjectMeta, "metadata.annotations["+p.Annotation+"]", "%s", p.Message)
 		}
+		comparator, argProblems := parseComparator(pod)
+		for _, p := range argProblems {
+			b.problem(kindPod, &pod.ObjectMeta, p.Field, "%s", p.Message)
+		}
 		if !podReady(pod) {
 			continue
 		}
 		info := newPodInfo(pod, behaviour)
 		b.pods[pod.Namespace] = append(b.pods[pod.Namespace], info)
+		if comparator != nil {
+			// A comparator is not the app: it evaluates no flag.
+			info.comparator, info.flag = comparator, nil
+			if !comparator.broken {
+				b.t.comparators = append(b.t.comparators, info)
+			}
+		}
 		if info.flag != nil {
 			b.t.flags = append(b.t.flags, info.flag)
 		}

@@ -224,6 +224,11 @@ func (e *Emulator) rebuild() {
 	start := time.Now()
 	t, problems := buildTable(s)
 	e.flags.attach(t.flags, start)
+	for _, pod := range t.comparators {
+		// A comparator creates its series when it starts, so that the
+		// first count of each is an increase Prometheus can see.
+		e.comparisonCounter(pod)
+	}
 	e.table.Store(t)
 
 	seen := make(map[Problem]bool, len(problems))

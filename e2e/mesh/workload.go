@@ -29,6 +29,9 @@ type podInfo struct {
 	peer      peerLabels
 	// flag is the release flag the pod evaluates per request, nil if none.
 	flag *podFlag
+	// comparator is set when the pod runs fledge's response comparator
+	// rather than an app (see comparator.go).
+	comparator *comparator
 }
 
 // peerLabels are the values of the workload half of Istio's standard
