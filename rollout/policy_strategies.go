@@ -218,8 +218,8 @@ type MirrorSpec struct {
 // answers their bodies (a SHA-256 of the first MiB, and the length),
 // differ. The stage fails when more than MaxDifferent of the copies
 // compared in an interval differ (at least MinSamples of them). For
-// read-only traffic: copies of other methods than GET, HEAD and OPTIONS
-// are neither forwarded nor compared.
+// read-only traffic: copies of other methods than the safe ones (GET,
+// HEAD, OPTIONS, TRACE) are neither forwarded nor compared.
 type CompareResponsesSpec struct {
 	// MaxDifferent is the largest share of differing answers that passes
 	// (default 0.01).

@@ -174,7 +174,7 @@ func SetImage(t testing.TB, sb *sandbox.Sandbox, ns, name, image string, behavio
 
 // ShopTarget is "shop"'s routing as fledge manages it.
 func ShopTarget(ns string) traffic.Target {
-	return traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary", Baseline: "shop-baseline"}
+	return traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary", Baseline: "shop-baseline", Comparator: "shop-mirror"}
 }
 
 // AssertSettled checks the end state of a rollout of "shop": canary at
