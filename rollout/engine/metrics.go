@@ -20,6 +20,7 @@ type Metrics struct {
 	phase      *prometheus.GaugeVec
 	stage      *prometheus.GaugeVec
 	weight     *prometheus.GaugeVec
+	baseline   *prometheus.GaugeVec
 	checks     *prometheus.CounterVec
 	checkValue *prometheus.GaugeVec
 	threshold  *prometheus.GaugeVec
@@ -74,6 +75,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"namespace", "flight", "stage"}),
 		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic.",
+		}, []string{"namespace", "flight"}),
+		baseline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_baseline_weight_percent", Help: "A fresh baseline's intended share of traffic (policy baseline: fresh): the canary's while it serves one, 0 otherwise.",
 		}, []string{"namespace", "flight"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_checks_total", Help: "Analysis checks run, by metric and outcome (pass, fail, inconclusive, not-enough-data, error).",
@@ -152,7 +156,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// (LoadPolicyFile), so whatever is scraped began with one in force.
 	m.policyLoaded.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.phase, m.stage, m.weight, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
+		reg.MustRegister(m.phase, m.stage, m.weight, m.baseline, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests,
 			m.flights.decisions, m.flights.holdSince, m.leader, m.policyReloads, m.policyLoaded)
 		reg.MustRegister(m.latency.collectors()...)
@@ -206,6 +210,16 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 		m.stage.WithLabelValues(f.Namespace, f.Name, s).Set(v)
 	}
 	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
+	m.baseline.WithLabelValues(f.Namespace, f.Name).Set(float64(baselineWeight(&f.Status)))
+}
+
+// baselineWeight is a fresh baseline's share, as Decide routes it.
+func baselineWeight(st *v1alpha1.FlightStatus) int32 {
+	inFlight := st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused
+	if w := st.CanaryWeight; st.Baseline == rollout.BaselineFresh && inFlight && st.Step >= 0 && w > 0 && 2*w <= 100 {
+		return w
+	}
+	return 0
 }
 
 // stages are the values of fledge_flight_stage's stage label.
@@ -300,6 +314,7 @@ func (m *Metrics) forget(ns, name string) {
 	m.phase.DeletePartialMatch(labels)
 	m.stage.DeletePartialMatch(labels)
 	m.weight.DeletePartialMatch(labels)
+	m.baseline.DeletePartialMatch(labels)
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
 	m.threshold.DeletePartialMatch(labels)

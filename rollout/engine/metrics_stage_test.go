@@ -47,3 +47,26 @@ func TestTheStageMetricSaysWhereAFlightStandsInItsStrategy(t *testing.T) {
 		}
 	}
 }
+
+func TestTheBaselineWeightIsTheCanarysWhileAFreshBaselineServes(t *testing.T) {
+	for _, tc := range []struct {
+		st   v1alpha1.FlightStatus
+		want float64
+	}{
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, CanaryWeight: 20, Baseline: "fresh"}, 20},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, CanaryWeight: 20}, 0},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: -1, Baseline: "fresh"}, 0},
+		{v1alpha1.FlightStatus{Phase: v1alpha1.PhasePromoting, Step: 1, CanaryWeight: 100, Baseline: "fresh"}, 0},
+	} {
+		reg := prometheus.NewPedanticRegistry()
+		m := NewMetrics(reg)
+		m.observe(&v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"}, Status: tc.st}, nil)
+		if got := testutil.ToFloat64(m.baseline.WithLabelValues("shop", "cart")); got != tc.want {
+			t.Errorf("%s step %d at %d%% (baseline %q): baseline weight %g, want %g", tc.st.Phase, tc.st.Step, tc.st.CanaryWeight, tc.st.Baseline, got, tc.want)
+		}
+		m.forget("shop", "cart")
+		if n := testutil.CollectAndCount(m.baseline); n != 0 {
+			t.Errorf("%d baseline series left after the Flight was forgotten", n)
+		}
+	}
+}

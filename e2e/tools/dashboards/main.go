@@ -90,11 +90,12 @@ func build() ([]byte, error) {
 		WithTarget(query("A", `sum by (stage) (fledge_flight_stage{`+sel+`, stage!="none"})`, "{{stage}}").Instant()))
 	d.WithPanel(series().Id(next()).
 		Title("Canary weight").
-		Description("The canary's intended share of traffic, per Flight (fledge_canary_weight_percent).").
+		Description("The canary's intended share of traffic, per Flight (fledge_canary_weight_percent), and a fresh baseline's beside it (fledge_baseline_weight_percent).").
 		Height(8).Span(12).
 		Unit("percent").Min(0).Max(100).
 		LineInterpolation(common.LineInterpolationStepAfter).
-		WithTarget(query("A", `max by (namespace, flight) (fledge_canary_weight_percent{`+sel+`})`, "{{namespace}}/{{flight}}")))
+		WithTarget(query("A", `max by (namespace, flight) (fledge_canary_weight_percent{`+sel+`})`, "{{namespace}}/{{flight}}")).
+		WithTarget(query("B", `max by (namespace, flight) (fledge_baseline_weight_percent{`+sel+`}) > 0`, "{{namespace}}/{{flight}} baseline")))
 	d.WithPanel(series().Id(next()).
 		Title("Held for").
 		Description("How long each held Flight has not moved, by reason. InsufficientEvidence: past the policy's analysisDeadline without a verdict (alert FledgeRolloutHeldPastAnalysisDeadline).").
