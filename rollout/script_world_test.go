@@ -1,0 +1,90 @@
+package rollout
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// apply does what the executor and Kubernetes would do with an action.
+func (w *world) apply(a Action) {
+	switch a := a.(type) {
+	case SetWeights:
+		w.Weights = a.Weights
+	case SetStablePaused:
+		w.DeploymentPaused = a.Paused
+	case EnsureCanary:
+		if w.CanaryRevision != a.Revision || w.CanaryReplicas == 0 {
+			w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = a.Revision, 1, false
+		}
+	case ScaleCanaryDown:
+		w.CanaryReplicas, w.CanaryReady = 0, false
+	case EnsureBaseline:
+		if w.BaselineRevision != a.Revision || !w.BaselineExists {
+			w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = true, a.Revision, 1, false
+		}
+	case DeleteBaseline:
+		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false
+	case EnsureComparator:
+		w.ComparatorExists = true
+	case DeleteComparator:
+		w.ComparatorExists, w.ComparatorReady = false, false
+	case ClearAction:
+		w.action = nil
+	case DeleteCanary:
+		w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = "", 0, false
+		w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = false, "", 0, false // it goes with the canary
+		w.ComparatorExists, w.ComparatorReady = false, false                                            // and so does the comparator
+	case ReleaseRouting:
+		w.Weights = traffic.Weights{Stable: 100}
+	case WriteFlags:
+		k := FlagDocKey(a.ConfigMap, a.Key)
+		fd := w.flagDocs[k]
+		if fd.ResourceVersion != a.ResourceVersion || w.dropWrites {
+			return // the compare-and-swap fails, or the update is refused
+		}
+		if w.written == nil {
+			w.written = map[string]string{}
+		}
+		w.written[k] = a.Doc
+		rv, _ := strconv.Atoi(fd.ResourceVersion)
+		w.flagDocs[k] = FlagDoc{Doc: a.Doc, ResourceVersion: strconv.Itoa(rv + 1)}
+	}
+}
+
+func (w *world) set(args []string) error {
+	for _, kv := range args {
+		k, v, _ := strings.Cut(kv, "=")
+		b := v == "" || v == "true"
+		switch k {
+		case "desired":
+			w.DesiredRevision = v
+		case "deployment":
+			w.DeploymentRevision = v
+		case "settled":
+			w.DeploymentSettled = b
+		case "canary-ready":
+			w.CanaryReady = b
+		case "baseline-ready":
+			w.BaselineReady = b && w.BaselineExists
+		case "comparator-ready":
+			w.ComparatorReady = b && w.ComparatorExists
+		case "baseline-trouble":
+			w.BaselineTrouble = strings.ReplaceAll(v, "_", " ")
+		case "routing-error":
+			w.RoutingError = strings.ReplaceAll(v, "_", " ")
+		case "opted-out":
+			w.OptedOut = b
+		case "weights":
+			s, c, _ := strings.Cut(v, "/")
+			ws, _ := strconv.Atoi(s)
+			wc, _ := strconv.Atoi(c)
+			w.Weights = traffic.Weights{Stable: int32(ws), Canary: int32(wc)}
+		default:
+			return fmt.Errorf("unknown world key %q", k)
+		}
+	}
+	return nil
+}
