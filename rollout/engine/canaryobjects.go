@@ -214,7 +214,9 @@ func (x *Executor) deleteBaseline(ctx context.Context, s Subject) error {
 	return x.deleteOwned(ctx, s, "service", name)
 }
 
-// ensureCanaryDeployment creates or corrects the canary Deployment want.
+// ensureCanaryDeployment creates or corrects the canary Deployment want, or
+// another fledge makes beside it (the baseline, the comparator): its
+// template follows from revision (its AnnotationRevision).
 func (x *Executor) ensureCanaryDeployment(ctx context.Context, s Subject, want *appsv1.Deployment, revision string) error {
 	deployments := x.Kube.AppsV1().Deployments(want.Namespace)
 	// The Deployment controller writes the canary's status all the time:

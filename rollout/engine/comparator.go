@@ -6,11 +6,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
@@ -53,7 +50,7 @@ func ComparatorDeployment(d *appsv1.Deployment, stable *corev1.Service, image st
 		return fmt.Sprintf("http://%s.%s.svc.cluster.local:%d", svc, d.Namespace, port)
 	}
 	labels := map[string]string{LabelMirrorOf: d.Name}
-	return &appsv1.Deployment{
+	out := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            d.Name + ComparatorSuffix,
 			Namespace:       d.Namespace,
@@ -100,7 +97,9 @@ func ComparatorDeployment(d *appsv1.Deployment, stable *corev1.Service, image st
 				},
 			},
 		},
-	}, nil
+	}
+	out.Annotations = map[string]string{AnnotationRevision: TemplateHash(out.Spec.Template)}
+	return out, nil
 }
 
 // ComparatorService builds "<name>-mirror": the stable Service's first
@@ -142,34 +141,9 @@ func (x *Executor) ensureComparator(ctx context.Context, s Subject) error {
 	if cur, err := x.readService(ctx, svc.Namespace, svc.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
 		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
 	}
-	deployments := x.Kube.AppsV1().Deployments(want.Namespace)
-	mode := cachedRead
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cur, err := x.readDeployment(ctx, want.Namespace, want.Name, mode)
-		mode = liveRead
-		switch {
-		case apierrors.IsNotFound(err):
-			x.count("canary")
-			_, err = deployments.Create(ctx, want, metav1.CreateOptions{})
-			if apierrors.IsAlreadyExists(err) {
-				return apierrors.NewConflict(appsv1.Resource("deployments"), want.Name, err)
-			}
-			return err
-		case err != nil:
-			return err
-		case !ownedBy(cur, s.Flight):
-			return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
-		case equality.Semantic.DeepEqual(cur.Spec.Template.Spec.Containers[0].Args, want.Spec.Template.Spec.Containers[0].Args) &&
-			cur.Spec.Template.Spec.Containers[0].Image == want.Spec.Template.Spec.Containers[0].Image:
-			return nil
-		}
-		next := cur.DeepCopy()
-		next.Spec = want.Spec
-		x.count("canary")
-		_, err = deployments.Update(ctx, next, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
+	// Its revision is its template's: a changed image or argument is an
+	// update, an unchanged one no call.
+	if err := x.ensureCanaryDeployment(ctx, s, want, want.Annotations[AnnotationRevision]); err != nil {
 		return err
 	}
 	return x.ensureService(ctx, s, svc, func(cur *corev1.Service) error {
