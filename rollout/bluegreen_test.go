@@ -422,12 +422,13 @@ func TestABlueGreenPreviewByHostRoutesNothingAndNamesItsHost(t *testing.T) {
 }
 
 func TestAComparedMirrorStageParsesAndBadOnesAreRefusedNamingTheField(t *testing.T) {
-	ps, err := ParseConfig([]byte("policies:\n  m:\n    steps: [50]\n    interval: 30s\n    mirror: {percent: 20, compareResponses: {maxDifferent: 0.02}}\n    metrics: [{name: success-rate, min: 0.99}]\n"))
+	ps, err := ParseConfig([]byte("policies:\n  m:\n    steps: [50]\n    interval: 30s\n    mirror: {percent: 20, duration: 2m, compareResponses: {maxDifferent: 0.02}}\n    metrics: [{name: success-rate, min: 0.99}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := ps["m"]
-	want := &analysis.Metric{Name: analysis.ResponseDiff, Max: new(0.02), MinSamples: 100, Interval: 30 * time.Second}
+	// Judged over the whole stage, not an interval of it.
+	want := &analysis.Metric{Name: analysis.ResponseDiff, Max: new(0.02), MinSamples: 100, Interval: 2 * time.Minute}
 	if !p.Mirror.Compared || !cmp.Equal(p.Mirror.Check, want) {
 		t.Errorf("mirror %+v, check %+v; want compared, judged by %+v", p.Mirror, p.Mirror.Check, want)
 	}

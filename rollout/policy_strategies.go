@@ -217,15 +217,15 @@ type MirrorSpec struct {
 // stable, and counts whether the answers' status classes, and for 2xx
 // answers their bodies (a SHA-256 of the first MiB, and the length),
 // differ. The stage fails when more than MaxDifferent of the copies
-// compared in an interval differ (at least MinSamples of them). For
+// compared over the stage's duration differ (at least MinSamples of them). For
 // read-only traffic: copies of other methods than the safe ones (GET,
 // HEAD, OPTIONS, TRACE) are neither forwarded nor compared.
 type CompareResponsesSpec struct {
 	// MaxDifferent is the largest share of differing answers that passes
 	// (default 0.01).
 	MaxDifferent *float64 `json:"maxDifferent,omitempty"`
-	// MinSamples is the fewest copies compared an interval needs to be
-	// judged (default 100).
+	// MinSamples is the fewest copies compared over the stage's duration
+	// for it to be judged (default 100).
 	MinSamples int64 `json:"minSamples,omitempty"`
 }
 
@@ -264,7 +264,9 @@ func buildMirror(s PolicySpec, p *Policy, field func(f, format string, args ...a
 	}
 	if cr := m.CompareResponses; cr != nil {
 		c.Compared = true
-		check := analysis.Metric{Name: analysis.ResponseDiff, Max: new(defaultMaxDifferent), MinSamples: defaultCompareMinSample, Interval: p.Interval}
+		// Over the stage's whole duration: every copy of the stage counts,
+		// not only the last interval's.
+		check := analysis.Metric{Name: analysis.ResponseDiff, Max: new(defaultMaxDifferent), MinSamples: defaultCompareMinSample, Interval: c.MinDuration}
 		if cr.MaxDifferent != nil {
 			check.Max = new(*cr.MaxDifferent)
 			if v := *cr.MaxDifferent; !(v >= 0 && v < 1) { // NaN fails both

@@ -53,7 +53,8 @@ func TestACanaryAnsweringDifferentBodiesIsCaughtByTheResponseComparison(t *testi
 	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.CanaryRevision == rev && f.Status.Step == 0 || f.Status.Phase.Terminal()
 	})
-	if w := routingOf(t, sb, ns); w != (traffic.Weights{Stable: 100, Mirror: 100, MirrorCompared: true}) {
+	want := traffic.Weights{Stable: 100, Mirror: 100, MirrorCompared: true}
+	if w := awaitRouting(t, sb, ns, want); w != want {
 		t.Errorf("routing %+v in the mirror stage, want all on stable, every request copied to the comparator", w)
 	}
 	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {

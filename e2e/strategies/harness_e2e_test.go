@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -111,4 +112,20 @@ func routingOf(t *testing.T, sb *sandbox.Sandbox, ns string) traffic.Weights {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// awaitRouting reads shop's routing until it is one of want, for a few
+// seconds (a decision's status is written before its routing), and
+// returns the last read.
+func awaitRouting(t *testing.T, sb *sandbox.Sandbox, ns string, want ...traffic.Weights) traffic.Weights {
+	t.Helper()
+	var w traffic.Weights
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		w = routingOf(t, sb, ns)
+		if slices.Contains(want, w) || time.Now().After(deadline) {
+			return w
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

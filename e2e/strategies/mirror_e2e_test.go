@@ -50,7 +50,7 @@ func TestAMirroredCanaryFailingItsCopiesIsRolledBackBeforeAnyUserSawIt(t *testin
 	waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		return f.Status.CanaryRevision == rev && f.Status.Step == 0
 	})
-	if w := routingOf(t, sb, ns); w != (traffic.Weights{Stable: 100, Mirror: 50}) {
+	if w := awaitRouting(t, sb, ns, traffic.Weights{Stable: 100, Mirror: 50}); w != (traffic.Weights{Stable: 100, Mirror: 50}) {
 		t.Errorf("routing %+v in the mirror stage, want all on stable, 50%% mirrored", w)
 	}
 	time.Sleep(500 * time.Millisecond) // the emulator's routing debounce
