@@ -33,6 +33,8 @@ func TestAFreshBaselinePolicyParsesAndBadOnesAreRefusedNamingTheField(t *testing
 		{"no comparison", "policies:\n  b:\n    baseline: fresh\n    steps: [10]\n    metrics: [{name: success-rate, min: 0.99}]\n", "policies.b.baseline: fresh: only comparisons (error-rate, latency, or requests and bad) use a baseline"},
 		{"cohorts", base("    steps: [10]\n    cohorts: [{name: beta, header: x-tier, value: beta}]\n"), "policies.b.cohorts: with baseline: fresh"},
 		{"a mirror stage", base("    steps: [10]\n    mirror: {percent: 10}\n"), "policies.b.mirror: with baseline: fresh"},
+		{"a load test of stable", base("    steps: [10]\n    webhookSecret: {name: s, key: k}\n    webhooks: [{name: load, type: rollout, url: \"http://lt.fledge-system/\", metadata: {url: \"http://a-canary/\", stableUrl: \"http://a-stable/\"}}]\n"),
+			"policies.b.webhooks[0].metadata.stableUrl: with baseline: fresh the canary is compared with its baseline"},
 		{"blue/green", "policies:\n  b:\n    baseline: fresh\n    strategy: blueGreen\n    blueGreen: {preview: {header: x-p, value: \"1\"}}\n    metrics: [{name: error-rate}, {name: success-rate, min: 0.99}]\n",
 			"policies.b.baseline: fresh: strategy blueGreen has no weighted split for a baseline to share"},
 	} {

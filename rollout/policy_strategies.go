@@ -334,4 +334,9 @@ func buildBaseline(s PolicySpec, p *Policy, field func(f, format string, args ..
 	if p.Mirror != nil {
 		field("mirror", "with baseline: %s the canary is compared with a baseline serving the same share; a mirror stage's copies reach the canary alone", BaselineFresh)
 	}
+	for i, h := range s.Webhooks {
+		if _, ok := h.Metadata[MetadataStableURL]; ok {
+			field(fmt.Sprintf("webhooks[%d].metadata.%s", i, MetadataStableURL), "with baseline: %s the canary is compared with its baseline, and a load test sent to stable would load the side the comparisons do not read: load the canary alone, or compare with stable", BaselineFresh)
+		}
+	}
 }

@@ -93,7 +93,7 @@ func (d *decider) canaryReady() bool {
 	}
 	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("%s is not ready%s", what, d.canaryTrouble()))
 	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
-		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("canary %s not ready for longer than the progress deadline (%s)%s", d.st.CanaryRevision, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
+		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s not ready for longer than the progress deadline (%s)%s", what, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
 		return false
 	}
 	d.ensurePods()

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
@@ -114,8 +115,19 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 	if cur, err := x.readDeployment(ctx, want.Namespace, want.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
 		return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
 	}
+	if s.StalePreviewHost != "" {
+		// An earlier plan's preview host: it would reach this canary.
+		if err := x.deleteOwned(ctx, s, "service", s.StalePreviewHost); err != nil {
+			return err
+		}
+	}
 	var preview *corev1.Service
-	if s.PreviewHost != "" {
+	if h := s.PreviewHost; h != "" {
+		for _, own := range []string{d.Name, d.Name + CanarySuffix, d.Name + StableSuffix, d.Name + BaselineSuffix, d.Name + ComparatorSuffix, s.Target.Stable} {
+			if h == own {
+				return fmt.Errorf("the blue/green preview's host %s is the name of the app's Service or of one fledge makes for it: give the preview a host of its own (%s-preview): %w", h, rollout.NamePlaceholder, traffic.ErrConflict)
+			}
+		}
 		preview = svc.DeepCopy()
 		preview.Name = s.PreviewHost
 		if cur, err := x.readService(ctx, preview.Namespace, preview.Name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
@@ -163,10 +175,21 @@ func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision strin
 		return fmt.Errorf("%s: %w", notOurs("deployment", cur), traffic.ErrConflict)
 	case err == nil && cur.Annotations[AnnotationRevision] == revision:
 		// Running stable's revision already: its size may need
-		// correcting, its template not (no ReplicaSet read).
+		// correcting, its template not (no ReplicaSet read); its Service
+		// is ensured too (deleted since, or stable's ports changed).
 		want := cur.DeepCopy()
 		want.Spec.Replicas = CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner).Spec.Replicas
-		return x.ensureCanaryDeployment(ctx, s, want, revision)
+		if err := x.ensureCanaryDeployment(ctx, s, want, revision); err != nil {
+			return err
+		}
+		return x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
+			return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
+		})
+	}
+	if sel := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner).Spec.Selector.MatchLabels; len(sel) == 1 {
+		// The canary is selected by its Flight label alone, which the
+		// baseline's pods carry too: the canary's Service would reach them.
+		return fmt.Errorf("deployment %s/%s: no label of the new template is one its Service selects on, so the canary's Service would reach a baseline's pods too: no baseline is started: %w", d.Namespace, d.Name, traffic.ErrConflict)
 	}
 	tmpl, err := x.stableTemplate(ctx, d, revision)
 	if err != nil {

@@ -40,7 +40,8 @@ const (
 // by the usual annotations.
 func ComparatorDeployment(d *appsv1.Deployment, stable *corev1.Service, image string, owner metav1.OwnerReference) (*appsv1.Deployment, error) {
 	if image == "" {
-		return nil, fmt.Errorf("deployment %s/%s: its policy compares mirrored responses, and fledge runs without a comparator image (--mirror-compare-image)", d.Namespace, d.Name)
+		// Terminal until fledge is run with one: held, saying so.
+		return nil, fmt.Errorf("deployment %s/%s: its policy compares mirrored responses, and fledge runs without a comparator image (--mirror-compare-image): %w", d.Namespace, d.Name, traffic.ErrConflict)
 	}
 	if len(stable.Spec.Ports) == 0 {
 		return nil, fmt.Errorf("service %s/%s has no port for the comparator to call", stable.Namespace, stable.Name)

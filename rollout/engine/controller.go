@@ -443,8 +443,13 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		c.metrics.observe(&v1alpha1.Flight{ObjectMeta: f.ObjectMeta, Status: dec.Status}, policy)
 		return dec.RequeueAfter, nil
 	}
-	written, err := c.exec.Apply(ctx, Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: target,
-		StableDirect: policy.NeedsStableService(), PreviewHost: previewHost(&dec.Status)}, dec)
+	s := Subject{Flight: f, Deployment: d, Stable: c.stableService(d.Namespace, target.Stable), Target: targetOf(f, &dec.Status),
+		StableDirect: policy.NeedsStableService(), PreviewHost: previewHost(&dec.Status)}
+	if old := previewHost(&f.Status); old != "" && old != s.PreviewHost {
+		// A new plan without that preview host: the old one goes.
+		s.StalePreviewHost = old
+	}
+	written, err := c.exec.Apply(ctx, s, dec)
 	c.conflicts.record(d.Namespace+"/"+d.Name, dec.Actions, err, in.Now)
 	if written != nil {
 		c.metrics.observe(written, policy)
@@ -460,11 +465,16 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 			level = slog.LevelInfo
 		}
 	}
-	log.Log(ctx, level, "decided", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
-		"actions", actionNames(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
 	if err != nil {
+		// Not "decided": its status was not written, or not all of its
+		// actions applied (a fenced replica's decisions among them); the
+		// next look decides again from what is stored.
+		log.Log(ctx, level, "decision not applied", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
+			"actions", actionNames(dec.Actions), "err", err)
 		return 0, err
 	}
+	log.Log(ctx, level, "decided", "phase", dec.Status.Phase, "step", dec.Status.Step, "weight", dec.Status.CanaryWeight,
+		"actions", actionNames(dec.Actions), "requeue", dec.RequeueAfter, "message", dec.Status.Message)
 	if fromAPI != nil && dec.Action != nil {
 		// Taken (or refused) and written: answer the caller, and look
 		// again at once for the next request. (A decision that did not

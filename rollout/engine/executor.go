@@ -76,6 +76,9 @@ type Subject struct {
 	// PreviewHost is the Service that reaches a blue/green preview by a
 	// host of its own, made with the canary's ("" if none).
 	PreviewHost string
+	// StalePreviewHost is a preview host an earlier plan made and this
+	// decision's no longer has: removed when the canary is ensured.
+	StalePreviewHost string
 }
 
 // Apply writes the decision's status, then applies its actions in order.

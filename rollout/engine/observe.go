@@ -109,15 +109,24 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 			o.NameTaken = notOurs("deployment", b)
 		}
 	}
-	if svc, err := c.services.In(d.Namespace).Get(name); err == nil && wanted && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
-		o.NameTaken = notOurs("service", svc)
+	if svc, err := c.services.In(d.Namespace).Get(name); err == nil {
+		switch {
+		case ownedByRef(svc, t.Owner):
+			o.BaselineExists = true // (a Service left by a delete half done goes too)
+		case wanted && o.NameTaken == "":
+			o.NameTaken = notOurs("service", svc)
+		}
 	}
 }
 
 // observeComparator reads the mirror stage's comparator, if this
 // Flight's. (A Deployment or Service of its name that is not fledge's
-// fails its creation as a conflict, which holds the rollout naming it.)
+// fails its creation as a conflict, which holds the rollout naming it:
+// conflicts.record.)
 func (c *Controller) observeComparator(d *appsv1.Deployment, t traffic.Target, o *rollout.Observed) {
+	if svc, err := c.services.In(d.Namespace).Get(d.Name + ComparatorSuffix); err == nil && ownedByRef(svc, t.Owner) {
+		o.ComparatorExists = true // (a Service left by a delete half done goes too)
+	}
 	cmp, err := c.deployments.In(d.Namespace).Get(d.Name + ComparatorSuffix)
 	if err != nil || !ownedByRef(cmp, t.Owner) {
 		return
@@ -163,10 +172,22 @@ func previewHost(st *v1alpha1.FlightStatus) string {
 	return ""
 }
 
-func targetOf(f *v1alpha1.Flight) traffic.Target {
+// targetOf is the routing target of Flight f. Its baseline and comparator
+// Services are named only while f's status (or one of also, a decision's
+// next) has them: a team's destination that happens to bear such a name is
+// never read as fledge's, nor removed.
+func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target {
 	t := traffic.Target{
 		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
-		Canary: f.Name + CanarySuffix, Baseline: f.Name + BaselineSuffix, Comparator: f.Name + ComparatorSuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
+		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
+	}
+	for _, st := range append([]*v1alpha1.FlightStatus{&f.Status}, also...) {
+		if st.Baseline == rollout.BaselineFresh {
+			t.Baseline = f.Name + BaselineSuffix
+		}
+		if len(st.Cohorts) > 0 && st.Cohorts[0].Mirror > 0 && st.Cohorts[0].Compared {
+			t.Comparator = f.Name + ComparatorSuffix
+		}
 	}
 	if f.UID != "" {
 		t.Owner = metav1.NewControllerRef(f, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))

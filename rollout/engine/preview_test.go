@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -67,5 +68,56 @@ func TestAPreviewHostTakenBySomeoneElseCreatesNothing(t *testing.T) {
 	}
 	if w := writes(kube); len(w) > 0 {
 		t.Errorf("writes %v, want none", w)
+	}
+}
+
+// A preview host that names the app's own Service or one fledge makes for
+// it is refused, nothing made; an earlier plan's preview host goes when a
+// canary of a plan without it is ensured.
+func TestAPreviewHostOfFledgesOwnNamesIsRefusedAndAStaleOneGoes(t *testing.T) {
+	ctx := context.Background()
+	for _, host := range []string{"shop", "shop-canary", "shop-stable", "shop-baseline", "shop-mirror"} {
+		s, rev := stableSubject(false)
+		s.PreviewHost = host
+		kube := fake.NewClientset()
+		err := (&Executor{Kube: kube}).apply(ctx, s, rollout.EnsureCanary{Revision: rev})
+		if !errors.Is(err, traffic.ErrConflict) || !strings.Contains(err.Error(), "preview's host "+host) {
+			t.Errorf("preview host %s: %v, want a conflict naming it", host, err)
+		}
+		if w := writes(kube); len(w) > 0 {
+			t.Errorf("preview host %s: writes %v, want none", host, w)
+		}
+	}
+	s, rev := stableSubject(false)
+	s.PreviewHost = "shop-preview"
+	kube := fake.NewClientset()
+	x := &Executor{Kube: kube}
+	if err := x.apply(ctx, s, rollout.EnsureCanary{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	s.PreviewHost, s.StalePreviewHost = "", "shop-preview"
+	if err := x.apply(ctx, s, rollout.EnsureCanary{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Services("demo").Get(ctx, "shop-preview", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an earlier plan's preview Service: %v, want gone", err)
+	}
+}
+
+// The routing target names fledge's baseline and comparator Services only
+// while the status has them: a team's destination of such a name is
+// otherwise no share of fledge's.
+func TestTheTargetNamesTheBaselineAndComparatorOnlyWhileTheStatusHasThem(t *testing.T) {
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "demo"}, Spec: v1alpha1.FlightSpec{Host: "shop", StableService: "shop"}}
+	if tg := targetOf(f); tg.Baseline != "" || tg.Comparator != "" {
+		t.Errorf("plain canary: baseline %q, comparator %q; want neither", tg.Baseline, tg.Comparator)
+	}
+	next := &v1alpha1.FlightStatus{Baseline: rollout.BaselineFresh}
+	if tg := targetOf(f, next); tg.Baseline != "shop-baseline" {
+		t.Errorf("a decision planning a fresh baseline: baseline %q, want shop-baseline", tg.Baseline)
+	}
+	f.Status.Cohorts = []v1alpha1.CohortStage{{Name: "mirror", Mirror: 20, Compared: true}}
+	if tg := targetOf(f); tg.Comparator != "shop-mirror" || tg.Baseline != "" {
+		t.Errorf("a compared mirror: comparator %q, baseline %q; want shop-mirror alone", tg.Comparator, tg.Baseline)
 	}
 }
