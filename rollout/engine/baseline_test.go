@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 )
 
@@ -171,5 +172,16 @@ func TestABaselineThatCouldNotBeToldFromTheCanaryIsRefused(t *testing.T) {
 	tmpl := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"tier": "web"}}}
 	if _, err := BaselineDeployment(s.Deployment, tmpl, s.Stable.Spec.Selector, "r1", owner); err == nil || !strings.Contains(err.Error(), "could not be told from the canary's") {
 		t.Errorf("error %v, want a refusal", err)
+	}
+}
+
+// The comparisons of a revision with a fresh baseline read the baseline's
+// workload where they would read stable's; the canary's stays the canary's.
+func TestComparisonsReadTheFreshBaselineWhereTheyWouldReadStable(t *testing.T) {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "demo"}}
+	plain := analysisVars(d, "shop", &v1alpha1.FlightStatus{}, &v1alpha1.FlightStatus{})
+	fresh := analysisVars(d, "shop", &v1alpha1.FlightStatus{}, &v1alpha1.FlightStatus{Baseline: rollout.BaselineFresh})
+	if plain.StableWorkload != "shop" || fresh.StableWorkload != "shop-baseline" || fresh.Workload != "shop-canary" || plain.Workload != "shop-canary" {
+		t.Errorf("against stable %+v, against a fresh baseline %+v; want shop and shop-baseline, the canary shop-canary in both", plain, fresh)
 	}
 }

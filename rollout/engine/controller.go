@@ -413,15 +413,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 	dec := rollout.Decide(in)
 	if dec.NeedChecks {
 		metrics := dec.Measure
-		vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: target.Host}
-		if dec.Status.Baseline == rollout.BaselineFresh {
-			// The canary is compared with its fresh baseline.
-			vars.StableWorkload = d.Name + BaselineSuffix
-		}
-		if len(f.Status.Flags) > 0 {
-			fl := f.Status.Flags[0]
-			vars.Flag, vars.OnVariant, vars.OffVariant = fl.Flag, fl.On, fl.Off
-		}
+		vars := analysisVars(d, target.Host, &f.Status, &dec.Status)
 		in.Checks = c.analyze(ctx, metrics, vars, in.Now)
 		c.metrics.checked(d.Namespace, d.Name, metrics, in.Checks)
 		dec = rollout.Decide(in)
@@ -545,4 +537,20 @@ func actionNames(actions []rollout.Action) []string {
 		names[i] = a.String()
 	}
 	return names
+}
+
+// analysisVars are what the checks of Deployment d's canary are rendered
+// with: the canary's workload, and the side comparisons read as stable's,
+// stable itself or, when the decision's revision has one, its fresh
+// baseline; the linked release flag, if any, from the stored status.
+func analysisVars(d *appsv1.Deployment, host string, stored, next *v1alpha1.FlightStatus) analysis.Vars {
+	vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: host}
+	if next.Baseline == rollout.BaselineFresh {
+		vars.StableWorkload = d.Name + BaselineSuffix
+	}
+	if len(stored.Flags) > 0 {
+		fl := stored.Flags[0]
+		vars.Flag, vars.OnVariant, vars.OffVariant = fl.Flag, fl.On, fl.Off
+	}
+	return vars
 }
