@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
@@ -37,12 +38,21 @@ type WriteFlags struct {
 
 // EnsureCanary creates or updates the "<name>-canary" Deployment and
 // Service with the Deployment's template of Revision, scaled up.
-type EnsureCanary struct{ Revision string }
+type EnsureCanary struct {
+	Revision string
+	// Replicas is the canary's size; 0 sizes it like stable (the
+	// Deployment's replicas).
+	Replicas int32
+}
 
 // EnsureBaseline creates or updates the fresh baseline: the
 // "<name>-baseline" Deployment, with the template of the Deployment's
 // ReplicaSet of Revision (stable's) at the canary's size, and its Service.
-type EnsureBaseline struct{ Revision string }
+type EnsureBaseline struct {
+	Revision string
+	// Replicas is as EnsureCanary's: the canary's size.
+	Replicas int32
+}
 
 // DeleteBaseline removes the fresh baseline's Deployment and Service.
 type DeleteBaseline struct{}
@@ -146,9 +156,19 @@ func (a SetWeights) String() string {
 func (a WriteFlags) String() string {
 	return fmt.Sprintf("WriteFlags(%s/%s: %s)", a.ConfigMap, a.Key, strings.Join(a.Flags, ", "))
 }
-func (a EnsureCanary) String() string    { return "EnsureCanary(" + a.Revision + ")" }
-func (ScaleCanaryDown) String() string   { return "ScaleCanaryDown" }
-func (a EnsureBaseline) String() string  { return "EnsureBaseline(" + a.Revision + ")" }
+func (a EnsureCanary) String() string  { return "EnsureCanary(" + a.Revision + pods(a.Replicas) + ")" }
+func (ScaleCanaryDown) String() string { return "ScaleCanaryDown" }
+func (a EnsureBaseline) String() string {
+	return "EnsureBaseline(" + a.Revision + pods(a.Replicas) + ")"
+}
+
+// pods is ", n pods" for a size fledge chose, nothing for the engine's.
+func pods(n int32) string {
+	if n == 0 {
+		return ""
+	}
+	return ", " + strconv.Itoa(int(n)) + " pods"
+}
 func (DeleteBaseline) String() string    { return "DeleteBaseline" }
 func (EnsureComparator) String() string  { return "EnsureComparator" }
 func (DeleteComparator) String() string  { return "DeleteComparator" }

@@ -89,6 +89,21 @@ type Observed struct {
 	CanaryRevision string
 	CanaryReplicas int32
 	CanaryReady    bool
+	// CanaryAvailable is how many of the canary's pods run CanaryRevision
+	// and are available (0 while its template is being replaced).
+	CanaryAvailable int32
+	// StableReplicas is the Deployment's spec.replicas: its autoscaler's
+	// choice, when it has one.
+	StableReplicas int32
+	// Autoscaler names the HorizontalPodAutoscaler(s) whose target is the
+	// Deployment ("" if none): fledge then sizes the canary by its share.
+	// AutoscalerMax is their largest maxReplicas.
+	Autoscaler    string
+	AutoscalerMax int32
+	// ForeignAutoscaler says which autoscaler targets one of fledge's own
+	// Deployments (the canary's, the baseline's), whose size fledge sets;
+	// empty when none does.
+	ForeignAutoscaler string
 	// CanaryTrouble is why the canary's Deployment says it cannot bring
 	// its pods up (a ReplicaFailure condition, such as a quota exceeded,
 	// or its progress deadline exceeded), empty when it says nothing.
@@ -509,8 +524,9 @@ func (d *decider) hold(reason, msg string) {
 		return
 	}
 	d.st.Hold = &v1alpha1.Hold{Reason: reason, Message: msg, Since: d.now()}
-	// A person's pause is not a warning; anything else holding is.
-	d.event(reason != v1alpha1.HoldPaused, "Held", reason+": "+msg)
+	// A person's pause is not a warning, nor a canary's pods coming up for
+	// its next share; anything else holding is.
+	d.event(reason != v1alpha1.HoldPaused && reason != v1alpha1.HoldCanaryScaling, "Held", reason+": "+msg)
 	if notableHold(reason) {
 		d.notifyHeld(reason, msg)
 		d.tellHooks(webhooks.Event, string(v1alpha1.VerdictHold), reason+": "+msg)

@@ -302,8 +302,8 @@ func (d *decider) flagsWriting() (string, bool) {
 }
 
 // gateHold reports whether a hold is one that waits at a gate (a webhook
-// or flag gate, or a release flag in trouble): judging a round does not
-// clear it; moving on does.
+// or flag gate, a release flag in trouble, the canary's pods for its next
+// share): judging a round does not clear it; moving on does.
 func gateHold(h *v1alpha1.Hold) bool {
 	if h == nil {
 		return false
@@ -312,7 +312,11 @@ func gateHold(h *v1alpha1.Hold) bool {
 	case v1alpha1.HoldGate, v1alpha1.HoldFlagGate, v1alpha1.HoldFlagGateUnreadable, v1alpha1.HoldFlagEdited, v1alpha1.HoldFlagUnreadable, v1alpha1.HoldFlagInUse,
 		// Past the analysis deadline: said once, and kept until a move
 		// (a verdict after all) clears it.
-		v1alpha1.HoldInsufficientEvidence:
+		v1alpha1.HoldInsufficientEvidence,
+		// Waiting for the canary's pods for its next share, or for an
+		// autoscaler on fledge's own Deployments to go: kept, so that
+		// the progress deadline counts from the first time.
+		v1alpha1.HoldCanaryScaling, v1alpha1.HoldForeignAutoscaler:
 		return true
 	}
 	return false
@@ -355,8 +359,8 @@ func (d *decider) flagsAllowMove() bool {
 		d.after(2 * time.Second)
 		return false
 	}
-	if d.st.Hold != nil && d.st.Hold.Reason != v1alpha1.HoldGate && gateHold(d.st.Hold) {
-		d.st.Hold = nil
+	if h := d.st.Hold; gateHold(h) && h.Reason != v1alpha1.HoldGate && h.Reason != v1alpha1.HoldCanaryScaling && h.Reason != v1alpha1.HoldForeignAutoscaler {
+		d.st.Hold = nil // the flags' (the others are cleared by what they wait for)
 	}
 	return true
 }

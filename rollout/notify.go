@@ -226,7 +226,7 @@ func (d *decider) notifyRejected(event, why, by string, step, weight int32, chec
 // person's pause or Kubernetes finishing its own rollout are routine.
 func notableHold(reason string) bool {
 	switch reason {
-	case v1alpha1.HoldCanaryNotReady, v1alpha1.HoldPaused, v1alpha1.HoldDeploymentRollout:
+	case v1alpha1.HoldCanaryNotReady, v1alpha1.HoldPaused, v1alpha1.HoldDeploymentRollout, v1alpha1.HoldCanaryScaling:
 		return false
 	}
 	return true

@@ -58,6 +58,10 @@ type PolicySpec struct {
 	// ProgressDeadline bounds how long the canary may take to become ready
 	// (default 10m); past it the revision is rolled back.
 	ProgressDeadline metav1.Duration `json:"progressDeadline,omitempty"`
+	// MinCanaryReplicas is the fewest pods a canary runs when fledge sizes
+	// it by its traffic share, which it does when a HorizontalPodAutoscaler
+	// sizes the Deployment (default 1).
+	MinCanaryReplicas int32 `json:"minCanaryReplicas,omitempty"`
 	// Metrics are the checks run at every step.
 	Metrics []MetricSpec `json:"metrics"`
 	// MinInterval bounds the fledge.dev/interval override from below
@@ -190,17 +194,20 @@ type Policy struct {
 	Interval         time.Duration
 	FailureLimit     int
 	ProgressDeadline time.Duration
-	Metrics          []analysis.Metric
-	MinInterval      time.Duration
-	MaxWeight        int32 // the largest weight an override may ask for
-	Hooks            []Hook
-	WebhookSecret    *SecretRef // signs hook calls; set whenever Hooks is not empty
-	Slack            *Slack     // nil: no Slack messages
-	Cohorts          []Cohort
-	Sticky           *traffic.Sticky // Value is set per revision
-	FlagGates        []string
-	FlagSource       *FlagSourceSpec // where FlagGates are read; set with them
-	ReleaseFlags     []ReleaseFlag
+	// MinCanaryReplicas bounds the canary's size from below when it is
+	// sized by its share (with an autoscaler on the Deployment).
+	MinCanaryReplicas int32
+	Metrics           []analysis.Metric
+	MinInterval       time.Duration
+	MaxWeight         int32 // the largest weight an override may ask for
+	Hooks             []Hook
+	WebhookSecret     *SecretRef // signs hook calls; set whenever Hooks is not empty
+	Slack             *Slack     // nil: no Slack messages
+	Cohorts           []Cohort
+	Sticky            *traffic.Sticky // Value is set per revision
+	FlagGates         []string
+	FlagSource        *FlagSourceSpec // where FlagGates are read; set with them
+	ReleaseFlags      []ReleaseFlag
 
 	// Comparisons (metrics judged against stable) are read every
 	// LookInterval and judged at level Alpha, shared among them.
@@ -344,6 +351,12 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	}
 	if p.FailureLimit == 0 {
 		p.FailureLimit = 1
+	}
+	switch p.MinCanaryReplicas = s.MinCanaryReplicas; {
+	case p.MinCanaryReplicas == 0:
+		p.MinCanaryReplicas = 1
+	case p.MinCanaryReplicas < 0:
+		field("minCanaryReplicas", "%d: must be at least 1", s.MinCanaryReplicas)
 	}
 	p.Strategy = StrategyCanary
 	switch {

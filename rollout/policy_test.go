@@ -32,7 +32,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 	want := map[string]*Policy{
 		"standard": {
 			Name: "standard", Steps: []int32{5, 20, 50}, Interval: 2 * time.Minute, FailureLimit: 2,
-			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+			ProgressDeadline: 10 * time.Minute, MinCanaryReplicas: 1, MinInterval: 10 * time.Second, MaxWeight: 50,
 			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: 2 * time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second, Strategy: StrategyCanary,
 			Metrics: []analysis.Metric{
 				{Name: "success-rate", Min: ptr.To(0.99), MinSamples: 100, Interval: 2 * time.Minute},
@@ -41,7 +41,7 @@ func TestParseConfigAppliesDefaults(t *testing.T) {
 		},
 		"linear": {
 			Name: "linear", Steps: []int32{20, 40, 50}, Interval: time.Minute, FailureLimit: 1,
-			ProgressDeadline: 10 * time.Minute, MinInterval: 10 * time.Second, MaxWeight: 50,
+			ProgressDeadline: 10 * time.Minute, MinCanaryReplicas: 1, MinInterval: 10 * time.Second, MaxWeight: 50,
 			Alpha: 0.01, LookInterval: 10 * time.Second, MinStepDuration: time.Minute, AnalysisDeadline: 2 * time.Hour, OnInsufficientEvidence: "hold", ScrapeInterval: 15 * time.Second, Strategy: StrategyCanary,
 			Metrics: []analysis.Metric{{Name: "success-rate", Min: ptr.To(0.95), Interval: time.Minute}},
 		},

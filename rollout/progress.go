@@ -47,6 +47,9 @@ func (d *decider) progress() {
 	if d.st.StepPassed && d.moveOn("the gate opened", nil) {
 		return
 	}
+	if !d.st.StepPassed && d.in.ForeignAutoscaler == "" {
+		d.followAutoscaler()
+	}
 	if d.deadline() {
 		return
 	}
@@ -329,6 +332,10 @@ func (d *decider) moveOn(why string, checks []analysis.Check) bool {
 	if !d.flagsAllowMove() {
 		d.st.StepPassed = true
 		return false
+	}
+	if !d.autoscalerAllowsMove() || !d.podsFor(d.nextShare()) {
+		d.st.StepPassed = true
+		return d.st.Phase != v1alpha1.PhaseProgressing // rolled back at the deadline
 	}
 	t := webhooks.ConfirmTrafficIncrease
 	if d.beforePromotion() {

@@ -517,6 +517,10 @@ func scriptPolicy(t *testing.T, args []string) *Policy {
 			p.ProgressDeadline, err = time.ParseDuration(v)
 		case "baseline":
 			p.Baseline = v
+		case "min-canary":
+			var n int
+			n, err = strconv.Atoi(v)
+			p.MinCanaryReplicas = int32(n)
 		default:
 			err = fmt.Errorf("unknown policy key %q", k)
 		}

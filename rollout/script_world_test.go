@@ -16,8 +16,15 @@ func (w *world) apply(a Action) {
 	case SetStablePaused:
 		w.DeploymentPaused = a.Paused
 	case EnsureCanary:
-		if w.CanaryRevision != a.Revision || w.CanaryReplicas == 0 {
-			w.CanaryRevision, w.CanaryReplicas, w.CanaryReady = a.Revision, 1, false
+		n := max(a.Replicas, 1)
+		switch {
+		case w.CanaryRevision != a.Revision || w.CanaryReplicas == 0:
+			w.CanaryRevision, w.CanaryReplicas, w.CanaryReady, w.CanaryAvailable = a.Revision, n, false, 0
+		case a.Replicas > 0 && w.CanaryReplicas != n:
+			// Resized: its pods come and go as the script says.
+			w.CanaryReplicas = n
+			w.CanaryAvailable = min(w.CanaryAvailable, n)
+			w.CanaryReady = w.CanaryAvailable == n
 		}
 	case ScaleCanaryDown:
 		w.CanaryReplicas, w.CanaryReady = 0, false
@@ -67,6 +74,28 @@ func (w *world) set(args []string) error {
 			w.DeploymentSettled = b
 		case "canary-ready":
 			w.CanaryReady = b
+			if b {
+				w.CanaryAvailable = w.CanaryReplicas
+			}
+		case "canary-available":
+			n, _ := strconv.Atoi(v)
+			w.CanaryAvailable = int32(n)
+			w.CanaryReady = w.CanaryAvailable >= w.CanaryReplicas
+		case "hpa":
+			// An autoscaler on the Deployment, its maxReplicas, and the
+			// replicas it gives the Deployment.
+			w.Autoscaler = ""
+			if v != "" {
+				w.Autoscaler = "HorizontalPodAutoscaler " + v
+			}
+		case "hpa-max":
+			n, _ := strconv.Atoi(v)
+			w.AutoscalerMax = int32(n)
+		case "stable-replicas":
+			n, _ := strconv.Atoi(v)
+			w.StableReplicas = int32(n)
+		case "foreign-hpa":
+			w.ForeignAutoscaler = strings.ReplaceAll(v, "_", " ")
 		case "baseline-ready":
 			w.BaselineReady = b && w.BaselineExists
 		case "comparator-ready":

@@ -77,7 +77,10 @@ func (d *decider) startTraffic() {
 // canaryReady holds while the canary is not ready, and rolls it back when
 // that lasts longer than the progress deadline.
 func (d *decider) canaryReady() bool {
-	if d.in.CanaryReady && d.in.CanaryRevision == d.st.CanaryRevision && d.baselineReady() && d.comparatorReady() {
+	// A canary an autoscaler's change is resizing serves on with the pods
+	// it has.
+	ready := d.in.CanaryReady || d.autoscaled() && d.st.Step >= 0 && d.in.CanaryAvailable > 0
+	if ready && d.in.CanaryRevision == d.st.CanaryRevision && d.baselineReady() && d.comparatorReady() {
 		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
 			d.st.Hold = nil
 		}
@@ -134,10 +137,7 @@ func (d *decider) baselineReady() bool {
 // ensurePods asks for the canary, and for its fresh baseline if the
 // revision has one.
 func (d *decider) ensurePods() {
-	d.do(EnsureCanary{Revision: d.st.CanaryRevision})
-	if d.st.Baseline == BaselineFresh {
-		d.do(EnsureBaseline{Revision: d.st.StableRevision})
-	}
+	d.ensureCanary(d.canaryPods(d.currentShare()))
 	if d.comparing() {
 		d.do(EnsureComparator{})
 	}

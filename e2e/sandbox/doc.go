@@ -5,7 +5,9 @@
 // Start launches, on free loopback ports and in a private temp directory,
 // etcd 3.6, kube-apiserver (RBAC on, a static admin token, a kubeconfig
 // written out), kube-controller-manager (deployment, replicaset, garbage
-// collector and namespace controllers), kube-scheduler, kwok (which plays
+// collector, namespace, resource quota and horizontal pod autoscaler
+// controllers; the autoscaler has no metrics API, so it acts on its
+// autoscalers' bounds), kube-scheduler, kwok (which plays
 // the kubelet for Ready fake nodes and marks pods Running and Ready),
 // Istio's CRDs, the mesh emulator (package mesh, the one stand-in: there is
 // no Envoy here) and a real Prometheus that scrapes the emulator every

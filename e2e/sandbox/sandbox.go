@@ -259,7 +259,7 @@ func (s *Sandbox) startAPIServer() (*process, error) {
 }
 
 // startKubeComponents runs kube-controller-manager (only the controllers a
-// Deployment rollout needs) and kube-scheduler, and waits for both to be
+// Deployment rollout needs, and the autoscaler's) and kube-scheduler, and waits for both to be
 // healthy.
 func (s *Sandbox) startKubeComponents(ctx context.Context) error {
 	common := []string{
@@ -272,7 +272,13 @@ func (s *Sandbox) startKubeComponents(ctx context.Context) error {
 		"--kube-api-burst=200",
 	}
 	kcm, err := s.launch("kube-controller-manager", s.tools.ControllerManager, append(common,
-		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,resourcequota-controller",
+		// The horizontal-pod-autoscaler controller is the real one, with no
+		// metrics API behind it: it enforces its autoscalers' minReplicas
+		// and maxReplicas through the /scale subresource (and reports that
+		// it cannot read metrics), so a test scales an app as an
+		// autoscaler would by changing those bounds.
+		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,resourcequota-controller,horizontal-pod-autoscaler-controller",
+		"--horizontal-pod-autoscaler-sync-period=1s",
 		fmt.Sprintf("--secure-port=%d", s.ports.kcm),
 		"--cert-dir="+filepath.Join(s.Dir, "kube-controller-manager"),
 	)...)

@@ -80,7 +80,7 @@ func (x *Executor) readService(ctx context.Context, ns, name string, mode readMo
 // ensureCanary creates or updates the canary Deployment and Service. It
 // refuses to run a revision other than the one decided: if the template
 // changed since, the next decision will see it.
-func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string) error {
+func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string, replicas int32) error {
 	d := s.Deployment
 	if d == nil {
 		return nil
@@ -105,6 +105,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 		}
 	}
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
+	sized(want, replicas)
 	svc := CanaryService(s.Stable, want, owner)
 	// Both names are checked first, so that nothing is created for a
 	// canary whose Service or Deployment name is taken (as far as the
@@ -156,7 +157,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string)
 // Service: stable's template, read from the Deployment's ReplicaSet of
 // revision (stable's), at the canary's size. A name taken by someone else
 // is a conflict, and nothing of the baseline is created.
-func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision string) error {
+func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision string, replicas int32) error {
 	d := s.Deployment
 	if d == nil {
 		return nil
@@ -179,6 +180,7 @@ func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision strin
 		// is ensured too (deleted since, or stable's ports changed).
 		want := cur.DeepCopy()
 		want.Spec.Replicas = CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner).Spec.Replicas
+		sized(want, replicas)
 		if err := x.ensureCanaryDeployment(ctx, s, want, revision); err != nil {
 			return err
 		}
@@ -199,12 +201,22 @@ func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision strin
 	if err != nil {
 		return err
 	}
+	sized(want, replicas)
 	if err := x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
 		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
 	}); err != nil {
 		return err
 	}
 	return x.ensureCanaryDeployment(ctx, s, want, revision)
+}
+
+// sized sets the size of a Deployment fledge makes to the one decided
+// (the canary's, by its share), if one was (replicas above 0); otherwise it
+// keeps the builder's (stable's).
+func sized(d *appsv1.Deployment, replicas int32) {
+	if replicas > 0 {
+		d.Spec.Replicas = ptr.To(replicas)
+	}
 }
 
 // stableTemplate is the pod template of Deployment d's ReplicaSet of

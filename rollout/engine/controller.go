@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -191,6 +193,11 @@ func NewController(cfg ControllerConfig) *Controller {
 			UpdateFunc: func(old, cur any) { c.onDeployment(old); c.onDeployment(cur) },
 			DeleteFunc: c.onDeployment,
 		}),
+		onAutoscaler: c.recovering("horizontalpodautoscalers", cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.onAutoscaler,
+			UpdateFunc: func(old, cur any) { c.onAutoscaler(old); c.onAutoscaler(cur) },
+			DeleteFunc: c.onAutoscaler,
+		}),
 		onFlight: c.recovering("flights", cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.enqueueObject(obj); c.publish("ADDED", obj) },
 			UpdateFunc: func(_, cur any) { c.enqueueObject(cur); c.publish("MODIFIED", cur) },
@@ -245,6 +252,31 @@ func (c *Controller) publish(event string, obj any) {
 }
 
 // onDeployment enqueues opted-in Deployments, and canaries' owners.
+// onAutoscaler looks again at the Flight of the Deployment an autoscaler
+// targets, or of the app whose canary or baseline it targets (which holds
+// that Flight).
+func (c *Controller) onAutoscaler(obj any) {
+	h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler)
+	if !ok {
+		if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
+			h, ok = tomb.Obj.(*autoscalingv2.HorizontalPodAutoscaler)
+		}
+		if !ok {
+			return
+		}
+	}
+	name, ok := targetDeployment(h)
+	if !ok {
+		return
+	}
+	c.queue.Add(h.Namespace + "/" + name)
+	for _, suffix := range ownSuffixes {
+		if app, cut := strings.CutSuffix(name, suffix); cut && app != "" {
+			c.queue.Add(h.Namespace + "/" + app)
+		}
+	}
+}
+
 func (c *Controller) onDeployment(obj any) {
 	d, ok := obj.(*appsv1.Deployment)
 	if !ok {

@@ -219,11 +219,11 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		x.count("routing-call")
 		return x.Router.Release(ctx, s.Target)
 	case rollout.EnsureCanary:
-		return x.ensureCanary(ctx, s, a.Revision)
+		return x.ensureCanary(ctx, s, a.Revision, a.Replicas)
 	case rollout.ScaleCanaryDown:
 		return x.scaleCanaryDown(ctx, s)
 	case rollout.EnsureBaseline:
-		return x.ensureBaseline(ctx, s, a.Revision)
+		return x.ensureBaseline(ctx, s, a.Revision, a.Replicas)
 	case rollout.DeleteBaseline:
 		return x.deleteBaseline(ctx, s)
 	case rollout.EnsureComparator:

@@ -2,10 +2,15 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
@@ -60,6 +65,11 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
 			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
+			if canary.Status.UpdatedReplicas == canary.Status.Replicas {
+				// Every pod is of its template (no revision half rolled):
+				// the available ones are the revision's.
+				o.CanaryAvailable = canary.Status.AvailableReplicas
+			}
 			if !o.CanaryReady && o.CanaryRevision == TemplateHash(d.Spec.Template) {
 				o.CanaryTrouble = deploymentTrouble(canary)
 			}
@@ -68,6 +78,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 	if svc, err := c.services.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
 		o.NameTaken = notOurs("service", svc)
 	}
+	c.observeAutoscalers(d, &o)
 	c.observeBaseline(d, t, st, fresh, &o)
 	c.observeComparator(d, t, &o)
 	w, err := c.router.Weights(ctx, t)
@@ -193,4 +204,50 @@ func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target
 		t.Owner = metav1.NewControllerRef(f, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
 	}
 	return t
+}
+
+// ownSuffixes are the names fledge gives its own Deployments beside an
+// app's.
+var ownSuffixes = []string{CanarySuffix, BaselineSuffix, ComparatorSuffix}
+
+// observeAutoscalers reads the Deployment's size and the autoscalers that
+// set it, and any autoscaler that targets one of fledge's own Deployments
+// for it.
+func (c *Controller) observeAutoscalers(d *appsv1.Deployment, o *rollout.Observed) {
+	o.StableReplicas = ptr.Deref(d.Spec.Replicas, 1)
+	sc := c.scopes.of(d.Namespace)
+	if sc == nil {
+		return
+	}
+	var names []string
+	for _, obj := range byIndex(sc.autoscalers, d.Namespace+"/"+d.Name) {
+		names = append(names, obj.Name)
+		o.AutoscalerMax = max(o.AutoscalerMax, obj.Spec.MaxReplicas)
+	}
+	slices.Sort(names)
+	if len(names) > 0 {
+		o.Autoscaler = "HorizontalPodAutoscaler " + strings.Join(names, ", ")
+	}
+	for _, suffix := range ownSuffixes {
+		if hs := byIndex(sc.autoscalers, d.Namespace+"/"+d.Name+suffix); len(hs) > 0 {
+			o.ForeignAutoscaler = fmt.Sprintf("HorizontalPodAutoscaler %s/%s targets %s%s, a Deployment of fledge's", hs[0].Namespace, hs[0].Name, d.Name, suffix)
+			return
+		}
+	}
+}
+
+// byIndex lists the autoscalers indexed under key, sorted by name.
+func byIndex(idx cache.Indexer, key string) []*autoscalingv2.HorizontalPodAutoscaler {
+	if idx == nil {
+		return nil
+	}
+	objs, _ := idx.ByIndex(autoscalerTargetIndex, key)
+	out := make([]*autoscalingv2.HorizontalPodAutoscaler, 0, len(objs))
+	for _, obj := range objs {
+		if h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler); ok {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b *autoscalingv2.HorizontalPodAutoscaler) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

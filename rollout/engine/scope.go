@@ -8,6 +8,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -49,6 +50,9 @@ type scope struct {
 	replicaSets listers.ResourceIndexer[*appsv1.ReplicaSet]
 	services    listers.ResourceIndexer[*corev1.Service]
 	flightList  listers.ResourceIndexer[*v1alpha1.Flight]
+	// autoscalers are the namespace's HorizontalPodAutoscalers, indexed
+	// by the Deployment they target (autoscalerTargetIndex).
+	autoscalers cache.Indexer
 	// flightIndex indexes the Flights by the release flag documents
 	// they link (flagDocIndex).
 	flightIndex cache.Indexer
@@ -73,6 +77,31 @@ func flagDocsOf(obj any) ([]string, error) {
 	return out, nil
 }
 
+// autoscalerTargetIndex indexes HorizontalPodAutoscalers by the
+// "namespace/name" of the Deployment they target (those that target anything else are not
+// indexed): a Flight finds its Deployment's without a scan.
+const autoscalerTargetIndex = "fledge.dev/autoscaler-target"
+
+func autoscalerTarget(obj any) ([]string, error) {
+	if h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler); ok {
+		if name, ok := targetDeployment(h); ok {
+			return []string{h.Namespace + "/" + name}, nil
+		}
+	}
+	return nil, nil
+}
+
+// targetDeployment is the name of the Deployment an autoscaler targets, if
+// it targets one (apps, any version).
+func targetDeployment(h *autoscalingv2.HorizontalPodAutoscaler) (string, bool) {
+	ref := h.Spec.ScaleTargetRef
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil || gv.Group != appsv1.GroupName || ref.Kind != "Deployment" || ref.Name == "" {
+		return "", false
+	}
+	return ref.Name, true
+}
+
 // scopes are the caches of every namespace fledge acts in, and what it
 // needs to add one.
 type scopes struct {
@@ -81,6 +110,9 @@ type scopes struct {
 	resync time.Duration
 	// handlers are added to every scope's Deployment and Flight informers.
 	onDeployment, onFlight cache.ResourceEventHandler
+	// onAutoscaler is added to every scope's HorizontalPodAutoscaler
+	// informer.
+	onAutoscaler cache.ResourceEventHandler
 
 	mu sync.RWMutex
 	// byNamespace holds the scopes whose caches have synced.
@@ -96,9 +128,14 @@ func (s *scopes) newScope(ns string) *scope {
 	rs := kube.Apps().V1().ReplicaSets().Informer()
 	svc := kube.Core().V1().Services().Informer()
 	fl := flights.Fledge().V1alpha1().Flights().Informer()
-	_ = fl.AddIndexers(cache.Indexers{flagDocIndex: flagDocsOf}) // before Start: cannot fail
+	hpa := kube.Autoscaling().V2().HorizontalPodAutoscalers().Informer()
+	_ = fl.AddIndexers(cache.Indexers{flagDocIndex: flagDocsOf})                 // before Start: cannot fail
+	_ = hpa.AddIndexers(cache.Indexers{autoscalerTargetIndex: autoscalerTarget}) // likewise
 	_, _ = dep.AddEventHandler(s.onDeployment)
 	_, _ = fl.AddEventHandler(s.onFlight)
+	if s.onAutoscaler != nil {
+		_, _ = hpa.AddEventHandler(s.onAutoscaler)
+	}
 	return &scope{
 		namespace: ns, kube: kube, flights: flights,
 		deployments: listers.New[*appsv1.Deployment](dep.GetIndexer(), appsv1.Resource("deployments")),
@@ -106,7 +143,8 @@ func (s *scopes) newScope(ns string) *scope {
 		services:    listers.New[*corev1.Service](svc.GetIndexer(), corev1.Resource("services")),
 		flightList:  listers.New[*v1alpha1.Flight](fl.GetIndexer(), v1alpha1.FlightResource.GroupResource()),
 		flightIndex: fl.GetIndexer(),
-		synced:      []cache.InformerSynced{dep.HasSynced, rs.HasSynced, svc.HasSynced, fl.HasSynced},
+		autoscalers: hpa.GetIndexer(),
+		synced:      []cache.InformerSynced{dep.HasSynced, rs.HasSynced, svc.HasSynced, fl.HasSynced, hpa.HasSynced},
 	}
 }
 
@@ -124,6 +162,10 @@ func (s *scopes) readable(ctx context.Context, ns string) string {
 		{"replicasets", func() error { _, err := s.kube.AppsV1().ReplicaSets(ns).List(ctx, one); return err }},
 		{"services", func() error { _, err := s.kube.CoreV1().Services(ns).List(ctx, one); return err }},
 		{"flights", func() error { _, err := s.fledge.FledgeV1alpha1().Flights(ns).List(ctx, one); return err }},
+		{"horizontalpodautoscalers", func() error {
+			_, err := s.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, one)
+			return err
+		}},
 	}
 	where := "in namespace " + ns
 	if ns == metav1.NamespaceAll {

@@ -157,6 +157,12 @@ const (
 	// HoldOtherWriter: someone else keeps changing the routing fledge
 	// manages; fledge stopped setting it back, and tries again now and then.
 	HoldOtherWriter = "OtherWriter"
+	// HoldCanaryScaling: the canary's share waits for the pods it needs
+	// (sized from stable's, with an autoscaler on the Deployment).
+	HoldCanaryScaling = "CanaryScaling"
+	// HoldForeignAutoscaler: an autoscaler targets one of fledge's own
+	// Deployments, whose size fledge sets.
+	HoldForeignAutoscaler = "ForeignAutoscaler"
 )
 
 // CohortStage is a cohort stage as planned for a revision.
