@@ -57,6 +57,18 @@ type EnsureBaseline struct {
 // DeleteBaseline removes the fresh baseline's Deployment and Service.
 type DeleteBaseline struct{}
 
+// EnsurePrevious creates or updates the previous revision's pods kept
+// through the watch after a promotion: the "<name>-previous" Deployment,
+// with the template of the Deployment's ReplicaSet of Revision, at
+// stable's size (or Replicas, if above 0), and its Service.
+type EnsurePrevious struct {
+	Revision string
+	Replicas int32
+}
+
+// DeletePrevious removes the previous revision's Deployment and Service.
+type DeletePrevious struct{}
+
 // EnsureComparator creates or updates the mirror stage's comparator: the
 // "<name>-mirror" Deployment and Service, which pass each copy on to the
 // canary and to stable and compare their answers.
@@ -124,6 +136,8 @@ func (EnsureCanary) isAction()     {}
 func (ScaleCanaryDown) isAction()  {}
 func (EnsureBaseline) isAction()   {}
 func (DeleteBaseline) isAction()   {}
+func (EnsurePrevious) isAction()   {}
+func (DeletePrevious) isAction()   {}
 func (EnsureComparator) isAction() {}
 func (DeleteComparator) isAction() {}
 func (SetStablePaused) isAction()  {}
@@ -169,7 +183,11 @@ func pods(n int32) string {
 	}
 	return ", " + strconv.Itoa(int(n)) + " pods"
 }
-func (DeleteBaseline) String() string    { return "DeleteBaseline" }
+func (DeleteBaseline) String() string { return "DeleteBaseline" }
+func (a EnsurePrevious) String() string {
+	return "EnsurePrevious(" + a.Revision + pods(a.Replicas) + ")"
+}
+func (DeletePrevious) String() string    { return "DeletePrevious" }
 func (EnsureComparator) String() string  { return "EnsureComparator" }
 func (DeleteComparator) String() string  { return "DeleteComparator" }
 func (a SetStablePaused) String() string { return fmt.Sprintf("SetStablePaused(%t)", a.Paused) }

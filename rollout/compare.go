@@ -593,5 +593,8 @@ func (d *decider) against() string {
 	if d.st.Baseline == BaselineFresh {
 		return "baseline"
 	}
+	if d.onPrevious() {
+		return "previous"
+	}
 	return ""
 }

@@ -117,6 +117,13 @@ type Observed struct {
 	BaselineReady    bool
 	BaselineTrouble  string
 	BaselineExists   bool
+	// PreviousRevision, PreviousReady, PreviousTrouble and PreviousExists
+	// are the same of the previous revision's pods kept through the watch
+	// after a promotion ("<name>-previous", this Flight's).
+	PreviousRevision string
+	PreviousReady    bool
+	PreviousTrouble  string
+	PreviousExists   bool
 	// ComparatorReady, ComparatorTrouble and ComparatorExists are the same
 	// of the mirror stage's comparator ("<name>-mirror", this Flight's).
 	ComparatorReady   bool
@@ -230,6 +237,7 @@ func Decide(in Input) Decision {
 	}
 	d.retireBaseline()
 	d.retireComparator()
+	d.retirePrevious()
 	d.summarize()
 	d.conditions()
 	return Decision{Status: d.st, Actions: d.actions, RequeueAfter: d.requeue, Action: d.outcome}
@@ -299,6 +307,9 @@ func (d *decider) decide() {
 	case v1alpha1.PhaseRollingBack:
 		d.rollingBack() // a new revision waits until traffic is back on stable
 	default: // terminal phases
+		if d.watchDecides() {
+			return
+		}
 		if !d.newRevision() {
 			d.steady()
 		}
@@ -320,10 +331,10 @@ func (d *decider) nameTaken() bool {
 		return false
 	}
 	msg := d.in.NameTaken + ": fledge changes only objects it created, so no canary runs until that name is free (rename or delete it)"
-	if inFlight && d.in.Weights != plainStable {
+	if inFlight && d.in.Weights != d.rest() {
 		// The canary being judged is gone, and what holds its name is
 		// not fledge's to send users to.
-		d.do(SetWeights{Weights: plainStable})
+		d.do(SetWeights{Weights: d.rest()})
 		msg += "; all traffic on stable meanwhile"
 	}
 	d.hold(v1alpha1.HoldNameTaken, msg)
@@ -416,7 +427,7 @@ func (d *decider) newRevision() bool {
 
 func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	now := d.now()
-	reroute := d.st.CanaryWeight != 0 || d.in.Weights != plainStable
+	reroute := d.st.CanaryWeight != 0 || d.in.Weights != d.rest()
 	inFlight := !d.st.Phase.Terminal() && d.st.Phase != v1alpha1.PhaseInitializing
 	if inFlight {
 		d.canaryTrafficEnds()
@@ -464,8 +475,8 @@ func (d *decider) steady() {
 // traffic on stable, the Deployment paused, no canary running. The
 // observations are fresh, and every later look asks again.
 func (d *decider) settle() {
-	if d.in.Weights != plainStable {
-		d.do(SetWeights{Weights: plainStable})
+	if d.in.Weights != d.rest() {
+		d.do(SetWeights{Weights: d.rest()})
 	}
 	if !d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: true})

@@ -38,6 +38,16 @@ func FlagID(configMap, key, flag string) string { return configMap + "/" + key +
 // sticky cookie's during weighted steps. A Flight at rest, starting or
 // promoting wants a plain split.
 func (d *decider) routing(canary int32) traffic.Weights {
+	w := d.routingOf(canary)
+	if d.onPrevious() && w.Baseline == 0 && w.Mirror == 0 {
+		// A watch's revert stands: the previous revision's pods serve
+		// stable's share.
+		w.Baseline, w.Stable = w.Stable, 0
+	}
+	return w
+}
+
+func (d *decider) routingOf(canary int32) traffic.Weights {
 	w := traffic.Weights{Stable: 100 - canary, Canary: canary}
 	if d.st.Phase != v1alpha1.PhaseProgressing && d.st.Phase != v1alpha1.PhasePaused {
 		return w
@@ -74,6 +84,12 @@ func (d *decider) planCohorts(inFlight bool) {
 	p := d.in.Policy
 	d.st.Cohorts, d.st.BlueGreen = nil, nil
 	d.st.Baseline = p.Baseline
+	if d.watchState() == v1alpha1.WatchReverted {
+		// The previous revision's pods serve in stable's place, in the
+		// baseline's slot of the routing: they are what it is compared
+		// with (a copy of them would add nothing).
+		d.st.Baseline = ""
+	}
 	cohorts, planned := p.Cohorts, p.Steps
 	if p.Mirror != nil {
 		// The mirror stage comes first: copies of the requests before

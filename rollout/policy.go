@@ -123,12 +123,25 @@ type PolicySpec struct {
 	// see BaselineFresh).
 	Baseline string `json:"baseline,omitempty"`
 
+	// PostPromotion is the watch after a promotion: for Duration, fledge
+	// keeps judging the promoted revision (against the previous
+	// revision's figures and the policy's bounds) and keeps the previous
+	// revision's pods ready, and on a regression sends all traffic back
+	// to them (default: no watch).
+	PostPromotion *PostPromotionSpec `json:"postPromotion,omitempty"`
+
 	// ScrapeInterval is how often Prometheus scrapes the mesh's metrics
 	// (default 15s, Istio's advice). The canary workload's counters are
 	// shared by its revisions: a new revision's first traffic waits until
 	// two scrapes after the previous canary's last, so that none of that
 	// canary's requests count as the new one's.
 	ScrapeInterval metav1.Duration `json:"scrapeInterval,omitempty"`
+}
+
+// PostPromotionSpec is the watch after a promotion.
+type PostPromotionSpec struct {
+	// Duration is how long the watch lasts (at most 24h).
+	Duration metav1.Duration `json:"duration"`
 }
 
 // MetricSpec is one check as written in the config file.
@@ -229,6 +242,9 @@ type Policy struct {
 	// Baseline is BaselineFresh when the comparisons judge the canary
 	// against a fresh baseline, empty when against stable.
 	Baseline string
+	// PostPromotion is how long the watch after a promotion lasts (0:
+	// none).
+	PostPromotion time.Duration
 }
 
 // What a rollout does at its analysis deadline without a verdict.
@@ -473,6 +489,7 @@ func (s PolicySpec) build(name string, hasFlagSource bool) (*Policy, error) {
 	buildFlags(s, hasFlagSource, p, field)
 	buildMirror(s, p, field)
 	buildBaseline(s, p, field)
+	buildWatch(s, p, field)
 	if len(p.ReleaseFlags) == 0 {
 		for i, ms := range s.Metrics {
 			for _, q := range []struct{ field, text string }{{"query", ms.Query}, {"samplesQuery", ms.SamplesQuery}} {

@@ -340,3 +340,25 @@ func buildBaseline(s PolicySpec, p *Policy, field func(f, format string, args ..
 		}
 	}
 }
+
+// maxWatch bounds a watch after a promotion: the previous revision's pods
+// run beside the promoted one all that time.
+const maxWatch = 24 * time.Hour
+
+// buildWatch validates the watch after a promotion.
+func buildWatch(s PolicySpec, p *Policy, field func(f, format string, args ...any)) {
+	if s.PostPromotion == nil {
+		return
+	}
+	d := s.PostPromotion.Duration.Duration
+	switch {
+	case d <= 0:
+		field("postPromotion.duration", "%s: required, and above 0 (leave postPromotion out for no watch)", d)
+	case d > maxWatch:
+		field("postPromotion.duration", "%s is longer than %s: the previous revision's pods run beside the promoted one all that time", d, maxWatch)
+	case p.Strategy == StrategyBlueGreen:
+		field("postPromotion", "strategy %s judges after its switch already (blueGreen.postPromotion) and keeps the previous revision until then", StrategyBlueGreen)
+	default:
+		p.PostPromotion = d
+	}
+}

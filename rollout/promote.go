@@ -22,6 +22,7 @@ func (d *decider) startPromotion(why string, checks []analysis.Check) {
 	d.st.Hold = nil
 	d.setWeight(100)
 	d.do(SetStablePaused{Paused: false})
+	d.startWatch()
 	d.st.Message = why
 	d.event(false, "Promoting", why)
 	d.record(v1alpha1.VerdictPromote, why, checks)
@@ -59,6 +60,9 @@ func (d *decider) updateStable() {
 	if d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: false})
 	}
+	if d.watchState() == v1alpha1.WatchPreparing {
+		d.keepPrevious()
+	}
 	if d.in.DeploymentRevision != d.st.CanaryRevision || !d.in.DeploymentSettled {
 		started := d.in.Now
 		if d.st.StageStartedAt != nil {
@@ -76,14 +80,15 @@ func (d *decider) updateStable() {
 	d.st.PromotionStage = v1alpha1.StageFinalize
 	d.st.StableRevision = d.st.CanaryRevision
 	d.st.Hold = nil
+	d.stableUpdated()
 	d.setWeight(0)
 	d.do(SetStablePaused{Paused: true})
 	d.after(time.Second)
 }
 
 func (d *decider) finalize() {
-	if d.in.Weights != plainStable || !d.in.DeploymentPaused {
-		if d.in.Weights != plainStable {
+	if d.in.Weights != d.rest() || !d.in.DeploymentPaused {
+		if d.in.Weights != d.rest() {
 			d.setWeight(0)
 		}
 		if !d.in.DeploymentPaused {
@@ -98,6 +103,7 @@ func (d *decider) finalize() {
 	d.tellHooks(webhooks.PostRollout, EventPromoted, d.st.Message)
 	// Told as "from the old images": only now does stable run the new ones.
 	d.st.StableImages = slices.Clone(d.st.CanaryImages)
+	d.beginWatch()
 }
 
 // rollback rejects the canary: all traffic to stable at once. The
@@ -117,7 +123,7 @@ func (d *decider) rollback(v v1alpha1.Verdict, why string, checks []analysis.Che
 	d.st.CanaryWeight, d.st.Step, d.st.PromotionStage = 0, -1, ""
 	d.st.StageStartedAt, d.st.StepStartedAt, d.st.Hold = nil, nil, nil
 	d.st.Message = "rolling back: " + why
-	d.do(SetWeights{Weights: plainStable})
+	d.do(SetWeights{Weights: d.rest()})
 	d.after(time.Second)
 }
 
@@ -138,7 +144,7 @@ func (d *decider) rollingBack() {
 		// it as a rollback.
 		rb = &v1alpha1.RollingBack{Phase: v1alpha1.PhaseRolledBack, Reason: d.st.Message, Revision: d.st.CanaryRevision, Since: d.now()}
 	}
-	if d.in.Weights != plainStable {
+	if d.in.Weights != d.rest() {
 		waited := d.in.Now.Sub(rb.Since.Time)
 		msg := fmt.Sprintf("rolling back: %s; after %s the routing still reads %d%% canary, %d%% stable%s: setting all traffic on stable again",
 			rb.Reason, waited.Round(time.Second), d.in.Weights.Canary, d.in.Weights.Stable, cohortNote(d.in.Weights))
@@ -146,7 +152,7 @@ func (d *decider) rollingBack() {
 		if waited >= rollingBackHold {
 			d.hold(v1alpha1.HoldRouting, msg)
 		}
-		d.do(SetWeights{Weights: plainStable})
+		d.do(SetWeights{Weights: d.rest()})
 		d.after(min(max(waited/2, time.Second), rollingBackRetry))
 		return
 	}

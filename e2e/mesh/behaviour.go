@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -21,6 +22,11 @@ const (
 	annotationGRPCErrorRate = annotationPrefix + aspectGRPCErrorRate
 	annotationLatency       = annotationPrefix + aspectLatency
 	annotationBodyDiffRate  = annotationPrefix + aspectBodyDiffRate
+	// annotationErrorRateAfter degrades a pod with age: "30s=0.2" answers
+	// 20% of requests with an error once the pod has been up 30 s (a leak,
+	// a cache that fills), so a revision healthy as a canary regresses
+	// only after its promotion, in pods started then.
+	annotationErrorRateAfter = annotationPrefix + "error-rate-after"
 
 	// A pod that evaluates a release flag: the flag document is data key
 	// <key> of ConfigMap <name> in the pod's namespace ("<name>/<key>"),
@@ -86,6 +92,19 @@ type behaviour struct {
 	bodyDiffRate float64
 	// flag is the release flag the pod evaluates per request, nil if none.
 	flag *flagSpec
+	// degradeAfter > 0: once a pod has been up that long, its error rate
+	// is degradedRate (annotationErrorRateAfter).
+	degradeAfter time.Duration
+	degradedRate float64
+}
+
+// errorRateAt is the share of requests answered with an error by a pod up
+// for age.
+func (b *behaviour) errorRateAt(age time.Duration) float64 {
+	if b.degradeAfter > 0 && age >= b.degradeAfter {
+		return b.degradedRate
+	}
+	return b.errorRate
 }
 
 // flagSpec is what a pod's annotations say about the flag it evaluates.
@@ -151,6 +170,15 @@ func parseBehaviour(annotations map[string]string) (behaviour, []annotationProbl
 			flagSource = &value
 		case key == annotationFlag:
 			flagName = &value
+		case key == annotationErrorRateAfter:
+			after, rate, ok := strings.Cut(value, "=")
+			d, err := time.ParseDuration(strings.TrimSpace(after))
+			r, rok := parseRate(rate)
+			if !ok || err != nil || d <= 0 || !rok {
+				report(key, "%q is not <duration>=<rate in [0,1]> (say 30s=0.2); ignored, the pod does not degrade", value)
+				continue
+			}
+			b.degradeAfter, b.degradedRate = d, r
 		case strings.HasPrefix(key, annotationVariantPrefix):
 			// Applied after the loop, over the complete base behaviour.
 			variantKeys = append(variantKeys, key)
@@ -160,8 +188,8 @@ func parseBehaviour(annotations map[string]string) (behaviour, []annotationProbl
 				report(key, "%v; ignored, %s", err, baseFallback[aspect])
 			}
 		default:
-			report(key, "unknown behaviour annotation (known: %s, %s, %s, %s, %s, %s, %s, %s<variant>.<aspect>); ignored",
-				annotationErrorRate, annotationErrorCode, annotationGRPCErrorRate, annotationLatency, annotationBodyDiffRate,
+			report(key, "unknown behaviour annotation (known: %s, %s, %s, %s, %s, %s, %s, %s, %s<variant>.<aspect>); ignored",
+				annotationErrorRate, annotationErrorCode, annotationGRPCErrorRate, annotationLatency, annotationBodyDiffRate, annotationErrorRateAfter,
 				annotationFlagSource, annotationFlag, annotationVariantPrefix)
 		}
 	}

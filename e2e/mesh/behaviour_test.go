@@ -4,7 +4,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -247,6 +249,30 @@ func checkBehaviour(t *testing.T, what string, b behaviour) {
 	for range 16 {
 		if v := b.sampleLatency(rng); math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 			t.Fatalf("%s: sampleLatency = %v for mu=%v sigma=%v, want finite and >= 0", what, v, b.latencyMu, b.latencySigma)
+		}
+	}
+}
+
+// error-rate-after degrades a pod with age: healthy until the duration,
+// failing at the rate after it; a malformed value is a problem and the pod
+// does not degrade.
+func TestAPodDegradesWithAgeWhenToldTo(t *testing.T) {
+	b, problems := parseBehaviour(map[string]string{annotationErrorRate: "0.01", annotationErrorRateAfter: "30s=0.2"})
+	if len(problems) > 0 {
+		t.Fatalf("problems: %+v", problems)
+	}
+	for _, c := range []struct {
+		age  time.Duration
+		want float64
+	}{{0, 0.01}, {29 * time.Second, 0.01}, {30 * time.Second, 0.2}, {time.Hour, 0.2}} {
+		if got := b.errorRateAt(c.age); got != c.want {
+			t.Errorf("at %s: error rate %g, want %g", c.age, got, c.want)
+		}
+	}
+	for _, bad := range []string{"30s", "0.2", "-1s=0.2", "30s=1.5", "soon=0.2"} {
+		b, problems := parseBehaviour(map[string]string{annotationErrorRateAfter: bad})
+		if len(problems) != 1 || !strings.Contains(problems[0].Message, "not <duration>=<rate") || b.errorRateAt(time.Hour) != 0 {
+			t.Errorf("%q: problems %+v, rate after an hour %g; want one problem and no degradation", bad, problems, b.errorRateAt(time.Hour))
 		}
 	}
 }

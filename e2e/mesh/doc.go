@@ -87,6 +87,9 @@
 //	                                               a bare "20" for no spread; default p50=5,p95=20
 //	sandbox.fledge.dev/body-diff-rate: "0.05"      share of successful answers whose body differs from
 //	                                               the one every other revision answers the request with
+//	sandbox.fledge.dev/error-rate-after: "30s=0.2" once the pod has been up 30 s (since its creation), 20% of
+//	                                               requests are errors instead (a leak, a cache that fills:
+//	                                               a revision healthy as a canary regresses after promotion)
 //
 // Every answer has a body as a response comparison sees one
 // (Response.BodyHash and BodyLen): a pod's successful answer is a function

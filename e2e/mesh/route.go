@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"strings"
+	"time"
 )
 
 // Envoy response flags the emulator produces.
@@ -191,7 +192,7 @@ func (tb *table) forward(req *Request, h hop, t *target, cookies map[string]stri
 		resp.GRPCStatus = grpcOK
 	}
 	switch {
-	case b.errorRate > 0 && rng.Float64() < b.errorRate:
+	case b.errorRateAt(time.Since(pod.started)) > 0 && rng.Float64() < b.errorRateAt(time.Since(pod.started)):
 		resp.Code = b.errorCode
 		if grpc {
 			// A gRPC server answering with an HTTP error and no

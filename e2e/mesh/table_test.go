@@ -128,7 +128,7 @@ func TestBuildTableProblems(t *testing.T) {
 				{Kind: "Pod", Namespace: "demo", Name: v2Pod0, Field: "metadata.annotations[sandbox.fledge.dev/error-rate]",
 					Message: `"abc" is not a number in [0,1]; ignored, the pod behaves as healthy`},
 				{Kind: "Pod", Namespace: "demo", Name: v2Pod0, Field: "metadata.annotations[sandbox.fledge.dev/latency]",
-					Message: "unknown behaviour annotation (known: sandbox.fledge.dev/error-rate, sandbox.fledge.dev/error-code, sandbox.fledge.dev/grpc-error-rate, sandbox.fledge.dev/latency-ms, sandbox.fledge.dev/body-diff-rate, sandbox.fledge.dev/flag-source, sandbox.fledge.dev/flag, sandbox.fledge.dev/variant.<variant>.<aspect>); ignored"},
+					Message: "unknown behaviour annotation (known: sandbox.fledge.dev/error-rate, sandbox.fledge.dev/error-code, sandbox.fledge.dev/grpc-error-rate, sandbox.fledge.dev/latency-ms, sandbox.fledge.dev/body-diff-rate, sandbox.fledge.dev/error-rate-after, sandbox.fledge.dev/flag-source, sandbox.fledge.dev/flag, sandbox.fledge.dev/variant.<variant>.<aspect>); ignored"},
 			},
 			wantWorkload: "app-v1",
 		},

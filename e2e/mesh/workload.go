@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +33,9 @@ type podInfo struct {
 	// comparator is set when the pod runs fledge's response comparator
 	// rather than an app (see comparator.go).
 	comparator *comparator
+	// started is when the pod was created: its age degrades it (see
+	// behaviour.errorRateAt).
+	started time.Time
 }
 
 // peerLabels are the values of the workload half of Istio's standard
@@ -62,6 +66,7 @@ func newPodInfo(pod *corev1.Pod, b behaviour) *podInfo {
 		behaviour: b,
 		peer:      newPeerLabels(workload, pod.Namespace, pod.Spec.ServiceAccountName, pod.Labels),
 		flag:      flag,
+		started:   pod.CreationTimestamp.Time,
 	}
 }
 

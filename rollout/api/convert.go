@@ -100,6 +100,10 @@ func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 		out.MirrorCompared = c.Mirror > 0 && c.Compared
 	}
 	out.Baseline = st.Baseline
+	if w := st.Watch; w != nil {
+		out.Watch = &rolloutpb.PromotionWatch{Revision: w.Revision, Previous: w.Previous, State: string(w.State),
+			Since: timestamp(w.Since), Until: timestamp(w.Until), Message: w.Message}
+	}
 	for _, fl := range st.Flags {
 		out.Flags = append(out.Flags, &rolloutpb.ReleaseFlag{
 			Flag: fl.Flag, ConfigMap: fl.ConfigMap, Key: fl.Key, Serving: fl.Serving, State: string(fl.State), Message: fl.Message,

@@ -91,6 +91,16 @@ func TestFlightToProto(t *testing.T) {
 	if got := FlightToProto(mirrored); got.GetStrategy() != "mirror" || got.GetMirrorPercent() != 30 {
 		t.Errorf("a mirror revision: strategy %q, mirror %d%%; want mirror at 30%%", got.GetStrategy(), got.GetMirrorPercent())
 	}
+	until := metav1.NewTime(time.Date(2026, 1, 1, 0, 10, 0, 0, time.UTC))
+	watched := &v1alpha1.Flight{Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseRolledBack, Step: -1,
+		Watch: &v1alpha1.Watch{Revision: "r2", Previous: "r1", State: v1alpha1.WatchReverted, Until: &until, Message: "r2 regressed after its promotion"}}}
+	if w := FlightToProto(watched).GetWatch(); w.GetRevision() != "r2" || w.GetPrevious() != "r1" || w.GetState() != "Reverted" ||
+		!w.GetUntil().AsTime().Equal(until.Time) || w.GetMessage() != "r2 regressed after its promotion" {
+		t.Errorf("a reverted watch: %v", w)
+	}
+	if FlightToProto(fresh).GetWatch() != nil {
+		t.Errorf("a Flight without a watch converts with one")
+	}
 	f.Status.BlueGreen = &v1alpha1.BlueGreenPlan{}
 	if got := FlightToProto(f).GetStrategy(); got != "blueGreen" {
 		t.Errorf("a blue/green revision's strategy: %q, want blueGreen", got)

@@ -36,10 +36,10 @@ func TestTheAutoscalersOfADeploymentAreThoseThatTargetIt(t *testing.T) {
 	d := s.Deployment
 	d.Spec.Replicas = ptr.To(int32(4))
 	for _, tc := range []struct {
-		name               string
-		hpas               []*autoscalingv2.HorizontalPodAutoscaler
+		name                string
+		hpas                []*autoscalingv2.HorizontalPodAutoscaler
 		autoscaler, foreign string
-		max                int32
+		max                 int32
 	}{
 		{name: "none"},
 		{name: "its own and others'", hpas: []*autoscalingv2.HorizontalPodAutoscaler{

@@ -185,3 +185,30 @@ func TestComparisonsReadTheFreshBaselineWhereTheyWouldReadStable(t *testing.T) {
 		t.Errorf("against stable %+v, against a fresh baseline %+v; want shop and shop-baseline, the canary shop-canary in both", plain, fresh)
 	}
 }
+
+// A watch after a promotion judges the Deployment's own pods (the promoted
+// revision); after a revert, the previous revision's pods are what a
+// fix's canary is compared with; and the routing names them in the
+// baseline's place while a watch wants them.
+func TestAWatchReadsThePromotedPodsAndARevertThePreviousOnes(t *testing.T) {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "demo"}}
+	watching := &v1alpha1.FlightStatus{Watch: &v1alpha1.Watch{State: v1alpha1.WatchWatching}}
+	reverted := &v1alpha1.FlightStatus{Watch: &v1alpha1.Watch{State: v1alpha1.WatchReverted}}
+	passed := &v1alpha1.FlightStatus{Watch: &v1alpha1.Watch{State: v1alpha1.WatchPassed}}
+	if v := analysisVars(d, "shop", watching, watching); v.Workload != "shop" || v.StableWorkload != "shop" {
+		t.Errorf("watching: %+v, want the Deployment's workload judged", v)
+	}
+	if v := analysisVars(d, "shop", reverted, reverted); v.Workload != "shop-canary" || v.StableWorkload != "shop-previous" {
+		t.Errorf("reverted: %+v, want a canary compared with shop-previous", v)
+	}
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "demo"}}
+	for _, c := range []struct {
+		st   *v1alpha1.FlightStatus
+		want string
+	}{{watching, "shop-previous"}, {reverted, "shop-previous"}, {passed, ""}} {
+		f.Status = *c.st
+		if got := targetOf(f).Baseline; got != c.want {
+			t.Errorf("watch %s: the routing's baseline is %q, want %q", c.st.Watch.State, got, c.want)
+		}
+	}
+}

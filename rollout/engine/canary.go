@@ -29,6 +29,9 @@ const (
 	// BaselineSuffix names the fresh baseline's Deployment and Service
 	// (policy baseline: fresh).
 	BaselineSuffix = "-baseline"
+	// PreviousSuffix names the previous revision's Deployment and Service
+	// kept through the watch after a promotion (policy postPromotion).
+	PreviousSuffix = "-previous"
 	// StableSuffix names the Service that reaches stable's pods alone,
 	// for load tests that load stable directly (see StableService).
 	StableSuffix = "-stable"
@@ -204,8 +207,16 @@ func CanaryDeployment(d *appsv1.Deployment, stableSelector map[string]string, re
 // label the stable Service selects on is in the template: the baseline's
 // pods could not then be told from the canary's.
 func BaselineDeployment(d *appsv1.Deployment, stable corev1.PodTemplateSpec, stableSelector map[string]string, revision string, owner metav1.OwnerReference) (*appsv1.Deployment, error) {
+	return revisionCopy(d, stable, stableSelector, revision, owner, BaselineSuffix)
+}
+
+// revisionCopy builds "<name><suffix>", a Deployment of one of the
+// Deployment's earlier templates (a fresh baseline of stable's, or the
+// previous revision's kept through a watch), relabelled with suffix away
+// from the stable Service and from the canary, at the canary's size.
+func revisionCopy(d *appsv1.Deployment, stable corev1.PodTemplateSpec, stableSelector map[string]string, revision string, owner metav1.OwnerReference, suffix string) (*appsv1.Deployment, error) {
 	tmpl := *stable.DeepCopy()
-	tmpl.Labels = relabel(tmpl.Labels, stableSelector, d.Name, BaselineSuffix)
+	tmpl.Labels = relabel(tmpl.Labels, stableSelector, d.Name, suffix)
 	selector := map[string]string{LabelFlight: d.Name}
 	for k := range stableSelector {
 		if v, ok := tmpl.Labels[k]; ok {
@@ -213,12 +224,12 @@ func BaselineDeployment(d *appsv1.Deployment, stable corev1.PodTemplateSpec, sta
 		}
 	}
 	if len(selector) == 1 {
-		return nil, fmt.Errorf("deployment %s/%s: no label of stable's pod template is one its Service selects on, so a baseline's pods could not be told from the canary's: no baseline is started", d.Namespace, d.Name)
+		return nil, fmt.Errorf("deployment %s/%s: no label of stable's pod template is one its Service selects on, so its pods could not be told from the canary's: no copy of revision %s is started", d.Namespace, d.Name, revision)
 	}
 	canary := CanaryDeployment(d, stableSelector, revision, owner)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            d.Name + BaselineSuffix,
+			Name:            d.Name + suffix,
 			Namespace:       d.Namespace,
 			Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: d.Name},
 			Annotations:     map[string]string{AnnotationRevision: revision},

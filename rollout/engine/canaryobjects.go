@@ -124,7 +124,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string,
 	}
 	var preview *corev1.Service
 	if h := s.PreviewHost; h != "" {
-		for _, own := range []string{d.Name, d.Name + CanarySuffix, d.Name + StableSuffix, d.Name + BaselineSuffix, d.Name + ComparatorSuffix, s.Target.Stable} {
+		for _, own := range []string{d.Name, d.Name + CanarySuffix, d.Name + StableSuffix, d.Name + BaselineSuffix, d.Name + ComparatorSuffix, d.Name + PreviousSuffix, s.Target.Stable} {
 			if h == own {
 				return fmt.Errorf("the blue/green preview's host %s is the name of the app's Service or of one fledge makes for it: give the preview a host of its own (%s-preview): %w", h, rollout.NamePlaceholder, traffic.ErrConflict)
 			}
@@ -158,6 +158,21 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string,
 // revision (stable's), at the canary's size. A name taken by someone else
 // is a conflict, and nothing of the baseline is created.
 func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision string, replicas int32) error {
+	return x.ensureRevisionCopy(ctx, s, revision, replicas, BaselineSuffix)
+}
+
+// ensurePrevious creates or updates the previous revision's Deployment and
+// Service kept through the watch after a promotion: the template of the
+// Deployment's ReplicaSet of revision (the one promoted away from), at
+// stable's size unless replicas says otherwise. A name taken by someone
+// else is a conflict, and nothing of it is created.
+func (x *Executor) ensurePrevious(ctx context.Context, s Subject, revision string, replicas int32) error {
+	return x.ensureRevisionCopy(ctx, s, revision, replicas, PreviousSuffix)
+}
+
+// ensureRevisionCopy is ensureBaseline and ensurePrevious: "<name><suffix>"
+// running the template of the Deployment's ReplicaSet of revision.
+func (x *Executor) ensureRevisionCopy(ctx context.Context, s Subject, revision string, replicas int32, suffix string) error {
 	d := s.Deployment
 	if d == nil {
 		return nil
@@ -166,7 +181,7 @@ func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision strin
 		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
 	}
 	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
-	name := d.Name + BaselineSuffix
+	name := d.Name + suffix
 	if cur, err := x.readService(ctx, d.Namespace, name, cachedRead); err == nil && !ownedBy(cur, s.Flight) {
 		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)
 	}
@@ -191,13 +206,13 @@ func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision strin
 	if sel := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner).Spec.Selector.MatchLabels; len(sel) == 1 {
 		// The canary is selected by its Flight label alone, which the
 		// baseline's pods carry too: the canary's Service would reach them.
-		return fmt.Errorf("deployment %s/%s: no label of the new template is one its Service selects on, so the canary's Service would reach a baseline's pods too: no baseline is started: %w", d.Namespace, d.Name, traffic.ErrConflict)
+		return fmt.Errorf("deployment %s/%s: no label of the new template is one its Service selects on, so the canary's Service would reach the pods of %s too: they are not started: %w", d.Namespace, d.Name, name, traffic.ErrConflict)
 	}
 	tmpl, err := x.stableTemplate(ctx, d, revision)
 	if err != nil {
 		return err
 	}
-	want, err := BaselineDeployment(d, tmpl, s.Stable.Spec.Selector, revision, owner)
+	want, err := revisionCopy(d, tmpl, s.Stable.Spec.Selector, revision, owner, suffix)
 	if err != nil {
 		return err
 	}
@@ -242,7 +257,17 @@ func (x *Executor) stableTemplate(ctx context.Context, d *appsv1.Deployment, rev
 // deleteBaseline removes the fresh baseline's Deployment and Service if
 // they are this Flight's.
 func (x *Executor) deleteBaseline(ctx context.Context, s Subject) error {
-	name := s.Target.Name + BaselineSuffix
+	return x.deleteRevisionCopy(ctx, s, BaselineSuffix)
+}
+
+// deletePrevious removes the previous revision's Deployment and Service
+// kept through a watch, if they are this Flight's.
+func (x *Executor) deletePrevious(ctx context.Context, s Subject) error {
+	return x.deleteRevisionCopy(ctx, s, PreviousSuffix)
+}
+
+func (x *Executor) deleteRevisionCopy(ctx context.Context, s Subject, suffix string) error {
+	name := s.Target.Name + suffix
 	if err := x.deleteOwned(ctx, s, "deployment", name); err != nil {
 		return err
 	}

@@ -81,7 +81,7 @@ func (r *routeConflicts) record(key string, actions []rollout.Action, err error,
 	}
 	switch {
 	case err != nil && errors.Is(err, traffic.ErrConflict) && (strings.Contains(err.Error(), "SetWeights") || strings.Contains(err.Error(), "EnsureCanary") ||
-		strings.Contains(err.Error(), "EnsureBaseline") || strings.Contains(err.Error(), "EnsureComparator")):
+		strings.Contains(err.Error(), "EnsureBaseline") || strings.Contains(err.Error(), "EnsureComparator") || strings.Contains(err.Error(), "EnsurePrevious")):
 		if r.m == nil {
 			r.m = map[string]routeConflict{}
 		}

@@ -580,6 +580,16 @@ func analysisVars(d *appsv1.Deployment, host string, stored, next *v1alpha1.Flig
 	if next.Baseline == rollout.BaselineFresh {
 		vars.StableWorkload = d.Name + BaselineSuffix
 	}
+	if w := next.Watch; w != nil {
+		switch w.State {
+		case v1alpha1.WatchWatching:
+			// The promoted revision is judged: the Deployment's pods.
+			vars.Workload = d.Name
+		case v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
+			// The previous revision's pods serve in stable's place.
+			vars.StableWorkload = d.Name + PreviousSuffix
+		}
+	}
 	if len(stored.Flags) > 0 {
 		fl := stored.Flags[0]
 		vars.Flag, vars.OnVariant, vars.OffVariant = fl.Flag, fl.On, fl.Off

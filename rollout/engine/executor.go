@@ -224,6 +224,10 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		return x.scaleCanaryDown(ctx, s)
 	case rollout.EnsureBaseline:
 		return x.ensureBaseline(ctx, s, a.Revision, a.Replicas)
+	case rollout.EnsurePrevious:
+		return x.ensurePrevious(ctx, s, a.Revision, a.Replicas)
+	case rollout.DeletePrevious:
+		return x.deletePrevious(ctx, s)
 	case rollout.DeleteBaseline:
 		return x.deleteBaseline(ctx, s)
 	case rollout.EnsureComparator:
@@ -243,6 +247,9 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 			return err
 		}
 		if err := x.deleteComparator(ctx, s); err != nil {
+			return err
+		}
+		if err := x.deletePrevious(ctx, s); err != nil {
 			return err
 		}
 		if s.PreviewHost != "" {

@@ -81,6 +81,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 	c.observeAutoscalers(d, &o)
 	c.observeBaseline(d, t, st, fresh, &o)
 	c.observeComparator(d, t, &o)
+	c.observePrevious(d, t, st, &o)
 	w, err := c.router.Weights(ctx, t)
 	if err != nil {
 		o.RoutingError = err.Error()
@@ -124,6 +125,37 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 		switch {
 		case ownedByRef(svc, t.Owner):
 			o.BaselineExists = true // (a Service left by a delete half done goes too)
+		case wanted && o.NameTaken == "":
+			o.NameTaken = notOurs("service", svc)
+		}
+	}
+}
+
+// observePrevious reads the previous revision's pods kept through a
+// watch, if this Flight's. Their names are checked while a watch wants
+// them: a Deployment or Service of those names that is not this Flight's
+// is a name taken.
+func (c *Controller) observePrevious(d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, o *rollout.Observed) {
+	w := st.Watch
+	wanted := w != nil && (w.State == v1alpha1.WatchPreparing || w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring)
+	name := d.Name + PreviousSuffix
+	if p, err := c.deployments.In(d.Namespace).Get(name); err == nil {
+		switch {
+		case ownedByRef(p, t.Owner):
+			o.PreviousExists = true
+			o.PreviousRevision = p.Annotations[AnnotationRevision]
+			o.PreviousReady = ptr.Deref(p.Spec.Replicas, 1) > 0 && DeploymentSettled(p)
+			if !o.PreviousReady {
+				o.PreviousTrouble = deploymentTrouble(p)
+			}
+		case wanted && o.NameTaken == "":
+			o.NameTaken = notOurs("deployment", p)
+		}
+	}
+	if svc, err := c.services.In(d.Namespace).Get(name); err == nil {
+		switch {
+		case ownedByRef(svc, t.Owner):
+			o.PreviousExists = true
 		case wanted && o.NameTaken == "":
 			o.NameTaken = notOurs("service", svc)
 		}
@@ -196,6 +228,12 @@ func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target
 		if st.Baseline == rollout.BaselineFresh {
 			t.Baseline = f.Name + BaselineSuffix
 		}
+		if w := st.Watch; w != nil && (w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) {
+			// The previous revision's pods, kept through a watch, take
+			// the baseline's place in the routing: all traffic goes to
+			// them on a regression (a watched revision has no baseline).
+			t.Baseline = f.Name + PreviousSuffix
+		}
 		if len(st.Cohorts) > 0 && st.Cohorts[0].Mirror > 0 && st.Cohorts[0].Compared {
 			t.Comparator = f.Name + ComparatorSuffix
 		}
@@ -208,7 +246,7 @@ func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target
 
 // ownSuffixes are the names fledge gives its own Deployments beside an
 // app's.
-var ownSuffixes = []string{CanarySuffix, BaselineSuffix, ComparatorSuffix}
+var ownSuffixes = []string{CanarySuffix, BaselineSuffix, ComparatorSuffix, PreviousSuffix}
 
 // observeAutoscalers reads the Deployment's size and the autoscalers that
 // set it, and any autoscaler that targets one of fledge's own Deployments

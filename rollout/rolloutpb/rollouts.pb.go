@@ -454,7 +454,7 @@ func (x WatchEvent_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WatchEvent_Type.Descriptor instead.
 func (WatchEvent_Type) EnumDescriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15, 0}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // Flight is the state of one opted-in Deployment's rollouts, as the Flight
@@ -548,8 +548,11 @@ type Flight struct {
 	// fledge's comparator, which compares the canary's answer to each with
 	// stable's (check response-diff).
 	MirrorCompared bool `protobuf:"varint,46,opt,name=mirror_compared,json=mirrorCompared,proto3" json:"mirror_compared,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The watch after the last promotion, when the policy has one
+	// (postPromotion): unset otherwise.
+	Watch         *PromotionWatch `protobuf:"bytes,47,opt,name=watch,proto3" json:"watch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Flight) Reset() {
@@ -820,6 +823,108 @@ func (x *Flight) GetMirrorCompared() bool {
 	return false
 }
 
+func (x *Flight) GetWatch() *PromotionWatch {
+	if x != nil {
+		return x.Watch
+	}
+	return nil
+}
+
+// PromotionWatch is the watch after a promotion: the promoted revision is
+// judged against the previous one's figures and the policy's bounds while
+// the previous revision's pods wait, ready, to take all traffic back.
+type PromotionWatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The promoted revision, and the one it replaced.
+	Revision string `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Previous string `protobuf:"bytes,2,opt,name=previous,proto3" json:"previous,omitempty"`
+	// "Preparing" (the promotion is under way), "Watching", "Passed" (no
+	// regression; the previous pods are removed), "Ended" (ended early, or
+	// restored after a revert: message says which), "Reverted" (a
+	// regression: all traffic is on the previous revision's pods until the
+	// Deployment's template changes) or "Restoring" (the template is back at
+	// the previous revision and the Deployment rolls to it).
+	State string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	Until *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=until,proto3" json:"until,omitempty"`
+	// How it stands, or why it reverted or ended.
+	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromotionWatch) Reset() {
+	*x = PromotionWatch{}
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromotionWatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromotionWatch) ProtoMessage() {}
+
+func (x *PromotionWatch) ProtoReflect() protoreflect.Message {
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromotionWatch.ProtoReflect.Descriptor instead.
+func (*PromotionWatch) Descriptor() ([]byte, []int) {
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PromotionWatch) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *PromotionWatch) GetPrevious() string {
+	if x != nil {
+		return x.Previous
+	}
+	return ""
+}
+
+func (x *PromotionWatch) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PromotionWatch) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *PromotionWatch) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *PromotionWatch) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // ReleaseFlag is a flag fledge rewrites in lockstep with the traffic.
 type ReleaseFlag struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -840,7 +945,7 @@ type ReleaseFlag struct {
 
 func (x *ReleaseFlag) Reset() {
 	*x = ReleaseFlag{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +957,7 @@ func (x *ReleaseFlag) String() string {
 func (*ReleaseFlag) ProtoMessage() {}
 
 func (x *ReleaseFlag) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[1]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +970,7 @@ func (x *ReleaseFlag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseFlag.ProtoReflect.Descriptor instead.
 func (*ReleaseFlag) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{1}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ReleaseFlag) GetFlag() string {
@@ -923,7 +1028,7 @@ type ContainerImage struct {
 
 func (x *ContainerImage) Reset() {
 	*x = ContainerImage{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1040,7 @@ func (x *ContainerImage) String() string {
 func (*ContainerImage) ProtoMessage() {}
 
 func (x *ContainerImage) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[2]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1053,7 @@ func (x *ContainerImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerImage.ProtoReflect.Descriptor instead.
 func (*ContainerImage) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{2}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ContainerImage) GetContainer() string {
@@ -990,7 +1095,7 @@ type Hold struct {
 
 func (x *Hold) Reset() {
 	*x = Hold{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1107,7 @@ func (x *Hold) String() string {
 func (*Hold) ProtoMessage() {}
 
 func (x *Hold) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[3]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1120,7 @@ func (x *Hold) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hold.ProtoReflect.Descriptor instead.
 func (*Hold) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{3}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Hold) GetReason() string {
@@ -1058,7 +1163,7 @@ type Action struct {
 
 func (x *Action) Reset() {
 	*x = Action{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1175,7 @@ func (x *Action) String() string {
 func (*Action) ProtoMessage() {}
 
 func (x *Action) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[4]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1188,7 @@ func (x *Action) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Action.ProtoReflect.Descriptor instead.
 func (*Action) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{4}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Action) GetKind() ActionKind {
@@ -1145,7 +1250,7 @@ type Condition struct {
 
 func (x *Condition) Reset() {
 	*x = Condition{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1262,7 @@ func (x *Condition) String() string {
 func (*Condition) ProtoMessage() {}
 
 func (x *Condition) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[5]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1275,7 @@ func (x *Condition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Condition.ProtoReflect.Descriptor instead.
 func (*Condition) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{5}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Condition) GetType() string {
@@ -1246,7 +1351,7 @@ type Decision struct {
 
 func (x *Decision) Reset() {
 	*x = Decision{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1363,7 @@ func (x *Decision) String() string {
 func (*Decision) ProtoMessage() {}
 
 func (x *Decision) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[6]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1376,7 @@ func (x *Decision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decision.ProtoReflect.Descriptor instead.
 func (*Decision) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{6}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Decision) GetAt() *timestamppb.Timestamp {
@@ -1371,7 +1476,7 @@ type Check struct {
 
 func (x *Check) Reset() {
 	*x = Check{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1488,7 @@ func (x *Check) String() string {
 func (*Check) ProtoMessage() {}
 
 func (x *Check) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[7]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1501,7 @@ func (x *Check) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Check.ProtoReflect.Descriptor instead.
 func (*Check) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{7}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Check) GetMetric() string {
@@ -1499,7 +1604,7 @@ type Comparison struct {
 
 func (x *Comparison) Reset() {
 	*x = Comparison{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1616,7 @@ func (x *Comparison) String() string {
 func (*Comparison) ProtoMessage() {}
 
 func (x *Comparison) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[8]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1629,7 @@ func (x *Comparison) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Comparison.ProtoReflect.Descriptor instead.
 func (*Comparison) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{8}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Comparison) GetCanary() *ComparisonSide {
@@ -1622,7 +1727,7 @@ type ComparisonSide struct {
 
 func (x *ComparisonSide) Reset() {
 	*x = ComparisonSide{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +1739,7 @@ func (x *ComparisonSide) String() string {
 func (*ComparisonSide) ProtoMessage() {}
 
 func (x *ComparisonSide) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[9]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +1752,7 @@ func (x *ComparisonSide) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComparisonSide.ProtoReflect.Descriptor instead.
 func (*ComparisonSide) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{9}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ComparisonSide) GetRequests() float64 {
@@ -1704,7 +1809,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1821,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[10]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1834,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{10}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRequest) GetNamespace() string {
@@ -1775,7 +1880,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1892,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[11]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1905,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{11}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListResponse) GetFlights() []*Flight {
@@ -1835,7 +1940,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1847,7 +1952,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[12]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1860,7 +1965,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{12}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetRequest) GetNamespace() string {
@@ -1886,7 +1991,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2003,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[13]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2016,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{13}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetResponse) GetFlight() *Flight {
@@ -1948,7 +2053,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2065,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[14]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2078,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{14}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRequest) GetNamespace() string {
@@ -2019,7 +2124,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2136,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[15]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2149,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{15}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchEvent) GetType() WatchEvent_Type {
@@ -2080,7 +2185,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2197,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[16]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2210,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{16}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExplainRequest) GetNamespace() string {
@@ -2143,7 +2248,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2260,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[17]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2273,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{17}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExplainResponse) GetFlight() *Flight {
@@ -2204,7 +2309,7 @@ type PromoteRequest struct {
 
 func (x *PromoteRequest) Reset() {
 	*x = PromoteRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2321,7 @@ func (x *PromoteRequest) String() string {
 func (*PromoteRequest) ProtoMessage() {}
 
 func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[18]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2334,7 @@ func (x *PromoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{18}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PromoteRequest) GetNamespace() string {
@@ -2289,7 +2394,7 @@ type PromoteResponse struct {
 
 func (x *PromoteResponse) Reset() {
 	*x = PromoteResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2406,7 @@ func (x *PromoteResponse) String() string {
 func (*PromoteResponse) ProtoMessage() {}
 
 func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[19]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2419,7 @@ func (x *PromoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteResponse.ProtoReflect.Descriptor instead.
 func (*PromoteResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{19}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PromoteResponse) GetFlight() *Flight {
@@ -2352,7 +2457,7 @@ type AbortRequest struct {
 
 func (x *AbortRequest) Reset() {
 	*x = AbortRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2469,7 @@ func (x *AbortRequest) String() string {
 func (*AbortRequest) ProtoMessage() {}
 
 func (x *AbortRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[20]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2482,7 @@ func (x *AbortRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortRequest.ProtoReflect.Descriptor instead.
 func (*AbortRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{20}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AbortRequest) GetNamespace() string {
@@ -2427,7 +2532,7 @@ type AbortResponse struct {
 
 func (x *AbortResponse) Reset() {
 	*x = AbortResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2439,7 +2544,7 @@ func (x *AbortResponse) String() string {
 func (*AbortResponse) ProtoMessage() {}
 
 func (x *AbortResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[21]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2452,7 +2557,7 @@ func (x *AbortResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AbortResponse.ProtoReflect.Descriptor instead.
 func (*AbortResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{21}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AbortResponse) GetFlight() *Flight {
@@ -2490,7 +2595,7 @@ type PauseRequest struct {
 
 func (x *PauseRequest) Reset() {
 	*x = PauseRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2502,7 +2607,7 @@ func (x *PauseRequest) String() string {
 func (*PauseRequest) ProtoMessage() {}
 
 func (x *PauseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[22]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2515,7 +2620,7 @@ func (x *PauseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseRequest.ProtoReflect.Descriptor instead.
 func (*PauseRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{22}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PauseRequest) GetNamespace() string {
@@ -2565,7 +2670,7 @@ type PauseResponse struct {
 
 func (x *PauseResponse) Reset() {
 	*x = PauseResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2682,7 @@ func (x *PauseResponse) String() string {
 func (*PauseResponse) ProtoMessage() {}
 
 func (x *PauseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[23]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2695,7 @@ func (x *PauseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseResponse.ProtoReflect.Descriptor instead.
 func (*PauseResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{23}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PauseResponse) GetFlight() *Flight {
@@ -2628,7 +2733,7 @@ type ResumeRequest struct {
 
 func (x *ResumeRequest) Reset() {
 	*x = ResumeRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2745,7 @@ func (x *ResumeRequest) String() string {
 func (*ResumeRequest) ProtoMessage() {}
 
 func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[24]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2758,7 @@ func (x *ResumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{24}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResumeRequest) GetNamespace() string {
@@ -2703,7 +2808,7 @@ type ResumeResponse struct {
 
 func (x *ResumeResponse) Reset() {
 	*x = ResumeResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2820,7 @@ func (x *ResumeResponse) String() string {
 func (*ResumeResponse) ProtoMessage() {}
 
 func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[25]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2833,7 @@ func (x *ResumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeResponse.ProtoReflect.Descriptor instead.
 func (*ResumeResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{25}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResumeResponse) GetFlight() *Flight {
@@ -2767,7 +2872,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2884,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[26]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2897,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{26}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryRequest) GetNamespace() string {
@@ -2842,7 +2947,7 @@ type RetryResponse struct {
 
 func (x *RetryResponse) Reset() {
 	*x = RetryResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2854,7 +2959,7 @@ func (x *RetryResponse) String() string {
 func (*RetryResponse) ProtoMessage() {}
 
 func (x *RetryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[27]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2867,7 +2972,7 @@ func (x *RetryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryResponse.ProtoReflect.Descriptor instead.
 func (*RetryResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{27}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetryResponse) GetFlight() *Flight {
@@ -2909,7 +3014,7 @@ type SetImageRequest struct {
 
 func (x *SetImageRequest) Reset() {
 	*x = SetImageRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[28]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3026,7 @@ func (x *SetImageRequest) String() string {
 func (*SetImageRequest) ProtoMessage() {}
 
 func (x *SetImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[28]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3039,7 @@ func (x *SetImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageRequest.ProtoReflect.Descriptor instead.
 func (*SetImageRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{28}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetImageRequest) GetNamespace() string {
@@ -2998,7 +3103,7 @@ type SetImageResponse struct {
 
 func (x *SetImageResponse) Reset() {
 	*x = SetImageResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[29]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3010,7 +3115,7 @@ func (x *SetImageResponse) String() string {
 func (*SetImageResponse) ProtoMessage() {}
 
 func (x *SetImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[29]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3023,7 +3128,7 @@ func (x *SetImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageResponse.ProtoReflect.Descriptor instead.
 func (*SetImageResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{29}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetImageResponse) GetFlight() *Flight {
@@ -3076,7 +3181,7 @@ type VersionRequest struct {
 
 func (x *VersionRequest) Reset() {
 	*x = VersionRequest{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[30]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3193,7 @@ func (x *VersionRequest) String() string {
 func (*VersionRequest) ProtoMessage() {}
 
 func (x *VersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[30]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3206,7 @@ func (x *VersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionRequest.ProtoReflect.Descriptor instead.
 func (*VersionRequest) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{30}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{31}
 }
 
 // VersionResponse is the build of the fledge replica that answered.
@@ -3125,7 +3230,7 @@ type VersionResponse struct {
 
 func (x *VersionResponse) Reset() {
 	*x = VersionResponse{}
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[31]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3137,7 +3242,7 @@ func (x *VersionResponse) String() string {
 func (*VersionResponse) ProtoMessage() {}
 
 func (x *VersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[31]
+	mi := &file_rollout_rolloutpb_rollouts_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3150,7 +3255,7 @@ func (x *VersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VersionResponse.ProtoReflect.Descriptor instead.
 func (*VersionResponse) Descriptor() ([]byte, []int) {
-	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{31}
+	return file_rollout_rolloutpb_rollouts_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VersionResponse) GetVersion() string {
@@ -3192,7 +3297,7 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\v\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\v\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3232,7 +3337,15 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\bstrategy\x18+ \x01(\tR\bstrategy\x12%\n" +
 	"\x0emirror_percent\x18, \x01(\x05R\rmirrorPercent\x12\x1a\n" +
 	"\bbaseline\x18- \x01(\tR\bbaseline\x12'\n" +
-	"\x0fmirror_compared\x18. \x01(\bR\x0emirrorCompared\"\x9c\x01\n" +
+	"\x0fmirror_compared\x18. \x01(\bR\x0emirrorCompared\x12/\n" +
+	"\x05watch\x18/ \x01(\v2\x19.fledge.v1.PromotionWatchR\x05watch\"\xdc\x01\n" +
+	"\x0ePromotionWatch\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\tR\brevision\x12\x1a\n" +
+	"\bprevious\x18\x02 \x01(\tR\bprevious\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\x9c\x01\n" +
 	"\vReleaseFlag\x12\x12\n" +
 	"\x04flag\x18\x01 \x01(\tR\x04flag\x12\x1d\n" +
 	"\n" +
@@ -3505,7 +3618,7 @@ func file_rollout_rolloutpb_rollouts_proto_rawDescGZIP() []byte {
 }
 
 var file_rollout_rolloutpb_rollouts_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_rollout_rolloutpb_rollouts_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(Phase)(0),                    // 0: fledge.v1.Phase
 	(PromotionStage)(0),           // 1: fledge.v1.PromotionStage
@@ -3514,114 +3627,118 @@ var file_rollout_rolloutpb_rollouts_proto_goTypes = []any{
 	(Outcome)(0),                  // 4: fledge.v1.Outcome
 	(WatchEvent_Type)(0),          // 5: fledge.v1.WatchEvent.Type
 	(*Flight)(nil),                // 6: fledge.v1.Flight
-	(*ReleaseFlag)(nil),           // 7: fledge.v1.ReleaseFlag
-	(*ContainerImage)(nil),        // 8: fledge.v1.ContainerImage
-	(*Hold)(nil),                  // 9: fledge.v1.Hold
-	(*Action)(nil),                // 10: fledge.v1.Action
-	(*Condition)(nil),             // 11: fledge.v1.Condition
-	(*Decision)(nil),              // 12: fledge.v1.Decision
-	(*Check)(nil),                 // 13: fledge.v1.Check
-	(*Comparison)(nil),            // 14: fledge.v1.Comparison
-	(*ComparisonSide)(nil),        // 15: fledge.v1.ComparisonSide
-	(*ListRequest)(nil),           // 16: fledge.v1.ListRequest
-	(*ListResponse)(nil),          // 17: fledge.v1.ListResponse
-	(*GetRequest)(nil),            // 18: fledge.v1.GetRequest
-	(*GetResponse)(nil),           // 19: fledge.v1.GetResponse
-	(*WatchRequest)(nil),          // 20: fledge.v1.WatchRequest
-	(*WatchEvent)(nil),            // 21: fledge.v1.WatchEvent
-	(*ExplainRequest)(nil),        // 22: fledge.v1.ExplainRequest
-	(*ExplainResponse)(nil),       // 23: fledge.v1.ExplainResponse
-	(*PromoteRequest)(nil),        // 24: fledge.v1.PromoteRequest
-	(*PromoteResponse)(nil),       // 25: fledge.v1.PromoteResponse
-	(*AbortRequest)(nil),          // 26: fledge.v1.AbortRequest
-	(*AbortResponse)(nil),         // 27: fledge.v1.AbortResponse
-	(*PauseRequest)(nil),          // 28: fledge.v1.PauseRequest
-	(*PauseResponse)(nil),         // 29: fledge.v1.PauseResponse
-	(*ResumeRequest)(nil),         // 30: fledge.v1.ResumeRequest
-	(*ResumeResponse)(nil),        // 31: fledge.v1.ResumeResponse
-	(*RetryRequest)(nil),          // 32: fledge.v1.RetryRequest
-	(*RetryResponse)(nil),         // 33: fledge.v1.RetryResponse
-	(*SetImageRequest)(nil),       // 34: fledge.v1.SetImageRequest
-	(*SetImageResponse)(nil),      // 35: fledge.v1.SetImageResponse
-	(*VersionRequest)(nil),        // 36: fledge.v1.VersionRequest
-	(*VersionResponse)(nil),       // 37: fledge.v1.VersionResponse
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
+	(*PromotionWatch)(nil),        // 7: fledge.v1.PromotionWatch
+	(*ReleaseFlag)(nil),           // 8: fledge.v1.ReleaseFlag
+	(*ContainerImage)(nil),        // 9: fledge.v1.ContainerImage
+	(*Hold)(nil),                  // 10: fledge.v1.Hold
+	(*Action)(nil),                // 11: fledge.v1.Action
+	(*Condition)(nil),             // 12: fledge.v1.Condition
+	(*Decision)(nil),              // 13: fledge.v1.Decision
+	(*Check)(nil),                 // 14: fledge.v1.Check
+	(*Comparison)(nil),            // 15: fledge.v1.Comparison
+	(*ComparisonSide)(nil),        // 16: fledge.v1.ComparisonSide
+	(*ListRequest)(nil),           // 17: fledge.v1.ListRequest
+	(*ListResponse)(nil),          // 18: fledge.v1.ListResponse
+	(*GetRequest)(nil),            // 19: fledge.v1.GetRequest
+	(*GetResponse)(nil),           // 20: fledge.v1.GetResponse
+	(*WatchRequest)(nil),          // 21: fledge.v1.WatchRequest
+	(*WatchEvent)(nil),            // 22: fledge.v1.WatchEvent
+	(*ExplainRequest)(nil),        // 23: fledge.v1.ExplainRequest
+	(*ExplainResponse)(nil),       // 24: fledge.v1.ExplainResponse
+	(*PromoteRequest)(nil),        // 25: fledge.v1.PromoteRequest
+	(*PromoteResponse)(nil),       // 26: fledge.v1.PromoteResponse
+	(*AbortRequest)(nil),          // 27: fledge.v1.AbortRequest
+	(*AbortResponse)(nil),         // 28: fledge.v1.AbortResponse
+	(*PauseRequest)(nil),          // 29: fledge.v1.PauseRequest
+	(*PauseResponse)(nil),         // 30: fledge.v1.PauseResponse
+	(*ResumeRequest)(nil),         // 31: fledge.v1.ResumeRequest
+	(*ResumeResponse)(nil),        // 32: fledge.v1.ResumeResponse
+	(*RetryRequest)(nil),          // 33: fledge.v1.RetryRequest
+	(*RetryResponse)(nil),         // 34: fledge.v1.RetryResponse
+	(*SetImageRequest)(nil),       // 35: fledge.v1.SetImageRequest
+	(*SetImageResponse)(nil),      // 36: fledge.v1.SetImageResponse
+	(*VersionRequest)(nil),        // 37: fledge.v1.VersionRequest
+	(*VersionResponse)(nil),       // 38: fledge.v1.VersionResponse
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
 }
 var file_rollout_rolloutpb_rollouts_proto_depIdxs = []int32{
-	38, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
-	8,  // 1: fledge.v1.Flight.stable_images:type_name -> fledge.v1.ContainerImage
-	8,  // 2: fledge.v1.Flight.canary_images:type_name -> fledge.v1.ContainerImage
-	38, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
+	39, // 0: fledge.v1.Flight.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 1: fledge.v1.Flight.stable_images:type_name -> fledge.v1.ContainerImage
+	9,  // 2: fledge.v1.Flight.canary_images:type_name -> fledge.v1.ContainerImage
+	39, // 3: fledge.v1.Flight.revision_started_at:type_name -> google.protobuf.Timestamp
 	0,  // 4: fledge.v1.Flight.phase:type_name -> fledge.v1.Phase
 	1,  // 5: fledge.v1.Flight.promotion_stage:type_name -> fledge.v1.PromotionStage
-	38, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
-	38, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
-	38, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
-	39, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
-	9,  // 10: fledge.v1.Flight.hold:type_name -> fledge.v1.Hold
-	10, // 11: fledge.v1.Flight.last_action:type_name -> fledge.v1.Action
-	11, // 12: fledge.v1.Flight.conditions:type_name -> fledge.v1.Condition
-	12, // 13: fledge.v1.Flight.last_decision:type_name -> fledge.v1.Decision
-	7,  // 14: fledge.v1.Flight.flags:type_name -> fledge.v1.ReleaseFlag
-	38, // 15: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
-	2,  // 16: fledge.v1.Action.kind:type_name -> fledge.v1.ActionKind
-	38, // 17: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
-	38, // 18: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
-	38, // 19: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
-	3,  // 20: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
-	13, // 21: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
-	38, // 22: fledge.v1.Decision.since:type_name -> google.protobuf.Timestamp
-	4,  // 23: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
-	38, // 24: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
-	14, // 25: fledge.v1.Check.compared:type_name -> fledge.v1.Comparison
-	15, // 26: fledge.v1.Comparison.canary:type_name -> fledge.v1.ComparisonSide
-	15, // 27: fledge.v1.Comparison.stable:type_name -> fledge.v1.ComparisonSide
-	6,  // 28: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
-	6,  // 29: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
-	5,  // 30: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
-	6,  // 31: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
-	6,  // 32: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
-	12, // 33: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
-	6,  // 34: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
-	10, // 35: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
-	6,  // 36: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
-	10, // 37: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
-	6,  // 38: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
-	10, // 39: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
-	6,  // 40: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
-	10, // 41: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
-	6,  // 42: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
-	10, // 43: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
-	6,  // 44: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
-	10, // 45: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
-	16, // 46: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
-	18, // 47: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
-	20, // 48: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
-	22, // 49: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
-	24, // 50: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
-	26, // 51: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
-	28, // 52: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
-	30, // 53: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
-	32, // 54: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
-	34, // 55: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
-	36, // 56: fledge.v1.Rollouts.Version:input_type -> fledge.v1.VersionRequest
-	17, // 57: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
-	19, // 58: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
-	21, // 59: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
-	23, // 60: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
-	25, // 61: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
-	27, // 62: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
-	29, // 63: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
-	31, // 64: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
-	33, // 65: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
-	35, // 66: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
-	37, // 67: fledge.v1.Rollouts.Version:output_type -> fledge.v1.VersionResponse
-	57, // [57:68] is the sub-list for method output_type
-	46, // [46:57] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	39, // 6: fledge.v1.Flight.step_started_at:type_name -> google.protobuf.Timestamp
+	39, // 7: fledge.v1.Flight.last_analysis_at:type_name -> google.protobuf.Timestamp
+	39, // 8: fledge.v1.Flight.stage_started_at:type_name -> google.protobuf.Timestamp
+	40, // 9: fledge.v1.Flight.interval:type_name -> google.protobuf.Duration
+	10, // 10: fledge.v1.Flight.hold:type_name -> fledge.v1.Hold
+	11, // 11: fledge.v1.Flight.last_action:type_name -> fledge.v1.Action
+	12, // 12: fledge.v1.Flight.conditions:type_name -> fledge.v1.Condition
+	13, // 13: fledge.v1.Flight.last_decision:type_name -> fledge.v1.Decision
+	8,  // 14: fledge.v1.Flight.flags:type_name -> fledge.v1.ReleaseFlag
+	7,  // 15: fledge.v1.Flight.watch:type_name -> fledge.v1.PromotionWatch
+	39, // 16: fledge.v1.PromotionWatch.since:type_name -> google.protobuf.Timestamp
+	39, // 17: fledge.v1.PromotionWatch.until:type_name -> google.protobuf.Timestamp
+	39, // 18: fledge.v1.Hold.since:type_name -> google.protobuf.Timestamp
+	2,  // 19: fledge.v1.Action.kind:type_name -> fledge.v1.ActionKind
+	39, // 20: fledge.v1.Action.at:type_name -> google.protobuf.Timestamp
+	39, // 21: fledge.v1.Condition.last_transition_time:type_name -> google.protobuf.Timestamp
+	39, // 22: fledge.v1.Decision.at:type_name -> google.protobuf.Timestamp
+	3,  // 23: fledge.v1.Decision.verdict:type_name -> fledge.v1.Verdict
+	14, // 24: fledge.v1.Decision.checks:type_name -> fledge.v1.Check
+	39, // 25: fledge.v1.Decision.since:type_name -> google.protobuf.Timestamp
+	4,  // 26: fledge.v1.Check.outcome:type_name -> fledge.v1.Outcome
+	39, // 27: fledge.v1.Check.at:type_name -> google.protobuf.Timestamp
+	15, // 28: fledge.v1.Check.compared:type_name -> fledge.v1.Comparison
+	16, // 29: fledge.v1.Comparison.canary:type_name -> fledge.v1.ComparisonSide
+	16, // 30: fledge.v1.Comparison.stable:type_name -> fledge.v1.ComparisonSide
+	6,  // 31: fledge.v1.ListResponse.flights:type_name -> fledge.v1.Flight
+	6,  // 32: fledge.v1.GetResponse.flight:type_name -> fledge.v1.Flight
+	5,  // 33: fledge.v1.WatchEvent.type:type_name -> fledge.v1.WatchEvent.Type
+	6,  // 34: fledge.v1.WatchEvent.flight:type_name -> fledge.v1.Flight
+	6,  // 35: fledge.v1.ExplainResponse.flight:type_name -> fledge.v1.Flight
+	13, // 36: fledge.v1.ExplainResponse.decisions:type_name -> fledge.v1.Decision
+	6,  // 37: fledge.v1.PromoteResponse.flight:type_name -> fledge.v1.Flight
+	11, // 38: fledge.v1.PromoteResponse.action:type_name -> fledge.v1.Action
+	6,  // 39: fledge.v1.AbortResponse.flight:type_name -> fledge.v1.Flight
+	11, // 40: fledge.v1.AbortResponse.action:type_name -> fledge.v1.Action
+	6,  // 41: fledge.v1.PauseResponse.flight:type_name -> fledge.v1.Flight
+	11, // 42: fledge.v1.PauseResponse.action:type_name -> fledge.v1.Action
+	6,  // 43: fledge.v1.ResumeResponse.flight:type_name -> fledge.v1.Flight
+	11, // 44: fledge.v1.ResumeResponse.action:type_name -> fledge.v1.Action
+	6,  // 45: fledge.v1.RetryResponse.flight:type_name -> fledge.v1.Flight
+	11, // 46: fledge.v1.RetryResponse.action:type_name -> fledge.v1.Action
+	6,  // 47: fledge.v1.SetImageResponse.flight:type_name -> fledge.v1.Flight
+	11, // 48: fledge.v1.SetImageResponse.action:type_name -> fledge.v1.Action
+	17, // 49: fledge.v1.Rollouts.List:input_type -> fledge.v1.ListRequest
+	19, // 50: fledge.v1.Rollouts.Get:input_type -> fledge.v1.GetRequest
+	21, // 51: fledge.v1.Rollouts.Watch:input_type -> fledge.v1.WatchRequest
+	23, // 52: fledge.v1.Rollouts.Explain:input_type -> fledge.v1.ExplainRequest
+	25, // 53: fledge.v1.Rollouts.Promote:input_type -> fledge.v1.PromoteRequest
+	27, // 54: fledge.v1.Rollouts.Abort:input_type -> fledge.v1.AbortRequest
+	29, // 55: fledge.v1.Rollouts.Pause:input_type -> fledge.v1.PauseRequest
+	31, // 56: fledge.v1.Rollouts.Resume:input_type -> fledge.v1.ResumeRequest
+	33, // 57: fledge.v1.Rollouts.Retry:input_type -> fledge.v1.RetryRequest
+	35, // 58: fledge.v1.Rollouts.SetImage:input_type -> fledge.v1.SetImageRequest
+	37, // 59: fledge.v1.Rollouts.Version:input_type -> fledge.v1.VersionRequest
+	18, // 60: fledge.v1.Rollouts.List:output_type -> fledge.v1.ListResponse
+	20, // 61: fledge.v1.Rollouts.Get:output_type -> fledge.v1.GetResponse
+	22, // 62: fledge.v1.Rollouts.Watch:output_type -> fledge.v1.WatchEvent
+	24, // 63: fledge.v1.Rollouts.Explain:output_type -> fledge.v1.ExplainResponse
+	26, // 64: fledge.v1.Rollouts.Promote:output_type -> fledge.v1.PromoteResponse
+	28, // 65: fledge.v1.Rollouts.Abort:output_type -> fledge.v1.AbortResponse
+	30, // 66: fledge.v1.Rollouts.Pause:output_type -> fledge.v1.PauseResponse
+	32, // 67: fledge.v1.Rollouts.Resume:output_type -> fledge.v1.ResumeResponse
+	34, // 68: fledge.v1.Rollouts.Retry:output_type -> fledge.v1.RetryResponse
+	36, // 69: fledge.v1.Rollouts.SetImage:output_type -> fledge.v1.SetImageResponse
+	38, // 70: fledge.v1.Rollouts.Version:output_type -> fledge.v1.VersionResponse
+	60, // [60:71] is the sub-list for method output_type
+	49, // [49:60] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_rollout_rolloutpb_rollouts_proto_init() }
@@ -3629,14 +3746,14 @@ func file_rollout_rolloutpb_rollouts_proto_init() {
 	if File_rollout_rolloutpb_rollouts_proto != nil {
 		return
 	}
-	file_rollout_rolloutpb_rollouts_proto_msgTypes[7].OneofWrappers = []any{}
+	file_rollout_rolloutpb_rollouts_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rollout_rolloutpb_rollouts_proto_rawDesc), len(file_rollout_rolloutpb_rollouts_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

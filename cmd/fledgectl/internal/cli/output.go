@@ -214,6 +214,16 @@ func printStatus(w io.Writer, f *rolloutpb.Flight) error {
 	if h := f.GetHold(); h != nil {
 		line("Hold", "%s (since %s)", holdText(h), when(h.GetSince().AsTime()))
 	}
+	if wa := f.GetWatch(); wa != nil {
+		s := fmt.Sprintf("%s of %s (previous %s)", wa.GetState(), wa.GetRevision(), wa.GetPrevious())
+		if wa.GetState() == "Watching" && wa.GetUntil() != nil {
+			s += " until " + when(wa.GetUntil().AsTime())
+		}
+		if wa.GetMessage() != "" {
+			s += ": " + wa.GetMessage()
+		}
+		line("Watch", "%s", s)
+	}
 	if f.GetMessage() != "" {
 		line("Message", "%s", f.GetMessage())
 	}

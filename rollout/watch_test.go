@@ -1,0 +1,408 @@
+package rollout
+
+import (
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fledgehq/fledge/analysis"
+	"github.com/fledgehq/fledge/analysis/sequential"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// watchWorld plays the cluster around Decide for the watch after a
+// promotion: the Deployment rolls at once when unpaused, the previous
+// revision's pods come up when asked for (unless previousStuck), and the
+// Deployment's workload serves stable's counters.
+type watchWorld struct {
+	t             *testing.T
+	in            Input
+	served        sequential.Counts // the Deployment's workload's counters
+	previousStuck bool
+	actions       []string
+}
+
+// watchPolicy judges the error rate against stable (margin 1 point) and
+// the success rate against a bound, and watches for 10 minutes after a
+// promotion.
+func watchPolicy() *Policy {
+	p := comparing(epoch).Policy
+	q := *p
+	q.Metrics = append(append([]analysis.Metric{}, p.Metrics...), analysis.Metric{Name: "success-rate", Min: ptrTo(0.9), Interval: time.Minute})
+	q.PostPromotion = 10 * time.Minute
+	return &q
+}
+
+// newWatchWorld is a Flight at its last step (50%) with its comparison's
+// evidence: stable (r1) served 20,000 requests, 100 failed (0.5%).
+func newWatchWorld(t *testing.T, now time.Time) *watchWorld {
+	in := comparing(now)
+	in.Policy = watchPolicy()
+	in.Status.Step, in.Status.CanaryWeight = 1, 50
+	in.Weights = traffic.Weights{Stable: 50, Canary: 50}
+	in.Status.Evidence = []v1alpha1.Evidence{{Metric: analysis.ErrorRate, Looks: 30,
+		Last:   analysis.Reading{Canary: sequential.Counts{Requests: 20000, Bad: 100}, Stable: sequential.Counts{Requests: 20000, Bad: 100}},
+		Canary: sequential.Counts{Requests: 20000, Bad: 100}, Stable: sequential.Counts{Requests: 20000, Bad: 100}}}
+	in.StableReplicas = 2
+	return &watchWorld{t: t, in: in, served: sequential.Counts{Requests: 50000, Bad: 250}}
+}
+
+// decide runs Decide (twice when it asks for checks) and applies its
+// actions; it returns the decision.
+func (w *watchWorld) decide() Decision {
+	w.t.Helper()
+	d := Decide(w.in)
+	if d.NeedChecks {
+		w.in.Checks = nil
+		for _, m := range d.Measure {
+			if m.IsComparison() {
+				w.in.Checks = append(w.in.Checks, analysis.Check{Metric: m.Name, Reading: &analysis.Reading{Stable: w.served}})
+				continue
+			}
+			v := 1 - w.served.Rate()
+			o := analysis.Pass
+			if v < 0.9 {
+				o = analysis.Fail
+			}
+			w.in.Checks = append(w.in.Checks, analysis.Check{Metric: m.Name, Outcome: o, Value: &v, Message: m.Name + " " + trimFloat(v)})
+		}
+		d = Decide(w.in)
+		w.in.Checks = nil
+	}
+	w.in.Status = d.Status
+	o := &w.in.Observed
+	for _, a := range d.Actions {
+		w.actions = append(w.actions, a.String())
+		switch a := a.(type) {
+		case SetWeights:
+			o.Weights = a.Weights
+		case SetStablePaused:
+			o.DeploymentPaused = a.Paused
+			if !a.Paused {
+				o.DeploymentRevision, o.DeploymentSettled = o.DesiredRevision, true
+			}
+		case EnsurePrevious:
+			o.PreviousExists, o.PreviousRevision, o.PreviousReady = true, a.Revision, !w.previousStuck
+		case DeletePrevious:
+			o.PreviousExists, o.PreviousRevision, o.PreviousReady = false, "", false
+		case ScaleCanaryDown:
+			o.CanaryReplicas, o.CanaryReady = 0, false
+		case EnsureCanary:
+			o.CanaryRevision, o.CanaryReplicas, o.CanaryReady = a.Revision, 1, true
+		}
+	}
+	return d
+}
+
+// at moves the clock to offset after start.
+func (w *watchWorld) at(start time.Time, offset time.Duration) { w.in.Now = start.Add(offset) }
+
+// promoted promotes the canary by hand and follows the promotion to its
+// end.
+func (w *watchWorld) promoted(now time.Time) {
+	w.t.Helper()
+	w.in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:test", RequestID: "p1"}
+	w.decide()
+	w.in.Action = nil
+	for i := 0; i < 10 && w.in.Status.Phase != v1alpha1.PhaseSucceeded; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	if w.in.Status.Phase != v1alpha1.PhaseSucceeded {
+		w.t.Fatalf("not promoted: %s (%s)", w.in.Status.Phase, w.in.Status.Message)
+	}
+}
+
+// A promotion under a policy that watches starts the previous revision's
+// pods with it and, once done, watches the promoted revision; a watch that
+// finds nothing ends at its duration and removes them.
+func TestAWatchThatFindsNothingEndsAndRemovesThePreviousPods(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.promoted(now)
+	if !strings.Contains(strings.Join(w.actions, " "), "EnsurePrevious(r1)") {
+		t.Fatalf("the promotion did not start r1's pods: %v", w.actions)
+	}
+	st := w.in.Status.Watch
+	if st == nil || st.State != v1alpha1.WatchWatching || st.Revision != "r2" || st.Previous != "r1" || len(st.Figures) != 1 || st.Figures[0].Before.Requests != 20000 {
+		t.Fatalf("watch %+v: want r2 watched against r1's figures", st)
+	}
+	start := w.in.Now
+	// Ten minutes of 0.5% errors, a look every 10 s.
+	for s := 10 * time.Second; s <= 10*time.Minute+10*time.Second && w.in.Status.Watch.State == v1alpha1.WatchWatching; s += 10 * time.Second {
+		w.served.Requests += 1000
+		w.served.Bad += 5
+		w.at(start, s)
+		w.decide()
+		if w.in.Status.Phase != v1alpha1.PhaseSucceeded {
+			t.Fatalf("at +%s: phase %s (%s)", s, w.in.Status.Phase, w.in.Status.Message)
+		}
+	}
+	if st := w.in.Status.Watch; st.State != v1alpha1.WatchPassed || st.Figures[0].After.Requests < 50000 {
+		t.Fatalf("watch %+v: want passed, having counted the promoted revision's requests", st)
+	}
+	if w.in.PreviousExists || !strings.Contains(strings.Join(w.actions, " "), "DeletePrevious") {
+		t.Errorf("after the watch r1's pods stay: %v", w.actions)
+	}
+}
+
+// A regression after the promotion (errors from 0.5% to 5%) sends all
+// traffic to the previous revision's pods at the next look, says so, and
+// stays so while the template is the regressed revision's; reverting the
+// template rolls the Deployment back and returns the traffic to it.
+func TestARegressionInTheWatchSendsAllTrafficToThePreviousPods(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.in.Policy.Slack = &Slack{Secret: "fledge-slack"}
+	w.promoted(now)
+	start := w.in.Now
+	var revertedAt time.Duration
+	for s := 10 * time.Second; s <= 5*time.Minute; s += 10 * time.Second {
+		if s > 30*time.Second {
+			w.served.Requests += 1000
+			w.served.Bad += 50
+		} else {
+			w.served.Requests += 1000
+			w.served.Bad += 5
+		}
+		w.at(start, s)
+		w.actions = nil
+		d := w.decide()
+		if w.in.Status.Watch.State == v1alpha1.WatchReverted {
+			revertedAt = s
+			if got := w.in.Weights; got != (traffic.Weights{Baseline: 100}) {
+				t.Fatalf("reverted, routing %+v: want all on the previous revision's pods", got)
+			}
+			for _, want := range []string{"r2 regressed after its promotion", "error-rate", "all traffic is on r1's pods", "revert its template to r1"} {
+				if !strings.Contains(d.Status.Message, want) {
+					t.Errorf("message %q lacks %q", d.Status.Message, want)
+				}
+			}
+			if d.Status.Phase != v1alpha1.PhaseRolledBack || d.Status.RejectedRevision != "r2" {
+				t.Errorf("phase %s, rejected %q: want RolledBack, r2", d.Status.Phase, d.Status.RejectedRevision)
+			}
+			var told bool
+			for _, e := range d.Status.Outbox {
+				told = told || e.Channel == "slack" && strings.Contains(e.Notification.Reason, "regressed after its promotion")
+			}
+			if !told {
+				t.Errorf("Slack is not told: %+v", d.Status.Outbox)
+			}
+			break
+		}
+	}
+	if revertedAt == 0 {
+		t.Fatalf("no revert: %s", w.in.Status.Message)
+	}
+	t.Logf("regression from +30s, reverted at +%s", revertedAt)
+	if revertedAt > 60*time.Second {
+		t.Errorf("reverted %s after the regression began, want within a few looks", revertedAt-30*time.Second)
+	}
+	// Still the regressed template: the traffic stays on r1's pods.
+	for i := 0; i < 3; i++ {
+		w.in.Now = w.in.Now.Add(time.Minute)
+		w.decide()
+		if w.in.Weights != (traffic.Weights{Baseline: 100}) || w.in.Status.Watch.State != v1alpha1.WatchReverted {
+			t.Fatalf("routing %+v, watch %s: want all on r1's pods, reverted", w.in.Weights, w.in.Status.Watch.State)
+		}
+	}
+	// The template goes back to r1: the Deployment rolls to it, then the
+	// traffic returns to it and r1's copy goes.
+	w.in.DesiredRevision = "r1"
+	w.actions = nil
+	for i := 0; i < 5; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	if w.in.Weights != plainStable || w.in.DeploymentRevision != "r1" || w.in.PreviousExists || !w.in.DeploymentPaused {
+		t.Errorf("after the revert: routing %+v, Deployment at %s (paused %t), previous pods %t; want all on the Deployment at r1, paused, no copy (actions %v)",
+			w.in.Weights, w.in.DeploymentRevision, w.in.DeploymentPaused, w.in.PreviousExists, w.actions)
+	}
+	if w.in.Status.StableRevision != "r1" {
+		t.Errorf("stable %s, want r1", w.in.Status.StableRevision)
+	}
+}
+
+// A fix applied while the revert stands is canaried against the previous
+// revision's pods (they take stable's share), and once promoted the
+// traffic is on the Deployment again and a new watch keeps r1's pods.
+func TestAFixAfterARevertIsCanariedAgainstThePreviousPods(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.promoted(now)
+	start := w.in.Now
+	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
+		w.served.Requests += 1000
+		w.served.Bad += 80
+		w.at(start, s)
+		w.decide()
+	}
+	if w.in.Status.Watch.State != v1alpha1.WatchReverted {
+		t.Fatalf("watch %s, want reverted", w.in.Status.Watch.State)
+	}
+	w.in.DesiredRevision = "r3"
+	w.in.Now = w.in.Now.Add(time.Second)
+	w.decide()
+	if w.in.Status.Phase != v1alpha1.PhaseProgressing || w.in.Status.CanaryRevision != "r3" {
+		t.Fatalf("phase %s, canary %s: want r3 canaried", w.in.Status.Phase, w.in.Status.CanaryRevision)
+	}
+	if w.in.Status.Baseline != "" {
+		t.Errorf("a fresh baseline %q while r1's pods take stable's share", w.in.Status.Baseline)
+	}
+	for i := 0; i < 5 && w.in.Status.Step < 0; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		d := Decide(w.in)
+		if d.NeedChecks {
+			w.in.Checks = []analysis.Check{{Metric: analysis.ErrorRate, Reading: &analysis.Reading{Stable: sequential.Counts{Requests: 10}}}}
+		}
+		w.decide()
+	}
+	if want := (traffic.Weights{Canary: 10, Baseline: 90}); w.in.Weights != want {
+		t.Fatalf("r3's first step routes %+v, want %+v (r1's pods in stable's place)", w.in.Weights, want)
+	}
+}
+
+// A late regression (after nine healthy minutes) is caught within a
+// couple of looks: each window is judged on its own counts too, so the
+// healthy time before does not dilute it.
+func TestALateRegressionIsNotDilutedByTheHealthyTimeBefore(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.in.Policy.PostPromotion = 20 * time.Minute
+	w.promoted(now)
+	start := w.in.Now
+	const late = 9 * time.Minute
+	var revertedAt time.Duration
+	for s := 10 * time.Second; s <= 15*time.Minute && revertedAt == 0; s += 10 * time.Second {
+		w.served.Requests += 1000 // 100 rps
+		if s > late {
+			w.served.Bad += 50 // 5%
+		} else {
+			w.served.Bad += 5 // 0.5%, as r1
+		}
+		w.at(start, s)
+		w.decide()
+		if w.in.Status.Watch.State == v1alpha1.WatchReverted {
+			revertedAt = s
+		}
+	}
+	if revertedAt == 0 || revertedAt-late > 30*time.Second {
+		t.Fatalf("a regression from +%s reverted at +%s (%s), want within 30 s", late, revertedAt, w.in.Status.Message)
+	}
+	if !strings.Contains(w.in.Status.Message, "in the last") {
+		t.Errorf("message %q: want the window's counts named", w.in.Status.Message)
+	}
+	t.Logf("regression from +%s, reverted %s later: %s", late, revertedAt-late, w.in.Status.Message)
+}
+
+// False alarms: a promoted revision as good as the previous one (0.5%
+// errors before and after, Poisson traffic at 20 rps, a look every 10 s
+// for 30 minutes, both tests and all their windows) is reverted in at most
+// alpha (1%) of 400 seeded runs, plus a tolerance of 1.5 points for the
+// runs' own noise.
+func TestAWatchOfAnEquallyGoodRevisionRarelyReverts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("400 simulated watches")
+	}
+	const runs = 400
+	reverted := 0
+	for seed := range uint64(runs) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		now := epoch.Add(time.Hour)
+		w := newWatchWorld(t, now)
+		w.in.Policy.PostPromotion = 30 * time.Minute
+		w.in.Status.Evidence[0].Stable = sequential.Counts{Requests: 20000, Bad: float64(binomialDraw(rng, 20000, 0.005))}
+		w.promoted(now)
+		start := w.in.Now
+		for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching; s += 10 * time.Second {
+			n := poissonDraw(rng, 200)
+			w.served.Requests += float64(n)
+			w.served.Bad += float64(binomialDraw(rng, n, 0.005))
+			w.at(start, s)
+			w.decide()
+		}
+		if w.in.Status.Watch.State == v1alpha1.WatchReverted {
+			reverted++
+		}
+	}
+	rate := float64(reverted) / runs
+	t.Logf("%d of %d watches of an equally good revision reverted (%.2g%%)", reverted, runs, 100*rate)
+	if rate > 0.01+0.015 {
+		t.Errorf("%d of %d reverted: above alpha 1%% plus the tolerance", reverted, runs)
+	}
+}
+
+func poissonDraw(rng *rand.Rand, mean float64) int {
+	// Knuth's, in pieces of 30 so that exp(-mean) stays representable.
+	n := 0
+	for mean > 0 {
+		m := min(mean, 30)
+		mean -= m
+		l, p := math.Exp(-m), 1.0
+		for {
+			p *= rng.Float64()
+			if p < l {
+				break
+			}
+			n++
+		}
+	}
+	return n
+}
+
+func binomialDraw(rng *rand.Rand, n int, p float64) int {
+	k := 0
+	for range n {
+		if rng.Float64() < p {
+			k++
+		}
+	}
+	return k
+}
+
+// A regression while the previous revision's pods are not ready keeps the
+// traffic where it is (there is nowhere better to send it) and says so;
+// once they are ready, all traffic goes to them.
+func TestARevertWaitsForThePreviousPodsAndSaysSo(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.previousStuck = true
+	w.promoted(now)
+	start := w.in.Now
+	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
+		w.served.Requests += 1000
+		w.served.Bad += 80
+		w.at(start, s)
+		w.decide()
+	}
+	if w.in.Status.Watch.State != v1alpha1.WatchReverted || w.in.Weights != plainStable {
+		t.Fatalf("watch %s, routing %+v: want reverted, the traffic still on the Deployment", w.in.Status.Watch.State, w.in.Weights)
+	}
+	if !strings.Contains(w.in.Status.Message, "pods are not ready") {
+		t.Errorf("message %q: want the previous pods' state said", w.in.Status.Message)
+	}
+	w.in.Now = w.in.Now.Add(2 * time.Second)
+	w.decide()
+	if h := w.in.Status.Hold; h == nil || !strings.Contains(h.Message, "the traffic stays on r2 until they are") {
+		t.Errorf("hold %+v: want one saying the traffic waits for r1's pods", h)
+	}
+	w.in.PreviousReady = true
+	w.in.Now = w.in.Now.Add(2 * time.Second)
+	w.decide()
+	if w.in.Weights != (traffic.Weights{Baseline: 100}) || w.in.Status.Hold != nil {
+		t.Errorf("r1's pods ready: routing %+v, hold %+v; want all on them, no hold", w.in.Weights, w.in.Status.Hold)
+	}
+}
+
+func TestAWatchPolicyParses(t *testing.T) {
+	ps, err := ParseConfig([]byte("policies:\n  watched:\n    steps: [10]\n    postPromotion: {duration: 10m}\n    metrics: [{name: error-rate}]\n  plain:\n    steps: [10]\n    metrics: [{name: error-rate}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps["watched"].PostPromotion != 10*time.Minute || !ps["watched"].watches() || ps["plain"].watches() {
+		t.Errorf("watch %s (watches %t), none %s (watches %t)", ps["watched"].PostPromotion, ps["watched"].watches(), ps["plain"].PostPromotion, ps["plain"].watches())
+	}
+}
