@@ -78,7 +78,7 @@ func TestEveryAlertSaysHowBadAndWhatToDo(t *testing.T) {
 		}
 	}
 	slices.Sort(names)
-	want := []string{"FledgeManyRollbacks", "FledgeNoLeader", "FledgePolicyReloadRejected", "FledgeRepeatedRollbacks", "FledgeRolloutHeldPastAnalysisDeadline"}
+	want := []string{"FledgeManyRollbacks", "FledgeNoLeader", "FledgePolicyReloadRejected", "FledgeRepeatedRollbacks", "FledgeRevertedAfterPromotion", "FledgeRolloutHeldPastAnalysisDeadline"}
 	if !slices.Equal(names, want) {
 		t.Errorf("alerts %v, want %v", names, want)
 	}

@@ -21,6 +21,7 @@ type Metrics struct {
 	stage      *prometheus.GaugeVec
 	weight     *prometheus.GaugeVec
 	baseline   *prometheus.GaugeVec
+	watch      *prometheus.GaugeVec
 	checks     *prometheus.CounterVec
 	checkValue *prometheus.GaugeVec
 	threshold  *prometheus.GaugeVec
@@ -79,6 +80,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		baseline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_baseline_weight_percent", Help: "A fresh baseline's intended share of traffic (policy baseline: fresh): the canary's while it serves one, 0 otherwise.",
 		}, []string{"namespace", "flight"}),
+		watch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_watch_state", Help: "1 for the state of each Flight's watch after its last promotion (policy postPromotion: Preparing, Watching, Passed, Ended, Reverted, Restoring), 0 for the others; no series without a watch. Reverted: all traffic is on the previous revision's pods until the Deployment's template changes.",
+		}, []string{"namespace", "flight", "state"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_checks_total", Help: "Analysis checks run, by metric and outcome (pass, fail, inconclusive, not-enough-data, error).",
 		}, []string{"namespace", "flight", "metric", "outcome"}),
@@ -156,7 +160,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// (LoadPolicyFile), so whatever is scraped began with one in force.
 	m.policyLoaded.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.phase, m.stage, m.weight, m.baseline, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
+		reg.MustRegister(m.phase, m.stage, m.weight, m.baseline, m.watch, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests,
 			m.flights.decisions, m.flights.holdSince, m.leader, m.policyReloads, m.policyLoaded)
 		reg.MustRegister(m.latency.collectors()...)
@@ -211,7 +215,21 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 	}
 	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
 	m.baseline.WithLabelValues(f.Namespace, f.Name).Set(float64(baselineWeight(&f.Status)))
+	if w := f.Status.Watch; w != nil {
+		for _, s := range watchStates {
+			v := 0.0
+			if w.State == s {
+				v = 1
+			}
+			m.watch.WithLabelValues(f.Namespace, f.Name, string(s)).Set(v)
+		}
+	} else {
+		m.watch.DeletePartialMatch(map[string]string{"namespace": f.Namespace, "flight": f.Name})
+	}
 }
+
+// watchStates are the values of fledge_watch_state's state label.
+var watchStates = []v1alpha1.WatchState{v1alpha1.WatchPreparing, v1alpha1.WatchWatching, v1alpha1.WatchPassed, v1alpha1.WatchEnded, v1alpha1.WatchReverted, v1alpha1.WatchRestoring}
 
 // baselineWeight is a fresh baseline's share, as Decide routes it.
 func baselineWeight(st *v1alpha1.FlightStatus) int32 {
@@ -315,6 +333,7 @@ func (m *Metrics) forget(ns, name string) {
 	m.stage.DeletePartialMatch(labels)
 	m.weight.DeletePartialMatch(labels)
 	m.baseline.DeletePartialMatch(labels)
+	m.watch.DeletePartialMatch(labels)
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
 	m.threshold.DeletePartialMatch(labels)

@@ -70,3 +70,25 @@ func TestTheBaselineWeightIsTheCanarysWhileAFreshBaselineServes(t *testing.T) {
 		}
 	}
 }
+
+func TestTheWatchStateIsExportedWhileAFlightHasOne(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := NewMetrics(reg)
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"},
+		Status: v1alpha1.FlightStatus{Phase: v1alpha1.PhaseRolledBack, Step: -1, Watch: &v1alpha1.Watch{State: v1alpha1.WatchReverted}}}
+	m.observe(f, nil)
+	for _, s := range watchStates {
+		want := 0.0
+		if s == v1alpha1.WatchReverted {
+			want = 1
+		}
+		if got := testutil.ToFloat64(m.watch.WithLabelValues("shop", "cart", string(s))); got != want {
+			t.Errorf("state %s = %g, want %g", s, got, want)
+		}
+	}
+	f.Status.Watch = nil
+	m.observe(f, nil)
+	if n := testutil.CollectAndCount(m.watch); n != 0 {
+		t.Errorf("%d watch series left for a Flight without a watch", n)
+	}
+}
