@@ -124,6 +124,10 @@ type Observed struct {
 	PreviousReady    bool
 	PreviousTrouble  string
 	PreviousExists   bool
+	// PreviousReplicas and PreviousAvailable are its desired and available
+	// pods; BaselineAvailable the fresh baseline's available pods (as
+	// CanaryAvailable).
+	PreviousReplicas, PreviousAvailable, BaselineAvailable int32
 	// ComparatorReady, ComparatorTrouble and ComparatorExists are the same
 	// of the mirror stage's comparator ("<name>-mirror", this Flight's).
 	ComparatorReady   bool
@@ -237,6 +241,7 @@ func Decide(in Input) Decision {
 	}
 	d.retireBaseline()
 	d.retireComparator()
+	d.keepPrevious()
 	d.retirePrevious()
 	d.summarize()
 	d.conditions()
@@ -335,7 +340,7 @@ func (d *decider) nameTaken() bool {
 		// The canary being judged is gone, and what holds its name is
 		// not fledge's to send users to.
 		d.do(SetWeights{Weights: d.rest()})
-		msg += "; all traffic on stable meanwhile"
+		msg += "; all traffic on " + d.restName() + " meanwhile"
 	}
 	d.hold(v1alpha1.HoldNameTaken, msg)
 	d.st.Message = msg
@@ -432,6 +437,11 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	if inFlight {
 		d.canaryTrafficEnds()
 	}
+	if w := d.st.Watch; w != nil && w.State == v1alpha1.WatchPreparing {
+		// A promotion interrupted: nothing to watch, and the previous
+		// revision's pods go.
+		w.State, w.Message = v1alpha1.WatchEnded, fmt.Sprintf("revision %s arrived before the promotion of %s was done: no watch", rev, w.Revision)
+	}
 	d.st.Phase = v1alpha1.PhaseProgressing
 	d.st.CanaryRevision = rev
 	d.st.RejectedRevision = ""
@@ -492,6 +502,9 @@ func (d *decider) optOut() {
 	d.do(DeleteCanary{}) // and a fresh baseline with it
 	d.do(SetStablePaused{Paused: false})
 	msg := "opted out: routing restored, canary removed, Deployment unpaused"
+	if s := d.watchState(); s == v1alpha1.WatchReverted || s == v1alpha1.WatchRestoring {
+		msg += fmt.Sprintf("; the revert of %s is given up with it: all traffic is on the Deployment again, which runs %s", d.st.Watch.Revision, d.in.DeploymentRevision)
+	}
 	if notes := d.flagNotes(); len(notes) > 0 && !d.st.Phase.Terminal() {
 		msg += "; release flags left as they are, fledge no longer steps them: " + strings.Join(notes, "; ")
 	}

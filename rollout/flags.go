@@ -39,10 +39,12 @@ func FlagID(configMap, key, flag string) string { return configMap + "/" + key +
 // promoting wants a plain split.
 func (d *decider) routing(canary int32) traffic.Weights {
 	w := d.routingOf(canary)
-	if d.onPrevious() && w.Baseline == 0 && w.Mirror == 0 {
+	if d.onPrevious() && w.Baseline == 0 {
 		// A watch's revert stands: the previous revision's pods serve
-		// stable's share.
-		w.Baseline, w.Stable = w.Stable, 0
+		// stable's share. (No mirror then: copies would come from the
+		// split, which has no stable share to copy; a fix's mirror stage
+		// is not planned while a revert stands.)
+		w.Baseline, w.Stable, w.Mirror, w.MirrorCompared = w.Stable, 0, 0, false
 	}
 	return w
 }
@@ -91,7 +93,7 @@ func (d *decider) planCohorts(inFlight bool) {
 		d.st.Baseline = ""
 	}
 	cohorts, planned := p.Cohorts, p.Steps
-	if p.Mirror != nil {
+	if p.Mirror != nil && (p.Strategy != StrategyCanary || d.watchState() != v1alpha1.WatchReverted) {
 		// The mirror stage comes first: copies of the requests before
 		// any user reaches the canary.
 		cohorts = append([]Cohort{*p.Mirror}, cohorts...)

@@ -146,8 +146,8 @@ func (d *decider) rollingBack() {
 	}
 	if d.in.Weights != d.rest() {
 		waited := d.in.Now.Sub(rb.Since.Time)
-		msg := fmt.Sprintf("rolling back: %s; after %s the routing still reads %d%% canary, %d%% stable%s: setting all traffic on stable again",
-			rb.Reason, waited.Round(time.Second), d.in.Weights.Canary, d.in.Weights.Stable, cohortNote(d.in.Weights))
+		msg := fmt.Sprintf("rolling back: %s; after %s the routing still reads %d%% canary, %d%% stable%s: setting all traffic on %s again",
+			rb.Reason, waited.Round(time.Second), d.in.Weights.Canary, d.in.Weights.Stable, cohortNote(d.in.Weights), d.restName())
 		d.st.Message = msg
 		if waited >= rollingBackHold {
 			d.hold(v1alpha1.HoldRouting, msg)

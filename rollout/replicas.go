@@ -33,14 +33,20 @@ func (d *decider) canaryPods(w int32) int32 {
 		return 0
 	}
 	r := max(d.in.StableReplicas, 1)
-	share := d.routing(d.st.CanaryWeight).Stable
+	now := d.routing(d.st.CanaryWeight)
+	share := now.Stable
+	if d.onPrevious() {
+		// The previous revision's pods serve in stable's place.
+		r, share = max(d.in.PreviousReplicas, 1), now.Baseline
+	}
 	if d.st.Step < 0 {
 		share = 100
 	}
 	var n int32
 	switch {
-	case d.st.Phase == v1alpha1.PhasePromoting:
-		// Everything is on the canary while stable rolls, and stable's
+	case d.st.Phase == v1alpha1.PhasePromoting || share <= 0 && d.in.CanaryReplicas > 0:
+		// Everything is on the canary while stable rolls (or stable
+		// serves nothing: a fresh baseline at half, say), and stable's
 		// replicas say nothing of the load: keep the size it was given.
 		n = d.in.CanaryReplicas
 	case d.in.Policy.Strategy == StrategyBlueGreen || d.nextIsCohort() || share <= 0:
@@ -122,7 +128,8 @@ func (d *decider) podsFor(next int32) bool {
 	if want == 0 {
 		return true
 	}
-	if d.in.CanaryRevision == d.st.CanaryRevision && d.in.CanaryAvailable >= want {
+	if d.in.CanaryRevision == d.st.CanaryRevision && d.in.CanaryAvailable >= want &&
+		(d.st.Baseline != BaselineFresh || d.in.BaselineAvailable >= want) {
 		if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryScaling {
 			d.st.Hold = nil
 		}

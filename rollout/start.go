@@ -79,8 +79,10 @@ func (d *decider) startTraffic() {
 func (d *decider) canaryReady() bool {
 	// A canary an autoscaler's change is resizing serves on with the pods
 	// it has.
-	ready := d.in.CanaryReady || d.autoscaled() && d.st.Step >= 0 && d.in.CanaryAvailable > 0
-	if ready && d.in.CanaryRevision == d.st.CanaryRevision && d.baselineReady() && d.comparatorReady() {
+	resizing := d.autoscaled() && d.st.Step >= 0
+	ready := d.in.CanaryReady || resizing && d.in.CanaryAvailable > 0
+	baselineReady := d.baselineReady() || resizing && d.in.BaselineAvailable > 0 && d.in.BaselineRevision == d.st.StableRevision
+	if ready && d.in.CanaryRevision == d.st.CanaryRevision && baselineReady && d.comparatorReady() {
 		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
 			d.st.Hold = nil
 		}
@@ -137,7 +139,13 @@ func (d *decider) baselineReady() bool {
 // ensurePods asks for the canary, and for its fresh baseline if the
 // revision has one.
 func (d *decider) ensurePods() {
-	d.ensureCanary(d.canaryPods(d.currentShare()))
+	n := d.canaryPods(d.currentShare())
+	if n > 0 && d.st.Step >= 0 && d.in.CanaryRevision == d.st.CanaryRevision {
+		// Coming up after a resize: never below the size asked for (a
+		// move waiting for its pods asked for more than the share now).
+		n = max(n, d.in.CanaryReplicas)
+	}
+	d.ensureCanary(n)
 	if d.comparing() {
 		d.do(EnsureComparator{})
 	}

@@ -48,11 +48,28 @@ func (d *decider) watchState() v1alpha1.WatchState {
 }
 
 // onPrevious reports whether the previous revision's pods serve in stable's
-// place: a watch reverted (or restoring), and its pods ready.
+// place: a watch reverted (or restoring), and its pods ready, or routed to
+// already and any of them still available (one pod restarting does not
+// send users back to the regressed revision).
 func (d *decider) onPrevious() bool {
 	s := d.watchState()
-	return (s == v1alpha1.WatchReverted || s == v1alpha1.WatchRestoring) && d.in.PreviousReady
+	if s != v1alpha1.WatchReverted && s != v1alpha1.WatchRestoring {
+		return false
+	}
+	return d.in.PreviousReady || d.st.Watch.Routed && d.in.PreviousAvailable > 0
 }
+
+// restName names where a Flight at rest sends its traffic.
+func (d *decider) restName() string {
+	if d.onPrevious() {
+		return fmt.Sprintf("%s's pods (%s%s)", d.st.Watch.Previous, d.in.Name, previousSuffix)
+	}
+	return "stable"
+}
+
+// previousSuffix names the previous revision's Deployment beside the app's
+// (the engine's PreviousSuffix).
+const previousSuffix = "-previous"
 
 // rest is the routing of a Flight at rest: all traffic on stable, or on the
 // previous revision's pods while a watch's revert stands.
@@ -69,20 +86,33 @@ func (d *decider) startWatch() {
 	if !d.in.Policy.watches() || d.watchState() == v1alpha1.WatchReverted {
 		return
 	}
-	d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: d.st.StableRevision, State: v1alpha1.WatchPreparing}
-	d.do(EnsurePrevious{Revision: d.st.StableRevision})
+	// Sized for all of the traffic: stable's size, or, with an
+	// autoscaler, the canary's, which podsFor sized for all of it.
+	n := d.in.StableReplicas
+	if d.autoscaled() {
+		n = max(n, d.in.CanaryReplicas)
+	}
+	d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: d.st.StableRevision, State: v1alpha1.WatchPreparing, Replicas: n}
 }
 
-// keepPrevious asks for the previous revision's pods while they are not
-// there, not ready, or of another revision.
+// keepPrevious asks for the previous revision's pods while a watch wants
+// them and they are not there, not ready, too few, or of another revision
+// (deleted or scaled by someone, say): at every decision, whatever the
+// phase (a fix canaried after a revert included).
 func (d *decider) keepPrevious() {
 	w := d.st.Watch
-	if w == nil {
+	if w == nil || d.in.OptedOut {
 		return
 	}
-	if !d.in.PreviousExists || !d.in.PreviousReady || d.in.PreviousRevision != w.Previous {
-		d.do(EnsurePrevious{Revision: w.Previous})
+	switch w.State {
+	case v1alpha1.WatchPreparing, v1alpha1.WatchWatching, v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
+	default:
+		return
 	}
+	if d.in.PreviousExists && d.in.PreviousReady && d.in.PreviousRevision == w.Previous && d.in.PreviousReplicas >= w.Replicas {
+		return
+	}
+	d.do(EnsurePrevious{Revision: w.Previous, Replicas: w.Replicas})
 }
 
 // stableUpdated, once the Deployment runs the promoted revision, prepares
@@ -94,10 +124,10 @@ func (d *decider) stableUpdated() {
 		return
 	}
 	if d.in.Policy.watches() {
-		d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: w.Previous, State: v1alpha1.WatchPreparing}
+		d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: w.Previous, State: v1alpha1.WatchPreparing, Replicas: w.Replicas}
 		return
 	}
-	w.State = v1alpha1.WatchEnded
+	w.State, w.Routed = v1alpha1.WatchEnded, false
 	w.Message = fmt.Sprintf("%s was promoted in place of %s: %s's pods are removed", d.st.CanaryRevision, w.Revision, w.Previous)
 }
 
@@ -186,7 +216,6 @@ func (d *decider) watch() {
 	p := d.in.Policy
 	now := d.in.Now
 	d.settle()
-	d.keepPrevious()
 	if !now.Before(w.Until.Time) {
 		d.passWatch()
 		return
@@ -402,13 +431,14 @@ func (d *decider) revert(why string, checks []analysis.Check) {
 	if !d.in.PreviousReady {
 		msg = fmt.Sprintf("%s; %s's pods are not ready%s: the traffic stays on %s until they are", msg, w.Previous, trouble(d.in.PreviousTrouble), w.Revision)
 	} else {
+		w.Routed = true
 		d.do(SetWeights{Weights: d.rest()})
 	}
 	d.st.Message = msg
 	d.event(true, "Reverted", msg)
 	d.record(v1alpha1.VerdictRollback, msg, checks)
 	d.notifyRejected(EventRolledBack, msg, "", d.st.Step, 100, checks)
-	d.tellHooks(webhooks.Rollback, EventRolledBack, msg)
+	d.tellHooks(webhooks.PostRollout, EventRolledBack, msg)
 	d.after(time.Second)
 }
 
@@ -416,23 +446,35 @@ func (d *decider) revert(why string, checks []analysis.Check) {
 // the Deployment's template is the regressed revision's.
 func (d *decider) stayReverted() {
 	w := d.st.Watch
-	d.keepPrevious()
+	if d.in.PreviousReady && !w.Routed {
+		w.Routed = true // settle routes to them now
+	}
 	d.settle()
-	d.st.Hold = nil
-	if !d.in.PreviousReady {
-		msg := fmt.Sprintf("%s; %s's pods are not ready%s: the traffic stays on %s until they are", w.Message, w.Previous, trouble(d.in.PreviousTrouble), w.Revision)
-		d.hold(v1alpha1.HoldCanaryNotReady, msg)
-		d.st.Message = msg
-		d.after(2 * time.Second)
+	if d.onPrevious() {
+		if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryNotReady {
+			d.st.Hold = nil
+		}
+		d.after(resync)
 		return
 	}
-	d.after(resync)
+	// Nowhere better to send users: the traffic stays where it is, and
+	// the hold says so until the previous pods come up (its Since kept,
+	// so that how long is plain).
+	msg := fmt.Sprintf("%s; %s's pods are not ready%s: the traffic stays on %s until they are", w.Message, w.Previous, trouble(d.in.PreviousTrouble), w.Revision)
+	if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryNotReady && d.in.Now.Sub(h.Since.Time) >= d.in.Policy.ProgressDeadline {
+		msg += fmt.Sprintf(", for longer than the progress deadline (%s): see why %s%s cannot run, or revert the template", d.in.Policy.ProgressDeadline, d.in.Name, previousSuffix)
+	}
+	d.hold(v1alpha1.HoldCanaryNotReady, msg)
+	d.st.Message = msg
+	d.after(2 * time.Second)
 }
 
 // restore, once the template is back at the previous revision, lets the
 // Deployment roll to it while the previous revision's pods serve.
 func (d *decider) restore() {
 	w := d.st.Watch
+	t := d.now()
+	d.st.StageStartedAt = &t
 	w.State = v1alpha1.WatchRestoring
 	w.Message = fmt.Sprintf("the template is back at %s: the Deployment rolls to it while %s's pods serve", w.Previous, w.Previous)
 	d.st.Message = w.Message
@@ -446,7 +488,6 @@ func (d *decider) restore() {
 // pods go.
 func (d *decider) restoring() {
 	w := d.st.Watch
-	d.keepPrevious()
 	if d.in.Weights != d.rest() {
 		d.do(SetWeights{Weights: d.rest()})
 	}
@@ -463,12 +504,16 @@ func (d *decider) restoring() {
 	if d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: false})
 	}
-	if d.in.DeploymentRevision != w.Previous || !d.in.DeploymentSettled || !d.in.PreviousReady {
+	if d.in.DeploymentRevision != w.Previous || !d.in.DeploymentSettled {
 		d.st.Message = w.Message
+		if s := d.st.StageStartedAt; s != nil && d.in.Now.Sub(s.Time) >= d.in.Policy.ProgressDeadline {
+			d.hold(v1alpha1.HoldStableStalled, fmt.Sprintf("the Deployment has not finished rolling back to %s after %s; %s's copy serves meanwhile", w.Previous, d.in.Policy.ProgressDeadline, w.Previous))
+		}
 		d.after(2 * time.Second)
 		return
 	}
-	w.State = v1alpha1.WatchEnded
+	d.st.StageStartedAt, d.st.Hold = nil, nil
+	w.State, w.Routed = v1alpha1.WatchEnded, false
 	w.Message = fmt.Sprintf("restored: the Deployment runs %s again and serves all traffic; %s's copy is removed", w.Previous, w.Previous)
 	d.st.StableRevision = w.Previous
 	d.st.StableImages = slices.Clone(d.in.StableImages)
@@ -489,8 +534,13 @@ func (d *decider) retirePrevious() {
 	case v1alpha1.WatchPreparing, v1alpha1.WatchWatching, v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
 		return
 	}
-	if d.in.Weights.Baseline > 0 && d.st.Baseline != BaselineFresh || d.in.RoutingError != "" {
+	if d.in.Weights.Baseline > 0 || d.in.RoutingError != "" {
 		return
+	}
+	for _, a := range d.actions {
+		if _, ok := a.(SetWeights); ok {
+			return // the next look, once the routing reads back without them
+		}
 	}
 	d.do(DeletePrevious{})
 }

@@ -86,8 +86,14 @@ func (w *watchWorld) decide() Decision {
 			}
 		case EnsurePrevious:
 			o.PreviousExists, o.PreviousRevision, o.PreviousReady = true, a.Revision, !w.previousStuck
+			o.PreviousReplicas = max(a.Replicas, o.StableReplicas)
+			if o.PreviousReady {
+				o.PreviousAvailable = o.PreviousReplicas
+			} else {
+				o.PreviousAvailable = min(o.PreviousAvailable, o.PreviousReplicas)
+			}
 		case DeletePrevious:
-			o.PreviousExists, o.PreviousRevision, o.PreviousReady = false, "", false
+			o.PreviousExists, o.PreviousRevision, o.PreviousReady, o.PreviousReplicas, o.PreviousAvailable = false, "", false, 0, 0
 		case ScaleCanaryDown:
 			o.CanaryReplicas, o.CanaryReady = 0, false
 		case EnsureCanary:
@@ -123,7 +129,7 @@ func TestAWatchThatFindsNothingEndsAndRemovesThePreviousPods(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	w := newWatchWorld(t, now)
 	w.promoted(now)
-	if !strings.Contains(strings.Join(w.actions, " "), "EnsurePrevious(r1)") {
+	if !strings.Contains(strings.Join(w.actions, " "), "EnsurePrevious(r1, 2 pods)") {
 		t.Fatalf("the promotion did not start r1's pods: %v", w.actions)
 	}
 	st := w.in.Status.Watch
@@ -389,7 +395,7 @@ func TestARevertWaitsForThePreviousPodsAndSaysSo(t *testing.T) {
 	if h := w.in.Status.Hold; h == nil || !strings.Contains(h.Message, "the traffic stays on r2 until they are") {
 		t.Errorf("hold %+v: want one saying the traffic waits for r1's pods", h)
 	}
-	w.in.PreviousReady = true
+	w.in.PreviousReady, w.in.PreviousAvailable = true, w.in.PreviousReplicas
 	w.in.Now = w.in.Now.Add(2 * time.Second)
 	w.decide()
 	if w.in.Weights != (traffic.Weights{Baseline: 100}) || w.in.Status.Hold != nil {
@@ -404,5 +410,129 @@ func TestAWatchPolicyParses(t *testing.T) {
 	}
 	if ps["watched"].PostPromotion != 10*time.Minute || !ps["watched"].watches() || ps["plain"].watches() {
 		t.Errorf("watch %s (watches %t), none %s (watches %t)", ps["watched"].PostPromotion, ps["watched"].watches(), ps["plain"].PostPromotion, ps["plain"].watches())
+	}
+}
+
+// reverted is a watch world whose promoted revision regressed: all traffic
+// on r1's pods.
+func reverted(t *testing.T) *watchWorld {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.promoted(now)
+	start := w.in.Now
+	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
+		w.served.Requests += 1000
+		w.served.Bad += 80
+		w.at(start, s)
+		w.decide()
+	}
+	if w.in.Status.Watch.State != v1alpha1.WatchReverted || w.in.Weights != (traffic.Weights{Baseline: 100}) {
+		t.Fatalf("watch %s, routing %+v: want reverted onto r1's pods", w.in.Status.Watch.State, w.in.Weights)
+	}
+	return w
+}
+
+// One of the previous revision's pods restarting does not send users back
+// to the regressed revision: the revert stays routed while any is
+// available; with none available the traffic goes where it can, and comes
+// back once they are.
+func TestARevertSurvivesAPreviousPodRestarting(t *testing.T) {
+	w := reverted(t)
+	w.previousStuck = true // asking again does not bring them back
+	w.in.PreviousReady, w.in.PreviousAvailable = false, 1
+	w.in.Now = w.in.Now.Add(time.Minute)
+	w.decide()
+	if w.in.Weights != (traffic.Weights{Baseline: 100}) {
+		t.Errorf("one previous pod restarting: routing %+v, want all still on r1's pods", w.in.Weights)
+	}
+	w.in.PreviousAvailable = 0
+	w.in.Now = w.in.Now.Add(time.Second)
+	w.decide()
+	since := w.in.Status.Hold
+	if w.in.Weights != plainStable || since == nil {
+		t.Fatalf("no previous pod available: routing %+v, hold %+v; want the Deployment's pods, a hold", w.in.Weights, since)
+	}
+	first := since.Since
+	w.in.Now = w.in.Now.Add(10 * time.Second)
+	w.decide()
+	if h := w.in.Status.Hold; h == nil || !h.Since.Equal(&first) {
+		t.Errorf("hold %+v: want the same hold, its since kept (%s)", h, first)
+	}
+	w.in.PreviousReady, w.in.PreviousAvailable = true, 2
+	w.in.Now = w.in.Now.Add(time.Second)
+	w.decide()
+	if w.in.Weights != (traffic.Weights{Baseline: 100}) || w.in.Status.Hold != nil {
+		t.Errorf("previous pods back: routing %+v, hold %+v", w.in.Weights, w.in.Status.Hold)
+	}
+}
+
+// A revision that arrives during a promotion ends the watch being
+// prepared: its previous pods go (once no route reaches them).
+func TestANewRevisionDuringAPromotionEndsTheWatchBeingPrepared(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:test", RequestID: "p1"}
+	w.decide()
+	w.in.Action = nil
+	if s := w.in.Status.Watch; s == nil || s.State != v1alpha1.WatchPreparing {
+		t.Fatalf("watch %+v, want preparing", s)
+	}
+	// The Deployment is still rolling when r3 arrives.
+	w.in.DeploymentSettled = false
+	w.in.DesiredRevision = "r3"
+	for i := 0; i < 4; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	if s := w.in.Status.Watch; s == nil || s.State != v1alpha1.WatchEnded || !strings.Contains(s.Message, "r3 arrived") {
+		t.Fatalf("watch %+v, want ended by r3", s)
+	}
+	if w.in.PreviousExists {
+		t.Errorf("the previous pods of an ended watch stay: %v", w.actions)
+	}
+}
+
+// The restore ends once the Deployment runs the previous revision again,
+// whether or not the copy's pods are all ready then.
+func TestARestoreEndsOnceTheDeploymentIsBack(t *testing.T) {
+	w := reverted(t)
+	w.in.DesiredRevision = "r1"
+	w.in.Now = w.in.Now.Add(time.Second)
+	w.decide()
+	w.in.PreviousReady = false // one of the copy's pods restarts meanwhile
+	for i := 0; i < 3; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	if s := w.in.Status.Watch; s.State != v1alpha1.WatchEnded || w.in.Weights != plainStable || w.in.Status.StableRevision != "r1" {
+		t.Errorf("watch %s, routing %+v, stable %s: want restored", s.State, w.in.Weights, w.in.Status.StableRevision)
+	}
+}
+
+// While a revert stands, a canary is sized against the previous
+// revision's pods, which serve in stable's place.
+func TestACanaryAfterARevertIsSizedAgainstThePreviousPods(t *testing.T) {
+	w := reverted(t)
+	w.in.Autoscaler, w.in.AutoscalerMax = "HorizontalPodAutoscaler web", 40
+	w.in.StableReplicas, w.in.PreviousReplicas = 1, 9 // the idle Deployment shrank; r1's pods carry everything
+	w.in.DesiredRevision = "r3"
+	w.in.Now = w.in.Now.Add(time.Second)
+	d := w.decide()
+	var got []string
+	for _, a := range d.Actions {
+		if e, ok := a.(EnsureCanary); ok {
+			got = append(got, e.String())
+		}
+	}
+	if len(got) != 1 || got[0] != "EnsureCanary(r3, 1 pods)" {
+		t.Errorf("the first step (10%%) asks for %v, want 1 pod (9 for 100%%: 0.9 for 10%%)", got)
+	}
+	d2 := *d.Status.DeepCopy()
+	d2.Step, d2.CanaryWeight = 1, 50
+	w.in.Status = d2
+	w.in.CanaryReplicas = 1
+	de := &decider{in: w.in, st: d2}
+	if n := de.canaryPods(50); n != 9 {
+		t.Errorf("at 50%% against r1's 9 pods at 50%%: %d canary pods, want 9", n)
 	}
 }

@@ -583,8 +583,9 @@ func analysisVars(d *appsv1.Deployment, host string, stored, next *v1alpha1.Flig
 	if w := next.Watch; w != nil {
 		switch w.State {
 		case v1alpha1.WatchWatching:
-			// The promoted revision is judged: the Deployment's pods.
-			vars.Workload = d.Name
+			// The promoted revision is judged: the Deployment's pods (a
+			// fresh baseline of its rollout is gone).
+			vars.Workload, vars.StableWorkload = d.Name, d.Name
 		case v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
 			// The previous revision's pods serve in stable's place.
 			vars.StableWorkload = d.Name + PreviousSuffix

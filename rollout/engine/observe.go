@@ -65,11 +65,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
 			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
-			if canary.Status.UpdatedReplicas == canary.Status.Replicas {
-				// Every pod is of its template (no revision half rolled):
-				// the available ones are the revision's.
-				o.CanaryAvailable = canary.Status.AvailableReplicas
-			}
+			o.CanaryAvailable = availableOfTemplate(canary)
 			if !o.CanaryReady && o.CanaryRevision == TemplateHash(d.Spec.Template) {
 				o.CanaryTrouble = deploymentTrouble(canary)
 			}
@@ -114,6 +110,7 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 				o.BaselineReplicas = *b.Spec.Replicas
 			}
 			o.BaselineReady = o.BaselineReplicas > 0 && DeploymentSettled(b)
+			o.BaselineAvailable = availableOfTemplate(b)
 			if !o.BaselineReady {
 				o.BaselineTrouble = deploymentTrouble(b)
 			}
@@ -144,7 +141,9 @@ func (c *Controller) observePrevious(d *appsv1.Deployment, t traffic.Target, st 
 		case ownedByRef(p, t.Owner):
 			o.PreviousExists = true
 			o.PreviousRevision = p.Annotations[AnnotationRevision]
-			o.PreviousReady = ptr.Deref(p.Spec.Replicas, 1) > 0 && DeploymentSettled(p)
+			o.PreviousReplicas = ptr.Deref(p.Spec.Replicas, 1)
+			o.PreviousReady = o.PreviousReplicas > 0 && DeploymentSettled(p)
+			o.PreviousAvailable = availableOfTemplate(p)
 			if !o.PreviousReady {
 				o.PreviousTrouble = deploymentTrouble(p)
 			}
@@ -224,24 +223,39 @@ func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target
 		Namespace: f.Namespace, Name: f.Name, Host: f.Spec.Host, Stable: f.Spec.StableService,
 		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
 	}
+	watched := false
 	for _, st := range append([]*v1alpha1.FlightStatus{&f.Status}, also...) {
 		if st.Baseline == rollout.BaselineFresh {
 			t.Baseline = f.Name + BaselineSuffix
 		}
 		if w := st.Watch; w != nil && (w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) {
-			// The previous revision's pods, kept through a watch, take
-			// the baseline's place in the routing: all traffic goes to
-			// them on a regression (a watched revision has no baseline).
-			t.Baseline = f.Name + PreviousSuffix
+			watched = true
 		}
 		if len(st.Cohorts) > 0 && st.Cohorts[0].Mirror > 0 && st.Cohorts[0].Compared {
 			t.Comparator = f.Name + ComparatorSuffix
 		}
 	}
+	if watched {
+		// The previous revision's pods, kept through a watch, take the
+		// baseline's place in the routing, whichever status (stored or
+		// decided) wants them: all traffic goes to them on a regression,
+		// and a revision canaried meanwhile gets no fresh baseline.
+		t.Baseline = f.Name + PreviousSuffix
+	}
 	if f.UID != "" {
 		t.Owner = metav1.NewControllerRef(f, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
 	}
 	return t
+}
+
+// availableOfTemplate is how many of a Deployment's pods are available
+// and of its template: all its available pods when every pod is of its
+// template (no template half rolled), none otherwise.
+func availableOfTemplate(d *appsv1.Deployment) int32 {
+	if d.Status.UpdatedReplicas != d.Status.Replicas {
+		return 0
+	}
+	return d.Status.AvailableReplicas
 }
 
 // ownSuffixes are the names fledge gives its own Deployments beside an

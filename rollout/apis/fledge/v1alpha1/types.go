@@ -441,6 +441,12 @@ type Watch struct {
 	WindowStart *metav1.Time `json:"windowStart,omitempty"`
 	// Message says why the watch reverted or ended, or how it stands.
 	Message string `json:"message,omitempty"`
+	// Replicas is the previous revision's pods' size: enough for all of
+	// the traffic (0: the Deployment's replicas).
+	Replicas int32 `json:"replicas,omitempty"`
+	// Routed: the revert's routing to the previous revision's pods was
+	// set; it stays while any of them is available.
+	Routed bool `json:"routed,omitempty"`
 }
 
 // WatchFigure is one comparison's counts in a watch.
