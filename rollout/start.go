@@ -139,6 +139,11 @@ func (d *decider) baselineReady() bool {
 // ensurePods asks for the canary, and for its fresh baseline if the
 // revision has one.
 func (d *decider) ensurePods() {
+	if d.in.ForeignAutoscaler != "" && d.in.CanaryRevision == d.st.CanaryRevision && d.in.CanaryReplicas > 0 {
+		// Someone's autoscaler sets the canary's size: fledge holds
+		// (autoscalerAllowsMove) and does not fight it over it.
+		return
+	}
 	n := d.canaryPods(d.currentShare())
 	if n > 0 && d.st.Step >= 0 && d.in.CanaryRevision == d.st.CanaryRevision {
 		// Coming up after a resize: never below the size asked for (a

@@ -200,3 +200,48 @@ func awaitCanary(t *testing.T, sb *sandbox.Sandbox, ns string, n int32, what str
 		t.Fatalf("%s: the canary has %d replicas (%d available), want %d", what, want, avail, n)
 	}
 }
+
+// TestAnAutoscalerOnFledgesCanaryHoldsTheRolloutUntilItGoes: a team points
+// a HorizontalPodAutoscaler at shop-canary, fledge's Deployment. The real
+// autoscaler controller resizes it; fledge does not fight it over the
+// size, holds the rollout before its next move naming the autoscaler, and
+// goes on once it is deleted.
+func TestAnAutoscalerOnFledgesCanaryHoldsTheRolloutUntilItGoes(t *testing.T) {
+	sb, ns := suite.Namespace(t)
+	ctx := context.Background()
+	startEngine(t, sb, ns, scaledPolicies)
+	shopApp(t, sb, ns, "scaled", 50, nil)
+	grabby := &autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "grabby", Namespace: ns},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "shop-canary"},
+			MinReplicas:    ptr.To(int32(3)), MaxReplicas: 3,
+		},
+	}
+	if _, err := sb.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(ctx, grabby, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && (f.Status.Hold != nil && f.Status.Hold.Reason == v1alpha1.HoldForeignAutoscaler || f.Status.Phase.Terminal())
+	})
+	if f.Status.Hold == nil || !strings.Contains(f.Status.Hold.Message, "HorizontalPodAutoscaler "+ns+"/grabby targets shop-canary") {
+		t.Fatalf("hold %+v (%s): want one naming the autoscaler", f.Status.Hold, f.Status.Message)
+	}
+	weight := f.Status.CanaryWeight
+	awaitCanary(t, sb, ns, 3, "sized by the team's autoscaler") // not fought over
+	time.Sleep(3 * time.Second)
+	if f, err := sb.Fledge.FledgeV1alpha1().Flights(ns).Get(ctx, "shop", metav1.GetOptions{}); err != nil || f.Status.CanaryWeight != weight {
+		t.Fatalf("held at %d%%, now %+v (%v): want no move while the autoscaler is there", weight, f.Status, err)
+	}
+	if err := sb.Kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Delete(ctx, "grabby", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f = waitFlight(t, sb, ns, "shop", 2*time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && f.Status.Phase.Terminal()
+	})
+	if f.Status.Phase != v1alpha1.PhaseSucceeded {
+		t.Fatalf("phase %s (%s), want promoted once the autoscaler is gone", f.Status.Phase, f.Status.Message)
+	}
+	assertSettled(t, sb, ns)
+}
