@@ -26,6 +26,9 @@ const LookWriteEvery = 15 * time.Second
 // seconds per rollout in flight, most of fledge's load on the API server
 // at scale.
 func evidenceOnly(was *v1alpha1.FlightStatus, dec *rollout.Decision, now time.Time, every time.Duration) bool {
+	if watchLookOnly(was, dec, now, every) {
+		return true
+	}
 	st := &dec.Status
 	if len(dec.Actions) > 0 || dec.Action != nil || was.LastLookAt == nil || st.LastLookAt == nil || now.Sub(was.LastLookAt.Time) >= every ||
 		len(was.Evidence) == 0 || len(was.Evidence) != len(st.Evidence) {
@@ -55,4 +58,35 @@ func conditionStates(cs []metav1.Condition) []metav1.Condition {
 		out[i] = metav1.Condition{Type: c.Type, Status: c.Status, Reason: c.Reason, ObservedGeneration: c.ObservedGeneration}
 	}
 	return out
+}
+
+// watchLookOnly reports whether decision dec, taken on status was, only
+// added a look to a watch after a promotion (its counts, its window, its
+// message), with nothing to do, less than every after the last watch look
+// written: as evidenceOnly, such a look need not be written. The next
+// look counts from the counters last written, the looks in between as
+// one; a window that ended unwritten ends again at the next look; a
+// threshold round, a failure or a verdict changes more, and is written.
+func watchLookOnly(was *v1alpha1.FlightStatus, dec *rollout.Decision, now time.Time, every time.Duration) bool {
+	st := &dec.Status
+	w, v := was.Watch, st.Watch
+	if len(dec.Actions) > 0 || dec.Action != nil || w == nil || v == nil || w.State != v1alpha1.WatchWatching || v.State != v1alpha1.WatchWatching ||
+		w.LastLookAt == nil || v.LastLookAt == nil || now.Sub(w.LastLookAt.Time) >= every || len(w.Figures) != len(v.Figures) {
+		return false
+	}
+	for i := range w.Figures {
+		if w.Figures[i].Metric != v.Figures[i].Metric || w.Figures[i].Last == nil {
+			return false // a figure's first counters are a baseline: written
+		}
+	}
+	a, b := *was, *st
+	wa, wb := *w, *v
+	for _, x := range []*v1alpha1.Watch{&wa, &wb} {
+		x.Figures, x.LastLookAt, x.Message, x.Window, x.WindowStart = nil, nil, "", 0, nil
+	}
+	a.Watch, b.Watch = &wa, &wb
+	for _, x := range []*v1alpha1.FlightStatus{&a, &b} {
+		x.Message, x.Conditions = "", conditionStates(x.Conditions)
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }

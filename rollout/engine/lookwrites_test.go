@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/analysis/sequential"
 	"github.com/fledgehq/fledge/rollout"
@@ -86,4 +88,55 @@ policies:
 		t.Errorf("evidence holds %v canary requests, the counters say %v: looks not written were lost", ev.Canary.Requests, want)
 	}
 	t.Logf("%d looks, %d status writes; evidence: %d looks, %v canary requests", looks, writes, ev.Looks, ev.Canary.Requests)
+}
+
+// A watch look that only adds counts is written at most every 15 s, as a
+// comparison's look is; anything more (a failed threshold check, a
+// verdict, an action, a figure's first counters) is written at once.
+func TestWatchLooksThatOnlyAddCountsAreWrittenAtMostEvery15s(t *testing.T) {
+	at := func(s int) *metav1.Time { t := metav1.NewTime(start.Add(time.Duration(s) * time.Second)); return &t }
+	was := v1alpha1.FlightStatus{Phase: v1alpha1.PhaseSucceeded, Step: -1, Message: "watching",
+		Watch: &v1alpha1.Watch{Revision: "r2", Previous: "r1", State: v1alpha1.WatchWatching, Since: at(0), Until: at(600), LastLookAt: at(10), Window: 1, WindowStart: at(0),
+			Figures: []v1alpha1.WatchFigure{{Metric: "error-rate", Before: sequential.Counts{Requests: 100}, Last: &sequential.Counts{Requests: 1000}}}}}
+	look := func(s int, change func(*v1alpha1.FlightStatus)) *rollout.Decision {
+		st := *was.DeepCopy()
+		st.Watch.LastLookAt = at(s)
+		st.Watch.Figures[0].Last = &sequential.Counts{Requests: 1000 + float64(s)}
+		st.Watch.Figures[0].After = sequential.Counts{Requests: float64(s)}
+		st.Watch.Message, st.Message = "watching: more", "watching: more"
+		if change != nil {
+			change(&st)
+		}
+		return &rollout.Decision{Status: st}
+	}
+	now := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+	if !evidenceOnly(&was, look(15, nil), now(15), LookWriteEvery) {
+		t.Errorf("a watch look 5 s after the last written one is written")
+	}
+	if evidenceOnly(&was, look(25, nil), now(25), LookWriteEvery) {
+		t.Errorf("a watch look 15 s after the last written one is not written")
+	}
+	for what, change := range map[string]func(*v1alpha1.FlightStatus){
+		"a failed check": func(st *v1alpha1.FlightStatus) { st.Watch.FailedChecks = 1 },
+		"a revert": func(st *v1alpha1.FlightStatus) {
+			st.Watch.State, st.Phase = v1alpha1.WatchReverted, v1alpha1.PhaseRolledBack
+		},
+		"a threshold round": func(st *v1alpha1.FlightStatus) {
+			st.Watch.LastAnalysisAt = at(15)
+		},
+	} {
+		if evidenceOnly(&was, look(15, change), now(15), LookWriteEvery) {
+			t.Errorf("%s is not written", what)
+		}
+	}
+	d := look(15, nil)
+	d.Actions = []rollout.Action{rollout.EnsurePrevious{Revision: "r1"}}
+	if evidenceOnly(&was, d, now(15), LookWriteEvery) {
+		t.Errorf("a look with an action is not written")
+	}
+	first := was.DeepCopy()
+	first.Watch.Figures[0].Last = nil
+	if evidenceOnly(first, look(15, nil), now(15), LookWriteEvery) {
+		t.Errorf("a figure's first counters are not written")
+	}
 }
