@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -138,12 +137,6 @@ type PolicySpec struct {
 	ScrapeInterval metav1.Duration `json:"scrapeInterval,omitempty"`
 }
 
-// PostPromotionSpec is the watch after a promotion.
-type PostPromotionSpec struct {
-	// Duration is how long the watch lasts (at most 24h).
-	Duration metav1.Duration `json:"duration"`
-}
-
 // MetricSpec is one check as written in the config file.
 type MetricSpec struct {
 	Name         string          `json:"name"`
@@ -168,34 +161,6 @@ type MetricSpec struct {
 	Bad        string   `json:"bad,omitempty"`
 }
 
-// Bounds are latency bounds as a policy writes them: one duration
-// ("250ms") or a list of them ([100ms, 250ms, 1s]).
-type Bounds []metav1.Duration
-
-// UnmarshalJSON reads one duration or a list.
-func (b *Bounds) UnmarshalJSON(data []byte) error {
-	var one metav1.Duration
-	if err := json.Unmarshal(data, &one); err == nil {
-		*b = Bounds{one}
-		return nil
-	}
-	var many []metav1.Duration
-	if err := json.Unmarshal(data, &many); err != nil {
-		return fmt.Errorf("slowerThan: %s is neither a duration (\"250ms\") nor a list of them", data)
-	}
-	*b = many
-	return nil
-}
-
-// MarshalJSON writes one bound as a duration, several as a list.
-func (b Bounds) MarshalJSON() ([]byte, error) {
-	if len(b) == 1 {
-		return json.Marshal(b[0])
-	}
-	return json.Marshal([]metav1.Duration(b))
-}
-
-// isComparison reports whether a metric as written is a comparison.
 func (ms MetricSpec) isComparison() bool {
 	return ms.Name == analysis.ErrorRate || ms.Name == analysis.Latency || ms.Requests != "" || ms.Bad != ""
 }

@@ -341,6 +341,12 @@ func buildBaseline(s PolicySpec, p *Policy, field func(f, format string, args ..
 	}
 }
 
+// PostPromotionSpec is the watch after a promotion.
+type PostPromotionSpec struct {
+	// Duration is how long the watch lasts (at most 24h).
+	Duration metav1.Duration `json:"duration"`
+}
+
 // maxWatch bounds a watch after a promotion: the previous revision's pods
 // run beside the promoted one all that time.
 const maxWatch = 24 * time.Hour
