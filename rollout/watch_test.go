@@ -110,7 +110,7 @@ func (w *watchWorld) at(start time.Time, offset time.Duration) { w.in.Now = star
 // end.
 func (w *watchWorld) promoted(now time.Time) {
 	w.t.Helper()
-	w.in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:test", RequestID: "p1"}
+	w.in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:test", RequestID: "promote-" + w.in.Now.Format(time.RFC3339)}
 	w.decide()
 	w.in.Action = nil
 	for i := 0; i < 10 && w.in.Status.Phase != v1alpha1.PhaseSucceeded; i++ {
@@ -236,19 +236,7 @@ func TestARegressionInTheWatchSendsAllTrafficToThePreviousPods(t *testing.T) {
 // revision's pods (they take stable's share), and once promoted the
 // traffic is on the Deployment again and a new watch keeps r1's pods.
 func TestAFixAfterARevertIsCanariedAgainstThePreviousPods(t *testing.T) {
-	now := epoch.Add(time.Hour)
-	w := newWatchWorld(t, now)
-	w.promoted(now)
-	start := w.in.Now
-	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
-		w.served.Requests += 1000
-		w.served.Bad += 80
-		w.at(start, s)
-		w.decide()
-	}
-	if w.in.Status.Watch.State != v1alpha1.WatchReverted {
-		t.Fatalf("watch %s, want reverted", w.in.Status.Watch.State)
-	}
+	w := reverted(t, false)
 	w.in.DesiredRevision = "r3"
 	w.in.Now = w.in.Now.Add(time.Second)
 	w.decide()
@@ -268,6 +256,13 @@ func TestAFixAfterARevertIsCanariedAgainstThePreviousPods(t *testing.T) {
 	}
 	if want := (traffic.Weights{Canary: 10, Baseline: 90}); w.in.Weights != want {
 		t.Fatalf("r3's first step routes %+v, want %+v (r1's pods in stable's place)", w.in.Weights, want)
+	}
+	w.served = sequential.Counts{Requests: 1e6, Bad: 5000} // the Deployment's pods, once r3
+	w.promoted(w.in.Now)
+	st := w.in.Status.Watch
+	if w.in.Weights != plainStable || w.in.Status.StableRevision != "r3" || st == nil || st.State != v1alpha1.WatchWatching || st.Revision != "r3" || st.Previous != "r1" || !w.in.PreviousExists {
+		t.Errorf("r3 promoted: routing %+v, stable %s, watch %+v, previous pods %t; want all on the Deployment, r3 watched against r1's pods, kept",
+			w.in.Weights, w.in.Status.StableRevision, st, w.in.PreviousExists)
 	}
 }
 
@@ -373,17 +368,7 @@ func binomialDraw(rng *rand.Rand, n int, p float64) int {
 // traffic where it is (there is nowhere better to send it) and says so;
 // once they are ready, all traffic goes to them.
 func TestARevertWaitsForThePreviousPodsAndSaysSo(t *testing.T) {
-	now := epoch.Add(time.Hour)
-	w := newWatchWorld(t, now)
-	w.previousStuck = true
-	w.promoted(now)
-	start := w.in.Now
-	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
-		w.served.Requests += 1000
-		w.served.Bad += 80
-		w.at(start, s)
-		w.decide()
-	}
+	w := reverted(t, true)
 	if w.in.Status.Watch.State != v1alpha1.WatchReverted || w.in.Weights != plainStable {
 		t.Fatalf("watch %s, routing %+v: want reverted, the traffic still on the Deployment", w.in.Status.Watch.State, w.in.Weights)
 	}
@@ -415,9 +400,10 @@ func TestAWatchPolicyParses(t *testing.T) {
 
 // reverted is a watch world whose promoted revision regressed: all traffic
 // on r1's pods.
-func reverted(t *testing.T) *watchWorld {
+func reverted(t *testing.T, stuck bool) *watchWorld {
 	now := epoch.Add(time.Hour)
 	w := newWatchWorld(t, now)
+	w.previousStuck = stuck
 	w.promoted(now)
 	start := w.in.Now
 	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
@@ -426,7 +412,7 @@ func reverted(t *testing.T) *watchWorld {
 		w.at(start, s)
 		w.decide()
 	}
-	if w.in.Status.Watch.State != v1alpha1.WatchReverted || w.in.Weights != (traffic.Weights{Baseline: 100}) {
+	if w.in.Status.Watch.State != v1alpha1.WatchReverted || !stuck && w.in.Weights != (traffic.Weights{Baseline: 100}) {
 		t.Fatalf("watch %s, routing %+v: want reverted onto r1's pods", w.in.Status.Watch.State, w.in.Weights)
 	}
 	return w
@@ -437,7 +423,7 @@ func reverted(t *testing.T) *watchWorld {
 // available; with none available the traffic goes where it can, and comes
 // back once they are.
 func TestARevertSurvivesAPreviousPodRestarting(t *testing.T) {
-	w := reverted(t)
+	w := reverted(t, false)
 	w.previousStuck = true // asking again does not bring them back
 	w.in.PreviousReady, w.in.PreviousAvailable = false, 1
 	w.in.Now = w.in.Now.Add(time.Minute)
@@ -495,7 +481,7 @@ func TestANewRevisionDuringAPromotionEndsTheWatchBeingPrepared(t *testing.T) {
 // The restore ends once the Deployment runs the previous revision again,
 // whether or not the copy's pods are all ready then.
 func TestARestoreEndsOnceTheDeploymentIsBack(t *testing.T) {
-	w := reverted(t)
+	w := reverted(t, false)
 	w.in.DesiredRevision = "r1"
 	w.in.Now = w.in.Now.Add(time.Second)
 	w.decide()
@@ -512,7 +498,7 @@ func TestARestoreEndsOnceTheDeploymentIsBack(t *testing.T) {
 // While a revert stands, a canary is sized against the previous
 // revision's pods, which serve in stable's place.
 func TestACanaryAfterARevertIsSizedAgainstThePreviousPods(t *testing.T) {
-	w := reverted(t)
+	w := reverted(t, false)
 	w.in.Autoscaler, w.in.AutoscalerMax = "HorizontalPodAutoscaler web", 40
 	w.in.StableReplicas, w.in.PreviousReplicas = 1, 9 // the idle Deployment shrank; r1's pods carry everything
 	w.in.DesiredRevision = "r3"
