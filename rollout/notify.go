@@ -222,6 +222,21 @@ func (d *decider) notifyRejected(event, why, by string, step, weight int32, chec
 	d.notify(n)
 }
 
+// notifyReverted tells of a watch's revert: the promoted revision's
+// images, the previous one's it is back on, and why.
+func (d *decider) notifyReverted(why string, checks []analysis.Check) {
+	var failed []analysis.Check
+	for _, c := range checks {
+		if c.Outcome == analysis.Fail {
+			failed = append(failed, c)
+		}
+	}
+	d.notify(webhooks.Notification{
+		Event: EventReverted, ToImages: ImageRefs(d.st.CanaryImages), FromImages: ImageRefs(d.st.Watch.PreviousImages),
+		Step: -1, Weight: 100, Reason: why, Checks: copyChecks(failed),
+	})
+}
+
 // notableHold: holds people hear about. A canary getting ready, a
 // person's pause or Kubernetes finishing its own rollout are routine.
 func notableHold(reason string) bool {

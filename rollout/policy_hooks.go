@@ -120,9 +120,13 @@ const (
 	// EventSwitched: a blue/green revision took all traffic; the previous
 	// one is kept at full size while it is judged.
 	EventSwitched = "Switched"
+	// EventReverted: the watch after a promotion found the promoted
+	// revision worse, and all traffic went to the previous revision's
+	// pods.
+	EventReverted = "Reverted"
 )
 
-var notificationEvents = []string{EventStarted, EventPromoted, EventRolledBack, EventAborted, EventHeld, EventSwitched}
+var notificationEvents = []string{EventStarted, EventPromoted, EventRolledBack, EventAborted, EventHeld, EventSwitched, EventReverted}
 
 const (
 	defaultHookTimeout  = 10 * time.Second

@@ -92,7 +92,8 @@ func (d *decider) startWatch() {
 	if d.autoscaled() {
 		n = max(n, d.in.CanaryReplicas)
 	}
-	d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: d.st.StableRevision, State: v1alpha1.WatchPreparing, Replicas: n}
+	d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: d.st.StableRevision, State: v1alpha1.WatchPreparing, Replicas: n,
+		PreviousImages: slices.Clone(d.st.StableImages)}
 }
 
 // keepPrevious asks for the previous revision's pods while a watch wants
@@ -124,7 +125,8 @@ func (d *decider) stableUpdated() {
 		return
 	}
 	if d.in.Policy.watches() {
-		d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: w.Previous, State: v1alpha1.WatchPreparing, Replicas: w.Replicas}
+		d.st.Watch = &v1alpha1.Watch{Revision: d.st.CanaryRevision, Previous: w.Previous, State: v1alpha1.WatchPreparing, Replicas: w.Replicas,
+			PreviousImages: slices.Clone(w.PreviousImages)}
 		return
 	}
 	w.State, w.Routed = v1alpha1.WatchEnded, false
@@ -437,7 +439,7 @@ func (d *decider) revert(why string, checks []analysis.Check) {
 	d.st.Message = msg
 	d.event(true, "Reverted", msg)
 	d.record(v1alpha1.VerdictRollback, msg, checks)
-	d.notifyRejected(EventRolledBack, msg, "", d.st.Step, 100, checks)
+	d.notifyReverted(msg, checks)
 	d.tellHooks(webhooks.PostRollout, EventRolledBack, msg)
 	d.after(time.Second)
 }

@@ -18,6 +18,7 @@ const (
 	eventAborted    = "Aborted"
 	eventHeld       = "Held"
 	eventSwitched   = "Switched"
+	eventReverted   = "Reverted"
 )
 
 // Blocks lays a notification out as Slack shows it: a fallback text line
@@ -41,6 +42,8 @@ func Blocks(n webhooks.Notification) (text string, blocks []slack.Block) {
 		l = held(n)
 	case eventSwitched:
 		l = switched(n)
+	case eventReverted:
+		l = reverted(n)
 	default:
 		l = other(n)
 	}
@@ -140,6 +143,23 @@ func rejected(n webhooks.Notification) layout {
 		l.fallback = fmt.Sprintf("Aborted %s %s %s: %s", app(n), atStep(n.Step, n.Plan, n.Weight, n.Cohorts...), by, reason)
 	}
 	return l
+}
+
+// reverted lays out a watch's revert: the promoted revision regressed
+// after its promotion, and all traffic is back on the previous one's pods
+// until the Deployment's template changes.
+func reverted(n webhooks.Notification) layout {
+	return layout{
+		emoji: ":rotating_light:", title: "Reverted after promotion",
+		summary: "*Why:* " + esc(n.Reason, maxSection-10),
+		fields: append(where(n),
+			imagesField("Regressed", n.ToImages),
+			imagesField("Back on", n.FromImages),
+		),
+		checksTitle: "Checks",
+		checks:      n.Checks,
+		fallback:    fmt.Sprintf("Reverted %s after its promotion: %s", app(n), n.Reason),
+	}
 }
 
 func held(n webhooks.Notification) layout {

@@ -99,6 +99,17 @@ func TestBlocksTellEachEvent(t *testing.T) {
 			inText: []string{"Switched shop/checkout to registry.example/shop/checkout:v2; registry.example/shop/checkout:v1 kept at full size"},
 		},
 		{
+			name: "a revert after a promotion says what regressed and what serves again",
+			n: with(base("Reverted"), func(n *webhooks.Notification) {
+				n.Step, n.Weight = -1, 100
+				n.Reason = "r2 regressed after its promotion: error-rate: r2 5% over 1000 requests in the last 10s vs r1 0.5% before it"
+			}),
+			want: []string{"Reverted after promotion: checkout", "*Regressed*\n`registry.example/shop/checkout:v2`", "*Back on*\n`registry.example/shop/checkout:v1`",
+				"r2 regressed after its promotion"},
+			inText: []string{"Reverted shop/checkout after its promotion: r2 regressed after its promotion"},
+			absent: []string{"before traffic"},
+		},
+		{
 			name: "a promotion made early by a person shows the steps it skipped",
 			n: with(base("Promoted"), func(n *webhooks.Notification) {
 				n.Step, n.DurationSeconds = 0, 3725
@@ -261,7 +272,7 @@ func TestBlocksKeepWithinBlockKitLimits(t *testing.T) {
 			Reason: long, HoldReason: long, By: long, Checks: checks, DurationSeconds: 1 << 40,
 		}
 	}
-	for _, event := range []string{"Started", "Promoted", "RolledBack", "Aborted", "Held", "Switched", "Other"} {
+	for _, event := range []string{"Started", "Promoted", "RolledBack", "Aborted", "Held", "Switched", "Reverted", "Other"} {
 		t.Run(event+" with oversized facts", func(t *testing.T) {
 			n := huge(event)
 			if event != "Other" {

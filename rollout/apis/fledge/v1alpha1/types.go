@@ -447,6 +447,8 @@ type Watch struct {
 	// Routed: the revert's routing to the previous revision's pods was
 	// set; it stays while any of them is available.
 	Routed bool `json:"routed,omitempty"`
+	// PreviousImages are the previous revision's images, for people.
+	PreviousImages []ContainerImage `json:"previousImages,omitempty"`
 }
 
 // WatchFigure is one comparison's counts in a watch.

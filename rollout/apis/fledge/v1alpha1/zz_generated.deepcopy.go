@@ -545,6 +545,11 @@ func (in *Watch) DeepCopyInto(out *Watch) {
 		in, out := &in.WindowStart, &out.WindowStart
 		*out = (*in).DeepCopy()
 	}
+	if in.PreviousImages != nil {
+		in, out := &in.PreviousImages, &out.PreviousImages
+		*out = make([]ContainerImage, len(*in))
+		copy(*out, *in)
+	}
 	return
 }
 
