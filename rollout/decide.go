@@ -323,6 +323,13 @@ func (d *decider) newRevision() bool {
 		return true
 	case desired == d.st.CanaryRevision:
 		return false
+	case d.watchState() == v1alpha1.WatchReverted && desired == d.st.Watch.Previous:
+		// The template went back to the revision the revert serves,
+		// during a fix's canary: the fix goes, the Deployment is
+		// restored.
+		d.backToStable(v1alpha1.PhaseRolledBack, v1alpha1.VerdictRevert, fmt.Sprintf("the template went back to %s during the canary of %s", desired, d.st.CanaryRevision))
+		d.restore()
+		return true
 	case desired == d.st.StableRevision:
 		// Reverted mid-rollout: nothing to canary any more.
 		d.backToStable(v1alpha1.PhaseIdle, v1alpha1.VerdictRevert, "the template went back to the stable revision "+desired+" during the rollout of "+d.st.CanaryRevision)

@@ -29,7 +29,13 @@ func hookChannel(name string) string { return "hook:" + name }
 
 // notify queues a Slack message for an event, if the policy wants it.
 func (d *decider) notify(n webhooks.Notification) {
-	if !d.in.Policy.Slack.Wants(n.Event) {
+	wanted := d.in.Policy.Slack.Wants(n.Event)
+	if n.Event == EventReverted {
+		// A revert is a rollback too: a policy that asks for rollbacks
+		// hears of it.
+		wanted = wanted || d.in.Policy.Slack.Wants(EventRolledBack)
+	}
+	if !wanted {
 		return
 	}
 	n.Name, n.Namespace, n.At = d.in.Name, d.in.Namespace, d.in.Now

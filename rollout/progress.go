@@ -22,6 +22,14 @@ func (d *decider) progress() {
 	}
 	w := d.st.CanaryWeight
 	if want := d.routing(w); d.in.Weights != want {
+		if d.previousFlip(want) {
+			// The previous revision's pods came up or went (a revert
+			// stands): stable's share moves to or from them. Not another
+			// writer: set, and nothing counted.
+			d.setWeight(w)
+			d.after(time.Second)
+			return
+		}
 		d.drift(want)
 		return
 	}

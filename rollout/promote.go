@@ -60,9 +60,6 @@ func (d *decider) updateStable() {
 	if d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: false})
 	}
-	if d.watchState() == v1alpha1.WatchPreparing {
-		d.keepPrevious()
-	}
 	if d.in.DeploymentRevision != d.st.CanaryRevision || !d.in.DeploymentSettled {
 		started := d.in.Now
 		if d.st.StageStartedAt != nil {

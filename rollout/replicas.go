@@ -33,22 +33,29 @@ func (d *decider) canaryPods(w int32) int32 {
 		return 0
 	}
 	r := max(d.in.StableReplicas, 1)
-	now := d.routing(d.st.CanaryWeight)
-	share := now.Stable
-	if d.onPrevious() {
-		// The previous revision's pods serve in stable's place.
-		r, share = max(d.in.PreviousReplicas, 1), now.Baseline
-	}
+	share := d.routing(d.st.CanaryWeight).Stable
 	if d.st.Step < 0 {
 		share = 100
 	}
+	if d.onPrevious() {
+		// The previous revision's pods serve in stable's place, sized
+		// for all of the traffic (not by an autoscaler): as many per
+		// percent as they have for all of it.
+		r, share = max(d.st.Watch.Replicas, d.in.PreviousReplicas, 1), 100
+	}
 	var n int32
 	switch {
-	case d.st.Phase == v1alpha1.PhasePromoting || share <= 0 && d.in.CanaryReplicas > 0:
-		// Everything is on the canary while stable rolls (or stable
-		// serves nothing: a fresh baseline at half, say), and stable's
+	case d.st.Phase == v1alpha1.PhasePromoting:
+		// Everything is on the canary while stable rolls, and stable's
 		// replicas say nothing of the load: keep the size it was given.
 		n = d.in.CanaryReplicas
+	case share <= 0 && d.st.Baseline == BaselineFresh && d.in.BaselineReplicas > 0 && d.st.CanaryWeight > 0:
+		// Stable serves nothing (a fresh baseline at half): the
+		// baseline's pods per percent, for the share it serves (it is
+		// not resized for a move past half, which retires it).
+		n = int32(math.Ceil(float64(d.in.BaselineReplicas) * float64(w) / float64(d.st.CanaryWeight)))
+	case share <= 0 && d.in.CanaryReplicas > 0:
+		n = d.in.CanaryReplicas // nothing to size it by: as it is
 	case d.in.Policy.Strategy == StrategyBlueGreen || d.nextIsCohort() || share <= 0:
 		n = r
 	default:
@@ -91,9 +98,16 @@ func (d *decider) currentShare() int32 {
 	return d.st.CanaryWeight
 }
 
+// baselineAt reports whether a fresh baseline serves beside the canary at
+// share w (it takes as much as the canary, up to half).
+func (d *decider) baselineAt(w int32) bool {
+	return d.st.Baseline == BaselineFresh && w > 0 && 2*w <= 100
+}
+
 // ensureCanary asks for the canary at size n (0: the engine's), in place
-// of any size asked for earlier in the decision.
-func (d *decider) ensureCanary(n int32) {
+// of any size asked for earlier in the decision, and for a fresh baseline
+// at the same size when it serves beside the canary at share w.
+func (d *decider) ensureCanary(n, w int32) {
 	d.actions = slices.DeleteFunc(d.actions, func(a Action) bool {
 		switch a.(type) {
 		case EnsureCanary, EnsureBaseline:
@@ -102,7 +116,7 @@ func (d *decider) ensureCanary(n int32) {
 		return false
 	})
 	d.do(EnsureCanary{Revision: d.st.CanaryRevision, Replicas: n})
-	if d.st.Baseline == BaselineFresh {
+	if d.st.Baseline == BaselineFresh && (d.baselineAt(w) || d.st.Step < 0 || !d.in.BaselineExists) {
 		d.do(EnsureBaseline{Revision: d.st.StableRevision, Replicas: n})
 	}
 }
@@ -115,7 +129,7 @@ func (d *decider) followAutoscaler() {
 		return
 	}
 	if want := d.canaryPods(d.currentShare()); want != d.in.CanaryReplicas {
-		d.ensureCanary(want)
+		d.ensureCanary(want, d.currentShare())
 	}
 }
 
@@ -129,25 +143,21 @@ func (d *decider) podsFor(next int32) bool {
 		return true
 	}
 	if d.in.CanaryRevision == d.st.CanaryRevision && d.in.CanaryAvailable >= want &&
-		(d.st.Baseline != BaselineFresh || d.in.BaselineAvailable >= want) {
+		(!d.baselineAt(next) || d.in.BaselineAvailable >= want) {
 		if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryScaling {
 			d.st.Hold = nil
 		}
 		return true
 	}
-	if d.in.CanaryReplicas < want || d.in.CanaryRevision != d.st.CanaryRevision {
-		d.ensureCanary(want)
+	if d.in.CanaryReplicas < want || d.in.CanaryRevision != d.st.CanaryRevision || d.baselineAt(next) && d.in.BaselineReplicas < want {
+		d.ensureCanary(want, next)
 	}
 	what := fmt.Sprintf("%d%% of the traffic", next)
 	if next >= 100 {
 		what = "all of the traffic, to be promoted"
 	}
-	share := d.routing(d.st.CanaryWeight).Stable
-	if d.st.Step < 0 {
-		share = 100
-	}
-	msg := fmt.Sprintf("the canary has %d available of the %d pods it needs for %s: sized like stable, which %s gives %d pods for %d%%; the traffic moves once they are up",
-		d.in.CanaryAvailable, want, what, d.in.Autoscaler, d.in.StableReplicas, share)
+	msg := fmt.Sprintf("the canary has %d available of the %d pods it needs for %s: %s; the traffic moves once they are up",
+		d.in.CanaryAvailable, want, what, d.sizedLike())
 	if trouble := d.canaryTrouble(); trouble != "" {
 		msg += trouble
 	}
@@ -185,4 +195,19 @@ func (d *decider) autoscalerAllowsMove() bool {
 	}
 	d.after(2 * time.Second)
 	return false
+}
+
+// sizedLike says what the canary's size follows, for people.
+func (d *decider) sizedLike() string {
+	share := d.routing(d.st.CanaryWeight).Stable
+	if d.st.Step < 0 {
+		share = 100
+	}
+	switch {
+	case d.onPrevious():
+		return fmt.Sprintf("sized like %s's pods, %d for all of the traffic", d.st.Watch.Previous, max(d.st.Watch.Replicas, d.in.PreviousReplicas))
+	case share <= 0 && d.st.Baseline == BaselineFresh:
+		return fmt.Sprintf("sized like its fresh baseline, %d pods for %d%%", d.in.BaselineReplicas, d.st.CanaryWeight)
+	}
+	return fmt.Sprintf("sized like stable, which %s gives %d pods for %d%%", d.in.Autoscaler, d.in.StableReplicas, share)
 }

@@ -56,3 +56,32 @@ func TestAMoveWaitsForTheBaselinesPodsTooAndResizingIsNotNotReady(t *testing.T) 
 		t.Errorf("both have their 4 pods: the move still waits (%+v)", d.st.Hold)
 	}
 }
+
+// Beside a fresh baseline at half, stable serves nothing: the canary's
+// own pods per percent size it for promotion, and the baseline (which
+// the promotion retires) is neither resized nor waited for.
+func TestAtHalfBesideAFreshBaselineTheCanarySizesItselfForPromotion(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	in := autoscaledFresh(now)
+	in.Status.Steps, in.Status.Step, in.Status.CanaryWeight = []int32{20, 50}, 1, 50
+	in.Weights = traffic.Weights{Canary: 50, Baseline: 50}
+	in.StableReplicas = 1 // idle: its autoscaler's minimum
+	in.CanaryReplicas, in.CanaryAvailable, in.BaselineReplicas, in.BaselineAvailable = 5, 5, 5, 5
+	d := &decider{in: in, st: *in.Status.DeepCopy()}
+	if n := d.canaryPods(100); n != 10 {
+		t.Fatalf("canary pods for all of the traffic: %d, want 10 (5 for 50%%)", n)
+	}
+	if d.podsFor(100) {
+		t.Errorf("promotion goes on with 5 of the 10 pods")
+	}
+	for _, a := range d.actions {
+		if _, ok := a.(EnsureBaseline); ok {
+			t.Errorf("the baseline is resized for a promotion that retires it: %v", d.actions)
+		}
+	}
+	in.CanaryReplicas, in.CanaryAvailable = 10, 10
+	d = &decider{in: in, st: *in.Status.DeepCopy()}
+	if !d.podsFor(100) {
+		t.Errorf("10 pods for all of the traffic, and the move still waits (for the baseline?): %+v", d.st.Hold)
+	}
+}

@@ -150,7 +150,7 @@ func (d *decider) ensurePods() {
 		// move waiting for its pods asked for more than the share now).
 		n = max(n, d.in.CanaryReplicas)
 	}
-	d.ensureCanary(n)
+	d.ensureCanary(n, d.currentShare())
 	if d.comparing() {
 		d.do(EnsureComparator{})
 	}

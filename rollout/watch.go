@@ -59,6 +59,28 @@ func (d *decider) onPrevious() bool {
 	return d.in.PreviousReady || d.st.Watch.Routed && d.in.PreviousAvailable > 0
 }
 
+// previousFlip reports whether the routing read back is want but for
+// stable's share being on the other side of a revert: on the Deployment's
+// pods where want has it on the previous revision's, or the reverse.
+func (d *decider) previousFlip(want traffic.Weights) bool {
+	s := d.watchState()
+	if s != v1alpha1.WatchReverted && s != v1alpha1.WatchRestoring {
+		return false
+	}
+	other := want
+	switch {
+	case want.Baseline > 0 && want.Stable == 0:
+		other.Stable, other.Baseline = want.Baseline, 0
+	case want.Stable > 0 && want.Baseline == 0:
+		other.Stable, other.Baseline = 0, want.Stable
+	default:
+		return false
+	}
+	got := d.in.Weights
+	got.Mirror, got.MirrorCompared, other.Mirror, other.MirrorCompared = 0, false, 0, false
+	return got == other
+}
+
 // restName names where a Flight at rest sends its traffic.
 func (d *decider) restName() string {
 	if d.onPrevious() {
@@ -109,6 +131,9 @@ func (d *decider) keepPrevious() {
 	case v1alpha1.WatchPreparing, v1alpha1.WatchWatching, v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
 	default:
 		return
+	}
+	if (w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) && d.in.PreviousReady && !w.Routed {
+		w.Routed = true // the routing goes to them from now on (rest, routing)
 	}
 	if d.in.PreviousExists && d.in.PreviousReady && d.in.PreviousRevision == w.Previous && d.in.PreviousReplicas >= w.Replicas {
 		return
@@ -453,9 +478,7 @@ func (d *decider) stayReverted() {
 	}
 	d.settle()
 	if d.onPrevious() {
-		if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldCanaryNotReady {
-			d.st.Hold = nil
-		}
+		d.st.Hold = nil // reverted, and routed: nothing holds but the team's next template
 		d.after(resync)
 		return
 	}
@@ -499,6 +522,10 @@ func (d *decider) restoring() {
 	if d.in.DesiredRevision != w.Previous {
 		// The template changed again: as reverted, from here.
 		w.State = v1alpha1.WatchReverted
+		d.st.StageStartedAt = nil
+		if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldStableStalled {
+			d.st.Hold = nil
+		}
 		d.do(SetStablePaused{Paused: true})
 		d.after(time.Second)
 		return

@@ -496,7 +496,8 @@ func TestARestoreEndsOnceTheDeploymentIsBack(t *testing.T) {
 }
 
 // While a revert stands, a canary is sized against the previous
-// revision's pods, which serve in stable's place.
+// revision's pods, which serve in stable's place and are sized for all of
+// the traffic (not by the autoscaler): a share w gets w% of them.
 func TestACanaryAfterARevertIsSizedAgainstThePreviousPods(t *testing.T) {
 	w := reverted(t, false)
 	w.in.Autoscaler, w.in.AutoscalerMax = "HorizontalPodAutoscaler web", 40
@@ -518,7 +519,97 @@ func TestACanaryAfterARevertIsSizedAgainstThePreviousPods(t *testing.T) {
 	w.in.Status = d2
 	w.in.CanaryReplicas = 1
 	de := &decider{in: w.in, st: d2}
-	if n := de.canaryPods(50); n != 9 {
-		t.Errorf("at 50%% against r1's 9 pods at 50%%: %d canary pods, want 9", n)
+	if n := de.canaryPods(50); n != 5 {
+		t.Errorf("at 50%% against r1's 9 pods, sized for all of the traffic: %d canary pods, want 5", n)
+	}
+}
+
+// A template reverted to the previous revision during a fix's canary
+// ends the fix and restores the Deployment, rather than canarying the old
+// revision against its own copy.
+func TestARevertDuringAFixRestores(t *testing.T) {
+	w := reverted(t, false)
+	w.in.DesiredRevision = "r3"
+	w.in.Now = w.in.Now.Add(time.Second)
+	w.decide()
+	if w.in.Status.Phase != v1alpha1.PhaseProgressing {
+		t.Fatalf("phase %s, want r3 canaried", w.in.Status.Phase)
+	}
+	w.in.DesiredRevision = "r1"
+	for i := 0; i < 5; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	if s := w.in.Status.Watch; s.State != v1alpha1.WatchEnded || w.in.Status.StableRevision != "r1" || w.in.Weights != plainStable || w.in.CanaryReplicas != 0 {
+		t.Errorf("watch %s, stable %s, routing %+v, canary %d pods: want restored to r1, the fix gone", s.State, w.in.Status.StableRevision, w.in.Weights, w.in.CanaryReplicas)
+	}
+}
+
+// The previous pods coming up during a fix's canary move stable's share to
+// them without counting another writer.
+func TestThePreviousPodsComingUpMidCanaryIsNotAnotherWriter(t *testing.T) {
+	w := reverted(t, false)
+	w.in.DesiredRevision = "r3"
+	for i := 0; i < 4 && w.in.Status.Step < 0; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	if w.in.Weights != (traffic.Weights{Canary: 10, Baseline: 90}) {
+		t.Fatalf("routing %+v, want r3 at 10%% beside r1's pods", w.in.Weights)
+	}
+	// The split reads stable's share on the Deployment (as it would
+	// after r1's pods were lost for a moment): set back, not a fight.
+	w.in.Weights = traffic.Weights{Canary: 10, Stable: 90}
+	w.in.Now = w.in.Now.Add(time.Second)
+	d := w.decide()
+	if w.in.Weights != (traffic.Weights{Canary: 10, Baseline: 90}) || d.Status.Reasserts != 0 {
+		t.Errorf("routing %+v, reasserts %d: want stable's share back on r1's pods, nothing counted", w.in.Weights, d.Status.Reasserts)
+	}
+}
+
+// A policy whose Slack hears of rollbacks hears of reverts, and the
+// promotion asks for the previous pods once a decision.
+func TestRevertsReachSlackFilteredForRollbacks(t *testing.T) {
+	now := epoch.Add(time.Hour)
+	w := newWatchWorld(t, now)
+	w.in.Policy.Slack = &Slack{Secret: "s", Events: map[string]bool{EventRolledBack: true}}
+	w.in.Action = &ActionRequest{Kind: v1alpha1.ActionPromoteFull, By: "api:test", RequestID: "p"}
+	d := w.decide()
+	w.in.Action = nil
+	n := 0
+	for _, a := range d.Actions {
+		if _, ok := a.(EnsurePrevious); ok {
+			n++
+		}
+	}
+	w.in.DeploymentSettled = false // still rolling
+	w.in.Now = w.in.Now.Add(time.Second)
+	d = w.decide()
+	for _, a := range d.Actions {
+		if _, ok := a.(EnsurePrevious); ok {
+			n++
+		}
+	}
+	if n > 1 {
+		t.Errorf("the previous pods asked for %d times in two decisions with them ready after the first", n)
+	}
+	w.in.DeploymentSettled = true
+	for i := 0; i < 5 && w.in.Status.Phase != v1alpha1.PhaseSucceeded; i++ {
+		w.in.Now = w.in.Now.Add(time.Second)
+		w.decide()
+	}
+	start := w.in.Now
+	for s := 10 * time.Second; w.in.Status.Watch.State == v1alpha1.WatchWatching && s < 5*time.Minute; s += 10 * time.Second {
+		w.served.Requests += 1000
+		w.served.Bad += 80
+		w.at(start, s)
+		w.decide()
+	}
+	var told bool
+	for _, e := range w.in.Status.Outbox {
+		told = told || e.Channel == ChannelSlack && e.Event == EventReverted
+	}
+	if !told {
+		t.Errorf("a revert does not reach a Slack that asks for rollbacks: %+v", w.in.Status.Outbox)
 	}
 }
