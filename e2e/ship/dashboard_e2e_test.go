@@ -157,7 +157,7 @@ func TestDashboardAndAlertMetricsAreExportedByARunningEngine(t *testing.T) {
 				return false
 			}
 		}
-		return len(rules) == 5
+		return len(rules) == 6 // deploy/chart/fledge/files/alerts.yaml's
 	})
 	if err := os.WriteFile(policyFile, []byte("policies: {ship: {steps: [10, 50\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ type Metrics struct {
 	weight     *prometheus.GaugeVec
 	baseline   *prometheus.GaugeVec
 	watch      *prometheus.GaugeVec
+	reverted   *prometheus.GaugeVec
 	checks     *prometheus.CounterVec
 	checkValue *prometheus.GaugeVec
 	threshold  *prometheus.GaugeVec
@@ -83,6 +84,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		watch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_watch_state", Help: "1 for the state of each Flight's watch after its last promotion (policy postPromotion: Preparing, Watching, Passed, Ended, Reverted, Restoring), 0 for the others; no series without a watch. Reverted: all traffic is on the previous revision's pods until the Deployment's template changes.",
 		}, []string{"namespace", "flight", "state"}),
+		reverted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "fledge_watch_reverted", Help: "1 while a Flight's watch after its promotion has reverted it (all traffic on the previous revision's pods until the Deployment's template changes), 0 otherwise.",
+		}, []string{"namespace", "flight"}),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fledge_checks_total", Help: "Analysis checks run, by metric and outcome (pass, fail, inconclusive, not-enough-data, error).",
 		}, []string{"namespace", "flight", "metric", "outcome"}),
@@ -160,7 +164,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// (LoadPolicyFile), so whatever is scraped began with one in force.
 	m.policyLoaded.Set(1)
 	if reg != nil {
-		reg.MustRegister(m.phase, m.stage, m.weight, m.baseline, m.watch, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
+		reg.MustRegister(m.phase, m.stage, m.weight, m.baseline, m.watch, m.reverted, m.checks, m.checkValue, m.threshold, m.decision, m.reconciles, m.reconcile, m.writes, m.queries, m.hooks, m.deliveries, m.namespaces, m.kubeRequests, m.judged,
 			m.comparison.evidence, m.comparison.rollbackAt, m.comparison.noWorse, m.comparison.badRatio, m.comparison.requests,
 			m.flights.decisions, m.flights.holdSince, m.leader, m.policyReloads, m.policyLoaded)
 		reg.MustRegister(m.latency.collectors()...)
@@ -215,6 +219,11 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 	}
 	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
 	m.baseline.WithLabelValues(f.Namespace, f.Name).Set(float64(baselineWeight(&f.Status)))
+	reverted := 0.0
+	if w := f.Status.Watch; w != nil && (w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) {
+		reverted = 1
+	}
+	m.reverted.WithLabelValues(f.Namespace, f.Name).Set(reverted)
 	if w := f.Status.Watch; w != nil {
 		for _, s := range watchStates {
 			v := 0.0
@@ -334,6 +343,7 @@ func (m *Metrics) forget(ns, name string) {
 	m.weight.DeletePartialMatch(labels)
 	m.baseline.DeletePartialMatch(labels)
 	m.watch.DeletePartialMatch(labels)
+	m.reverted.DeletePartialMatch(labels)
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
 	m.threshold.DeletePartialMatch(labels)

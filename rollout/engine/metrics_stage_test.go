@@ -86,9 +86,15 @@ func TestTheWatchStateIsExportedWhileAFlightHasOne(t *testing.T) {
 			t.Errorf("state %s = %g, want %g", s, got, want)
 		}
 	}
+	if got := testutil.ToFloat64(m.reverted.WithLabelValues("shop", "cart")); got != 1 {
+		t.Errorf("fledge_watch_reverted %g while reverted, want 1", got)
+	}
 	f.Status.Watch = nil
 	m.observe(f, nil)
 	if n := testutil.CollectAndCount(m.watch); n != 0 {
 		t.Errorf("%d watch series left for a Flight without a watch", n)
+	}
+	if got := testutil.ToFloat64(m.reverted.WithLabelValues("shop", "cart")); got != 0 {
+		t.Errorf("fledge_watch_reverted %g without a watch, want 0 (present, so that alerts see it)", got)
 	}
 }
