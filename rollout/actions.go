@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/webhooks"
@@ -43,6 +45,10 @@ type EnsureCanary struct {
 	// Replicas is the canary's size; 0 sizes it like stable (the
 	// Deployment's replicas).
 	Replicas int32
+	// Config is the revision's config content: the pods read fledge's
+	// copies of it (CopyName) in place of the ConfigMaps and Secrets the
+	// template names.
+	Config []v1alpha1.ConfigItem
 }
 
 // EnsureBaseline creates or updates the fresh baseline: the
@@ -52,6 +58,8 @@ type EnsureBaseline struct {
 	Revision string
 	// Replicas is as EnsureCanary's: the canary's size.
 	Replicas int32
+	// Config is as EnsureCanary's: stable's content.
+	Config []v1alpha1.ConfigItem
 }
 
 // DeleteBaseline removes the fresh baseline's Deployment and Service.
@@ -64,7 +72,24 @@ type DeleteBaseline struct{}
 type EnsurePrevious struct {
 	Revision string
 	Replicas int32
+	// Config is as EnsureCanary's: the revision's content.
+	Config []v1alpha1.ConfigItem
 }
+
+// EnsureConfigCopies creates fledge's copies of the config content Items
+// (owned by the Flight, immutable, named CopyName) that do not exist yet,
+// each from the ConfigMap or Secret it copies if that still has the
+// content (a copy of content that is gone cannot be made: observed as
+// Observed.LostCopies).
+type EnsureConfigCopies struct{ Items []v1alpha1.ConfigItem }
+
+// DeleteConfigCopies deletes the Flight's copies named Names.
+type DeleteConfigCopies struct{ Names []string }
+
+// RestartStalePods evicts the Deployment's pods made before Before (so
+// that they start again on the content they must serve with), those a
+// PodDisruptionBudget allows now; the next looks evict the rest.
+type RestartStalePods struct{ Before metav1.Time }
 
 // DeletePrevious removes the previous revision's Deployment and Service.
 type DeletePrevious struct{}
@@ -129,23 +154,26 @@ func (a Deliver) String() string {
 	return fmt.Sprintf("Deliver(%s %s)", a.Delivery.Channel, a.Delivery.Event)
 }
 
-func (WriteFlags) isAction()       {}
-func (EnsureRouting) isAction()    {}
-func (SetWeights) isAction()       {}
-func (EnsureCanary) isAction()     {}
-func (ScaleCanaryDown) isAction()  {}
-func (EnsureBaseline) isAction()   {}
-func (DeleteBaseline) isAction()   {}
-func (EnsurePrevious) isAction()   {}
-func (DeletePrevious) isAction()   {}
-func (EnsureComparator) isAction() {}
-func (DeleteComparator) isAction() {}
-func (SetStablePaused) isAction()  {}
-func (ReleaseRouting) isAction()   {}
-func (DeleteCanary) isAction()     {}
-func (RecordEvent) isAction()      {}
-func (ClearAction) isAction()      {}
-func (ForgetFlight) isAction()     {}
+func (WriteFlags) isAction()         {}
+func (EnsureRouting) isAction()      {}
+func (SetWeights) isAction()         {}
+func (EnsureCanary) isAction()       {}
+func (ScaleCanaryDown) isAction()    {}
+func (EnsureBaseline) isAction()     {}
+func (DeleteBaseline) isAction()     {}
+func (EnsurePrevious) isAction()     {}
+func (DeletePrevious) isAction()     {}
+func (EnsureConfigCopies) isAction() {}
+func (DeleteConfigCopies) isAction() {}
+func (RestartStalePods) isAction()   {}
+func (EnsureComparator) isAction()   {}
+func (DeleteComparator) isAction()   {}
+func (SetStablePaused) isAction()    {}
+func (ReleaseRouting) isAction()     {}
+func (DeleteCanary) isAction()       {}
+func (RecordEvent) isAction()        {}
+func (ClearAction) isAction()        {}
+func (ForgetFlight) isAction()       {}
 
 func (EnsureRouting) String() string { return "EnsureRouting" }
 func (a SetWeights) String() string {
@@ -170,10 +198,12 @@ func (a SetWeights) String() string {
 func (a WriteFlags) String() string {
 	return fmt.Sprintf("WriteFlags(%s/%s: %s)", a.ConfigMap, a.Key, strings.Join(a.Flags, ", "))
 }
-func (a EnsureCanary) String() string  { return "EnsureCanary(" + a.Revision + pods(a.Replicas) + ")" }
+func (a EnsureCanary) String() string {
+	return "EnsureCanary(" + a.Revision + pods(a.Replicas) + configOf(a.Config) + ")"
+}
 func (ScaleCanaryDown) String() string { return "ScaleCanaryDown" }
 func (a EnsureBaseline) String() string {
-	return "EnsureBaseline(" + a.Revision + pods(a.Replicas) + ")"
+	return "EnsureBaseline(" + a.Revision + pods(a.Replicas) + configOf(a.Config) + ")"
 }
 
 // pods is ", n pods" for a size fledge chose, nothing for the engine's.
@@ -185,7 +215,30 @@ func pods(n int32) string {
 }
 func (DeleteBaseline) String() string { return "DeleteBaseline" }
 func (a EnsurePrevious) String() string {
-	return "EnsurePrevious(" + a.Revision + pods(a.Replicas) + ")"
+	return "EnsurePrevious(" + a.Revision + pods(a.Replicas) + configOf(a.Config) + ")"
+}
+func (a EnsureConfigCopies) String() string { return "EnsureConfigCopies(" + itemNames(a.Items) + ")" }
+func (a DeleteConfigCopies) String() string {
+	return "DeleteConfigCopies(" + strings.Join(a.Names, ", ") + ")"
+}
+func (a RestartStalePods) String() string {
+	return "RestartStalePods(made before " + a.Before.UTC().Format("15:04:05") + ")"
+}
+
+// configOf is ", on <copies>" for a revision that reads config content.
+func configOf(items []v1alpha1.ConfigItem) string {
+	if len(items) == 0 {
+		return ""
+	}
+	return ", on " + itemNames(items)
+}
+
+func itemNames(items []v1alpha1.ConfigItem) string {
+	names := make([]string, len(items))
+	for i, it := range items {
+		names[i] = it.Kind + "/" + CopyName(it)
+	}
+	return strings.Join(names, " ")
 }
 func (DeletePrevious) String() string    { return "DeletePrevious" }
 func (EnsureComparator) String() string  { return "EnsureComparator" }

@@ -128,6 +128,8 @@ func Decide(in Input) Decision {
 	if !in.OptedOut {
 		// Where the linked flags stand, before deciding to move on.
 		d.syncFlags(false)
+		// The config content seen, and whether stable's share is pinned.
+		d.trackConfig()
 	}
 	d.decide()
 	if d.st.Phase == v1alpha1.PhaseProgressing && d.st.Step >= 0 && len(d.comparisons()) > 0 {
@@ -146,6 +148,7 @@ func Decide(in Input) Decision {
 	}
 	d.retireBaseline()
 	d.retireComparator()
+	d.keepConfig()
 	d.keepPrevious()
 	d.retirePrevious()
 	d.summarize()
@@ -319,6 +322,12 @@ func (d *decider) newRevision() bool {
 		if desired == d.st.RejectedRevision {
 			return false // rejected: wait for another template
 		}
+		if d.in.ConfigProblem != "" {
+			d.hold(v1alpha1.HoldConfigMissing, fmt.Sprintf("new revision %s is not canaried yet: %s; it starts once that can be read (or the template changes)", desired, d.in.ConfigProblem))
+			d.st.Message = d.st.Hold.Message
+			d.after(10 * time.Second)
+			return true
+		}
 		d.startCanary(desired, v1alpha1.VerdictStart, "new revision "+desired+": canary starting")
 		return true
 	case desired == d.st.CanaryRevision:
@@ -356,6 +365,9 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	}
 	d.st.Phase = v1alpha1.PhaseProgressing
 	d.st.CanaryRevision = rev
+	if d.st.Config != nil {
+		d.keepContents() // the new revision's content, for its canary
+	}
 	d.st.RejectedRevision = ""
 	d.planCohorts(inFlight)
 	d.st.Step = -1

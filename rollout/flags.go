@@ -86,14 +86,15 @@ func (d *decider) planCohorts(inFlight bool) {
 	p := d.in.Policy
 	d.st.Cohorts, d.st.BlueGreen = nil, nil
 	d.st.Baseline = p.Baseline
-	if d.watchState() == v1alpha1.WatchReverted {
+	pinned := d.st.Config != nil && d.st.Config.Pinned
+	if d.watchState() == v1alpha1.WatchReverted || pinned {
 		// The previous revision's pods serve in stable's place, in the
 		// baseline's slot of the routing: they are what it is compared
 		// with (a copy of them would add nothing).
 		d.st.Baseline = ""
 	}
 	cohorts, planned := p.Cohorts, p.Steps
-	if p.Mirror != nil && (p.Strategy != StrategyCanary || d.watchState() != v1alpha1.WatchReverted) {
+	if p.Mirror != nil && (p.Strategy != StrategyCanary || d.watchState() != v1alpha1.WatchReverted && !pinned) {
 		// The mirror stage comes first: copies of the requests before
 		// any user reaches the canary.
 		cohorts = append([]Cohort{*p.Mirror}, cohorts...)

@@ -97,4 +97,25 @@ type Observed struct {
 	// DesiredImages are the images of the Deployment's spec.template,
 	// StableImages those of its newest ReplicaSet.
 	DesiredImages, StableImages []v1alpha1.ContainerImage
+
+	// DesiredConfig is the config content the Deployment's template reads:
+	// the ConfigMaps and Secrets it names that fledge tracks, with their
+	// content's hashes, sorted (DesiredRevision is WithConfig of them).
+	DesiredConfig []v1alpha1.ConfigItem
+	// ConfigProblem says why some of that content cannot be known now (a
+	// ConfigMap that does not exist): a new revision that reads it waits.
+	// ConfigNote says what the template reads that fledge does not track
+	// (a Secret it may not read), for people. Neither ever holds content.
+	ConfigProblem, ConfigNote string
+	// MissingCopies are the kept revisions' config items (Config.Contents)
+	// whose copy does not exist; LostCopies those of them whose content is
+	// gone from the object (changed before it was copied), which cannot be
+	// made any more.
+	MissingCopies, LostCopies []v1alpha1.ConfigItem
+	// StrayCopies are the names of copies this Flight owns that no kept
+	// revision reads.
+	StrayCopies []string
+	// StalePods counts the Deployment's pods made before Config.SeenAt
+	// (read only while they matter: a promotion, a pinned stable).
+	StalePods int32
 }

@@ -60,7 +60,14 @@ func (d *decider) updateStable() {
 	if d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: false})
 	}
-	if d.in.DeploymentRevision != d.st.CanaryRevision || !d.in.DeploymentSettled {
+	if c := d.st.Config; c != nil && d.in.StalePods > 0 && c.SeenAt != nil && TemplateOf(d.in.DeploymentRevision) == TemplateOf(d.st.CanaryRevision) {
+		// Its template is the promoted one, but pods made before the
+		// config content changed may read the old (environment
+		// variables): restarted while the canary serves everyone.
+		d.do(RestartStalePods{Before: *c.SeenAt})
+		d.st.Message = fmt.Sprintf("promoting %s: restarting the Deployment's %d pods made before its config changed (%s), so that they read it", d.st.CanaryRevision, d.in.StalePods, seenAt(c))
+	}
+	if d.in.DeploymentRevision != d.st.CanaryRevision || !d.in.DeploymentSettled || d.in.StalePods > 0 {
 		started := d.in.Now
 		if d.st.StageStartedAt != nil {
 			started = d.st.StageStartedAt.Time

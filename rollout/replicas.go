@@ -115,9 +115,11 @@ func (d *decider) ensureCanary(n, w int32) {
 		}
 		return false
 	})
-	d.do(EnsureCanary{Revision: d.st.CanaryRevision, Replicas: n})
+	canary, _ := ContentOf(&d.st, d.st.CanaryRevision)
+	d.do(EnsureCanary{Revision: d.st.CanaryRevision, Replicas: n, Config: canary})
 	if d.st.Baseline == BaselineFresh && (d.baselineAt(w) || d.st.Step < 0 || !d.in.BaselineExists) {
-		d.do(EnsureBaseline{Revision: d.st.StableRevision, Replicas: n})
+		stable, _ := ContentOf(&d.st, d.st.StableRevision)
+		d.do(EnsureBaseline{Revision: d.st.StableRevision, Replicas: n, Config: stable})
 	}
 }
 

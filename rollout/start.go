@@ -91,6 +91,8 @@ func (d *decider) canaryReady() bool {
 	what := "canary " + d.st.CanaryRevision
 	switch {
 	case !d.in.CanaryReady || d.in.CanaryRevision != d.st.CanaryRevision:
+	case !d.pinReady():
+		what = fmt.Sprintf("stable's pods on stable's config (%s%s), which serve stable's share beside canary %s,", d.in.Name, previousSuffix, d.st.CanaryRevision)
 	case !d.baselineReady():
 		what = "the baseline of canary " + d.st.CanaryRevision
 	default:
@@ -113,6 +115,13 @@ func (d *decider) canaryTrouble() string {
 	if d.in.CanaryTrouble != "" && d.in.CanaryRevision == d.st.CanaryRevision {
 		out = ": " + d.in.CanaryTrouble
 	}
+	if c := d.st.Config; c != nil && c.Pinned && !d.configPinned() && d.in.PreviousTrouble != "" {
+		sep := "; "
+		if out == "" {
+			sep = ": "
+		}
+		out += sep + "stable's pods on stable's config: " + d.in.PreviousTrouble
+	}
 	if d.st.Baseline == BaselineFresh && d.in.BaselineTrouble != "" {
 		sep := "; "
 		if out == "" {
@@ -133,6 +142,9 @@ func (d *decider) canaryTrouble() string {
 // baselineReady reports whether the revision's fresh baseline, if it has
 // one, runs stable's revision with all its pods ready.
 func (d *decider) baselineReady() bool {
+	if !d.pinReady() {
+		return false // stable's share waits for its pinned pods first
+	}
 	return d.st.Baseline != BaselineFresh || d.in.BaselineReady && d.in.BaselineRevision == d.st.StableRevision
 }
 

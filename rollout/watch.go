@@ -52,6 +52,9 @@ func (d *decider) watchState() v1alpha1.WatchState {
 // already and any of them still available (one pod restarting does not
 // send users back to the regressed revision).
 func (d *decider) onPrevious() bool {
+	if d.configPinned() {
+		return true // stable's share on stable's pods pinned to its config
+	}
 	s := d.watchState()
 	if s != v1alpha1.WatchReverted && s != v1alpha1.WatchRestoring {
 		return false
@@ -64,7 +67,7 @@ func (d *decider) onPrevious() bool {
 // pods where want has it on the previous revision's, or the reverse.
 func (d *decider) previousFlip(want traffic.Weights) bool {
 	s := d.watchState()
-	if s != v1alpha1.WatchReverted && s != v1alpha1.WatchRestoring {
+	if s != v1alpha1.WatchReverted && s != v1alpha1.WatchRestoring && (d.st.Config == nil || !d.st.Config.Pinned) {
 		return false
 	}
 	other := want
@@ -83,6 +86,9 @@ func (d *decider) previousFlip(want traffic.Weights) bool {
 
 // restName names where a Flight at rest sends its traffic.
 func (d *decider) restName() string {
+	if d.configPinned() {
+		return fmt.Sprintf("stable's pods on stable's config (%s%s)", d.in.Name, previousSuffix)
+	}
 	if d.onPrevious() {
 		return fmt.Sprintf("%s's pods (%s%s)", d.st.Watch.Previous, d.in.Name, previousSuffix)
 	}
@@ -138,7 +144,8 @@ func (d *decider) keepPrevious() {
 	if d.in.PreviousExists && d.in.PreviousReady && d.in.PreviousRevision == w.Previous && d.in.PreviousReplicas >= w.Replicas {
 		return
 	}
-	d.do(EnsurePrevious{Revision: w.Previous, Replicas: w.Replicas})
+	previous, _ := ContentOf(&d.st, w.Previous)
+	d.do(EnsurePrevious{Revision: w.Previous, Replicas: w.Replicas, Config: previous})
 }
 
 // stableUpdated, once the Deployment runs the promoted revision, prepares
@@ -562,6 +569,9 @@ func (d *decider) retirePrevious() {
 	switch d.watchState() {
 	case v1alpha1.WatchPreparing, v1alpha1.WatchWatching, v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
 		return
+	}
+	if c := d.st.Config; c != nil && c.Pinned {
+		return // stable's pods on stable's config
 	}
 	if d.in.Weights.Baseline > 0 || d.in.RoutingError != "" {
 		return

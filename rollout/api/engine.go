@@ -191,7 +191,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 		if r.Kind != v1alpha1.ActionSetImage {
 			return ImageChange{}, fmt.Errorf("%w: %q was a %s request", ErrRequestIDReused, req.RequestID, r.Kind)
 		}
-		return ImageChange{Revision: engine.TemplateHash(d.Spec.Template), Replayed: true}, nil
+		return ImageChange{Revision: e.revision(d, f), Replayed: true}, nil
 	}
 	field, previous := "", ""
 	for _, set := range []struct {
@@ -212,7 +212,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 	if field == "" {
 		return ImageChange{}, fmt.Errorf("%w: deployment %s/%s has no container %q", ErrUnknownContainer, namespace, name, req.Container)
 	}
-	change := ImageChange{Revision: engine.TemplateHash(d.Spec.Template), Previous: previous}
+	change := ImageChange{Revision: e.revision(d, f), Previous: previous}
 	if previous != req.Image {
 		cause := fmt.Sprintf("%s set %s=%s", req.By, req.Container, req.Image)
 		if req.Reason != "" {
@@ -228,7 +228,7 @@ func (e *Engine) SetImage(ctx context.Context, namespace, name string, req Image
 		if err != nil {
 			return ImageChange{}, fmt.Errorf("deployment %s/%s: set image: %w", namespace, name, err)
 		}
-		change.Revision, change.Changed = engine.TemplateHash(out.Spec.Template), true
+		change.Revision, change.Changed = e.revision(out, f), true
 	}
 	// Recorded in the Flight (who, when, why), under the request id: a
 	// replay after a restart finds it there.
@@ -258,4 +258,20 @@ func names(cs []corev1.Container) []string {
 		out[i] = c.Name
 	}
 	return out
+}
+
+// revisioner is a Controller that knows a Deployment's revision with the
+// config content its template reads (the engine's); without it, a
+// revision is the template's hash.
+type revisioner interface {
+	Revision(d *appsv1.Deployment, f *v1alpha1.Flight) string
+}
+
+// revision is the revision the Flight will know Deployment d's template
+// as.
+func (e *Engine) revision(d *appsv1.Deployment, f *v1alpha1.Flight) string {
+	if r, ok := e.ctrl.(revisioner); ok {
+		return r.Revision(d, f)
+	}
+	return engine.TemplateHash(d.Spec.Template)
 }

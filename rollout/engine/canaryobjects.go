@@ -80,13 +80,13 @@ func (x *Executor) readService(ctx context.Context, ns, name string, mode readMo
 // ensureCanary creates or updates the canary Deployment and Service. It
 // refuses to run a revision other than the one decided: if the template
 // changed since, the next decision will see it.
-func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string, replicas int32) error {
+func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string, replicas int32, config []v1alpha1.ConfigItem) error {
 	d := s.Deployment
 	if d == nil {
 		return nil
 	}
-	if got := TemplateHash(d.Spec.Template); got != revision {
-		return fmt.Errorf("the Deployment's template is now %s, not %s: deciding again", got, revision)
+	if got := TemplateHash(d.Spec.Template); got != rollout.TemplateOf(revision) {
+		return fmt.Errorf("the Deployment's template is now %s, not %s: deciding again", got, rollout.TemplateOf(revision))
 	}
 	if s.Stable == nil {
 		return fmt.Errorf("stable service %s/%s not found", d.Namespace, s.Target.Stable)
@@ -105,6 +105,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string,
 		}
 	}
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
+	rewriteConfig(&want.Spec.Template.Spec, config)
 	sized(want, replicas)
 	svc := CanaryService(s.Stable, want, owner)
 	// Both names are checked first, so that nothing is created for a
@@ -157,8 +158,8 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string,
 // Service: stable's template, read from the Deployment's ReplicaSet of
 // revision (stable's), at the canary's size. A name taken by someone else
 // is a conflict, and nothing of the baseline is created.
-func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision string, replicas int32) error {
-	return x.ensureRevisionCopy(ctx, s, revision, replicas, BaselineSuffix)
+func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision string, replicas int32, config []v1alpha1.ConfigItem) error {
+	return x.ensureRevisionCopy(ctx, s, revision, replicas, config, BaselineSuffix)
 }
 
 // ensurePrevious creates or updates the previous revision's Deployment and
@@ -166,13 +167,13 @@ func (x *Executor) ensureBaseline(ctx context.Context, s Subject, revision strin
 // Deployment's ReplicaSet of revision (the one promoted away from), at
 // stable's size unless replicas says otherwise. A name taken by someone
 // else is a conflict, and nothing of it is created.
-func (x *Executor) ensurePrevious(ctx context.Context, s Subject, revision string, replicas int32) error {
-	return x.ensureRevisionCopy(ctx, s, revision, replicas, PreviousSuffix)
+func (x *Executor) ensurePrevious(ctx context.Context, s Subject, revision string, replicas int32, config []v1alpha1.ConfigItem) error {
+	return x.ensureRevisionCopy(ctx, s, revision, replicas, config, PreviousSuffix)
 }
 
 // ensureRevisionCopy is ensureBaseline and ensurePrevious: "<name><suffix>"
 // running the template of the Deployment's ReplicaSet of revision.
-func (x *Executor) ensureRevisionCopy(ctx context.Context, s Subject, revision string, replicas int32, suffix string) error {
+func (x *Executor) ensureRevisionCopy(ctx context.Context, s Subject, revision string, replicas int32, config []v1alpha1.ConfigItem, suffix string) error {
 	d := s.Deployment
 	if d == nil {
 		return nil
@@ -208,7 +209,7 @@ func (x *Executor) ensureRevisionCopy(ctx context.Context, s Subject, revision s
 		// baseline's pods carry too: the canary's Service would reach them.
 		return fmt.Errorf("deployment %s/%s: no label of the new template is one its Service selects on, so the canary's Service would reach the pods of %s too: they are not started: %w", d.Namespace, d.Name, name, traffic.ErrConflict)
 	}
-	tmpl, err := x.stableTemplate(ctx, d, revision)
+	tmpl, err := x.stableTemplate(ctx, d, rollout.TemplateOf(revision))
 	if err != nil {
 		return err
 	}
@@ -216,6 +217,7 @@ func (x *Executor) ensureRevisionCopy(ctx context.Context, s Subject, revision s
 	if err != nil {
 		return err
 	}
+	rewriteConfig(&want.Spec.Template.Spec, config)
 	sized(want, replicas)
 	if err := x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
 		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)

@@ -198,6 +198,11 @@ func NewController(cfg ControllerConfig) *Controller {
 			UpdateFunc: func(old, cur any) { c.onAutoscaler(old); c.onAutoscaler(cur) },
 			DeleteFunc: c.onAutoscaler,
 		}),
+		onConfig: c.recovering("config", cache.ResourceEventHandlerFuncs{
+			AddFunc:    c.onConfig,
+			UpdateFunc: func(_, cur any) { c.onConfig(cur) },
+			DeleteFunc: c.onConfig,
+		}),
 		onFlight: c.recovering("flights", cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { c.enqueueObject(obj); c.publish("ADDED", obj) },
 			UpdateFunc: func(_, cur any) { c.enqueueObject(cur); c.publish("MODIFIED", cur) },
@@ -209,6 +214,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	c.replicaSets = cached[*appsv1.ReplicaSet]{c.scopes, appsv1.Resource("replicasets"), func(s *scope) listers.ResourceIndexer[*appsv1.ReplicaSet] { return s.replicaSets }}
 	c.services = cached[*corev1.Service]{c.scopes, corev1.Resource("services"), func(s *scope) listers.ResourceIndexer[*corev1.Service] { return s.services }}
 	c.flightLister = cached[*v1alpha1.Flight]{c.scopes, v1alpha1.FlightResource.GroupResource(), func(s *scope) listers.ResourceIndexer[*v1alpha1.Flight] { return s.flightList }}
+	c.exec.PodsOf = c.deploymentPods
 	c.exec.Cached = &CachedReads{
 		Deployment: func(ns, name string) (*appsv1.Deployment, error) { return c.deployments.In(ns).Get(name) },
 		Service:    func(ns, name string) (*corev1.Service, error) { return c.services.In(ns).Get(name) },
@@ -579,6 +585,11 @@ func analysisVars(d *appsv1.Deployment, host string, stored, next *v1alpha1.Flig
 	vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: host}
 	if next.Baseline == rollout.BaselineFresh {
 		vars.StableWorkload = d.Name + BaselineSuffix
+	}
+	if c := next.Config; c != nil && c.Pinned && c.Routed {
+		// Stable's pods on stable's config serve stable's share: the
+		// Deployment's own read the new content.
+		vars.StableWorkload = d.Name + PreviousSuffix
 	}
 	if w := next.Watch; w != nil {
 		switch w.State {

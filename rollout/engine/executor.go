@@ -59,6 +59,9 @@ type Executor struct {
 	// ComparatorImage runs the response comparator of mirror stages that
 	// compare responses (fledge-loadtester's mirror-compare mode).
 	ComparatorImage string
+	// PodsOf lists the pods of a Deployment's own ReplicaSets (for
+	// RestartStalePods); nil: none are restarted.
+	PodsOf func(context.Context, *appsv1.Deployment) ([]corev1.Pod, error)
 
 	// own are this replica's last writes of each Flight.
 	own ownWrites
@@ -219,13 +222,19 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		x.count("routing-call")
 		return x.Router.Release(ctx, s.Target)
 	case rollout.EnsureCanary:
-		return x.ensureCanary(ctx, s, a.Revision, a.Replicas)
+		return x.ensureCanary(ctx, s, a.Revision, a.Replicas, a.Config)
 	case rollout.ScaleCanaryDown:
 		return x.scaleCanaryDown(ctx, s)
 	case rollout.EnsureBaseline:
-		return x.ensureBaseline(ctx, s, a.Revision, a.Replicas)
+		return x.ensureBaseline(ctx, s, a.Revision, a.Replicas, a.Config)
 	case rollout.EnsurePrevious:
-		return x.ensurePrevious(ctx, s, a.Revision, a.Replicas)
+		return x.ensurePrevious(ctx, s, a.Revision, a.Replicas, a.Config)
+	case rollout.EnsureConfigCopies:
+		return x.ensureConfigCopies(ctx, s, a.Items)
+	case rollout.DeleteConfigCopies:
+		return x.deleteConfigCopies(ctx, s, a.Names)
+	case rollout.RestartStalePods:
+		return x.restartStalePods(ctx, s, a.Before)
 	case rollout.DeletePrevious:
 		return x.deletePrevious(ctx, s)
 	case rollout.DeleteBaseline:

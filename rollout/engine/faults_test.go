@@ -666,7 +666,7 @@ func newWorld(t testing.TB, seed int64) *world {
 		},
 	})
 	// The caches are filled by hand (sync), never started.
-	w.c.scopes.byNamespace[""] = w.c.scopes.newScope("")
+	w.c.scopes.byNamespace[""] = w.c.scopes.newScope("", "")
 	return w
 }
 

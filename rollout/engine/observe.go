@@ -27,14 +27,17 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DeploymentSettled: DeploymentSettled(d),
 		DesiredImages:     Images(d.Spec.Template),
 	}
+	// A revision is the template and the config content it reads.
+	c.observeConfig(ctx, d, t, st, &o)
+	o.DesiredRevision = rollout.WithConfig(o.DesiredRevision, o.DesiredConfig)
 	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
 		sets, _ := c.replicaSets.In(d.Namespace).List(sel)
 		rs := NewestReplicaSet(d, sets)
 		if rs != nil {
-			o.DeploymentRevision = TemplateHash(rs.Spec.Template)
+			o.DeploymentRevision = rollout.WithConfig(TemplateHash(rs.Spec.Template), rollout.DeploymentConfig(st, o.DesiredConfig, o.StalePods))
 			o.StableImages = Images(rs.Spec.Template)
 		}
-		o.DeploymentOneRevision = oneRevision(d, rs, sets, o.DesiredRevision)
+		o.DeploymentOneRevision = oneRevision(d, rs, sets, rollout.TemplateOf(o.DesiredRevision))
 		if d.Spec.Paused && o.DeploymentOneRevision && replicasSettled(d) {
 			// Paused, with all its replicas on its template's ReplicaSet,
 			// the only one running: settled, even while the Deployment
@@ -66,7 +69,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			}
 			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
 			o.CanaryAvailable = availableOfTemplate(canary)
-			if !o.CanaryReady && o.CanaryRevision == TemplateHash(d.Spec.Template) {
+			if !o.CanaryReady && o.CanaryRevision == o.DesiredRevision {
 				o.CanaryTrouble = deploymentTrouble(canary)
 			}
 		}
@@ -134,7 +137,8 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 // is a name taken.
 func (c *Controller) observePrevious(d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, o *rollout.Observed) {
 	w := st.Watch
-	wanted := w != nil && (w.State == v1alpha1.WatchPreparing || w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring)
+	wanted := w != nil && (w.State == v1alpha1.WatchPreparing || w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) ||
+		st.Config != nil && st.Config.Pinned
 	name := d.Name + PreviousSuffix
 	if p, err := c.deployments.In(d.Namespace).Get(name); err == nil {
 		switch {
@@ -230,6 +234,9 @@ func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target
 		}
 		if w := st.Watch; w != nil && (w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) {
 			watched = true
+		}
+		if c := st.Config; c != nil && c.Pinned {
+			watched = true // stable's pods pinned to its config: the same slot
 		}
 		if len(st.Cohorts) > 0 && st.Cohorts[0].Mirror > 0 && st.Cohorts[0].Compared {
 			t.Comparator = f.Name + ComparatorSuffix

@@ -56,7 +56,16 @@ type scope struct {
 	// flightIndex indexes the Flights by the release flag documents
 	// they link (flagDocIndex).
 	flightIndex cache.Indexer
-	synced      []cache.InformerSynced
+	// deploymentIndex indexes the Deployments by the ConfigMaps and
+	// Secrets their templates read (configRefIndex).
+	deploymentIndex cache.Indexer
+	// configMaps and secrets are the namespace's, their content dropped
+	// (leanConfig), indexed by the Flight a copy is of (configCopyIndex);
+	// secrets is nil where fledge may not list Secrets, and secretsWhy
+	// says so.
+	configMaps, secrets cache.Indexer
+	secretsWhy          string
+	synced              []cache.InformerSynced
 }
 
 // flagDocIndex indexes Flights by "namespace/configmap/key" of every
@@ -111,8 +120,8 @@ type scopes struct {
 	// handlers are added to every scope's Deployment and Flight informers.
 	onDeployment, onFlight cache.ResourceEventHandler
 	// onAutoscaler is added to every scope's HorizontalPodAutoscaler
-	// informer.
-	onAutoscaler cache.ResourceEventHandler
+	// informer, onConfig to its ConfigMap and Secret informers.
+	onAutoscaler, onConfig cache.ResourceEventHandler
 
 	mu sync.RWMutex
 	// byNamespace holds the scopes whose caches have synced.
@@ -121,7 +130,7 @@ type scopes struct {
 	waiting map[string]string
 }
 
-func (s *scopes) newScope(ns string) *scope {
+func (s *scopes) newScope(ns, secretsWhy string) *scope {
 	kube := informers.NewSharedInformerFactoryWithOptions(s.kube, s.resync, informers.WithNamespace(ns), informers.WithTransform(lean))
 	flights := fledgeinformers.NewSharedInformerFactoryWithOptions(s.fledge, s.resync, fledgeinformers.WithNamespace(ns), fledgeinformers.WithTransform(lean))
 	dep := kube.Apps().V1().Deployments().Informer()
@@ -129,22 +138,41 @@ func (s *scopes) newScope(ns string) *scope {
 	svc := kube.Core().V1().Services().Informer()
 	fl := flights.Fledge().V1alpha1().Flights().Informer()
 	hpa := kube.Autoscaling().V2().HorizontalPodAutoscalers().Informer()
+	cm := kube.Core().V1().ConfigMaps().Informer()
 	_ = fl.AddIndexers(cache.Indexers{flagDocIndex: flagDocsOf})                 // before Start: cannot fail
 	_ = hpa.AddIndexers(cache.Indexers{autoscalerTargetIndex: autoscalerTarget}) // likewise
+	_ = dep.AddIndexers(cache.Indexers{configRefIndex: deploymentConfigRefs})    // likewise
+	_ = cm.AddIndexers(cache.Indexers{configCopyIndex: configCopyOwner})         // likewise
 	_, _ = dep.AddEventHandler(s.onDeployment)
 	_, _ = fl.AddEventHandler(s.onFlight)
 	if s.onAutoscaler != nil {
 		_, _ = hpa.AddEventHandler(s.onAutoscaler)
 	}
+	synced := []cache.InformerSynced{dep.HasSynced, rs.HasSynced, svc.HasSynced, fl.HasSynced, hpa.HasSynced, cm.HasSynced}
+	var secrets cache.Indexer
+	if secretsWhy == "" {
+		sec := kube.Core().V1().Secrets().Informer()
+		_ = sec.AddIndexers(cache.Indexers{configCopyIndex: configCopyOwner})
+		if s.onConfig != nil {
+			_, _ = sec.AddEventHandler(s.onConfig)
+		}
+		secrets = sec.GetIndexer()
+		synced = append(synced, sec.HasSynced)
+	}
+	if s.onConfig != nil {
+		_, _ = cm.AddEventHandler(s.onConfig)
+	}
 	return &scope{
 		namespace: ns, kube: kube, flights: flights,
-		deployments: listers.New[*appsv1.Deployment](dep.GetIndexer(), appsv1.Resource("deployments")),
-		replicaSets: listers.New[*appsv1.ReplicaSet](rs.GetIndexer(), appsv1.Resource("replicasets")),
-		services:    listers.New[*corev1.Service](svc.GetIndexer(), corev1.Resource("services")),
-		flightList:  listers.New[*v1alpha1.Flight](fl.GetIndexer(), v1alpha1.FlightResource.GroupResource()),
-		flightIndex: fl.GetIndexer(),
-		autoscalers: hpa.GetIndexer(),
-		synced:      []cache.InformerSynced{dep.HasSynced, rs.HasSynced, svc.HasSynced, fl.HasSynced, hpa.HasSynced},
+		deployments:     listers.New[*appsv1.Deployment](dep.GetIndexer(), appsv1.Resource("deployments")),
+		replicaSets:     listers.New[*appsv1.ReplicaSet](rs.GetIndexer(), appsv1.Resource("replicasets")),
+		services:        listers.New[*corev1.Service](svc.GetIndexer(), corev1.Resource("services")),
+		flightList:      listers.New[*v1alpha1.Flight](fl.GetIndexer(), v1alpha1.FlightResource.GroupResource()),
+		flightIndex:     fl.GetIndexer(),
+		autoscalers:     hpa.GetIndexer(),
+		deploymentIndex: dep.GetIndexer(),
+		configMaps:      cm.GetIndexer(), secrets: secrets, secretsWhy: secretsWhy,
+		synced: synced,
 	}
 }
 
@@ -166,6 +194,7 @@ func (s *scopes) readable(ctx context.Context, ns string) string {
 			_, err := s.kube.AutoscalingV2().HorizontalPodAutoscalers(ns).List(ctx, one)
 			return err
 		}},
+		{"configmaps", func() error { _, err := s.kube.CoreV1().ConfigMaps(ns).List(ctx, one); return err }},
 	}
 	where := "in namespace " + ns
 	if ns == metav1.NamespaceAll {
@@ -196,7 +225,7 @@ func (s *scopes) add(ctx context.Context, ns string) (string, error) {
 	if why := s.readable(ctx, ns); why != "" {
 		return why, nil
 	}
-	sc := s.newScope(ns)
+	sc := s.newScope(ns, s.secretsReadable(ctx, ns))
 	sc.kube.Start(ctx.Done())
 	sc.flights.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), sc.synced...) {
@@ -385,6 +414,7 @@ func lean(obj any) (any, error) {
 		return obj, nil // a tombstone, say: kept as it is
 	}
 	m.SetManagedFields(nil)
+	leanConfig(obj)
 	if a := m.GetAnnotations(); a != nil {
 		delete(a, corev1.LastAppliedConfigAnnotation)
 	}
@@ -403,4 +433,20 @@ func (c *Controller) HasSynced() bool {
 		}
 	}
 	return len(all) > 0
+}
+
+// secretsReadable says why fledge may not list the Secrets of namespace
+// ns ("" for all), or "" if it may. Unlike the rest, they are optional:
+// without them, changes of the Secrets pods read are not canaried (the
+// Flights that read one say so), and the rest works.
+func (s *scopes) secretsReadable(ctx context.Context, ns string) string {
+	_, err := s.kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{Limit: 1})
+	switch {
+	case err == nil:
+		return ""
+	case apierrors.IsForbidden(err):
+		return "fledge may not list Secrets in " + describeNamespace(ns)
+	default:
+		return fmt.Sprintf("listing Secrets in %s failed: %v", describeNamespace(ns), err)
+	}
 }

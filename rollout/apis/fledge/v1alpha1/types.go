@@ -163,6 +163,10 @@ const (
 	// HoldForeignAutoscaler: an autoscaler targets one of fledge's own
 	// Deployments, whose size fledge sets.
 	HoldForeignAutoscaler = "ForeignAutoscaler"
+	// HoldConfigMissing: a new revision reads a ConfigMap or Secret that
+	// does not exist (or cannot be read): it is not canaried until it
+	// does.
+	HoldConfigMissing = "ConfigMissing"
 )
 
 // CohortStage is a cohort stage as planned for a revision.
@@ -256,7 +260,9 @@ type FlagStatus struct {
 // machine, plus a bounded decision log for people.
 type FlightStatus struct {
 	Phase Phase `json:"phase,omitempty"`
-	// StableRevision is the template hash the user's Deployment runs.
+	// StableRevision is the revision the user's Deployment runs: its
+	// template's hash, and its config content's ("<template>-<config>")
+	// when its pods read ConfigMaps or Secrets fledge tracks.
 	StableRevision string `json:"stableRevision,omitempty"`
 	// CanaryRevision is the template hash being (or last) canaried.
 	CanaryRevision string `json:"canaryRevision,omitempty"`
@@ -295,6 +301,10 @@ type FlightStatus struct {
 	// revisions, for people and messages.
 	StableImages []ContainerImage `json:"stableImages,omitempty"`
 	CanaryImages []ContainerImage `json:"canaryImages,omitempty"`
+	// Config tracks the ConfigMaps and Secrets the Deployment's pods read
+	// (nil while they read none fledge tracks): a revision is the
+	// template and that content.
+	Config *ConfigStatus `json:"config,omitempty"`
 	// Round counts the analysis rounds of this revision: the hook calls
 	// of a round are keyed by it, so each is made once.
 	Round int32 `json:"round,omitempty"`

@@ -1,0 +1,629 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
+)
+
+// Config tracking, the engine's side (the decision core's is
+// rollout/config.go): which ConfigMaps and Secrets a template reads, their
+// content's hashes, fledge's copies of them, and the Deployment's pods
+// that may read older content.
+
+const (
+	// AnnotationConfig on a ConfigMap or Secret: "ignore" opts it out of
+	// config tracking (its changes are not canaried; they reach the pods as
+	// Kubernetes delivers them).
+	AnnotationConfig = "fledge.dev/config"
+	// ConfigIgnore is AnnotationConfig's opt-out value.
+	ConfigIgnore = "ignore"
+	// LabelConfigCopyOf names the object a copy of config content copies.
+	LabelConfigCopyOf = "fledge.dev/config-copy-of"
+	// annotationContentHash holds, on the informer caches' ConfigMaps and
+	// Secrets only, their content's hash: the content itself is dropped
+	// before it is cached (leanConfig), so no Secret's data stays in
+	// fledge's memory.
+	annotationContentHash = "fledge.dev/content-hash"
+)
+
+// ContentHash identifies config content: a hash of the sorted keys and
+// values of data and binaryData (a Secret's data is binaryData).
+func ContentHash(data map[string]string, binaryData map[string][]byte) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range data {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		fmt.Fprintf(h, "s%d:%s=%d:%s;", len(k), k, len(data[k]), data[k])
+	}
+	for _, k := range slices.Sorted(func(yield func(string) bool) {
+		for k := range binaryData {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		fmt.Fprintf(h, "b%d:%s=%d:", len(k), k, len(binaryData[k]))
+		h.Write(binaryData[k])
+		h.Write([]byte{';'})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:10]
+}
+
+// leanConfig drops a cached ConfigMap's or Secret's content, keeping its
+// hash in an annotation (a copy's annotations: the object's own are not
+// changed anywhere but in this cache).
+func leanConfig(obj any) {
+	var hash string
+	var m *metav1.ObjectMeta
+	switch o := obj.(type) {
+	case *corev1.ConfigMap:
+		hash, m = ContentHash(o.Data, o.BinaryData), &o.ObjectMeta
+		o.Data, o.BinaryData = nil, nil
+	case *corev1.Secret:
+		hash, m = ContentHash(nil, o.Data), &o.ObjectMeta
+		o.Data, o.StringData = nil, nil
+	default:
+		return
+	}
+	a := make(map[string]string, len(m.Annotations)+1)
+	for k, v := range m.Annotations {
+		a[k] = v
+	}
+	a[annotationContentHash] = hash
+	m.Annotations = a
+}
+
+// configRef is one reference of a pod template to a ConfigMap or Secret.
+type configRef struct {
+	kind, name string
+	// field is where the template names it, for messages.
+	field    string
+	optional bool
+}
+
+// configRefs are the ConfigMaps and Secrets a pod template reads: volumes
+// (projected ones too), and env and envFrom of every container, init
+// containers included.
+func configRefs(spec *corev1.PodSpec) []configRef {
+	var out []configRef
+	add := func(kind, name, field string, optional *bool) {
+		if name != "" {
+			out = append(out, configRef{kind: kind, name: name, field: field, optional: ptr.Deref(optional, false)})
+		}
+	}
+	for i, v := range spec.Volumes {
+		f := fmt.Sprintf("spec.template.spec.volumes[%d]", i)
+		if v.ConfigMap != nil {
+			add(rollout.ConfigKindConfigMap, v.ConfigMap.Name, f+".configMap.name", v.ConfigMap.Optional)
+		}
+		if v.Secret != nil {
+			add(rollout.ConfigKindSecret, v.Secret.SecretName, f+".secret.secretName", v.Secret.Optional)
+		}
+		if v.Projected != nil {
+			for j, s := range v.Projected.Sources {
+				pf := fmt.Sprintf("%s.projected.sources[%d]", f, j)
+				if s.ConfigMap != nil {
+					add(rollout.ConfigKindConfigMap, s.ConfigMap.Name, pf+".configMap.name", s.ConfigMap.Optional)
+				}
+				if s.Secret != nil {
+					add(rollout.ConfigKindSecret, s.Secret.Name, pf+".secret.name", s.Secret.Optional)
+				}
+			}
+		}
+	}
+	containers := func(cs []corev1.Container, field string) {
+		for i, c := range cs {
+			f := fmt.Sprintf("spec.template.spec.%s[%d]", field, i)
+			for j, e := range c.Env {
+				if e.ValueFrom == nil {
+					continue
+				}
+				if r := e.ValueFrom.ConfigMapKeyRef; r != nil {
+					add(rollout.ConfigKindConfigMap, r.Name, fmt.Sprintf("%s.env[%d].valueFrom.configMapKeyRef.name", f, j), r.Optional)
+				}
+				if r := e.ValueFrom.SecretKeyRef; r != nil {
+					add(rollout.ConfigKindSecret, r.Name, fmt.Sprintf("%s.env[%d].valueFrom.secretKeyRef.name", f, j), r.Optional)
+				}
+			}
+			for j, e := range c.EnvFrom {
+				if r := e.ConfigMapRef; r != nil {
+					add(rollout.ConfigKindConfigMap, r.Name, fmt.Sprintf("%s.envFrom[%d].configMapRef.name", f, j), r.Optional)
+				}
+				if r := e.SecretRef; r != nil {
+					add(rollout.ConfigKindSecret, r.Name, fmt.Sprintf("%s.envFrom[%d].secretRef.name", f, j), r.Optional)
+				}
+			}
+		}
+	}
+	containers(spec.InitContainers, "initContainers")
+	containers(spec.Containers, "containers")
+	return out
+}
+
+// rewriteConfig makes a pod template read fledge's copies of items in
+// place of the objects they copy.
+func rewriteConfig(spec *corev1.PodSpec, items []v1alpha1.ConfigItem) {
+	if len(items) == 0 {
+		return
+	}
+	copyOf := func(kind, name string) string {
+		for _, it := range items {
+			if it.Kind == kind && it.Name == name {
+				return rollout.CopyName(it)
+			}
+		}
+		return name
+	}
+	for i := range spec.Volumes {
+		v := &spec.Volumes[i]
+		if v.ConfigMap != nil {
+			v.ConfigMap.Name = copyOf(rollout.ConfigKindConfigMap, v.ConfigMap.Name)
+		}
+		if v.Secret != nil {
+			v.Secret.SecretName = copyOf(rollout.ConfigKindSecret, v.Secret.SecretName)
+		}
+		if v.Projected != nil {
+			for j := range v.Projected.Sources {
+				s := &v.Projected.Sources[j]
+				if s.ConfigMap != nil {
+					s.ConfigMap.Name = copyOf(rollout.ConfigKindConfigMap, s.ConfigMap.Name)
+				}
+				if s.Secret != nil {
+					s.Secret.Name = copyOf(rollout.ConfigKindSecret, s.Secret.Name)
+				}
+			}
+		}
+	}
+	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+		for i := range cs {
+			c := &cs[i]
+			for j := range c.Env {
+				if vf := c.Env[j].ValueFrom; vf != nil {
+					if r := vf.ConfigMapKeyRef; r != nil {
+						r.Name = copyOf(rollout.ConfigKindConfigMap, r.Name)
+					}
+					if r := vf.SecretKeyRef; r != nil {
+						r.Name = copyOf(rollout.ConfigKindSecret, r.Name)
+					}
+				}
+			}
+			for j := range c.EnvFrom {
+				if r := c.EnvFrom[j].ConfigMapRef; r != nil {
+					r.Name = copyOf(rollout.ConfigKindConfigMap, r.Name)
+				}
+				if r := c.EnvFrom[j].SecretRef; r != nil {
+					r.Name = copyOf(rollout.ConfigKindSecret, r.Name)
+				}
+			}
+		}
+	}
+}
+
+// configRefIndex indexes Deployments by the "namespace/kind/name" of every
+// ConfigMap and Secret their template reads, and configCopyIndex fledge's
+// copies by "namespace/flight": a change finds its Deployments, and a
+// Flight its copies, without a scan.
+const (
+	configRefIndex  = "fledge.dev/config-refs"
+	configCopyIndex = "fledge.dev/config-copies"
+)
+
+func deploymentConfigRefs(obj any) ([]string, error) {
+	d, ok := obj.(*appsv1.Deployment)
+	if !ok || d.Annotations[rollout.AnnotationRollout] == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, r := range configRefs(&d.Spec.Template.Spec) {
+		out = append(out, d.Namespace+"/"+r.kind+"/"+r.name)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func configCopyOwner(obj any) ([]string, error) {
+	m, ok := obj.(metav1.Object)
+	if !ok || m.GetLabels()[LabelConfigCopyOf] == "" || m.GetLabels()[LabelManagedBy] != managedBy {
+		return nil, nil
+	}
+	if ref := metav1.GetControllerOfNoCopy(m); ref != nil && ref.Kind == "Flight" {
+		return []string{m.GetNamespace() + "/" + ref.Name}, nil
+	}
+	return nil, nil
+}
+
+// onConfig looks again at the Flights of the Deployments that read a
+// ConfigMap or Secret that changed, and at the Flight a copy is of.
+func (c *Controller) onConfig(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return
+	}
+	kind := rollout.ConfigKindConfigMap
+	if _, ok := obj.(*corev1.Secret); ok {
+		kind = rollout.ConfigKindSecret
+	}
+	if owners, _ := configCopyOwner(obj); len(owners) > 0 {
+		c.queue.Add(owners[0])
+		return
+	}
+	sc := c.scopes.of(m.GetNamespace())
+	if sc == nil || sc.deploymentIndex == nil {
+		return
+	}
+	deps, _ := sc.deploymentIndex.ByIndex(configRefIndex, m.GetNamespace()+"/"+kind+"/"+m.GetName())
+	for _, d := range deps {
+		if d, ok := d.(*appsv1.Deployment); ok {
+			c.queue.Add(d.Namespace + "/" + d.Name)
+		}
+	}
+}
+
+// configObject reads a ConfigMap or Secret of a scope's caches (content
+// dropped, its hash in annotationContentHash). A Secret in a namespace
+// where fledge may not list them is errSecretsUnreadable.
+func (sc *scope) configObject(kind, ns, name string) (metav1.Object, error) {
+	if kind == rollout.ConfigKindSecret {
+		if sc.secrets == nil {
+			return nil, errSecretsUnreadable
+		}
+		o, _, err := sc.secrets.GetByKey(ns + "/" + name)
+		if err != nil {
+			return nil, err
+		}
+		if o == nil {
+			return nil, apierrors.NewNotFound(corev1.Resource("secrets"), name)
+		}
+		return o.(metav1.Object), nil
+	}
+	o, _, err := sc.configMaps.GetByKey(ns + "/" + name)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
+	}
+	return o.(metav1.Object), nil
+}
+
+var errSecretsUnreadable = errors.New("fledge may not list Secrets here")
+
+// observeConfig reads the config content the Deployment's template reads,
+// the state of fledge's copies of the kept revisions' content, and, while
+// it matters, the Deployment's pods made before the content seen last.
+func (c *Controller) observeConfig(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, o *rollout.Observed) {
+	sc := c.scopes.of(d.Namespace)
+	if sc == nil || sc.configMaps == nil {
+		return
+	}
+	items, problems, notes := sc.desiredConfig(d, st)
+	o.DesiredConfig = items
+	o.ConfigProblem = strings.Join(problems, "; ")
+	o.ConfigNote = strings.Join(notes, "; ")
+	if st.Config == nil {
+		return
+	}
+	c.observeCopies(ctx, sc, d, t, st, o)
+}
+
+// Revision is Deployment d's revision as its Flight f knows it: the
+// template's hash, and the config content's it reads.
+func (c *Controller) Revision(d *appsv1.Deployment, f *v1alpha1.Flight) string {
+	var st v1alpha1.FlightStatus
+	if f != nil {
+		st = f.Status
+	}
+	var items []v1alpha1.ConfigItem
+	if sc := c.scopes.of(d.Namespace); sc != nil && sc.configMaps != nil {
+		items, _, _ = sc.desiredConfig(d, &st)
+	}
+	return rollout.WithConfig(TemplateHash(d.Spec.Template), items)
+}
+
+// desiredConfig is the config content Deployment d's template reads, what
+// of it cannot be known (problems) and what is not tracked (notes).
+func (sc *scope) desiredConfig(d *appsv1.Deployment, st *v1alpha1.FlightStatus) (items []v1alpha1.ConfigItem, problems, notes []string) {
+	seen := func(kind, name string) (v1alpha1.ConfigItem, bool) {
+		if st.Config == nil {
+			return v1alpha1.ConfigItem{}, false
+		}
+		i := slices.IndexFunc(st.Config.Seen, func(it v1alpha1.ConfigItem) bool { return it.Kind == kind && it.Name == name })
+		if i < 0 {
+			return v1alpha1.ConfigItem{}, false
+		}
+		return st.Config.Seen[i], true
+	}
+	refs := configRefs(&d.Spec.Template.Spec)
+	done := map[string]bool{}
+	for _, r := range refs {
+		key := r.kind + "/" + r.name
+		if done[key] {
+			continue
+		}
+		done[key] = true
+		obj, err := sc.configObject(r.kind, d.Namespace, r.name)
+		switch {
+		case errors.Is(err, errSecretsUnreadable):
+			notes = append(notes, fmt.Sprintf("secret %s/%s (%s) is not tracked: %s (%s); its changes reach the pods uncanaried", d.Namespace, r.name, r.field, sc.secretsWhy, rbacSecretsHint(d.Namespace)))
+			continue
+		case apierrors.IsNotFound(err):
+			if r.optional {
+				continue
+			}
+			if it, ok := seen(r.kind, r.name); ok {
+				items = append(items, it) // as last seen: its pods keep what they read
+			}
+			problems = append(problems, fmt.Sprintf("%s %s/%s (%s) does not exist", r.kind, d.Namespace, r.name, r.field))
+			continue
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("%s %s/%s (%s) cannot be read: %v", r.kind, d.Namespace, r.name, r.field, err))
+			continue
+		}
+		if obj.GetAnnotations()[AnnotationConfig] == ConfigIgnore {
+			continue
+		}
+		items = append(items, v1alpha1.ConfigItem{Kind: r.kind, Name: r.name, Hash: obj.GetAnnotations()[annotationContentHash]})
+	}
+	rollout.SortConfig(items)
+	return items, problems, notes
+}
+
+// observeCopies reads fledge's copies of the kept revisions' content and,
+// while they matter, the Deployment's pods older than the content seen.
+func (c *Controller) observeCopies(ctx context.Context, sc *scope, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, o *rollout.Observed) {
+	// fledge's copies: missing, lost (the content moved on before it was
+	// copied), someone else's under the name, stray.
+	wanted := rollout.CopiesWanted(st)
+	for _, cr := range st.Config.Contents {
+		for _, it := range cr.Items {
+			name := rollout.CopyName(it)
+			cp, err := sc.configObject(it.Kind, d.Namespace, name)
+			switch {
+			case err == nil && !ownedByRef(cp, t.Owner):
+				if o.NameTaken == "" {
+					o.NameTaken = notOurs(it.Kind, cp)
+				}
+				continue
+			case err == nil:
+				continue
+			case !apierrors.IsNotFound(err):
+				continue // Secrets unreadable: noted above
+			}
+			if slices.Contains(o.MissingCopies, it) {
+				continue
+			}
+			o.MissingCopies = append(o.MissingCopies, it)
+			if src, err := sc.configObject(it.Kind, d.Namespace, it.Name); err != nil || src.GetAnnotations()[annotationContentHash] != it.Hash {
+				o.LostCopies = append(o.LostCopies, it)
+			}
+		}
+	}
+	copies, _ := sc.configMapIndex().ByIndex(configCopyIndex, d.Namespace+"/"+d.Name)
+	if sc.secrets != nil {
+		more, _ := sc.secrets.ByIndex(configCopyIndex, d.Namespace+"/"+d.Name)
+		copies = append(copies, more...)
+	}
+	for _, cp := range copies {
+		m := cp.(metav1.Object)
+		kind := rollout.ConfigKindConfigMap
+		if _, ok := cp.(*corev1.Secret); ok {
+			kind = rollout.ConfigKindSecret
+		}
+		if name := kind + "/" + m.GetName(); !wanted[name] && ownedByRef(m, t.Owner) {
+			o.StrayCopies = append(o.StrayCopies, name)
+		}
+	}
+	slices.Sort(o.StrayCopies)
+	if st.Config.SeenAt != nil && (st.Phase == v1alpha1.PhasePromoting || st.Config.Pinned) {
+		o.StalePods = c.stalePods(ctx, d, *st.Config.SeenAt)
+	}
+}
+
+func (sc *scope) configMapIndex() cache.Indexer { return sc.configMaps }
+
+// rbacSecretsHint says how to let fledge read a namespace's Secrets.
+func rbacSecretsHint(ns string) string {
+	return fmt.Sprintf("to canary their changes, bind the ClusterRole fledge-config-secrets there (deploy/rbac-namespace.yaml does, with the chart's rbac.configSecrets): kubectl -n %s apply -f deploy/rbac-namespace.yaml", ns)
+}
+
+// deploymentPods lists, live, the pods of Deployment d's own ReplicaSets
+// (not its canary's, whose pods its selector may match too).
+func (c *Controller) deploymentPods(ctx context.Context, d *appsv1.Deployment) ([]corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, err
+	}
+	sets, _ := c.replicaSets.In(d.Namespace).List(sel)
+	own := map[types.UID]bool{}
+	for _, rs := range sets {
+		if metav1.IsControlledBy(rs, d) {
+			own[rs.UID] = true
+		}
+	}
+	list, err := c.kube.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: "0"})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if ref := metav1.GetControllerOfNoCopy(&p); ref != nil && own[ref.UID] && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// stalePods counts the Deployment's pods made before t (a list that fails
+// counts as one: nothing is taken as restarted unseen).
+func (c *Controller) stalePods(ctx context.Context, d *appsv1.Deployment, t metav1.Time) int32 {
+	pods, err := c.deploymentPods(ctx, d)
+	if err != nil {
+		c.log.Warn("listing the Deployment's pods failed", "deployment", d.Namespace+"/"+d.Name, "err", err)
+		return 1
+	}
+	var n int32
+	for _, p := range pods {
+		if p.CreationTimestamp.Before(&t) {
+			n++
+		}
+	}
+	return n
+}
+
+// ensureConfigCopies makes fledge's copies of config content that do not
+// exist yet: each from the object it copies, if that still has the
+// content (the decision sees it lost otherwise).
+func (x *Executor) ensureConfigCopies(ctx context.Context, s Subject, items []v1alpha1.ConfigItem) error {
+	if s.Deployment == nil {
+		return nil
+	}
+	ns := s.Deployment.Namespace
+	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	var errs []error
+	for _, it := range items {
+		meta := func(src metav1.ObjectMeta) metav1.ObjectMeta {
+			return metav1.ObjectMeta{
+				Name: rollout.CopyName(it), Namespace: ns,
+				Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: s.Flight.Name, LabelConfigCopyOf: truncLabel(it.Name)},
+				Annotations:     map[string]string{AnnotationConfig: ConfigIgnore},
+				OwnerReferences: []metav1.OwnerReference{owner},
+			}
+		}
+		var err error
+		x.count("config")
+		switch it.Kind {
+		case rollout.ConfigKindConfigMap:
+			var src *corev1.ConfigMap
+			src, err = x.Kube.CoreV1().ConfigMaps(ns).Get(ctx, it.Name, metav1.GetOptions{})
+			if err == nil && ContentHash(src.Data, src.BinaryData) == it.Hash {
+				_, err = x.Kube.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: meta(src.ObjectMeta), Data: src.Data, BinaryData: src.BinaryData, Immutable: ptr.To(true)}, metav1.CreateOptions{})
+			}
+		case rollout.ConfigKindSecret:
+			var src *corev1.Secret
+			src, err = x.Kube.CoreV1().Secrets(ns).Get(ctx, it.Name, metav1.GetOptions{})
+			if err == nil && ContentHash(nil, src.Data) == it.Hash {
+				_, err = x.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta(src.ObjectMeta), Type: src.Type, Data: src.Data, Immutable: ptr.To(true)}, metav1.CreateOptions{})
+			}
+		}
+		switch {
+		case err == nil, apierrors.IsAlreadyExists(err):
+			// Made, or made already (whose it is, the next look reads).
+		case apierrors.IsNotFound(err):
+			// Gone: the decision sees the copy lost.
+		default:
+			// Never the content: the API's error names the object.
+			errs = append(errs, fmt.Errorf("copying %s %s/%s: %w", it.Kind, ns, it.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// truncLabel cuts a name to a label value's 63 characters.
+func truncLabel(s string) string {
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], ".-_")
+	}
+	return s
+}
+
+// deleteConfigCopies deletes the Flight's copies named "kind/name", each
+// only if it is this Flight's (read live, deleted on its UID).
+func (x *Executor) deleteConfigCopies(ctx context.Context, s Subject, names []string) error {
+	ns := s.Target.Namespace
+	var errs []error
+	for _, n := range names {
+		kind, name, _ := strings.Cut(n, "/")
+		var obj metav1.Object
+		var err error
+		switch kind {
+		case rollout.ConfigKindConfigMap:
+			obj, err = x.Kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+		case rollout.ConfigKindSecret:
+			obj, err = x.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		default:
+			continue
+		}
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !ownedBy(obj, s.Flight) || obj.GetLabels()[LabelConfigCopyOf] == "" {
+			continue // not fledge's copy: never deleted
+		}
+		uid := obj.GetUID()
+		o := metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}}
+		x.count("config")
+		if kind == rollout.ConfigKindConfigMap {
+			err = x.Kube.CoreV1().ConfigMaps(ns).Delete(ctx, name, o)
+		} else {
+			err = x.Kube.CoreV1().Secrets(ns).Delete(ctx, name, o)
+		}
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// restartStalePods evicts the Deployment's pods made before t, those its
+// PodDisruptionBudgets allow now (the rest at later looks); its
+// ReplicaSet makes them again, reading the content there is now.
+func (x *Executor) restartStalePods(ctx context.Context, s Subject, t metav1.Time) error {
+	d := s.Deployment
+	if d == nil || x.PodsOf == nil {
+		return nil
+	}
+	pods, err := x.PodsOf(ctx, d)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(pods, func(a, b corev1.Pod) int { return cmp.Compare(a.Name, b.Name) })
+	var errs []error
+	for _, p := range pods {
+		if !p.CreationTimestamp.Before(&t) {
+			continue
+		}
+		x.count("eviction")
+		err := x.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, &policyv1.Eviction{
+			ObjectMeta:    metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace},
+			DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}},
+		})
+		switch {
+		case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		case apierrors.IsTooManyRequests(err):
+			// A PodDisruptionBudget refuses it now: the next look asks again.
+		default:
+			errs = append(errs, fmt.Errorf("evicting pod %s/%s: %w", p.Namespace, p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
