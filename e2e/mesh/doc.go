@@ -5,12 +5,13 @@
 // canary with PromQL over Istio's telemetry. The sandbox has a real
 // kube-apiserver and a real Prometheus but no Envoy and no istiod, so this
 // package plays their part as far as such a controller can observe: it
-// watches VirtualServices, DestinationRules, Services, Pods and the
-// ConfigMaps that hold feature flags, generates synthetic client traffic,
-// routes every request as a client-side Envoy would (in memory: no request
-// touches the network), lets the serving pod's annotations (and the
-// variant of its feature flag) decide the answer, and serves Istio's
-// standard metrics for Prometheus to scrape.
+// watches VirtualServices, DestinationRules, Services, Pods, ConfigMaps
+// and Secrets, generates synthetic client traffic, routes every request as
+// a client-side Envoy would (in memory: no request touches the network),
+// lets the serving pod's annotations, the ConfigMaps and Secrets it reads
+// (as its kubelet delivers them) and the variant of its feature flag
+// decide the answer, and serves Istio's standard metrics for Prometheus to
+// scrape.
 //
 // # How it works
 //
@@ -99,7 +100,63 @@
 //
 // A malformed value or an unknown key under the prefix is a Problem naming
 // the pod and annotation; that annotation is ignored and the pod stays
-// healthy in that respect.
+// healthy in that respect. The ConfigMaps and Secrets a pod reads can set
+// the same aspects (next section).
+//
+// # Configuration a pod reads
+//
+// Pods have no containers here (kwok runs none), so the emulator plays the
+// kubelet and an app that reads its configuration. A pod references the
+// ConfigMaps and Secrets of its namespace named by its volumes
+// (configMap, secret, and the configMap and secret sources of a projected
+// volume) and by its init and app containers' env (configMapKeyRef,
+// secretKeyRef) and envFrom. Environment variables, and a volume that
+// every container mounts through subPath (or subPathExpr), or none mounts,
+// are read once, when the pod starts; a volume mounted as a directory is
+// live: the kubelet rewrites its files when the object changes.
+//
+// The emulator keeps the history of each object's content as its informer
+// delivered it (a deletion is a version "missing"). A pod starts when the
+// emulator first sees it ready (Running, Ready, not terminating); a pod
+// already ready when the emulator starts, and the objects in the
+// informers' first lists, count as being there before anything the
+// emulator saw afterwards, so such a pod reads those objects as listed. A
+// pod that turns unready and ready again keeps its start. The pod's
+// creation time and status.startTime are not used: they come at a second's
+// precision from another clock. The pod sees, of a reference read at
+// start, the newest version observed at or before its start; of a live
+// one, the newest observed at or before max(start, now - KubeletSync).
+// Options.KubeletSync defaults to 20s; a real kubelet takes up to its sync
+// period (about a minute) plus its object cache's TTL, so the default
+// holds a tool that must act before a change reaches running pods to a
+// stricter deadline than a real cluster does. The routing table is
+// rebuilt on every change of an object's content, like any informer
+// event, and again when a live view comes due, KubeletSync after the
+// change: a pod's view is what the table in use gives it, so it moves at
+// most a debounce after that. Versions no pod can still see are
+// forgotten.
+//
+// Data keys named sandbox.fledge.dev.<aspect> (ConfigMap data and
+// binaryData, Secret data) set what the annotation
+// sandbox.fledge.dev/<aspect> does, with the same values: error-rate,
+// latency-ms, error-rate-after, flag, variant.<variant>.<aspect> and the
+// rest. The app reads every key of an object whichever way it references
+// it (a configMapKeyRef included). Config wins over the pod's
+// annotations, aspect by aspect; the objects apply in order, a later one
+// winning: those referenced by volumes, by name, then those referenced by
+// env or envFrom, by name (an object referenced both ways takes its place
+// among the latter, and is live if a volume mounts it so). A malformed
+// value is a Problem naming the object and key, as "configmap
+// shop/app-config: data[sandbox.fledge.dev.error-rate]: ...", and leaves
+// that aspect at its default (not at the annotation's value). A missing
+// object, or one without such keys, changes nothing.
+//
+// ConfigServed is the ground truth of what was served with which content:
+// per pod and object it references, the requests the pod answered
+// (whatever the status) while its view had a content hash,
+// ConfigDataHash of its data and binaryData ("" while missing). The views
+// and their counters are prepared when the table is built, so a request
+// only adds to atomic counters.
 //
 // # Response comparison
 //

@@ -38,6 +38,14 @@ type Options struct {
 	Shards int
 	// Telemetry changes the standard metrics as Istio's Telemetry API can.
 	Telemetry Telemetry
+	// KubeletSync is how long after a change of a ConfigMap or Secret a
+	// pod that mounts it as a volume without subPath sees the new
+	// content; default 20s. A real kubelet takes up to its sync period
+	// (about a minute) plus the TTL of its object cache, and often less:
+	// the default is shorter, so that a tool which must act before a
+	// change reaches the running pods (copy the object for a canary,
+	// say) is held to a stricter deadline than a real cluster sets.
+	KubeletSync time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -54,6 +62,9 @@ func (o Options) withDefaults() Options {
 		o.Tick = 20 * time.Millisecond
 	}
 	o.Shards = max(o.Shards, 1)
+	if o.KubeletSync <= 0 {
+		o.KubeletSync = 20 * time.Second
+	}
 	return o
 }
 
@@ -82,7 +93,9 @@ type Emulator struct {
 	clients   sync.Map // client name -> *counter
 	// comparisons are the comparator pods' counts, by comparisonKey.
 	comparisons sync.Map
-	routeSeq    atomic.Uint64
+	// configUses are the ConfigServed rows, by configUseKey.
+	configUses sync.Map
+	routeSeq   atomic.Uint64
 
 	// dirty is signalled by informer events; the rebuild loop drains it.
 	dirty chan struct{}
@@ -91,6 +104,9 @@ type Emulator struct {
 	lastProblems map[Problem]bool
 	// flags are the flag sources the pods read, attached to each table.
 	flags *flagClients
+	// kubelet records what the pods' views of their config are chosen
+	// from; the informers feed it.
+	kubelet *kubelet
 
 	mu          sync.Mutex
 	state       state
@@ -117,6 +133,7 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, opts Options) *
 		metrics: metrics,
 		dirty:   make(chan struct{}, 1),
 		flags:   newFlagClients(opts.Logger),
+		kubelet: newKubelet(opts.KubeletSync),
 		runners: map[string]*runner{},
 		stopped: make(chan struct{}),
 	}
@@ -125,11 +142,11 @@ func New(kube kubernetes.Interface, istio istioclient.Interface, opts Options) *
 }
 
 // Start starts the informers (Services, Pods, VirtualServices,
-// DestinationRules and ConfigMaps in all namespaces), waits for their
-// caches to sync,
-// builds the first routing table, and starts serving metrics and following
-// configuration changes. It returns when the emulator is ready. ctx bounds
-// the start-up only; the emulator runs until Stop.
+// DestinationRules, ConfigMaps and Secrets in all namespaces), waits for
+// their caches to sync, builds the first routing table, and starts serving
+// metrics and following configuration changes. It returns when the
+// emulator is ready. ctx bounds the start-up only; the emulator runs until
+// Stop.
 func (e *Emulator) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -145,7 +162,7 @@ func (e *Emulator) Start(ctx context.Context) error {
 		return fmt.Errorf("mesh emulator: metrics listener: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	w := newWatcher(e.kube, e.istio, e.markDirty, e.flags.configMapChanged)
+	w := newWatcher(e.kube, e.istio, e.markDirty, e.flags.configMapChanged, e.kubelet)
 	e.flags.getConfigMap = w.configMap
 	if err := w.start(ctx, runCtx.Done()); err != nil {
 		cancel()
@@ -293,6 +310,7 @@ func (e *Emulator) account(req *Request, src *sourceLabels, out *routed, client 
 	}
 	if out.ep != nil {
 		e.servedCounter(out.ep.pod.rev).add(isError)
+		countConfigUses(out.ep.pod)
 		if out.resp.Variant != "" {
 			e.variantCounter(VariantKey{Revision: out.ep.pod.rev, Variant: out.resp.Variant}).add(isError)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +29,9 @@ type snapshot struct {
 	destinationRules []*networkingv1.DestinationRule
 	services         []*corev1.Service
 	pods             []*corev1.Pod
+	// config is what the pods read of their ConfigMaps and Secrets; the
+	// zero value when no history was recorded (every object is missing).
+	config configSnapshot
 }
 
 // table is a compiled, immutable routing table. Routing reads it without
@@ -46,6 +50,13 @@ type table struct {
 	// comparators are the ready pods that run a working comparator, whose
 	// series the emulator creates when it publishes the table.
 	comparators []*podInfo
+	// configPods are the ready pods that reference a ConfigMap or Secret,
+	// whose views the emulator gives counters when it publishes the table.
+	configPods []*podInfo
+	// configChangeAt is when some ready pod's view of a live volume next
+	// changes, which no informer event announces: the emulator rebuilds
+	// the table then. Zero when none will.
+	configChangeAt time.Time
 }
 
 // objectRef names an input object. kind is lower case so that
@@ -107,6 +118,7 @@ type builder struct {
 	pods     map[string][]*podInfo // ready pods by namespace
 	rules    map[string][]*networkingv1.DestinationRule
 	targets  map[targetKey]*target
+	config   configSnapshot
 	problems []Problem
 }
 
@@ -119,6 +131,7 @@ func buildTable(s snapshot) (*table, []Problem) {
 		pods:    map[string][]*podInfo{},
 		rules:   map[string][]*networkingv1.DestinationRule{},
 		targets: map[targetKey]*target{},
+		config:  s.config,
 	}
 	b.recordVersions(s)
 	b.addPods(s.pods)
@@ -138,6 +151,8 @@ func buildTable(s snapshot) (*table, []Problem) {
 			cmp.Compare(x.Message, y.Message),
 		)
 	})
+	// Pods that read one object report its problems alike.
+	b.problems = slices.Compact(b.problems)
 	b.t.problems = b.problems
 	return b.t, b.problems
 }
@@ -169,19 +184,30 @@ func (b *builder) recordVersions(s snapshot) {
 
 func (b *builder) addPods(pods []*corev1.Pod) {
 	for _, pod := range pods {
-		behaviour, problems := parseBehaviour(pod.Annotations)
+		// A started pod's behaviour is its annotations with the keys of
+		// the config it reads applied over them; a pod not ready has read
+		// nothing that matters yet.
+		ready := podReady(pod)
+		cfg := podConfig{annotations: pod.Annotations}
+		if ready {
+			cfg = b.podConfig(pod, workloadName(pod))
+		}
+		behaviour, problems := parseBehaviour(cfg.annotations)
 		for _, p := range problems {
-			b.problem(kindPod, &pod.ObjectMeta, "metadata.annotations["+p.Annotation+"]", "%s", p.Message)
+			b.behaviourProblem(pod, &cfg, p)
 		}
 		comparator, argProblems := parseComparator(pod)
 		for _, p := range argProblems {
 			b.problem(kindPod, &pod.ObjectMeta, p.Field, "%s", p.Message)
 		}
-		if !podReady(pod) {
+		if !ready {
 			continue
 		}
 		info := newPodInfo(pod, behaviour)
 		b.pods[pod.Namespace] = append(b.pods[pod.Namespace], info)
+		if info.configs = cfg.uses; len(info.configs) > 0 {
+			b.t.configPods = append(b.t.configPods, info)
+		}
 		if comparator != nil {
 			// A comparator is not the app: it evaluates no flag.
 			info.comparator, info.flag = comparator, nil

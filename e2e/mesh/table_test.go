@@ -207,7 +207,7 @@ func TestBuildTableDoesNotModifyInputs(t *testing.T) {
 	drOpts := cmp.Comparer(func(x, y *networkingv1.DestinationRule) bool {
 		return cmp.Equal(x.ObjectMeta, y.ObjectMeta) && x.Spec.String() == y.Spec.String()
 	})
-	if diff := cmp.Diff(before, s, cmp.AllowUnexported(snapshot{}), opts, drOpts); diff != "" {
+	if diff := cmp.Diff(before, s, cmp.AllowUnexported(snapshot{}, configSnapshot{}), opts, drOpts); diff != "" {
 		t.Errorf("buildTable modified its input (-before +after):\n%s", diff)
 	}
 }

@@ -36,7 +36,7 @@ type Counts struct {
 // It names the object and the field so that a test failure points at the
 // YAML to fix.
 type Problem struct {
-	Kind      string // VirtualService, DestinationRule, Service or Pod
+	Kind      string // VirtualService, DestinationRule, Service, Pod, ConfigMap or Secret
 	Namespace string
 	Name      string
 	Field     string // e.g. spec.http[0].match[1].port

@@ -31,15 +31,18 @@ type watcher struct {
 	virtualServices  istiolisters.VirtualServiceLister
 	destinationRules istiolisters.DestinationRuleLister
 	// configMaps hold the flag documents pods read; they feed flag sources
-	// directly and are not part of the routing table.
+	// directly. They, and the Secrets, reach the routing table through
+	// the kubelet's history (kubelet.go), not through a lister.
 	configMaps corelisters.ConfigMapLister
 	synced     []cache.InformerSynced
 }
 
 // newWatcher sets up informers for every namespace, calling onChange after
-// any add, update or delete of a routing input has reached the caches, and
-// onConfigMap after one of a ConfigMap has.
-func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange func(), onConfigMap func(namespace, name string)) *watcher {
+// any add, update or delete of a routing input has reached the caches (a
+// change of a ConfigMap's or a Secret's content among them), and
+// onConfigMap after one of a ConfigMap has. k records the pods' starts and
+// the ConfigMaps' and Secrets' contents before onChange is called.
+func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange func(), onConfigMap func(namespace, name string), k *kubelet) *watcher {
 	w := &watcher{
 		kubeFactory:  informers.NewSharedInformerFactory(kube, 0),
 		istioFactory: istioinformers.NewSharedInformerFactory(istio, 0),
@@ -49,6 +52,7 @@ func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange
 	vs := w.istioFactory.InformerFor(&networkingv1.VirtualService{}, virtualServiceInformer)
 	dr := w.istioFactory.InformerFor(&networkingv1.DestinationRule{}, destinationRuleInformer)
 	cm := w.kubeFactory.Core().V1().ConfigMaps()
+	secrets := w.kubeFactory.Core().V1().Secrets()
 	w.services, w.pods, w.configMaps = svc.Lister(), pod.Lister(), cm.Lister()
 	w.virtualServices = istiolisters.NewVirtualServiceLister(vs.GetIndexer())
 	w.destinationRules = istiolisters.NewDestinationRuleLister(dr.GetIndexer())
@@ -58,24 +62,46 @@ func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange
 		UpdateFunc: func(any, any) { onChange() },
 		DeleteFunc: func(any) { onChange() },
 	}
-	configMapChanged := func(obj any) {
-		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			if ns, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
-				onConfigMap(ns, name)
+	podHandler := cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			if p, ok := obj.(*corev1.Pod); ok {
+				k.sawPod(p, initial)
 			}
+			onChange()
+		},
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*corev1.Pod); ok {
+				k.sawPod(p, false)
+			}
+			onChange()
+		},
+		DeleteFunc: func(obj any) {
+			if ns, name, ok := namespacedName(obj); ok {
+				k.forgetPod(ns, name)
+			}
+			onChange()
+		},
+	}
+	configMapHandler := configHandler(k, refConfigMap, func(obj any) (configVersion, bool) {
+		c, ok := obj.(*corev1.ConfigMap)
+		if !ok {
+			return configVersion{}, false
 		}
-	}
-	configMapHandler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    configMapChanged,
-		UpdateFunc: func(_, obj any) { configMapChanged(obj) },
-		DeleteFunc: configMapChanged,
-	}
+		return configMapVersion(c), true
+	}, onChange, onConfigMap)
+	secretHandler := configHandler(k, refSecret, func(obj any) (configVersion, bool) {
+		s, ok := obj.(*corev1.Secret)
+		if !ok {
+			return configVersion{}, false
+		}
+		return secretVersion(s), true
+	}, onChange, func(string, string) {})
 	for _, h := range []struct {
 		inf     cache.SharedIndexInformer
 		handler cache.ResourceEventHandler
 	}{
-		{svc.Informer(), handler}, {pod.Informer(), handler}, {vs, handler}, {dr, handler},
-		{cm.Informer(), configMapHandler},
+		{svc.Informer(), handler}, {pod.Informer(), podHandler}, {vs, handler}, {dr, handler},
+		{cm.Informer(), configMapHandler}, {secrets.Informer(), secretHandler},
 	} {
 		// AddEventHandler only fails on a stopped informer; these are new.
 		reg, _ := h.inf.AddEventHandler(h.handler)
@@ -85,6 +111,43 @@ func newWatcher(kube kubernetes.Interface, istio istioclient.Interface, onChange
 		}
 	}
 	return w
+}
+
+// configHandler records the content of the ConfigMaps or Secrets (kind) in
+// k, calls onChange when it changed, and then (always) after every event.
+func configHandler(k *kubelet, kind string, version func(obj any) (configVersion, bool), onChange func(), then func(namespace, name string)) cache.ResourceEventHandler {
+	saw := func(obj any, missing, initial bool) {
+		ns, name, ok := namespacedName(obj)
+		if !ok {
+			return
+		}
+		var v configVersion
+		if !missing {
+			if v, ok = version(obj); !ok {
+				return
+			}
+		}
+		if k.saw(objectRef{kind, ns, name}, v, missing, initial) {
+			onChange()
+		}
+		then(ns, name)
+	}
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    func(obj any, initial bool) { saw(obj, false, initial) },
+		UpdateFunc: func(_, obj any) { saw(obj, false, false) },
+		DeleteFunc: func(obj any) { saw(obj, true, false) },
+	}
+}
+
+// namespacedName names the object of an event, a deletion's tombstone
+// included.
+func namespacedName(obj any) (namespace, name string, ok bool) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return "", "", false
+	}
+	namespace, name, err = cache.SplitMetaNamespaceKey(key)
+	return namespace, name, err == nil
 }
 
 // configMap reads a ConfigMap from the cache.
@@ -179,15 +242,26 @@ func (e *Emulator) markDirty() {
 // rebuildLoop rebuilds the routing table after changes, batching those
 // that arrive within Debounce of each other. A steady stream of changes
 // still gets a rebuild every 10 debounce periods, as istiod caps its
-// debounce.
+// debounce. A pod's view of a live volume changes with time alone: the
+// table in use says when it next does, and that is a change too.
 func (e *Emulator) rebuildLoop(ctx context.Context) {
 	quiet := e.opts.Debounce
 	maxDelay := 10 * quiet
+	views := time.NewTimer(time.Hour)
+	defer views.Stop()
 	for {
+		if at := e.table.Load().configChangeAt; at.IsZero() {
+			views.Stop()
+		} else {
+			// A little after, so that the clock is past it when the
+			// table is built.
+			views.Reset(time.Until(at) + time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.dirty:
+		case <-views.C:
 		}
 		first := time.Now()
 		timer := time.NewTimer(quiet)
@@ -222,8 +296,10 @@ func (e *Emulator) rebuild() {
 		return
 	}
 	start := time.Now()
+	s.config = e.kubelet.snapshot(s.pods, start)
 	t, problems := buildTable(s)
 	e.flags.attach(t.flags, start)
+	e.attachConfigCounters(t)
 	for _, pod := range t.comparators {
 		// A comparator creates its series when it starts, so that the
 		// first count of each is an increase Prometheus can see.

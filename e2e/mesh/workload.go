@@ -36,6 +36,9 @@ type podInfo struct {
 	// started is when the pod was created: its age degrades it (see
 	// behaviour.errorRateAt).
 	started time.Time
+	// configs are its views of the ConfigMaps and Secrets it references,
+	// each counting the requests the pod serves (see config.go).
+	configs []configUse
 }
 
 // peerLabels are the values of the workload half of Istio's standard
