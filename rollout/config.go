@@ -348,7 +348,10 @@ func (d *decider) reroute() {
 // goes back to them once they are all up.
 func (d *decider) unpin() {
 	c := d.st.Config
-	if d.in.StalePods > 0 || !d.in.DeploymentSettled {
+	// The pods were counted against the content seen before this
+	// decision: if it changed (the revert itself), they are counted again.
+	counted := d.in.Status.Config != nil && d.in.Status.Config.SeenAt.Equal(c.SeenAt)
+	if d.in.StalePods > 0 || !d.in.DeploymentSettled || !counted {
 		c.Restarting = true
 		if d.in.StalePods > 0 && c.SeenAt != nil {
 			d.do(RestartStalePods{Before: *c.SeenAt})

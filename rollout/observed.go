@@ -115,7 +115,9 @@ type Observed struct {
 	// StrayCopies are the names of copies this Flight owns that no kept
 	// revision reads.
 	StrayCopies []string
-	// StalePods counts the Deployment's pods made before Config.SeenAt
-	// (read only while they matter: a promotion, a pinned stable).
+	// StalePods counts the Deployment's pods yet to run the content seen
+	// last: made before Config.SeenAt, or missing from its replicas among
+	// the ready ones made since (read only while they matter: a
+	// promotion, a pinned stable).
 	StalePods int32
 }

@@ -95,6 +95,19 @@ func EngineBinary(t testing.TB, sb *sandbox.Sandbox) string {
 // when the test ends.
 func StartEngine(t testing.TB, sb *sandbox.Sandbox, ns, policies string) {
 	t.Helper()
+	startEngine(t, sb, ns, policies, true)
+}
+
+// StartEngineWithoutSecrets is StartEngine in a namespace whose install
+// does not let fledge read Secrets (the chart's rbac.configSecrets off:
+// the RoleBinding fledge-config-secrets removed).
+func StartEngineWithoutSecrets(t testing.TB, sb *sandbox.Sandbox, ns, policies string) {
+	t.Helper()
+	startEngine(t, sb, ns, policies, false)
+}
+
+func startEngine(t testing.TB, sb *sandbox.Sandbox, ns, policies string, secrets bool) {
+	t.Helper()
 	bin := EngineBinary(t, sb)
 	policyFile := filepath.Join(t.TempDir(), "policies.yaml")
 	if err := os.WriteFile(policyFile, []byte(policies), 0o644); err != nil {
@@ -104,6 +117,11 @@ func StartEngine(t testing.TB, sb *sandbox.Sandbox, ns, policies string) {
 	// applied there.
 	if err := sb.ApplyRBAC(context.Background(), RepoFile("deploy/rbac-namespace.yaml"), ns); err != nil {
 		t.Fatal(err)
+	}
+	if !secrets {
+		if err := sb.Kube.RbacV1().RoleBindings(ns).Delete(context.Background(), "fledge-config-secrets", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p, err := sb.StartProcess(ns+"-fledge", nil, bin,
 		"--kubeconfig="+ServiceAccountKubeconfig(t, sb), "--policies="+policyFile, "--prometheus-url="+sb.PrometheusURL,

@@ -73,16 +73,23 @@ func ContentHash(data map[string]string, binaryData map[string][]byte) string {
 }
 
 // leanConfig drops a cached ConfigMap's or Secret's content, keeping its
-// hash in an annotation (a copy's annotations: the object's own are not
-// changed anywhere but in this cache).
+// hash in an annotation (of the cached copy: the object is not changed). A
+// transform may see an object twice (client-go asks for idempotence): once
+// lean, it is left as it is.
 func leanConfig(obj any) {
 	var hash string
 	var m *metav1.ObjectMeta
 	switch o := obj.(type) {
 	case *corev1.ConfigMap:
+		if o.Data == nil && o.BinaryData == nil && o.Annotations[annotationContentHash] != "" {
+			return
+		}
 		hash, m = ContentHash(o.Data, o.BinaryData), &o.ObjectMeta
 		o.Data, o.BinaryData = nil, nil
 	case *corev1.Secret:
+		if o.Data == nil && o.StringData == nil && o.Annotations[annotationContentHash] != "" {
+			return
+		}
 		hash, m = ContentHash(nil, o.Data), &o.ObjectMeta
 		o.Data, o.StringData = nil, nil
 	default:
@@ -479,21 +486,37 @@ func (c *Controller) deploymentPods(ctx context.Context, d *appsv1.Deployment) (
 	return out, nil
 }
 
-// stalePods counts the Deployment's pods made before t (a list that fails
-// counts as one: nothing is taken as restarted unseen).
+// stalePods counts the Deployment's pods yet to run the content seen at t:
+// those made before t, or, if more, those its replicas lack among the
+// ready ones made since (an evicted pod's replacement not up yet). A list
+// that fails counts as one: nothing is taken as restarted unseen.
 func (c *Controller) stalePods(ctx context.Context, d *appsv1.Deployment, t metav1.Time) int32 {
 	pods, err := c.deploymentPods(ctx, d)
 	if err != nil {
 		c.log.Warn("listing the Deployment's pods failed", "deployment", d.Namespace+"/"+d.Name, "err", err)
 		return 1
 	}
-	var n int32
+	var old, fresh int32
 	for _, p := range pods {
-		if p.CreationTimestamp.Before(&t) {
-			n++
+		switch {
+		case !p.CreationTimestamp.After(t.Time):
+			// (Both times are to the second: a pod made in the second
+			// the content was seen may read the content before it.)
+			old++
+		case podReady(&p):
+			fresh++
 		}
 	}
-	return n
+	return max(old, ptr.Deref(d.Spec.Replicas, 1)-fresh)
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // ensureConfigCopies makes fledge's copies of config content that do not
@@ -609,8 +632,8 @@ func (x *Executor) restartStalePods(ctx context.Context, s Subject, t metav1.Tim
 	slices.SortFunc(pods, func(a, b corev1.Pod) int { return cmp.Compare(a.Name, b.Name) })
 	var errs []error
 	for _, p := range pods {
-		if !p.CreationTimestamp.Before(&t) {
-			continue
+		if p.CreationTimestamp.After(t.Time) {
+			continue // (as stalePods: made in the same second is stale)
 		}
 		x.count("eviction")
 		err := x.Kube.CoreV1().Pods(p.Namespace).EvictV1(ctx, &policyv1.Eviction{

@@ -85,6 +85,13 @@ func TestTheCacheKeepsAContentHashNotTheContent(t *testing.T) {
 	if got := sec.Annotations[annotationContentHash]; got != want || sec.Annotations["a"] != "b" {
 		t.Fatalf("annotations %v, want the hash %s beside the object's own", sec.Annotations, want)
 	}
+	// A transform may run twice on an object: the hash stays.
+	if _, err := lean(sec); err != nil {
+		t.Fatal(err)
+	}
+	if got := sec.Annotations[annotationContentHash]; got != want {
+		t.Fatalf("after a second transform the hash is %s, want %s", got, want)
+	}
 	hashes := map[string]string{}
 	for name, h := range map[string]string{
 		"empty":         ContentHash(nil, nil),
