@@ -236,7 +236,7 @@ func configOf(items []v1alpha1.ConfigItem) string {
 func itemNames(items []v1alpha1.ConfigItem) string {
 	names := make([]string, len(items))
 	for i, it := range items {
-		names[i] = it.Kind + "/" + CopyName(it)
+		names[i] = it.Kind + "/" + it.Name + "@" + it.Hash
 	}
 	return strings.Join(names, " ")
 }

@@ -20,7 +20,7 @@ import (
 //
 //   - it keeps copies of the content of the revisions it needs (stable's,
 //     the canary's, a watch's previous revision's): ConfigMaps and Secrets
-//     named "<name>-<hash>", owned by the Flight, immutable, made while
+//     named "<deployment>-<name>-<hash>", owned by the Flight, immutable, made while
 //     the content is there to copy (stable's at the take-over, and as soon
 //     as a revision is canaried) and deleted once no revision reads them;
 //   - the canary's pods read the copies of the new content;
@@ -73,10 +73,12 @@ func itemsHash(items []v1alpha1.ConfigItem) string {
 	return hex.EncodeToString(h.Sum(nil))[:10]
 }
 
-// CopyName names fledge's copy of a config item: "<name>-<hash>", the
-// name shortened to keep it within an object name's 253 characters.
-func CopyName(it v1alpha1.ConfigItem) string {
-	name := it.Name
+// CopyName names Flight flight's copy of a config item:
+// "<flight>-<name>-<hash>" (per Flight: two Deployments reading one
+// ConfigMap each keep their own copies), shortened to an object name's
+// 253 characters.
+func CopyName(flight string, it v1alpha1.ConfigItem) string {
+	name := flight + "-" + it.Name
 	if n := 253 - len(it.Hash) - 1; len(name) > n {
 		name = strings.TrimRight(name[:n], ".-")
 	}
@@ -128,16 +130,16 @@ func DeploymentConfig(st *v1alpha1.FlightStatus, desired []v1alpha1.ConfigItem, 
 	return c.Seen
 }
 
-// CopiesWanted are the names of the copies of every revision the Flight
+// CopiesWanted are the names of the copies of every revision Flight flight
 // keeps content of, by kind ("configmap/<copy>").
-func CopiesWanted(st *v1alpha1.FlightStatus) map[string]bool {
+func CopiesWanted(flight string, st *v1alpha1.FlightStatus) map[string]bool {
 	out := map[string]bool{}
 	if st.Config == nil {
 		return out
 	}
 	for _, c := range st.Config.Contents {
 		for _, it := range c.Items {
-			out[it.Kind+"/"+CopyName(it)] = true
+			out[it.Kind+"/"+CopyName(flight, it)] = true
 		}
 	}
 	return out
@@ -158,8 +160,19 @@ func (d *decider) trackConfig() {
 		// that content's).
 		c = &v1alpha1.ConfigStatus{Seen: slices.Clone(items)}
 		d.st.Config = c
-		if rev := d.st.StableRevision; rev != "" && configPart(rev) == "" {
-			d.st.StableRevision = WithConfig(rev, items)
+		// Every revision the Flight names reads it too: the template's
+		// hash alone would not be the same revision any more.
+		for _, rev := range []*string{&d.st.StableRevision, &d.st.CanaryRevision, &d.st.RejectedRevision} {
+			if *rev != "" && configPart(*rev) == "" {
+				*rev = WithConfig(*rev, items)
+			}
+		}
+		if w := d.st.Watch; w != nil {
+			for _, rev := range []*string{&w.Revision, &w.Previous} {
+				if *rev != "" && configPart(*rev) == "" {
+					*rev = WithConfig(*rev, items)
+				}
+			}
 		}
 		return
 	}
@@ -191,7 +204,7 @@ func (d *decider) pinWanted() bool {
 		return false
 	}
 	stable, ok := ContentOf(&d.st, d.st.StableRevision)
-	if !ok || SameConfig(stable, c.Seen) {
+	if !ok {
 		return false
 	}
 	for _, l := range d.in.LostCopies {
@@ -199,7 +212,16 @@ func (d *decider) pinWanted() bool {
 			return false
 		}
 	}
-	return true
+	// Only a change of what stable's pods read: a new template that
+	// reads another object (or stops reading one) leaves them as they
+	// are.
+	for _, it := range stable {
+		i := slices.IndexFunc(c.Seen, func(s v1alpha1.ConfigItem) bool { return s.Kind == it.Kind && s.Name == it.Name })
+		if i >= 0 && c.Seen[i].Hash != it.Hash {
+			return true
+		}
+	}
+	return false
 }
 
 // keepContents keeps the content of the revisions fledge needs: stable's,
@@ -244,7 +266,9 @@ func (d *decider) configPinned() bool {
 	if c == nil || !c.Pinned {
 		return false
 	}
-	return d.in.PreviousReady && d.in.PreviousRevision == d.st.StableRevision || c.Routed && d.in.PreviousAvailable > 0
+	// (Of stable's revision: once a promotion makes another revision
+	// stable, the pinned pods are the old one's and serve nobody.)
+	return d.in.PreviousRevision == d.st.StableRevision && (d.in.PreviousReady || c.Routed && d.in.PreviousAvailable > 0)
 }
 
 // pinReady reports whether a canary may take its first share: without a
@@ -264,10 +288,10 @@ func (d *decider) keepConfig() {
 		return
 	}
 	d.keepContents()
-	wanted := CopiesWanted(&d.st)
+	wanted := CopiesWanted(d.in.Name, &d.st)
 	var missing []v1alpha1.ConfigItem
 	for _, it := range d.in.MissingCopies {
-		if wanted[it.Kind+"/"+CopyName(it)] && !slices.Contains(d.in.LostCopies, it) {
+		if wanted[it.Kind+"/"+CopyName(d.in.Name, it)] && !slices.Contains(d.in.LostCopies, it) {
 			missing = append(missing, it)
 		}
 	}
@@ -335,9 +359,9 @@ func (d *decider) reroute() {
 		}
 	}
 	switch {
-	case d.st.Phase.Terminal():
+	case d.st.Phase.Terminal(), d.st.Phase == v1alpha1.PhaseRollingBack:
 		d.do(SetWeights{Weights: d.rest()})
-	case d.st.Phase == v1alpha1.PhaseProgressing || d.st.Phase == v1alpha1.PhasePaused:
+	default:
 		d.do(SetWeights{Weights: d.routing(d.st.CanaryWeight)})
 	}
 }
@@ -356,17 +380,29 @@ func (d *decider) unpin() {
 		if d.in.StalePods > 0 && c.SeenAt != nil {
 			d.do(RestartStalePods{Before: *c.SeenAt})
 		}
-		c.Message = d.configNote(fmt.Sprintf("the config is stable's again: the Deployment's pods are restarted on it (%d made before %s left); stable's share stays on %s%s until they are up",
+		c.Message = d.configNote(fmt.Sprintf("the config is stable's again: the Deployment's pods are restarted on it (%d yet to run it since %s); stable's share stays on %s%s until they are up",
 			d.in.StalePods, seenAt(c), d.in.Name, previousSuffix))
+		if c.SeenAt != nil && d.in.Now.Sub(c.SeenAt.Time) >= d.in.Policy.ProgressDeadline && d.st.Phase.Terminal() {
+			// Said loudly once (a Flight at rest drops its hold at every
+			// decision: the one it had is kept), and kept at: the pinned
+			// pods serve meanwhile.
+			if prev := d.in.Status.Hold; prev != nil && prev.Reason == v1alpha1.HoldStableStalled {
+				h := *prev
+				d.st.Hold = &h
+			}
+			d.hold(v1alpha1.HoldStableStalled, fmt.Sprintf("the Deployment's pods are not all restarted on stable's config after %s (%d yet to run it: a PodDisruptionBudget refusing evictions, or pods that do not become ready?); stable's share stays on %s%s until they are",
+				d.in.Policy.ProgressDeadline, d.in.StalePods, d.in.Name, previousSuffix))
+		}
 		d.after(2 * time.Second)
 		return
 	}
 	c.Pinned, c.PinnedSince, c.Routed, c.Restarting = false, nil, false, false
 	c.Message = d.configNote("")
-	d.record(v1alpha1.VerdictHold, "the Deployment's pods read stable's config: stable's share is back on them", nil)
-	if d.st.Phase.Terminal() {
-		d.reroute()
+	if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldStableStalled && d.st.Phase.Terminal() {
+		d.st.Hold = nil
 	}
+	d.record(v1alpha1.VerdictHold, "the Deployment's pods read stable's config: stable's share is back on them", nil)
+	d.reroute()
 	d.after(time.Second)
 }
 

@@ -25,8 +25,17 @@ type configWorld struct {
 	stale         int32 // of them, made before Config.SeenAt
 	seenAt        *time.Time
 	previousStuck bool
+	pdbRefuses    bool // evictions refused: stale pods stay
 	actions       []Action
-	stableShares  []int32 // the Deployment's share at each decision once pinned
+	// sets are the routings set, each with the revision stable was and
+	// whether stable's share was to be on the pinned pods then.
+	sets []setRecord
+}
+
+type setRecord struct {
+	w      traffic.Weights
+	stable string
+	pinned bool
 }
 
 func cfg(name, hash string) []v1alpha1.ConfigItem {
@@ -46,7 +55,7 @@ func newConfigWorld(t *testing.T) *configWorld {
 		Observed: Observed{DesiredRevision: stable, DeploymentRevision: stable, DeploymentSettled: true, DeploymentPaused: true,
 			Weights: traffic.Weights{Stable: 100}, DesiredConfig: a, StableReplicas: 2, Name: "web"},
 	}
-	return &configWorld{t: t, in: in, template: "t1", copies: map[string]bool{"configmap/app-aaa": true}, pods: 2}
+	return &configWorld{t: t, in: in, template: "t1", copies: map[string]bool{"configmap/web-app-aaa": true}, pods: 2}
 }
 
 // setConfig changes the content the template reads (as the informer would
@@ -71,11 +80,11 @@ func (w *configWorld) observe() {
 	}
 	o.DeploymentRevision = WithConfig(TemplateOf(o.DeploymentRevision), DeploymentConfig(st, o.DesiredConfig, w.stale))
 	o.MissingCopies, o.LostCopies, o.StrayCopies = nil, nil, nil
-	wanted := CopiesWanted(st)
+	wanted := CopiesWanted(o.Name, st)
 	if st.Config != nil {
 		for _, cr := range st.Config.Contents {
 			for _, it := range cr.Items {
-				if !w.copies[it.Kind+"/"+CopyName(it)] {
+				if !w.copies[it.Kind+"/"+CopyName(o.Name, it)] {
 					o.MissingCopies = append(o.MissingCopies, it)
 					if slices.Contains(w.lost, it) {
 						o.LostCopies = append(o.LostCopies, it)
@@ -106,6 +115,8 @@ func (w *configWorld) decide() Decision {
 		switch a := a.(type) {
 		case SetWeights:
 			o.Weights = a.Weights
+			c := w.in.Status.Config
+			w.sets = append(w.sets, setRecord{a.Weights, w.in.Status.StableRevision, c != nil && c.Pinned && c.Routed})
 		case SetStablePaused:
 			o.DeploymentPaused = a.Paused
 			if !a.Paused && TemplateOf(o.DeploymentRevision) != w.template {
@@ -127,7 +138,7 @@ func (w *configWorld) decide() Decision {
 		case EnsureConfigCopies:
 			for _, it := range a.Items {
 				if !slices.Contains(w.lost, it) {
-					w.copies[it.Kind+"/"+CopyName(it)] = true
+					w.copies[it.Kind+"/"+CopyName(o.Name, it)] = true
 				}
 			}
 		case DeleteConfigCopies:
@@ -135,11 +146,10 @@ func (w *configWorld) decide() Decision {
 				delete(w.copies, n)
 			}
 		case RestartStalePods:
-			w.stale = 0
+			if !w.pdbRefuses {
+				w.stale = 0
+			}
 		}
-	}
-	if c := w.in.Status.Config; c != nil && c.Routed {
-		w.stableShares = append(w.stableShares, o.Weights.Stable)
 	}
 	return d
 }
@@ -227,13 +237,23 @@ func TestAConfigChangeIsCanariedOnCopiesWithStablePinned(t *testing.T) {
 	if st.StableRevision != want || st.Config.Pinned {
 		t.Fatalf("promoted: stable %s pinned %v, want %s unpinned", st.StableRevision, st.Config.Pinned, want)
 	}
-	if w.copies["configmap/app-aaa"] || !w.copies["configmap/app-bbb"] {
+	if w.copies["configmap/web-app-aaa"] || !w.copies["configmap/web-app-bbb"] {
 		t.Fatalf("the old content's copy must go and the new one's stay: %v", w.copies)
 	}
-	for i, s := range w.stableShares {
-		if s != 0 && w.in.Status.Config.Routed {
-			t.Fatalf("decision %d: the Deployment's pods served %d%% while pinned", i, s)
+	pinnedSets := 0
+	for i, s := range w.sets {
+		if s.pinned {
+			pinnedSets++
+			if s.w.Stable != 0 {
+				t.Errorf("routing %d %+v: the Deployment's pods get %d%% while stable's share is pinned", i, s.w, s.w.Stable)
+			}
 		}
+		if s.stable == want && s.w.Baseline != 0 {
+			t.Errorf("routing %d %+v: once %s is stable, the pinned pods of the old content serve nobody", i, s.w, want)
+		}
+	}
+	if pinnedSets == 0 {
+		t.Error("no routing was set while pinned: the assertions above checked nothing")
 	}
 }
 
@@ -335,7 +355,7 @@ func TestAFlightFromBeforeConfigTrackingTakesItsContentAsStables(t *testing.T) {
 // against the Deployment's pods, and the Flight says so.
 func TestALostCopyCanariesWithoutAPin(t *testing.T) {
 	w := newConfigWorld(t)
-	delete(w.copies, "configmap/app-aaa")
+	delete(w.copies, "configmap/web-app-aaa")
 	w.lost = cfg("app", "aaa")
 	w.setConfig(cfg("app", "bbb"))
 	w.decide()
@@ -359,7 +379,70 @@ func TestRevisionsNameTheirConfigContent(t *testing.T) {
 		t.Fatalf("revisions %q %q", a, b)
 	}
 	long := v1alpha1.ConfigItem{Kind: ConfigKindConfigMap, Name: strings.Repeat("n", 300), Hash: "0123456789"}
-	if n := CopyName(long); len(n) > 253 || !strings.HasSuffix(n, "-0123456789") {
+	if n := CopyName("web", long); len(n) > 253 || !strings.HasSuffix(n, "-0123456789") {
 		t.Fatalf("copy name %q (%d)", n, len(n))
+	}
+}
+
+// A template that reads one more ConfigMap is a template change: the
+// Deployment's pods read what they read before, unchanged, so nothing is
+// pinned (and no pinned pods are started).
+func TestATemplateReadingAnotherObjectPinsNothing(t *testing.T) {
+	w := newConfigWorld(t)
+	w.decide()
+	w.template = "t2"
+	w.setConfig(append(cfg("app", "aaa"), v1alpha1.ConfigItem{Kind: ConfigKindConfigMap, Name: "extra", Hash: "eee"}))
+	w.decide()
+	st := w.in.Status
+	if st.Phase != v1alpha1.PhaseProgressing || st.Config.Pinned || len(actionsOf[EnsurePrevious](w.actions)) > 0 {
+		t.Fatalf("phase %s pinned %v actions %v: want canaried, unpinned", st.Phase, st.Config.Pinned, w.actions)
+	}
+}
+
+// A Flight from before config tracking keeps its rejected revision
+// rejected: its revisions all gain the content.
+func TestTakingConfigOverKeepsARejectedRevisionRejected(t *testing.T) {
+	w := newConfigWorld(t)
+	w.in.Status.Config, w.in.Status.StableRevision, w.in.Status.CanaryRevision = nil, "t1", "t2"
+	w.in.Status.Phase, w.in.Status.RejectedRevision = v1alpha1.PhaseRolledBack, "t2"
+	w.in.DeploymentRevision, w.template = "t1", "t2"
+	w.decide()
+	st := w.in.Status
+	if st.Phase != v1alpha1.PhaseRolledBack || st.RejectedRevision != WithConfig("t2", cfg("app", "aaa")) {
+		t.Fatalf("phase %s rejected %s: want the rejected revision kept (with its content), not canaried again", st.Phase, st.RejectedRevision)
+	}
+}
+
+// Stale pods that cannot be restarted (a PodDisruptionBudget refusing
+// every eviction) keep stable's share on the pinned pods, and past the
+// progress deadline the Flight holds, saying what it waits for, once.
+func TestARestartThatCannotFinishHoldsAndSaysWhy(t *testing.T) {
+	w := newConfigWorld(t)
+	w.decide()
+	w.setConfig(cfg("app", "bad"))
+	w.run(10, func() bool { return w.in.Weights.Canary == 10 })
+	w.act(v1alpha1.ActionAbort)
+	w.run(10, func() bool { return w.in.Status.Phase.Terminal() })
+	w.pdbRefuses = true
+	w.setConfig(cfg("app", "aaa"))
+	events := 0
+	for i := 0; i < 200; i++ {
+		w.in.Now = w.in.Now.Add(2 * time.Second)
+		d := w.decide()
+		for _, a := range d.Actions {
+			if e, ok := a.(RecordEvent); ok && strings.Contains(e.Message, "not all restarted") {
+				events++
+			}
+		}
+	}
+	st := w.in.Status
+	if !st.Config.Pinned || w.in.Weights.Stable != 0 {
+		t.Fatalf("pinned %v weights %+v: stable's share must stay on the pinned pods", st.Config.Pinned, w.in.Weights)
+	}
+	if st.Hold == nil || st.Hold.Reason != v1alpha1.HoldStableStalled || !strings.Contains(st.Hold.Message, "PodDisruptionBudget") {
+		t.Fatalf("hold %+v: want StableRolloutStalled saying why", st.Hold)
+	}
+	if events != 1 {
+		t.Fatalf("%d warning Events for the stalled restart: want one", events)
 	}
 }

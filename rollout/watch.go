@@ -540,7 +540,12 @@ func (d *decider) restoring() {
 	if d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: false})
 	}
-	if d.in.DeploymentRevision != w.Previous || !d.in.DeploymentSettled {
+	if c := d.st.Config; c != nil && d.in.StalePods > 0 && c.SeenAt != nil && TemplateOf(d.in.DeploymentRevision) == TemplateOf(w.Previous) {
+		// Its template is back, but pods made before the config was
+		// reverted may read the regressed content: restarted first.
+		d.do(RestartStalePods{Before: *c.SeenAt})
+	}
+	if d.in.DeploymentRevision != w.Previous || !d.in.DeploymentSettled || d.in.StalePods > 0 {
 		d.st.Message = w.Message
 		if s := d.st.StageStartedAt; s != nil && d.in.Now.Sub(s.Time) >= d.in.Policy.ProgressDeadline {
 			d.hold(v1alpha1.HoldStableStalled, fmt.Sprintf("the Deployment has not finished rolling back to %s after %s; %s's copy serves meanwhile", w.Previous, d.in.Policy.ProgressDeadline, w.Previous))

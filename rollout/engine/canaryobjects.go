@@ -105,7 +105,7 @@ func (x *Executor) ensureCanary(ctx context.Context, s Subject, revision string,
 		}
 	}
 	want := CanaryDeployment(d, s.Stable.Spec.Selector, revision, owner)
-	rewriteConfig(&want.Spec.Template.Spec, config)
+	rewriteConfig(&want.Spec.Template.Spec, d.Name, config)
 	sized(want, replicas)
 	svc := CanaryService(s.Stable, want, owner)
 	// Both names are checked first, so that nothing is created for a
@@ -217,7 +217,7 @@ func (x *Executor) ensureRevisionCopy(ctx context.Context, s Subject, revision s
 	if err != nil {
 		return err
 	}
-	rewriteConfig(&want.Spec.Template.Spec, config)
+	rewriteConfig(&want.Spec.Template.Spec, d.Name, config)
 	sized(want, replicas)
 	if err := x.ensureService(ctx, s, CanaryService(s.Stable, want, owner), func(cur *corev1.Service) error {
 		return fmt.Errorf("%s: %w", notOurs("service", cur), traffic.ErrConflict)

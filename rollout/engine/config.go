@@ -3,10 +3,12 @@ package engine
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 
@@ -45,10 +47,21 @@ const (
 	annotationContentHash = "fledge.dev/content-hash"
 )
 
-// ContentHash identifies config content: a hash of the sorted keys and
-// values of data and binaryData (a Secret's data is binaryData).
+// ContentHash identifies a ConfigMap's content: a hash of the sorted keys
+// and values of data and binaryData.
 func ContentHash(data map[string]string, binaryData map[string][]byte) string {
-	h := sha256.New()
+	return contentHash(sha256.New(), data, binaryData)
+}
+
+// SecretHash identifies a Secret's content: an HMAC of it keyed with the
+// Secret's UID, so that the hash shown in a Flight (which more people may
+// read than the Secret) cannot be tried against guessed values by anyone
+// who cannot read the Secret itself.
+func SecretHash(uid types.UID, data map[string][]byte) string {
+	return contentHash(hmac.New(sha256.New, []byte(uid)), nil, data)
+}
+
+func contentHash(h hash.Hash, data map[string]string, binaryData map[string][]byte) string {
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
 		for k := range data {
 			if !yield(k) {
@@ -90,7 +103,7 @@ func leanConfig(obj any) {
 		if o.Data == nil && o.StringData == nil && o.Annotations[annotationContentHash] != "" {
 			return
 		}
-		hash, m = ContentHash(nil, o.Data), &o.ObjectMeta
+		hash, m = SecretHash(o.UID, o.Data), &o.ObjectMeta
 		o.Data, o.StringData = nil, nil
 	default:
 		return
@@ -172,14 +185,14 @@ func configRefs(spec *corev1.PodSpec) []configRef {
 
 // rewriteConfig makes a pod template read fledge's copies of items in
 // place of the objects they copy.
-func rewriteConfig(spec *corev1.PodSpec, items []v1alpha1.ConfigItem) {
+func rewriteConfig(spec *corev1.PodSpec, flight string, items []v1alpha1.ConfigItem) {
 	if len(items) == 0 {
 		return
 	}
 	copyOf := func(kind, name string) string {
 		for _, it := range items {
 			if it.Kind == kind && it.Name == name {
-				return rollout.CopyName(it)
+				return rollout.CopyName(flight, it)
 			}
 		}
 		return name
@@ -324,12 +337,12 @@ var errSecretsUnreadable = errors.New("fledge may not list Secrets here")
 // observeConfig reads the config content the Deployment's template reads,
 // the state of fledge's copies of the kept revisions' content, and, while
 // it matters, the Deployment's pods made before the content seen last.
-func (c *Controller) observeConfig(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, o *rollout.Observed) {
+func (c *Controller) observeConfig(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, flagDocs []string, o *rollout.Observed) {
 	sc := c.scopes.of(d.Namespace)
 	if sc == nil || sc.configMaps == nil {
 		return
 	}
-	items, problems, notes := sc.desiredConfig(d, st)
+	items, problems, notes := sc.desiredConfig(d, st, flagDocs)
 	o.DesiredConfig = items
 	o.ConfigProblem = strings.Join(problems, "; ")
 	o.ConfigNote = strings.Join(notes, "; ")
@@ -348,14 +361,20 @@ func (c *Controller) Revision(d *appsv1.Deployment, f *v1alpha1.Flight) string {
 	}
 	var items []v1alpha1.ConfigItem
 	if sc := c.scopes.of(d.Namespace); sc != nil && sc.configMaps != nil {
-		items, _, _ = sc.desiredConfig(d, &st)
+		var flagDocs []string
+		for _, fl := range st.Flags {
+			flagDocs = append(flagDocs, fl.ConfigMap)
+		}
+		items, _, _ = sc.desiredConfig(d, &st, flagDocs)
 	}
 	return rollout.WithConfig(TemplateHash(d.Spec.Template), items)
 }
 
 // desiredConfig is the config content Deployment d's template reads, what
 // of it cannot be known (problems) and what is not tracked (notes).
-func (sc *scope) desiredConfig(d *appsv1.Deployment, st *v1alpha1.FlightStatus) (items []v1alpha1.ConfigItem, problems, notes []string) {
+// The release flags' ConfigMaps (flagDocs) are not tracked: fledge writes
+// them as the rollout goes, and pods that mount them read its writes live.
+func (sc *scope) desiredConfig(d *appsv1.Deployment, st *v1alpha1.FlightStatus, flagDocs []string) (items []v1alpha1.ConfigItem, problems, notes []string) {
 	seen := func(kind, name string) (v1alpha1.ConfigItem, bool) {
 		if st.Config == nil {
 			return v1alpha1.ConfigItem{}, false
@@ -370,7 +389,7 @@ func (sc *scope) desiredConfig(d *appsv1.Deployment, st *v1alpha1.FlightStatus) 
 	done := map[string]bool{}
 	for _, r := range refs {
 		key := r.kind + "/" + r.name
-		if done[key] {
+		if done[key] || r.kind == rollout.ConfigKindConfigMap && slices.Contains(flagDocs, r.name) {
 			continue
 		}
 		done[key] = true
@@ -406,10 +425,10 @@ func (sc *scope) desiredConfig(d *appsv1.Deployment, st *v1alpha1.FlightStatus) 
 func (c *Controller) observeCopies(ctx context.Context, sc *scope, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, o *rollout.Observed) {
 	// fledge's copies: missing, lost (the content moved on before it was
 	// copied), someone else's under the name, stray.
-	wanted := rollout.CopiesWanted(st)
+	wanted := rollout.CopiesWanted(d.Name, st)
 	for _, cr := range st.Config.Contents {
 		for _, it := range cr.Items {
-			name := rollout.CopyName(it)
+			name := rollout.CopyName(d.Name, it)
 			cp, err := sc.configObject(it.Kind, d.Namespace, name)
 			switch {
 			case err == nil && !ownedByRef(cp, t.Owner):
@@ -447,7 +466,8 @@ func (c *Controller) observeCopies(ctx context.Context, sc *scope, d *appsv1.Dep
 		}
 	}
 	slices.Sort(o.StrayCopies)
-	if st.Config.SeenAt != nil && (st.Phase == v1alpha1.PhasePromoting || st.Config.Pinned) {
+	restoring := st.Watch != nil && st.Watch.State == v1alpha1.WatchRestoring
+	if st.Config.SeenAt != nil && (st.Phase == v1alpha1.PhasePromoting || st.Config.Pinned || restoring) {
 		o.StalePods = c.stalePods(ctx, d, *st.Config.SeenAt)
 	}
 }
@@ -528,11 +548,10 @@ func (x *Executor) ensureConfigCopies(ctx context.Context, s Subject, items []v1
 	}
 	ns := s.Deployment.Namespace
 	owner := *metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
-	var errs []error
 	for _, it := range items {
 		meta := func(src metav1.ObjectMeta) metav1.ObjectMeta {
 			return metav1.ObjectMeta{
-				Name: rollout.CopyName(it), Namespace: ns,
+				Name: rollout.CopyName(s.Flight.Name, it), Namespace: ns,
 				Labels:          map[string]string{LabelManagedBy: managedBy, LabelFlight: s.Flight.Name, LabelConfigCopyOf: truncLabel(it.Name)},
 				Annotations:     map[string]string{AnnotationConfig: ConfigIgnore},
 				OwnerReferences: []metav1.OwnerReference{owner},
@@ -550,7 +569,7 @@ func (x *Executor) ensureConfigCopies(ctx context.Context, s Subject, items []v1
 		case rollout.ConfigKindSecret:
 			var src *corev1.Secret
 			src, err = x.Kube.CoreV1().Secrets(ns).Get(ctx, it.Name, metav1.GetOptions{})
-			if err == nil && ContentHash(nil, src.Data) == it.Hash {
+			if err == nil && SecretHash(src.UID, src.Data) == it.Hash {
 				_, err = x.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: meta(src.ObjectMeta), Type: src.Type, Data: src.Data, Immutable: ptr.To(true)}, metav1.CreateOptions{})
 			}
 		}
@@ -560,11 +579,20 @@ func (x *Executor) ensureConfigCopies(ctx context.Context, s Subject, items []v1
 		case apierrors.IsNotFound(err):
 			// Gone: the decision sees the copy lost.
 		default:
-			// Never the content: the API's error names the object.
-			errs = append(errs, fmt.Errorf("copying %s %s/%s: %w", it.Kind, ns, it.Name, err))
+			// Said, not failed: the decision's other actions (a rollback's
+			// routing, say) go on; the next look asks again. Never the
+			// content: for a Secret, only the reason (an admission
+			// webhook's message might echo the object).
+			why := err.Error()
+			if it.Kind == rollout.ConfigKindSecret {
+				why = string(apierrors.ReasonForError(err))
+			}
+			if x.Recorder != nil && s.Deployment != nil {
+				x.Recorder.Eventf(s.Deployment, corev1.EventTypeWarning, "ConfigCopyFailed", "fledge could not copy %s %s/%s: %s", it.Kind, ns, it.Name, why)
+			}
 		}
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // truncLabel cuts a name to a label value's 63 characters.
@@ -649,4 +677,19 @@ func (x *Executor) restartStalePods(ctx context.Context, s Subject, t metav1.Tim
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// flagConfigMaps are the ConfigMaps of the release flags the Flight steps
+// or its policy would link: fledge writes them during a rollout.
+func flagConfigMaps(p *rollout.Policy, st *v1alpha1.FlightStatus) []string {
+	var out []string
+	for _, fl := range st.Flags {
+		out = append(out, fl.ConfigMap)
+	}
+	if p != nil {
+		for _, rf := range p.ReleaseFlags {
+			out = append(out, rf.ConfigMap)
+		}
+	}
+	return out
 }

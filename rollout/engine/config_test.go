@@ -61,12 +61,12 @@ func TestConfigReferencesAreFoundAndRewrittenToCopies(t *testing.T) {
 		{Kind: rollout.ConfigKindConfigMap, Name: "flags", Hash: "h2"},
 		{Kind: rollout.ConfigKindSecret, Name: "creds", Hash: "h3"},
 	}
-	rewriteConfig(&spec, items)
+	rewriteConfig(&spec, "web", items)
 	var names []string
 	for _, r := range configRefs(&spec) {
 		names = append(names, r.kind+"/"+r.name)
 	}
-	if diff := cmp.Diff([]string{"configmap/app-h1", "configmap/app-h1", "secret/creds-h3", "configmap/extra", "configmap/flags-h2", "secret/creds-h3"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"configmap/web-app-h1", "configmap/web-app-h1", "secret/web-creds-h3", "configmap/extra", "configmap/web-flags-h2", "secret/web-creds-h3"}, names); diff != "" {
 		t.Fatalf("rewritten (-want +got):\n%s", diff)
 	}
 }
@@ -75,7 +75,11 @@ func TestConfigReferencesAreFoundAndRewrittenToCopies(t *testing.T) {
 // content; the hash changes with any key or value, binary ones too.
 func TestTheCacheKeepsAContentHashNotTheContent(t *testing.T) {
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Annotations: map[string]string{"a": "b"}}, Data: map[string][]byte{"pw": []byte("hunter2")}, StringData: map[string]string{"x": "y"}}
-	want := ContentHash(nil, sec.Data)
+	sec.UID = "uid-1"
+	want := SecretHash(sec.UID, sec.Data)
+	if want == ContentHash(nil, sec.Data) || want == SecretHash("uid-2", sec.Data) {
+		t.Fatal("a Secret's hash must be keyed with its UID")
+	}
 	if _, err := lean(sec); err != nil {
 		t.Fatal(err)
 	}

@@ -425,7 +425,7 @@ func (c *Controller) fly(ctx context.Context, d *appsv1.Deployment, f *v1alpha1.
 		}
 	}
 	target := targetOf(f)
-	in := rollout.Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target, &f.Status, policy.Baseline == rollout.BaselineFresh)}
+	in := rollout.Input{Now: c.clock.Now(), Policy: policy, Status: f.Status, Observed: c.observe(ctx, d, target, &f.Status, policy)}
 	if in.RoutingError == "" {
 		// Routing that reads back fine but that fledge cannot write (a
 		// team's route it may not change that way) is a routing error

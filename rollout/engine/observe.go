@@ -19,8 +19,9 @@ import (
 )
 
 // observe reads what Decide needs from the caches and the routing.
-// fresh says whether the policy asks for a fresh baseline.
-func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, fresh bool) rollout.Observed {
+// p is the Flight's policy.
+func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, p *rollout.Policy) rollout.Observed {
+	fresh := p.Baseline == rollout.BaselineFresh
 	o := rollout.Observed{
 		DesiredRevision:   TemplateHash(d.Spec.Template),
 		DeploymentPaused:  d.Spec.Paused,
@@ -28,7 +29,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DesiredImages:     Images(d.Spec.Template),
 	}
 	// A revision is the template and the config content it reads.
-	c.observeConfig(ctx, d, t, st, &o)
+	c.observeConfig(ctx, d, t, st, flagConfigMaps(p, st), &o)
 	o.DesiredRevision = rollout.WithConfig(o.DesiredRevision, o.DesiredConfig)
 	if sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector); err == nil {
 		sets, _ := c.replicaSets.In(d.Namespace).List(sel)

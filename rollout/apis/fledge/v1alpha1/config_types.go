@@ -11,8 +11,9 @@ type ConfigItem struct {
 	// Kind is "configmap" or "secret".
 	Kind string `json:"kind"`
 	Name string `json:"name"`
-	// Hash identifies the content (data and binaryData); fledge's copy of
-	// it is named "<name>-<hash>" (owned by the Flight, immutable).
+	// Hash identifies the content (data and binaryData; a Secret's keyed
+	// with its UID); fledge's copy of it is named
+	// "<deployment>-<name>-<hash>" (owned by the Flight, immutable).
 	Hash string `json:"hash"`
 }
 
