@@ -344,6 +344,12 @@ func (d *decider) keepConfig() {
 	state := fmt.Sprintf("stable's share is served by %s%s (stable's template on fledge's copies of stable's config)", d.in.Name, previousSuffix)
 	if !d.configPinned() {
 		state = fmt.Sprintf("stable's pods on stable's config (%s%s) are starting%s; meanwhile the Deployment's pods serve stable's share", d.in.Name, previousSuffix, trouble(d.in.PreviousTrouble))
+		if d.st.Phase.Terminal() && d.in.Now.Sub(c.PinnedSince.Time) >= d.in.Policy.ProgressDeadline {
+			// At rest, the Deployment's pods serve everyone, reading
+			// content that was not promoted: said loudly, once.
+			d.holdAtRest(v1alpha1.HoldStableStalled, fmt.Sprintf("stable's pods on stable's config (%s%s) are not ready after %s%s: the Deployment's pods, which read config that was not promoted (%s), serve everyone until they are, or until the config is reverted",
+				d.in.Name, previousSuffix, d.in.Policy.ProgressDeadline, trouble(d.in.PreviousTrouble), changedItems(stable, c.Seen)))
+		}
 		d.after(2 * time.Second)
 	}
 	c.Message = d.configNote(fmt.Sprintf("the config the Deployment's pods read changed since %s (%s): %s, until the change is promoted, reverted or fixed",
@@ -383,14 +389,7 @@ func (d *decider) unpin() {
 		c.Message = d.configNote(fmt.Sprintf("the config is stable's again: the Deployment's pods are restarted on it (%d yet to run it since %s); stable's share stays on %s%s until they are up",
 			d.in.StalePods, seenAt(c), d.in.Name, previousSuffix))
 		if c.SeenAt != nil && d.in.Now.Sub(c.SeenAt.Time) >= d.in.Policy.ProgressDeadline && d.st.Phase.Terminal() {
-			// Said loudly once (a Flight at rest drops its hold at every
-			// decision: the one it had is kept), and kept at: the pinned
-			// pods serve meanwhile.
-			if prev := d.in.Status.Hold; prev != nil && prev.Reason == v1alpha1.HoldStableStalled {
-				h := *prev
-				d.st.Hold = &h
-			}
-			d.hold(v1alpha1.HoldStableStalled, fmt.Sprintf("the Deployment's pods are not all restarted on stable's config after %s (%d yet to run it: a PodDisruptionBudget refusing evictions, or pods that do not become ready?); stable's share stays on %s%s until they are",
+			d.holdAtRest(v1alpha1.HoldStableStalled, fmt.Sprintf("the Deployment's pods are not all restarted on stable's config after %s (%d yet to run it: a PodDisruptionBudget refusing evictions, or pods that do not become ready?); stable's share stays on %s%s until they are",
 				d.in.Policy.ProgressDeadline, d.in.StalePods, d.in.Name, previousSuffix))
 		}
 		d.after(2 * time.Second)
@@ -457,4 +456,14 @@ func itemList(items []v1alpha1.ConfigItem) string {
 		out[i] = it.Kind + " " + it.Name
 	}
 	return strings.Join(out, ", ")
+}
+
+// holdAtRest holds a Flight at rest, said loudly once: a Flight at rest
+// drops its hold at every decision (steady), so the one it had is kept.
+func (d *decider) holdAtRest(reason, msg string) {
+	if prev := d.in.Status.Hold; prev != nil && prev.Reason == reason && d.st.Hold == nil {
+		h := *prev
+		d.st.Hold = &h
+	}
+	d.hold(reason, msg)
 }

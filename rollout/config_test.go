@@ -446,3 +446,54 @@ func TestARestartThatCannotFinishHoldsAndSaysWhy(t *testing.T) {
 		t.Fatalf("%d warning Events for the stalled restart: want one", events)
 	}
 }
+
+// Stable's pinned pods that never come up: the canary cannot take a share
+// and is rolled back at the progress deadline, saying why; at rest the
+// Deployment's pods, which read the rejected content, serve everyone, and
+// the Flight holds, once, saying so and what would end it.
+func TestPinnedPodsThatNeverComeUpAreSaidLoudly(t *testing.T) {
+	w := newConfigWorld(t)
+	w.previousStuck = true
+	w.decide()
+	w.setConfig(cfg("app", "bad"))
+	w.in.PreviousTrouble = "0/2 pods: ImagePullBackOff"
+	events := 0
+	for i := 0; i < 400; i++ {
+		w.in.Now = w.in.Now.Add(2 * time.Second)
+		for _, a := range w.decide().Actions {
+			if e, ok := a.(RecordEvent); ok && e.Warning && strings.Contains(e.Message, "are not ready after") {
+				events++
+			}
+		}
+	}
+	st := w.in.Status
+	if st.Phase != v1alpha1.PhaseRolledBack || w.in.Weights.Canary != 0 {
+		t.Fatalf("phase %s weights %+v: want rolled back", st.Phase, w.in.Weights)
+	}
+	if !strings.Contains(st.Decisions[len(st.Decisions)-1].Message+st.Message, "ImagePullBackOff") && !strings.Contains(st.Config.Message, "ImagePullBackOff") {
+		t.Errorf("the pinned pods' trouble is said nowhere: %q / %q", st.Message, st.Config.Message)
+	}
+	if st.Hold == nil || st.Hold.Reason != v1alpha1.HoldStableStalled || !strings.Contains(st.Hold.Message, "until the config is reverted") {
+		t.Fatalf("hold %+v: want one saying the Deployment's pods serve unpromoted config", st.Hold)
+	}
+	if events != 1 {
+		t.Fatalf("%d warnings: want one", events)
+	}
+}
+
+// A revision that reads a missing ConfigMap arriving during a canary does
+// not restart it: the canary in flight goes on.
+func TestAMissingConfigMapDoesNotRestartACanaryInFlight(t *testing.T) {
+	w := newConfigWorld(t)
+	w.decide()
+	w.setConfig(cfg("app", "bbb"))
+	w.run(10, func() bool { return w.in.Weights.Canary == 10 })
+	canary := w.in.Status.CanaryRevision
+	w.template = "t3"
+	w.in.ConfigProblem = "configmap shop/extra (spec.template.spec.volumes[1].configMap.name) does not exist"
+	w.in.Now = w.in.Now.Add(time.Second)
+	w.decide()
+	if st := w.in.Status; st.CanaryRevision != canary || st.Phase != v1alpha1.PhaseProgressing || w.in.Weights.Canary != 10 {
+		t.Fatalf("canary %s phase %s weights %+v: want %s going on at 10%%", st.CanaryRevision, st.Phase, w.in.Weights, canary)
+	}
+}

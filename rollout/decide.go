@@ -345,6 +345,11 @@ func (d *decider) newRevision() bool {
 		d.st.RejectedRevision = ""
 		d.event(false, "Reverted", d.st.Message)
 		return true
+	case d.in.ConfigProblem != "":
+		// The canary in flight goes on; the new revision waits for what
+		// it reads (its pods could not start).
+		d.st.Message = fmt.Sprintf("new revision %s waits: %s; the canary of %s goes on meanwhile", desired, d.in.ConfigProblem, d.st.CanaryRevision)
+		return false
 	default:
 		d.startCanary(desired, v1alpha1.VerdictRestart, fmt.Sprintf("revision %s replaces %s at weight %d%%: canary restarting", desired, d.st.CanaryRevision, d.st.CanaryWeight))
 		return true
