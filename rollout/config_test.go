@@ -169,6 +169,21 @@ func (w *configWorld) run(n int, done func() bool) {
 	}
 }
 
+// warnings decides n times, 2 s apart, and counts the warning Events
+// whose message has substr.
+func (w *configWorld) warnings(n int, substr string) int {
+	events := 0
+	for i := 0; i < n; i++ {
+		w.in.Now = w.in.Now.Add(2 * time.Second)
+		for _, a := range w.decide().Actions {
+			if e, ok := a.(RecordEvent); ok && e.Warning && strings.Contains(e.Message, substr) {
+				events++
+			}
+		}
+	}
+	return events
+}
+
 func (w *configWorld) act(kind v1alpha1.ActionKind) {
 	w.in.Action = &ActionRequest{Kind: kind, By: "api:test", RequestID: string(kind) + w.in.Now.Format(time.RFC3339)}
 	w.decide()
@@ -425,16 +440,7 @@ func TestARestartThatCannotFinishHoldsAndSaysWhy(t *testing.T) {
 	w.run(10, func() bool { return w.in.Status.Phase.Terminal() })
 	w.pdbRefuses = true
 	w.setConfig(cfg("app", "aaa"))
-	events := 0
-	for i := 0; i < 200; i++ {
-		w.in.Now = w.in.Now.Add(2 * time.Second)
-		d := w.decide()
-		for _, a := range d.Actions {
-			if e, ok := a.(RecordEvent); ok && strings.Contains(e.Message, "not all restarted") {
-				events++
-			}
-		}
-	}
+	events := w.warnings(200, "not all restarted")
 	st := w.in.Status
 	if !st.Config.Pinned || w.in.Weights.Stable != 0 {
 		t.Fatalf("pinned %v weights %+v: stable's share must stay on the pinned pods", st.Config.Pinned, w.in.Weights)
@@ -457,15 +463,7 @@ func TestPinnedPodsThatNeverComeUpAreSaidLoudly(t *testing.T) {
 	w.decide()
 	w.setConfig(cfg("app", "bad"))
 	w.in.PreviousTrouble = "0/2 pods: ImagePullBackOff"
-	events := 0
-	for i := 0; i < 400; i++ {
-		w.in.Now = w.in.Now.Add(2 * time.Second)
-		for _, a := range w.decide().Actions {
-			if e, ok := a.(RecordEvent); ok && e.Warning && strings.Contains(e.Message, "are not ready after") {
-				events++
-			}
-		}
-	}
+	events := w.warnings(400, "are not ready after")
 	st := w.in.Status
 	if st.Phase != v1alpha1.PhaseRolledBack || w.in.Weights.Canary != 0 {
 		t.Fatalf("phase %s weights %+v: want rolled back", st.Phase, w.in.Weights)
