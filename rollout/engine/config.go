@@ -359,11 +359,8 @@ func (c *Controller) Revision(d *appsv1.Deployment, f *v1alpha1.Flight) string {
 	}
 	var items []v1alpha1.ConfigItem
 	if sc := c.scopes.of(d.Namespace); sc != nil && sc.configMaps != nil {
-		var flagDocs []string
-		for _, fl := range st.Flags {
-			flagDocs = append(flagDocs, fl.ConfigMap)
-		}
-		items, _, _ = sc.desiredConfig(d, &st, flagDocs)
+		_, policy, _ := c.resolve(d, f)
+		items, _, _ = sc.desiredConfig(d, &st, flagConfigMaps(policy, &st))
 	}
 	return rollout.WithConfig(TemplateHash(d.Spec.Template), items)
 }
