@@ -212,3 +212,24 @@ func TestAWatchReadsThePromotedPodsAndARevertThePreviousOnes(t *testing.T) {
 		}
 	}
 }
+
+// Stable's pods pinned to its config take the baseline's slot in the
+// routing, but not in the decision that starts a pin while a fresh
+// baseline serves: that decision's routing is written with the baseline's
+// name (the route has it), the next one's with the pinned pods'.
+func TestAConfigPinTakesTheBaselinesSlotOnceTheFreshBaselineIsGone(t *testing.T) {
+	f := &v1alpha1.Flight{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: "demo"}}
+	pinned := &v1alpha1.FlightStatus{Config: &v1alpha1.ConfigStatus{Pinned: true}}
+	f.Status = v1alpha1.FlightStatus{Baseline: rollout.BaselineFresh}
+	if got := targetOf(f, pinned).Baseline; got != "shop-baseline" {
+		t.Errorf("the decision that pins beside a fresh baseline writes to %q, want shop-baseline", got)
+	}
+	f.Status = *pinned
+	if got := targetOf(f).Baseline; got != "shop-previous" {
+		t.Errorf("pinned: the routing's baseline is %q, want shop-previous", got)
+	}
+	f.Status = v1alpha1.FlightStatus{}
+	if got := targetOf(f, pinned).Baseline; got != "shop-previous" {
+		t.Errorf("a pin starting without a fresh baseline: %q, want shop-previous", got)
+	}
+}

@@ -229,15 +229,21 @@ func targetOf(f *v1alpha1.Flight, also ...*v1alpha1.FlightStatus) traffic.Target
 		Canary: f.Name + CanarySuffix, VirtualService: f.Spec.VirtualService, Route: f.Spec.Route,
 	}
 	watched := false
-	for _, st := range append([]*v1alpha1.FlightStatus{&f.Status}, also...) {
+	freshStored := f.Status.Baseline == rollout.BaselineFresh
+	for i, st := range append([]*v1alpha1.FlightStatus{&f.Status}, also...) {
 		if st.Baseline == rollout.BaselineFresh {
 			t.Baseline = f.Name + BaselineSuffix
 		}
 		if w := st.Watch; w != nil && (w.State == v1alpha1.WatchWatching || w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) {
 			watched = true
 		}
-		if c := st.Config; c != nil && c.Pinned {
-			watched = true // stable's pods pinned to its config: the same slot
+		if c := st.Config; c != nil && c.Pinned && (i == 0 || !freshStored) {
+			// Stable's pods pinned to its config: the same slot. (Not in
+			// the decision that starts a pin while a fresh baseline
+			// serves: its routing, all on stable, is written with the
+			// baseline's name, so that a team's route, which has it, is
+			// read and rewritten; the next decision takes the slot.)
+			watched = true
 		}
 		if len(st.Cohorts) > 0 && st.Cohorts[0].Mirror > 0 && st.Cohorts[0].Compared {
 			t.Comparator = f.Name + ComparatorSuffix
