@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
+	"github.com/fledgehq/fledge/analysis"
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
@@ -316,4 +317,36 @@ func byIndex(idx cache.Indexer, key string) []*autoscalingv2.HorizontalPodAutosc
 	}
 	slices.SortFunc(out, func(a, b *autoscalingv2.HorizontalPodAutoscaler) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// analysisVars are what the checks of Deployment d's canary are rendered
+// with: the canary's workload, and the side comparisons read as stable's,
+// stable itself or, when the decision's revision has one, its fresh
+// baseline; the linked release flag, if any, from the stored status.
+func analysisVars(d *appsv1.Deployment, host string, stored, next *v1alpha1.FlightStatus) analysis.Vars {
+	vars := analysis.Vars{Namespace: d.Namespace, Workload: d.Name + CanarySuffix, StableWorkload: d.Name, Service: host}
+	if next.Baseline == rollout.BaselineFresh {
+		vars.StableWorkload = d.Name + BaselineSuffix
+	}
+	if c := next.Config; c != nil && c.Pinned && c.Routed {
+		// Stable's pods on stable's config serve stable's share: the
+		// Deployment's own read the new content.
+		vars.StableWorkload = d.Name + PreviousSuffix
+	}
+	if w := next.Watch; w != nil {
+		switch w.State {
+		case v1alpha1.WatchWatching:
+			// The promoted revision is judged: the Deployment's pods (a
+			// fresh baseline of its rollout is gone).
+			vars.Workload, vars.StableWorkload = d.Name, d.Name
+		case v1alpha1.WatchReverted, v1alpha1.WatchRestoring:
+			// The previous revision's pods serve in stable's place.
+			vars.StableWorkload = d.Name + PreviousSuffix
+		}
+	}
+	if len(stored.Flags) > 0 {
+		fl := stored.Flags[0]
+		vars.Flag, vars.OnVariant, vars.OffVariant = fl.Flag, fl.On, fl.Off
+	}
+	return vars
 }
