@@ -307,25 +307,19 @@ func (c *Controller) onConfig(obj any) {
 // dropped, its hash in annotationContentHash). A Secret in a namespace
 // where fledge may not list them is errSecretsUnreadable.
 func (sc *scope) configObject(kind, ns, name string) (metav1.Object, error) {
+	idx, resource := sc.configMaps, corev1.Resource("configmaps")
 	if kind == rollout.ConfigKindSecret {
 		if sc.secrets == nil {
 			return nil, errSecretsUnreadable
 		}
-		o, _, err := sc.secrets.GetByKey(ns + "/" + name)
-		if err != nil {
-			return nil, err
-		}
-		if o == nil {
-			return nil, apierrors.NewNotFound(corev1.Resource("secrets"), name)
-		}
-		return o.(metav1.Object), nil
+		idx, resource = sc.secrets, corev1.Resource("secrets")
 	}
-	o, _, err := sc.configMaps.GetByKey(ns + "/" + name)
+	o, _, err := idx.GetByKey(ns + "/" + name)
 	if err != nil {
 		return nil, err
 	}
 	if o == nil {
-		return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
+		return nil, apierrors.NewNotFound(resource, name)
 	}
 	return o.(metav1.Object), nil
 }
@@ -445,7 +439,7 @@ func (c *Controller) observeCopies(ctx context.Context, sc *scope, d *appsv1.Dep
 			}
 		}
 	}
-	copies, _ := sc.configMapIndex().ByIndex(configCopyIndex, d.Namespace+"/"+d.Name)
+	copies, _ := sc.configMaps.ByIndex(configCopyIndex, d.Namespace+"/"+d.Name)
 	if sc.secrets != nil {
 		more, _ := sc.secrets.ByIndex(configCopyIndex, d.Namespace+"/"+d.Name)
 		copies = append(copies, more...)
@@ -466,8 +460,6 @@ func (c *Controller) observeCopies(ctx context.Context, sc *scope, d *appsv1.Dep
 		o.StalePods = c.stalePods(ctx, d, *st.Config.SeenAt)
 	}
 }
-
-func (sc *scope) configMapIndex() cache.Indexer { return sc.configMaps }
 
 // rbacSecretsHint says how to let fledge read a namespace's Secrets.
 func rbacSecretsHint(ns string) string {
