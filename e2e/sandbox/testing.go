@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,19 +29,33 @@ import (
 //	func TestSomething(t *testing.T) { sb := suite.Get(t); ... }
 //
 // When a test fails, the sandbox directory is kept and the tail of every
-// component's log is printed. A process that outlives Stop fails the run.
+// component's log is printed, then the names of the tests that failed (the
+// output's last line, where a CI log's excerpt shows it). A process that
+// outlives Stop fails the run.
 type Suite struct {
 	Options Options
 
 	once sync.Once
 	sb   *Sandbox
 	err  error
+
+	mu     sync.Mutex
+	failed []string // names of the failed tests that used the sandbox
 }
 
 // Get returns the shared sandbox, starting it if needed; a start failure
 // fails the calling test (and every later caller, with the same error).
 func (s *Suite) Get(t testing.TB) *Sandbox {
 	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if !slices.Contains(s.failed, t.Name()) {
+				s.failed = append(s.failed, t.Name())
+			}
+		}
+	})
 	s.once.Do(func() {
 		opts := s.Options
 		if opts.Logger == nil {
@@ -72,6 +87,11 @@ func (s *Suite) Main(m *testing.M) int {
 		if code == 0 {
 			code = 1
 		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failed) > 0 {
+		fmt.Fprintf(os.Stderr, "sandbox: failed (their output is above the logs' tails): %s\n", strings.Join(s.failed, ", "))
 	}
 	return code
 }
