@@ -113,6 +113,9 @@ func copyEvidence(in []v1alpha1.Evidence) []v1alpha1.Evidence {
 		w.Pending = look(w.Pending)
 		e := &out[i].NoWorse
 		e.Pending, e.Before = look(e.Pending), look(e.Before)
+		if in[i].Since != nil {
+			out[i].Since = in[i].Since.DeepCopy()
+		}
 	}
 	return out
 }

@@ -37,7 +37,7 @@ func references(t reflect.Type, path string, out *[]string) {
 func TestStatusCopyKnowsEveryReference(t *testing.T) {
 	var refs []string
 	references(reflect.TypeFor[v1alpha1.Evidence](), "Evidence", &refs)
-	if want := []string{"Evidence.Worse.LogLR", "Evidence.Worse.Pending", "Evidence.NoWorse.Pending", "Evidence.NoWorse.Before"}; !slices.Equal(refs, want) {
+	if want := []string{"Evidence.Worse.LogLR", "Evidence.Worse.Pending", "Evidence.NoWorse.Pending", "Evidence.NoWorse.Before", "Evidence.Since"}; !slices.Equal(refs, want) {
 		t.Errorf("the evidence holds %v by reference; copyEvidence copies %v", refs, want)
 	}
 	var times []string
@@ -65,7 +65,7 @@ func TestStatusForDecisionCopiesDeeply(t *testing.T) {
 		Evidence: []v1alpha1.Evidence{
 			{Metric: "error-rate", Last: analysis.Reading{Canary: sequential.Counts{Requests: 9}},
 				Worse:   sequential.Worse{LogLR: []float64{1, 2, 3}, Pending: look(1)},
-				NoWorse: sequential.Promotion{LogE: 0.5, Pending: look(2), Before: look(3)}, Looks: 4},
+				NoWorse: sequential.Promotion{LogE: 0.5, Pending: look(2), Before: look(3)}, Looks: 4, Since: at(6)},
 			{Metric: "latency", Worse: sequential.Worse{LogLR: []float64{}}},
 			{Metric: "latency-1s", Worse: sequential.Worse{LogLR: []float64{4}}, NoWorse: sequential.Promotion{Before: look(5)}},
 		},
@@ -94,6 +94,9 @@ func TestStatusForDecisionCopiesDeeply(t *testing.T) {
 				if l != nil {
 					l.CanaryBad = -1
 				}
+			}
+			if e.Since != nil {
+				e.Since.Time = time.Time{}
 			}
 		}
 		for _, t := range instants(&got) {

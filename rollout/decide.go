@@ -133,8 +133,9 @@ func Decide(in Input) Decision {
 	}
 	d.decide()
 	if d.st.Phase == v1alpha1.PhaseProgressing && d.st.Step >= 0 && len(d.comparisons()) > 0 {
-		// Comparisons look every LookInterval, whatever else is due.
-		d.after(in.Policy.LookInterval)
+		// Comparisons look every LookInterval (further apart for a quiet
+		// canary: lookGap), whatever else is due.
+		d.after(d.lookGap())
 	}
 	if d.needChecks {
 		return Decision{Status: in.Status, NeedChecks: true, Measure: d.measure}

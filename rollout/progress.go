@@ -315,7 +315,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 				d.hold(v1alpha1.HoldInconclusive, msg)
 				d.st.Message = msg
 				d.record(v1alpha1.VerdictHold, msg, checks)
-				d.after(d.in.Policy.LookInterval)
+				d.after(d.lookGap())
 				return
 			}
 		}

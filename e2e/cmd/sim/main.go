@@ -81,7 +81,8 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	// Runs allocate little that lives long: collect less often.
-	debug.SetGCPercent(400)
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(256 << 20)
 	if err := run(*shipped, *runs, *rates, *seed, *horizon, *only); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "sim:", err)

@@ -395,6 +395,11 @@ type Evidence struct {
 	NoWorse sequential.Promotion `json:"noWorse,omitempty"`
 	// Looks counts the looks taken into evidence.
 	Looks int32 `json:"looks"`
+	// Since is when the first look read the counters: Canary and Stable
+	// are what the sides served between it and the last look (LastLookAt),
+	// the rate that spaces a quiet canary's looks. Absent in evidence
+	// written before fledge kept it: its looks keep their pace.
+	Since *metav1.Time `json:"since,omitempty"`
 }
 
 // RollingBack is a rollback or abort decided and not yet done: what it

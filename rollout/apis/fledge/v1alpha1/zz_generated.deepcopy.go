@@ -251,6 +251,10 @@ func (in *Evidence) DeepCopyInto(out *Evidence) {
 	out.Stable = in.Stable
 	in.Worse.DeepCopyInto(&out.Worse)
 	in.NoWorse.DeepCopyInto(&out.NoWorse)
+	if in.Since != nil {
+		in, out := &in.Since, &out.Since
+		*out = (*in).DeepCopy()
+	}
 	return
 }
 
