@@ -22,15 +22,16 @@ const quietLooks = 6
 const quietRequests = 3
 
 // lookGap is how long after a look the comparisons look again: every
-// LookInterval, unless the canary is expected to serve less than one
-// request in that time (a quiet service at a low weight). Then it is the
-// time the canary takes on average to serve one, at the rate both sides
-// served so far and its weight now, up to quietLooks LookIntervals and the
-// interval: a look that reads no new canary request adds next to nothing
-// to a comparison, and costs its queries all the same. The evidence is
-// valid whatever the looks' pace (it is an e-process); a verdict comes at
-// most a request later. While a load-test hook generates load, the looks
-// keep their pace, to see it.
+// LookInterval, unless the canary is expected to serve fewer than
+// quietRequests requests in that time (a quiet service at a low weight).
+// Then it is the time the canary takes on average to serve quietRequests,
+// at the rate both sides served since the first look and its weight now,
+// up to quietLooks LookIntervals and the interval: a look that reads no
+// new canary request adds next to nothing to a comparison, and costs its
+// queries all the same. The evidence is valid whatever the looks' pace
+// (it is an e-process); a verdict comes about quietRequests canary
+// requests later at most. While a load-test hook generates load, the
+// looks keep their pace, to see it.
 func (d *decider) lookGap() time.Duration {
 	base := d.in.Policy.LookInterval
 	if len(d.st.Evidence) == 0 || d.st.LastLookAt == nil || d.st.CanaryWeight <= 0 || d.st.Step < 0 {
@@ -51,7 +52,7 @@ func (d *decider) lookGap() time.Duration {
 	if perSecond*base.Seconds() >= quietRequests {
 		return base
 	}
-	gap := min(quietLooks*base, max(d.in.Policy.Interval, base))
+	gap := min(quietLooks*base, d.in.Policy.Interval) // the policy keeps LookInterval <= Interval
 	if perSecond > 0 {
 		gap = min(gap, time.Duration(quietRequests*float64(time.Second)/perSecond).Round(time.Second))
 	}
