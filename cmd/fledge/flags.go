@@ -15,6 +15,7 @@ import (
 // whoever deploys fledge (deploy/fledge.yaml, the Helm chart).
 type options struct {
 	kubeconfig, policies, metricsAddr, healthAddr           string
+	pprofAddr                                               string
 	prometheus                                              prometheusFlags
 	leaderElect                                             bool
 	leaseNamespace, leaseName, identity                     string
@@ -47,6 +48,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.preconditionRetry, "precondition-retry", defaultPreconditionRetry, "how often fledge checks again that Istio's CRDs are served (networking.istio.io/v1 VirtualService) and that Prometheus answers a query: without Istio's API it acts on nothing, and /readyz fails until each has held once; once started, a check that fails again is logged and shown by fledge_precondition_ok, and fledge keeps running")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":8080", "address of fledge's own /metrics")
 	fs.StringVar(&o.healthAddr, "health-addr", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "address of Go's profiler, /debug/pprof/ (heap, CPU, goroutines), to see where memory and time go; empty: not served. Unauthenticated: bind it to localhost (127.0.0.1:6060) and reach it with kubectl port-forward")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader with a Lease so several replicas can run, one acting")
 	fs.StringVar(&o.leaseNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "fledge-system"), "namespace of the Lease")
 	fs.StringVar(&o.leaseName, "leader-election-id", "fledge", "name of the Lease")

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -213,6 +214,7 @@ func run(ctx context.Context, o options, prom *promclient.Client, log *slog.Logg
 	health := leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)
 	serve(ctx, log, o.metricsAddr, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	serve(ctx, log, o.healthAddr, "/", healthHandler(health, pre.notReady, ctrl.HasSynced))
+	serve(ctx, log, o.pprofAddr, "/debug/pprof/", profiler())
 	// Nothing acts (no informers of Deployments, no Lease taken, no API)
 	// until Istio's API is served; Prometheus only holds readiness back.
 	if !pre.wait(ctx) {
@@ -386,6 +388,17 @@ func serve(ctx context.Context, log *slog.Logger, addr, pattern string, h http.H
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
+}
+
+// profiler serves Go's profiles under /debug/pprof/ (--pprof-addr).
+func profiler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // heap, goroutine, allocs, ...
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile) // CPU
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func envOr(key, def string) string {

@@ -125,6 +125,19 @@ func since(m map[string]time.Time, keys []string, t time.Time) map[string]time.D
 	return out
 }
 
+// sinceEach is since with a start of each key's own.
+func sinceEach(m map[string]time.Time, keys []string, from map[string]time.Time) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, k := range keys {
+		at, ok := m[k]
+		t, known := from[k]
+		if ok && known {
+			out[k] = at.Sub(t)
+		}
+	}
+	return out
+}
+
 // watchPauses watches the Deployments labelled label and notes when each
 // was first seen paused.
 func watchPauses(b *testing.B, sb *sandbox.Sandbox, label string) func() map[string]time.Time {
