@@ -36,7 +36,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		sets, _ := c.replicaSets.In(d.Namespace).List(sel)
 		rs := NewestReplicaSet(d, sets)
 		if rs != nil {
-			o.DeploymentRevision = rollout.WithConfig(TemplateHash(rs.Spec.Template), rollout.DeploymentConfig(st, o.DesiredConfig, o.StalePods))
+			o.DeploymentRevision = rollout.WithConfig(replicaSetTemplateHash(rs), rollout.DeploymentConfig(st, o.DesiredConfig, o.StalePods))
 			o.StableImages = Images(rs.Spec.Template)
 		}
 		o.DeploymentOneRevision = oneRevision(d, rs, sets, rollout.TemplateOf(o.DesiredRevision))
@@ -192,7 +192,7 @@ func (c *Controller) observeComparator(d *appsv1.Deployment, t traffic.Target, o
 // ReplicaSets has replicas. Without any ReplicaSet it does not: paused
 // before its controller made the first one, it would never make it.
 func oneRevision(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1.ReplicaSet, desired string) bool {
-	if newest == nil || TemplateHash(newest.Spec.Template) != desired || newest.Annotations[deploymentRevision] != d.Annotations[deploymentRevision] {
+	if newest == nil || replicaSetTemplateHash(newest) != desired || newest.Annotations[deploymentRevision] != d.Annotations[deploymentRevision] {
 		return false
 	}
 	for _, rs := range sets {

@@ -3,9 +3,11 @@ package engine
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -175,5 +177,41 @@ func TestTheCachesKeepObjectsLean(t *testing.T) {
 	}
 	if _, err := lean(cache.DeletedFinalStateUnknown{Key: "demo/shop"}); err != nil {
 		t.Errorf("a tombstone: %v", err)
+	}
+}
+
+// A cached ReplicaSet keeps, of its pod template, its hash and its
+// containers' images; read through the cache, it is the same revision and
+// the same images as the whole one. A resync's second pass changes
+// nothing, and an annotation of the same name on a whole template (copied
+// from a Deployment, say) is not believed.
+func TestTheCachesKeepReplicaSetsLean(t *testing.T) {
+	d, _ := theirs()
+	d.Spec.Template.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox:1", Command: []string{"true"}}}
+	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: strings.Repeat("x", 1000)}}
+	rs := &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-1", Namespace: "demo", Annotations: map[string]string{annotationTemplateHash: "not-it", deploymentRevision: "2"}},
+		Spec:       appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](3), Template: *d.Spec.Template.DeepCopy()},
+	}
+	rs.Spec.Template.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = "abc"
+	wantHash, wantImages := TemplateHash(d.Spec.Template), Images(d.Spec.Template)
+	out, err := lean(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := out.(*appsv1.ReplicaSet)
+	if h := replicaSetTemplateHash(got); h != wantHash {
+		t.Errorf("hash of the cached ReplicaSet %q, want its template's %q", h, wantHash)
+	}
+	if diff := cmp.Diff(wantImages, Images(got.Spec.Template)); diff != "" {
+		t.Errorf("images of the cached ReplicaSet (-want +got):\n%s", diff)
+	}
+	if got.Spec.Template.Spec.Containers[0].Env != nil || got.Spec.Template.Labels != nil || got.Annotations[deploymentRevision] != "2" || *got.Spec.Replicas != 3 {
+		t.Errorf("cached ReplicaSet %+v: want its template lean, its revision and replicas kept", got)
+	}
+	annotations := got.Annotations
+	again, _ := lean(got)
+	if again := again.(*appsv1.ReplicaSet); replicaSetTemplateHash(again) != wantHash || reflect.ValueOf(again.Annotations).UnsafePointer() != reflect.ValueOf(annotations).UnsafePointer() {
+		t.Errorf("a second pass changed the cached ReplicaSet")
 	}
 }

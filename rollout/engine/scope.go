@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -415,10 +416,56 @@ func lean(obj any) (any, error) {
 	}
 	m.SetManagedFields(nil)
 	leanConfig(obj)
+	leanReplicaSet(obj)
 	if a := m.GetAnnotations(); a != nil {
 		delete(a, corev1.LastAppliedConfigAnnotation)
 	}
 	return obj, nil
+}
+
+// annotationTemplateHash holds, on the informer cache's ReplicaSets only,
+// their pod template's TemplateHash: the template itself is dropped before
+// it is cached (leanReplicaSet).
+const annotationTemplateHash = "fledge.dev/template-hash"
+
+// leanReplicaSet keeps of a ReplicaSet's pod template what fledge reads:
+// its hash (TemplateHash, in an annotation) and its containers' names and
+// images. A cluster keeps up to ten old ReplicaSets a Deployment (its
+// revision history), each with its whole template: at 2,000 Deployments,
+// most of what the engine held. A ReplicaSet already lean (a resync hands
+// the cached object over again) is left as it is: cached objects are
+// shared, and never changed.
+func leanReplicaSet(obj any) {
+	rs, ok := obj.(*appsv1.ReplicaSet)
+	if !ok || rs.Spec.Template.Labels == nil && rs.Annotations[annotationTemplateHash] != "" {
+		return
+	}
+	a := make(map[string]string, len(rs.Annotations)+1)
+	maps.Copy(a, rs.Annotations)
+	a[annotationTemplateHash] = TemplateHash(rs.Spec.Template)
+	rs.Annotations = a
+	images := func(cs []corev1.Container) []corev1.Container {
+		if len(cs) == 0 {
+			return nil
+		}
+		out := make([]corev1.Container, len(cs))
+		for i, c := range cs {
+			out[i] = corev1.Container{Name: c.Name, Image: c.Image}
+		}
+		return out
+	}
+	rs.Spec.Template = corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		Containers: images(rs.Spec.Template.Spec.Containers), InitContainers: images(rs.Spec.Template.Spec.InitContainers),
+	}}
+}
+
+// replicaSetTemplateHash is TemplateHash of the ReplicaSet's pod template,
+// as the cache keeps it (leanReplicaSet), or computed.
+func replicaSetTemplateHash(rs *appsv1.ReplicaSet) string {
+	if h := rs.Annotations[annotationTemplateHash]; h != "" && rs.Spec.Template.Labels == nil {
+		return h
+	}
+	return TemplateHash(rs.Spec.Template)
 }
 
 // HasSynced reports whether every informer cache the controller reads
