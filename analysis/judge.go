@@ -35,7 +35,15 @@ func judgeSamples(m Metric, samples int64) (outcome Outcome, msg string, decided
 		if m.SamplesQuery == "" {
 			counted = "requests served by the canary"
 		}
-		return NotEnoughData, fmt.Sprintf("%d %s in the last %s, fewer than the %d required", samples, counted, intervalText(m), m.MinSamples), true
+		// "%d %s in the last %s, fewer than the %d required", written
+		// with strconv: a threshold check short of samples says so at
+		// every round.
+		var buf [128]byte
+		b := strconv.AppendInt(buf[:0], samples, 10)
+		b = append(append(append(b, ' '), counted...), " in the last "...)
+		b = append(append(b, intervalText(m)...), ", fewer than the "...)
+		b = append(strconv.AppendInt(b, m.MinSamples, 10), " required"...)
+		return NotEnoughData, string(b), true
 	}
 	return "", "", false
 }

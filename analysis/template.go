@@ -287,10 +287,10 @@ func FormatInterval(d time.Duration) (string, error) {
 	case d%time.Second != 0:
 		return "", fmt.Errorf("must be a whole number of seconds, got %s", d)
 	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour), nil
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h", nil
 	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute), nil
+		return strconv.FormatInt(int64(d/time.Minute), 10) + "m", nil
 	default:
-		return fmt.Sprintf("%ds", d/time.Second), nil
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s", nil
 	}
 }

@@ -3,6 +3,7 @@ package rollout
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -183,6 +184,10 @@ type decider struct {
 	// empty), and judgedKey what it read (see judgeEvidence).
 	judged    judgement
 	judgedKey judgementKey
+	// hookIDs are the hook call IDs this decision derived (hookCallID).
+	hookIDs []hookID
+	// load caches loadOnDemand (non-nil once found).
+	load []Hook
 }
 
 func (d *decider) decide() {
@@ -544,7 +549,14 @@ func sameHold(last, next v1alpha1.DecisionRecord) bool {
 // when the phase or the step last changed.
 func (d *decider) summarize() {
 	if n := int32(len(d.st.Steps)); n > 0 {
-		d.st.Progress = fmt.Sprintf("%d/%d", min(max(d.st.Step+1, 0), n), n)
+		// "%d/%d", written with strconv; the status's own string is kept
+		// when it reads the same (it does at almost every look).
+		var buf [24]byte
+		b := strconv.AppendInt(buf[:0], int64(min(max(d.st.Step+1, 0), n)), 10)
+		b = strconv.AppendInt(append(b, '/'), int64(n), 10)
+		if string(b) != d.st.Progress {
+			d.st.Progress = string(b)
+		}
 	} else {
 		d.st.Progress = ""
 	}

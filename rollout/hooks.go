@@ -42,10 +42,39 @@ func (d *decider) callID(parts ...any) string {
 	return hex.EncodeToString(h.Sum(nil))[:24]
 }
 
+// hookCallID is callID(h.Type, h.Name, step, round), remembered for the
+// rest of the decision: a decision asks for the same hook's call several
+// times (is the load running, is it due, what did it answer), and each
+// callID is a hash of printed parts.
+func (d *decider) hookCallID(h *Hook, step, round int32) string {
+	k := hookCall{typ: h.Type, name: h.Name, revision: d.st.CanaryRevision, step: step, round: round}
+	for i := range d.hookIDs {
+		if d.hookIDs[i].hookCall == k {
+			return d.hookIDs[i].id
+		}
+	}
+	id := d.callID(h.Type, h.Name, step, round)
+	d.hookIDs = append(d.hookIDs, hookID{k, id})
+	return id
+}
+
+// hookCall is what a hook call's ID is derived from, with the Flight's
+// identity (the same throughout a decision); hookID pairs it with the ID.
+type hookCall struct {
+	typ            webhooks.Type
+	name, revision string
+	step, round    int32
+}
+
+type hookID struct {
+	hookCall
+	id string
+}
+
 // hookResult returns the recorded answer of h's call for (step, round),
 // starting or resuming the call if there is none yet.
 func (d *decider) hookResult(h Hook, step, round int32) (v1alpha1.CallRecord, bool) {
-	id := d.callID(h.Type, h.Name, step, round)
+	id := d.hookCallID(&h, step, round)
 	for i := range d.st.Calls {
 		rec := &d.st.Calls[i]
 		if rec.ID != id {
@@ -367,9 +396,9 @@ func hookNames(hooks []Hook) string {
 // hooksStarted reports whether any of hooks was called for (step, round).
 func (d *decider) hooksStarted(hooks []Hook, step, round int32) bool {
 	for _, h := range hooks {
-		id := d.callID(h.Type, h.Name, step, round)
-		for _, c := range d.st.Calls {
-			if c.ID == id {
+		id := d.hookCallID(&h, step, round)
+		for i := range d.st.Calls {
+			if d.st.Calls[i].ID == id {
 				return true
 			}
 		}

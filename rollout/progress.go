@@ -3,7 +3,6 @@ package rollout
 import (
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -221,15 +220,18 @@ func undecided(comparisons []analysis.Metric, c analysis.Check) bool {
 }
 
 // loadOnDemand are the rollout hooks called when a check lacks samples, or
-// a comparison cannot tell yet.
+// a comparison cannot tell yet. They are found once a decision (several
+// of its parts ask), and only read.
 func (d *decider) loadOnDemand() []Hook {
-	var out []Hook
-	for _, h := range d.in.Policy.hooksOf(webhooks.Rollout) {
-		if h.OnNotEnoughData {
-			out = append(out, h)
+	if d.load == nil {
+		d.load = []Hook{}
+		for i := range d.in.Policy.Hooks {
+			if h := &d.in.Policy.Hooks[i]; h.Type == webhooks.Rollout && h.OnNotEnoughData {
+				d.load = append(d.load, *h)
+			}
 		}
 	}
-	return out
+	return d.load
 }
 
 func (d *decider) judgeRound(checks []analysis.Check) {
@@ -494,21 +496,33 @@ func (d *decider) paused() {
 	d.hold(v1alpha1.HoldPaused, "paused at "+fmt.Sprintf("%d%%", d.st.CanaryWeight))
 }
 
-// describe says which checks did not pass, with values and thresholds.
+// describe says which checks did not pass, with values and thresholds:
+// "success-rate Fail (0.9712, want >= 0.99, 540 samples)", joined by "; ".
+// It is written with strconv rather than fmt (the same text: %.4g is
+// AppendFloat's 'g' at 4), into one buffer, because a round that cannot
+// judge says so at every round.
 func describe(checks []analysis.Check) string {
-	parts := make([]string, 0, len(checks))
-	for _, c := range checks {
-		value := "no value"
+	var buf [512]byte
+	b := buf[:0]
+	for i := range checks {
+		c := &checks[i]
+		if i > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(append(append(b, c.Metric...), ' '), c.Outcome...)
+		b = append(b, " ("...)
 		if c.Value != nil {
-			value = fmt.Sprintf("%.4g", *c.Value)
+			b = strconv.AppendFloat(b, *c.Value, 'g', 4, 64)
+		} else {
+			b = append(b, "no value"...)
 		}
-		s := fmt.Sprintf("%s %s (%s, want %s, %d samples)", c.Metric, c.Outcome, value, c.Threshold, c.Samples)
+		b = append(append(b, ", want "...), c.Threshold...)
+		b = append(strconv.AppendInt(append(b, ", "...), c.Samples, 10), " samples)"...)
 		if c.Outcome != analysis.Fail && c.Message != "" {
-			s += ": " + c.Message
+			b = append(append(b, ": "...), c.Message...)
 		}
-		parts = append(parts, s)
 	}
-	return strings.Join(parts, "; ")
+	return string(b)
 }
 
 // describeRouting says what a routing sends to the canary.
