@@ -25,6 +25,9 @@ type history struct {
 }
 
 func (h *history) record(t int, s side) {
+	if h == nil {
+		return // not kept: see world.hist
+	}
 	if n := len(h.sides); n > 0 && h.sides[n-1].same(s) {
 		// Nothing served since: get answers the last record for t too.
 		return
@@ -114,6 +117,9 @@ func histogramQuantile(q float64, cumulative []float64, total float64) float64 {
 // its interval, or a comparison's counters for both sides, exactly.
 func (w *world) measure(m analysis.Metric, t int, at time.Time) analysis.Check {
 	if !m.IsComparison() {
+		if w.hist == nil {
+			panic("sim: a threshold check measuresThresholds did not see: " + m.Name)
+		}
 		return measure(m, w.hist, t, at)
 	}
 	c := analysis.Check{Metric: m.Name, At: at}

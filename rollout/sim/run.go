@@ -3,6 +3,7 @@ package sim
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/fledgehq/fledge/analysis"
@@ -69,9 +70,12 @@ type world struct {
 	canaryReadyAt, settledAt int
 	incidents                []int // starting seconds
 	canary, stable           side
-	hist                     *history // the canary's counters at every decision
-	stableShares             shares
-	canaryShares             shares
+	// hist are the canary's counters at every decision, kept only for a
+	// policy with threshold checks (nil otherwise): comparisons read both
+	// sides' counters as they stand.
+	hist         *history
+	stableShares shares
+	canaryShares shares
 	// The load tester's runs in progress, the hooks' answers by call ID,
 	// and the canary's requests and failures that were its load.
 	runs    []*run
@@ -100,10 +104,13 @@ func Run(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, see
 // measuring ahead.
 func play(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, seed [2]uint64, twoCalls bool) (Result, v1alpha1.FlightStatus) {
 	w := &world{twoCalls: twoCalls,
-		rng: rand.New(rand.NewPCG(seed[0], seed[1])), policy: p, sc: sc, rps: rps, hist: &history{},
+		rng: rand.New(rand.NewPCG(seed[0], seed[1])), policy: p, sc: sc, rps: rps,
 		canaryReadyAt: -1, settledAt: -1, canary: newSide(), stable: newSide(),
 		stableShares: sharesOf(sc.Stable), canaryShares: sharesOf(sc.Canary),
 		answers: map[string]rollout.CallResult{}, delivered: map[string]rollout.DeliveryResult{},
+	}
+	if measuresThresholds(p) {
+		w.hist = &history{}
 	}
 	secs := int(horizon / time.Second)
 	if sc.Incidents {
@@ -171,6 +178,14 @@ func play(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, se
 	}
 	served.Outcome, served.Time = Held, horizon
 	return served, w.status
+}
+
+// measuresThresholds reports whether a run of p may measure a threshold
+// check, over an interval of the canary's past counters (see history): a
+// metric of the policy that is not a comparison, or a mirror's check.
+func measuresThresholds(p *rollout.Policy) bool {
+	return p.Mirror != nil && p.Mirror.Check != nil ||
+		slices.ContainsFunc(p.Metrics, func(m analysis.Metric) bool { return !m.IsComparison() })
 }
 
 // errorRate is a side's error rate at second t.
