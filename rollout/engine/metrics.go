@@ -17,11 +17,11 @@ import (
 
 // Metrics are fledge's own metrics, on /metrics.
 type Metrics struct {
-	phase      *prometheus.GaugeVec
-	stage      *prometheus.GaugeVec
+	phase      *stateGauge
+	stage      *stateGauge
 	weight     *prometheus.GaugeVec
 	baseline   *prometheus.GaugeVec
-	watch      *prometheus.GaugeVec
+	watch      *stateGauge
 	reverted   *prometheus.GaugeVec
 	checks     *prometheus.CounterVec
 	checkValue *prometheus.GaugeVec
@@ -63,27 +63,25 @@ type comparisonMetrics struct {
 	shown map[string][]string
 }
 
-var phases = []v1alpha1.Phase{v1alpha1.PhaseInitializing, v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRollingBack, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted}
-
 // NewMetrics creates the metrics and registers them with reg (nil: not
 // registered, for tests).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		phase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fledge_flight_phase", Help: "1 for the phase each Flight is in, 0 for the others; count by phase for rollouts by phase.",
-		}, []string{"namespace", "flight", "phase"}),
-		stage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fledge_flight_stage", Help: "1 for the stage of its strategy each Flight is in (none, starting, mirror, cohort, weighted, preview, switched, promoting, rolling-back), 0 for the others.",
-		}, []string{"namespace", "flight", "stage"}),
+		phase: newStateGauge(prometheus.GaugeOpts{
+			Name: "fledge_flight_phase", Help: "1, labelled with the phase each Flight is in: one series a Flight; sum by phase for rollouts by phase.",
+		}, "phase"),
+		stage: newStateGauge(prometheus.GaugeOpts{
+			Name: "fledge_flight_stage", Help: "1, labelled with the stage of its strategy each Flight is in (none, starting, mirror, cohort, weighted, preview, switched, promoting, rolling-back): one series a Flight.",
+		}, "stage"),
 		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic.",
 		}, []string{"namespace", "flight"}),
 		baseline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_baseline_weight_percent", Help: "A fresh baseline's intended share of traffic (policy baseline: fresh): the canary's while it serves one, 0 otherwise.",
 		}, []string{"namespace", "flight"}),
-		watch: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fledge_watch_state", Help: "1 for the state of each Flight's watch after its last promotion (policy postPromotion: Preparing, Watching, Passed, Ended, Reverted, Restoring), 0 for the others; no series without a watch. Reverted: all traffic is on the previous revision's pods until the Deployment's template changes.",
-		}, []string{"namespace", "flight", "state"}),
+		watch: newStateGauge(prometheus.GaugeOpts{
+			Name: "fledge_watch_state", Help: "1, labelled with the state of each Flight's watch after its last promotion (policy postPromotion: Preparing, Watching, Passed, Ended, Reverted, Restoring): one series a Flight with a watch, none without. Reverted: all traffic is on the previous revision's pods until the Deployment's template changes.",
+		}, "state"),
 		reverted: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_watch_reverted", Help: "1 while a Flight's watch after its promotion has reverted it (all traffic on the previous revision's pods until the Deployment's template changes), 0 otherwise.",
 		}, []string{"namespace", "flight"}),
@@ -202,21 +200,8 @@ func (m *Metrics) PolicyReloaded(err error) {
 func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 	m.comparison.observe(f, p)
 	m.flights.observe(f)
-	for _, p := range phases {
-		v := 0.0
-		if f.Status.Phase == p {
-			v = 1
-		}
-		m.phase.WithLabelValues(f.Namespace, f.Name, string(p)).Set(v)
-	}
-	now := stageOf(&f.Status)
-	for _, s := range stages {
-		v := 0.0
-		if s == now {
-			v = 1
-		}
-		m.stage.WithLabelValues(f.Namespace, f.Name, s).Set(v)
-	}
+	m.phase.set(f.Namespace, f.Name, string(f.Status.Phase))
+	m.stage.set(f.Namespace, f.Name, stageOf(&f.Status))
 	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
 	m.baseline.WithLabelValues(f.Namespace, f.Name).Set(float64(baselineWeight(&f.Status)))
 	reverted := 0.0
@@ -224,21 +209,45 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 		reverted = 1
 	}
 	m.reverted.WithLabelValues(f.Namespace, f.Name).Set(reverted)
+	watch := ""
 	if w := f.Status.Watch; w != nil {
-		for _, s := range watchStates {
-			v := 0.0
-			if w.State == s {
-				v = 1
-			}
-			m.watch.WithLabelValues(f.Namespace, f.Name, string(s)).Set(v)
-		}
-	} else {
-		m.watch.DeletePartialMatch(map[string]string{"namespace": f.Namespace, "flight": f.Name})
+		watch = string(w.State)
 	}
+	m.watch.set(f.Namespace, f.Name, watch)
 }
 
-// watchStates are the values of fledge_watch_state's state label.
-var watchStates = []v1alpha1.WatchState{v1alpha1.WatchPreparing, v1alpha1.WatchWatching, v1alpha1.WatchPassed, v1alpha1.WatchEnded, v1alpha1.WatchReverted, v1alpha1.WatchRestoring}
+// stateGauge is a state per Flight, as one series labelled with it (value
+// 1), replaced when the state changes: not one series per possible state,
+// most of them 0, which at thousands of Flights is most of the engine's
+// series and much of its memory.
+type stateGauge struct {
+	*prometheus.GaugeVec
+	mu  sync.Mutex
+	now map[string]string // "namespace/name" -> the state exported
+}
+
+func newStateGauge(opts prometheus.GaugeOpts, label string) *stateGauge {
+	return &stateGauge{GaugeVec: prometheus.NewGaugeVec(opts, []string{"namespace", "flight", label}), now: map[string]string{}}
+}
+
+// set exports the Flight's state ("": none, no series).
+func (g *stateGauge) set(ns, name, state string) {
+	key := ns + "/" + name
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	prev, ok := g.now[key]
+	if ok && prev == state {
+		return
+	}
+	if ok {
+		g.DeleteLabelValues(ns, name, prev)
+		delete(g.now, key)
+	}
+	if state != "" {
+		g.WithLabelValues(ns, name, state).Set(1)
+		g.now[key] = state
+	}
+}
 
 // baselineWeight is a fresh baseline's share, as Decide routes it.
 func baselineWeight(st *v1alpha1.FlightStatus) int32 {
@@ -248,9 +257,6 @@ func baselineWeight(st *v1alpha1.FlightStatus) int32 {
 	}
 	return 0
 }
-
-// stages are the values of fledge_flight_stage's stage label.
-var stages = []string{"none", "starting", "mirror", "cohort", "weighted", "preview", "switched", "promoting", "rolling-back"}
 
 // stageOf is where a Flight stands in its strategy: no revision in flight
 // (none), its canary starting (before traffic), a cohort stage, the
@@ -338,11 +344,11 @@ func (m *Metrics) CountQuery(took time.Duration, err error) {
 // forget drops a Flight's series once it is gone.
 func (m *Metrics) forget(ns, name string) {
 	labels := map[string]string{"namespace": ns, "flight": name}
-	m.phase.DeletePartialMatch(labels)
-	m.stage.DeletePartialMatch(labels)
+	m.phase.set(ns, name, "")
+	m.stage.set(ns, name, "")
 	m.weight.DeletePartialMatch(labels)
 	m.baseline.DeletePartialMatch(labels)
-	m.watch.DeletePartialMatch(labels)
+	m.watch.set(ns, name, "")
 	m.reverted.DeletePartialMatch(labels)
 	m.checks.DeletePartialMatch(labels)
 	m.checkValue.DeletePartialMatch(labels)
