@@ -178,7 +178,12 @@ func BenchmarkScale(b *testing.B) {
 	// patch's answer: the change is stored by then), not from the first:
 	// the bench's own 200 patches, through an API server the burst
 	// loads, take seconds to write.
+	// The API server's load in the burst of starts: its first 20 s.
+	const burst = 20 * time.Second
+	loadBefore := apiserverNow(b, sb)
+	burstLoad := make(chan string, 1)
 	changed := time.Now()
+	time.AfterFunc(burst, func() { burstLoad <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) })
 	changedAt := map[string]time.Time{}
 	var changedMu sync.Mutex
 	parallel(b, m, func(i int) error {
@@ -328,6 +333,7 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod p50 %s, p99 %s\n", q(ts, 0.5), q(ts, 0.99), q(tr, 0.5), q(tr, 0.99))
 	fmt.Printf("template change to Succeeded: p50 %s, p99 %s, all %s\n", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
 	fmt.Printf("reconcile p50 %s p99 %s; decision p50 %s p99 %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
+	fmt.Printf("API server in the rollouts' first %s: %s\n", burst, <-burstLoad)
 	fmt.Printf("CPU adopting, in cores: %s\n", cpuBetween(cpuStart, cpuAdopted, adoption))
 	fmt.Printf("CPU rolling out, in cores: %s\n", cpuBetween(cpuAdopted, cpuDone, rolling))
 	fmt.Printf("where the time went, adopting: %s\n", timeWent(map[string]float64{}, before))

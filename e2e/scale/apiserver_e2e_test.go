@@ -1,0 +1,101 @@
+//go:build e2e
+
+package scale_test
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/fledgehq/fledge/e2e/sandbox"
+)
+
+// apiserverLoad is what the API server had served, from its own /metrics:
+// writes by verb and resource, and the time requests waited in its
+// priority-and-fairness queues, by priority level.
+type apiserverLoad struct {
+	writes map[string]float64 // "verb resource[/subresource]"
+	// waited and waits are the seconds waited and the requests that
+	// waited, by priority level.
+	waited, waits map[string]float64
+}
+
+func apiserverNow(b *testing.B, sb *sandbox.Sandbox) apiserverLoad {
+	raw, err := sb.Kube.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		b.Logf("the API server's metrics: %v", err)
+		return apiserverLoad{}
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		b.Logf("the API server's metrics: %v", err)
+		return apiserverLoad{}
+	}
+	out := apiserverLoad{writes: map[string]float64{}, waited: map[string]float64{}, waits: map[string]float64{}}
+	if f := families["apiserver_request_total"]; f != nil {
+		for _, m := range f.GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			switch l["verb"] {
+			case "GET", "LIST", "WATCH", "CONNECT":
+				continue
+			}
+			r := l["resource"]
+			if s := l["subresource"]; s != "" {
+				r += "/" + s
+			}
+			out.writes[strings.ToLower(l["verb"])+" "+r] += m.GetCounter().GetValue()
+		}
+	}
+	if f := families["apiserver_flowcontrol_request_wait_duration_seconds"]; f != nil {
+		for _, m := range f.GetMetric() {
+			for _, p := range m.GetLabel() {
+				if p.GetName() == "priority_level" {
+					out.waited[p.GetValue()] += m.GetHistogram().GetSampleSum()
+					out.waits[p.GetValue()] += float64(m.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+	}
+	return out
+}
+
+// describeLoad says what the API server wrote between two readings, secs
+// apart: in all and per second, the largest dozen by verb and resource,
+// and the mean wait in its queues by priority level.
+func describeLoad(before, after apiserverLoad, secs float64) string {
+	if after.writes == nil || before.writes == nil {
+		return "(unknown)"
+	}
+	d := map[string]float64{}
+	total := 0.0
+	for k, v := range after.writes {
+		if n := v - before.writes[k]; n > 0 {
+			d[k] = n
+			total += n
+		}
+	}
+	calls := slices.SortedFunc(maps.Keys(d), func(a, b string) int { return cmp.Compare(d[b], d[a]) })
+	var top []string
+	for _, k := range calls[:min(12, len(calls))] {
+		top = append(top, fmt.Sprintf("%s %.0f", k, d[k]))
+	}
+	var waits []string
+	for _, lvl := range slices.Sorted(maps.Keys(after.waits)) {
+		if n := after.waits[lvl] - before.waits[lvl]; n > 0 {
+			waits = append(waits, fmt.Sprintf("%s %.0f ms (%.0f requests)", lvl, 1000*(after.waited[lvl]-before.waited[lvl])/n, n))
+		}
+	}
+	return fmt.Sprintf("%.0f writes (%.0f a second): %s; mean wait in the API server's queues: %s", total, total/secs, strings.Join(top, ", "), strings.Join(waits, ", "))
+}
