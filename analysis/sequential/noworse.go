@@ -113,13 +113,13 @@ func (e Promotion) needed(total Look, alpha float64) (float64, bool) {
 	}
 	pc := (total.CanaryBad + PromotionPrior.A) / (n + PromotionPrior.A + PromotionPrior.B)
 	ps := (total.StableBad + PromotionPrior.A) / (m + PromotionPrior.A + PromotionPrior.B)
-	lambda := betSize(pc, ps, a, b, r, d)
+	var buf [16]atom
+	lambda, atoms := bet(buf[:0], pc, ps, a, b, r, d)
 	if lambda <= 0 {
 		return 0, false
 	}
-	var buf [16]atom
 	growth := 0.0
-	for _, at := range outcomes(buf[:0], pc, ps, a, b, r, d) {
+	for _, at := range atoms {
 		growth += at.p * math.Log1p(-lambda*at.z)
 	}
 	if growth <= 0 {
@@ -289,24 +289,41 @@ func placeMany(rng *rand.Rand, k, n, used, size float64) map[float64]float64 {
 // before): the bet that grows fastest if those estimates are right, and
 // none when they say the canary is worse than the margin.
 func betSize(pc, ps, a, b, r, d float64) float64 {
+	var buf [16]atom
+	lambda, _ := bet(buf[:0], pc, ps, a, b, r, d)
+	return lambda
+}
+
+// bet is betSize, with Z's distribution it was sized for (appended to
+// atoms, a buffer of the caller's; none when the bet is none), for a
+// caller that reads both.
+func bet(atoms []atom, pc, ps, a, b, r, d float64) (float64, []atom) {
 	if pc-r*ps-d >= 0 {
-		return 0
+		return 0, atoms
 	}
 	// Z's distribution, over the few bad-event counts that matter.
-	var buf [16]atom
-	return bestBet(outcomes(buf[:0], pc, ps, a, b, r, d), d)
+	atoms = outcomes(atoms, pc, ps, a, b, r, d)
+	return bestBet(atoms, d), atoms
 }
 
 // bestBet is betSize's lambda for Z's distribution, atoms.
 func bestBet(atoms []atom, d float64) float64 {
 	hi := 0.95 / (1 - d) // 1 - lambda*Z stays above 0.05 at Z's highest
+	// Each atom's p*z, once: the slope divides it at every step of the
+	// search (p*z/(1 - lambda*z) is (p*z)/(1 - lambda*z), so the same
+	// bits).
+	var buf [16]float64
+	pz := buf[:0]
+	for _, at := range atoms {
+		pz = append(pz, at.p*at.z)
+	}
 	// The growth, E[log(1 - lambda*Z)], is concave in lambda: its slope,
 	// E[-Z / (1 - lambda*Z)], falls from -E[Z] > 0 at 0. The best lambda is
 	// where the slope crosses 0 (found by bisection), or hi if it never does.
 	slope := func(lambda float64) float64 {
 		g := 0.0
-		for _, at := range atoms {
-			g -= at.p * at.z / (1 - lambda*at.z)
+		for i, at := range atoms {
+			g -= pz[i] / (1 - lambda*at.z)
 		}
 		return g
 	}
