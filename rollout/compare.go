@@ -108,7 +108,7 @@ func (d *decider) baseline() bool {
 	}
 	t := d.now()
 	for _, c := range checks {
-		if _, ok := metricNamed(d.comparisons(), c.Metric); ok && c.Reading != nil && c.Outcome != analysis.Error {
+		if metricIndex(d.comparisons(), c.Metric) >= 0 && c.Reading != nil && c.Outcome != analysis.Error {
 			d.st.Evidence = append(d.st.Evidence, v1alpha1.Evidence{Metric: c.Metric, Last: *c.Reading, Since: &t})
 		}
 	}
@@ -144,16 +144,15 @@ func (d *decider) look() {
 func (d *decider) checksFor(ms []analysis.Metric) ([]analysis.Check, bool) {
 	if len(d.in.Checks) > 0 {
 		out := make([]analysis.Check, 0, len(ms))
-		for _, c := range d.in.Checks {
-			_, asked := metricNamed(ms, c.Metric)
-			_, policys := metricNamed(d.in.Policy.Metrics, c.Metric)
-			if asked || !policys {
-				out = append(out, c)
+		for i := range d.in.Checks {
+			c := &d.in.Checks[i]
+			if metricIndex(ms, c.Metric) >= 0 || metricIndex(d.in.Policy.Metrics, c.Metric) < 0 { // asked for, or not the policy's
+				out = append(out, *c)
 			}
 		}
 		covered := true
-		for _, m := range ms {
-			covered = covered && slices.ContainsFunc(out, func(c analysis.Check) bool { return c.Metric == m.Name })
+		for i := 0; i < len(ms) && covered; i++ {
+			covered = slices.ContainsFunc(out, func(c analysis.Check) bool { return c.Metric == ms[i].Name })
 		}
 		if covered {
 			return out, true
@@ -197,10 +196,8 @@ func metricIndex(ms []analysis.Metric, name string) int {
 }
 
 func metricNamed(ms []analysis.Metric, name string) (analysis.Metric, bool) {
-	for _, m := range ms {
-		if m.Name == name {
-			return m, true
-		}
+	if i := metricIndex(ms, name); i >= 0 {
+		return ms[i], true
 	}
 	return analysis.Metric{}, false
 }
@@ -485,7 +482,7 @@ func (d *decider) anyPending(checks []analysis.Check) bool {
 func (d *decider) comparisonsPending(checks []analysis.Check) []analysis.Check {
 	out := make([]analysis.Check, 0, len(checks))
 	for _, c := range checks {
-		if _, ok := metricNamed(d.comparisons(), c.Metric); ok && c.Outcome != analysis.Pass {
+		if metricIndex(d.comparisons(), c.Metric) >= 0 && c.Outcome != analysis.Pass {
 			out = append(out, c)
 		}
 	}

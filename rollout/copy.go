@@ -37,6 +37,10 @@ func copyChecks(in []analysis.Check) []analysis.Check {
 // message is written once, in the decision that queued it, and after that
 // only the entry's delivery state changes.
 //
+// The conditions and both revisions' images are shared too (clipped):
+// images are only ever replaced whole, and conditions sets the conditions
+// in a copy of their own, only when they change.
+//
 // The comparisons' evidence and the status's instants are copied deeply,
 // as DeepCopy would, but each kind into one allocation (a decision copies
 // its status at every look, and the evidence's pieces were most of that
@@ -44,12 +48,15 @@ func copyChecks(in []analysis.Check) []analysis.Check {
 func statusForDecision(in *v1alpha1.FlightStatus) v1alpha1.FlightStatus {
 	rest := *in
 	rest.Decisions, rest.Outbox, rest.Evidence = nil, nil, nil
+	rest.Conditions, rest.StableImages, rest.CanaryImages = nil, nil, nil
 	for _, t := range instants(&rest) {
 		*t = nil
 	}
 	var st v1alpha1.FlightStatus
 	rest.DeepCopyInto(&st)
 	st.Decisions = slices.Clip(in.Decisions)
+	st.Conditions = slices.Clip(in.Conditions)
+	st.StableImages, st.CanaryImages = slices.Clip(in.StableImages), slices.Clip(in.CanaryImages)
 	st.Outbox = slices.Clone(in.Outbox)
 	st.Evidence = copyEvidence(in.Evidence)
 	from, to := instants(in), instants(&st)

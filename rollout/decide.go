@@ -573,10 +573,24 @@ func (d *decider) conditions() {
 	if !d.st.Phase.Terminal() && d.st.Phase != v1alpha1.PhaseInitializing {
 		inFlight.Status = metav1.ConditionTrue
 	}
-	meta.SetStatusCondition(&d.st.Conditions, inFlight)
 	held := metav1.Condition{Type: "Held", Status: metav1.ConditionFalse, Reason: "NotHeld", LastTransitionTime: now}
 	if h := d.st.Hold; h != nil {
 		held.Status, held.Reason, held.Message = metav1.ConditionTrue, h.Reason, h.Message
 	}
+	if conditionSet(d.st.Conditions, &inFlight) && conditionSet(d.st.Conditions, &held) {
+		return // as they were: the input's, shared (statusForDecision)
+	}
+	// A copy of their own to set them in (a Condition holds no reference
+	// but its time's location, which DeepCopy shares too).
+	d.st.Conditions = slices.Clone(d.st.Conditions)
+	meta.SetStatusCondition(&d.st.Conditions, inFlight)
 	meta.SetStatusCondition(&d.st.Conditions, held)
+}
+
+// conditionSet reports whether conds has c as SetStatusCondition would
+// leave it: one of its type, with its status, reason, message and
+// observed generation (setting it changes nothing).
+func conditionSet(conds []metav1.Condition, c *metav1.Condition) bool {
+	old := meta.FindStatusCondition(conds, c.Type)
+	return old != nil && old.Status == c.Status && old.Reason == c.Reason && old.Message == c.Message && old.ObservedGeneration == c.ObservedGeneration
 }

@@ -108,7 +108,9 @@ func (d *decider) analyze() {
 		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s: %s", d.where(), describeComparisons(failed)), checks)
 		return
 	}
-	checks = append(hookChecks(rollout, recs), checks...)
+	if len(recs) > 0 {
+		checks = append(hookChecks(rollout, recs), checks...)
+	}
 	d.judge(checks)
 }
 
@@ -179,18 +181,15 @@ func (d *decider) analysisDue() time.Time {
 // measured (or is inconclusive) holds: it is neither a pass nor a failure.
 // Only a round in which every check passed moves on.
 func (d *decider) judge(checks []analysis.Check) {
-	var failed []analysis.Check
-	unmeasured := make([]analysis.Check, 0, len(checks)) // usually most of them
-	notEnough := false
+	failed, notEnough := false, false
 	comparisons := d.comparisons()
-	for _, c := range checks {
-		switch c.Outcome {
+	for i := range checks {
+		switch c := &checks[i]; c.Outcome {
 		case analysis.Pass:
 		case analysis.Fail:
-			failed = append(failed, c)
+			failed = true
 		default:
-			unmeasured = append(unmeasured, c)
-			notEnough = notEnough || c.Outcome == analysis.NotEnoughData || undecided(comparisons, c)
+			notEnough = notEnough || c.Outcome == analysis.NotEnoughData || undecided(comparisons, *c)
 		}
 	}
 	// Too few samples: load on demand, then measure again at once. Once
@@ -199,11 +198,17 @@ func (d *decider) judge(checks []analysis.Check) {
 	// bounds narrow only with requests, on both sides, so the load runs at
 	// every round until the comparison decides, and no more once it has.
 	load := d.loadOnDemand()
-	if len(load) > 0 && d.st.Step >= 0 && (d.hooksStarted(load, d.st.Step, d.st.Round) || len(failed) == 0 && notEnough) {
+	if len(load) > 0 && d.st.Step >= 0 && (d.hooksStarted(load, d.st.Step, d.st.Round) || !failed && notEnough) {
 		recs, done := d.runHooks(load, d.st.Step, d.st.Round)
 		if !done {
 			// Not a hold yet (nobody needs telling): only if the load
 			// does not help.
+			unmeasured := make([]analysis.Check, 0, len(checks))
+			for _, c := range checks {
+				if c.Outcome != analysis.Pass && c.Outcome != analysis.Fail {
+					unmeasured = append(unmeasured, c)
+				}
+			}
 			d.st.Message = fmt.Sprintf("%s: cannot judge: %s; generating load with %s, then measuring again", d.where(), describe(unmeasured), hookNames(load))
 			return
 		}
@@ -215,8 +220,7 @@ func (d *decider) judge(checks []analysis.Check) {
 // undecided reports whether c is a comparison that cannot tell yet: one
 // that lacks evidence either way, as a threshold check lacks samples.
 func undecided(comparisons []analysis.Metric, c analysis.Check) bool {
-	_, ok := metricNamed(comparisons, c.Metric)
-	return ok && c.Outcome == analysis.Inconclusive
+	return c.Outcome == analysis.Inconclusive && metricIndex(comparisons, c.Metric) >= 0
 }
 
 // loadOnDemand are the rollout hooks called when a check lacks samples, or
@@ -241,7 +245,7 @@ func (d *decider) judgeRound(checks []analysis.Check) {
 	d.after(d.in.Policy.Interval)
 	var failed, unmeasured []analysis.Check
 	for _, c := range checks {
-		switch _, comparison := metricNamed(d.comparisons(), c.Metric); {
+		switch comparison := metricIndex(d.comparisons(), c.Metric) >= 0; {
 		case c.Outcome == analysis.Pass:
 		case c.Outcome == analysis.Fail:
 			failed = append(failed, c)
