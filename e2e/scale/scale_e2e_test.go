@@ -180,10 +180,12 @@ func BenchmarkScale(b *testing.B) {
 	// loads, take seconds to write.
 	// The API server's load in the burst of starts: its first 20 s.
 	const burst = 20 * time.Second
-	loadBefore := apiserverNow(b, sb)
+	loadBefore, cpuChanged := apiserverNow(b, sb), cpuNow(sb)
 	burstLoad := make(chan string, 1)
 	changed := time.Now()
-	time.AfterFunc(burst, func() { burstLoad <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) })
+	time.AfterFunc(burst, func() {
+		burstLoad <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuChanged, cpuNow(sb), burst)
+	})
 	changedAt := map[string]time.Time{}
 	var changedMu sync.Mutex
 	parallel(b, m, func(i int) error {
