@@ -382,17 +382,22 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 }
 
 // getFlight reads Flight ns/name from the cache, or, while the cache does
-// not show it yet, as this replica created it moments ago (so the look
-// after a take-over's first needs no GET to find it).
+// not show this replica's last write of it yet, as written: as created
+// moments ago (so the look after a take-over's first needs no GET to find
+// it), or as its status was last written (so a look does not decide again
+// from the status before).
 func (c *Controller) getFlight(ns, name string) (*v1alpha1.Flight, error) {
+	key := ns + "/" + name
 	f, err := c.flightLister.In(ns).Get(name)
 	if apierrors.IsNotFound(err) {
-		return c.exec.own.created(ns+"/"+name, c.clock.Now(), false), nil
+		return c.exec.own.created(key, c.clock.Now()), nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.exec.own.created(ns+"/"+name, c.clock.Now(), true)
+	if mine := c.exec.own.newer(key, f); mine != nil {
+		return mine, nil
+	}
 	return f.DeepCopy(), nil // a copy: the cache is never mutated
 }
 

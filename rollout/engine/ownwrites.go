@@ -4,15 +4,17 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/resourceversion"
+
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 )
 
 // ownWrites remembers this replica's last write of each Flight: the
-// resourceVersion the API server gave it, and, for a Flight this replica
-// created, when and as what (until the cache shows it). It is memory
-// only: after a restart it knows nothing, and every check it saves is
-// made the long way again.
+// resourceVersion the API server gave it, the Flight as written until the
+// cache shows it, and when this replica created it, if it did. It is
+// memory only: after a restart it knows nothing, and every check it saves
+// is made the long way again.
 type ownWrites struct {
 	mu    sync.Mutex
 	byKey map[string]ownWrite
@@ -21,7 +23,8 @@ type ownWrites struct {
 type ownWrite struct {
 	version string
 	// created is when this replica created the Flight (zero if it did
-	// not), and flight the Flight as created, until the cache shows it.
+	// not), and flight the Flight as last written here, until the cache
+	// shows that version or a later one.
 	created time.Time
 	flight  *v1alpha1.Flight
 }
@@ -41,11 +44,7 @@ func (o *ownWrites) wrote(f *v1alpha1.Flight, created time.Time) {
 	key := f.Namespace + "/" + f.Name
 	w := o.byKey[key]
 	w.version = f.ResourceVersion
-	if !created.IsZero() || w.flight != nil {
-		// Created here, or written again before the cache showed it:
-		// what a read that misses the cache gets is the latest.
-		w.flight = f.DeepCopy()
-	}
+	w.flight = f.DeepCopy()
 	if !created.IsZero() {
 		w.created = created
 	}
@@ -64,22 +63,42 @@ func (o *ownWrites) isLast(f *v1alpha1.Flight) bool {
 	return o.byKey[f.Namespace+"/"+f.Name].version == f.ResourceVersion
 }
 
-// created returns the Flight key as this replica created it, if it did so
-// less than createdFor before now and the cache has not shown it yet
-// (shown: the cache has it now, and the copy is dropped).
-func (o *ownWrites) created(key string, now time.Time, shown bool) *v1alpha1.Flight {
+// created returns, for a read that misses the cache, the Flight key as
+// this replica last wrote it, if it created it less than createdFor before
+// now: the cache does not show it yet.
+func (o *ownWrites) created(key string, now time.Time) *v1alpha1.Flight {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	w, ok := o.byKey[key]
+	if !ok || w.flight == nil || w.created.IsZero() || now.Sub(w.created) >= createdFor {
+		return nil
+	}
+	return w.flight.DeepCopy()
+}
+
+// newer returns Flight key as this replica last wrote it if that is newer
+// than cached, the cache's (its watch has not delivered the write yet), or
+// nil. A look that decided from the cache's older version would decide
+// again what the write already did, and fail on its resourceVersion: in a
+// burst of rollouts, when the API server's watches run seconds behind,
+// most looks would, each retried with backoff. Versions are compared as
+// Kubernetes lets clients (k8s.io/apimachinery's CompareResourceVersion);
+// if they do not compare (not the integers etcd gives), the cache is
+// believed, as before. Once the cache shows the write or a later version,
+// the copy is dropped.
+func (o *ownWrites) newer(key string, cached *v1alpha1.Flight) *v1alpha1.Flight {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	w, ok := o.byKey[key]
 	if !ok || w.flight == nil {
 		return nil
 	}
-	if shown || now.Sub(w.created) >= createdFor {
-		w.flight = nil
-		o.byKey[key] = w
-		return nil
+	if c, err := resourceversion.CompareResourceVersion(w.flight.ResourceVersion, cached.ResourceVersion); err == nil && c > 0 {
+		return w.flight.DeepCopy()
 	}
-	return w.flight.DeepCopy()
+	w.flight = nil
+	o.byKey[key] = w
+	return nil
 }
 
 // createdAt is when this replica created Flight key, or zero.
