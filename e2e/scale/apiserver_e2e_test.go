@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -98,4 +100,35 @@ func describeLoad(before, after apiserverLoad, secs float64) string {
 		}
 	}
 	return fmt.Sprintf("%.0f writes (%.0f a second): %s; mean wait in the API server's queues: %s", total, total/secs, strings.Join(top, ", "), strings.Join(waits, ", "))
+}
+
+// failedReconciles counts the engine's failed looks in its log, by the
+// shape of their error (digits made N, cut at 120 characters), the
+// commonest first: each is retried through the queue's rate limiter.
+func failedReconciles(b *testing.B, logPath string) string {
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	digits := regexp.MustCompile(`[0-9]+`)
+	counts := map[string]int{}
+	total := 0
+	for line := range strings.Lines(string(raw)) {
+		if !strings.Contains(line, `msg="reconcile failed"`) {
+			continue
+		}
+		total++
+		_, e, _ := strings.Cut(line, ` err=`)
+		e = digits.ReplaceAllString(strings.TrimSpace(e), "N")
+		if len(e) > 120 {
+			e = e[:120]
+		}
+		counts[e]++
+	}
+	shapes := slices.SortedFunc(maps.Keys(counts), func(a, b string) int { return cmp.Compare(counts[b], counts[a]) })
+	var top []string
+	for _, s := range shapes[:min(5, len(shapes))] {
+		top = append(top, fmt.Sprintf("%d× %s", counts[s], s))
+	}
+	return fmt.Sprintf("%d in all; %s", total, strings.Join(top, "; "))
 }

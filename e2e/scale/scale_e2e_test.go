@@ -336,6 +336,7 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("template change to Succeeded: p50 %s, p99 %s, all %s\n", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
 	fmt.Printf("reconcile p50 %s p99 %s; decision p50 %s p99 %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
 	fmt.Printf("API server in the rollouts' first %s: %s\n", burst, <-burstLoad)
+	fmt.Printf("failed looks (retried with backoff): %s\n", failedReconciles(b, engine.LogPath()))
 	fmt.Printf("CPU adopting, in cores: %s\n", cpuBetween(cpuStart, cpuAdopted, adoption))
 	fmt.Printf("CPU rolling out, in cores: %s\n", cpuBetween(cpuAdopted, cpuDone, rolling))
 	fmt.Printf("where the time went, adopting: %s\n", timeWent(map[string]float64{}, before))
