@@ -165,9 +165,9 @@ func NewController(cfg ControllerConfig) *Controller {
 	c := &Controller{
 		kube: cfg.Kube, flights: cfg.Fledge.FledgeV1alpha1(), router: cfg.Router,
 		namespaceRetry: cfg.NamespaceRetry, analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates, reconcileTimeout: cfg.ReconcileTimeout,
-		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(retries(),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights", MetricsProvider: cfg.Metrics.latency}),
-		adoptions: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+		adoptions: workqueue.NewTypedRateLimitingQueueWithConfig(retries(),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "adoptions", MetricsProvider: cfg.Metrics.latency}),
 	}
 	if cfg.Runner == nil {
@@ -220,6 +220,23 @@ func NewController(cfg ControllerConfig) *Controller {
 		Service:    func(ns, name string) (*corev1.Service, error) { return c.services.In(ns).Get(name) },
 	}
 	return c
+}
+
+// A failed look is retried after retryBase, doubling with each failure of
+// the same Flight up to retryMax: a Flight is never left unlooked-at longer.
+const (
+	retryBase = 5 * time.Millisecond
+	retryMax  = time.Minute
+)
+
+// retries is the queues' rate limiter: per Flight only. client-go's
+// default adds an overall limit of 10 failed looks a second (bursts of
+// 100) shared by every Flight: after a failure common to many (an API
+// server restarting, a burst of rollouts), thousands of Flights would wait
+// minutes for their turn, each in a line of the others. The API server is
+// protected by the client's own limit (--kube-api-qps) instead.
+func retries() workqueue.TypedRateLimiter[string] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[string](retryBase, retryMax)
 }
 
 // recovering wraps an informer's handlers so that a panic in one (a bug,

@@ -27,8 +27,8 @@ package engine
 // its template (and its revision), and every Deployment's status says it
 // is rolled out and available. The work queue is played by run: a look
 // when an event queued the Flight or its requeue is due, and after an
-// error the queue's backoff (5 ms doubling per Flight, and 10 per second
-// over all), in the fake clock's time.
+// error the queue's backoff (retries: 5 ms doubling per Flight, at most a
+// minute), in the fake clock's time.
 
 import (
 	"context"
@@ -579,8 +579,6 @@ type world struct {
 	flights map[string]*flightRun
 	// simSeen is, by namespace, the writes kubeControllers has seen.
 	simSeen map[string]int64
-	// retries is the work queue's overall rate limit, in virtual time.
-	retries bucket
 	// since is when the phase being run began (doneAt counts from it).
 	since time.Time
 	// looks records, if set, what each look of the engine asked the API
@@ -601,27 +599,6 @@ type flightRun struct {
 	errors     int
 	doneAfter  int // reconciles until done, once it is
 	doneAt     time.Duration
-}
-
-// bucket is client-go's overall retry limit (10 per second, bursts of
-// 100), in the fake clock's time.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (b *bucket) delay(now time.Time) time.Duration {
-	if b.last.IsZero() {
-		b.tokens = 100
-	} else {
-		b.tokens = min(100, b.tokens+now.Sub(b.last).Seconds()*10)
-	}
-	b.last = now
-	b.tokens--
-	if b.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-b.tokens / 10 * float64(time.Second))
 }
 
 var start = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -941,8 +918,8 @@ func (w *world) round(done func(key string) bool) bool {
 }
 
 // reconcile looks at one key as a worker does (next), with the work
-// queue's requeues: per-item exponential backoff (5ms doubling, at most
-// 1000s) and the overall bucket on errors, AddAfter on a requeue.
+// queue's requeues: per-item exponential backoff on errors (retries: 5ms
+// doubling, at most a minute), AddAfter on a requeue.
 func (w *world) reconcile(k *flightRun, now time.Time, due bool) {
 	k.dirty = false
 	if due {
@@ -957,9 +934,8 @@ func (w *world) reconcile(k *flightRun, now time.Time, due bool) {
 		if len(k.errs) < 8 {
 			k.errs = append(k.errs, err.Error())
 		}
-		backoff := min(5*time.Millisecond<<min(k.failures, 30), 1000*time.Second)
+		after = min(retryBase<<min(k.failures, 30), retryMax)
 		k.failures++
-		after = max(backoff, w.retries.delay(now))
 	} else {
 		k.failures = 0
 	}
@@ -1458,15 +1434,16 @@ func TestFailedRoutingWritesAreNotTakenForAnotherWriter(t *testing.T) {
 // lags a round one time in ten, so status writes also meet real 409s
 // from the resourceVersion check. Every Flight ends Succeeded with each
 // step once, equal to a fault-free run's, within the bounds below. The
-// retries go through the work queue's rate limits as in fledge (5 ms per
-// Flight doubling, and 10 per second with bursts of 100 over all).
+// retries go through the work queue's rate limit as in fledge (5 ms per
+// Flight doubling, at most a minute).
 //
 // The bounds, per Flight, from its new template to Succeeded: at most 4
 // times the looks of a fault-free rollout, and at most 10 minutes when a
 // fault-free one takes 3 (three 1-minute steps). A look that writes k
-// times fails with probability 1-0.7^k; the retries of 300 Flights
-// compete for the 10 per second, which is most of the time above 3
-// minutes. Measured (seed 5): see the log. (Seeds 13, 31 and 41 exceeded
+// times fails with probability 1-0.7^k; a Flight's retries back off up
+// to a minute each, which is most of the time above 3 minutes (they
+// competed for an overall 10 a second, client-go's default, until that
+// was dropped). Measured (seed 5): see the log. (Seeds 13, 31 and 41 exceeded
 // them, one Flight each, by 11, 29 and 39 minutes, until fledge's own
 // failed SetWeights stopped counting as another writer's changes: see
 // TestFailedRoutingWritesAreNotTakenForAnotherWriter. They pass now.)

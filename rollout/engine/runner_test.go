@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -263,5 +264,29 @@ func TestInformerHandlerPanicsAreContained(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log does not say %q:\n%s", want, log)
 		}
+	}
+}
+
+// A failed look is retried after its own Flight's backoff only: hundreds
+// failing at once (an API server restarting) are all retried within
+// milliseconds, not 10 a second in a line; one failing again and again is
+// retried at least every minute.
+func TestFailedLooksAreRetriedPerFlight(t *testing.T) {
+	rl := retries()
+	for i := range 500 {
+		if d := rl.When(fmt.Sprintf("ns/f%d", i)); d > retryBase {
+			t.Fatalf("the first retry of the %dth Flight failing at once waits %s, want %s", i+1, d, retryBase)
+		}
+	}
+	var d time.Duration
+	for range 40 {
+		d = rl.When("ns/f0")
+	}
+	if d != retryMax {
+		t.Errorf("after 40 failures a Flight waits %s, want %s", d, retryMax)
+	}
+	rl.Forget("ns/f0")
+	if d := rl.When("ns/f0"); d != retryBase {
+		t.Errorf("after a look that did not fail, the next retry waits %s, want %s", d, retryBase)
 	}
 }
