@@ -60,7 +60,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	// calls and most of its time waits on the API server, and 4 workers
 	// behind a 50 QPS limit were both saturated (30 looks a second, 63
 	// calls a second wanted).
-	fs.IntVar(&o.workers, "workers", 16, "Flights reconciled in parallel in each of three lanes (Flights rolling a revision out; Flights at rest, where a new revision starts; take-overs): a look mostly waits on the API server and Prometheus; at 2,000 Flights on 2 shared cores, 64 was slower than 16 (make bench-scale ENGINE_FLAGS=--workers=64)")
+	fs.IntVar(&o.workers, "workers", 16, "Flights reconciled in parallel (a look mostly waits on the API server and Prometheus), and as many take-overs again in a lane of their own; at 2,000 Flights on 2 shared cores, 64 was slower than 16 (make bench-scale ENGINE_FLAGS=--workers=64)")
 	fs.StringVar(&o.namespaces, "namespaces", "", "the namespaces fledge acts in, comma-separated; each needs the RoleBinding of deploy/rbac-namespace.yaml (one of this and --all-namespaces is required)")
 	fs.DurationVar(&o.namespaceRetry, "namespace-retry", engine.DefaultNamespaceRetry, "how often a namespace of --namespaces that fledge may not read yet (no RoleBinding) is tried again")
 	fs.BoolVar(&o.allNamespaces, "all-namespaces", false, "act in every namespace; needs the ClusterRoleBinding of deploy/rbac-cluster.yaml")

@@ -544,7 +544,6 @@ func timeWent(before, after map[string]float64) string {
 	var waits []string
 	for _, w := range []struct{ what, name, labels string }{
 		{"in the flights queue", "fledge_workqueue_queue_duration_seconds", `name="flights",`},
-		{"in the at-rest queue", "fledge_workqueue_queue_duration_seconds", `name="resting",`},
 		{"in the adoptions queue", "fledge_workqueue_queue_duration_seconds", `name="adoptions",`},
 		{"for --kube-api-qps", "fledge_kube_client_throttle_seconds", ""},
 		{"API get", "fledge_kube_request_duration_seconds", `verb="get",`},

@@ -288,7 +288,7 @@ func (c *Controller) onConfig(obj any) {
 		kind = rollout.ConfigKindSecret
 	}
 	if owners, _ := configCopyOwner(obj); len(owners) > 0 {
-		c.enqueue(owners[0])
+		c.queue.Add(owners[0])
 		return
 	}
 	sc := c.scopes.of(m.GetNamespace())
@@ -298,7 +298,7 @@ func (c *Controller) onConfig(obj any) {
 	deps, _ := sc.deploymentIndex.ByIndex(configRefIndex, m.GetNamespace()+"/"+kind+"/"+m.GetName())
 	for _, d := range deps {
 		if d, ok := d.(*appsv1.Deployment); ok {
-			c.enqueue(d.Namespace + "/" + d.Name)
+			c.queue.Add(d.Namespace + "/" + d.Name)
 		}
 	}
 }

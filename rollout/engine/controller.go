@@ -69,9 +69,7 @@ type Controller struct {
 	flightLister   cached[*v1alpha1.Flight]
 	// reconcileTimeout bounds one reconcile (ControllerConfig).
 	reconcileTimeout time.Duration
-	// queue, resting and adoptions are the three lanes: see laneOf.
-	queue   workqueue.TypedRateLimitingInterface[string]
-	resting workqueue.TypedRateLimitingInterface[string]
+	queue            workqueue.TypedRateLimitingInterface[string]
 	// adoptions is a lane of its own for take-overs (opted-in
 	// Deployments without a Flight, or with one still Initializing; see
 	// laneOf), with workers of its own: a Deployment opted in is taken
@@ -169,8 +167,6 @@ func NewController(cfg ControllerConfig) *Controller {
 		namespaceRetry: cfg.NamespaceRetry, analyze: cfg.Analyze, policies: cfg.Policies, clock: cfg.Clock, log: cfg.Logger, metrics: cfg.Metrics, onFlight: cfg.OnFlight, gates: cfg.Gates, reconcileTimeout: cfg.ReconcileTimeout,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(retries(),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "flights", MetricsProvider: cfg.Metrics.latency}),
-		resting: workqueue.NewTypedRateLimitingQueueWithConfig(retries(),
-			workqueue.TypedRateLimitingQueueConfig[string]{Name: "resting", MetricsProvider: cfg.Metrics.latency}),
 		adoptions: workqueue.NewTypedRateLimitingQueueWithConfig(retries(),
 			workqueue.TypedRateLimitingQueueConfig[string]{Name: "adoptions", MetricsProvider: cfg.Metrics.latency}),
 	}
@@ -184,7 +180,7 @@ func NewController(cfg ControllerConfig) *Controller {
 			},
 		}
 	}
-	cfg.Runner.Wake = c.enqueue
+	cfg.Runner.Wake = func(key string) { c.queue.Add(key) }
 	c.exec = &Executor{Kube: cfg.Kube, Flights: c.flights, Router: cfg.Router, Recorder: cfg.Recorder, Runner: cfg.Runner, Counter: cfg.Metrics.countWrite, Fence: cfg.Fence, ComparatorImage: cfg.ComparatorImage}
 	c.namespaces = slices.Compact(slices.Sorted(slices.Values(cfg.Namespaces)))
 	if len(c.namespaces) == 0 || slices.Contains(c.namespaces, metav1.NamespaceAll) {
@@ -296,10 +292,10 @@ func (c *Controller) onAutoscaler(obj any) {
 	if !ok {
 		return
 	}
-	c.enqueue(h.Namespace + "/" + name)
+	c.queue.Add(h.Namespace + "/" + name)
 	for _, suffix := range ownSuffixes {
 		if app, cut := strings.CutSuffix(name, suffix); cut && app != "" {
-			c.enqueue(h.Namespace + "/" + app)
+			c.queue.Add(h.Namespace + "/" + app)
 		}
 	}
 }
@@ -315,7 +311,7 @@ func (c *Controller) onDeployment(obj any) {
 		}
 	}
 	if name := d.Labels[LabelFlight]; name != "" {
-		c.enqueue(d.Namespace + "/" + name)
+		c.queue.Add(d.Namespace + "/" + name)
 		return
 	}
 	if _, opted := d.Annotations[rollout.AnnotationRollout]; opted {
@@ -329,7 +325,6 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 	defer utilruntime.HandleCrash()
 	defer c.queue.ShutDown()
 	defer c.adoptions.ShutDown()
-	defer c.resting.ShutDown()
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
@@ -341,10 +336,6 @@ func (c *Controller) Run(ctx context.Context, workers int) error {
 		}, time.Second)
 		go wait.UntilWithContext(ctx, func(ctx context.Context) {
 			for c.next(ctx, c.adoptions) {
-			}
-		}, time.Second)
-		go wait.UntilWithContext(ctx, func(ctx context.Context) {
-			for c.next(ctx, c.resting) {
 			}
 		}, time.Second)
 	}

@@ -95,7 +95,7 @@ func (c *Controller) Act(ctx context.Context, namespace, name string, req rollou
 	key := namespace + "/" + name
 	p := &pendingAction{req: req, done: make(chan actResult, 1)}
 	c.inbox.push(key, p)
-	c.enqueue(key)
+	c.queue.Add(key)
 	select {
 	case r := <-p.done:
 		return r.flight, *r.outcome, nil

@@ -60,7 +60,7 @@ func TestANamespacedEngineSeesOnlyItsNamespaces(t *testing.T) {
 		t.Errorf("a Deployment of a namespace fledge does not act in: %v, want NotFound", err)
 	}
 	var queued []string
-	for _, q := range []workqueue.TypedRateLimitingInterface[string]{c.queue, c.resting, c.adoptions} {
+	for _, q := range []workqueue.TypedRateLimitingInterface[string]{c.queue, c.adoptions} {
 		for q.Len() > 0 {
 			key, _ := q.Get()
 			queued = append(queued, key)
