@@ -7,12 +7,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -358,29 +356,6 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(apiCalls/looks, "api-calls/look")
 	b.ReportMetric(queries/judged, "queries/judged-look")
 	b.ReportMetric(after["process_resident_memory_bytes"]/(1<<20), "MiB-engine-rss")
-}
-
-// heapTop is the engine's heap profile, its largest holders in use; the
-// profile is kept under the temporary directory for go tool pprof.
-func heapTop(b *testing.B, bin, addr string) string {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
-	if err != nil {
-		return fmt.Sprintf("  (no heap profile: %v)\n", err)
-	}
-	defer resp.Body.Close()
-	f, err := os.CreateTemp("", "fledge-scale-heap-*.pb.gz")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		return fmt.Sprintf("  (no heap profile: %v)\n", err)
-	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=12", bin, f.Name()).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("  (go tool pprof: %v)\n", err)
-	}
-	return fmt.Sprintf("  %s (go tool pprof -sample_index=inuse_space %s %s)\n%s", f.Name(), bin, f.Name(), out)
 }
 
 func envInt(b *testing.B, key string, def int) int {

@@ -7,8 +7,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"maps"
+	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +22,9 @@ import (
 
 	"github.com/fledgehq/fledge/e2e/sandbox"
 )
+
+// What the bench prints to say where time and memory went: the API
+// server's load, the engine's failed looks, its heap.
 
 // apiserverLoad is what the API server had served, from its own /metrics:
 // writes by verb and resource, and the time requests waited in its
@@ -131,4 +137,27 @@ func failedReconciles(b *testing.B, logPath string) string {
 		top = append(top, fmt.Sprintf("%d× %s", counts[s], s))
 	}
 	return fmt.Sprintf("%d in all; %s", total, strings.Join(top, "; "))
+}
+
+// heapTop is the engine's heap profile, its largest holders in use; the
+// profile is kept under the temporary directory for go tool pprof.
+func heapTop(b *testing.B, bin, addr string) string {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return fmt.Sprintf("  (no heap profile: %v)\n", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.CreateTemp("", "fledge-scale-heap-*.pb.gz")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		return fmt.Sprintf("  (no heap profile: %v)\n", err)
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-sample_index=inuse_space", "-nodecount=12", bin, f.Name()).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("  (go tool pprof: %v)\n", err)
+	}
+	return fmt.Sprintf("  %s (go tool pprof -sample_index=inuse_space %s %s)\n%s", f.Name(), bin, f.Name(), out)
 }
