@@ -29,7 +29,11 @@ type Options struct {
 	Seed uint64
 	// Debounce is how long configuration changes are batched before the
 	// routing table is rebuilt, like istiod's push debounce; default 50ms.
-	Debounce time.Duration
+	// DebounceMax is the longest a steady stream of changes delays a
+	// rebuild; default 10 Debounce periods. (istiod's defaults,
+	// PILOT_DEBOUNCE_AFTER and PILOT_DEBOUNCE_MAX, are 100ms and 10s: the
+	// emulator's are shorter, so that tests see routing changes sooner.)
+	Debounce, DebounceMax time.Duration
 	// Tick is the traffic generators' period; default 20ms.
 	Tick time.Duration
 	// Shards splits the metrics into this many scrape targets,
@@ -57,6 +61,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Debounce <= 0 {
 		o.Debounce = 50 * time.Millisecond
+	}
+	if o.DebounceMax < o.Debounce {
+		o.DebounceMax = 10 * o.Debounce
 	}
 	if o.Tick <= 0 {
 		o.Tick = 20 * time.Millisecond

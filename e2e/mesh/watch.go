@@ -241,12 +241,11 @@ func (e *Emulator) markDirty() {
 
 // rebuildLoop rebuilds the routing table after changes, batching those
 // that arrive within Debounce of each other. A steady stream of changes
-// still gets a rebuild every 10 debounce periods, as istiod caps its
-// debounce. A pod's view of a live volume changes with time alone: the
+// still gets a rebuild every DebounceMax, as istiod caps its debounce. A pod's view of a live volume changes with time alone: the
 // table in use says when it next does, and that is a change too.
 func (e *Emulator) rebuildLoop(ctx context.Context) {
 	quiet := e.opts.Debounce
-	maxDelay := 10 * quiet
+	maxDelay := e.opts.DebounceMax
 	views := time.NewTimer(time.Hour)
 	defer views.Stop()
 	for {

@@ -52,6 +52,9 @@ type Options struct {
 	// keep its metrics scrapeable.
 	MeshShards    int
 	MeshTelemetry mesh.Telemetry
+	// MeshDebounce and MeshDebounceMax are the mesh emulator's batching
+	// of configuration changes (mesh.Options); default 50ms and 500ms.
+	MeshDebounce, MeshDebounceMax time.Duration
 }
 
 // Sandbox is a running local control plane with Prometheus and the mesh
@@ -188,7 +191,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		}
 		s.Mesh = mesh.New(s.Kube, s.Istio, mesh.Options{
 			Logger: s.log.With("component", "mesh"), Seed: opts.MeshSeed, MetricsAddr: meshAddr,
-			Shards: opts.MeshShards, Telemetry: opts.MeshTelemetry,
+			Shards: opts.MeshShards, Telemetry: opts.MeshTelemetry, Debounce: opts.MeshDebounce, DebounceMax: opts.MeshDebounceMax,
 		})
 		if err := s.Mesh.Start(ctx); err != nil {
 			return fmt.Errorf("mesh emulator: %w", err)
