@@ -1355,7 +1355,10 @@ func TestALookFromAStaleFlightChangesNothing(t *testing.T) {
 		t.Fatalf("at Finalize: canary weights %v, paused %t; want [10 20 50 100 0], paused", got, w.deployment(key).Spec.Paused)
 	}
 	// The write to Finalize is not in the Flight cache yet; the pause is
-	// in the Deployment cache, and not yet observed by Kubernetes.
+	// in the Deployment cache, and not yet observed by Kubernetes. This
+	// replica does not know the write was its own (it took over from the
+	// one that wrote it, or restarted): a look reads the stale cache.
+	w.c.exec.own.forget(key)
 	w.frozen["flights"], w.frozen["kube-controllers"] = true, true
 	w.runRounds(3)
 	if got := w.canaryWeights(key); !slices.Equal(got, []int32{10, 20, 50, 100, 0}) || !w.deployment(key).Spec.Paused {
