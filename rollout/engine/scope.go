@@ -431,8 +431,8 @@ const annotationTemplateHash = "fledge.dev/template-hash"
 // leanReplicaSet keeps of a ReplicaSet's pod template what fledge reads:
 // its hash (TemplateHash, in an annotation) and its containers' names and
 // images. A cluster keeps up to ten old ReplicaSets a Deployment (its
-// revision history), each with its whole template: at 2,000 Deployments,
-// most of what the engine held. A ReplicaSet already lean (a resync hands
+// revision history), each with its whole template, of which fledge reads
+// only these. A ReplicaSet already lean (a resync hands
 // the cached object over again) is left as it is: cached objects are
 // shared, and never changed.
 func leanReplicaSet(obj any) {
