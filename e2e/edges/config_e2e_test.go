@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/fledgehq/fledge/e2e/enginetest"
@@ -258,12 +259,11 @@ func TestConfigThatCannotBeReadIsSaidAndChangesNothing(t *testing.T) {
 	}
 
 	// A template that mounts a ConfigMap that does not exist: held.
-	d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.Spec.Template.Spec.Volumes = append(d.Spec.Template.Spec.Volumes, corev1.Volume{Name: "extra", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "shop-extra"}}}})
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+	// A JSON patch, as kubectl patch sends it: the engine and the
+	// Deployment controller write the Deployment too, so a read-modify-
+	// Update could lose to their writes on the resourceVersion.
+	extra := `[{"op":"add","path":"/spec/template/spec/volumes/-","value":{"name":"extra","configMap":{"name":"shop-extra"}}}]`
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop", types.JSONPatchType, []byte(extra), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	f = waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
