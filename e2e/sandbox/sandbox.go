@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +56,16 @@ type Options struct {
 	// MeshDebounce and MeshDebounceMax are the mesh emulator's batching
 	// of configuration changes (mesh.Options); default 50ms and 500ms.
 	MeshDebounce, MeshDebounceMax time.Duration
+	// Profiling serves the API server's /debug/pprof to its admin (off
+	// by default, as in a hardened cluster): the scale bench profiles
+	// where the API server's CPU goes in its burst.
+	Profiling bool
+	// ControllerSyncs is how many Deployments, and how many ReplicaSets,
+	// kube-controller-manager syncs at once (its
+	// --concurrent-deployment-syncs and --concurrent-replicaset-syncs);
+	// default Kubernetes' 5. A platform may raise them for thousands of
+	// Deployments (make bench-scale SYNCS=20 tries that).
+	ControllerSyncs int
 }
 
 // Sandbox is a running local control plane with Prometheus and the mesh
@@ -91,15 +102,19 @@ type Sandbox struct {
 	// scrape targets.
 	scrape     time.Duration
 	meshShards int
-	pki        *pki
-	token      string
-	ports      ports
-	mu         sync.Mutex
-	procs      []*process // in start order; stopped in reverse
-	prometheus *process
-	meshProxy  *http.Server
-	stopOnce   sync.Once
-	stopErr    error
+	profiling  bool
+	// controllerSyncs is kube-controller-manager's concurrency per
+	// controller (Options.ControllerSyncs).
+	controllerSyncs int
+	pki             *pki
+	token           string
+	ports           ports
+	mu              sync.Mutex
+	procs           []*process // in start order; stopped in reverse
+	prometheus      *process
+	meshProxy       *http.Server
+	stopOnce        sync.Once
+	stopErr         error
 }
 
 type ports struct{ etcdClient, etcdPeer, apiserver, kcm, scheduler, kwok, prometheus, mesh int }
@@ -131,7 +146,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{Dir: dir, LogDir: filepath.Join(dir, "logs"), log: opts.Logger, tools: t, scrape: opts.ScrapeInterval, meshShards: opts.MeshShards}
+	s := &Sandbox{Dir: dir, LogDir: filepath.Join(dir, "logs"), log: opts.Logger, tools: t, scrape: opts.ScrapeInterval, meshShards: opts.MeshShards, profiling: opts.Profiling, controllerSyncs: cmp.Or(opts.ControllerSyncs, 5)}
 	if err := os.MkdirAll(s.LogDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -257,7 +272,7 @@ func (s *Sandbox) startAPIServer() (*process, error) {
 		// the kubernetes Service; nothing here needs it.
 		"--endpoint-reconciler-type=none",
 		"--cert-dir="+filepath.Join(s.Dir, "apiserver"),
-		"--profiling=false",
+		fmt.Sprintf("--profiling=%t", s.profiling),
 	)
 }
 
@@ -282,6 +297,8 @@ func (s *Sandbox) startKubeComponents(ctx context.Context) error {
 		// autoscaler would by changing those bounds.
 		"--controllers=deployment-controller,replicaset-controller,garbage-collector-controller,namespace-controller,resourcequota-controller,horizontal-pod-autoscaler-controller",
 		"--horizontal-pod-autoscaler-sync-period=1s",
+		fmt.Sprintf("--concurrent-deployment-syncs=%d", s.controllerSyncs),
+		fmt.Sprintf("--concurrent-replicaset-syncs=%d", s.controllerSyncs),
 		fmt.Sprintf("--secure-port=%d", s.ports.kcm),
 		"--cert-dir="+filepath.Join(s.Dir, "kube-controller-manager"),
 	)...)
