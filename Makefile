@@ -64,10 +64,12 @@ bench: tools
 # each), M of them rolled out at once, in the sandbox: adoption time, time
 # to the first canary weight and to Succeeded, reconcile latency, API calls
 # and PromQL queries per step, engine, API server and Prometheus memory.
+# ENGINE_FLAGS=... tries the engine's flags; SYNCS=20 runs Kubernetes'
+# Deployment and ReplicaSet controllers with 20 workers each (default 5).
 N ?= 200
 M ?= 40
 bench-scale: tools
-	FLEDGE_SCALE_N=$(N) FLEDGE_SCALE_M=$(M) FLEDGE_SCALE_ENGINE_FLAGS="$(ENGINE_FLAGS)" $(GO) test -tags e2e -run '^$$' -bench Scale -benchtime 1x -timeout 90m ./e2e/scale
+	FLEDGE_SCALE_N=$(N) FLEDGE_SCALE_M=$(M) FLEDGE_SCALE_ENGINE_FLAGS="$(ENGINE_FLAGS)" FLEDGE_SCALE_CONTROLLER_SYNCS=$(SYNCS) $(GO) test -tags e2e -run '^$$' -bench Scale -benchtime 1x -timeout 90m ./e2e/scale
 
 # The decision simulator: thousands of seeded rollouts through the real
 # decision core (rollout/sim) per policy, scenario and traffic level, with

@@ -5,6 +5,7 @@ package scale_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -35,10 +36,23 @@ type clock struct {
 	// trail is, by key, each version of the Flight the watch showed
 	// until it was first Idle: "phase: message", the take-over's writes.
 	trail map[string][]string
+	// stable is each Flight's stable revision as last seen, and
+	// stableBefore a copy taken by again: a Flight seen Succeeded is done
+	// only with another stable revision than that.
+	stable, stableBefore map[string]string
+}
+
+// again starts the clock over for another round of rollouts of the same
+// Flights: started, weighted and done are noted afresh.
+func (c *clock) again() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started, c.weighted, c.done = map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
+	c.stableBefore = maps.Clone(c.stable)
 }
 
 func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
-	c := &clock{idle: map[string]time.Time{}, started: map[string]time.Time{}, weighted: map[string]time.Time{}, done: map[string]time.Time{}, phases: map[string]v1alpha1.Phase{}, trail: map[string][]string{}}
+	c := &clock{idle: map[string]time.Time{}, started: map[string]time.Time{}, weighted: map[string]time.Time{}, done: map[string]time.Time{}, phases: map[string]v1alpha1.Phase{}, trail: map[string][]string{}, stable: map[string]string{}}
 	factory := externalversions.NewSharedInformerFactory(sb.Fledge, 0)
 	informer := factory.Fledge().V1alpha1().Flights().Informer()
 	note := func(obj any) {
@@ -50,6 +64,7 @@ func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.phases[key] = f.Status.Phase
+		c.stable[key] = f.Status.StableRevision
 		if _, idle := c.idle[key]; !idle {
 			v := fmt.Sprintf("%q: %s", f.Status.Phase, f.Status.Message)
 			if h := f.Status.Hold; h != nil {
@@ -72,7 +87,7 @@ func watchFlights(b *testing.B, sb *sandbox.Sandbox) *clock {
 			first(c.started)
 			first(c.weighted)
 		}
-		if f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision != "" && f.Status.StableRevision == f.Status.CanaryRevision {
+		if f.Status.Phase == v1alpha1.PhaseSucceeded && f.Status.StableRevision != "" && f.Status.StableRevision == f.Status.CanaryRevision && f.Status.StableRevision != c.stableBefore[key] {
 			first(c.started) // stepped through between two events
 			first(c.weighted)
 			first(c.done)
@@ -147,10 +162,13 @@ func watchPauses(b *testing.B, sb *sandbox.Sandbox, label string) func() map[str
 }
 
 // watchCanaries notes when each Flight's canary Deployment (labelled with
-// its Flight) first had a ready pod, by the Flight's key.
-func watchCanaries(b *testing.B, sb *sandbox.Sandbox) func() map[string]time.Time {
+// its Flight) first had a ready pod of another revision than before's (by
+// the Flight's key; nil for canaries made from now on), by the Flight's
+// key.
+func watchCanaries(b *testing.B, sb *sandbox.Sandbox, before map[string]string) func() map[string]time.Time {
 	return watchDeployments(b, sb, engine.LabelFlight, func(d *appsv1.Deployment) (string, bool) {
-		return d.Namespace + "/" + d.Labels[engine.LabelFlight], d.Status.ReadyReplicas > 0
+		key := d.Namespace + "/" + d.Labels[engine.LabelFlight]
+		return key, d.Status.ReadyReplicas > 0 && d.Status.ObservedGeneration >= d.Generation && d.Annotations[engine.AnnotationRevision] != before[key]
 	})
 }
 

@@ -14,8 +14,10 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -31,6 +33,7 @@ import (
 // priority-and-fairness queues, by priority level.
 type apiserverLoad struct {
 	writes map[string]float64 // "verb resource[/subresource]"
+	reads  map[string]float64 // by verb: GET, LIST, WATCH
 	// waited and waits are the seconds waited and the requests that
 	// waited, by priority level.
 	waited, waits map[string]float64
@@ -48,7 +51,7 @@ func apiserverNow(b *testing.B, sb *sandbox.Sandbox) apiserverLoad {
 		b.Logf("the API server's metrics: %v", err)
 		return apiserverLoad{}
 	}
-	out := apiserverLoad{writes: map[string]float64{}, waited: map[string]float64{}, waits: map[string]float64{}}
+	out := apiserverLoad{writes: map[string]float64{}, reads: map[string]float64{}, waited: map[string]float64{}, waits: map[string]float64{}}
 	if f := families["apiserver_request_total"]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := map[string]string{}
@@ -57,6 +60,7 @@ func apiserverNow(b *testing.B, sb *sandbox.Sandbox) apiserverLoad {
 			}
 			switch l["verb"] {
 			case "GET", "LIST", "WATCH", "CONNECT":
+				out.reads[l["verb"]] += m.GetCounter().GetValue()
 				continue
 			}
 			r := l["resource"]
@@ -105,7 +109,11 @@ func describeLoad(before, after apiserverLoad, secs float64) string {
 			waits = append(waits, fmt.Sprintf("%s %.0f ms (%.0f requests)", lvl, 1000*(after.waited[lvl]-before.waited[lvl])/n, n))
 		}
 	}
-	return fmt.Sprintf("%.0f writes (%.0f a second): %s; mean wait in the API server's queues: %s", total, total/secs, strings.Join(top, ", "), strings.Join(waits, ", "))
+	var reads []string
+	for _, v := range slices.Sorted(maps.Keys(after.reads)) {
+		reads = append(reads, fmt.Sprintf("%s %.0f", v, after.reads[v]-before.reads[v]))
+	}
+	return fmt.Sprintf("%.0f writes (%.0f a second): %s; reads: %s; mean wait in the API server's queues: %s", total, total/secs, strings.Join(top, ", "), strings.Join(reads, ", "), strings.Join(waits, ", "))
 }
 
 // failedReconciles counts the engine's failed looks in its log, by the
@@ -160,4 +168,30 @@ func heapTop(b *testing.B, bin, addr string) string {
 		return fmt.Sprintf("  (go tool pprof: %v)\n", err)
 	}
 	return fmt.Sprintf("  %s (go tool pprof -sample_index=inuse_space %s %s)\n%s", f.Name(), bin, f.Name(), out)
+}
+
+// apiserverProfile is a CPU profile of the API server over d (the
+// sandbox started with Profiling), its heaviest call paths; the profile
+// is kept under the temporary directory for go tool pprof.
+func apiserverProfile(sb *sandbox.Sandbox, d time.Duration) string {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	raw, err := sb.Kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
+		Param("seconds", strconv.Itoa(int(d.Seconds()))).DoRaw(ctx)
+	if err != nil {
+		return fmt.Sprintf("  (no profile of the API server: %v)\n", err)
+	}
+	f, err := os.CreateTemp("", "fledge-scale-apiserver-*.pb.gz")
+	if err != nil {
+		return fmt.Sprintf("  (no profile of the API server: %v)\n", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(raw); err != nil {
+		return fmt.Sprintf("  (no profile of the API server: %v)\n", err)
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", f.Name()).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("  (go tool pprof: %v)\n", err)
+	}
+	return fmt.Sprintf("  %s (go tool pprof %s)\n%s", f.Name(), f.Name(), out)
 }

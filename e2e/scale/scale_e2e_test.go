@@ -43,7 +43,8 @@ import (
 // bench process's CPU, which took 0.40-0.44 of the 2 cores in a burst of
 // rollouts (0.30 since).
 var suite = sandbox.Suite{Options: sandbox.Options{
-	MeshSeed: 11, ScrapeInterval: 5 * time.Second, MeshShards: 8, MeshDebounce: 100 * time.Millisecond, MeshDebounceMax: 10 * time.Second,
+	MeshSeed: 11, ScrapeInterval: 5 * time.Second, MeshShards: 8, MeshDebounce: 100 * time.Millisecond, MeshDebounceMax: 10 * time.Second, Profiling: true,
+	ControllerSyncs: controllerSyncs(),
 	MeshTelemetry: mesh.Telemetry{DisableClientMetrics: true, RemoveTags: []string{
 		"source_principal", "destination_principal", "source_cluster", "destination_cluster",
 		"connection_security_policy", "source_canonical_revision", "destination_canonical_revision", "destination_service",
@@ -76,6 +77,10 @@ policies:
 // 1 request a second each) and rolls M of them out at once, then reports
 // what make bench-scale prints. N and M come from FLEDGE_SCALE_N and
 // FLEDGE_SCALE_M (default 200 and 40).
+// burst is how long after a burst of changes the API server's load is
+// read: the burst of starts.
+const burst = 20 * time.Second
+
 func BenchmarkScale(b *testing.B) {
 	n, m := envInt(b, "FLEDGE_SCALE_N", 200), envInt(b, "FLEDGE_SCALE_M", 40)
 	if m > n {
@@ -116,10 +121,13 @@ func BenchmarkScale(b *testing.B) {
 	// is done, so adoption is timed from a cluster at rest.
 	atRest(b, sb, namespaces, "the apps' own rollouts")
 	available := time.Since(began)
+	// What the burst of starts below asks of Kubernetes, timed without
+	// fledge first: the part of a first weight's time that is not fledge's.
+	alone := kubernetesAlone(b, sb, namespaces, m, burst)
 	flights := watchFlights(b, sb)
 	const lateLabel = "scale.fledge.dev/late=true"
 	pauses := watchPauses(b, sb, lateLabel)
-	canaries := watchCanaries(b, sb)
+	canaries := watchCanaries(b, sb, nil)
 
 	// Adoption: from the engine's start until every Flight is Idle.
 	metricsAddr, pprofAddr := freeAddr(b), freeAddr(b)
@@ -182,9 +190,9 @@ func BenchmarkScale(b *testing.B) {
 	// the bench's own 200 patches, through an API server the burst
 	// loads, take seconds to write.
 	// The API server's load in the burst of starts: its first 20 s.
-	const burst = 20 * time.Second
 	loadBefore, cpuChanged := apiserverNow(b, sb), cpuNow(sb)
-	burstLoad := make(chan string, 1)
+	burstLoad, burstProfile := make(chan string, 1), make(chan string, 1)
+	go func() { burstProfile <- apiserverProfile(sb, burst) }()
 	changed := time.Now()
 	time.AfterFunc(burst, func() {
 		burstLoad <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuChanged, cpuNow(sb), burst)
@@ -339,6 +347,7 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("template change to Succeeded: p50 %s, p99 %s, all %s\n", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
 	fmt.Printf("reconcile p50 %s p99 %s; decision p50 %s p99 %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
 	fmt.Printf("API server in the rollouts' first %s: %s\n", burst, <-burstLoad)
+	fmt.Printf("API server's CPU in those %s, by call path:\n%s", burst, <-burstProfile)
 	fmt.Printf("failed looks (retried with backoff): %s\n", failedReconciles(b, engine.LogPath()))
 	fmt.Printf("CPU adopting, in cores: %s\n", cpuBetween(cpuStart, cpuAdopted, adoption))
 	fmt.Printf("CPU rolling out, in cores: %s\n", cpuBetween(cpuAdopted, cpuDone, rolling))
@@ -361,18 +370,10 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(apiCalls/looks, "api-calls/look")
 	b.ReportMetric(queries/judged, "queries/judged-look")
 	b.ReportMetric(after["process_resident_memory_bytes"]/(1<<20), "MiB-engine-rss")
-}
-
-func envInt(b *testing.B, key string, def int) int {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: want a positive number", key, v)
-	}
-	return n
+	b.ReportMetric(alone.Seconds(), "s-kubernetes-alone-ready-p99")
+	// The same apps once more, from a cluster at rest again.
+	atRest(b, sb, namespaces, "the first rollouts' last writes")
+	b.ReportMetric(rolloutAgain(b, sb, flights, rolledKeys, burst, engine.LogPath()).Seconds(), "s-first-weight-p99-again")
 }
 
 // parallel runs fn for 0..n-1 on 16 workers and fails on the first error.

@@ -5,8 +5,10 @@ package scale_test
 import (
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -71,4 +73,26 @@ func atRest(b *testing.B, sb *sandbox.Sandbox, namespaces []string, what string)
 	if err != nil {
 		b.Fatalf("%s: not done within 10m: %v", what, err)
 	}
+}
+
+func envInt(b *testing.B, key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive number", key, v)
+	}
+	return n
+}
+
+// controllerSyncs is kube-controller-manager's concurrency per controller
+// in the scale sandbox: FLEDGE_SCALE_CONTROLLER_SYNCS (make bench-scale
+// SYNCS=20), else Kubernetes' default (5).
+func controllerSyncs() int {
+	if n, err := strconv.Atoi(os.Getenv("FLEDGE_SCALE_CONTROLLER_SYNCS")); err == nil && n > 0 {
+		return n
+	}
+	return 0
 }
