@@ -1,7 +1,10 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -115,4 +118,30 @@ func (s *Sandbox) eachMember(name string, fn func(pid int)) error {
 		fn(pid)
 	}
 	return nil
+}
+
+// ControllerManagerProfile is a CPU profile of kube-controller-manager over
+// d, from the /debug/pprof it serves on its secure port to the sandbox's
+// admin (its serving certificate is self-signed).
+func (s *Sandbox) ControllerManagerProfile(ctx context.Context, d time.Duration) ([]byte, error) {
+	url := fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.ports.kcm, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}, Timeout: d + 30*time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("kube-controller-manager's profile: %s: %.200s", resp.Status, body)
+	}
+	return body, nil
 }

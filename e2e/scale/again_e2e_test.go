@@ -62,6 +62,17 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	time.AfterFunc(burst, func() {
 		load <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), burst)
 	})
+	// Where the CPU goes in this burst, in the API server, the controller
+	// manager and this process.
+	profiles := make([]chan string, 3)
+	for i, profile := range []func() string{
+		func() string { return apiserverProfile(sb, burst) },
+		func() string { return controllerManagerProfile(sb, burst) },
+		func() string { return ownProfile(burst) },
+	} {
+		profiles[i] = make(chan string, 1)
+		go func() { profiles[i] <- profile() }()
+	}
 	changedAt := map[string]time.Time{}
 	var mu sync.Mutex
 	parallel(b, len(keys), func(i int) error {
@@ -90,6 +101,9 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	fmt.Printf("the same %d apps again (their canaries' Deployments and Services kept from the first rollout): template change to first canary weight: p50 %s, p99 %s, max %s\n", len(keys), q(fw, 0.5), q(fw, 0.99), q(fw, 1))
 	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod p50 %s, p99 %s\n", q(ts, 0.5), q(ts, 0.99), q(tr, 0.5), q(tr, 0.99))
 	fmt.Printf("  API server in their first %s: %s\n", burst, <-load)
+	for i, who := range []string{"the API server", "kube-controller-manager", "the bench's process (the mesh emulator, its clients, the bench's watches)"} {
+		fmt.Printf("  CPU of %s in those %s, by call path:\n%s", who, burst, <-profiles[i])
+	}
 	slowest := keys[0]
 	for _, k := range keys {
 		if weighted[k] > weighted[slowest] {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,23 +172,46 @@ func heapTop(b *testing.B, bin, addr string) string {
 }
 
 // apiserverProfile is a CPU profile of the API server over d (the
-// sandbox started with Profiling), its heaviest call paths; the profile
-// is kept under the temporary directory for go tool pprof.
+// sandbox started with Profiling), its heaviest call paths.
 func apiserverProfile(sb *sandbox.Sandbox, d time.Duration) string {
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
 	raw, err := sb.Kube.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").
 		Param("seconds", strconv.Itoa(int(d.Seconds()))).DoRaw(ctx)
-	if err != nil {
-		return fmt.Sprintf("  (no profile of the API server: %v)\n", err)
+	return profileTop("apiserver", raw, err)
+}
+
+// controllerManagerProfile is kube-controller-manager's, over d.
+func controllerManagerProfile(sb *sandbox.Sandbox, d time.Duration) string {
+	raw, err := sb.ControllerManagerProfile(context.Background(), d)
+	return profileTop("kube-controller-manager", raw, err)
+}
+
+// ownProfile is this process's over d: the mesh emulator, its 2,000
+// clients and the bench's watches.
+func ownProfile(d time.Duration) string {
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		return profileTop("bench", nil, err)
 	}
-	f, err := os.CreateTemp("", "fledge-scale-apiserver-*.pb.gz")
+	time.Sleep(d)
+	pprof.StopCPUProfile()
+	return profileTop("bench", buf.Bytes(), nil)
+}
+
+// profileTop keeps a CPU profile under the temporary directory for go
+// tool pprof and returns its heaviest call paths.
+func profileTop(name string, raw []byte, err error) string {
 	if err != nil {
-		return fmt.Sprintf("  (no profile of the API server: %v)\n", err)
+		return fmt.Sprintf("  (no profile of %s: %v)\n", name, err)
+	}
+	f, err := os.CreateTemp("", "fledge-scale-"+name+"-*.pb.gz")
+	if err != nil {
+		return fmt.Sprintf("  (no profile of %s: %v)\n", name, err)
 	}
 	defer f.Close()
 	if _, err := f.Write(raw); err != nil {
-		return fmt.Sprintf("  (no profile of the API server: %v)\n", err)
+		return fmt.Sprintf("  (no profile of %s: %v)\n", name, err)
 	}
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=40", f.Name()).CombinedOutput()
 	if err != nil {
