@@ -124,13 +124,20 @@ func (s *Sandbox) eachMember(name string, fn func(pid int)) error {
 // d, from the /debug/pprof it serves on its secure port to the sandbox's
 // admin (its serving certificate is self-signed).
 func (s *Sandbox) ControllerManagerProfile(ctx context.Context, d time.Duration) ([]byte, error) {
-	url := fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.ports.kcm, int(d.Seconds()))
+	return s.ControllerManagerGet(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), d+30*time.Second)
+}
+
+// ControllerManagerGet reads path (/metrics, say) from
+// kube-controller-manager's secure port as the sandbox's admin, within
+// timeout.
+func (s *Sandbox) ControllerManagerGet(ctx context.Context, path string, timeout time.Duration) ([]byte, error) {
+	url := fmt.Sprintf("https://127.0.0.1:%d%s", s.ports.kcm, path)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+s.token)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}, Timeout: d + 30*time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}, Timeout: timeout}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
@@ -141,7 +148,7 @@ func (s *Sandbox) ControllerManagerProfile(ctx context.Context, d time.Duration)
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("kube-controller-manager's profile: %s: %.200s", resp.Status, body)
+		return nil, fmt.Errorf("kube-controller-manager's %s: %s: %.200s", path, resp.Status, body)
 	}
 	return body, nil
 }

@@ -57,10 +57,11 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	time.Sleep(time.Until(ended.Add(2*suite.Options.ScrapeInterval + time.Second)))
 	flights.again()
 
-	loadBefore, cpuBefore := apiserverNow(b, sb), cpuNow(sb)
+	loadBefore, cpuBefore, queuesBefore := apiserverNow(b, sb), cpuNow(sb), queuesNow(sb)
 	load := make(chan string, 1)
 	time.AfterFunc(burst, func() {
-		load <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), burst)
+		load <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), burst) +
+			"; kube-controller-manager's queues: " + describeQueues(queuesBefore, queuesNow(sb))
 	})
 	// Where the CPU goes in this burst, in the API server, the controller
 	// manager and this process.

@@ -219,3 +219,60 @@ func profileTop(name string, raw []byte, err error) string {
 	}
 	return fmt.Sprintf("  %s (go tool pprof %s)\n%s", f.Name(), f.Name(), out)
 }
+
+// queuesNow reads kube-controller-manager's workqueue metrics for the
+// Deployment and ReplicaSet controllers: adds, retries, and the seconds
+// items waited in the queue and were worked on (sums and counts).
+func queuesNow(sb *sandbox.Sandbox) map[string]float64 {
+	raw, err := sb.ControllerManagerGet(context.Background(), "/metrics", 30*time.Second)
+	if err != nil {
+		return nil
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return nil
+	}
+	out := map[string]float64{}
+	for _, name := range []string{"workqueue_adds_total", "workqueue_retries_total", "workqueue_queue_duration_seconds", "workqueue_work_duration_seconds"} {
+		for _, m := range families[name].GetMetric() {
+			queue := ""
+			for _, p := range m.GetLabel() {
+				if p.GetName() == "name" {
+					queue = p.GetValue()
+				}
+			}
+			if queue != "deployment" && queue != "replicaset" {
+				continue
+			}
+			if h := m.GetHistogram(); h != nil {
+				out[queue+" "+name+" sum"] = h.GetSampleSum()
+				out[queue+" "+name+" count"] = float64(h.GetSampleCount())
+			} else {
+				out[queue+" "+name] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// describeQueues says what the two controllers' queues did between two
+// readings.
+func describeQueues(before, after map[string]float64) string {
+	if before == nil || after == nil {
+		return "(unknown)"
+	}
+	d := func(k string) float64 { return after[k] - before[k] }
+	var parts []string
+	for _, q := range []string{"deployment", "replicaset"} {
+		mean := func(h string) float64 {
+			if n := d(q + " " + h + " count"); n > 0 {
+				return 1000 * d(q+" "+h+" sum") / n
+			}
+			return 0
+		}
+		parts = append(parts, fmt.Sprintf("%s: %.0f adds, %.0f retries, %.0f ms mean in the queue, %.0f ms mean worked on",
+			q, d(q+" workqueue_adds_total"), d(q+" workqueue_retries_total"), mean("workqueue_queue_duration_seconds"), mean("workqueue_work_duration_seconds")))
+	}
+	return strings.Join(parts, "; ")
+}
