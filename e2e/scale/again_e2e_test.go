@@ -57,12 +57,7 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	time.Sleep(time.Until(ended.Add(2*suite.Options.ScrapeInterval + time.Second)))
 	flights.again()
 
-	loadBefore, cpuBefore, queuesBefore := apiserverNow(b, sb), cpuNow(sb), queuesNow(sb)
-	load := make(chan string, 1)
-	time.AfterFunc(burst, func() {
-		load <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), burst) +
-			"; kube-controller-manager's queues: " + describeQueues(queuesBefore, queuesNow(sb))
-	})
+	load := loadOver(b, sb, burst, true)
 	// Where the CPU goes in this burst, in the API server, the controller
 	// manager and this process.
 	profiles := make([]chan string, 3)
@@ -85,14 +80,7 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 		mu.Unlock()
 		return err
 	})
-	flights.wait(b, 10*time.Minute, "every rollout again at its first canary weight", func(c *clock) bool {
-		for _, k := range keys {
-			if _, ok := c.weighted[k]; !ok {
-				return false
-			}
-		}
-		return true
-	})
+	flights.wait(b, 10*time.Minute, "every rollout again at its first canary weight", func(c *clock) bool { return allIn(c.weighted, keys) })
 	flights.mu.Lock()
 	weighted := sinceEach(flights.weighted, keys, changedAt)
 	fw := durations(weighted)
@@ -159,11 +147,7 @@ func kubernetesAlone(b *testing.B, sb *sandbox.Sandbox, namespaces []string, m i
 	ready := watchDeployments(b, sb, label+"=true", func(d *appsv1.Deployment) (string, bool) {
 		return d.Namespace + "/" + d.Name, d.Status.ReadyReplicas > 0
 	})
-	loadBefore, cpuBefore := apiserverNow(b, sb), cpuNow(sb)
-	load := make(chan string, 1)
-	time.AfterFunc(burst, func() {
-		load <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), burst)
-	})
+	load := loadOver(b, sb, burst, false)
 	// Each from its Deployment's create sent: its Service's create, after
 	// it, may answer after its pod is ready.
 	created, done := map[string]time.Time{}, map[string]time.Time{}

@@ -276,3 +276,33 @@ func describeQueues(before, after map[string]float64) string {
 	}
 	return strings.Join(parts, "; ")
 }
+
+// loadOver reads the API server's writes and each component's CPU now and
+// again d later, and then sends what happened in between; with queues,
+// kube-controller-manager's queues too.
+func loadOver(b *testing.B, sb *sandbox.Sandbox, d time.Duration, queues bool) <-chan string {
+	loadBefore, cpuBefore := apiserverNow(b, sb), cpuNow(sb)
+	var queuesBefore map[string]float64
+	if queues {
+		queuesBefore = queuesNow(sb)
+	}
+	out := make(chan string, 1)
+	time.AfterFunc(d, func() {
+		s := describeLoad(loadBefore, apiserverNow(b, sb), d.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), d)
+		if queues {
+			s += "; kube-controller-manager's queues: " + describeQueues(queuesBefore, queuesNow(sb))
+		}
+		out <- s
+	})
+	return out
+}
+
+// allIn reports whether every key is in m.
+func allIn(m map[string]time.Time, keys []string) bool {
+	for _, k := range keys {
+		if _, ok := m[k]; !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -190,13 +190,9 @@ func BenchmarkScale(b *testing.B) {
 	// the bench's own 200 patches, through an API server the burst
 	// loads, take seconds to write.
 	// The API server's load in the burst of starts: its first 20 s.
-	loadBefore, cpuChanged := apiserverNow(b, sb), cpuNow(sb)
-	burstLoad, burstProfile := make(chan string, 1), make(chan string, 1)
+	burstLoad, burstProfile := loadOver(b, sb, burst, false), make(chan string, 1)
 	go func() { burstProfile <- apiserverProfile(sb, burst) }()
 	changed := time.Now()
-	time.AfterFunc(burst, func() {
-		burstLoad <- describeLoad(loadBefore, apiserverNow(b, sb), burst.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuChanged, cpuNow(sb), burst)
-	})
 	changedAt := map[string]time.Time{}
 	var changedMu sync.Mutex
 	parallel(b, m, func(i int) error {
@@ -224,14 +220,7 @@ func BenchmarkScale(b *testing.B) {
 		return nil
 	})
 	rolledKeys := keys[:m]
-	flights.wait(b, 20*time.Minute, "every rollout Succeeded", func(c *clock) bool {
-		for _, k := range rolledKeys {
-			if _, ok := c.done[k]; !ok {
-				return false
-			}
-		}
-		return true
-	})
+	flights.wait(b, 20*time.Minute, "every rollout Succeeded", func(c *clock) bool { return allIn(c.done, rolledKeys) })
 	flights.mu.Lock()
 	firstWeight := sinceEach(flights.weighted, rolledKeys, changedAt)
 	toStart := sinceEach(flights.started, rolledKeys, changedAt)
