@@ -193,6 +193,7 @@ func NewController(cfg ControllerConfig) *Controller {
 			UpdateFunc: func(old, cur any) { c.onDeployment(old); c.onDeployment(cur) },
 			DeleteFunc: c.onDeployment,
 		}),
+		onReplicaSet: c.replicaSetHandler(),
 		onAutoscaler: c.recovering("horizontalpodautoscalers", cache.ResourceEventHandlerFuncs{
 			AddFunc:    c.onAutoscaler,
 			UpdateFunc: func(old, cur any) { c.onAutoscaler(old); c.onAutoscaler(cur) },

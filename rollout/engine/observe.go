@@ -69,8 +69,8 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			if canary.Spec.Replicas != nil {
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
-			o.CanaryReady = o.CanaryReplicas > 0 && DeploymentSettled(canary)
-			o.CanaryAvailable = availableOfTemplate(canary)
+			ready, available := c.ownReady(canary)
+			o.CanaryReady, o.CanaryAvailable = o.CanaryReplicas > 0 && ready, available
 			if !o.CanaryReady && o.CanaryRevision == o.DesiredRevision {
 				o.CanaryTrouble = deploymentTrouble(canary)
 			}
@@ -114,8 +114,8 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 			if b.Spec.Replicas != nil {
 				o.BaselineReplicas = *b.Spec.Replicas
 			}
-			o.BaselineReady = o.BaselineReplicas > 0 && DeploymentSettled(b)
-			o.BaselineAvailable = availableOfTemplate(b)
+			ready, available := c.ownReady(b)
+			o.BaselineReady, o.BaselineAvailable = o.BaselineReplicas > 0 && ready, available
 			if !o.BaselineReady {
 				o.BaselineTrouble = deploymentTrouble(b)
 			}
@@ -148,8 +148,8 @@ func (c *Controller) observePrevious(d *appsv1.Deployment, t traffic.Target, st 
 			o.PreviousExists = true
 			o.PreviousRevision = p.Annotations[AnnotationRevision]
 			o.PreviousReplicas = ptr.Deref(p.Spec.Replicas, 1)
-			o.PreviousReady = o.PreviousReplicas > 0 && DeploymentSettled(p)
-			o.PreviousAvailable = availableOfTemplate(p)
+			ready, available := c.ownReady(p)
+			o.PreviousReady, o.PreviousAvailable = o.PreviousReplicas > 0 && ready, available
 			if !o.PreviousReady {
 				o.PreviousTrouble = deploymentTrouble(p)
 			}
@@ -180,7 +180,8 @@ func (c *Controller) observeComparator(d *appsv1.Deployment, t traffic.Target, o
 		return
 	}
 	o.ComparatorExists = true
-	o.ComparatorReady = ptr.Deref(cmp.Spec.Replicas, 1) > 0 && DeploymentSettled(cmp)
+	ready, _ := c.ownReady(cmp)
+	o.ComparatorReady = ptr.Deref(cmp.Spec.Replicas, 1) > 0 && ready
 	if !o.ComparatorReady {
 		o.ComparatorTrouble = deploymentTrouble(cmp)
 	}

@@ -120,6 +120,8 @@ type scopes struct {
 	resync time.Duration
 	// handlers are added to every scope's Deployment and Flight informers.
 	onDeployment, onFlight cache.ResourceEventHandler
+	// onReplicaSet is added to every scope's ReplicaSet informer.
+	onReplicaSet cache.ResourceEventHandler
 	// onAutoscaler is added to every scope's HorizontalPodAutoscaler
 	// informer, onConfig to its ConfigMap and Secret informers.
 	onAutoscaler, onConfig cache.ResourceEventHandler
@@ -146,6 +148,9 @@ func (s *scopes) newScope(ns, secretsWhy string) *scope {
 	_ = cm.AddIndexers(cache.Indexers{configCopyIndex: configCopyOwner})         // likewise
 	_, _ = dep.AddEventHandler(s.onDeployment)
 	_, _ = fl.AddEventHandler(s.onFlight)
+	if s.onReplicaSet != nil {
+		_, _ = rs.AddEventHandler(s.onReplicaSet)
+	}
 	if s.onAutoscaler != nil {
 		_, _ = hpa.AddEventHandler(s.onAutoscaler)
 	}
