@@ -4,6 +4,7 @@ package scale_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -42,6 +43,8 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 		revisions[d.Namespace+"/"+d.Labels[engine.LabelFlight]] = d.Annotations[engine.AnnotationRevision]
 	}
 	canaries := watchCanaries(b, sb, revisions)
+	pods := watchCanaryPods(b, sb, revisions)
+	fmt.Printf("  before it: %s\n", flightSizes(b, sb, keys))
 	// A canary's first traffic waits until its predecessor's last requests
 	// are in Prometheus (two scrapes after they ended): the apps roll out
 	// again once that has passed for all of them, as on any later day,
@@ -87,8 +90,10 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	ts := durations(sinceEach(flights.started, keys, changedAt))
 	flights.mu.Unlock()
 	tr := durations(sinceEach(canaries(), keys, changedAt))
+	tp := durations(sinceEach(pods(), keys, changedAt))
 	fmt.Printf("the same %d apps again (their canaries' Deployments and Services kept from the first rollout): template change to first canary weight: p50 %s, p99 %s, max %s\n", len(keys), q(fw, 0.5), q(fw, 0.99), q(fw, 1))
-	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod p50 %s, p99 %s\n", q(ts, 0.5), q(ts, 0.99), q(tr, 0.5), q(tr, 0.99))
+	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod (its ReplicaSet's status) p50 %s, p99 %s; to its Deployment's status saying so p50 %s, p99 %s\n",
+		q(ts, 0.5), q(ts, 0.99), q(tp, 0.5), q(tp, 0.99), q(tr, 0.5), q(tr, 0.99))
 	fmt.Printf("  API server in their first %s: %s\n", burst, <-load)
 	for i, who := range []string{"the API server", "kube-controller-manager", "the bench's process (the mesh emulator, its clients, the bench's watches)"} {
 		fmt.Printf("  CPU of %s in those %s, by call path:\n%s", who, burst, <-profiles[i])
@@ -120,6 +125,61 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 		}
 	}
 	return q(fw, 0.99)
+}
+
+// flightSizes says how large the Flights of keys are as the API server
+// stores them (JSON), on average and at most, and what the largest is
+// made of: every status write decodes, validates and diffs the whole
+// object.
+func flightSizes(b *testing.B, sb *sandbox.Sandbox, keys []string) string {
+	b.Helper()
+	list, err := sb.Fledge.FledgeV1alpha1().Flights("").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return fmt.Sprintf("Flights not listed (%v)", err)
+	}
+	var total, n int
+	var largest []byte
+	for i := range list.Items {
+		f := &list.Items[i]
+		if !slices.Contains(keys, f.Namespace+"/"+f.Name) {
+			continue
+		}
+		raw, _ := json.Marshal(f)
+		total, n = total+len(raw), n+1
+		if len(raw) > len(largest) {
+			largest = raw
+		}
+	}
+	if n == 0 {
+		return "none of their Flights found"
+	}
+	// The largest, by part: metadata's managed fields, the rest of its
+	// metadata, its spec, and each field of its status.
+	var obj struct {
+		Metadata map[string]json.RawMessage `json:"metadata"`
+		Spec     json.RawMessage            `json:"spec"`
+		Status   map[string]json.RawMessage `json:"status"`
+	}
+	_ = json.Unmarshal(largest, &obj)
+	parts := map[string]int{"spec": len(obj.Spec), "metadata.managedFields": len(obj.Metadata["managedFields"])}
+	meta, _ := json.Marshal(obj.Metadata)
+	parts["metadata (the rest)"] = len(meta) - parts["metadata.managedFields"]
+	for k, v := range obj.Status {
+		parts["status."+k] = len(v)
+	}
+	names := slices.SortedFunc(maps.Keys(parts), func(a, b string) int { return parts[b] - parts[a] })
+	var of []string
+	for _, k := range names[:min(8, len(names))] {
+		of = append(of, fmt.Sprintf("%s %.1f", k, float64(parts[k])/1024))
+	}
+	kept := "not kept"
+	if f, err := os.CreateTemp("", "fledge-scale-flight-*.json"); err == nil {
+		_, _ = f.Write(largest)
+		_ = f.Close()
+		kept = "kept in " + f.Name()
+	}
+	return fmt.Sprintf("their %d Flights are %.1f KiB on average; the largest, %.1f KiB (%s), is in KiB: %s",
+		n, float64(total)/float64(n)/1024, float64(len(largest))/1024, kept, strings.Join(of, ", "))
 }
 
 // timeOf is the time of an engine log line, JSON or text.

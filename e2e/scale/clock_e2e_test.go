@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,6 +171,42 @@ func watchCanaries(b *testing.B, sb *sandbox.Sandbox, before map[string]string) 
 		key := d.Namespace + "/" + d.Labels[engine.LabelFlight]
 		return key, d.Status.ReadyReplicas > 0 && d.Status.ObservedGeneration >= d.Generation && d.Annotations[engine.AnnotationRevision] != before[key]
 	})
+}
+
+// watchCanaryPods notes when each Flight's canary (of another revision
+// than before's) first has a ready pod, as its ReplicaSet says: that is
+// when the pod is ready, where the Deployment's status says so only once
+// the Deployment controller has synced it again (watchCanaries).
+func watchCanaryPods(b *testing.B, sb *sandbox.Sandbox, before map[string]string) func() map[string]time.Time {
+	var mu sync.Mutex
+	ready := map[string]time.Time{}
+	factory := informers.NewSharedInformerFactoryWithOptions(sb.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = engine.LabelFlight }))
+	informer := factory.Apps().V1().ReplicaSets().Informer()
+	follow(b, informer, factory, func(obj any) {
+		rs, ok := obj.(*appsv1.ReplicaSet)
+		if !ok {
+			return
+		}
+		if owner := metav1.GetControllerOf(rs); owner == nil || !strings.HasSuffix(owner.Name, engine.CanarySuffix) {
+			return
+		}
+		key := rs.Namespace + "/" + rs.Labels[engine.LabelFlight]
+		// The Deployment controller copies the Deployment's annotations,
+		// fledge's revision among them, to the ReplicaSet it makes.
+		if rs.Status.ReadyReplicas == 0 || rs.Annotations[engine.AnnotationRevision] == before[key] {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := ready[key]; !ok {
+			ready[key] = time.Now()
+		}
+	})
+	return func() map[string]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(ready)
+	}
 }
 
 // watchDeployments watches the Deployments labelled label and notes when
