@@ -31,7 +31,7 @@ import (
 // burst a platform sees from day to day, where the first one also creates 200 Deployments
 // and Services (each Service a ClusterIP, whose allocation in the API
 // server counts every allocated address).
-func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []string, burst time.Duration, logPath string) time.Duration {
+func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []string, burst time.Duration, logPath, metricsAddr string) time.Duration {
 	b.Helper()
 	ctx := context.Background()
 	list, err := sb.Kube.AppsV1().Deployments("").List(ctx, metav1.ListOptions{LabelSelector: engine.LabelFlight})
@@ -72,6 +72,7 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 		profiles[i] = make(chan string, 1)
 		go func() { profiles[i] <- profile() }()
 	}
+	engineBefore := scrape(b, metricsAddr)
 	changedAt := map[string]time.Time{}
 	var mu sync.Mutex
 	parallel(b, len(keys), func(i int) error {
@@ -84,6 +85,7 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 		return err
 	})
 	flights.wait(b, 10*time.Minute, "every rollout again at its first canary weight", func(c *clock) bool { return allIn(c.weighted, keys) })
+	engineAfter := scrape(b, metricsAddr)
 	flights.mu.Lock()
 	weighted := sinceEach(flights.weighted, keys, changedAt)
 	fw := durations(weighted)
@@ -94,6 +96,8 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	fmt.Printf("the same %d apps again (their canaries' Deployments and Services kept from the first rollout): template change to first canary weight: p50 %s, p99 %s, max %s\n", len(keys), q(fw, 0.5), q(fw, 0.99), q(fw, 1))
 	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod (its ReplicaSet's status) p50 %s, p99 %s; to its Deployment's status saying so p50 %s, p99 %s\n",
 		q(ts, 0.5), q(ts, 0.99), q(tp, 0.5), q(tp, 0.99), q(tr, 0.5), q(tr, 0.99))
+	reconcile := histogramDelta(engineBefore, engineAfter, "fledge_reconcile_duration_seconds", "")
+	fmt.Printf("  the engine, until the last first weight: reconcile p50 %s p99 %s; waits %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), timeWent(engineBefore, engineAfter))
 	fmt.Printf("  API server in their first %s: %s\n", burst, <-load)
 	for i, who := range []string{"the API server", "kube-controller-manager", "the bench's process (the mesh emulator, its clients, the bench's watches)"} {
 		fmt.Printf("  CPU of %s in those %s, by call path:\n%s", who, burst, <-profiles[i])

@@ -362,7 +362,7 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(alone.Seconds(), "s-kubernetes-alone-ready-p99")
 	// The same apps once more, from a cluster at rest again.
 	atRest(b, sb, namespaces, "the first rollouts' last writes")
-	b.ReportMetric(rolloutAgain(b, sb, flights, rolledKeys, burst, engine.LogPath()).Seconds(), "s-first-weight-p99-again")
+	b.ReportMetric(rolloutAgain(b, sb, flights, rolledKeys, burst, engine.LogPath(), metricsAddr).Seconds(), "s-first-weight-p99-again")
 }
 
 // parallel runs fn for 0..n-1 on 16 workers and fails on the first error.
