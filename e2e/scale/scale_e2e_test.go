@@ -127,7 +127,7 @@ func BenchmarkScale(b *testing.B) {
 	flights := watchFlights(b, sb)
 	const lateLabel = "scale.fledge.dev/late=true"
 	pauses := watchPauses(b, sb, lateLabel)
-	canaries := watchCanaries(b, sb, nil)
+	canaries, canaryPods := watchCanaries(b, sb, nil), watchCanaryPods(b, sb, nil)
 
 	// Adoption: from the engine's start until every Flight is Idle.
 	metricsAddr, pprofAddr := freeAddr(b), freeAddr(b)
@@ -225,6 +225,7 @@ func BenchmarkScale(b *testing.B) {
 	firstWeight := sinceEach(flights.weighted, rolledKeys, changedAt)
 	toStart := sinceEach(flights.started, rolledKeys, changedAt)
 	toReady := sinceEach(canaries(), rolledKeys, changedAt)
+	toPods := durations(sinceEach(canaryPods(), rolledKeys, changedAt))
 	succeeded := sinceEach(flights.done, rolledKeys, changedAt)
 	firstWeightFromFirst := since(flights.weighted, rolledKeys, changed)
 	flights.mu.Unlock()
@@ -332,7 +333,8 @@ func BenchmarkScale(b *testing.B) {
 	ff := durations(firstWeightFromFirst)
 	fmt.Printf("  from the first change sent (as measured before): p50 %s, p99 %s, max %s\n", q(ff, 0.5), q(ff, 0.99), q(ff, 1))
 	ts, tr := durations(toStart), durations(toReady)
-	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod p50 %s, p99 %s\n", q(ts, 0.5), q(ts, 0.99), q(tr, 0.5), q(tr, 0.99))
+	fmt.Printf("  on the way: to the canary's start written p50 %s, p99 %s; to its first ready pod (its ReplicaSet's status) p50 %s, p99 %s; to its Deployment's status saying so p50 %s, p99 %s\n",
+		q(ts, 0.5), q(ts, 0.99), q(toPods, 0.5), q(toPods, 0.99), q(tr, 0.5), q(tr, 0.99))
 	fmt.Printf("template change to Succeeded: p50 %s, p99 %s, all %s\n", q(sc, 0.5), q(sc, 0.99), allDone.Round(100*time.Millisecond))
 	fmt.Printf("reconcile p50 %s p99 %s; decision p50 %s p99 %s\n", ms(reconcile.quantile(0.5)), ms(reconcile.quantile(0.99)), ms(decision.quantile(0.5)), ms(decision.quantile(0.99)))
 	fmt.Printf("API server in the rollouts' first %s: %s\n", burst, <-burstLoad)
