@@ -7,12 +7,10 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -273,51 +271,6 @@ func (c *Controller) publish(event string, obj any) {
 	}
 	d, _ := c.deployments.In(f.Namespace).Get(f.Name)
 	c.onFlight(event, f.DeepCopy(), d) // a copy: the cache is never mutated
-}
-
-// onDeployment enqueues opted-in Deployments, and canaries' owners.
-// onAutoscaler looks again at the Flight of the Deployment an autoscaler
-// targets, or of the app whose canary or baseline it targets (which holds
-// that Flight).
-func (c *Controller) onAutoscaler(obj any) {
-	h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler)
-	if !ok {
-		if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
-			h, ok = tomb.Obj.(*autoscalingv2.HorizontalPodAutoscaler)
-		}
-		if !ok {
-			return
-		}
-	}
-	name, ok := targetDeployment(h)
-	if !ok {
-		return
-	}
-	c.queue.Add(h.Namespace + "/" + name)
-	for _, suffix := range ownSuffixes {
-		if app, cut := strings.CutSuffix(name, suffix); cut && app != "" {
-			c.queue.Add(h.Namespace + "/" + app)
-		}
-	}
-}
-
-func (c *Controller) onDeployment(obj any) {
-	d, ok := obj.(*appsv1.Deployment)
-	if !ok {
-		if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
-			d, ok = tomb.Obj.(*appsv1.Deployment)
-		}
-		if !ok {
-			return
-		}
-	}
-	if name := d.Labels[LabelFlight]; name != "" {
-		c.queue.Add(d.Namespace + "/" + name)
-		return
-	}
-	if _, opted := d.Annotations[rollout.AnnotationRollout]; opted {
-		c.laneOf(d.Namespace, d.Name).Add(d.Namespace + "/" + d.Name)
-	}
 }
 
 // Run starts the informers (if Start has not) and the workers, and

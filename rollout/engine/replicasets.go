@@ -3,7 +3,6 @@ package engine
 import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 )
 
@@ -65,49 +64,4 @@ func replicaSetsReady(d *appsv1.Deployment, sets []*appsv1.ReplicaSet) (bool, in
 	s := current.Status
 	ready := want > 0 && ptr.Deref(current.Spec.Replicas, 1) == want && s.Replicas == want && s.AvailableReplicas == want
 	return ready, s.AvailableReplicas
-}
-
-// onReplicaSet looks again at the Flight whose pods a ReplicaSet runs
-// (fledge labels its own pods with their Flight) when its pod counts
-// change: that is when one of fledge's Deployments becomes ready
-// (ownReady). Every other ReplicaSet is ignored at the cost of one label
-// lookup.
-func (c *Controller) onReplicaSet(old, cur any) {
-	rs, ok := cur.(*appsv1.ReplicaSet)
-	if !ok {
-		return
-	}
-	name := rs.Labels[LabelFlight]
-	if name == "" {
-		return
-	}
-	if was, ok := old.(*appsv1.ReplicaSet); ok && sameCounts(was, rs) {
-		return
-	}
-	c.queue.Add(rs.Namespace + "/" + name)
-}
-
-// sameCounts reports whether two versions of a ReplicaSet have the same
-// spec generation and pod counts (a resync, or a change of labels or
-// annotations only).
-func sameCounts(a, b *appsv1.ReplicaSet) bool {
-	x, y := a.Status, b.Status
-	return a.Generation == b.Generation && x.ObservedGeneration == y.ObservedGeneration &&
-		x.Replicas == y.Replicas && x.ReadyReplicas == y.ReadyReplicas && x.AvailableReplicas == y.AvailableReplicas
-}
-
-// replicaSetHandler is onReplicaSet for an informer: updates, and deletes
-// (an older template's ReplicaSet deleted with pods). A ReplicaSet made
-// has no pods yet; those it makes come as updates.
-func (c *Controller) replicaSetHandler() cache.ResourceEventHandler {
-	return c.recovering("replicasets", cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) {},
-		UpdateFunc: c.onReplicaSet,
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			c.onReplicaSet(nil, obj)
-		},
-	})
 }
