@@ -178,11 +178,9 @@ func watchCanaries(b *testing.B, sb *sandbox.Sandbox, before map[string]string) 
 // when the pod is ready, where the Deployment's status says so only once
 // the Deployment controller has synced it again (watchCanaries).
 func watchCanaryPods(b *testing.B, sb *sandbox.Sandbox, before map[string]string) func() map[string]time.Time {
-	var mu sync.Mutex
-	ready := map[string]time.Time{}
+	var seen firsts
 	factory := informers.NewSharedInformerFactoryWithOptions(sb.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = engine.LabelFlight }))
-	informer := factory.Apps().V1().ReplicaSets().Informer()
-	follow(b, informer, factory, func(obj any) {
+	follow(b, factory.Apps().V1().ReplicaSets().Informer(), factory, func(obj any) {
 		rs, ok := obj.(*appsv1.ReplicaSet)
 		if !ok {
 			return
@@ -193,52 +191,48 @@ func watchCanaryPods(b *testing.B, sb *sandbox.Sandbox, before map[string]string
 		key := rs.Namespace + "/" + rs.Labels[engine.LabelFlight]
 		// The Deployment controller copies the Deployment's annotations,
 		// fledge's revision among them, to the ReplicaSet it makes.
-		if rs.Status.ReadyReplicas == 0 || rs.Annotations[engine.AnnotationRevision] == before[key] {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if _, ok := ready[key]; !ok {
-			ready[key] = time.Now()
+		if rs.Status.ReadyReplicas > 0 && rs.Annotations[engine.AnnotationRevision] != before[key] {
+			seen.note(key)
 		}
 	})
-	return func() map[string]time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return maps.Clone(ready)
-	}
+	return seen.all
 }
 
 // watchDeployments watches the Deployments labelled label and notes when
 // each key (keyOf's) was first seen with keyOf's condition.
 func watchDeployments(b *testing.B, sb *sandbox.Sandbox, label string, keyOf func(*appsv1.Deployment) (string, bool)) func() map[string]time.Time {
-	var mu sync.Mutex
-	paused := map[string]time.Time{}
+	var seen firsts
 	factory := informers.NewSharedInformerFactoryWithOptions(sb.Kube, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = label }))
-	informer := factory.Apps().V1().Deployments().Informer()
-	note := func(obj any) {
-		d, ok := obj.(*appsv1.Deployment)
-		if !ok {
-			return
+	follow(b, factory.Apps().V1().Deployments().Informer(), factory, func(obj any) {
+		if d, ok := obj.(*appsv1.Deployment); ok {
+			if key, yes := keyOf(d); yes {
+				seen.note(key)
+			}
 		}
-		key, yes := keyOf(d)
-		if !yes {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if _, ok := paused[key]; !ok {
-			paused[key] = time.Now()
-		}
+	})
+	return seen.all
+}
+
+// firsts keeps when each key was first noted.
+type firsts struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (f *firsts) note(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.at == nil {
+		f.at = map[string]time.Time{}
 	}
-	follow(b, informer, factory, note)
-	return func() map[string]time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		out := make(map[string]time.Time, len(paused))
-		for k, v := range paused {
-			out[k] = v
-		}
-		return out
+	if _, ok := f.at[key]; !ok {
+		f.at[key] = time.Now()
 	}
+}
+
+// all is a copy of what was noted so far.
+func (f *firsts) all() map[string]time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.at)
 }
