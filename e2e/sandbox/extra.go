@@ -127,6 +127,10 @@ func (s *Sandbox) ControllerManagerProfile(ctx context.Context, d time.Duration)
 	return s.ControllerManagerGet(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), d+30*time.Second)
 }
 
+// ControllerSyncs is how many Deployments, and how many ReplicaSets,
+// kube-controller-manager syncs at once (Options.ControllerSyncs).
+func (s *Sandbox) ControllerSyncs() int { return s.controllerSyncs }
+
 // ControllerManagerGet reads path (/metrics, say) from
 // kube-controller-manager's secure port as the sandbox's admin, within
 // timeout.

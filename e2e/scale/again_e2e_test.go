@@ -60,7 +60,7 @@ func rolloutAgain(b *testing.B, sb *sandbox.Sandbox, flights *clock, keys []stri
 	time.Sleep(time.Until(ended.Add(2*suite.Options.ScrapeInterval + time.Second)))
 	flights.again()
 
-	load := loadOver(b, sb, burst, true)
+	load := loadOver(b, sb, burst)
 	// Where the CPU goes in this burst, in the API server, the controller
 	// manager and this process.
 	profiles := make([]chan string, 3)
@@ -211,7 +211,7 @@ func kubernetesAlone(b *testing.B, sb *sandbox.Sandbox, namespaces []string, m i
 	ready := watchDeployments(b, sb, label+"=true", func(d *appsv1.Deployment) (string, bool) {
 		return d.Namespace + "/" + d.Name, d.Status.ReadyReplicas > 0
 	})
-	load := loadOver(b, sb, burst, false)
+	load := loadOver(b, sb, burst)
 	// Each from its Deployment's create sent: its Service's create, after
 	// it, may answer after its pod is ready.
 	created, done := map[string]time.Time{}, map[string]time.Time{}

@@ -234,6 +234,16 @@ func queuesNow(sb *sandbox.Sandbox) map[string]float64 {
 		return nil
 	}
 	out := map[string]float64{}
+	// Its client's waits, all verbs together: for its rate limit
+	// (--kube-api-qps, --kube-api-burst) and on the API server's answers.
+	for _, name := range []string{"rest_client_rate_limiter_duration_seconds", "rest_client_request_duration_seconds"} {
+		for _, m := range families[name].GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				out["client "+name+" sum"] += h.GetSampleSum()
+				out["client "+name+" count"] += float64(h.GetSampleCount())
+			}
+		}
+	}
 	for _, name := range []string{"workqueue_adds_total", "workqueue_retries_total", "workqueue_queue_duration_seconds", "workqueue_work_duration_seconds"} {
 		for _, m := range families[name].GetMetric() {
 			queue := ""
@@ -257,41 +267,46 @@ func queuesNow(sb *sandbox.Sandbox) map[string]float64 {
 }
 
 // describeQueues says what the two controllers' queues did between two
-// readings.
-func describeQueues(before, after map[string]float64) string {
+// readings d apart, each with its workers: how busy they were too.
+func describeQueues(before, after map[string]float64, d time.Duration, workers int) string {
 	if before == nil || after == nil {
 		return "(unknown)"
 	}
-	d := func(k string) float64 { return after[k] - before[k] }
+	delta := func(k string) float64 { return after[k] - before[k] }
 	var parts []string
 	for _, q := range []string{"deployment", "replicaset"} {
 		mean := func(h string) float64 {
-			if n := d(q + " " + h + " count"); n > 0 {
-				return 1000 * d(q+" "+h+" sum") / n
+			if n := delta(q + " " + h + " count"); n > 0 {
+				return 1000 * delta(q+" "+h+" sum") / n
 			}
 			return 0
 		}
-		parts = append(parts, fmt.Sprintf("%s: %.0f adds, %.0f retries, %.0f ms mean in the queue, %.0f ms mean worked on",
-			q, d(q+" workqueue_adds_total"), d(q+" workqueue_retries_total"), mean("workqueue_queue_duration_seconds"), mean("workqueue_work_duration_seconds")))
+		// Its workers' share of the time spent on items: near 100%, the
+		// queue grows for as long as items keep coming.
+		busy := 100 * delta(q+" workqueue_work_duration_seconds sum") / (float64(workers) * d.Seconds())
+		parts = append(parts, fmt.Sprintf("%s: %.0f adds, %.0f retries, %.0f ms mean in the queue, %.0f ms mean worked on, its %d workers busy %.0f%% of the time",
+			q, delta(q+" workqueue_adds_total"), delta(q+" workqueue_retries_total"), mean("workqueue_queue_duration_seconds"), mean("workqueue_work_duration_seconds"), workers, busy))
 	}
+	mean := func(h string) float64 {
+		if n := delta("client " + h + " count"); n > 0 {
+			return 1000 * delta("client "+h+" sum") / n
+		}
+		return 0
+	}
+	parts = append(parts, fmt.Sprintf("its client: %.0f requests, %.1f ms mean waiting for its rate limit, %.0f ms mean for the answer",
+		delta("client rest_client_request_duration_seconds count"), mean("rest_client_rate_limiter_duration_seconds"), mean("rest_client_request_duration_seconds")))
 	return strings.Join(parts, "; ")
 }
 
 // loadOver reads the API server's writes and each component's CPU now and
-// again d later, and then sends what happened in between; with queues,
-// kube-controller-manager's queues too.
-func loadOver(b *testing.B, sb *sandbox.Sandbox, d time.Duration, queues bool) <-chan string {
-	loadBefore, cpuBefore := apiserverNow(b, sb), cpuNow(sb)
-	var queuesBefore map[string]float64
-	if queues {
-		queuesBefore = queuesNow(sb)
-	}
+// again d later, and then sends what happened in between, with
+// kube-controller-manager's queues and client.
+func loadOver(b *testing.B, sb *sandbox.Sandbox, d time.Duration) <-chan string {
+	loadBefore, cpuBefore, queuesBefore := apiserverNow(b, sb), cpuNow(sb), queuesNow(sb)
 	out := make(chan string, 1)
 	time.AfterFunc(d, func() {
 		s := describeLoad(loadBefore, apiserverNow(b, sb), d.Seconds()) + "; CPU, in cores: " + cpuBetween(cpuBefore, cpuNow(sb), d)
-		if queues {
-			s += "; kube-controller-manager's queues: " + describeQueues(queuesBefore, queuesNow(sb))
-		}
+		s += "; kube-controller-manager: " + describeQueues(queuesBefore, queuesNow(sb), d, sb.ControllerSyncs())
 		out <- s
 	})
 	return out

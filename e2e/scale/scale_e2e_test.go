@@ -190,7 +190,7 @@ func BenchmarkScale(b *testing.B) {
 	// the bench's own 200 patches, through an API server the burst
 	// loads, take seconds to write.
 	// The API server's load in the burst of starts: its first 20 s.
-	burstLoad, burstProfile := loadOver(b, sb, burst, false), make(chan string, 1)
+	burstLoad, burstProfile := loadOver(b, sb, burst), make(chan string, 1)
 	go func() { burstProfile <- apiserverProfile(sb, burst) }()
 	changed := time.Now()
 	changedAt := map[string]time.Time{}
