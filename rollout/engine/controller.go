@@ -262,10 +262,7 @@ func (c *Controller) publish(event string, obj any) {
 	if c.onFlight == nil {
 		return
 	}
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	f, ok := obj.(*v1alpha1.Flight)
+	f, ok := object[*v1alpha1.Flight](obj)
 	if !ok {
 		return
 	}

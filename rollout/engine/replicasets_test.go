@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 )
@@ -105,6 +106,27 @@ func TestReplicaSetCountsWakeTheirFlight(t *testing.T) {
 			if k != "shop/web" {
 				t.Errorf("%s: queued %q, want shop/web", c2.name, k)
 			}
+			c.queue.Done(k)
+		}
+	}
+	// A delete wakes its Flight, from the object or a tombstone of it
+	// (the watch missed the delete); a tombstone of something else does
+	// not.
+	for _, c2 := range []struct {
+		name string
+		obj  any
+		want int
+	}{
+		{"deleted", base.DeepCopy(), 1},
+		{"a tombstone", cache.DeletedFinalStateUnknown{Key: "shop/web-canary-abc", Obj: base.DeepCopy()}, 1},
+		{"a tombstone of a Deployment", cache.DeletedFinalStateUnknown{Key: "shop/web", Obj: &appsv1.Deployment{}}, 0},
+	} {
+		c.onReplicaSet(nil, c2.obj)
+		if got := c.queue.Len(); got != c2.want {
+			t.Errorf("%s: %d Flights queued, want %d", c2.name, got, c2.want)
+		}
+		for c.queue.Len() > 0 {
+			k, _ := c.queue.Get()
 			c.queue.Done(k)
 		}
 	}

@@ -16,14 +16,9 @@ import (
 // targets, or of the app whose canary or baseline it targets (which holds
 // that Flight).
 func (c *Controller) onAutoscaler(obj any) {
-	h, ok := obj.(*autoscalingv2.HorizontalPodAutoscaler)
+	h, ok := object[*autoscalingv2.HorizontalPodAutoscaler](obj)
 	if !ok {
-		if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
-			h, ok = tomb.Obj.(*autoscalingv2.HorizontalPodAutoscaler)
-		}
-		if !ok {
-			return
-		}
+		return
 	}
 	name, ok := targetDeployment(h)
 	if !ok {
@@ -39,14 +34,9 @@ func (c *Controller) onAutoscaler(obj any) {
 
 // onDeployment enqueues opted-in Deployments, and canaries' owners.
 func (c *Controller) onDeployment(obj any) {
-	d, ok := obj.(*appsv1.Deployment)
+	d, ok := object[*appsv1.Deployment](obj)
 	if !ok {
-		if tomb, isTomb := obj.(cache.DeletedFinalStateUnknown); isTomb {
-			d, ok = tomb.Obj.(*appsv1.Deployment)
-		}
-		if !ok {
-			return
-		}
+		return
 	}
 	if name := d.Labels[LabelFlight]; name != "" {
 		c.queue.Add(d.Namespace + "/" + name)
@@ -63,7 +53,7 @@ func (c *Controller) onDeployment(obj any) {
 // (ownReady). Every other ReplicaSet is ignored at the cost of one label
 // lookup.
 func (c *Controller) onReplicaSet(old, cur any) {
-	rs, ok := cur.(*appsv1.ReplicaSet)
+	rs, ok := object[*appsv1.ReplicaSet](cur)
 	if !ok {
 		return
 	}
@@ -93,11 +83,16 @@ func (c *Controller) replicaSetHandler() cache.ResourceEventHandler {
 	return c.recovering("replicasets", cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) {},
 		UpdateFunc: c.onReplicaSet,
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			c.onReplicaSet(nil, obj)
-		},
+		DeleteFunc: func(obj any) { c.onReplicaSet(nil, obj) },
 	})
+}
+
+// object is an informer event's object as T, from a delete's tombstone
+// too (the last state known of an object whose delete the watch missed).
+func object[T any](obj any) (T, bool) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	t, ok := obj.(T)
+	return t, ok
 }
