@@ -273,28 +273,23 @@ func describeQueues(before, after map[string]float64, d time.Duration, workers i
 		return "(unknown)"
 	}
 	delta := func(k string) float64 { return after[k] - before[k] }
+	// mean is histogram h's mean between the readings, in milliseconds.
+	mean := func(h string) float64 {
+		if n := delta(h + " count"); n > 0 {
+			return 1000 * delta(h+" sum") / n
+		}
+		return 0
+	}
 	var parts []string
 	for _, q := range []string{"deployment", "replicaset"} {
-		mean := func(h string) float64 {
-			if n := delta(q + " " + h + " count"); n > 0 {
-				return 1000 * delta(q+" "+h+" sum") / n
-			}
-			return 0
-		}
 		// Its workers' share of the time spent on items: near 100%, the
 		// queue grows for as long as items keep coming.
 		busy := 100 * delta(q+" workqueue_work_duration_seconds sum") / (float64(workers) * d.Seconds())
 		parts = append(parts, fmt.Sprintf("%s: %.0f adds, %.0f retries, %.0f ms mean in the queue, %.0f ms mean worked on, its %d workers busy %.0f%% of the time",
-			q, delta(q+" workqueue_adds_total"), delta(q+" workqueue_retries_total"), mean("workqueue_queue_duration_seconds"), mean("workqueue_work_duration_seconds"), workers, busy))
-	}
-	mean := func(h string) float64 {
-		if n := delta("client " + h + " count"); n > 0 {
-			return 1000 * delta("client "+h+" sum") / n
-		}
-		return 0
+			q, delta(q+" workqueue_adds_total"), delta(q+" workqueue_retries_total"), mean(q+" workqueue_queue_duration_seconds"), mean(q+" workqueue_work_duration_seconds"), workers, busy))
 	}
 	parts = append(parts, fmt.Sprintf("its client: %.0f requests, %.1f ms mean waiting for its rate limit, %.0f ms mean for the answer",
-		delta("client rest_client_request_duration_seconds count"), mean("rest_client_rate_limiter_duration_seconds"), mean("rest_client_request_duration_seconds")))
+		delta("client rest_client_request_duration_seconds count"), mean("client rest_client_rate_limiter_duration_seconds"), mean("client rest_client_request_duration_seconds")))
 	return strings.Join(parts, "; ")
 }
 
