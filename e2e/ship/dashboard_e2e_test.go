@@ -43,7 +43,13 @@ import (
 // dashboardPolicy judges a canary both ways the dashboard shows: a
 // comparison with stable (evidence and its rollback level) every 2 s, and
 // an absolute bound (a check with a value and a threshold) at the end of
-// each 4 s step.
+// each 4 s step. The bound is an SLO floor far below the healthy
+// revisions' 99.5%: a 4 s window at 10% of 200 rps holds about 80
+// requests, and at >= 97% three errors in it (0.8% of windows at 0.5%
+// errors; two such windows by chance rolled a healthy canary back in a
+// CI run) fail it. At >= 90% that takes three errors in a window of 20
+// requests or eight in one of 80 (P <= 1.3e-4 a window), while the bad
+// revision's 30% still fails it.
 const dashboardPolicy = `
 policies:
   ship:
@@ -56,7 +62,7 @@ policies:
     progressDeadline: 60s
     metrics:
     - {name: error-rate, maxIncrease: 0.01}
-    - {name: success-rate, min: 0.97, minSamples: 20}
+    - {name: success-rate, min: 0.9, minSamples: 20}
 `
 
 // The dashboard and the alerts only work if the engine exports what they
