@@ -12,7 +12,11 @@ import (
 )
 
 // comparePolicies judge the error rate against stable, every 2 s, beside
-// the demo's absolute bound on the success rate.
+// an absolute bound on the success rate. The bound is 95%, not the demo's
+// 97%: a 30 s round at 10% of 200 rps holds about 580 requests, and at
+// 2.5% failures one in five rounds would fall below 97% by chance, and a
+// rollback that lands on such a round records a failed bound too; below
+// 95%, one round in 5,000.
 const comparePolicies = `
 policies:
   compare:
@@ -25,11 +29,11 @@ policies:
     progressDeadline: 60s
     metrics:
     - {name: error-rate, maxIncrease: 0.01}
-    - {name: success-rate, min: 0.97, minSamples: 50}
+    - {name: success-rate, min: 0.95, minSamples: 50}
 `
 
 // A canary failing 2.5% of requests, against a stable failing 1%, is
-// within the absolute bound (>= 97% success) that a threshold check
+// within the absolute bound (>= 95% success) that a threshold check
 // applies, and is rolled back all the same by the comparison, which
 // measures both sides over the same time from Prometheus's raw counters:
 // the decision log says so with both sides' rates and the evidence.

@@ -17,7 +17,11 @@ import (
 )
 
 // outagePolicy: two steps of 8 s, the error rate compared with stable
-// every 2 s.
+// every 2 s. Its alpha and margin are small so that the comparison
+// cannot yet tell at its first look, when Prometheus is stopped (at alpha
+// 0.01 and a 1-point margin, a canary 1.5 points worse was now and then
+// shown worse within two looks, before the outage could begin), and can
+// after it, on the evidence of both periods.
 const outagePolicy = `
 policies:
   outage:
@@ -28,8 +32,9 @@ policies:
     scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     failureLimit: 2
     progressDeadline: 60s
+    alpha: 0.0001
     metrics:
-    - {name: error-rate, maxIncrease: 0.01}
+    - {name: error-rate, maxIncrease: 0.005}
 `
 
 const outageInterval = 8 * time.Second
@@ -49,11 +54,11 @@ func TestAPrometheusOutageHoldsTheComparisonAndKeepsItsEvidence(t *testing.T) {
 	shopApp(t, sb, ns, "outage", 200, map[string]string{"sandbox.fledge.dev/error-rate": "0.01"})
 	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", map[string]string{"sandbox.fledge.dev/error-rate": "0.025"})
 
-	// Stop Prometheus once the comparison has some evidence: two looks
-	// after the baseline.
+	// Stop Prometheus once the comparison has some evidence: a look
+	// after the baseline that counted canary requests.
 	f := waitFlight(t, sb, ns, "shop", 60*time.Second, func(f *v1alpha1.Flight) bool {
 		ev := evidenceOf(f, analysis.ErrorRate)
-		return f.Status.CanaryRevision == rev && (f.Status.Phase != v1alpha1.PhaseProgressing || ev != nil && ev.Looks >= 2 && ev.Canary.Requests > 0)
+		return f.Status.CanaryRevision == rev && (f.Status.Phase != v1alpha1.PhaseProgressing || ev != nil && ev.Looks >= 1 && ev.Canary.Requests > 0)
 	})
 	if f.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("the rollout ended (%s: %s) before Prometheus could be stopped", f.Status.Phase, f.Status.Message)

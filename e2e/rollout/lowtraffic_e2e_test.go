@@ -25,7 +25,11 @@ const lowTrafficRPS = 0.5
 // points) every 2 s, and load both sides with the real load tester while
 // the comparison cannot tell. The analysis deadline is short, and holds:
 // a verdict that came from it, or from no data, would show as a hold, not
-// as a promotion or a rollback.
+// as a promotion or a rollback. Alpha is 0.0001: comparing a healthy
+// canary with a stable failing as often (1% each) wrongly rolls it back
+// with a probability below alpha, which at 0.01 is a test failing once in
+// a few hundred runs; the 15x worse canary is still rolled back in a
+// minute or so.
 func lowTrafficPolicies(tester, ns string) string {
 	return fmt.Sprintf(`
 webhookSecret: {name: fledge-webhooks, key: hmac}
@@ -38,7 +42,7 @@ policies:
     lookInterval: 2s
     scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     progressDeadline: 60s
-    alpha: 0.01
+    alpha: 0.0001
     analysisDeadline: 5m
     onInsufficientEvidence: hold
     metrics:

@@ -49,7 +49,11 @@ import (
 // errors; two such windows by chance rolled a healthy canary back in a
 // CI run) fail it. At >= 90% that takes three errors in a window of 20
 // requests or eight in one of 80 (P <= 1.3e-4 a window), while the bad
-// revision's 30% still fails it.
+// revision's 30% still fails it. Its alpha is 0.0001, not 0.01: a
+// comparison wrongly rolls a healthy canary back with a probability below
+// alpha, and a suite that rolls out many healthy canaries against a
+// failing stable (0.5% each here) should not fail once in a few hundred
+// runs for it; the bad revision's 30% is still pulled within seconds.
 const dashboardPolicy = `
 policies:
   ship:
@@ -60,6 +64,7 @@ policies:
     scrapeInterval: 1s  # the sandbox's Prometheus scrapes every second
     failureLimit: 2
     progressDeadline: 60s
+    alpha: 0.0001
     metrics:
     - {name: error-rate, maxIncrease: 0.01}
     - {name: success-rate, min: 0.9, minSamples: 20}
