@@ -240,7 +240,7 @@ func TestABlueGreenRolloutIsPreviewedSwitchedJudgedAndPromoted(t *testing.T) {
 // fails half of its requests, and the first round after the switch sends
 // every request back to the previous revision, whose pods were never
 // scaled down, unpaused or rolled. (The first round sees 40-60 requests:
-// at 20% failures it passed >= 95% in a few runs in a thousand.)
+// at 20% failures it would pass >= 95% in a few runs in a thousand.)
 func TestABlueGreenRevisionFailingAfterTheSwitchIsSwitchedBackAtOnce(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	startEngine(t, sb, ns, blueGreenPolicies)

@@ -39,7 +39,7 @@ policies:
 // truth: every user-visible answer is stable's, and no user saw an
 // error), and it is rolled back for its success rate on the copies. (At
 // 20 rps a 2 s window holds about 20 copies and a round about 30: at 20%
-// failures, 1-2% of runs saw no failed copy in the window, or a round
+// failures, 1-2% of runs would see no failed copy in the window, or a round
 // with at most one, which passes >= 95%; at 50%, under 1e-6.)
 func TestAMirroredCanaryFailingItsCopiesIsRolledBackBeforeAnyUserSawIt(t *testing.T) {
 	sb, ns := suite.Namespace(t)
