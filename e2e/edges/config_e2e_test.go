@@ -128,8 +128,14 @@ func TestAConfigMapChangeIsCanariedAndABadOneRolledBack(t *testing.T) {
 	}
 	awaitCopies(t, sb, ns, 1)
 	// The Secret the pods read through env is copied too, immutable and
-	// owned; its content is nowhere in the Flight.
-	secrets, err := sb.Kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "fledge.dev/config-copy-of=shop-creds"})
+	// owned; its content is nowhere in the Flight. (Its copy is written
+	// after the ConfigMap's, in the same look: wait for it as well.)
+	var secrets *corev1.SecretList
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		secrets, err = sb.Kube.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "fledge.dev/config-copy-of=shop-creds"})
+		return err == nil && len(secrets.Items) > 0, nil
+	})
 	if err != nil || len(secrets.Items) != 1 || secrets.Items[0].Immutable == nil || !*secrets.Items[0].Immutable || string(secrets.Items[0].Data["password"]) != "hunter2" {
 		t.Fatalf("the Secret's copy: %v %+v", err, secrets)
 	}
