@@ -14,6 +14,7 @@ import (
 	istionetv1 "istio.io/client-go/pkg/apis/networking/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 
@@ -114,7 +115,7 @@ func TestANewRevisionAppliedAt30PercentRestartsTheCanaryOnIt(t *testing.T) {
 	})
 
 	t.Run("the weights went back to 0 before the new canary took traffic", func(t *testing.T) {
-		versions := timeline()
+		versions := timeline(t)
 		// Each weight fledge wrote, in order: v2 through 10 and 30, back to
 		// 0 at the restart, then v3 through every step and the promotion.
 		want := []int32{10, 30, 0, 10, 30, 60, 100, 0}
@@ -201,10 +202,10 @@ type weightVersion struct {
 }
 
 // watchCanaryWeights watches the VirtualService from its current version
-// on and returns what it saw so far: every version and its canary weight,
-// in order. A watch that ends before the test does fails it, since the
-// timeline would have a hole.
-func watchCanaryWeights(t *testing.T, sb *sandbox.Sandbox, ns, name, canaryHost string) func() []weightVersion {
+// on; the function it returns gives every version and its canary weight,
+// in order, up to the version at the call. A watch that ends before the
+// test does fails it, since the timeline would have a hole.
+func watchCanaryWeights(t *testing.T, sb *sandbox.Sandbox, ns, name, canaryHost string) func(*testing.T) []weightVersion {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	vss := sb.Istio.NetworkingV1().VirtualServices(ns)
@@ -245,14 +246,29 @@ func watchCanaryWeights(t *testing.T, sb *sandbox.Sandbox, ns, name, canaryHost 
 		w.Stop()
 		<-done
 	})
-	return func() []weightVersion {
+	// (It waits for the version at the call: a watch event may trail a
+	// write whose effect the test already saw, a Flight that says
+	// Succeeded after the last weight was written.)
+	return func(t *testing.T) []weightVersion {
 		t.Helper()
-		mu.Lock()
-		defer mu.Unlock()
-		if broken != nil {
-			t.Fatal(broken)
+		now, err := vss.Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return slices.Clone(seen)
+		var out []weightVersion
+		err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if broken != nil {
+				return false, broken
+			}
+			out = slices.Clone(seen)
+			return now.ResourceVersion == cur.ResourceVersion || slices.ContainsFunc(out, func(v weightVersion) bool { return v.resourceVersion == now.ResourceVersion }), nil
+		})
+		if err != nil {
+			t.Fatalf("the watch of virtualservice %s/%s has not seen its version %s: %v", ns, name, now.ResourceVersion, err)
+		}
+		return out
 	}
 }
 
