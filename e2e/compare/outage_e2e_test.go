@@ -19,8 +19,8 @@ import (
 // outagePolicy: two steps of 8 s, the error rate compared with stable
 // every 2 s. Its alpha and margin are small so that the comparison
 // cannot yet tell at its first look, when Prometheus is stopped (at alpha
-// 0.01 and a 1-point margin, a canary 1.5 points worse was now and then
-// shown worse within two looks, before the outage could begin), and can
+// 0.01 and a 1-point margin, a canary 1.5 points worse could be shown
+// worse within two looks, before the outage could begin), and can
 // after it, on the evidence of both periods.
 const outagePolicy = `
 policies:
