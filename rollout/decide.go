@@ -214,11 +214,11 @@ func (d *decider) decide() {
 	}
 	switch d.st.Phase {
 	case v1alpha1.PhaseProgressing:
-		if !d.newRevision() {
+		if !d.stableResumed() && !d.newRevision() {
 			d.progress()
 		}
 	case v1alpha1.PhasePaused:
-		if !d.newRevision() {
+		if !d.stableResumed() && !d.newRevision() {
 			d.paused()
 		}
 	case v1alpha1.PhasePromoting:
@@ -412,6 +412,10 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 
 // steady keeps a settled Flight settled, re-asserted on every look.
 func (d *decider) steady() {
+	if d.stableToTemplate() {
+		d.st.Hold = nil
+		return
+	}
 	d.settle()
 	d.st.Hold = nil
 }

@@ -17,6 +17,26 @@ type Observed struct {
 	// and all replicas are updated to DeploymentRevision and available.
 	DeploymentSettled bool
 	DeploymentPaused  bool
+	// StableResumed: the Deployment reads unpaused while a canary is in
+	// flight, and not from a read older than fledge's own last pause of
+	// it. fledge never resumes it then (a promotion writes its phase
+	// first), so someone else did: `kubectl rollout resume`, or a manifest
+	// applied with paused: false. (Who cannot be read back: an unpaused
+	// Deployment has no spec.paused for managedFields to give an owner.)
+	StableResumed bool
+	// DeploymentMixed: a ReplicaSet of the Deployment other than its newest
+	// has (or is to have) pods: a rollout between two templates is under
+	// way, or was paused half-way.
+	DeploymentMixed bool
+	// DeploymentCurrent: the Deployment controller has observed the
+	// Deployment's latest spec (status.observedGeneration): whatever it
+	// does with it is done, or under way in its ReplicaSets.
+	DeploymentCurrent bool
+	// ReplicaSetsBehind: the ReplicaSets read trail the Deployment read
+	// (its newest is not the revision the Deployment says): what it runs
+	// is not known yet, and DeploymentRevision and DeploymentMixed may be
+	// out of date.
+	ReplicaSetsBehind bool
 	// DeploymentOneRevision: the Deployment runs one template, its own
 	// (its newest ReplicaSet is of spec.template, and no other ReplicaSet
 	// of it has replicas), though maybe not all of it is up yet, as when

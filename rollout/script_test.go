@@ -99,6 +99,7 @@ func runScript(t *testing.T, path string) string {
 	}
 	defer f.Close()
 	w := &world{now: epoch, policy: scriptPolicy(t, nil)}
+	w.DeploymentCurrent = true // unless a script says otherwise
 	w.Weights = traffic.Weights{Stable: 100}
 	var out strings.Builder
 	sc := bufio.NewScanner(f)

@@ -14,7 +14,8 @@ func (w *world) apply(a Action) {
 	case SetWeights:
 		w.Weights = a.Weights
 	case SetStablePaused:
-		w.DeploymentPaused = a.Paused
+		// fledge's write, the latest: not someone else's resume.
+		w.DeploymentPaused, w.StableResumed = a.Paused, false
 	case EnsureCanary:
 		n := max(a.Replicas, 1)
 		switch {
@@ -72,6 +73,13 @@ func (w *world) set(args []string) error {
 			w.DeploymentRevision = v
 		case "settled":
 			w.DeploymentSettled = b
+		case "resumed":
+			// Someone else resumes the Deployment.
+			w.DeploymentPaused, w.StableResumed = false, true
+		case "mixed":
+			w.DeploymentMixed = b
+		case "current":
+			w.DeploymentCurrent = b
 		case "canary-ready":
 			w.CanaryReady = b
 			if b {

@@ -339,6 +339,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if !optedIn && flight == nil {
 		c.metrics.forget(ns, name)
 		c.exec.own.forget(key)
+		c.exec.pauses.forget(key)
 		return 0, nil
 	}
 	if !optedIn || flight != nil && flight.DeletionTimestamp != nil {

@@ -63,8 +63,10 @@ type Executor struct {
 	// RestartStalePods); nil: none are restarted.
 	PodsOf func(context.Context, *appsv1.Deployment) ([]corev1.Pod, error)
 
-	// own are this replica's last writes of each Flight.
-	own ownWrites
+	// own are this replica's last writes of each Flight; pauses its last
+	// pause of each Deployment.
+	own    ownWrites
+	pauses ownPauses
 }
 
 // Subject is what a decision is applied to.
@@ -275,9 +277,13 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		}
 		x.count("deployment")
 		patch := fmt.Sprintf(`{"spec":{"paused":%t}}`, a.Paused)
-		_, err := x.Kube.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		// As fledge's field manager, whatever the binary is called.
+		out, err := x.Kube.AppsV1().Deployments(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: traffic.FieldManager})
 		if apierrors.IsNotFound(err) {
 			return nil
+		}
+		if err == nil && a.Paused {
+			x.pauses.wrote(out)
 		}
 		return err
 	case rollout.ClearAction:

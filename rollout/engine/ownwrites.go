@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 
 	"github.com/fledgehq/fledge/rollout"
@@ -143,4 +144,42 @@ func settingUp(f *v1alpha1.Flight, dec *rollout.Decision, created, now time.Time
 		}
 	}
 	return true
+}
+
+// ownPauses remembers the resourceVersion of this replica's last pause of
+// each Deployment, so that a cached read older than it (the Deployments'
+// watch trails the write) is not taken for someone else resuming it.
+// Memory only, like ownWrites: after a restart the caches are listed anew,
+// after every write the last leader made.
+type ownPauses struct {
+	mu    sync.Mutex
+	byKey map[string]string
+}
+
+func (o *ownPauses) wrote(d *appsv1.Deployment) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.byKey == nil {
+		o.byKey = map[string]string{}
+	}
+	o.byKey[d.Namespace+"/"+d.Name] = d.ResourceVersion
+}
+
+// predates reports whether d, as read, is older than this replica's last
+// pause of it. Versions that do not compare are not taken as older.
+func (o *ownPauses) predates(d *appsv1.Deployment) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	v, ok := o.byKey[d.Namespace+"/"+d.Name]
+	if !ok {
+		return false
+	}
+	c, err := resourceversion.CompareResourceVersion(v, d.ResourceVersion)
+	return err == nil && c > 0
+}
+
+func (o *ownPauses) forget(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.byKey, key)
 }

@@ -41,6 +41,7 @@ func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.
 	}
 	c.metrics.forget(f.Namespace, f.Name)
 	c.exec.own.forget(f.Namespace + "/" + f.Name)
+	c.exec.pauses.forget(f.Namespace + "/" + f.Name)
 	c.log.Info("released", "flight", f.Namespace+"/"+f.Name)
 	return 0, nil
 }

@@ -167,6 +167,13 @@ const (
 	// does not exist (or cannot be read): it is not canaried until it
 	// does.
 	HoldConfigMissing = "ConfigMissing"
+	// HoldStableResumed: someone other than fledge resumed (unpaused) the
+	// Deployment while a canary was in flight. fledge paused it again;
+	// the hold lasts while it finds out whether Kubernetes began replacing
+	// stable's pods meanwhile, and, if it did, until a person promotes or
+	// aborts, the template changes, or the progress deadline rolls the
+	// canary back.
+	HoldStableResumed = "StableResumed"
 )
 
 // CohortStage is a cohort stage as planned for a revision.

@@ -1,0 +1,178 @@
+//go:build e2e
+
+package edges_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/traffic/istio"
+)
+
+// resumablePolicies keep a canary at its first step for minutes, so that a
+// test can resume the Deployment under it.
+const resumablePolicies = `
+policies:
+  resumable:
+    steps: [20]
+    interval: 5m
+    progressDeadline: 5m
+    metrics:
+    - {name: success-rate, min: 0.5}
+`
+
+// TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn:
+// while v2 is a canary at 20%, someone runs `kubectl rollout resume` on the
+// Deployment. fledge pauses it again within seconds and holds, saying so
+// (an Event and the Flight's hold). Either it paused it before the
+// Deployment controller acted (stable's pods untouched: the rollout goes
+// on), or the controller had begun replacing stable's pods with v2's
+// (nothing moves on: the canary stays at 20%, not promoted). Which one is
+// a race between two controllers; the test says which it saw. Then the
+// pipeline reverts the template to v1: the canary goes, and the
+// Deployment, whatever v2 pods it had, runs v1 alone again, paused.
+func TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn(t *testing.T) {
+	sb, ns := suite.Namespace(t)
+	ctx := context.Background()
+	startEngine(t, sb, ns, resumablePolicies)
+	stable := shopApp(t, sb, ns, "resumable", 20, nil)
+	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryWeight == 20
+	})
+
+	// `kubectl rollout resume deployment/shop`: the same patch, under the
+	// field manager kubectl gives it.
+	resumed := time.Now()
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop", types.MergePatchType, []byte(`{"spec":{"paused":false}}`),
+		metav1.PatchOptions{FieldManager: "kubectl-rollout"}); err != nil {
+		t.Fatal(err)
+	}
+	var d *appsv1.Deployment
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		var err error
+		d, err = sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+		return err == nil && d.Spec.Paused, nil
+	})
+	if err != nil {
+		t.Fatalf("the Deployment is still unpaused 10 s after the resume")
+	}
+	t.Logf("paused again %.2f s after the resume", time.Since(resumed).Seconds())
+	if msg := waitEvent(t, sb, ns, "Held", "StableResumed"); !strings.Contains(msg, "someone resumed the Deployment") {
+		t.Errorf("the Held Event %q does not say what happened", msg)
+	}
+
+	// The outcome: untouched (the hold gone, the rollout going on) or
+	// changed (held, saying so).
+	f := waitFlight(t, sb, ns, "shop", 20*time.Second, func(f *v1alpha1.Flight) bool {
+		h := f.Status.Hold
+		return h == nil || h.Reason == v1alpha1.HoldStableResumed && strings.Contains(h.Message, "nothing moves on")
+	})
+	if h := f.Status.Hold; h != nil {
+		t.Logf("Kubernetes began replacing stable's pods first; held: %s", h.Message)
+		for _, want := range []string{"someone resumed the Deployment", "stable no longer runs " + stable + " alone", "promote", "progress deadline"} {
+			if !strings.Contains(h.Message, want) {
+				t.Errorf("hold message %q lacks %q", h.Message, want)
+			}
+		}
+		// Nothing moves on, for as long as it is watched here.
+		time.Sleep(5 * time.Second)
+		f = waitFlight(t, sb, ns, "shop", time.Second, func(*v1alpha1.Flight) bool { return true })
+		if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 20 || f.Status.Hold == nil || f.Status.Hold.Reason != v1alpha1.HoldStableResumed {
+			t.Errorf("phase %s at %d%%, hold %+v: want held at 20%%", f.Status.Phase, f.Status.CanaryWeight, f.Status.Hold)
+		}
+	} else {
+		t.Logf("paused before the Deployment controller acted: %s", f.Status.Message)
+		if !strings.Contains(f.Status.Message, "stable's pods still run "+stable+" alone: the rollout goes on") {
+			t.Errorf("message %q: want it said that stable is untouched", f.Status.Message)
+		}
+		if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 20 {
+			t.Errorf("phase %s at %d%%: want the canary at 20%% still", f.Status.Phase, f.Status.CanaryWeight)
+		}
+	}
+	if w, err := istio.New(sb.Istio).Weights(ctx, traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"}); err != nil || w != (traffic.Weights{Stable: 80, Canary: 20}) {
+		t.Errorf("routing %+v (%v): want 80/20 as before the resume", w, err)
+	}
+
+	// The pipeline reverts the template: the canary goes, and the
+	// Deployment runs v1 alone, paused.
+	if back := setImage(t, sb, ns, "shop", "example.com/shop:v1", nil); back != stable {
+		t.Fatalf("the reverted template is %s, not the stable revision %s", back, stable)
+	}
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
+	var why string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+		why = runsAlone(ctx, sb, ns, "shop", "example.com/shop:v1")
+		return why == "", nil
+	})
+	if err != nil {
+		f := waitFlight(t, sb, ns, "shop", time.Second, func(*v1alpha1.Flight) bool { return true })
+		t.Fatalf("90 s after the revert: %s (Flight: %s)", why, f.Status.Message)
+	}
+	assertSettled(t, sb, ns)
+}
+
+// runsAlone says why Deployment name does not run image alone, paused and
+// settled ("" when it does).
+func runsAlone(ctx context.Context, sb *sandbox.Sandbox, ns, name, image string) string {
+	d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	if !d.Spec.Paused {
+		return "the Deployment is not paused"
+	}
+	if d.Status.ObservedGeneration < d.Generation || d.Status.Replicas != *d.Spec.Replicas || d.Status.UpdatedReplicas != d.Status.Replicas || d.Status.AvailableReplicas != d.Status.Replicas {
+		return fmt.Sprintf("the Deployment is not settled: %+v", d.Status)
+	}
+	sets, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	for _, rs := range sets.Items {
+		if !metav1.IsControlledBy(&rs, d) || rs.Status.Replicas == 0 && *rs.Spec.Replicas == 0 {
+			continue
+		}
+		if img := rs.Spec.Template.Spec.Containers[0].Image; img != image {
+			return fmt.Sprintf("ReplicaSet %s runs %s (%d pods)", rs.Name, img, rs.Status.Replicas)
+		}
+	}
+	return ""
+}
+
+// waitEvent waits up to 10 s for an Event of reason on Deployment shop
+// whose message contains text, and returns its message.
+func waitEvent(t *testing.T, sb *sandbox.Sandbox, ns, reason, text string) string {
+	t.Helper()
+	sel := fields.Set{"involvedObject.kind": "Deployment", "involvedObject.name": "shop", "reason": reason}.String()
+	var found string
+	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := sb.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: sel})
+		if err != nil {
+			return false, nil
+		}
+		for _, ev := range list.Items {
+			if strings.Contains(ev.Message, text) {
+				found = ev.Message
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Errorf("no %s Event on shop saying %q", reason, text)
+	}
+	return found
+}

@@ -1,0 +1,177 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+)
+
+// pausedAgain ends the first part of a StableResumed hold's message, which
+// says what happened: the rest is said anew at every look.
+const pausedAgain = "fledge paused it again"
+
+// stableResumed handles a Deployment that someone other than fledge
+// resumed (unpaused) while a canary is in flight: `kubectl rollout
+// resume`, a GitOps tool applying `paused: false`, a script. Kubernetes
+// would roll the canary's template out to stable's pods, unjudged, and the
+// comparisons would then hold the revision up against itself. fledge
+// pauses the Deployment again at once and holds, saying so; then:
+//   - stable's pods are as they were (fledge paused it before the
+//     Deployment controller acted): the rollout goes on;
+//   - Kubernetes began replacing them: stable no longer runs its revision
+//     alone, so nothing moves on (a comparison may still roll the canary
+//     back: a canary shown worse than a stable that runs some of its pods
+//     is worse than stable), until a person promotes (the Deployment
+//     finishes its rollout) or aborts, the template changes, or the
+//     progress deadline passes, which rolls the canary back.
+//
+// After a rollback, reverting the template lets the Deployment roll its
+// pods back to stable's revision (stableToTemplate). It reports whether the
+// decision is complete.
+func (d *decider) stableResumed() bool {
+	held := d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldStableResumed
+	if !d.in.DeploymentPaused && d.in.StableResumed {
+		d.do(SetStablePaused{Paused: true})
+		msg := fmt.Sprintf("someone resumed the Deployment (kubectl rollout resume, or a manifest applied with paused: false) while %s is a canary at %d%%: %s (a canary's revision reaches stable's pods only when it is promoted)",
+			d.st.CanaryRevision, d.st.CanaryWeight, pausedAgain)
+		if held {
+			d.event(true, "StableResumed", msg) // again: the hold's Event was for the first time
+		}
+		d.hold(v1alpha1.HoldStableResumed, msg+"; "+checking)
+		d.st.Message = d.st.Hold.Message
+		d.after(time.Second)
+		return true
+	}
+	if !held || d.in.DesiredRevision != d.st.CanaryRevision {
+		// Not resumed; or the template changed, for newRevision to decide
+		// (a canary of the new one, or the revert to stable's).
+		return false
+	}
+	h := d.st.Hold
+	first, _, _ := strings.Cut(h.Message, pausedAgain)
+	first += pausedAgain
+	// Known once the Deployment controller has observed the pause (so it
+	// made no ReplicaSet after this read) and the ReplicaSets read are as
+	// new as the Deployment.
+	known := d.in.DeploymentCurrent && !d.in.ReplicaSetsBehind && d.in.DeploymentRevision != ""
+	changed := known && (d.in.DeploymentMixed || TemplateOf(d.in.DeploymentRevision) != TemplateOf(d.st.StableRevision))
+	untouched := known && !changed
+	until := h.Since.Add(d.in.Policy.ProgressDeadline)
+	switch {
+	case untouched:
+		msg := first + "; stable's pods still run " + d.st.StableRevision + " alone: the rollout goes on"
+		d.st.Hold = nil
+		d.st.Message = msg
+		d.event(false, "StableUnchanged", msg)
+		d.record(v1alpha1.VerdictHold, msg, nil)
+		return false
+	case !d.in.Now.Before(until):
+		why := fmt.Sprintf("%s; stable's pods %s, and no one promoted or aborted within the progress deadline (%s)", first, d.stableChangedHow(changed), d.in.Policy.ProgressDeadline)
+		d.rollback(v1alpha1.VerdictRollback, why, nil)
+		return true
+	case !changed:
+		// Not known yet: the Deployment controller has not shown what it
+		// did with the unpause.
+		h.Message = first + "; " + checking
+		d.st.Message = h.Message
+		d.after(time.Second)
+		return true
+	}
+	h.Message = first + "; " + d.stableChanged()
+	d.st.Message = h.Message
+	if d.st.Phase == v1alpha1.PhaseProgressing && d.in.CanaryReady {
+		// The comparisons keep looking, for a rollback only.
+		if look := d.lookDue(); !look.IsZero() && !d.in.Now.Before(look) {
+			held := *h
+			d.drifted = true
+			d.look()
+			if d.st.Phase != v1alpha1.PhaseProgressing {
+				return true // rolled back
+			}
+			d.st.Hold = &held
+			d.st.Message = held.Message + "; " + d.st.Message
+		}
+		if look := d.lookDue(); !look.IsZero() && look.After(d.in.Now) {
+			d.after(look.Sub(d.in.Now))
+		}
+	}
+	d.after(min(until.Sub(d.in.Now), 30*time.Second))
+	return true
+}
+
+// checking ends a StableResumed hold's message until stable's pods are
+// known to be untouched or changed.
+const checking = "checking whether Kubernetes began replacing stable's pods meanwhile"
+
+// stableChanged says what became of stable's pods, and what ends the hold.
+func (d *decider) stableChanged() string {
+	p := d.in.Policy
+	at := d.in.Now.Add(p.ProgressDeadline)
+	if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldStableResumed {
+		at = h.Since.Add(p.ProgressDeadline)
+	}
+	return fmt.Sprintf("stable's pods %s, so stable no longer runs %s alone and nothing moves on (a comparison may still roll the canary back): promote to let the Deployment finish (fledgectl promote --full), or abort and revert the template to %s; rolled back at %s (the progress deadline, %s) otherwise",
+		d.stableChangedHow(true), d.st.StableRevision, d.st.StableRevision, at.UTC().Format(time.TimeOnly), p.ProgressDeadline)
+}
+
+func (d *decider) stableChangedHow(changed bool) string {
+	if !changed {
+		return "could not be told untouched (the Deployment controller has not shown what it did)"
+	}
+	if TemplateOf(d.in.DeploymentRevision) != TemplateOf(d.st.StableRevision) {
+		return "are being replaced by Kubernetes with " + d.in.DeploymentRevision + "'s"
+	}
+	return "run more than one revision"
+}
+
+// restoringStable begins the message of a Deployment that stableToTemplate
+// resumed.
+const restoringStable = "the template is stable's revision"
+
+// stableToTemplate lets a Deployment whose template is stable's revision,
+// but which runs pods of another (resumed by someone while a canary was in
+// flight, then rolled back; or a promotion cut short), roll them back to
+// it: fledge resumes it, the Deployment controller replaces those pods,
+// and settle pauses it again once it runs its template alone. The
+// template is the one judged, so nothing unjudged reaches users. It
+// reports whether the decision is complete.
+func (d *decider) stableToTemplate() bool {
+	switch d.watchState() {
+	case "", v1alpha1.WatchEnded:
+	default:
+		return false // the watch's revert and restore decide
+	}
+	stable := TemplateOf(d.st.StableRevision)
+	if d.in.ReplicaSetsBehind {
+		return false // the next look knows
+	}
+	restoring := strings.HasPrefix(d.st.Message, restoringStable)
+	// Begun when its newest ReplicaSet is of another template; then on
+	// until the old ones are gone.
+	begin := d.in.DeploymentRevision != "" && TemplateOf(d.in.DeploymentRevision) != stable
+	goOn := restoring && !d.in.DeploymentPaused && d.in.DeploymentMixed && !d.in.DeploymentSettled
+	if stable == "" || TemplateOf(d.in.DesiredRevision) != stable || !begin && !goOn {
+		if restoring {
+			d.st.Message = fmt.Sprintf("the Deployment runs %s alone again: paused", d.st.StableRevision)
+			d.event(false, "StableRestored", d.st.Message)
+		}
+		return false
+	}
+	if d.in.Weights != d.rest() {
+		d.do(SetWeights{Weights: d.rest()})
+	}
+	if d.in.CanaryReplicas != 0 {
+		d.do(ScaleCanaryDown{})
+	}
+	msg := fmt.Sprintf("%s %s, but the Deployment runs pods of another revision: fledge resumed it to roll them back to %s, and pauses it again once it runs %s alone",
+		restoringStable, d.st.StableRevision, d.st.StableRevision, d.st.StableRevision)
+	if d.in.DeploymentPaused {
+		d.do(SetStablePaused{Paused: false})
+		d.event(false, "StableRestoring", msg)
+	}
+	d.st.Message = msg
+	d.after(2 * time.Second)
+	return true
+}
