@@ -416,6 +416,7 @@ func (d *decider) steady() {
 		d.st.Hold = nil
 		return
 	}
+	d.rejectedResumed()
 	d.settle()
 	d.st.Hold = nil
 }

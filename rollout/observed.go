@@ -17,16 +17,17 @@ type Observed struct {
 	// and all replicas are updated to DeploymentRevision and available.
 	DeploymentSettled bool
 	DeploymentPaused  bool
-	// StableResumed: the Deployment reads unpaused while a canary is in
-	// flight, and not from a read older than fledge's own last pause of
-	// it. fledge never resumes it then (a promotion writes its phase
-	// first), so someone else did: `kubectl rollout resume`, or a manifest
-	// applied with paused: false. (Who cannot be read back: an unpaused
-	// Deployment has no spec.paused for managedFields to give an owner.)
+	// StableResumed: the Deployment reads unpaused, once taken over and
+	// other than while promoted, and not from a read older than fledge's
+	// own last pause of it. fledge resumes it then only to roll it back to
+	// stable's template (stableToTemplate); otherwise someone else did:
+	// `kubectl rollout resume`, or a manifest applied with paused: false.
+	// (Who cannot be read back: an unpaused Deployment has no spec.paused
+	// for managedFields to give an owner.)
 	StableResumed bool
-	// DeploymentMixed: a ReplicaSet of the Deployment other than its newest
-	// has (or is to have) pods: a rollout between two templates is under
-	// way, or was paused half-way.
+	// DeploymentMixed: the Deployment's status counts pods that are not of
+	// its newest ReplicaSet's template: a rollout between two templates is
+	// under way, or was paused half-way.
 	DeploymentMixed bool
 	// DeploymentCurrent: the Deployment controller has observed the
 	// Deployment's latest spec (status.observedGeneration): whatever it

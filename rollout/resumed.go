@@ -144,15 +144,25 @@ func (d *decider) stableToTemplate() bool {
 		return false // the watch's revert and restore decide
 	}
 	stable := TemplateOf(d.st.StableRevision)
-	if d.in.ReplicaSetsBehind {
-		return false // the next look knows
+	if stable == "" || TemplateOf(d.in.DesiredRevision) != stable {
+		return false
 	}
 	restoring := strings.HasPrefix(d.st.Message, restoringStable)
-	// Begun when its newest ReplicaSet is of another template; then on
-	// until the old ones are gone.
-	begin := d.in.DeploymentRevision != "" && TemplateOf(d.in.DeploymentRevision) != stable
-	goOn := restoring && !d.in.DeploymentPaused && d.in.DeploymentMixed && !d.in.DeploymentSettled
-	if stable == "" || TemplateOf(d.in.DesiredRevision) != stable || !begin && !goOn {
+	if d.in.ReplicaSetsBehind || restoring && !d.in.DeploymentCurrent {
+		// Not known yet: what it runs (the ReplicaSets read trail the
+		// Deployment), or what the Deployment controller did with the
+		// resume. A restore under way goes on meanwhile.
+		if restoring {
+			d.after(2 * time.Second)
+		}
+		return restoring
+	}
+	// Its newest ReplicaSet is of another template, or (a template reverted
+	// while paused makes stable's ReplicaSet the newest again at once) the
+	// Deployment controller counts pods of another; then on until it
+	// counts none.
+	other := d.in.DeploymentRevision != "" && TemplateOf(d.in.DeploymentRevision) != stable
+	if !other && !(d.in.DeploymentCurrent && d.in.DeploymentMixed) {
 		if restoring {
 			d.st.Message = fmt.Sprintf("the Deployment runs %s alone again: paused", d.st.StableRevision)
 			d.event(false, "StableRestored", d.st.Message)
@@ -165,13 +175,27 @@ func (d *decider) stableToTemplate() bool {
 	if d.in.CanaryReplicas != 0 {
 		d.do(ScaleCanaryDown{})
 	}
-	msg := fmt.Sprintf("%s %s, but the Deployment runs pods of another revision: fledge resumed it to roll them back to %s, and pauses it again once it runs %s alone",
-		restoringStable, d.st.StableRevision, d.st.StableRevision, d.st.StableRevision)
 	if d.in.DeploymentPaused {
-		d.do(SetStablePaused{Paused: false})
-		d.event(false, "StableRestoring", msg)
+		d.do(SetStablePaused{Paused: false}) // again, if a read trails the first
 	}
-	d.st.Message = msg
+	if !restoring {
+		d.st.Message = fmt.Sprintf("%s %s, but the Deployment runs pods of another revision: fledge resumed it to roll them back to %s, and pauses it again once it runs %s alone",
+			restoringStable, d.st.StableRevision, d.st.StableRevision, d.st.StableRevision)
+		d.event(false, "StableRestoring", d.st.Message)
+	}
 	d.after(2 * time.Second)
 	return true
+}
+
+// rejectedResumed says, when someone resumes a Deployment whose template is
+// a revision fledge rolled back, that Kubernetes may have begun rolling it
+// out; settle pauses it again.
+func (d *decider) rejectedResumed() {
+	rejected := d.st.RejectedRevision
+	if d.in.DeploymentPaused || !d.in.StableResumed || rejected == "" || d.in.DesiredRevision != rejected {
+		return
+	}
+	d.st.Message = fmt.Sprintf("someone resumed the Deployment, whose template is %s, rolled back: %s. Any of %s's pods Kubernetes made meanwhile serve until the template goes back to %s (then fledge rolls them back); to ship %s, canary it again (fledgectl retry)",
+		rejected, pausedAgain, rejected, d.st.StableRevision, rejected)
+	d.event(true, "StableResumed", d.st.Message)
 }

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/fledgehq/fledge/e2e/sandbox"
+	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
 	"github.com/fledgehq/fledge/traffic"
 	"github.com/fledgehq/fledge/traffic/istio"
@@ -40,9 +40,11 @@ policies:
 // Deployment controller acted (stable's pods untouched: the rollout goes
 // on), or the controller had begun replacing stable's pods with v2's
 // (nothing moves on: the canary stays at 20%, not promoted). Which one is
-// a race between two controllers; the test says which it saw. Then the
-// pipeline reverts the template to v1: the canary goes, and the
-// Deployment, whatever v2 pods it had, runs v1 alone again, paused.
+// a race between two controllers; the test says which it saw. A person
+// aborts; someone resumes the Deployment again, its template the rejected
+// v2: paused again, and said. Then the pipeline reverts the template to
+// v1: the Deployment, whatever v2 pods it had, runs v1 alone again,
+// paused.
 func TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn(t *testing.T) {
 	sb, ns := suite.Namespace(t)
 	ctx := context.Background()
@@ -54,22 +56,24 @@ func TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn(t *t
 	})
 
 	// `kubectl rollout resume deployment/shop`: the same patch, under the
-	// field manager kubectl gives it.
-	resumed := time.Now()
-	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop", types.MergePatchType, []byte(`{"spec":{"paused":false}}`),
-		metav1.PatchOptions{FieldManager: "kubectl-rollout"}); err != nil {
-		t.Fatal(err)
+	// field manager kubectl gives it. fledge pauses it again.
+	resume := func() {
+		t.Helper()
+		resumed := time.Now()
+		if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop", types.MergePatchType, []byte(`{"spec":{"paused":false}}`),
+			metav1.PatchOptions{FieldManager: "kubectl-rollout"}); err != nil {
+			t.Fatal(err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+			return err == nil && d.Spec.Paused, nil
+		})
+		if err != nil {
+			t.Fatalf("the Deployment is still unpaused 10 s after the resume")
+		}
+		t.Logf("paused again %.2f s after the resume", time.Since(resumed).Seconds())
 	}
-	var d *appsv1.Deployment
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
-		var err error
-		d, err = sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
-		return err == nil && d.Spec.Paused, nil
-	})
-	if err != nil {
-		t.Fatalf("the Deployment is still unpaused 10 s after the resume")
-	}
-	t.Logf("paused again %.2f s after the resume", time.Since(resumed).Seconds())
+	resume()
 	if msg := waitEvent(t, sb, ns, "Held", "StableResumed"); !strings.Contains(msg, "someone resumed the Deployment") {
 		t.Errorf("the Held Event %q does not say what happened", msg)
 	}
@@ -106,14 +110,28 @@ func TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn(t *t
 		t.Errorf("routing %+v (%v): want 80/20 as before the resume", w, err)
 	}
 
-	// The pipeline reverts the template: the canary goes, and the
-	// Deployment runs v1 alone, paused.
+	// A person aborts. Then someone resumes the Deployment again, its
+	// template the rejected v2: paused again, and said.
+	abort := fmt.Sprintf(`{"metadata":{"annotations":{%q:"abort"}}}`, rollout.AnnotationAction)
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop", types.MergePatchType, []byte(abort), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool {
+		return f.Status.Phase == v1alpha1.PhaseAborted && f.Status.RejectedRevision == rev
+	})
+	resume()
+	if msg := waitEvent(t, sb, ns, "StableResumed", "rolled back"); !strings.Contains(msg, "fledgectl retry") {
+		t.Errorf("the StableResumed Event %q does not say how to ship it", msg)
+	}
+
+	// The pipeline reverts the template: the Deployment, whatever v2 pods
+	// it had, runs v1 alone again, paused.
 	if back := setImage(t, sb, ns, "shop", "example.com/shop:v1", nil); back != stable {
 		t.Fatalf("the reverted template is %s, not the stable revision %s", back, stable)
 	}
-	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Phase == v1alpha1.PhaseIdle })
+	waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.RejectedRevision == "" })
 	var why string
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		why = runsAlone(ctx, sb, ns, "shop", "example.com/shop:v1")
 		return why == "", nil
 	})

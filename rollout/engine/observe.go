@@ -28,6 +28,8 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DeploymentPaused:  d.Spec.Paused,
 		DeploymentSettled: DeploymentSettled(d),
 		DeploymentCurrent: d.Status.ObservedGeneration >= d.Generation,
+		// Pods not of its newest template, as its status counts them.
+		DeploymentMixed: d.Status.Replicas > d.Status.UpdatedReplicas,
 		DesiredImages:     Images(d.Spec.Template),
 	}
 	// A revision is the template and the config content it reads.
@@ -41,7 +43,6 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.StableImages = Images(rs.Spec.Template)
 		}
 		o.DeploymentOneRevision = oneRevision(d, rs, sets, rollout.TemplateOf(o.DesiredRevision))
-		o.DeploymentMixed = mixed(d, rs, sets)
 		if d.Spec.Paused && o.DeploymentOneRevision && replicasSettled(d) {
 			// Paused, with all its replicas on its template's ReplicaSet,
 			// the only one running: settled, even while the Deployment
@@ -61,10 +62,11 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.ReplicaSetsBehind = true
 		}
 	}
-	// Unpaused while a canary is in flight, and not a read from before
-	// fledge's own last pause of it (the Deployments' cache can trail the
-	// write): someone else resumed it.
-	o.StableResumed = !d.Spec.Paused && (st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) &&
+	// Unpaused once taken over, other than while promoted, and not a read
+	// from before fledge's own last pause of it (the Deployments' cache
+	// can trail the write): someone else resumed it, unless fledge is
+	// rolling it back to stable's template (Decide knows).
+	o.StableResumed = !d.Spec.Paused && st.Phase != "" && st.Phase != v1alpha1.PhaseInitializing && st.Phase != v1alpha1.PhasePromoting &&
 		!c.exec.pauses.predates(d)
 	// Only a canary this Flight made is its canary: a Deployment or
 	// Service of the same name that is not is someone else's, and is
@@ -210,17 +212,6 @@ func oneRevision(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1
 		}
 	}
 	return true
-}
-
-// mixed reports whether a ReplicaSet of d other than its newest has (or is
-// to have) pods.
-func mixed(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1.ReplicaSet) bool {
-	for _, rs := range sets {
-		if rs != newest && metav1.IsControlledBy(rs, d) && (rs.Spec.Replicas == nil || *rs.Spec.Replicas > 0 || rs.Status.Replicas > 0) {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *Controller) stableService(ns, name string) *corev1.Service {

@@ -8,7 +8,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
-	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/traffic"
@@ -69,34 +68,5 @@ func TestThePausePatchIsFledges(t *testing.T) {
 	}
 	if !x.pauses.predates(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "6"}}) {
 		t.Error("the pause written is not remembered")
-	}
-}
-
-// A Deployment is mixed while a ReplicaSet other than its newest has or is
-// to have pods.
-func TestMixedIsAnOlderReplicaSetWithPods(t *testing.T) {
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "d1"}}
-	rs := func(name string, spec, status int32) *appsv1.ReplicaSet {
-		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop",
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))}},
-			Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(spec)}, Status: appsv1.ReplicaSetStatus{Replicas: status}}
-	}
-	newest := rs("web-2", 1, 1)
-	someoneElses := rs("other-1", 3, 3)
-	someoneElses.OwnerReferences = nil
-	for _, c := range []struct {
-		name string
-		sets []*appsv1.ReplicaSet
-		want bool
-	}{
-		{"the newest alone", []*appsv1.ReplicaSet{newest}, false},
-		{"an older one scaled to zero", []*appsv1.ReplicaSet{rs("web-1", 0, 0), newest}, false},
-		{"an older one to be scaled up", []*appsv1.ReplicaSet{rs("web-1", 1, 0), newest}, true},
-		{"an older one whose pods are going", []*appsv1.ReplicaSet{rs("web-1", 0, 1), newest}, true},
-		{"a ReplicaSet of another owner", []*appsv1.ReplicaSet{someoneElses, newest}, false},
-	} {
-		if got := mixed(d, newest, c.sets); got != c.want {
-			t.Errorf("%s: mixed = %t, want %t", c.name, got, c.want)
-		}
 	}
 }
