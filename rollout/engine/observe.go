@@ -30,7 +30,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DeploymentCurrent: d.Status.ObservedGeneration >= d.Generation,
 		// Pods not of its newest template, as its status counts them.
 		DeploymentMixed: d.Status.Replicas > d.Status.UpdatedReplicas,
-		DesiredImages:     Images(d.Spec.Template),
+		DesiredImages:   Images(d.Spec.Template),
 	}
 	// A revision is the template and the config content it reads.
 	c.observeConfig(ctx, d, t, st, flagConfigMaps(p, st), &o)
