@@ -18,12 +18,11 @@ type Observed struct {
 	DeploymentSettled bool
 	DeploymentPaused  bool
 	// StableResumed: the Deployment reads unpaused, once taken over and
-	// other than while promoted, and not from a read older than fledge's
-	// own last pause of it. fledge resumes it then only to roll it back to
-	// stable's template (stableToTemplate); otherwise someone else did:
-	// `kubectl rollout resume`, or a manifest applied with paused: false.
-	// (Who cannot be read back: an unpaused Deployment has no spec.paused
-	// for managedFields to give an owner.)
+	// other than while promoted, and fledge's own last write of its
+	// spec.paused (a resume; a pause the read predates) does not explain
+	// it: someone else resumed it, `kubectl rollout resume`, or a manifest
+	// applied with paused: false. (Who cannot be read back: an unpaused
+	// Deployment has no spec.paused for managedFields to give an owner.)
 	StableResumed bool
 	// DeploymentMixed: the Deployment's status counts pods that are not of
 	// its newest ReplicaSet's template: a rollout between two templates is

@@ -32,6 +32,12 @@ const pausedAgain = "fledge paused it again"
 // decision is complete.
 func (d *decider) stableResumed() bool {
 	held := d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldStableResumed
+	if !d.in.DeploymentPaused && !d.in.StableResumed {
+		// fledge's own resume, lingering: a promotion cut short by a new
+		// revision whose pause did not go through, or a read that trails
+		// the pause. A canary in flight has stable paused, always.
+		d.do(SetStablePaused{Paused: true})
+	}
 	if !d.in.DeploymentPaused && d.in.StableResumed {
 		d.do(SetStablePaused{Paused: true})
 		msg := fmt.Sprintf("someone resumed the Deployment (kubectl rollout resume, or a manifest applied with paused: false) while %s is a canary at %d%%: %s (a canary's revision reaches stable's pods only when it is promoted)",

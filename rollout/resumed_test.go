@@ -72,15 +72,20 @@ func TestAfterAnOutsideResumeTheComparisonsMayRollBackButNeverMoveOn(t *testing.
 	}
 }
 
-// An unpaused Deployment that the engine does not see as someone else's
-// resume (a read older than fledge's own last pause): not set back.
-func TestFledgesOwnResumeIsNotFought(t *testing.T) {
+// An unpaused Deployment that fledge's own writes explain (a promotion cut
+// short whose pause did not go through, a read that trails the pause) is
+// paused again, without a hold: a canary in flight has stable paused.
+func TestFledgesOwnLingeringResumeIsPausedWithoutAHold(t *testing.T) {
 	now := epoch.Add(time.Hour)
 	in := atStep(now, 0)
+	in.Now = now.Add(-30 * time.Second) // between two rounds
 	in.DeploymentPaused = false
 	d := Decide(in)
-	if _, ok := pauses(d); ok || d.Status.Hold != nil {
-		t.Errorf("actions %v, hold %+v: want neither a pause nor a hold", d.Actions, d.Status.Hold)
+	if d.NeedChecks {
+		t.Fatalf("checks asked for between rounds")
+	}
+	if p, ok := pauses(d); !ok || !p || d.Status.Hold != nil {
+		t.Errorf("actions %v, hold %+v: want the Deployment paused, and no hold", d.Actions, d.Status.Hold)
 	}
 }
 

@@ -64,7 +64,7 @@ type Executor struct {
 	PodsOf func(context.Context, *appsv1.Deployment) ([]corev1.Pod, error)
 
 	// own are this replica's last writes of each Flight; pauses its last
-	// pause of each Deployment.
+	// write of each Deployment's spec.paused.
 	own    ownWrites
 	pauses ownPauses
 }
@@ -282,7 +282,7 @@ func (x *Executor) apply(ctx context.Context, s Subject, a rollout.Action) error
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		if err == nil && a.Paused {
+		if err == nil {
 			x.pauses.wrote(out)
 		}
 		return err

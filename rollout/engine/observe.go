@@ -62,12 +62,11 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.ReplicaSetsBehind = true
 		}
 	}
-	// Unpaused once taken over, other than while promoted, and not a read
-	// from before fledge's own last pause of it (the Deployments' cache
-	// can trail the write): someone else resumed it, unless fledge is
-	// rolling it back to stable's template (Decide knows).
+	// Unpaused once taken over, other than while promoted, and not as
+	// fledge's own last write of spec.paused explains: someone else
+	// resumed it.
 	o.StableResumed = !d.Spec.Paused && st.Phase != "" && st.Phase != v1alpha1.PhaseInitializing && st.Phase != v1alpha1.PhasePromoting &&
-		!c.exec.pauses.predates(d)
+		!c.exec.pauses.explains(d)
 	// Only a canary this Flight made is its canary: a Deployment or
 	// Service of the same name that is not is someone else's, and is
 	// neither read as the canary nor ever changed.

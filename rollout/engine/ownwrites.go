@@ -146,35 +146,47 @@ func settingUp(f *v1alpha1.Flight, dec *rollout.Decision, created, now time.Time
 	return true
 }
 
-// ownPauses remembers the resourceVersion of this replica's last pause of
-// each Deployment, so that a cached read older than it (the Deployments'
-// watch trails the write) is not taken for someone else resuming it.
-// Memory only, like ownWrites: after a restart the caches are listed anew,
-// after every write the last leader made.
+// ownPauses remembers this replica's last write of each Deployment's
+// spec.paused: the resourceVersion it gave, and which way. An unpaused read
+// is fledge's own doing when that write was a resume (a promotion, a
+// restore; or a pause after it failed), or when the read is older than the
+// write of a pause (the Deployments' watch trails it); otherwise someone
+// else resumed the Deployment. Memory only, like ownWrites: after a
+// restart the caches are listed anew, after every write the last leader
+// made.
 type ownPauses struct {
 	mu    sync.Mutex
-	byKey map[string]string
+	byKey map[string]pauseWrite
+}
+
+type pauseWrite struct {
+	version string
+	paused  bool
 }
 
 func (o *ownPauses) wrote(d *appsv1.Deployment) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.byKey == nil {
-		o.byKey = map[string]string{}
+		o.byKey = map[string]pauseWrite{}
 	}
-	o.byKey[d.Namespace+"/"+d.Name] = d.ResourceVersion
+	o.byKey[d.Namespace+"/"+d.Name] = pauseWrite{version: d.ResourceVersion, paused: d.Spec.Paused}
 }
 
-// predates reports whether d, as read, is older than this replica's last
-// pause of it. Versions that do not compare are not taken as older.
-func (o *ownPauses) predates(d *appsv1.Deployment) bool {
+// explains reports whether fledge's own last write of d's spec.paused
+// explains d, read unpaused. Versions that do not compare are not taken
+// as older.
+func (o *ownPauses) explains(d *appsv1.Deployment) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	v, ok := o.byKey[d.Namespace+"/"+d.Name]
+	w, ok := o.byKey[d.Namespace+"/"+d.Name]
 	if !ok {
 		return false
 	}
-	c, err := resourceversion.CompareResourceVersion(v, d.ResourceVersion)
+	if !w.paused {
+		return true
+	}
+	c, err := resourceversion.CompareResourceVersion(w.version, d.ResourceVersion)
 	return err == nil && c > 0
 }
 

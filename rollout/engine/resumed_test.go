@@ -13,35 +13,39 @@ import (
 	"github.com/fledgehq/fledge/traffic"
 )
 
-// A Deployment read unpaused from before fledge's own last pause of it
-// (the cache trails the write) is not someone else's resume; read from
-// after it, it is.
-func TestAnUnpausedReadOlderThanFledgesPauseIsNotAResume(t *testing.T) {
-	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "100"}}
+// An unpaused read is fledge's own doing when its last write of the
+// Deployment's spec.paused was a resume, or a pause the read predates (the
+// cache trails the write); read unpaused from after a pause, someone else
+// resumed it.
+func TestAnUnpausedReadIsOursOnlyAsOurLastPauseWriteExplains(t *testing.T) {
+	read := func(rv string) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: rv}}
+	}
+	written := func(rv string, paused bool) *appsv1.Deployment {
+		d := read(rv)
+		d.Spec.Paused = paused
+		return d
+	}
 	var o ownPauses
-	if o.predates(d) {
-		t.Error("a read predates a pause never written")
+	if o.explains(read("100")) {
+		t.Error("no write, yet an unpaused read is explained")
 	}
-	mine := d.DeepCopy()
-	mine.ResourceVersion = "105"
-	o.wrote(mine)
-	if !o.predates(d) {
-		t.Error("version 100 does not predate the pause written at 105")
+	o.wrote(written("105", true))
+	if !o.explains(read("100")) {
+		t.Error("a read at 100 is not explained by the pause written at 105")
 	}
-	for _, rv := range []string{"105", "110"} {
-		d.ResourceVersion = rv
-		if o.predates(d) {
-			t.Errorf("version %s predates the pause written at 105", rv)
+	for _, rv := range []string{"105", "110", "not-a-number"} {
+		if o.explains(read(rv)) {
+			t.Errorf("a read at %s is explained by the pause written at 105", rv)
 		}
 	}
-	d.ResourceVersion = "not-a-number"
-	if o.predates(d) {
-		t.Error("a version that does not compare is taken as older")
+	o.wrote(written("120", false))
+	if !o.explains(read("130")) {
+		t.Error("a read after fledge's own resume is not explained by it")
 	}
 	o.forget("shop/web")
-	d.ResourceVersion = "1"
-	if o.predates(d) {
-		t.Error("a forgotten pause still counts")
+	if o.explains(read("1")) {
+		t.Error("a forgotten write still explains")
 	}
 }
 
@@ -66,7 +70,7 @@ func TestThePausePatchIsFledges(t *testing.T) {
 	if patches != 1 {
 		t.Errorf("%d patches, want 1", patches)
 	}
-	if !x.pauses.predates(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "6"}}) {
+	if !x.pauses.explains(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "6"}}) {
 		t.Error("the pause written is not remembered")
 	}
 }
