@@ -58,10 +58,10 @@ func (d *decider) stableResumed() bool {
 	h := d.st.Hold
 	first, _, _ := strings.Cut(h.Message, pausedAgain)
 	first += pausedAgain
-	// Known once the Deployment controller has observed the pause (so it
-	// made no ReplicaSet after this read) and the ReplicaSets read are as
-	// new as the Deployment.
-	known := d.in.DeploymentCurrent && !d.in.ReplicaSetsBehind && d.in.DeploymentRevision != ""
+	// Known once the Deployment controller has observed the pause (read
+	// paused, and current: it makes no ReplicaSet after this read) and the
+	// ReplicaSets read are as new as the Deployment.
+	known := d.in.DeploymentPaused && d.in.DeploymentCurrent && !d.in.ReplicaSetsBehind && d.in.DeploymentRevision != ""
 	changed := known && (d.in.DeploymentMixed || TemplateOf(d.in.DeploymentRevision) != TemplateOf(d.st.StableRevision))
 	untouched := known && !changed
 	until := h.Since.Add(d.in.Policy.ProgressDeadline)

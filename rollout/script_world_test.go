@@ -76,6 +76,10 @@ func (w *world) set(args []string) error {
 		case "resumed":
 			// Someone else resumes the Deployment.
 			w.DeploymentPaused, w.StableResumed = false, true
+		case "paused":
+			// A read of the Deployment that trails fledge's last write of
+			// spec.paused (not someone else's resume).
+			w.DeploymentPaused, w.StableResumed = b, false
 		case "mixed":
 			w.DeploymentMixed = b
 		case "current":
