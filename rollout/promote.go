@@ -319,6 +319,10 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 		d.st.Phase = v1alpha1.PhasePaused
 		d.st.Message = "paused by " + who
 		d.record(v1alpha1.VerdictManual, d.st.Message, nil)
+		if stableResumedHold(d.st.Hold) {
+			d.after(time.Second) // that hold stays: it knows what stable runs
+			return true
+		}
 		d.paused()
 		return true
 	case v1alpha1.ActionResume:
@@ -326,7 +330,9 @@ func (d *decider) takeAction(req *ActionRequest, who string) bool {
 			return ignore(ActionNotApplicable, "not paused ("+string(d.st.Phase)+")")
 		}
 		d.st.Phase = v1alpha1.PhaseProgressing
-		d.st.Hold = nil
+		if !stableResumedHold(d.st.Hold) {
+			d.st.Hold = nil
+		}
 		if d.st.Step >= 0 {
 			// Judge a full interval of traffic from now on.
 			t := d.now()

@@ -31,7 +31,7 @@ const pausedAgain = "fledge paused it again"
 // pods back to stable's revision (stableToTemplate). It reports whether the
 // decision is complete.
 func (d *decider) stableResumed() bool {
-	held := d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldStableResumed
+	held := stableResumedHold(d.st.Hold)
 	if !d.in.DeploymentPaused && !d.in.StableResumed {
 		// fledge's own resume, lingering: a promotion cut short by a new
 		// revision whose pause did not go through, or a read that trails
@@ -111,11 +111,18 @@ func (d *decider) stableResumed() bool {
 // known to be untouched or changed.
 const checking = "checking whether Kubernetes began replacing stable's pods meanwhile"
 
+// stableResumedHold reports whether h is a StableResumed hold, which a
+// person's pause and resume of the rollout keep: it alone knows that
+// stable's pods may have changed.
+func stableResumedHold(h *v1alpha1.Hold) bool {
+	return h != nil && h.Reason == v1alpha1.HoldStableResumed
+}
+
 // stableChanged says what became of stable's pods, and what ends the hold.
 func (d *decider) stableChanged() string {
 	p := d.in.Policy
 	at := d.in.Now.Add(p.ProgressDeadline)
-	if h := d.st.Hold; h != nil && h.Reason == v1alpha1.HoldStableResumed {
+	if h := d.st.Hold; stableResumedHold(h) {
 		at = h.Since.Add(p.ProgressDeadline)
 	}
 	return fmt.Sprintf("stable's pods %s, so stable no longer runs %s alone and nothing moves on (a comparison may still roll the canary back): promote to let the Deployment finish (fledgectl promote --full), or abort and revert the template to %s; rolled back at %s (the progress deadline, %s) otherwise",
