@@ -412,13 +412,11 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 
 // steady keeps a settled Flight settled, re-asserted on every look.
 func (d *decider) steady() {
-	if d.stableToTemplate() {
-		d.st.Hold = nil
-		return
-	}
-	d.rejectedResumed()
-	d.settle()
 	d.st.Hold = nil
+	if !d.stableToTemplate() {
+		d.rejectedResumed()
+		d.settle()
+	}
 }
 
 // settle asks for what a Flight at rest needs and does not have yet: all
