@@ -64,6 +64,10 @@ type Observed struct {
 	// Deployments (the canary's, the baseline's), whose size fledge sets;
 	// empty when none does.
 	ForeignAutoscaler string
+	// CanaryChanged says how someone changed the canary's Deployment, which
+	// is fledge's (its images are not its revision's); empty when no one
+	// did.
+	CanaryChanged string
 	// CanaryTrouble is why the canary's Deployment says it cannot bring
 	// its pods up (a ReplicaFailure condition, such as a quota exceeded,
 	// or its progress deadline exceeded), empty when it says nothing.

@@ -17,6 +17,10 @@ func (w *world) apply(a Action) {
 		// fledge's write, the latest: not someone else's resume.
 		w.DeploymentPaused, w.StableResumed = a.Paused, false
 	case EnsureCanary:
+		// Its template as the revision's again, its pods replaced.
+		if w.CanaryChanged != "" {
+			w.CanaryChanged, w.CanaryReady = "", false
+		}
 		n := max(a.Replicas, 1)
 		switch {
 		case w.CanaryRevision != a.Revision || w.CanaryReplicas == 0:
@@ -106,6 +110,9 @@ func (w *world) set(args []string) error {
 		case "stable-replicas":
 			n, _ := strconv.Atoi(v)
 			w.StableReplicas = int32(n)
+		case "canary-changed":
+			// Someone changed the canary's Deployment (fledge's): how.
+			w.CanaryChanged = strings.ReplaceAll(v, "_", " ")
 		case "foreign-hpa":
 			w.ForeignAutoscaler = strings.ReplaceAll(v, "_", " ")
 		case "baseline-ready":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -310,10 +311,12 @@ func (x *Executor) ensureCanaryDeployment(ctx context.Context, s Subject, want *
 			}
 			return fmt.Errorf("deployment %s/%s: selector changed, recreating", cur.Namespace, cur.Name)
 		}
-		if cur.Annotations[AnnotationRevision] == revision {
+		if cur.Annotations[AnnotationRevision] == revision && slices.Equal(Images(cur.Spec.Template), Images(want.Spec.Template)) {
 			// The template follows from the revision: only the size can
 			// differ. (Comparing whole specs would see the API server's
-			// defaults as changes and update on every look.)
+			// defaults as changes and update on every look.) Images that
+			// differ are someone's change of fledge's canary: its spec
+			// is replaced below.
 			if ptr.Deref(cur.Spec.Replicas, 1) == ptr.Deref(want.Spec.Replicas, 1) {
 				return nil
 			}

@@ -75,6 +75,9 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.NameTaken = notOurs("deployment", canary)
 		} else {
 			o.CanaryRevision = canary.Annotations[AnnotationRevision]
+			if o.CanaryRevision == st.CanaryRevision && len(st.CanaryImages) > 0 {
+				o.CanaryChanged = imagesChanged(Images(canary.Spec.Template), st.CanaryImages)
+			}
 			if canary.Spec.Replicas != nil {
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
@@ -211,6 +214,15 @@ func oneRevision(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1
 		}
 	}
 	return true
+}
+
+// imagesChanged says how the images a canary runs differ from its
+// revision's, or "" when they do not.
+func imagesChanged(runs, want []v1alpha1.ContainerImage) string {
+	if slices.Equal(runs, want) {
+		return ""
+	}
+	return fmt.Sprintf("someone changed its images to %s, not its revision's %s (fledge puts them back)", strings.Join(rollout.ImageRefs(runs), ", "), strings.Join(rollout.ImageRefs(want), ", "))
 }
 
 func (c *Controller) stableService(ns, name string) *corev1.Service {

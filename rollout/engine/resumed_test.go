@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -72,5 +73,54 @@ func TestThePausePatchIsFledges(t *testing.T) {
 	}
 	if !x.pauses.explains(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", ResourceVersion: "6"}}) {
 		t.Error("the pause written is not remembered")
+	}
+}
+
+// Someone's change of the images of fledge's canary Deployment is said
+// (the canary is not its revision's until it runs them again), and the
+// next EnsureCanary puts its template back; a canary as fledge made it is
+// left alone.
+func TestAChangedCanaryIsSaidAndPutBack(t *testing.T) {
+	ctx := context.Background()
+	kube := fake.NewClientset()
+	x := &Executor{Kube: kube}
+	s, rev := stableSubject(false)
+	if err := x.apply(ctx, s, rollout.EnsureCanary{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	canary, err := kube.AppsV1().Deployments("demo").Get(ctx, "shop-canary", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Images(canary.Spec.Template)
+	if got := imagesChanged(Images(canary.Spec.Template), want); got != "" {
+		t.Errorf("a canary as made is said to be changed: %s", got)
+	}
+	kube.ClearActions()
+	if err := x.apply(ctx, s, rollout.EnsureCanary{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range verbs(kube) {
+		if v != "get deployments" && v != "get services" {
+			t.Errorf("a look at a canary as made wrote: %s", v)
+		}
+	}
+
+	canary.Spec.Template.Spec.Containers[0].Image = "shop:evil" // kubectl set image deployment/shop-canary
+	if _, err := kube.AppsV1().Deployments("demo").Update(ctx, canary, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := imagesChanged(Images(canary.Spec.Template), want); !strings.Contains(got, "shop:evil, not its revision's shop:v2") {
+		t.Errorf("imagesChanged = %q", got)
+	}
+	if err := x.apply(ctx, s, rollout.EnsureCanary{Revision: rev}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := kube.AppsV1().Deployments("demo").Get(ctx, "shop-canary", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img := back.Spec.Template.Spec.Containers[0].Image; img != "shop:v2" {
+		t.Errorf("the canary runs %s after EnsureCanary, want shop:v2 back", img)
 	}
 }

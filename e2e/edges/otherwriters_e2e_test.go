@@ -46,14 +46,8 @@ policies:
 // v1: the Deployment, whatever v2 pods it had, runs v1 alone again,
 // paused.
 func TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn(t *testing.T) {
-	sb, ns := suite.Namespace(t)
+	sb, ns, stable, rev := canaryAt20(t)
 	ctx := context.Background()
-	startEngine(t, sb, ns, resumablePolicies)
-	stable := shopApp(t, sb, ns, "resumable", 20, nil)
-	rev := setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
-	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
-		return f.Status.CanaryRevision == rev && f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryWeight == 20
-	})
 
 	// `kubectl rollout resume deployment/shop`: the same patch, under the
 	// field manager kubectl gives it. fledge pauses it again.
@@ -142,6 +136,21 @@ func TestADeploymentResumedMidRolloutIsPausedAgainAndNothingUnjudgedMovesOn(t *t
 	assertSettled(t, sb, ns)
 }
 
+// canaryAt20 starts an engine and "shop" under the resumable policy, applies
+// v2, and returns once v2 is a canary at 20%, with the stable and canary
+// revisions.
+func canaryAt20(t *testing.T) (sb *sandbox.Sandbox, ns, stable, rev string) {
+	t.Helper()
+	sb, ns = suite.Namespace(t)
+	startEngine(t, sb, ns, resumablePolicies)
+	stable = shopApp(t, sb, ns, "resumable", 20, nil)
+	rev = setImage(t, sb, ns, "shop", "example.com/shop:v2", nil)
+	waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.Status.CanaryRevision == rev && f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryWeight == 20
+	})
+	return sb, ns, stable, rev
+}
+
 // runsAlone says why Deployment name does not run image alone, paused and
 // settled ("" when it does).
 func runsAlone(ctx context.Context, sb *sandbox.Sandbox, ns, name, image string) string {
@@ -193,4 +202,40 @@ func waitEvent(t *testing.T, sb *sandbox.Sandbox, ns, reason, text string) strin
 		t.Errorf("no %s Event on shop saying %q", reason, text)
 	}
 	return found
+}
+
+// TestACanaryChangedBySomeoneIsPutBackAndNotJudgedMeanwhile: while v2 is a
+// canary at 20%, someone sets another image on fledge's canary Deployment
+// (kubectl set image deployment/shop-canary). fledge says so (a Held
+// Event), puts the revision's image back within seconds, and goes on once
+// the canary runs it again, its step's interval started over.
+func TestACanaryChangedBySomeoneIsPutBackAndNotJudgedMeanwhile(t *testing.T) {
+	sb, ns, _, rev := canaryAt20(t)
+	ctx := context.Background()
+
+	changed := time.Now()
+	patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"shop","image":"example.com/shop:v3"}]}}}}`)
+	if _, err := sb.Kube.AppsV1().Deployments(ns).Patch(ctx, "shop-canary", types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-set"}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 15*time.Second, true, func(ctx context.Context) (bool, error) {
+		d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+		return err == nil && d.Spec.Template.Spec.Containers[0].Image == "example.com/shop:v2", nil
+	})
+	if err != nil {
+		t.Fatalf("shop-canary does not run example.com/shop:v2 again 15 s after someone changed it")
+	}
+	t.Logf("the canary's image put back %.2f s after the change", time.Since(changed).Seconds())
+	if msg := waitEvent(t, sb, ns, "Held", "someone changed its images to example.com/shop:v3"); !strings.Contains(msg, "not its revision's example.com/shop:v2") {
+		t.Errorf("the Held Event %q does not say what the canary should run", msg)
+	}
+	f := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return f.Status.Hold == nil })
+	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 20 || f.Status.CanaryRevision != rev {
+		t.Errorf("phase %s, canary %s at %d%% (%s): want v2's canary going on at 20%%", f.Status.Phase, f.Status.CanaryRevision, f.Status.CanaryWeight, f.Status.Message)
+	}
+	// Its step's interval starts over: the traffic the changed canary
+	// served is not judged as v2's.
+	if at := f.Status.StepStartedAt; at == nil || at.Time.Before(changed.Truncate(time.Second)) {
+		t.Errorf("the step started at %v, before the change at %s: want its interval started over", at, changed.Format(time.TimeOnly))
+	}
 }
