@@ -24,10 +24,15 @@ type Observed struct {
 	// applied with paused: false. (Who cannot be read back: an unpaused
 	// Deployment has no spec.paused for managedFields to give an owner.)
 	StableResumed bool
-	// DeploymentMixed: the Deployment's status counts pods that are not of
-	// its newest ReplicaSet's template: a rollout between two templates is
-	// under way, or was paused half-way.
+	// DeploymentMixed: a ReplicaSet of the Deployment other than its newest
+	// has (or is to have) pods: a rollout between two templates is under
+	// way, or was paused half-way.
 	DeploymentMixed bool
+	// DeploymentOffTemplate: the Deployment's status counts pods that are
+	// not of its template (spec.template): a canary's template waiting
+	// behind the pause, or pods of another still there after the template
+	// went back to stable's.
+	DeploymentOffTemplate bool
 	// DeploymentCurrent: the Deployment controller has observed the
 	// Deployment's latest spec (status.observedGeneration): whatever it
 	// does with it is done, or under way in its ReplicaSets.

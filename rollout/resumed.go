@@ -172,10 +172,10 @@ func (d *decider) stableToTemplate() bool {
 	}
 	// Its newest ReplicaSet is of another template, or (a template reverted
 	// while paused makes stable's ReplicaSet the newest again at once) the
-	// Deployment controller counts pods of another; then on until it
-	// counts none.
+	// Deployment controller counts pods not of its template, stable's;
+	// then on until it counts none.
 	other := d.in.DeploymentRevision != "" && TemplateOf(d.in.DeploymentRevision) != stable
-	if !other && !(d.in.DeploymentCurrent && d.in.DeploymentMixed) {
+	if !other && !(d.in.DeploymentCurrent && d.in.DeploymentOffTemplate) {
 		if restoring {
 			d.st.Message = fmt.Sprintf("the Deployment runs %s alone again: paused", d.st.StableRevision)
 			d.event(false, "StableRestored", d.st.Message)

@@ -86,6 +86,8 @@ func (w *world) set(args []string) error {
 			w.DeploymentPaused, w.StableResumed = b, false
 		case "mixed":
 			w.DeploymentMixed = b
+		case "off-template":
+			w.DeploymentOffTemplate = b
 		case "current":
 			w.DeploymentCurrent = b
 		case "canary-ready":

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,5 +238,65 @@ func TestACanaryChangedBySomeoneIsPutBackAndNotJudgedMeanwhile(t *testing.T) {
 	// served is not judged as v2's.
 	if at := f.Status.StepStartedAt; at == nil || at.Time.Before(changed.Truncate(time.Second)) {
 		t.Errorf("the step started at %v, before the change at %s: want its interval started over", at, changed.Format(time.TimeOnly))
+	}
+}
+
+// TestAFlightDeletedMidRolloutIsAResetThatShipsNothingUnjudged: someone
+// deletes shop's Flight while v2 is a canary at 20%. fledge releases the
+// routing and the canary, keeps the Deployment paused, takes it over afresh
+// (a new Flight) and canaries v2 again: stable's pods never run v2.
+func TestAFlightDeletedMidRolloutIsAResetThatShipsNothingUnjudged(t *testing.T) {
+	sb, ns, stable, rev := canaryAt20(t)
+	ctx := context.Background()
+	old := waitFlight(t, sb, ns, "shop", time.Second, func(*v1alpha1.Flight) bool { return true })
+
+	var mu sync.Mutex
+	var unpaused, v2pods bool
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		// Watch, by polling, for the two things that would ship v2
+		// unjudged: the Deployment unpaused, or a pod of v2 in it.
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			d, err := sb.Kube.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+			if err != nil {
+				continue
+			}
+			sets, err := sb.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			unpaused = unpaused || !d.Spec.Paused
+			for _, rs := range sets.Items {
+				if metav1.IsControlledBy(&rs, d) && rs.Spec.Template.Spec.Containers[0].Image == "example.com/shop:v2" && (*rs.Spec.Replicas > 0 || rs.Status.Replicas > 0) {
+					v2pods = true
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	if err := sb.Fledge.FledgeV1alpha1().Flights(ns).Delete(ctx, "shop", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f := waitFlight(t, sb, ns, "shop", time.Minute, func(f *v1alpha1.Flight) bool {
+		return f.UID != old.UID && f.Status.CanaryRevision == rev && f.Status.Phase == v1alpha1.PhaseProgressing && f.Status.CanaryWeight == 20
+	})
+	close(stop)
+	<-done
+	t.Logf("taken over afresh: %s", f.Status.Message)
+	if f.Status.StableRevision != stable {
+		t.Errorf("the new Flight's stable revision is %s, want %s", f.Status.StableRevision, stable)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if unpaused || v2pods {
+		t.Errorf("through the reset, the Deployment was unpaused: %t; ran pods of v2: %t; want neither", unpaused, v2pods)
 	}
 }

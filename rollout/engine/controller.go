@@ -344,8 +344,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	if !optedIn || flight != nil && flight.DeletionTimestamp != nil {
 		// Opted out, Deployment deleted, or the Flight deleted (which
-		// resets it: released now, adopted afresh if still opted in).
-		return c.release(ctx, flight, d)
+		// resets it: released now, adopted afresh if still opted in, and
+		// kept paused meanwhile).
+		return c.release(ctx, flight, d, optedIn)
 	}
 	return c.fly(ctx, d, flight)
 }

@@ -28,9 +28,9 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		DeploymentPaused:  d.Spec.Paused,
 		DeploymentSettled: DeploymentSettled(d),
 		DeploymentCurrent: d.Status.ObservedGeneration >= d.Generation,
-		// Pods not of its newest template, as its status counts them.
-		DeploymentMixed: d.Status.Replicas > d.Status.UpdatedReplicas,
-		DesiredImages:   Images(d.Spec.Template),
+		// Pods not of its template, as its status counts them.
+		DeploymentOffTemplate: d.Status.Replicas > d.Status.UpdatedReplicas,
+		DesiredImages:         Images(d.Spec.Template),
 	}
 	// A revision is the template and the config content it reads.
 	c.observeConfig(ctx, d, t, st, flagConfigMaps(p, st), &o)
@@ -43,6 +43,16 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			o.StableImages = Images(rs.Spec.Template)
 		}
 		o.DeploymentOneRevision = oneRevision(d, rs, sets, rollout.TemplateOf(o.DesiredRevision))
+		o.DeploymentMixed = mixed(d, rs, sets)
+		if d.Spec.Paused && rs != nil && !o.DeploymentMixed && o.DeploymentCurrent && replicaSetSettled(d, rs) {
+			// Paused with a template not rolled out yet, all its pods on
+			// its newest ReplicaSet, available: it runs that revision,
+			// settled (its status counts none of them updated, as they
+			// are not of the template). So it is after someone deleted
+			// its Flight mid-rollout (taken over afresh), or when a
+			// team opts in a Deployment it paused itself.
+			o.DeploymentSettled = true
+		}
 		if d.Spec.Paused && o.DeploymentOneRevision && replicasSettled(d) {
 			// Paused, with all its replicas on its template's ReplicaSet,
 			// the only one running: settled, even while the Deployment
@@ -214,6 +224,24 @@ func oneRevision(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1
 		}
 	}
 	return true
+}
+
+// mixed reports whether a ReplicaSet of d other than its newest has (or is
+// to have) pods.
+func mixed(d *appsv1.Deployment, newest *appsv1.ReplicaSet, sets []*appsv1.ReplicaSet) bool {
+	for _, rs := range sets {
+		if rs != newest && metav1.IsControlledBy(rs, d) && (rs.Spec.Replicas == nil || *rs.Spec.Replicas > 0 || rs.Status.Replicas > 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// replicaSetSettled reports whether rs has d's replicas, all available.
+func replicaSetSettled(d *appsv1.Deployment, rs *appsv1.ReplicaSet) bool {
+	want := ptr.Deref(d.Spec.Replicas, 1)
+	return ptr.Deref(rs.Spec.Replicas, 1) == want && rs.Status.Replicas == want && rs.Status.AvailableReplicas == want &&
+		rs.Status.ObservedGeneration >= rs.Generation
 }
 
 // imagesChanged says how the images a canary runs differ from its

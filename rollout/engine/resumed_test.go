@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/ptr"
 
 	"github.com/fledgehq/fledge/rollout"
 	"github.com/fledgehq/fledge/traffic"
@@ -122,5 +123,42 @@ func TestAChangedCanaryIsSaidAndPutBack(t *testing.T) {
 	}
 	if img := back.Spec.Template.Spec.Containers[0].Image; img != "shop:v2" {
 		t.Errorf("the canary runs %s after EnsureCanary, want shop:v2 back", img)
+	}
+}
+
+// A Deployment is mixed while a ReplicaSet other than its newest has or is
+// to have pods; a paused one whose newest ReplicaSet has all its replicas,
+// available, is settled on it even with a template not rolled out yet.
+func TestMixedAndSettledOnTheNewestReplicaSet(t *testing.T) {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "d1"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Paused: true}}
+	rs := func(name string, spec, status, available int32) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop",
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))}},
+			Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(spec)}, Status: appsv1.ReplicaSetStatus{Replicas: status, AvailableReplicas: available}}
+	}
+	newest := rs("web-1", 2, 2, 2)
+	someoneElses := rs("other", 3, 3, 3)
+	someoneElses.OwnerReferences = nil
+	for _, c := range []struct {
+		name string
+		sets []*appsv1.ReplicaSet
+		want bool
+	}{
+		{"the newest alone", []*appsv1.ReplicaSet{newest}, false},
+		{"an older one scaled to zero", []*appsv1.ReplicaSet{rs("web-0", 0, 0, 0), newest}, false},
+		{"an older one to be scaled up", []*appsv1.ReplicaSet{rs("web-0", 1, 0, 0), newest}, true},
+		{"an older one whose pods are going", []*appsv1.ReplicaSet{rs("web-0", 0, 1, 1), newest}, true},
+		{"a ReplicaSet of another owner", []*appsv1.ReplicaSet{someoneElses, newest}, false},
+	} {
+		if got := mixed(d, newest, c.sets); got != c.want {
+			t.Errorf("%s: mixed = %t, want %t", c.name, got, c.want)
+		}
+	}
+	if !replicaSetSettled(d, newest) {
+		t.Error("the newest ReplicaSet with 2 of 2 available is not settled")
+	}
+	if replicaSetSettled(d, rs("web-1", 2, 2, 1)) || replicaSetSettled(d, rs("web-1", 1, 1, 1)) {
+		t.Error("a ReplicaSet short of available pods, or of replicas, is settled")
 	}
 }
