@@ -71,7 +71,7 @@ type Observed struct {
 	ForeignAutoscaler string
 	// CanaryChanged says how someone changed the canary's Deployment, which
 	// is fledge's (its images are not its revision's); empty when no one
-	// did.
+	// did. CanaryReady is false then, and CanaryAvailable 0.
 	CanaryChanged string
 	// CanaryTrouble is why the canary's Deployment says it cannot bring
 	// its pods up (a ReplicaFailure condition, such as a quota exceeded,

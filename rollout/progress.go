@@ -473,7 +473,7 @@ func (d *decider) drift(want traffic.Weights) {
 	if d.deadline() {
 		return
 	}
-	if look := d.lookDue(); !look.IsZero() && !now.Before(look) && d.in.CanaryReady && d.in.CanaryChanged == "" {
+	if look := d.lookDue(); !look.IsZero() && !now.Before(look) && d.in.CanaryReady {
 		d.drifted = true
 		held := d.st.Hold
 		d.look()

@@ -87,7 +87,7 @@ func (d *decider) stableResumed() bool {
 	}
 	h.Message = first + "; " + d.stableChanged()
 	d.st.Message = h.Message
-	if d.st.Phase == v1alpha1.PhaseProgressing && d.in.CanaryReady && d.in.CanaryChanged == "" {
+	if d.st.Phase == v1alpha1.PhaseProgressing && d.in.CanaryReady {
 		// The comparisons keep looking, for a rollback only.
 		if look := d.lookDue(); !look.IsZero() && !d.in.Now.Before(look) {
 			held := *h

@@ -115,6 +115,9 @@ func (w *world) set(args []string) error {
 		case "canary-changed":
 			// Someone changed the canary's Deployment (fledge's): how.
 			w.CanaryChanged = strings.ReplaceAll(v, "_", " ")
+			if w.CanaryChanged != "" {
+				w.CanaryReady, w.CanaryAvailable = false, 0 // as the engine observes it
+			}
 		case "foreign-hpa":
 			w.ForeignAutoscaler = strings.ReplaceAll(v, "_", " ")
 		case "baseline-ready":

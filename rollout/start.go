@@ -23,7 +23,7 @@ func (d *decider) startTraffic() {
 		d.st.StepStartedAt = &t
 		d.st.Message = fmt.Sprintf("the confirm-rollout gate opened: canary %s starting", d.st.CanaryRevision)
 	}
-	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady || d.in.CanaryChanged != "" || !d.baselineReady() || !d.comparatorReady() {
+	if d.in.CanaryRevision != d.st.CanaryRevision || d.in.CanaryReplicas == 0 || !d.in.CanaryReady || !d.baselineReady() || !d.comparatorReady() {
 		started := d.in.Now
 		switch {
 		case d.st.StepStartedAt != nil:
@@ -80,7 +80,7 @@ func (d *decider) canaryReady() bool {
 	// A canary an autoscaler's change is resizing serves on with the pods
 	// it has.
 	resizing := d.autoscaled() && d.st.Step >= 0
-	ready := (d.in.CanaryReady || resizing && d.in.CanaryAvailable > 0) && d.in.CanaryChanged == ""
+	ready := d.in.CanaryReady || resizing && d.in.CanaryAvailable > 0
 	baselineReady := d.baselineReady() || resizing && d.in.BaselineAvailable > 0 && d.in.BaselineRevision == d.st.StableRevision
 	if ready && d.in.CanaryRevision == d.st.CanaryRevision && baselineReady && d.comparatorReady() {
 		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
@@ -90,7 +90,7 @@ func (d *decider) canaryReady() bool {
 	}
 	what := "canary " + d.st.CanaryRevision
 	switch {
-	case !d.in.CanaryReady || d.in.CanaryChanged != "" || d.in.CanaryRevision != d.st.CanaryRevision:
+	case !d.in.CanaryReady || d.in.CanaryRevision != d.st.CanaryRevision:
 	case !d.pinReady():
 		what = fmt.Sprintf("stable's pods on stable's config (%s%s), which serve stable's share beside canary %s,", d.in.Name, previousSuffix, d.st.CanaryRevision)
 	case !d.baselineReady():

@@ -88,6 +88,9 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			if o.CanaryRevision == st.CanaryRevision && len(st.CanaryImages) > 0 {
 				o.CanaryChanged = imagesChanged(Images(canary.Spec.Template), st.CanaryImages)
 			}
+			if o.CanaryChanged != "" {
+				o.CanaryReady, o.CanaryAvailable = false, 0 // not the revision's pods
+			}
 			if canary.Spec.Replicas != nil {
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
