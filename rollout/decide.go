@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -432,23 +431,6 @@ func (d *decider) settle() {
 	if d.in.CanaryReplicas != 0 {
 		d.do(ScaleCanaryDown{})
 	}
-}
-
-// optOut gives the Deployment back: plain routing, no canary, unpaused.
-func (d *decider) optOut() {
-	d.do(ReleaseRouting{})
-	d.do(DeleteCanary{}) // and a fresh baseline with it
-	d.do(SetStablePaused{Paused: false})
-	msg := "opted out: routing restored, canary removed, Deployment unpaused"
-	if s := d.watchState(); s == v1alpha1.WatchReverted || s == v1alpha1.WatchRestoring {
-		msg += fmt.Sprintf("; the revert of %s is given up with it: all traffic is on the Deployment again, which runs %s", d.st.Watch.Revision, d.in.DeploymentRevision)
-	}
-	if notes := d.flagNotes(); len(notes) > 0 && !d.st.Phase.Terminal() {
-		msg += "; release flags left as they are, fledge no longer steps them: " + strings.Join(notes, "; ")
-	}
-	d.event(false, "Released", msg)
-	d.do(ForgetFlight{})
-	d.requeue = 0
 }
 
 // --- helpers ---

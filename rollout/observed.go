@@ -120,6 +120,12 @@ type Observed struct {
 	NameTaken string
 	// OptedOut: the opt-in annotation is gone or the Deployment is being deleted.
 	OptedOut bool
+	// Reset (with OptedOut): the Flight was deleted while its Deployment
+	// stays opted in. It is released all the same, but the Deployment
+	// stays paused: fledge takes it over afresh at once, and unpaused,
+	// Kubernetes would roll out the template a canary was judging,
+	// unjudged, before the new Flight could canary it again.
+	Reset bool
 	// Namespace, Name and UID identify the Flight (for payloads, and
 	// delivery ids unique across Flights).
 	Namespace, Name, UID string

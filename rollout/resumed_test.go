@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -107,5 +108,31 @@ func TestAnOutsideResumeNobodyDecidesOnIsRolledBackAtTheProgressDeadline(t *test
 	d = Decide(in)
 	if rejectedTo(d.Status) != v1alpha1.PhaseRolledBack || !strings.Contains(d.Status.Message, "someone resumed") || !strings.Contains(d.Status.Message, "progress deadline") {
 		t.Fatalf("phase %s (%s): want rolled back at the progress deadline, saying why", d.Status.Phase, d.Status.Message)
+	}
+}
+
+// Released, a Deployment is unpaused; reset (its Flight deleted while it
+// stays opted in) it stays paused, for the take-over afresh: everything
+// else is released alike.
+func TestAResetReleasesAllButThePause(t *testing.T) {
+	in := atStep(epoch.Add(time.Hour), 0)
+	in.OptedOut = true
+	released := Decide(in)
+	in.Reset = true
+	reset := Decide(in)
+	if p, ok := pauses(released); !ok || p {
+		t.Errorf("released: actions %v, want the Deployment unpaused", released.Actions)
+	}
+	if _, ok := pauses(reset); ok {
+		t.Errorf("reset: actions %v, want the pause left alone", reset.Actions)
+	}
+	without := slices.DeleteFunc(slices.Clone(released.Actions), func(a Action) bool {
+		_, pause := a.(SetStablePaused)
+		_, event := a.(RecordEvent)
+		return pause || event
+	})
+	got := slices.DeleteFunc(slices.Clone(reset.Actions), func(a Action) bool { _, event := a.(RecordEvent); return event })
+	if fmt.Sprint(got) != fmt.Sprint(without) || len(got) == 0 {
+		t.Errorf("reset releases %v, want %v (all but the unpause)", got, without)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -28,29 +27,14 @@ const FinalizerRelease = "fledge.dev/release"
 
 // release gives an opted-out (or deleted) Deployment its plain routing
 // back, then lets the Flight go. reset says the Flight was deleted while
-// its Deployment stays opted in: fledge takes it over afresh at once, so it
-// is left paused (unpaused, Kubernetes would roll out the template a canary
-// was judging, unjudged, before the new Flight could canary it again).
+// its Deployment stays opted in (rollout.Observed.Reset).
 func (c *Controller) release(ctx context.Context, f *v1alpha1.Flight, d *appsv1.Deployment, reset bool) (time.Duration, error) {
-	in := rollout.Input{Now: c.clock.Now(), Status: f.Status, Observed: rollout.Observed{OptedOut: true}, Policy: &rollout.Policy{}}
+	in := rollout.Input{Now: c.clock.Now(), Status: f.Status, Observed: rollout.Observed{OptedOut: true, Reset: reset}, Policy: &rollout.Policy{}}
 	s := Subject{Flight: f, Deployment: d, Target: targetOf(f), PreviewHost: previewHost(&f.Status)}
 	if d != nil && d.DeletionTimestamp != nil {
 		s.Deployment = nil // being deleted: nothing to unpause
 	}
-	dec := rollout.Decide(in)
-	if reset {
-		dec.Actions = slices.DeleteFunc(dec.Actions, func(a rollout.Action) bool {
-			p, ok := a.(rollout.SetStablePaused)
-			return ok && !p.Paused
-		})
-		for i, a := range dec.Actions {
-			if e, ok := a.(rollout.RecordEvent); ok && e.Reason == "Released" {
-				e.Message = "the Flight was deleted: routing restored and canary removed; the Deployment stays paused and is taken over afresh"
-				dec.Actions[i] = e
-			}
-		}
-	}
-	if _, err := c.exec.Apply(ctx, s, dec); err != nil {
+	if _, err := c.exec.Apply(ctx, s, rollout.Decide(in)); err != nil {
 		return 0, err
 	}
 	if err := c.dropFinalizer(ctx, f); err != nil {
