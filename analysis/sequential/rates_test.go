@@ -85,3 +85,84 @@ func TestBoundsCoverTheRateAtEveryLookAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// boundsByBisection is how bounds searched for the edges before Newton's
+// method: bisection on each side of the estimate, to a millionth of the
+// interval's width.
+func boundsByBisection(c Counts, alpha float64, p Prior) (lo, hi float64) {
+	floor := marginal(c, p) - math.Log(1/alpha)
+	est := c.Rate()
+	lo, hi = 0, 1
+	if c.Bad > 0 {
+		lo = bisect(func(r float64) bool { return loglik(c, r) <= floor }, 0, est)
+	}
+	if c.Bad < c.Requests {
+		hi = bisect(func(r float64) bool { return loglik(c, r) > floor }, est, 1)
+	}
+	return lo, hi
+}
+
+// bisect finds where cond turns from true (at a) to false (at b), to a
+// millionth of the interval's width: far below any difference a message
+// shows or a verdict turns on, in 20 steps.
+func bisect(cond func(float64) bool, a, b float64) float64 {
+	tol := (b - a) * 1e-6
+	for b-a > tol {
+		mid := (a + b) / 2
+		if mid == a || mid == b {
+			break
+		}
+		if cond(mid) {
+			a = mid
+		} else {
+			b = mid
+		}
+	}
+	return (a + b) / 2
+}
+
+// Newton's edges are bisection's, to bisection's tolerance, over counts
+// from a single request to millions, alphas and both priors; and each is
+// where the log mixture meets the level, to a billionth of its distance
+// to 0 or 1.
+func TestBoundsAgreeWithBisection(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for i := range 200000 {
+		n := math.Floor(math.Exp(rng.Float64() * 15))
+		k := math.Floor(rng.Float64() * (n + 1))
+		switch i % 5 {
+		case 0:
+			k = 0
+		case 1:
+			k = n
+		case 2:
+			k = math.Min(n, math.Floor(rng.Float64()*4))
+		}
+		c := Counts{Requests: n, Bad: k}
+		alpha := []float64{0.01, 0.005, 0.05, 1e-4, 0.0033}[i%5]
+		prior := []Prior{DefaultPrior, PromotionPrior}[i%2]
+		lo, hi := bounds(c, alpha, prior)
+		blo, bhi := boundsByBisection(c, alpha, prior)
+		est := c.Rate()
+		if math.Abs(lo-blo) > 1.01e-6*est || math.Abs(hi-bhi) > 1.01e-6*(1-est) {
+			t.Fatalf("%+v alpha %g prior %v: Newton [%.12g, %.12g], bisection [%.12g, %.12g]", c, alpha, prior, lo, hi, blo, bhi)
+		}
+		// Just inside each edge the mixture is below the level, just
+		// outside it is not (just: a billionth of the distance to 0 or
+		// 1, or a few ulps).
+		level := math.Log(1 / alpha)
+		for i, r := range []float64{lo, hi} {
+			if r <= 0 || r >= 1 {
+				continue
+			}
+			d := math.Max(1e-9*math.Min(r, 1-r), 4e-16)
+			in, out := r+d, r-d
+			if i == 1 {
+				in, out = r-d, r+d
+			}
+			if logMixture(c, prior, in) >= level || logMixture(c, prior, out) < level {
+				t.Fatalf("%+v alpha %g: %.12g is not where the mixture meets the level %g", c, alpha, r, level)
+			}
+		}
+	}
+}
