@@ -311,3 +311,68 @@ func TestCloseSaysWhatItAlwaysDid(t *testing.T) {
 		t.Errorf("%d strata with few bad events bet on, %d with many: too few to tell", bets[0], bets[1])
 	}
 }
+
+// bestBetByBisection is how bestBet searched before Newton's method.
+func bestBetByBisection(atoms []atom, d float64) float64 {
+	hi := 0.95 / (1 - d) // 1 - lambda*Z stays above 0.05 at Z's highest
+	// Each atom's p*z, once: the slope divides it at every step of the
+	// search (p*z/(1 - lambda*z) is (p*z)/(1 - lambda*z), so the same
+	// bits).
+	var buf [16]float64
+	pz := buf[:0]
+	for _, at := range atoms {
+		pz = append(pz, at.p*at.z)
+	}
+	// The growth, E[log(1 - lambda*Z)], is concave in lambda: its slope,
+	// E[-Z / (1 - lambda*Z)], falls from -E[Z] > 0 at 0. The best lambda is
+	// where the slope crosses 0 (found by bisection), or hi if it never does.
+	slope := func(lambda float64) float64 {
+		g := 0.0
+		for i, at := range atoms {
+			g -= pz[i] / (1 - lambda*at.z)
+		}
+		return g
+	}
+	if slope(hi) >= 0 {
+		return hi
+	}
+	lo, up := 0.0, hi
+	for range 30 {
+		mid := (lo + up) / 2
+		if slope(mid) > 0 {
+			lo = mid
+		} else {
+			up = mid
+		}
+	}
+	return (lo + up) / 2
+}
+
+// Newton's bet is bisection's, to bisection's tolerance, over Z's
+// distributions for rates, splits and margins from a healthy service's to
+// a failing one's.
+func TestBestBetAgreesWithBisection(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	var buf [16]atom
+	for range 100000 {
+		ps := math.Exp(-1 - 7*rng.Float64())
+		pc := ps * math.Exp(rng.NormFloat64())
+		a, b := 1.0, math.Floor(math.Exp(3*rng.Float64()))
+		if rng.IntN(2) == 0 {
+			a, b = b, 1
+		}
+		r, d := 1.0, []float64{0.01, 0.001, 0.05}[rng.IntN(3)]
+		if rng.IntN(4) == 0 {
+			r, d = 1+rng.Float64(), 0
+		}
+		if pc-r*ps-d >= 0 {
+			continue
+		}
+		atoms := outcomes(buf[:0], pc, ps, a, b, r, d)
+		hi := 0.95 / (1 - d)
+		got, want := bestBet(atoms, d), bestBetByBisection(atoms, d)
+		if math.Abs(got-want) > hi*2e-9 {
+			t.Fatalf("pc %g ps %g a %g b %g r %g d %g: Newton %.12g, bisection %.12g", pc, ps, a, b, r, d, got, want)
+		}
+	}
+}
