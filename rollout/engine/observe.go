@@ -88,14 +88,14 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			if o.CanaryRevision == st.CanaryRevision && len(st.CanaryImages) > 0 {
 				o.CanaryChanged = imagesChanged(Images(canary.Spec.Template), st.CanaryImages)
 			}
-			if o.CanaryChanged != "" {
-				o.CanaryReady, o.CanaryAvailable = false, 0 // not the revision's pods
-			}
 			if canary.Spec.Replicas != nil {
 				o.CanaryReplicas = *canary.Spec.Replicas
 			}
 			ready, available := c.ownReady(canary)
 			o.CanaryReady, o.CanaryAvailable = o.CanaryReplicas > 0 && ready, available
+			if o.CanaryChanged != "" {
+				o.CanaryReady, o.CanaryAvailable = false, 0 // not the revision's pods, however ready
+			}
 			if !o.CanaryReady && o.CanaryRevision == o.DesiredRevision {
 				o.CanaryTrouble = deploymentTrouble(canary)
 			}

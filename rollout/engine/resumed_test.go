@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -11,8 +12,13 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fledgehq/fledge/rollout"
+	"github.com/fledgehq/fledge/rollout/apis/fledge/v1alpha1"
+	fledgefake "github.com/fledgehq/fledge/rollout/client/clientset/versioned/fake"
 	"github.com/fledgehq/fledge/traffic"
+	"github.com/fledgehq/fledge/traffic/traffictest"
 )
 
 // An unpaused read is fledge's own doing when its last write of the
@@ -160,5 +166,31 @@ func TestMixedAndSettledOnTheNewestReplicaSet(t *testing.T) {
 	}
 	if replicaSetSettled(d, rs("web-1", 2, 2, 1)) || replicaSetSettled(d, rs("web-1", 1, 1, 1)) {
 		t.Error("a ReplicaSet short of available pods, or of replicas, is settled")
+	}
+}
+
+// A canary someone changed is observed not ready however ready its pods
+// are: they are not its revision's. As made, the same canary is ready.
+func TestAChangedCanaryIsNotReadyHoweverReadyItsPods(t *testing.T) {
+	s, rev := stableSubject(false)
+	owner := metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	canary := CanaryDeployment(s.Deployment, s.Stable.Spec.Selector, rev, *owner)
+	canary.Spec.Template.Spec.Containers[0].Image = "shop:evil" // kubectl set image deployment/shop-canary
+	canary.Generation = 2
+	canary.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
+	kube := fake.NewClientset(s.Deployment, canary)
+	c := NewController(ControllerConfig{Kube: kube, Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
+		Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	target := s.Target
+	target.Owner = owner
+	for _, images := range [][]v1alpha1.ContainerImage{{{Container: "shop", Image: "shop:v2"}}, {{Container: "shop", Image: "shop:evil"}}} {
+		st := &v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, CanaryRevision: rev, CanaryImages: images}
+		o := c.observe(t.Context(), s.Deployment, target, st, &rollout.Policy{})
+		if changed := images[0].Image != "shop:evil"; o.CanaryReady == changed || (o.CanaryChanged != "") != changed {
+			t.Errorf("the revision's image %s, the canary's shop:evil, its pods ready: observed ready %t, changed %q", images[0].Image, o.CanaryReady, o.CanaryChanged)
+		}
 	}
 }
