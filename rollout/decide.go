@@ -381,7 +381,7 @@ func (d *decider) startCanary(rev string, v v1alpha1.Verdict, msg string) {
 	d.st.RejectedRevision = ""
 	d.planCohorts(inFlight)
 	d.st.Step = -1
-	d.st.CanaryWeight = 0
+	d.st.CanaryWeight, d.st.CanaryWithdrawn = 0, false
 	d.st.FailedChecks = 0
 	d.st.PromotionStage = ""
 	d.st.RevisionStartedAt = &now

@@ -146,14 +146,24 @@ func TestDecideJudgesAStep(t *testing.T) {
 			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Weights: []traffic.Weights{{Stable: 90, Canary: 10}}},
 		},
 		{
-			name: "holds when the canary stops being ready, and judges nothing",
+			name: "holds when the canary stops being ready, and judges nothing; a pod still serves its share",
 			in: func() Input {
 				in := atStep(now, 0)
-				in.CanaryReady = false
+				in.CanaryReplicas, in.CanaryAvailable, in.CanaryReady = 2, 1, false
 				return in
 			},
 			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
 			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Hold: v1alpha1.HoldCanaryNotReady},
+		},
+		{
+			name: "holds when the canary has no pod ready, its share back on stable (its users would get 503s)",
+			in: func() Input {
+				in := atStep(now, 0)
+				in.CanaryAvailable, in.CanaryReady = 0, false
+				return in
+			},
+			checks: []analysis.Check{check("success-rate", analysis.Pass, 1)},
+			want:   summary{Phase: v1alpha1.PhaseProgressing, Weight: 10, Hold: v1alpha1.HoldCanaryNotReady, Weights: []traffic.Weights{{Stable: 100}}},
 		},
 		{
 			name: "holds everything when the routing cannot be read",

@@ -54,6 +54,9 @@ func (d *decider) routingOf(canary int32) traffic.Weights {
 	if d.st.Phase != v1alpha1.PhaseProgressing && d.st.Phase != v1alpha1.PhasePaused {
 		return w
 	}
+	if d.st.CanaryWithdrawn {
+		return plainStable // no pod to serve the canary's share (withdraw)
+	}
 	if c := CohortOf(&d.st); c != nil {
 		if c.Mirror > 0 {
 			w.Mirror = c.Mirror // copies only: nobody reaches the canary

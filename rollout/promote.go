@@ -19,7 +19,7 @@ func (d *decider) startPromotion(why string, checks []analysis.Check) {
 	d.st.PromotionStage = v1alpha1.StageUpdateStable
 	t := d.now()
 	d.st.StageStartedAt = &t
-	d.st.Hold = nil
+	d.st.Hold, d.st.CanaryWithdrawn = nil, false
 	d.setWeight(100)
 	d.do(SetStablePaused{Paused: false})
 	d.startWatch()
@@ -124,7 +124,7 @@ func (d *decider) rollback(v v1alpha1.Verdict, why string, checks []analysis.Che
 	d.st.RollingBack = &v1alpha1.RollingBack{Phase: phase, Reason: why, By: d.by, Revision: d.st.CanaryRevision,
 		Step: d.st.Step, Weight: d.st.CanaryWeight, Since: d.now()}
 	d.st.Phase = v1alpha1.PhaseRollingBack
-	d.st.CanaryWeight, d.st.Step, d.st.PromotionStage = 0, -1, ""
+	d.st.CanaryWeight, d.st.Step, d.st.PromotionStage, d.st.CanaryWithdrawn = 0, -1, "", false
 	d.st.StageStartedAt, d.st.StepStartedAt, d.st.Hold = nil, nil, nil
 	d.st.Message = "rolling back: " + why
 	d.do(SetWeights{Weights: d.rest()})

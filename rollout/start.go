@@ -86,6 +86,10 @@ func (d *decider) canaryReady() bool {
 		if d.st.Hold != nil && d.st.Hold.Reason == v1alpha1.HoldCanaryNotReady {
 			d.st.Hold = nil
 		}
+		if d.st.CanaryWithdrawn {
+			d.giveBack()
+			return false
+		}
 		return true
 	}
 	what := "canary " + d.st.CanaryRevision
@@ -104,7 +108,12 @@ func (d *decider) canaryReady() bool {
 		t := d.now()
 		d.st.StepStartedAt = &t
 	}
-	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("%s is not ready%s", what, d.canaryTrouble()))
+	d.withdraw()
+	withdrawn := ""
+	if d.st.CanaryWithdrawn {
+		withdrawn = fmt.Sprintf("; its %d%% share is on stable until it has a ready pod", d.st.CanaryWeight)
+	}
+	d.hold(v1alpha1.HoldCanaryNotReady, fmt.Sprintf("%s is not ready%s%s", what, d.canaryTrouble(), withdrawn))
 	if d.in.Now.Sub(d.st.Hold.Since.Time) >= d.in.Policy.ProgressDeadline {
 		d.rollback(v1alpha1.VerdictRollback, fmt.Sprintf("%s not ready for longer than the progress deadline (%s)%s", what, d.in.Policy.ProgressDeadline, d.canaryTrouble()), nil)
 		return false
@@ -233,4 +242,45 @@ func (d *decider) retireBaseline() {
 		return // the next look, once the routing is set without it
 	}
 	d.do(DeleteBaseline{})
+}
+
+// withdraw takes the step's share off a canary with no pod ready to serve
+// it: the mesh would answer its users 503 (no healthy upstream), and those
+// failures are not the canary workload's in Istio's telemetry, so no
+// comparison would see them. So while the canary (or its fresh baseline,
+// which serves as large a share) has no available pod, all traffic is on
+// stable; the hold goes on, bounded by the progress deadline, and
+// giveBack restores the share once a pod is ready. A canary with some
+// pods ready keeps its share: the mesh sends it to those.
+func (d *decider) withdraw() {
+	if d.st.CanaryWithdrawn || d.st.Step < 0 {
+		return
+	}
+	w := d.routingOf(d.st.CanaryWeight)
+	toCanary := w.Canary > 0 || w.Cohort.Name != "" || w.Sticky.Cookie != ""
+	canaryDown := toCanary && d.in.CanaryAvailable == 0
+	baselineDown := w.Baseline > 0 && d.in.BaselineAvailable == 0
+	if !canaryDown && !baselineDown {
+		return
+	}
+	what := "canary " + d.st.CanaryRevision
+	if !canaryDown {
+		what = "the baseline of canary " + d.st.CanaryRevision
+	}
+	d.st.CanaryWithdrawn = true
+	d.setWeight(d.st.CanaryWeight)
+	d.event(true, "CanaryWithdrawn", fmt.Sprintf("%s has no pod of its revision ready to serve its %d%% share: all of it is on stable until one is, or until the progress deadline (%s) rolls the canary back",
+		what, d.st.CanaryWeight, d.in.Policy.ProgressDeadline))
+}
+
+// giveBack restores the step's share once the canary withdrawn from it is
+// ready again; the step's interval starts over, as its traffic does.
+func (d *decider) giveBack() {
+	d.st.CanaryWithdrawn = false
+	d.setWeight(d.st.CanaryWeight)
+	t := d.now()
+	d.st.StepStartedAt = &t
+	d.st.Message = fmt.Sprintf("canary %s ready again: its %d%% share is back on it, and the step's interval starts over", d.st.CanaryRevision, d.st.CanaryWeight)
+	d.event(false, "CanaryRestored", d.st.Message)
+	d.after(time.Second)
 }

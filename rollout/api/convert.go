@@ -60,6 +60,7 @@ func FlightToProto(f *v1alpha1.Flight) *rolloutpb.Flight {
 		Steps:             append([]int32(nil), st.Steps...),
 		Step:              st.Step,
 		CanaryWeight:      st.CanaryWeight,
+		CanaryWithdrawn:   st.CanaryWithdrawn,
 		PromotionStage:    stageToProto(st.PromotionStage),
 		FailedChecks:      st.FailedChecks,
 		StepStartedAt:     timestamp(st.StepStartedAt),

@@ -74,7 +74,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "fledge_flight_stage", Help: "1, labelled with the stage of its strategy each Flight is in (none, starting, mirror, cohort, weighted, preview, switched, promoting, rolling-back): one series a Flight.",
 		}, "stage"),
 		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic.",
+			Name: "fledge_canary_weight_percent", Help: "The canary's intended share of traffic (0 while it is withdrawn: no canary pod ready).",
 		}, []string{"namespace", "flight"}),
 		baseline: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "fledge_baseline_weight_percent", Help: "A fresh baseline's intended share of traffic (policy baseline: fresh): the canary's while it serves one, 0 otherwise.",
@@ -202,7 +202,11 @@ func (m *Metrics) observe(f *v1alpha1.Flight, p *rollout.Policy) {
 	m.flights.observe(f)
 	m.phase.set(f.Namespace, f.Name, string(f.Status.Phase))
 	m.stage.set(f.Namespace, f.Name, stageOf(&f.Status))
-	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(f.Status.CanaryWeight))
+	weight := f.Status.CanaryWeight
+	if f.Status.CanaryWithdrawn {
+		weight = 0 // on stable while no canary pod is ready
+	}
+	m.weight.WithLabelValues(f.Namespace, f.Name).Set(float64(weight))
 	m.baseline.WithLabelValues(f.Namespace, f.Name).Set(float64(baselineWeight(&f.Status)))
 	reverted := 0.0
 	if w := f.Status.Watch; w != nil && (w.State == v1alpha1.WatchReverted || w.State == v1alpha1.WatchRestoring) {
@@ -252,7 +256,7 @@ func (g *stateGauge) set(ns, name, state string) {
 // baselineWeight is a fresh baseline's share, as Decide routes it.
 func baselineWeight(st *v1alpha1.FlightStatus) int32 {
 	inFlight := st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused
-	if w := st.CanaryWeight; st.Baseline == rollout.BaselineFresh && inFlight && st.Step >= 0 && w > 0 && 2*w <= 100 {
+	if w := st.CanaryWeight; st.Baseline == rollout.BaselineFresh && inFlight && st.Step >= 0 && !st.CanaryWithdrawn && w > 0 && 2*w <= 100 {
 		return w
 	}
 	return 0

@@ -113,7 +113,11 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		o.RoutingError = err.Error()
 	}
 	o.Weights = w
-	if namer, ok := c.router.(traffic.WriterNamer); ok && err == nil && st.Step >= 0 && w.Canary != st.CanaryWeight &&
+	set := st.CanaryWeight
+	if st.CanaryWithdrawn {
+		set = 0
+	}
+	if namer, ok := c.router.(traffic.WriterNamer); ok && err == nil && st.Step >= 0 && w.Canary != set &&
 		(st.Phase == v1alpha1.PhaseProgressing || st.Phase == v1alpha1.PhasePaused) {
 		// Not as fledge set it: who else wrote it, for the hold to name.
 		// (One read more, only while the routing drifts.)

@@ -504,6 +504,10 @@ type Flight struct {
 	Step int32 `protobuf:"varint,22,opt,name=step,proto3" json:"step,omitempty"`
 	// The canary's intended share of traffic, in percent.
 	CanaryWeight int32 `protobuf:"varint,23,opt,name=canary_weight,json=canaryWeight,proto3" json:"canary_weight,omitempty"`
+	// The step's share is on stable for now: no pod of the canary (or of
+	// its fresh baseline) was ready to serve it. canary_weight is given back
+	// once one is, the step's interval starting over (hold says so too).
+	CanaryWithdrawn bool `protobuf:"varint,48,opt,name=canary_withdrawn,json=canaryWithdrawn,proto3" json:"canary_withdrawn,omitempty"`
 	// The stage of a promotion in progress (phase PROMOTING).
 	PromotionStage PromotionStage `protobuf:"varint,24,opt,name=promotion_stage,json=promotionStage,proto3,enum=fledge.v1.PromotionStage" json:"promotion_stage,omitempty"`
 	// How many analyses of this revision failed (the policy sets how many
@@ -702,6 +706,13 @@ func (x *Flight) GetCanaryWeight() int32 {
 		return x.CanaryWeight
 	}
 	return 0
+}
+
+func (x *Flight) GetCanaryWithdrawn() bool {
+	if x != nil {
+		return x.CanaryWithdrawn
+	}
+	return false
 }
 
 func (x *Flight) GetPromotionStage() PromotionStage {
@@ -3297,7 +3308,7 @@ var File_rollout_rolloutpb_rollouts_proto protoreflect.FileDescriptor
 
 const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\n" +
-	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\v\n" +
+	" rollout/rolloutpb/rollouts.proto\x12\tfledge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\f\n" +
 	"\x06Flight\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -3317,7 +3328,8 @@ const file_rollout_rolloutpb_rollouts_proto_rawDesc = "" +
 	"\x05phase\x18\x14 \x01(\x0e2\x10.fledge.v1.PhaseR\x05phase\x12\x14\n" +
 	"\x05steps\x18\x15 \x03(\x05R\x05steps\x12\x12\n" +
 	"\x04step\x18\x16 \x01(\x05R\x04step\x12#\n" +
-	"\rcanary_weight\x18\x17 \x01(\x05R\fcanaryWeight\x12B\n" +
+	"\rcanary_weight\x18\x17 \x01(\x05R\fcanaryWeight\x12)\n" +
+	"\x10canary_withdrawn\x180 \x01(\bR\x0fcanaryWithdrawn\x12B\n" +
 	"\x0fpromotion_stage\x18\x18 \x01(\x0e2\x19.fledge.v1.PromotionStageR\x0epromotionStage\x12#\n" +
 	"\rfailed_checks\x18\x19 \x01(\x05R\ffailedChecks\x12B\n" +
 	"\x0fstep_started_at\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\rstepStartedAt\x12D\n" +

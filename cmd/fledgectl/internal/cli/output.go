@@ -104,8 +104,9 @@ func step(f *rolloutpb.Flight) string {
 }
 
 // progress is "step 2/4 [####------] 40%" ("+ baseline 40%" when a fresh
-// baseline serves as much beside it), or "step 1/4 cohort beta" during a
-// cohort stage.
+// baseline serves as much beside it), "step 1/4 cohort beta" during a
+// cohort stage, or 0% with its share withdrawn while no canary pod is
+// ready.
 func progress(f *rolloutpb.Flight) string {
 	if p := f.GetMirrorPercent(); p > 0 && cohort(f) != "" {
 		if f.GetMirrorCompared() {
@@ -120,6 +121,9 @@ func progress(f *rolloutpb.Flight) string {
 		case f.GetStep() == 1 && (f.GetPhase() == rolloutpb.Phase_PHASE_PROGRESSING || f.GetPhase() == rolloutpb.Phase_PHASE_PAUSED):
 			return fmt.Sprintf("step %s blue/green switched, previous revision kept", step(f))
 		}
+	}
+	if f.GetCanaryWithdrawn() {
+		return fmt.Sprintf("step %s %s 0%%, its share withdrawn until a canary pod is ready", step(f), bar(0))
 	}
 	if c := cohort(f); c != "" {
 		return fmt.Sprintf("step %s cohort %s", step(f), c)
@@ -293,7 +297,11 @@ func printList(w io.Writer, flights []*rolloutpb.Flight) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPHASE\tSTEP\tWEIGHT\tCANARY\tSTABLE\tHOLD")
 	for _, f := range flights {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d%%\t%s\t%s\t%s\n", f.GetName(), phase(f.GetPhase()), step(f), f.GetCanaryWeight(),
+		weight := fmt.Sprintf("%d%%", f.GetCanaryWeight())
+		if f.GetCanaryWithdrawn() {
+			weight = "0% (withdrawn)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.GetName(), phase(f.GetPhase()), step(f), weight,
 			orDash(f.GetCanaryRevision()), orDash(f.GetStableRevision()), orDash(f.GetHold().GetReason()))
 	}
 	return tw.Flush()

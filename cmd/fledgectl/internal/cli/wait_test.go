@@ -81,6 +81,7 @@ func TestProgressText(t *testing.T) {
 	}{
 		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{10, 40, 70}, Step: 1, CanaryWeight: 40}, "step 2/3 [####------] 40%"},
 		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{20, 50}, Step: 0, CanaryWeight: 20, Baseline: "fresh"}, "step 1/2 [##--------] 20% + baseline 20%"},
+		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{20, 50}, Step: 0, CanaryWeight: 20, CanaryWithdrawn: true}, "step 1/2 [----------] 0%, its share withdrawn until a canary pod is ready"},
 		{&rolloutpb.Flight{Phase: rolloutpb.Phase_PHASE_PROMOTING, Steps: []int32{50}, Step: 0, CanaryWeight: 100, Baseline: "fresh"}, "step 1/1 [##########] 100%"},
 		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{10, 40}, Step: -1}, "step 0/2 [----------] 0%"},
 		{&rolloutpb.Flight{Phase: progressing, Steps: []int32{5}, Step: 0, CanaryWeight: 5}, "step 1/1 [----------] 5%"},

@@ -300,6 +300,12 @@ type FlightStatus struct {
 	Step int32 `json:"step"`
 	// CanaryWeight is the canary's intended share of traffic, in percent.
 	CanaryWeight int32 `json:"canaryWeight"`
+	// CanaryWithdrawn: the step's share is on stable for now, because no
+	// pod of the canary (or of its fresh baseline) was ready to serve it
+	// (its users would get 503s: no healthy upstream). CanaryWeight is
+	// the step's share, given back once a pod is ready, the step's
+	// interval then starting over.
+	CanaryWithdrawn bool `json:"canaryWithdrawn,omitempty"`
 	// PromotionStage is the step of a promotion in progress.
 	PromotionStage string `json:"promotionStage,omitempty"`
 	// FailedChecks counts failed analyses of this revision.
