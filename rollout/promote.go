@@ -54,9 +54,7 @@ func (d *decider) updateStable() {
 			fmt.Sprintf("revision %s arrived during the promotion of %s: canary restarting", d.in.DesiredRevision, d.st.CanaryRevision))
 		return
 	}
-	if d.in.Weights != d.routing(100) {
-		d.setWeight(100)
-	}
+	d.promotionRouting()
 	if d.in.DeploymentPaused {
 		d.do(SetStablePaused{Paused: false})
 	}
@@ -88,6 +86,30 @@ func (d *decider) updateStable() {
 	d.setWeight(0)
 	d.do(SetStablePaused{Paused: true})
 	d.after(time.Second)
+}
+
+// promotionRouting sends everyone to the canary while the Deployment rolls
+// to its revision, and to the Deployment's own pods (stable's Service,
+// some of them already of the revision) while the canary has no pod ready
+// to serve them: a canary that crashed mid-promotion would otherwise have
+// the mesh answer every user with a 503, for as long as the Deployment's
+// rollout takes. It is said when it moves.
+func (d *decider) promotionRouting() {
+	want := int32(100)
+	if d.in.CanaryAvailable == 0 {
+		want = 0
+	}
+	switch {
+	case want == 0 && d.st.CanaryWeight == 100:
+		d.st.Message = fmt.Sprintf("promoting %s: the canary has no pod ready: all traffic is on the Deployment's own pods (rolling to %s) until one is", d.st.CanaryRevision, d.st.CanaryRevision)
+		d.event(true, "CanaryWithdrawn", d.st.Message)
+	case want == 100 && d.st.CanaryWeight == 0:
+		d.st.Message = fmt.Sprintf("promoting %s: the canary is ready again: all traffic is back on it until the Deployment runs %s", d.st.CanaryRevision, d.st.CanaryRevision)
+		d.event(false, "CanaryRestored", d.st.Message)
+	}
+	if d.st.CanaryWeight != want || d.in.Weights != d.routing(want) {
+		d.setWeight(want)
+	}
 }
 
 func (d *decider) finalize() {

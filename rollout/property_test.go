@@ -95,6 +95,12 @@ func TestDecideInvariants(t *testing.T) {
 				w.BaselineReady = w.BaselineExists && (w.BaselineReady || rng.IntN(2) == 0)
 				w.ComparatorReady = w.ComparatorExists && (w.ComparatorReady || rng.IntN(2) == 0)
 			}
+			// Available pods as readiness says: none, or (ready or not)
+			// some.
+			w.CanaryAvailable = 0
+			if w.CanaryReady || rng.IntN(3) == 0 {
+				w.CanaryAvailable = 1
+			}
 			w.now = w.now.Add(time.Duration(rng.IntN(90)) * time.Second)
 			in := Input{Now: w.now, Policy: w.policy, Status: w.status, Observed: w.Observed, Action: w.action}
 			if Decide(in).NeedChecks {

@@ -32,7 +32,7 @@ func (w *world) apply(a Action) {
 			w.CanaryReady = w.CanaryAvailable == n
 		}
 	case ScaleCanaryDown:
-		w.CanaryReplicas, w.CanaryReady = 0, false
+		w.CanaryReplicas, w.CanaryReady, w.CanaryAvailable = 0, false, 0
 	case EnsureBaseline:
 		if w.BaselineRevision != a.Revision || !w.BaselineExists {
 			w.BaselineExists, w.BaselineRevision, w.BaselineReplicas, w.BaselineReady = true, a.Revision, 1, false

@@ -146,7 +146,7 @@ func play(p *rollout.Policy, sc Scenario, rps float64, horizon time.Duration, se
 			w.observed.DeploymentSettled = true
 		}
 		if w.canaryReadyAt >= 0 && t >= w.canaryReadyAt && w.observed.CanaryReplicas > 0 {
-			w.observed.CanaryReady = true
+			w.observed.CanaryReady, w.observed.CanaryAvailable = true, w.observed.CanaryReplicas
 		}
 		next := t + w.decide(t)
 		switch w.status.Phase {
@@ -279,7 +279,7 @@ func (w *world) apply(a rollout.Action, t int) {
 		o.Weights = traffic.Weights{Stable: 100}
 	case rollout.EnsureCanary:
 		if o.CanaryRevision != a.Revision || o.CanaryReplicas == 0 {
-			o.CanaryRevision, o.CanaryReplicas, o.CanaryReady = a.Revision, 1, false
+			o.CanaryRevision, o.CanaryReplicas, o.CanaryReady, o.CanaryAvailable = a.Revision, 1, false, 0
 			w.canaryReadyAt = t + canaryStartup
 		}
 	case rollout.CallHook:
@@ -289,7 +289,7 @@ func (w *world) apply(a rollout.Action, t int) {
 		// executor reports a delivery done.
 		w.delivered[a.Delivery.ID] = rollout.DeliveryResult{Delivered: true, Attempts: 1, At: epoch.Add(time.Duration(t) * time.Second)}
 	case rollout.ScaleCanaryDown, rollout.DeleteCanary:
-		o.CanaryReplicas, o.CanaryReady = 0, false
+		o.CanaryReplicas, o.CanaryReady, o.CanaryAvailable = 0, false, 0
 	case rollout.SetStablePaused:
 		o.DeploymentPaused = a.Paused
 		if !a.Paused && o.DeploymentRevision != o.DesiredRevision {
