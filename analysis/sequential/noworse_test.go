@@ -354,7 +354,7 @@ func bestBetByBisection(atoms []atom, d float64) float64 {
 func TestBestBetAgreesWithBisection(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	var buf [16]atom
-	for range 100000 {
+	for range 20000 {
 		ps := math.Exp(-1 - 7*rng.Float64())
 		pc := ps * math.Exp(rng.NormFloat64())
 		a, b := 1.0, math.Floor(math.Exp(3*rng.Float64()))

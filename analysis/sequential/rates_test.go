@@ -127,7 +127,7 @@ func bisect(cond func(float64) bool, a, b float64) float64 {
 // to 0 or 1.
 func TestBoundsAgreeWithBisection(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for i := range 200000 {
+	for i := range 30000 {
 		n := math.Floor(math.Exp(rng.Float64() * 15))
 		k := math.Floor(rng.Float64() * (n + 1))
 		switch i % 5 {
