@@ -103,6 +103,7 @@ func (d *decider) promotionRouting() {
 	case want == 0 && d.st.CanaryWeight == 100:
 		d.st.Message = fmt.Sprintf("promoting %s: the canary has no pod ready: all traffic is on the Deployment's own pods (rolling to %s) until one is", d.st.CanaryRevision, d.st.CanaryRevision)
 		d.event(true, "CanaryWithdrawn", d.st.Message)
+		d.notifyHeld(v1alpha1.HoldCanaryNotReady, d.st.Message)
 	case want == 100 && d.st.CanaryWeight == 0:
 		d.st.Message = fmt.Sprintf("promoting %s: the canary is ready again: all traffic is back on it until the Deployment runs %s", d.st.CanaryRevision, d.st.CanaryRevision)
 		d.event(false, "CanaryRestored", d.st.Message)

@@ -269,8 +269,12 @@ func (d *decider) withdraw() {
 	}
 	d.st.CanaryWithdrawn = true
 	d.setWeight(d.st.CanaryWeight)
-	d.event(true, "CanaryWithdrawn", fmt.Sprintf("%s has no pod of its revision ready to serve its %d%% share: all of it is on stable until one is, or until the progress deadline (%s) rolls the canary back",
-		what, d.st.CanaryWeight, d.in.Policy.ProgressDeadline))
+	msg := fmt.Sprintf("%s has no pod of its revision ready to serve its %d%% share: all of it is on stable until one is, or until the progress deadline (%s) rolls the canary back",
+		what, d.st.CanaryWeight, d.in.Policy.ProgressDeadline)
+	d.event(true, "CanaryWithdrawn", msg)
+	// People hear of it (a canary that was serving went down), unlike a
+	// canary still starting.
+	d.notifyHeld(v1alpha1.HoldCanaryNotReady, msg)
 }
 
 // giveBack restores the step's share once the canary withdrawn from it is
