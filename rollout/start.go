@@ -131,7 +131,7 @@ func (d *decider) canaryTrouble() string {
 	case d.in.CanaryChanged != "":
 		out = ": " + d.in.CanaryChanged
 		if d.st.Step >= 0 {
-			out += "; the step's interval starts over once it runs them again"
+			out += "; the step's interval starts over once it is put back"
 		}
 	case d.in.CanaryTrouble != "" && d.in.CanaryRevision == d.st.CanaryRevision:
 		out = ": " + d.in.CanaryTrouble

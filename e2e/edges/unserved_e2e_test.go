@@ -98,6 +98,44 @@ func TestACanaryWithNoPodReadyHasItsShareWithdrawnUntilOneIs(t *testing.T) {
 	}
 }
 
+// TestACanaryWhoseServiceIsDeletedHasItsShareWithdrawnUntilItIsBack:
+// someone deletes fledge's canary Service (kubectl delete service
+// shop-canary) while v2 is a canary at 20%. The mesh would answer its
+// share with 503s (no such host). fledge says so, takes the share back to
+// stable, makes the Service again, and gives the share back.
+func TestACanaryWhoseServiceIsDeletedHasItsShareWithdrawnUntilItIsBack(t *testing.T) {
+	sb, ns, _, _ := canaryAt20(t)
+	ctx := context.Background()
+	old, err := sb.Kube.CoreV1().Services(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	if err := sb.Kube.CoreV1().Services(ns).Delete(ctx, "shop-canary", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, sb, ns, "CanaryWithdrawn", "no pod of its revision ready to serve its 20% share")
+	waitEvent(t, sb, ns, "Held", "its Service "+ns+"/shop-canary is missing")
+	var back *corev1.Service
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		back, err = sb.Kube.CoreV1().Services(ns).Get(ctx, "shop-canary", metav1.GetOptions{})
+		return err == nil && back.UID != old.UID, nil
+	})
+	if err != nil {
+		t.Fatalf("shop-canary not made again 20 s after it was deleted")
+	}
+	t.Logf("shop-canary made again %.2f s after it was deleted", time.Since(deleted).Seconds())
+	f := waitFlight(t, sb, ns, "shop", 30*time.Second, func(f *v1alpha1.Flight) bool { return !f.Status.CanaryWithdrawn && f.Status.Hold == nil })
+	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 20 {
+		t.Errorf("phase %s at %d%%: want the canary going on at 20%%", f.Status.Phase, f.Status.CanaryWeight)
+	}
+	t.Logf("the share back on the canary %.2f s after its Service was deleted", time.Since(deleted).Seconds())
+	w, err := istio.New(sb.Istio).Weights(ctx, traffic.Target{Namespace: ns, Name: "shop", Host: "shop", Stable: "shop", Canary: "shop-canary"})
+	if err != nil || w != (traffic.Weights{Stable: 80, Canary: 20}) {
+		t.Errorf("routing %+v (%v): want 80/20 again", w, err)
+	}
+}
+
 // setCanaryReady sets the Ready condition of the canary's pods, as the
 // kubelet does after their readiness probes (kwok, which plays it here,
 // makes a pod ready once and leaves its status alone after that).

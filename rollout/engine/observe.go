@@ -3,13 +3,16 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
@@ -80,10 +83,12 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 	// Only a canary this Flight made is its canary: a Deployment or
 	// Service of the same name that is not is someone else's, and is
 	// neither read as the canary nor ever changed.
+	var ours *appsv1.Deployment // the canary, this Flight's
 	if canary, err := c.deployments.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil {
 		if !ownedByRef(canary, t.Owner) {
 			o.NameTaken = notOurs("deployment", canary)
 		} else {
+			ours = canary
 			o.CanaryRevision = canary.Annotations[AnnotationRevision]
 			if o.CanaryRevision == st.CanaryRevision && len(st.CanaryImages) > 0 {
 				o.CanaryChanged = imagesChanged(Images(canary.Spec.Template), st.CanaryImages)
@@ -101,8 +106,20 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 			}
 		}
 	}
-	if svc, err := c.services.In(d.Namespace).Get(d.Name + CanarySuffix); err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
+	svc, err := c.services.In(d.Namespace).Get(d.Name + CanarySuffix)
+	if err == nil && o.NameTaken == "" && !ownedByRef(svc, t.Owner) {
 		o.NameTaken = notOurs("service", svc)
+	}
+	if ours != nil && o.CanaryChanged == "" && o.CanaryRevision == st.CanaryRevision && inFlight(st) && (st.Step >= 0 || o.CanaryReady) {
+		if apierrors.IsNotFound(err) {
+			// Confirmed live: the cache may trail its creation (one
+			// read, only when the cache has no such Service).
+			svc, err = c.kube.CoreV1().Services(d.Namespace).Get(ctx, d.Name+CanarySuffix, metav1.GetOptions{})
+		}
+		o.CanaryChanged = canaryServiceChanged(ours, svc, err)
+		if o.CanaryChanged != "" {
+			o.CanaryReady, o.CanaryAvailable = false, 0 // the mesh cannot reach its pods
+		}
 	}
 	c.observeAutoscalers(d, &o)
 	c.observeBaseline(d, t, st, fresh, &o)
@@ -258,6 +275,37 @@ func imagesChanged(runs, want []v1alpha1.ContainerImage) string {
 		return ""
 	}
 	return fmt.Sprintf("someone changed its images to %s, not its revision's %s (fledge puts them back)", strings.Join(rollout.ImageRefs(runs), ", "), strings.Join(rollout.ImageRefs(want), ", "))
+}
+
+// inFlight reports whether a Flight's canary has, or is to have, a share
+// of traffic: a revision under way, or its promotion.
+func inFlight(st *v1alpha1.FlightStatus) bool {
+	switch st.Phase {
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhasePromoting:
+		return true
+	}
+	return false
+}
+
+// canaryServiceChanged says how the canary's Service (svc, as read with
+// err) does not reach the canary's pods: missing (deleted, or its create
+// failed while the Deployment's went through), or its selector changed.
+// The mesh would answer the canary's share with 503s (no such host, or no
+// endpoint) or send it to other pods, neither counted as the canary's. It
+// is checked once the canary serves, or its pods are ready to (not while
+// they come up: its Deployment and Service are made at once, and the
+// cache may see either first), and a Service missing from the cache is
+// read live first.
+func canaryServiceChanged(canary *appsv1.Deployment, svc *corev1.Service, err error) string {
+	want := canary.Spec.Selector.MatchLabels
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("its Service %s/%s is missing, so the mesh cannot reach its pods (fledge makes it again)", canary.Namespace, canary.Name)
+	case err == nil && !maps.Equal(svc.Spec.Selector, want):
+		return fmt.Sprintf("someone changed the selector of its Service %s/%s to %s, not its pods' %s (fledge puts it back)",
+			svc.Namespace, svc.Name, labels.FormatLabels(svc.Spec.Selector), labels.FormatLabels(want))
+	}
+	return ""
 }
 
 func (c *Controller) stableService(ns, name string) *corev1.Service {

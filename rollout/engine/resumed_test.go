@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
@@ -178,7 +180,7 @@ func TestAChangedCanaryIsNotReadyHoweverReadyItsPods(t *testing.T) {
 	canary.Spec.Template.Spec.Containers[0].Image = "shop:evil" // kubectl set image deployment/shop-canary
 	canary.Generation = 2
 	canary.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
-	kube := fake.NewClientset(s.Deployment, canary)
+	kube := fake.NewClientset(s.Deployment, canary, CanaryService(s.Stable, canary, *owner))
 	c := NewController(ControllerConfig{Kube: kube, Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
 		Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
 	if err := c.Start(t.Context()); err != nil {
@@ -192,5 +194,64 @@ func TestAChangedCanaryIsNotReadyHoweverReadyItsPods(t *testing.T) {
 		if changed := images[0].Image != "shop:evil"; o.CanaryReady == changed || (o.CanaryChanged != "") != changed {
 			t.Errorf("the revision's image %s, the canary's shop:evil, its pods ready: observed ready %t, changed %q", images[0].Image, o.CanaryReady, o.CanaryChanged)
 		}
+	}
+}
+
+// A canary that serves or is ready to, whose Service is missing (deleted,
+// or its create failed) or points elsewhere, is observed not ready however
+// ready its pods: the mesh cannot reach them. While its pods come up (its
+// Deployment and Service made at once, the cache seeing one first) a
+// missing Service is not a change.
+func TestACanaryWhoseServiceIsGoneOrChangedIsNotReady(t *testing.T) {
+	s, rev := stableSubject(false)
+	owner := metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	canary := CanaryDeployment(s.Deployment, s.Stable.Spec.Selector, rev, *owner)
+	canary.Generation = 1
+	canary.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
+	svc := CanaryService(s.Stable, canary, *owner)
+	elsewhere := svc.DeepCopy()
+	elsewhere.Spec.Selector = map[string]string{"app": "shop"} // stable's pods
+	images := Images(canary.Spec.Template)
+	for _, tc := range []struct {
+		name    string
+		svc     *corev1.Service
+		step    int32
+		changed string
+	}{
+		{"as made", svc, 0, ""},
+		{"deleted", nil, 0, "its Service demo/shop-canary is missing"},
+		{"pointed at stable's pods", elsewhere, 0, "someone changed the selector of its Service demo/shop-canary to app=shop, not its pods' "},
+		{"never made, the canary's pods ready", nil, -1, "its Service demo/shop-canary is missing"},
+		{"not yet made, while the canary's pods come up", nil, -1, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			canary := canary.DeepCopy()
+			if tc.name == "not yet made, while the canary's pods come up" {
+				canary.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2}
+			}
+			objs := []runtime.Object{s.Deployment, canary}
+			if tc.svc != nil {
+				objs = append(objs, tc.svc)
+			}
+			c := NewController(ControllerConfig{Kube: fake.NewClientset(objs...), Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
+				Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+			if err := c.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			target := s.Target
+			target.Owner = owner
+			st := &v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: tc.step, CanaryRevision: rev, CanaryImages: images}
+			o := c.observe(t.Context(), s.Deployment, target, st, &rollout.Policy{})
+			if tc.changed == "" {
+				// Ready as its pods are (those coming up are not).
+				if ready := canary.Status.AvailableReplicas == 2; o.CanaryChanged != "" || o.CanaryReady != ready {
+					t.Errorf("changed %q, ready %t: want unchanged and ready %t", o.CanaryChanged, o.CanaryReady, ready)
+				}
+				return
+			}
+			if !strings.Contains(o.CanaryChanged, tc.changed) || o.CanaryReady || o.CanaryAvailable != 0 {
+				t.Errorf("changed %q, ready %t, %d available: want %q, not ready, none available", o.CanaryChanged, o.CanaryReady, o.CanaryAvailable, tc.changed)
+			}
+		})
 	}
 }
