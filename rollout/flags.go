@@ -50,12 +50,17 @@ func (d *decider) routing(canary int32) traffic.Weights {
 }
 
 func (d *decider) routingOf(canary int32) traffic.Weights {
+	if d.st.CanaryWithdrawn && (d.st.Phase == v1alpha1.PhaseProgressing || d.st.Phase == v1alpha1.PhasePaused) {
+		return plainStable // no pod to serve the canary's share (withdraw)
+	}
+	return d.stepRouting(canary)
+}
+
+// stepRouting is the routing of a canary share, withdrawn or not.
+func (d *decider) stepRouting(canary int32) traffic.Weights {
 	w := traffic.Weights{Stable: 100 - canary, Canary: canary}
 	if d.st.Phase != v1alpha1.PhaseProgressing && d.st.Phase != v1alpha1.PhasePaused {
 		return w
-	}
-	if d.st.CanaryWithdrawn {
-		return plainStable // no pod to serve the canary's share (withdraw)
 	}
 	if c := CohortOf(&d.st); c != nil {
 		if c.Mirror > 0 {

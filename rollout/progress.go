@@ -494,10 +494,22 @@ func (d *decider) driftLook() time.Duration {
 
 // paused keeps the weight where it is and judges nothing.
 func (d *decider) paused() {
-	if d.st.Step >= 0 && d.in.Weights != d.routing(d.st.CanaryWeight) {
+	// A person's pause keeps the share where it is, but not on a canary
+	// with no pod ready to serve it (withdraw).
+	switch {
+	case d.st.Step < 0:
+	case d.st.CanaryWithdrawn && d.unserved() == "":
+		d.giveBack()
+	case !d.st.CanaryWithdrawn && d.unserved() != "":
+		d.withdraw()
+	case d.in.Weights != d.routing(d.st.CanaryWeight):
 		d.setWeight(d.st.CanaryWeight)
 	}
-	d.hold(v1alpha1.HoldPaused, "paused at "+fmt.Sprintf("%d%%", d.st.CanaryWeight))
+	msg := fmt.Sprintf("paused at %d%%", d.st.CanaryWeight)
+	if d.st.CanaryWithdrawn {
+		msg += ", its share withdrawn to stable until the canary has a ready pod"
+	}
+	d.hold(v1alpha1.HoldPaused, msg)
 }
 
 // describe says which checks did not pass, with values and thresholds:

@@ -256,25 +256,35 @@ func (d *decider) withdraw() {
 	if d.st.CanaryWithdrawn || d.st.Step < 0 {
 		return
 	}
-	w := d.routingOf(d.st.CanaryWeight)
-	toCanary := w.Canary > 0 || w.Cohort.Name != "" || w.Sticky.Cookie != ""
-	canaryDown := toCanary && d.in.CanaryAvailable == 0
-	baselineDown := w.Baseline > 0 && d.in.BaselineAvailable == 0
-	if !canaryDown && !baselineDown {
+	what := d.unserved()
+	if what == "" {
 		return
-	}
-	what := "canary " + d.st.CanaryRevision
-	if !canaryDown {
-		what = "the baseline of canary " + d.st.CanaryRevision
 	}
 	d.st.CanaryWithdrawn = true
 	d.setWeight(d.st.CanaryWeight)
-	msg := fmt.Sprintf("%s has no pod of its revision ready to serve its %d%% share: all of it is on stable until one is, or until the progress deadline (%s) rolls the canary back",
-		what, d.st.CanaryWeight, d.in.Policy.ProgressDeadline)
+	until := fmt.Sprintf(", or until the progress deadline (%s) rolls the canary back", d.in.Policy.ProgressDeadline)
+	if d.st.Phase == v1alpha1.PhasePaused {
+		until = " (the rollout is paused: nothing moves on meanwhile)"
+	}
+	msg := fmt.Sprintf("%s has no pod of its revision ready to serve its %d%% share: all of it is on stable until one is%s", what, d.st.CanaryWeight, until)
 	d.event(true, "CanaryWithdrawn", msg)
 	// People hear of it (a canary that was serving went down), unlike a
 	// canary still starting.
 	d.notifyHeld(v1alpha1.HoldCanaryNotReady, msg)
+}
+
+// unserved names what the step's routing sends users to with no pod ready
+// to serve them: the canary, or its fresh baseline ("" when neither).
+func (d *decider) unserved() string {
+	w := d.stepRouting(d.st.CanaryWeight)
+	toCanary := w.Canary > 0 || w.Cohort.Name != "" || w.Sticky.Cookie != ""
+	switch {
+	case toCanary && d.in.CanaryAvailable == 0:
+		return "canary " + d.st.CanaryRevision
+	case w.Baseline > 0 && d.in.BaselineAvailable == 0:
+		return "the baseline of canary " + d.st.CanaryRevision
+	}
+	return ""
 }
 
 // giveBack restores the step's share once the canary withdrawn from it is
