@@ -122,6 +122,10 @@ func (w *world) set(args []string) error {
 			w.ForeignAutoscaler = strings.ReplaceAll(v, "_", " ")
 		case "baseline-ready":
 			w.BaselineReady = b && w.BaselineExists
+			w.BaselineAvailable = 0
+			if w.BaselineReady {
+				w.BaselineAvailable = w.BaselineReplicas
+			}
 		case "comparator-ready":
 			w.ComparatorReady = b && w.ComparatorExists
 		case "baseline-trouble":
