@@ -294,7 +294,11 @@ func (d *decider) giveBack() {
 	d.setWeight(d.st.CanaryWeight)
 	t := d.now()
 	d.st.StepStartedAt = &t
-	d.st.Message = fmt.Sprintf("canary %s ready again: its %d%% share is back on it, and the step's interval starts over", d.st.CanaryRevision, d.st.CanaryWeight)
+	what := "canary " + d.st.CanaryRevision
+	if d.st.Baseline == BaselineFresh {
+		what += " and its baseline"
+	}
+	d.st.Message = fmt.Sprintf("%s ready again: the %d%% share is back on it, and the step's interval starts over", what, d.st.CanaryWeight)
 	d.event(false, "CanaryRestored", d.st.Message)
 	d.after(time.Second)
 }

@@ -88,7 +88,7 @@ func TestACanaryWithNoPodReadyHasItsShareWithdrawnUntilOneIs(t *testing.T) {
 	setCanaryReady(t, sb, ns, true)
 	back := routing(traffic.Weights{Stable: 80, Canary: 20}, 20*time.Second)
 	t.Logf("the share back on the canary %.2f s after its pods were ready again", back.Sub(ready).Seconds())
-	waitEvent(t, sb, ns, "CanaryRestored", "its 20% share is back on it")
+	waitEvent(t, sb, ns, "CanaryRestored", "the 20% share is back on it")
 	f = waitFlight(t, sb, ns, "shop", 10*time.Second, func(f *v1alpha1.Flight) bool { return !f.Status.CanaryWithdrawn && f.Status.Hold == nil })
 	if f.Status.Phase != v1alpha1.PhaseProgressing || f.Status.CanaryWeight != 20 {
 		t.Errorf("phase %s at %d%%: want the canary going on at 20%%", f.Status.Phase, f.Status.CanaryWeight)
