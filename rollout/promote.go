@@ -20,7 +20,8 @@ func (d *decider) startPromotion(why string, checks []analysis.Check) {
 	t := d.now()
 	d.st.StageStartedAt = &t
 	d.st.Hold, d.st.CanaryWithdrawn = nil, false
-	d.setWeight(100)
+	d.st.CanaryWeight = 100
+	d.promotionRouting() // everyone on the canary, if it has a pod ready
 	d.do(SetStablePaused{Paused: false})
 	d.startWatch()
 	d.st.Message = why
@@ -96,7 +97,7 @@ func (d *decider) updateStable() {
 // rollout takes. It is said when it moves.
 func (d *decider) promotionRouting() {
 	want := int32(100)
-	if d.in.CanaryAvailable == 0 {
+	if d.canaryDown() {
 		want = 0
 	}
 	switch {

@@ -279,13 +279,16 @@ func (d *decider) unserved() string {
 	w := d.stepRouting(d.st.CanaryWeight)
 	toCanary := w.Canary > 0 || w.Cohort.Name != "" || w.Sticky.Cookie != ""
 	switch {
-	case toCanary && d.in.CanaryAvailable == 0:
+	case toCanary && d.canaryDown():
 		return "canary " + d.st.CanaryRevision
-	case w.Baseline > 0 && d.in.BaselineAvailable == 0:
+	case w.Baseline > 0 && !d.in.BaselineReady && d.in.BaselineAvailable == 0:
 		return "the baseline of canary " + d.st.CanaryRevision
 	}
 	return ""
 }
+
+// canaryDown reports whether the canary has no pod ready to serve.
+func (d *decider) canaryDown() bool { return !d.in.CanaryReady && d.in.CanaryAvailable == 0 }
 
 // giveBack restores the step's share once the canary withdrawn from it is
 // ready again; the step's interval starts over, as its traffic does.
