@@ -122,7 +122,7 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 		}
 	}
 	c.observeAutoscalers(d, &o)
-	c.observeBaseline(d, t, st, fresh, &o)
+	c.observeBaseline(ctx, d, t, st, fresh, &o)
 	c.observeComparator(d, t, &o)
 	c.observePrevious(d, t, st, &o)
 	w, err := c.router.Weights(ctx, t)
@@ -149,12 +149,14 @@ func (c *Controller) observe(ctx context.Context, d *appsv1.Deployment, t traffi
 // Its names are checked when the revision or the policy asks for one: a
 // Deployment or Service of those names that is not this Flight's is a
 // name taken, as the canary's would be.
-func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, fresh bool, o *rollout.Observed) {
+func (c *Controller) observeBaseline(ctx context.Context, d *appsv1.Deployment, t traffic.Target, st *v1alpha1.FlightStatus, fresh bool, o *rollout.Observed) {
 	wanted := fresh || st.Baseline == rollout.BaselineFresh
 	name := d.Name + BaselineSuffix
+	var ours *appsv1.Deployment // the baseline, this Flight's
 	if b, err := c.deployments.In(d.Namespace).Get(name); err == nil {
 		switch {
 		case ownedByRef(b, t.Owner):
+			ours = b
 			o.BaselineExists = true
 			o.BaselineRevision = b.Annotations[AnnotationRevision]
 			if b.Spec.Replicas != nil {
@@ -169,12 +171,22 @@ func (c *Controller) observeBaseline(d *appsv1.Deployment, t traffic.Target, st 
 			o.NameTaken = notOurs("deployment", b)
 		}
 	}
-	if svc, err := c.services.In(d.Namespace).Get(name); err == nil {
+	svc, err := c.services.In(d.Namespace).Get(name)
+	if err == nil {
 		switch {
 		case ownedByRef(svc, t.Owner):
 			o.BaselineExists = true // (a Service left by a delete half done goes too)
 		case wanted && o.NameTaken == "":
 			o.NameTaken = notOurs("service", svc)
+		}
+	}
+	// Its Service is part of its readiness, as the canary's is.
+	if ours != nil && st.Baseline == rollout.BaselineFresh && inFlight(st) && (st.Step >= 0 || o.BaselineReady) {
+		if apierrors.IsNotFound(err) {
+			svc, err = c.kube.CoreV1().Services(d.Namespace).Get(ctx, name, metav1.GetOptions{})
+		}
+		if changed := canaryServiceChanged(ours, svc, err); changed != "" {
+			o.BaselineReady, o.BaselineAvailable, o.BaselineTrouble = false, 0, changed
 		}
 	}
 }

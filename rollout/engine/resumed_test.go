@@ -255,3 +255,38 @@ func TestACanaryWhoseServiceIsGoneOrChangedIsNotReady(t *testing.T) {
 		})
 	}
 }
+
+// A fresh baseline's Service is part of its readiness too: missing, the
+// baseline is not ready, and its trouble says why.
+func TestABaselineWhoseServiceIsMissingIsNotReady(t *testing.T) {
+	s, rev := stableSubject(false)
+	owner := metav1.NewControllerRef(s.Flight, v1alpha1.FlightResource.GroupVersion().WithKind("Flight"))
+	canary := CanaryDeployment(s.Deployment, s.Stable.Spec.Selector, rev, *owner)
+	baseline, err := BaselineDeployment(s.Deployment, s.Deployment.Spec.Template, s.Stable.Spec.Selector, "stable-rev", *owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*appsv1.Deployment{canary, baseline} {
+		d.Generation = 1
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: 1, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
+	}
+	for _, withService := range []bool{true, false} {
+		objs := []runtime.Object{s.Deployment, canary, CanaryService(s.Stable, canary, *owner), baseline}
+		if withService {
+			objs = append(objs, CanaryService(s.Stable, baseline, *owner))
+		}
+		c := NewController(ControllerConfig{Kube: fake.NewClientset(objs...), Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
+			Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+		if err := c.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		target := s.Target
+		target.Owner = owner
+		st := &v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Baseline: rollout.BaselineFresh, CanaryRevision: rev, StableRevision: "stable-rev", CanaryImages: Images(canary.Spec.Template)}
+		o := c.observe(t.Context(), s.Deployment, target, st, &rollout.Policy{Baseline: rollout.BaselineFresh})
+		missing := strings.Contains(o.BaselineTrouble, "its Service demo/shop-baseline is missing")
+		if o.BaselineReady != withService || o.BaselineAvailable == 0 == withService || missing == withService || !o.CanaryReady {
+			t.Errorf("baseline Service made %t: baseline ready %t, %d available, trouble %q; canary ready %t", withService, o.BaselineReady, o.BaselineAvailable, o.BaselineTrouble, o.CanaryReady)
+		}
+	}
+}
