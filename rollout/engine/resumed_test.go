@@ -180,12 +180,7 @@ func TestAChangedCanaryIsNotReadyHoweverReadyItsPods(t *testing.T) {
 	canary.Spec.Template.Spec.Containers[0].Image = "shop:evil" // kubectl set image deployment/shop-canary
 	canary.Generation = 2
 	canary.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, UpdatedReplicas: 2, ReadyReplicas: 2, AvailableReplicas: 2}
-	kube := fake.NewClientset(s.Deployment, canary, CanaryService(s.Stable, canary, *owner))
-	c := NewController(ControllerConfig{Kube: kube, Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
-		Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
-	if err := c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	c := startedController(t, s.Deployment, canary, CanaryService(s.Stable, canary, *owner))
 	target := s.Target
 	target.Owner = owner
 	for _, images := range [][]v1alpha1.ContainerImage{{{Container: "shop", Image: "shop:v2"}}, {{Container: "shop", Image: "shop:evil"}}} {
@@ -233,11 +228,7 @@ func TestACanaryWhoseServiceIsGoneOrChangedIsNotReady(t *testing.T) {
 			if tc.svc != nil {
 				objs = append(objs, tc.svc)
 			}
-			c := NewController(ControllerConfig{Kube: fake.NewClientset(objs...), Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
-				Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
-			if err := c.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
+			c := startedController(t, objs...)
 			target := s.Target
 			target.Owner = owner
 			st := &v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: tc.step, CanaryRevision: rev, CanaryImages: images}
@@ -275,11 +266,7 @@ func TestABaselineWhoseServiceIsMissingIsNotReady(t *testing.T) {
 		if withService {
 			objs = append(objs, CanaryService(s.Stable, baseline, *owner))
 		}
-		c := NewController(ControllerConfig{Kube: fake.NewClientset(objs...), Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
-			Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
-		if err := c.Start(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		c := startedController(t, objs...)
 		target := s.Target
 		target.Owner = owner
 		st := &v1alpha1.FlightStatus{Phase: v1alpha1.PhaseProgressing, Step: 0, Baseline: rollout.BaselineFresh, CanaryRevision: rev, StableRevision: "stable-rev", CanaryImages: Images(canary.Spec.Template)}
@@ -289,4 +276,16 @@ func TestABaselineWhoseServiceIsMissingIsNotReady(t *testing.T) {
 			t.Errorf("baseline Service made %t: baseline ready %t, %d available, trouble %q; canary ready %t", withService, o.BaselineReady, o.BaselineAvailable, o.BaselineTrouble, o.CanaryReady)
 		}
 	}
+}
+
+// startedController is an engine over namespace demo holding objs, its
+// caches filled.
+func startedController(t *testing.T, objs ...runtime.Object) *Controller {
+	t.Helper()
+	c := NewController(ControllerConfig{Kube: fake.NewClientset(objs...), Fledge: fledgefake.NewSimpleClientset(), Router: traffictest.NewRouter(), Policies: policyMap(nil),
+		Namespaces: []string{"demo"}, Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics(prometheus.NewRegistry())})
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
